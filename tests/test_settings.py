@@ -1,0 +1,95 @@
+"""Settings resolution: defaults, .env, environment, overrides, and one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llm import Secret
+from voice.settings import (
+    DEFAULT_OPENAI_MODEL,
+    EMBEDDED_MODEL,
+    OPENAI_URL,
+    SettingsError,
+    load_settings,
+)
+
+
+def test_defaults_use_the_embedded_server() -> None:
+    s = load_settings(environ={}, dotenv_path=None)
+    assert s.uses_embedded_llm
+    assert s.resolved_base_url == ""
+    assert s.resolved_model == EMBEDDED_MODEL
+    assert s.host == "127.0.0.1" and s.port == 7860
+    assert s.tts_engine == "auto" and s.connection_strategy == "prewarmed"
+
+
+def test_key_alone_selects_openai() -> None:
+    s = load_settings(environ={"OPENAI_API_KEY": "sk-test-123"}, dotenv_path=None)
+    assert not s.uses_embedded_llm
+    assert s.resolved_base_url == OPENAI_URL
+    assert s.resolved_model == DEFAULT_OPENAI_MODEL
+    assert isinstance(s.openai_api_key, Secret) and s.openai_api_key.reveal() == "sk-test-123"
+
+
+def test_custom_base_url_needs_a_model() -> None:
+    with pytest.raises(SettingsError, match="LLM_MODEL"):
+        load_settings(environ={"OPENAI_BASE_URL": "http://127.0.0.1:11434/v1"}, dotenv_path=None)
+    s = load_settings(
+        environ={"OPENAI_BASE_URL": "http://127.0.0.1:11434/v1", "LLM_MODEL": "llama3.2"},
+        dotenv_path=None,
+    )
+    assert s.resolved_base_url == "http://127.0.0.1:11434/v1" and s.resolved_model == "llama3.2"
+
+
+def test_dotenv_is_read_and_environment_wins(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("TTS_ENGINE=piper\nEND_OF_TURN_SILENCE_MS=700\nGRADIO_SERVER_PORT=9000\n")
+    s = load_settings(environ={"GRADIO_SERVER_PORT": "9100"}, dotenv_path=env_file)
+    assert s.tts_engine == "piper"
+    assert s.end_of_turn_silence_ms == 700
+    assert s.port == 9100
+
+
+def test_flags_override_environment() -> None:
+    s = load_settings(
+        {"port": 8000, "tts_engine": "edge", "host": None},
+        environ={"GRADIO_SERVER_PORT": "9100", "GRADIO_SERVER_NAME": "0.0.0.0"},
+        dotenv_path=None,
+    )
+    assert s.port == 8000 and s.tts_engine == "edge" and s.host == "0.0.0.0"
+
+
+def test_empty_system_prompt_is_allowed() -> None:
+    s = load_settings(environ={"SYSTEM_PROMPT": ""}, dotenv_path=None)
+    assert s.system_prompt == ""
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable"),
+    [
+        ({"TTS_ENGINE": "loud"}, "TTS_ENGINE"),
+        ({"GRADIO_SERVER_PORT": "seventy"}, "GRADIO_SERVER_PORT"),
+        ({"GRADIO_SERVER_PORT": "70000"}, "GRADIO_SERVER_PORT"),
+        ({"CONNECTION_STRATEGY": "fast"}, "CONNECTION_STRATEGY"),
+        ({"OPENAI_BASE_URL": "api.openai.com"}, "OPENAI_BASE_URL"),
+        ({"END_OF_TURN_SILENCE_MS": "10"}, "END_OF_TURN_SILENCE_MS"),
+        ({"BARGE_IN": "maybe"}, "BARGE_IN"),
+        ({"EMULATED_RTT_MS": "-5"}, "EMULATED_RTT_MS"),
+        ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
+        ({"WHISPER_DEVICE": "tpu"}, "WHISPER_DEVICE"),
+    ],
+)
+def test_bad_values_name_their_variable(environ: dict[str, str], variable: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(environ=environ, dotenv_path=None)
+    message = str(caught.value)
+    assert message.startswith(variable + "=")
+    assert "\n" not in message
+
+
+def test_secret_never_prints() -> None:
+    s = load_settings(environ={"OPENAI_API_KEY": "sk-very-secret"}, dotenv_path=None)
+    for text in (str(s), repr(s), f"{s.openai_api_key}", str(s.openai_api_key)):
+        assert "sk-very-secret" not in text
