@@ -1,0 +1,45 @@
+"""One session's conversation history, bounded so prompts never grow without limit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Conversation:
+    """System prompt plus the most recent turns that fit in ``max_chars``.
+
+    The oldest turns are dropped first; the newest user message is always kept, cut to
+    ``max_chars`` if it alone is longer (a 100 kB typed turn still gets an answer).
+    """
+
+    system_prompt: str
+    max_chars: int = 4000
+    turns: list[dict[str, str]] = field(default_factory=list)
+
+    def add_user(self, text: str) -> None:
+        """Append the user's message."""
+        self.turns.append({"role": "user", "content": text})
+
+    def add_assistant(self, text: str) -> None:
+        """Append what the assistant actually said (the spoken part, after a barge-in)."""
+        if text.strip():
+            self.turns.append({"role": "assistant", "content": text})
+
+    def messages(self) -> list[dict[str, str]]:
+        """The OpenAI chat messages to send: system prompt, then recent turns within budget."""
+        budget = self.max_chars
+        kept: list[dict[str, str]] = []
+        for message in reversed(self.turns):
+            size = len(message["content"])
+            if size > budget:
+                if not kept:  # the newest message must survive, truncated
+                    kept.append({**message, "content": message["content"][:budget]})
+                break
+            kept.append(message)
+            budget -= size
+        kept.reverse()
+        while kept and kept[0]["role"] != "user":  # a history never opens on the assistant
+            kept.pop(0)
+        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt.strip() else []
+        return system + kept

@@ -1,0 +1,73 @@
+"""What a voice session tells its front-end (browser page, local speaker, CLI), as it happens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from voice.latency import TurnLatency
+from voice.tts import AudioChunk
+
+
+@dataclass(frozen=True)
+class Status:
+    """Session status line and connection state (cold / warming / warm / idle / closed)."""
+
+    text: str
+    connection: str
+    level: str = "info"  # info | warning | error
+
+
+@dataclass(frozen=True)
+class UserSaid:
+    """The transcript (or typed text) of the user's turn."""
+
+    turn: int
+    text: str
+
+
+@dataclass(frozen=True)
+class AssistantSaid:
+    """One more sentence of the assistant's reply, the moment it is complete."""
+
+    turn: int
+    text: str
+
+
+@dataclass(frozen=True)
+class AudioOut:
+    """A chunk of reply audio, ready to play."""
+
+    turn: int
+    chunk: AudioChunk
+
+
+@dataclass(frozen=True)
+class LatencyUpdate:
+    """A stage of the current turn became known (a snapshot of the breakdown)."""
+
+    latency: TurnLatency
+
+
+@dataclass(frozen=True)
+class TurnDone:
+    """The turn ended (ok, no speech, error or interrupted); final breakdown."""
+
+    latency: TurnLatency
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should read: a retry, a fallback, an error, a capped recording."""
+
+    text: str
+    level: str = "info"  # info | warning | error
+
+
+@dataclass(frozen=True)
+class BargeIn:
+    """The user started speaking over the assistant; its reply was cut."""
+
+    turn: int
+
+
+SessionEvent = Status | UserSaid | AssistantSaid | AudioOut | LatencyUpdate | TurnDone | Notice | BargeIn

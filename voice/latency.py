@@ -1,0 +1,98 @@
+"""A turn's latency breakdown: every stage in ms from the true end of the user's speech.
+
+All stages are measured from ``time.perf_counter()`` stamps taken where the event
+happened; nothing here is estimated.  ``None`` means "not reached (yet)" or "does not
+apply" (a typed turn has no endpointing and no speech-to-text).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+# (attribute, label) in pipeline order: the UI and the CLI render exactly these.
+STAGES: tuple[tuple[str, str], ...] = (
+    ("endpoint_ms", "Endpoint detected"),
+    ("transcript_ms", "Transcript ready"),
+    ("request_sent_ms", "LLM request sent"),
+    ("status_ms", "HTTP status received"),
+    ("first_token_ms", "First token"),
+    ("first_sentence_ms", "First sentence ready"),
+    ("first_audio_ms", "First audio ready"),
+)
+
+
+@dataclass
+class TurnLatency:
+    """Where one turn's time went.  Stage fields are ms after the true end of speech."""
+
+    turn: int
+    source: str = "voice"  # "voice" or "text"
+    strategy: str = "prewarmed"
+    rtt_ms: float = 0.0
+    speech_end_at: float = 0.0  # perf_counter() of the last voiced frame (or of text submission)
+    endpoint_ms: float | None = None
+    transcript_ms: float | None = None
+    stt_compute_ms: float | None = None
+    request_sent_ms: float | None = None
+    status_ms: float | None = None
+    first_token_ms: float | None = None
+    first_sentence_ms: float | None = None
+    first_audio_ms: float | None = None
+    reply_done_ms: float | None = None
+    reused_connection: bool | None = None
+    dns_ms: float | None = None
+    connect_ms: float | None = None
+    llm_attempts: int = 0
+    warmup_ms: float | None = None
+    tts_engine: str = ""
+    tts_fallback: bool = False
+    sentences: int = 0
+    chars: int = 0
+    transcript: str = ""
+    outcome: str = "running"  # running | ok | no_speech | error | interrupted
+    error: str | None = None
+    extras: dict[str, float] = field(default_factory=dict)  # e.g. speculative-STT savings
+
+    def since_speech_end(self, at: float) -> float:
+        """Milliseconds between the true end of speech and ``at`` (a perf_counter stamp)."""
+        return (at - self.speech_end_at) * 1000.0
+
+    def mark(self, stage: str, at: float) -> None:
+        """Record ``stage`` (one of STAGES' attributes) at ``at`` unless already recorded."""
+        if getattr(self, stage) is None:
+            setattr(self, stage, round(self.since_speech_end(at), 1))
+
+    @property
+    def total_ms(self) -> float | None:
+        """The headline number: speech end -> first audio."""
+        return self.first_audio_ms
+
+    @property
+    def connection(self) -> str:
+        """"reused", "new" or "" (unknown yet)."""
+        if self.reused_connection is None:
+            return ""
+        return "reused" if self.reused_connection else "new"
+
+    def snapshot(self) -> TurnLatency:
+        """An independent copy, safe to hand to another task or the UI."""
+        return dataclasses.replace(self, extras=dict(self.extras))
+
+    def stages(self) -> list[tuple[str, float | None]]:
+        """(label, ms) for every stage in order; ms is None until known."""
+        return [(label, getattr(self, attr)) for attr, label in STAGES]
+
+
+def format_table(latencies: list[TurnLatency]) -> str:
+    """A plain-text table of turns, one row each, for logs and the headless CLI."""
+    header = ["turn", "strategy", "rtt", "conn", *[label for _, label in STAGES], "outcome"]
+    rows = [header]
+    for lat in latencies:
+        rows.append([
+            str(lat.turn), lat.strategy, f"{lat.rtt_ms:.0f}", lat.connection or "-",
+            *["-" if ms is None else f"{ms:.0f}" for _, ms in lat.stages()],
+            lat.outcome,
+        ])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)

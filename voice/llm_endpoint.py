@@ -1,0 +1,73 @@
+"""Which LLM the app talks to, and the embedded server's life when it is the local one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from llm import Secret
+from llm.embedded_server import EmbeddedLLMServer
+from voice.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LLMEndpoint:
+    """The resolved endpoint: base URL, model, key, and the embedded server if one runs.
+
+    Shared by every session of the process (one embedded server per process).
+    """
+
+    base_url: str
+    model: str
+    api_key: Secret
+    reason: str
+    server: EmbeddedLLMServer | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LLMEndpoint:
+        """Resolve the endpoint; the embedded server is created but not started."""
+        if settings.openai_base_url:
+            reason = "OPENAI_BASE_URL is set"
+        elif settings.openai_api_key:
+            reason = "OPENAI_API_KEY is set and OPENAI_BASE_URL is not: using OpenAI"
+        else:
+            return cls(
+                base_url="", model=settings.resolved_model, api_key=Secret(""),
+                reason="no OPENAI_API_KEY and no OPENAI_BASE_URL: embedded llama.cpp server with SmolLM2",
+                server=EmbeddedLLMServer(),
+            )
+        return cls(settings.resolved_base_url, settings.resolved_model, settings.openai_api_key, reason)
+
+    @property
+    def is_embedded(self) -> bool:
+        """True when the LLM is the local llama.cpp child process."""
+        return self.server is not None
+
+    def start(self) -> None:
+        """Start the embedded server if there is one (blocking; seconds).  Logs the choice."""
+        if self.server is not None:
+            self.base_url = self.server.start()
+        log.info("LLM backend: %s at %s (model %s) - %s", "embedded" if self.is_embedded else "remote",
+                 self.base_url, self.model, self.reason)
+
+    async def ensure_running(self) -> bool:
+        """Restart a dead embedded server (off the event loop); True if it had died."""
+        if self.server is None:
+            return False
+        restarted = await asyncio.to_thread(self.server.ensure_running)
+        if restarted:
+            self.base_url = self.server.base_url
+        return restarted
+
+    def close(self) -> None:
+        """Stop the embedded server, if any."""
+        if self.server is not None:
+            self.server.stop()
+
+    def describe(self) -> str:
+        """A one-line description for the UI: endpoint and model, never the key."""
+        kind = "embedded llama.cpp" if self.is_embedded else "remote"
+        return f"{self.base_url} · model {self.model} ({kind})"

@@ -1,0 +1,73 @@
+"""What one process shares between its sessions: the LLM endpoint and the read-only models."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from voice.llm_endpoint import LLMEndpoint
+from voice.session import VoiceSession
+from voice.settings import Settings
+from voice.transcribe import Transcriber
+from voice.tts import TTSEngine, make_tts
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VoiceRuntime:
+    """The process-wide parts: endpoint (maybe the embedded server), Whisper, a warm TTS.
+
+    Build it once with :meth:`create` (blocking, a few seconds: it starts the embedded
+    server and loads the models), then make one :class:`VoiceSession` per user.
+    """
+
+    settings: Settings
+    endpoint: LLMEndpoint
+    transcriber: Transcriber
+
+    @classmethod
+    def create(cls, settings: Settings, progress: Callable[[str], None] | None = None) -> VoiceRuntime:
+        """Start the LLM backend and load the models, reporting each step to ``progress``."""
+        say = progress or (lambda text: log.info("%s", text))
+        started = time.perf_counter()
+        endpoint = LLMEndpoint.from_settings(settings)
+        if endpoint.is_embedded:
+            say("Starting the embedded LLM server (SmolLM2-135M)…")
+        endpoint.start()
+        say("Loading Whisper…")
+        transcriber = Transcriber(settings.whisper_model, settings.whisper_device,
+                                  settings.whisper_compute_type, settings.whisper_language)
+        try:
+            transcriber.warm()
+            say("Loading the voice…")
+            runtime = cls(settings, endpoint, transcriber)
+            asyncio.run(_warm_tts(runtime.new_tts()))
+        except BaseException:
+            endpoint.close()
+            raise
+        say(f"Ready in {time.perf_counter() - started:.1f} s")
+        return runtime
+
+    def new_tts(self) -> TTSEngine:
+        """A TTS engine for one session (models are shared underneath)."""
+        return make_tts(self.settings.tts_engine, self.settings.tts_voice, self.settings.edge_tts_timeout_s)
+
+    def new_session(self, session_id: str = "", settings: Settings | None = None) -> VoiceSession:
+        """A fresh session (not started) with its own history, endpointer and client."""
+        return VoiceSession(settings or self.settings, self.endpoint, transcriber=self.transcriber,
+                            tts=self.new_tts(), session_id=session_id)
+
+    def close(self) -> None:
+        """Stop the embedded server, if any."""
+        self.endpoint.close()
+
+
+async def _warm_tts(tts: TTSEngine) -> None:
+    try:
+        await tts.warm()
+    finally:
+        await tts.aclose()

@@ -1,0 +1,462 @@
+"""One user's voice session: audio in -> endpointing -> Whisper -> pooled LLM -> TTS -> audio out.
+
+A turn is a flow of stages, each stamped with ``perf_counter()`` where it happens and
+reported relative to the true end of the user's speech (see :mod:`voice.latency`).
+Everything a front-end needs arrives on :attr:`VoiceSession.events`.
+
+Life cycle: ``start()`` opens the session's own pooled LLM client and fires the
+warm-up in the background, so the TCP+TLS set-up overlaps the user's first sentence;
+``stop()`` cancels work in flight and closes the client.  Nothing is shared between
+sessions except read-only models (Whisper, Silero, Piper) and the embedded server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from llm import AuthError, LLMError, PooledLLMClient, RequestTiming, WarmUpResult
+from llm.latency_proxy import LatencyProxy
+from voice.audio import StreamingConverter
+from voice.conversation import Conversation
+from voice.endpointing import Endpointer, SpeechStarted, TurnEnded
+from voice.events import (
+    AssistantSaid,
+    AudioOut,
+    BargeIn,
+    LatencyUpdate,
+    Notice,
+    SessionEvent,
+    Status,
+    TurnDone,
+    UserSaid,
+)
+from voice.latency import TurnLatency
+from voice.llm_endpoint import LLMEndpoint
+from voice.settings import Settings
+from voice.transcribe import Transcriber
+from voice.tts import TTSEngine, TTSError
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+MAX_TYPED_CHARS = 2000
+STRATEGY_LABELS = {
+    "prewarmed": "pre-warmed pool",
+    "pooled": "pool without warm-up",
+    "cold": "new connection per request",
+}
+
+
+class VoiceSession:
+    """A conversation with its own connection pool, history, endpointer and numbers."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        endpoint: LLMEndpoint,
+        *,
+        transcriber: Transcriber,
+        tts: TTSEngine,
+        session_id: str = "",
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.settings = settings
+        self.endpoint = endpoint
+        self.transcriber = transcriber
+        self.tts = tts
+        self.session_id = session_id
+        self.clock = clock
+        self.strategy = settings.connection_strategy
+        self.rtt_ms = settings.emulated_rtt_ms
+        self.barge_in = settings.barge_in
+        self.conversation = Conversation(settings.system_prompt, settings.max_history_chars)
+        self.events: asyncio.Queue[SessionEvent] = asyncio.Queue()
+        self.latencies: list[TurnLatency] = []
+        self.warmup: WarmUpResult | None = None
+        self.closed = False
+        self.last_activity = clock()
+        self._client: PooledLLMClient | None = None
+        self._proxy: LatencyProxy | None = None
+        self._warm_task: asyncio.Task[None] | None = None
+        self._turn_task: asyncio.Task[None] | None = None
+        self._endpointer = self._new_endpointer(settings.end_of_turn_silence_ms)
+        self._converters: dict[int, StreamingConverter] = {}
+        self._feed_lock = asyncio.Lock()
+        self._turns = 0
+        self._speaking_until = 0.0
+        self._warned_nonfinite = False
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Open the LLM client and, for the pre-warmed strategy, warm it in the background."""
+        if self.closed:
+            raise RuntimeError("session is closed")
+        await self._open_client()
+        log.info("Session %s started (%s, emulated RTT %.0f ms)", self.session_id,
+                 STRATEGY_LABELS[self.strategy], self.rtt_ms)
+
+    async def stop(self) -> None:
+        """Cancel work in flight, close the client and the proxy.  Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        for task in (self._turn_task, self._warm_task):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        await self._close_client()
+        self._emit(Status("Session ended", "closed"))
+        log.info("Session %s stopped after %d turns", self.session_id, len(self.latencies))
+
+    async def configure(
+        self,
+        *,
+        strategy: str | None = None,
+        rtt_ms: float | None = None,
+        system_prompt: str | None = None,
+        silence_ms: int | None = None,
+        barge_in: bool | None = None,
+    ) -> None:
+        """Change settings mid-session.  A new strategy or distance means a new connection pool
+        (and a new warm-up), so turns under each setting are measured from the same start."""
+        if system_prompt is not None:
+            self.conversation.system_prompt = system_prompt
+        if barge_in is not None:
+            self.barge_in = barge_in
+        if silence_ms is not None and silence_ms != self._endpointer.silence_ms:
+            self.settings.replace(end_of_turn_silence_ms=silence_ms)  # validates the value
+            self._endpointer = self._new_endpointer(silence_ms)
+        if strategy is not None and strategy not in STRATEGY_LABELS:
+            raise ValueError(f"unknown connection strategy {strategy!r}")
+        if rtt_ms is not None and not 0 <= rtt_ms <= 5000:
+            raise ValueError("emulated RTT must be between 0 and 5000 ms")
+        changed = (strategy is not None and strategy != self.strategy) or (
+            rtt_ms is not None and rtt_ms != self.rtt_ms
+        )
+        if strategy is not None:
+            self.strategy = strategy
+        if rtt_ms is not None:
+            self.rtt_ms = float(rtt_ms)
+        if changed and self._client is not None:
+            await self._interrupt_turn()
+            await self._close_client()
+            await self._open_client()
+
+    # ----------------------------------------------------------------- state
+
+    @property
+    def connection_state(self) -> str:
+        """cold / warming / warm / idle / closed, from the client."""
+        if self.closed or self._client is None:
+            return "closed"
+        return self._client.state
+
+    @property
+    def client(self) -> PooledLLMClient | None:
+        """The session's LLM client (None before start and after stop)."""
+        return self._client
+
+    @property
+    def turns_started(self) -> int:
+        """How many turns this session has begun (spoken or typed)."""
+        return self._turns
+
+    @property
+    def busy(self) -> bool:
+        """True while a reply is being produced or its audio is still playing."""
+        running = self._turn_task is not None and not self._turn_task.done()
+        return running or self.clock() < self._speaking_until
+
+    # ----------------------------------------------------------------- input
+
+    async def feed_audio(self, samples: np.ndarray, sample_rate: int, received_at: float | None = None) -> None:
+        """Feed a chunk of microphone audio (any rate, dtype, channel layout)."""
+        if self.closed:
+            return
+        now = received_at if received_at is not None else self.clock()
+        self.last_activity = now
+        if self.busy and not self.barge_in:
+            return  # without barge-in, the user's speech over the reply is not a turn
+        async with self._feed_lock:
+            converter = self._converters.get(sample_rate)
+            if converter is None:
+                converter = self._converters[sample_rate] = StreamingConverter(sample_rate)
+            converted = converter.process(samples)
+            if converted.nonfinite and not self._warned_nonfinite:
+                self._warned_nonfinite = True
+                self._emit(Notice("The microphone sent invalid samples (NaN/Inf); they were replaced by silence.",
+                                  "warning"))
+            if converted.audio.size == 0:
+                return
+            endpointer = self._endpointer
+            found = await asyncio.to_thread(endpointer.feed, converted.audio)
+            for event in found:
+                if isinstance(event, SpeechStarted):
+                    if self.busy and self.barge_in:
+                        await self._barge_in()
+                elif isinstance(event, TurnEnded):
+                    lag_s = (endpointer.samples_seen - event.speech_end_sample) / SAMPLE_RATE
+                    speech_end_at = now - lag_s
+                    if event.capped:
+                        self._emit(Notice(
+                            f"Recording capped at {self.settings.max_turn_seconds:.0f} s: "
+                            "only the first part was transcribed.", "warning"))
+                    self._begin_turn(TurnLatency(turn=0, speech_end_at=speech_end_at),
+                                     audio=event.audio, endpoint_at=self.clock())
+
+    async def submit_text(self, text: str) -> asyncio.Task[None] | None:
+        """A typed turn: the same pipeline from the LLM on, timed from submission."""
+        if self.closed:
+            return None
+        self.last_activity = self.clock()
+        text = (text or "").strip()
+        if not text:
+            self._emit(Notice("Type something first.", "warning"))
+            return None
+        if len(text) > MAX_TYPED_CHARS:
+            self._emit(Notice(f"Your message was {len(text):,} characters; only the first "
+                              f"{MAX_TYPED_CHARS:,} were sent.", "warning"))
+            text = text[:MAX_TYPED_CHARS]
+        if self.busy:
+            await self._interrupt_turn()
+        return self._begin_turn(TurnLatency(turn=0, source="text", speech_end_at=self.clock()), text=text)
+
+    async def wait_idle(self, timeout: float | None = None) -> None:
+        """Wait for the turn in flight (if any) to finish."""
+        if self._turn_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._turn_task), timeout)
+
+    # ----------------------------------------------------------------- the turn
+
+    def _begin_turn(
+        self, lat: TurnLatency, *, audio: np.ndarray | None = None, text: str | None = None,
+        endpoint_at: float | None = None,
+    ) -> asyncio.Task[None]:
+        self._turns += 1
+        lat.turn = self._turns
+        lat.strategy = self.strategy
+        lat.rtt_ms = self.rtt_ms
+        lat.warmup_ms = self.warmup.ms if self.warmup is not None and self.warmup.ok else None
+        if endpoint_at is not None:
+            lat.mark("endpoint_ms", endpoint_at)
+        self.latencies.append(lat)
+        previous = self._turn_task
+        if previous is not None and not previous.done():
+            previous.cancel()
+        self._turn_task = asyncio.create_task(self._run_turn(lat, audio, text), name=f"turn-{lat.turn}")
+        return self._turn_task
+
+    async def _run_turn(self, lat: TurnLatency, audio: np.ndarray | None, text: str | None) -> None:
+        spoken: list[str] = []
+        try:
+            self._update(lat)
+            if audio is not None:
+                transcript = await asyncio.to_thread(self.transcriber.transcribe, audio)
+                lat.mark("transcript_ms", self.clock())
+                lat.stt_compute_ms = round(transcript.compute_ms, 1)
+                lat.transcript = transcript.text
+                if transcript.no_speech:
+                    lat.outcome = "no_speech"
+                    log.info("Turn %d: no speech in %.0f ms of audio; no LLM call", lat.turn,
+                             len(audio) / SAMPLE_RATE * 1000)
+                    return
+                text = transcript.text
+            assert text is not None
+            lat.transcript = text
+            self._emit(UserSaid(lat.turn, text))
+            self._update(lat)
+            if await self.endpoint.ensure_running():
+                self._emit(Notice("The local LLM server had stopped; it was restarted.", "warning"))
+                await self._close_client()
+                await self._open_client()
+            await self._reply(lat, text, spoken)
+            if lat.outcome == "running":
+                lat.outcome = "ok"
+        except asyncio.CancelledError:
+            lat.outcome = "interrupted"
+            raise
+        except Exception as exc:  # a turn must never take the session down
+            lat.outcome, lat.error = "error", _describe(exc)
+            log.exception("Turn %d failed", lat.turn)
+            self._emit(Notice(f"Something went wrong in this turn: {lat.error}", "error"))
+        finally:
+            if spoken:
+                self.conversation.add_assistant(" ".join(spoken))
+            if lat.outcome != "no_speech":
+                lat.reply_done_ms = round(lat.since_speech_end(self.clock()), 1)
+            if lat.first_sentence_ms is not None:
+                log.info("TIMING: First sentence ready %.0f ms after speech end", lat.first_sentence_ms)
+            if lat.first_audio_ms is not None:
+                log.info("TIMING: First audio ready %.0f ms after speech end", lat.first_audio_ms)
+            self._emit(TurnDone(lat.snapshot()))
+
+    async def _reply(self, lat: TurnLatency, text: str, spoken: list[str]) -> None:
+        client = self._client
+        assert client is not None
+        self.conversation.add_user(text)
+        sentences: asyncio.Queue[str | None] = asyncio.Queue()
+        speaker = asyncio.create_task(self._speak(lat, sentences, spoken), name=f"tts-{lat.turn}")
+        try:
+            lat.mark("request_sent_ms", self.clock())
+            try:
+                async for sentence in client.stream_sentences(self.conversation.messages()):
+                    if lat.first_sentence_ms is None:
+                        lat.mark("first_sentence_ms", self.clock())
+                    self._copy_request_timing(lat, client.last_request)
+                    lat.sentences += 1
+                    lat.chars += len(sentence)
+                    self._emit(AssistantSaid(lat.turn, sentence))
+                    self._update(lat)
+                    sentences.put_nowait(sentence)
+            except AuthError as exc:
+                lat.outcome, lat.error = "error", str(exc)
+                self._emit(Status("API key rejected", self.connection_state, "error"))
+                self._emit(Notice(str(exc), "error"))
+            except LLMError as exc:
+                lat.outcome, lat.error = "error", str(exc)
+                if lat.sentences:
+                    self._emit(Notice(f"The reply was cut off: {exc}", "warning"))
+                else:
+                    self._emit(Notice(f"The LLM did not answer: {exc}", "error"))
+            finally:
+                self._copy_request_timing(lat, client.last_request)
+                sentences.put_nowait(None)
+            await speaker
+        finally:
+            if not speaker.done():
+                speaker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await speaker
+
+    async def _speak(self, lat: TurnLatency, sentences: asyncio.Queue[str | None], spoken: list[str]) -> None:
+        """Synthesize sentences in order as they arrive; each chunk is emitted the moment it exists.
+
+        Synthesis of sentence k+1 runs while sentence k is still playing (playback is the
+        front-end's, in real time), so the audio stays continuous.
+        """
+        tts_failed = False
+        while (sentence := await sentences.get()) is not None:
+            spoken.append(sentence)
+            if tts_failed:
+                continue
+            try:
+                async for chunk in self.tts.synthesize(sentence):
+                    now = self.clock()
+                    if lat.first_audio_ms is None:
+                        lat.mark("first_audio_ms", now)
+                        lat.tts_engine = getattr(self.tts, "last_engine", None) or self.tts.name
+                        self._update(lat)
+                    self._speaking_until = max(self._speaking_until, now) + len(chunk.samples) / chunk.sample_rate
+                    self._emit(AudioOut(lat.turn, chunk))
+            except TTSError as exc:
+                tts_failed = True
+                self._emit(Notice(f"Speech output failed ({exc}); the reply is shown as text.", "error"))
+            fallbacks = getattr(self.tts, "fallbacks", 0)
+            if fallbacks and not lat.tts_fallback:
+                lat.tts_fallback = True
+                self._emit(Notice("edge-tts is unreachable; Piper (offline) is speaking instead.", "info"))
+
+    async def _barge_in(self) -> None:
+        turn = self._turns
+        await self._interrupt_turn()
+        self._emit(BargeIn(turn))
+        log.info("Barge-in: the user spoke over turn %d; reply stopped", turn)
+
+    async def _interrupt_turn(self) -> None:
+        task = self._turn_task
+        self._speaking_until = 0.0
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    # ----------------------------------------------------------------- connection
+
+    async def _open_client(self) -> None:
+        base_url = self.endpoint.base_url
+        connect_to: tuple[str, int] | None = None
+        if self.rtt_ms > 0:
+            parts = urlsplit(base_url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            self._proxy = LatencyProxy(parts.hostname or "127.0.0.1", port, rtt_ms=self.rtt_ms)
+            await self._proxy.start()
+            connect_to = (self._proxy.host, self._proxy.port)
+        self._client = PooledLLMClient(
+            base_url=base_url,
+            api_key=self.endpoint.api_key,
+            model=self.endpoint.model,
+            strategy=self.strategy,
+            limit=self.settings.pool_limit,
+            connect_timeout=self.settings.connect_timeout_s,
+            first_byte_timeout=self.settings.first_byte_timeout_s,
+            chunk_timeout=self.settings.chunk_timeout_s,
+            connect_to=connect_to,
+        )
+        self.warmup = None
+        if self.strategy == "prewarmed":
+            self._emit(Status("Pre-warming…", "warming"))
+            self._warm_task = asyncio.create_task(self._warm(self._client), name="warm-up")
+        else:
+            self._emit(Status(f"Ready ({STRATEGY_LABELS[self.strategy]}: no pre-warm)", self.connection_state))
+
+    async def _warm(self, client: PooledLLMClient) -> None:
+        result = await client.warm_up()
+        if client is not self._client:
+            return
+        self.warmup = result
+        if result.ok:
+            self._emit(Status(f"Connection ready in {result.ms:.0f} ms", client.state))
+        else:
+            level = "error" if (result.error or "").startswith("API key rejected") else "warning"
+            self._emit(Status(result.error or "warm-up failed", client.state, level))
+
+    async def _close_client(self) -> None:
+        if self._warm_task is not None and not self._warm_task.done():
+            self._warm_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._warm_task
+        self._warm_task = None
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+        proxy, self._proxy = self._proxy, None
+        if proxy is not None:
+            await proxy.stop()
+
+    # ----------------------------------------------------------------- helpers
+
+    def _new_endpointer(self, silence_ms: int) -> Endpointer:
+        return Endpointer(silence_ms=silence_ms, max_turn_s=self.settings.max_turn_seconds)
+
+    def _copy_request_timing(self, lat: TurnLatency, timing: RequestTiming | None) -> None:
+        if timing is None:
+            return
+        offset = lat.since_speech_end(timing.started_at)
+        for stage, value in (("status_ms", timing.ttfb_ms), ("first_token_ms", timing.first_token_ms)):
+            if value is not None and getattr(lat, stage) is None:
+                setattr(lat, stage, round(offset + value, 1))
+        lat.reused_connection = timing.reused_connection
+        lat.dns_ms = timing.dns_ms
+        lat.connect_ms = timing.connect_ms
+        lat.llm_attempts = timing.attempts
+
+    def _update(self, lat: TurnLatency) -> None:
+        self._emit(LatencyUpdate(lat.snapshot()))
+
+    def _emit(self, event: SessionEvent) -> None:
+        self.events.put_nowait(event)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
