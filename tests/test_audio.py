@@ -156,8 +156,7 @@ def test_zero_length_is_fine(shape: tuple[int, ...], dtype: type, rate: int) -> 
     out = to_mono_16k(np.zeros(shape, dtype=dtype), rate)
     assert out.shape == (0,)
     assert out.dtype == np.float32
-    conv = StreamingConverter()
-    streamed = conv.feed(np.zeros(shape, dtype=dtype), rate)
+    streamed = StreamingConverter(rate).process(np.zeros(shape, dtype=dtype)).audio
     assert streamed.shape == (0,) and streamed.dtype == np.float32
 
 
@@ -175,26 +174,26 @@ def test_bad_shapes_and_rates_are_refused() -> None:
 # -- streaming --------------------------------------------------------------------------
 
 
-def _stream(x: np.ndarray, rate: int, sizes: list[int]) -> tuple[np.ndarray, StreamingConverter]:
-    conv = StreamingConverter()
+def _stream(x: np.ndarray, rate: int, sizes: list[int]) -> np.ndarray:
+    conv = StreamingConverter(rate)
     parts, pos, i = [], 0, 0
     while pos < len(x):
         size = sizes[i % len(sizes)]
-        parts.append(conv.feed(x[pos : pos + size], rate))
+        parts.append(conv.process(x[pos : pos + size]).audio)
         pos += size
         i += 1
     parts.append(conv.flush())
-    return np.concatenate(parts), conv
+    return np.concatenate(parts)
 
 
 @pytest.mark.parametrize("rate", [48000, 44100, 8000])
 @pytest.mark.parametrize("sizes", [[480], [160], [4800], [1, 0, 333, 2047, 0, 17]])
 def test_streaming_equals_one_shot(rate: int, sizes: list[int]) -> None:
     rng = np.random.default_rng(rate)
-    x = (tone(440, 1.2, rate, 0.3) + rng.standard_normal(round(1.2 * rate)).astype(np.float32) * 0.05)
+    x = tone(440, 1.2, rate, 0.3) + rng.standard_normal(round(1.2 * rate)).astype(np.float32) * 0.05
     stereo = np.round(np.stack([x, 0.5 * x], axis=1) * 32767).astype(np.int16)
 
-    streamed, _ = _stream(stereo, rate, sizes)
+    streamed = _stream(stereo, rate, sizes)
     one_shot = to_mono_16k(stereo, rate)
 
     assert abs(len(streamed) - len(one_shot)) <= 1
@@ -202,36 +201,47 @@ def test_streaming_equals_one_shot(rate: int, sizes: list[int]) -> None:
     np.testing.assert_allclose(streamed[:n], one_shot[:n], atol=1e-4)
 
 
+def test_streaming_has_no_seams_at_chunk_boundaries() -> None:
+    # Converting each chunk on its own (a fresh resampler per chunk) leaves edge
+    # transients at every boundary; the stream must match a clean tone there.
+    rate, size = 48000, 960
+    x = tone(440, 1.0, rate, 0.5)
+    streamed = _stream(x, rate, [size])
+    reference = tone(440, 1.0, TARGET_RATE, 0.5)
+    body = slice(1000, 15000)  # away from the very start and end of the signal
+    assert np.abs(streamed[body] - reference[body]).max() < 2e-3
+    per_chunk = np.concatenate([to_mono_16k(x[i : i + size], rate) for i in range(0, len(x), size)])
+    assert np.abs(per_chunk[body] - reference[body]).max() > 2e-2  # the check can see seams
+
+
 def test_streaming_counts_nonfinite_per_chunk_and_in_total() -> None:
-    conv = StreamingConverter()
+    conv = StreamingConverter(48000)
     bad = tone(440, 0.1, 48000)
     bad[:5] = np.nan
-    out = conv.feed(bad, 48000)
-    assert conv.last_nonfinite == 5 and conv.nonfinite_samples == 5
-    assert np.isfinite(out).all()
-    conv.feed(tone(440, 0.1, 48000), 48000)
-    assert conv.last_nonfinite == 0 and conv.nonfinite_samples == 5
+    first = conv.process(bad)
+    assert first.nonfinite == 5 and conv.nonfinite_samples == 5
+    assert np.isfinite(first.audio).all()
+    second = conv.process(tone(440, 0.1, 48000))
+    assert second.nonfinite == 0 and conv.nonfinite_samples == 5
 
 
 def test_streaming_reports_resampler_delay() -> None:
-    conv = StreamingConverter()
-    conv.feed(tone(440, 0.2, 48000), 48000)
-    assert conv.input_rate == 48000
+    conv = StreamingConverter(48000)
+    out = conv.process(tone(440, 0.2, 48000)).audio
     assert conv.delay_samples > 0  # HQ filter look-ahead: output lags input slightly
-    passthrough = StreamingConverter()
-    passthrough.feed(tone(440, 0.2, 16000), 16000)
+    assert len(out) + conv.delay_samples == pytest.approx(3200, abs=1)
+    passthrough = StreamingConverter(16000)
+    passthrough.process(tone(440, 0.2, 16000))
     assert passthrough.delay_samples == 0
 
 
-def test_streaming_rate_change_flushes_old_stream() -> None:
-    conv = StreamingConverter()
-    first = conv.feed(tone(440, 0.5, 48000), 48000)
-    second = conv.feed(tone(440, 0.5, 16000), 16000)
+def test_flush_returns_the_tail_and_allows_a_new_stream() -> None:
+    conv = StreamingConverter(44100)
+    out = conv.process(tone(440, 0.5, 44100)).audio
     tail = conv.flush()
-    total = len(first) + len(second) + len(tail)
-    # Nothing of the 48 kHz half is lost when the rate switches: 8000 + 8000 samples.
-    assert abs(total - 16000) <= 1
-    assert conv.input_rate is None  # flushed: ready for any rate
+    assert len(out) + len(tail) == 8000
+    again = conv.process(tone(440, 0.5, 44100)).audio
+    assert len(again) + len(conv.flush()) == 8000
 
 
 # -- int16 and WAV ----------------------------------------------------------------------

@@ -112,61 +112,46 @@ def to_mono_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 class StreamingConverter:
-    """Chunk-by-chunk conversion to 16 kHz mono that is seamless across chunk boundaries.
+    """Chunk-by-chunk conversion of one input rate to 16 kHz mono, seamless across chunks.
 
-    One resampler stream per input rate; if the rate changes mid-stream, the old
-    stream is flushed (its tail returned first) and a new one started.  Counters
-    accumulate over the life of the converter; ``last_nonfinite``/``last_clipped``
-    describe the most recent chunk only.
+    Use one converter per input stream and rate (the resampler's filter state is
+    what makes consecutive outputs join without a click).  ``process`` reports the
+    repairs of its own chunk; ``nonfinite_samples``/``clipped_samples`` accumulate.
     """
 
-    def __init__(self) -> None:
-        self._rate: int | None = None
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = _check_rate(sample_rate)
         self._stream: soxr.ResampleStream | None = None
         self.nonfinite_samples = 0
         self.clipped_samples = 0
-        self.last_nonfinite = 0
-        self.last_clipped = 0
-
-    @property
-    def input_rate(self) -> int | None:
-        """The sample rate of the chunks currently being converted (None before the first)."""
-        return self._rate
 
     @property
     def delay_samples(self) -> float:
         """16 kHz samples fed in but not yet output (the resampler's look-ahead).
 
         Add this to any "samples behind the latest chunk" arithmetic that maps
-        output sample positions to wall-clock time.
+        output sample positions to wall-clock time; 0 when no resampling is needed.
         """
         return float(self._stream.delay()) if self._stream is not None else 0.0
 
-    def feed(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
-        """Convert one chunk; returns the 16 kHz mono float32 output available so far."""
-        rate = _check_rate(sample_rate)
+    def process(self, samples: np.ndarray) -> Converted:
+        """Convert one chunk; ``audio`` is the 16 kHz output that became available."""
         frames, nonfinite, clipped = _as_float_frames(samples)
-        self.last_nonfinite, self.last_clipped = nonfinite, clipped
         self.nonfinite_samples += nonfinite
         self.clipped_samples += clipped
         mono = _downmix(frames)
-
-        head = np.zeros(0, dtype=np.float32)
-        if rate != self._rate:
-            head = self.flush()
-            self._rate = rate
-            if rate != TARGET_RATE:
-                self._stream = soxr.ResampleStream(rate, TARGET_RATE, 1, dtype="float32", quality=_QUALITY)
-        if self._stream is None or not mono.size:
-            out = mono
-        else:
-            out = self._stream.resample_chunk(mono)
-            np.clip(out, -1.0, 1.0, out=out)
-        return np.concatenate([head, out]) if head.size else out
+        if self.sample_rate != TARGET_RATE and mono.size:
+            if self._stream is None:
+                self._stream = soxr.ResampleStream(
+                    self.sample_rate, TARGET_RATE, 1, dtype="float32", quality=_QUALITY
+                )
+            mono = self._stream.resample_chunk(mono)
+            np.clip(mono, -1.0, 1.0, out=mono)
+        return Converted(audio=mono, nonfinite=nonfinite, clipped=clipped)
 
     def flush(self) -> np.ndarray:
-        """End the stream: return the samples the resampler still holds and start afresh."""
-        stream, self._stream, self._rate = self._stream, None, None
+        """End of input: return what the resampler still holds; the next chunk starts afresh."""
+        stream, self._stream = self._stream, None
         if stream is None:
             return np.zeros(0, dtype=np.float32)
         tail = stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
