@@ -72,18 +72,15 @@ async def run_wavs(runtime: VoiceRuntime, wavs: list[Path], out: Path, pause_s: 
 
 async def run_mic(runtime: VoiceRuntime) -> None:
     """Talk through the default sound devices until Ctrl-C."""
-    from voice.local_audio import LocalAudio, LocalAudioError
+    from voice.local_audio import LocalAudioError, converse_locally
 
     session = runtime.new_session("mic")
-    try:
-        audio = LocalAudio()
-    except LocalAudioError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return
     await session.start()
     print("Listening: speak, pause, and WarmVoice answers. Ctrl-C to stop.")
     try:
-        await audio.run(session, on_turn=lambda lat: print(format_table([lat])))
+        await converse_locally(session, on_turn=lambda lat: print(format_table([lat])))
+    except LocalAudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
     finally:
         await session.stop()
 

@@ -21,6 +21,7 @@ import numpy as np
 from voice.events import AudioOut, BargeIn, TurnDone
 from voice.latency import TurnLatency
 from voice.session import VoiceSession
+from voice.tts import AudioChunk
 
 log = logging.getLogger(__name__)
 CAPTURE_RATE = 16000
@@ -46,57 +47,36 @@ def _import_sounddevice() -> Any:
     return sounddevice
 
 
-class LocalAudio:
-    """Feeds the default microphone into a session and plays its replies on the default speaker."""
+class LocalSpeaker:
+    """Plays reply audio on the default output device from a thread of its own."""
 
     def __init__(self) -> None:
         self._sd = _import_sounddevice()
-        self._playback: queue.Queue[tuple[np.ndarray, int] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[np.ndarray, int] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._play, name="local-playback", daemon=True)
+        self._thread.start()
 
-    async def run(self, session: VoiceSession, on_turn: Callable[[TurnLatency], None] | None = None) -> None:
-        """Capture, play and forward turn results until cancelled or the session closes."""
-        loop = asyncio.get_running_loop()
-        mic: asyncio.Queue[tuple[np.ndarray, float]] = asyncio.Queue(maxsize=500)
+    def play(self, chunk: AudioChunk) -> None:
+        """Queue a chunk; it plays after the ones before it."""
+        self._queue.put((chunk.samples, chunk.sample_rate))
 
-        def captured(indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
-            # PortAudio's thread: stamp the arrival, hand the copy to the loop, drop if it lags.
-            stamp = time.perf_counter()
-            with contextlib.suppress(asyncio.QueueFull, RuntimeError):
-                loop.call_soon_threadsafe(mic.put_nowait, (indata[:, 0].copy(), stamp))
+    def flush(self) -> None:
+        """Drop queued reply audio (barge-in): what is already in the device buffer still plays."""
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
 
-        player = threading.Thread(target=self._play, name="local-playback", daemon=True)
-        player.start()
-        stream = self._sd.InputStream(samplerate=CAPTURE_RATE, channels=1, dtype="float32",
-                                      blocksize=CAPTURE_BLOCK, callback=captured)
-        events_task = asyncio.create_task(self._forward_events(session, on_turn))
-        try:
-            with stream:
-                while not session.closed:
-                    chunk, stamp = await mic.get()
-                    await session.feed_audio(chunk, CAPTURE_RATE, received_at=stamp)
-        finally:
-            events_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await events_task
-            self._playback.put(None)
-            await asyncio.to_thread(player.join, 5)
-
-    async def _forward_events(self, session: VoiceSession, on_turn: Callable[[TurnLatency], None] | None) -> None:
-        while True:
-            event = await session.events.get()
-            if isinstance(event, AudioOut):
-                self._playback.put((event.chunk.samples, event.chunk.sample_rate))
-            elif isinstance(event, BargeIn):
-                self._drain()
-            elif isinstance(event, TurnDone) and on_turn is not None:
-                on_turn(event.latency)
+    async def aclose(self) -> None:
+        """Stop the playback thread."""
+        self.flush()
+        self._queue.put(None)
+        await asyncio.to_thread(self._thread.join, 5)
 
     def _play(self) -> None:
-        """Playback thread: blocking writes to the output stream, reopened if the rate changes."""
         stream = None
         rate = 0
         try:
-            while (item := self._playback.get()) is not None:
+            while (item := self._queue.get()) is not None:
                 samples, sample_rate = item
                 if stream is None or sample_rate != rate:
                     if stream is not None:
@@ -109,8 +89,51 @@ class LocalAudio:
             if stream is not None:
                 stream.close()
 
-    def _drain(self) -> None:
-        """Drop queued reply audio (barge-in): what is already in the device buffer still plays."""
-        with contextlib.suppress(queue.Empty):
-            while True:
-                self._playback.get_nowait()
+
+class LocalMic:
+    """Feeds the default input device into a session, 20 ms at a time, stamped on arrival."""
+
+    def __init__(self) -> None:
+        self._sd = _import_sounddevice()
+
+    async def run(self, session: VoiceSession) -> None:
+        """Capture until cancelled or the session closes."""
+        loop = asyncio.get_running_loop()
+        mic: asyncio.Queue[tuple[np.ndarray, float]] = asyncio.Queue(maxsize=500)
+
+        def captured(indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+            # PortAudio's thread: stamp the arrival and hand a copy to the loop.
+            stamp = time.perf_counter()
+            with contextlib.suppress(RuntimeError):  # loop closed during shutdown
+                loop.call_soon_threadsafe(_offer, mic, (indata[:, 0].copy(), stamp))
+
+        with self._sd.InputStream(samplerate=CAPTURE_RATE, channels=1, dtype="float32",
+                                  blocksize=CAPTURE_BLOCK, callback=captured):
+            while not session.closed:
+                chunk, stamp = await mic.get()
+                await session.feed_audio(chunk, CAPTURE_RATE, received_at=stamp)
+
+
+def _offer(q: asyncio.Queue[tuple[np.ndarray, float]], item: tuple[np.ndarray, float]) -> None:
+    with contextlib.suppress(asyncio.QueueFull):  # the loop is lagging: drop rather than grow
+        q.put_nowait(item)
+
+
+async def converse_locally(session: VoiceSession, on_turn: Callable[[TurnLatency], None]) -> None:
+    """Microphone in, speaker out, ``on_turn`` after each turn; until cancelled (Ctrl-C)."""
+    mic, speaker = LocalMic(), LocalSpeaker()
+    capture = asyncio.create_task(mic.run(session))
+    try:
+        while not capture.done():
+            event = await session.events.get()
+            if isinstance(event, AudioOut):
+                speaker.play(event.chunk)
+            elif isinstance(event, BargeIn):
+                speaker.flush()
+            elif isinstance(event, TurnDone):
+                on_turn(event.latency)
+    finally:
+        capture.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await capture
+        await speaker.aclose()

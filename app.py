@@ -1,0 +1,446 @@
+"""WarmVoice: a voice agent that answers faster than you expect, and shows why.
+
+``python app.py`` serves the Gradio page on http://127.0.0.1:7860.  This file is a thin
+layer over :mod:`voice`: it places components, forwards browser events to the tab's
+:class:`~voice.session.VoiceSession`, and renders the session's events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import logging
+import sys
+import threading
+import wave
+from collections.abc import AsyncIterator
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from llm import configure_logging
+from llm.secret import REDACTOR
+from voice import panel
+from voice.audio import float_to_int16
+from voice.events import (
+    AssistantSaid,
+    AudioOut,
+    BargeIn,
+    LatencyUpdate,
+    Notice,
+    Status,
+    TurnDone,
+    UserSaid,
+)
+from voice.latency import TurnLatency
+from voice.registry import SessionRegistry, TooManySessions
+from voice.runtime import VoiceRuntime
+from voice.session import STRATEGY_LABELS, VoiceSession
+from voice.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("warmvoice")
+
+STRATEGY_CHOICES = [(label, key) for key, label in STRATEGY_LABELS.items()]
+EDGE_VOICES = ["en-US-AriaNeural", "en-US-GuyNeural", "en-GB-SoniaNeural", "en-US-JennyNeural"]
+# Clicks the microphone's own record button, so one click on "Start speaking" both
+# starts the session (Python) and the browser capture (this snippet).
+START_MIC_JS = """
+(...args) => {
+  const root = document.querySelector('#mic');
+  const button = root && [...root.querySelectorAll('button')].find(
+    b => /record/i.test(b.getAttribute('aria-label') || '') || /record/i.test(b.className) || /record/i.test(b.textContent));
+  if (button) button.click();
+  return args;
+}
+"""
+STOP_MIC_JS = """
+(...args) => {
+  const root = document.querySelector('#mic');
+  const button = root && [...root.querySelectorAll('button')].find(
+    b => /stop/i.test(b.getAttribute('aria-label') || '') || /stop/i.test(b.className) || /stop/i.test(b.textContent));
+  if (button) button.click();
+  return args;
+}
+"""
+
+
+class RuntimeLoader:
+    """Loads the models and starts the LLM backend in a thread, so the page is up at once
+    and shows progress instead of a silent wait."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.progress = "Starting…"
+        self.error: str | None = None
+        self.runtime: VoiceRuntime | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._load, name="runtime-loader", daemon=True)
+
+    def start(self) -> None:
+        """Begin loading in the background."""
+        self._thread.start()
+
+    def _load(self) -> None:
+        def say(text: str) -> None:
+            self.progress = text
+            log.info("%s", text)
+
+        try:
+            self.runtime = VoiceRuntime.create(self.settings, progress=say)
+        except Exception as exc:
+            self.error = f"WarmVoice could not start: {exc}"
+            log.error("%s", self.error)
+        finally:
+            self._done.set()
+
+    async def wait(self) -> VoiceRuntime:
+        """The runtime once loaded; raises RuntimeError with the reason if loading failed."""
+        await asyncio.to_thread(self._done.wait)
+        if self.runtime is None:
+            raise RuntimeError(self.error or "WarmVoice could not start")
+        return self.runtime
+
+    @property
+    def ready(self) -> bool:
+        """True once loading has finished (successfully or not)."""
+        return self._done.is_set()
+
+
+class WarmVoiceApp:
+    """The Gradio callbacks, one session per tab (keyed by Gradio's session hash)."""
+
+    def __init__(self, settings: Settings, loader: RuntimeLoader) -> None:
+        self.settings = settings
+        self.loader = loader
+        self._registry: SessionRegistry | None = None
+        self._local_speaker: Any = None
+
+    # ------------------------------------------------------------------ sessions
+
+    async def registry(self) -> SessionRegistry:
+        """The tab registry, created once the runtime is loaded."""
+        if self._registry is None:
+            runtime = await self.loader.wait()
+            self._registry = SessionRegistry(
+                runtime.new_session, max_sessions=self.settings.max_sessions,
+                idle_timeout_s=self.settings.session_idle_timeout_s, max_age_s=self.settings.session_max_s,
+            )
+        return self._registry
+
+    async def _session(self, request: gr.Request | None) -> VoiceSession | None:
+        if request is None or self._registry is None:
+            return None
+        return self._registry.get(request.session_hash or "")
+
+    # ------------------------------------------------------------------ callbacks
+
+    async def start(
+        self, strategy: str, rtt_ms: float, system_prompt: str, silence_ms: float, barge_in: bool,
+        request: gr.Request,
+    ) -> AsyncIterator[str]:
+        """'Start speaking': open the tab's session (warm-up fires at once)."""
+        while not self.loader.ready:
+            yield f"⏳ {self.loader.progress}"
+            await asyncio.sleep(0.3)
+        try:
+            registry = await self.registry()
+            session = await registry.open(request.session_hash or "")
+            await session.configure(strategy=strategy, rtt_ms=float(rtt_ms), system_prompt=system_prompt,
+                                    silence_ms=int(silence_ms), barge_in=bool(barge_in))
+        except (TooManySessions, RuntimeError, ValueError, SettingsError) as exc:
+            yield f"⚠️ {exc}"
+            return
+        yield "Pre-warming…" if session.strategy == "prewarmed" else "Listening…"
+
+    async def stop(self, request: gr.Request) -> str:
+        """'Stop': cancel work in flight, close the connection, end the session."""
+        if self._registry is not None:
+            await self._registry.close(request.session_hash or "")
+        return "Session ended. Click **Start speaking** to talk again."
+
+    async def hear(self, chunk: tuple[int, np.ndarray] | None, request: gr.Request) -> None:
+        """A chunk of browser microphone audio (48 kHz int16, usually)."""
+        session = await self._session(request)
+        if session is None or chunk is None:
+            return
+        rate, samples = chunk
+        if samples is None or np.asarray(samples).size == 0:
+            return
+        try:
+            await session.feed_audio(np.asarray(samples), int(rate))
+        except (ValueError, TypeError) as exc:
+            log.warning("Unusable audio chunk ignored: %s", exc)
+
+    async def type_turn(self, text: str, request: gr.Request) -> str:
+        """A typed turn; returns "" to clear the text box."""
+        session = await self._session(request)
+        if session is None:
+            raise gr.Error("Click “Start speaking” first: it opens the session (you can then type or speak).")
+        await session.submit_text(text)
+        return ""
+
+    async def configure(
+        self, strategy: str, rtt_ms: float, system_prompt: str, silence_ms: float, barge_in: bool,
+        request: gr.Request,
+    ) -> None:
+        """A/B controls and settings changed: apply them to the live session."""
+        session = await self._session(request)
+        if session is None:
+            return
+        try:
+            await session.configure(strategy=strategy, rtt_ms=float(rtt_ms), system_prompt=system_prompt,
+                                    silence_ms=int(silence_ms), barge_in=bool(barge_in))
+        except (ValueError, SettingsError) as exc:
+            gr.Warning(str(exc))
+
+    async def unload(self, request: gr.Request) -> None:
+        """The tab closed: end its session."""
+        if self._registry is not None and request is not None:
+            await self._registry.close(request.session_hash or "")
+
+    async def pump(self, request: gr.Request) -> AsyncIterator[tuple[Any, ...]]:
+        """Streams the session's events to the page for as long as the session lives.
+
+        Yields (status, chat, reply audio chunk, current turn, turns table, chart, facts).
+        """
+        session = await self._session(request)
+        if session is None:
+            return
+        view = _PageView(session)
+        yield view.render(audio=None, chart=True)
+        while not session.closed:
+            try:
+                event = await asyncio.wait_for(session.events.get(), timeout=1.0)
+            except TimeoutError:
+                yield view.render(audio=None)  # refresh connection state and facts
+                continue
+            audio = view.apply(event)
+            if audio is not None and self._local_speaker is not None:
+                self._local_speaker.play(audio)
+                audio = None
+            yield view.render(audio=_wav_bytes(audio) if audio is not None else None,
+                              chart=isinstance(event, TurnDone))
+        view.status = "Session ended."
+        yield view.render(audio=None, chart=True)
+
+    # ------------------------------------------------------------------ page
+
+    def build(self) -> gr.Blocks:
+        """The page."""
+        s = self.settings
+        with gr.Blocks(title="WarmVoice") as demo:
+            gr.Markdown(
+                "# WarmVoice\nA voice agent that answers out loud fast, and shows where every millisecond "
+                "went. Click **Start speaking**, ask a question, pause: the reply starts as soon as its "
+                "first sentence exists. The connection to the LLM is pre-warmed while you talk."
+            )
+            with gr.Row(equal_height=True):
+                start = gr.Button("Start speaking", variant="primary", size="lg", elem_id="start-speaking", scale=3)
+                stop = gr.Button("Stop", variant="stop", size="lg", elem_id="stop", scale=1)
+            status = gr.Markdown("Click **Start speaking** to begin.", elem_id="status")
+            with gr.Row():
+                with gr.Column(scale=3):
+                    chat = gr.Chatbot(label="Conversation", elem_id="chat", height=360)
+                    with gr.Row():
+                        typed = gr.Textbox(placeholder="…or type a turn and press Enter", show_label=False,
+                                           scale=4, elem_id="typed", max_length=100_000)
+                        send = gr.Button("Send", scale=1, elem_id="send")
+                    mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone",
+                                   elem_id="mic", waveform_options=gr.WaveformOptions(show_recording_waveform=False))
+                    reply = gr.Audio(label="Assistant voice", streaming=True, autoplay=True, interactive=False,
+                                     elem_id="reply")
+                with gr.Column(scale=2):
+                    current = gr.HTML(panel.current_turn_html(None), elem_id="current-turn")
+                    facts = gr.Markdown("", elem_id="facts")
+            with gr.Accordion("All turns", open=True):
+                table = gr.Dataframe(headers=panel.TURN_COLUMNS, value=[], interactive=False, elem_id="turns",
+                                     wrap=True)
+                chart = gr.Plot(label="Where the time went (ms after your speech ended)", elem_id="chart")
+            with gr.Accordion("A/B and settings", open=True):
+                with gr.Row():
+                    strategy = gr.Radio(STRATEGY_CHOICES, value=s.connection_strategy, label="Connection strategy",
+                                        elem_id="strategy")
+                    rtt = gr.Slider(0, 1000, value=s.emulated_rtt_ms, step=10, elem_id="rtt",
+                                    label="Emulated network distance (extra round-trip ms)")
+                with gr.Row():
+                    silence = gr.Slider(200, 2000, value=s.end_of_turn_silence_ms, step=50,
+                                        label="End-of-turn silence (ms)", elem_id="silence")
+                    barge = gr.Checkbox(value=s.barge_in, label="Barge-in (interrupt the reply by speaking)")
+                    voice = gr.Dropdown(EDGE_VOICES, value=s.tts_voice, label="Voice (edge-tts)",
+                                        allow_custom_value=True, interactive=s.tts_engine != "piper")
+                prompt = gr.Textbox(value=s.system_prompt, label="System prompt", lines=2, max_length=4000)
+
+            controls = [strategy, rtt, prompt, silence, barge]
+            outputs = [status, chat, reply, current, table, chart, facts]
+            limit = s.max_sessions
+            started = start.click(self.start, controls, status, js=START_MIC_JS, concurrency_limit=limit,
+                                  api_name="start")
+            started.then(self.pump, None, outputs, concurrency_limit=limit, api_name="events",
+                         show_progress="hidden")
+            mic.stream(self.hear, mic, None, stream_every=0.1, time_limit=int(s.session_max_s),
+                       concurrency_limit=limit, api_name=False, show_progress="hidden")
+            stop.click(self.stop, None, status, js=STOP_MIC_JS, api_name="stop")
+            for trigger in (send.click, typed.submit):
+                trigger(self.type_turn, typed, typed, concurrency_limit=limit, api_name=False)
+            for control in controls:
+                control.change(self.configure, controls, None, api_name=False, show_progress="hidden")
+            voice.change(self._set_voice, voice, None, api_name=False)
+            demo.unload(self.unload)
+        return demo
+
+    async def _set_voice(self, voice: str, request: gr.Request) -> None:
+        session = await self._session(request)
+        if session is not None and hasattr(session.tts, "voice"):
+            session.tts.voice = voice
+
+
+class _PageView:
+    """What one tab shows, updated event by event."""
+
+    def __init__(self, session: VoiceSession) -> None:
+        self.session = session
+        self.status = "Pre-warming…" if session.strategy == "prewarmed" else "Listening…"
+        self.chat: list[dict[str, str]] = []
+        self.current: TurnLatency | None = None
+        self._assistant_turn = -1
+
+    def apply(self, event: object) -> Any:
+        """Fold one event into the view; returns an audio chunk to play, if the event has one."""
+        if isinstance(event, Status):
+            icon = {"error": "⛔ ", "warning": "⚠️ "}.get(event.level, "")
+            self.status = f"{icon}{event.text}"
+        elif isinstance(event, UserSaid):
+            self.chat.append({"role": "user", "content": event.text})
+        elif isinstance(event, AssistantSaid):
+            if self._assistant_turn != event.turn or not self.chat or self.chat[-1]["role"] != "assistant":
+                self.chat.append({"role": "assistant", "content": event.text})
+                self._assistant_turn = event.turn
+            else:
+                self.chat[-1]["content"] += " " + event.text
+        elif isinstance(event, LatencyUpdate | TurnDone):
+            self.current = event.latency
+        elif isinstance(event, Notice):
+            icon = {"error": "⛔ ", "warning": "⚠️ "}.get(event.level, "ℹ️ ")  # noqa: RUF001
+            self.status = f"{icon}{event.text}"
+        elif isinstance(event, BargeIn):
+            self.status = "You interrupted: listening…"
+        elif isinstance(event, AudioOut):
+            return event.chunk
+        return None
+
+    def render(self, *, audio: bytes | None, chart: bool = False) -> tuple[Any, ...]:
+        """Values for (status, chat, reply, current, table, chart, facts)."""
+        session = self.session
+        latencies = list(session.latencies)
+        client = session.client
+        stats = getattr(client, "stats", None)
+        warm = session.warmup
+        warm_text = "—" if warm is None else (f"{warm.ms:,.0f} ms" if warm.ok else f"failed: {warm.error}")
+        facts = panel.SessionFacts(
+            endpoint=session.endpoint.base_url, model=session.endpoint.model,
+            connection_state=session.connection_state, strategy=session.strategy, rtt_ms=session.rtt_ms,
+            warmup=warm_text,
+            connections_opened=getattr(stats, "connections_opened", 0),
+            connections_reused=getattr(stats, "connections_reused", 0),
+            tts_engine=next((lat.tts_engine for lat in reversed(latencies) if lat.tts_engine), "—"),
+        )
+        return (
+            self.status,
+            list(self.chat),
+            audio,
+            panel.current_turn_html(self.current),
+            panel.turns_rows(latencies),
+            panel.waterfall_chart(latencies) if chart else gr.skip(),
+            panel.facts_markdown(facts),
+        )
+
+
+def _wav_bytes(chunk: Any) -> bytes:
+    """A reply chunk as a small 16-bit WAV, the format Gradio streams without a decoder."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(chunk.sample_rate)
+        wav.writeframes(float_to_int16(chunk.samples).tobytes())
+    return buffer.getvalue()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Flags override the environment and .env (see the README's configuration table)."""
+    p = argparse.ArgumentParser(description="WarmVoice: a fast voice agent with a live latency panel.")
+    p.add_argument("--host", help="bind address (default 127.0.0.1; a Space uses 0.0.0.0)")
+    p.add_argument("--port", type=int, help="port (default 7860)")
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:11434/v1")
+    p.add_argument("--model", help="model name at that endpoint")
+    p.add_argument("--system-prompt", help="system prompt")
+    p.add_argument("--tts", choices=("auto", "edge", "piper"), help="text-to-speech engine")
+    p.add_argument("--voice", help="TTS voice (edge-tts name, or a Piper .onnx path)")
+    p.add_argument("--whisper-model", help="faster-whisper model name or path")
+    p.add_argument("--whisper-device", help="cpu, cuda or auto")
+    p.add_argument("--whisper-compute-type", help="e.g. int8, float16")
+    p.add_argument("--strategy", choices=tuple(STRATEGY_LABELS), help="LLM connection strategy")
+    p.add_argument("--rtt-ms", type=float, help="emulated network distance to the LLM")
+    p.add_argument("--local-audio", action="store_true", help="use this machine's microphone and speaker")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    return p.parse_args(argv)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Environment + .env + flags -> validated settings."""
+    return load_settings({
+        "host": args.host, "port": args.port, "openai_base_url": args.base_url, "llm_model": args.model,
+        "system_prompt": args.system_prompt, "tts_engine": args.tts, "tts_voice": args.voice,
+        "whisper_model": args.whisper_model, "whisper_device": args.whisper_device,
+        "whisper_compute_type": args.whisper_compute_type, "connection_strategy": args.strategy,
+        "emulated_rtt_ms": args.rtt_ms, "local_audio": args.local_audio or None, "log_level": args.log_level,
+    })
+
+
+def create_app(settings: Settings) -> tuple[gr.Blocks, WarmVoiceApp]:
+    """The Gradio app and its callbacks object; starts loading the models in the background."""
+    REDACTOR.add(settings.openai_api_key)
+    loader = RuntimeLoader(settings)
+    loader.start()
+    app = WarmVoiceApp(settings, loader)
+    if settings.local_audio:
+        from voice.local_audio import LocalAudioError, LocalSpeaker
+
+        try:
+            app._local_speaker = LocalSpeaker()
+            log.info("Local audio: replies play on this machine's speaker")
+        except LocalAudioError as exc:
+            log.warning("%s; the browser microphone and player keep working", exc)
+    demo = app.build()
+    demo.queue(default_concurrency_limit=settings.max_sessions)
+    return demo, app
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the app until Ctrl-C; returns the exit code."""
+    args = parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    demo, app = create_app(settings)
+    if settings.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("Serving on %s: reachable from other machines", settings.host)
+    try:
+        demo.launch(server_name=settings.host, server_port=settings.port, css=panel.PANEL_CSS,
+                    show_error=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        # Sessions' sockets die with the process; the child server must be stopped explicitly.
+        if app.loader.runtime is not None:
+            app.loader.runtime.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

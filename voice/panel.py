@@ -1,0 +1,159 @@
+"""The latency panel's content, built from measured breakdowns: tables, a waterfall chart, facts.
+
+Pure functions of :class:`~voice.latency.TurnLatency` data, so they are tested without a
+browser; ``app.py`` only places their output in Gradio components.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on a server; must precede pyplot
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+from voice.latency import STAGES, TurnLatency
+
+TURN_COLUMNS = [
+    "Turn", "Strategy", "RTT ms", "Connection", "Endpoint", "STT", "HTTP status", "First token",
+    "First sentence", "First audio", "LLM tries", "Outcome",
+]
+STRATEGY_SHORT = {"prewarmed": "pre-warmed", "pooled": "pool, no warm-up", "cold": "new conn/request"}
+_SEGMENT_COLOURS = ["#9aa5b1", "#6c8ebf", "#b85450", "#d79b00", "#82b366", "#9673a6", "#3c8dbc"]
+
+
+@dataclass(frozen=True)
+class SessionFacts:
+    """What the panel says about the session itself (never the API key)."""
+
+    endpoint: str
+    model: str
+    connection_state: str
+    strategy: str
+    rtt_ms: float
+    warmup: str
+    connections_opened: int
+    connections_reused: int
+    tts_engine: str
+
+
+def _ms(value: float | None) -> str:
+    return "" if value is None else f"{value:,.0f}"
+
+
+def current_turn_html(lat: TurnLatency | None) -> str:
+    """The current turn's stages, each shown the moment it is known, as bars from speech end."""
+    if lat is None:
+        return "<div class='wv-panel'><p>No turn yet. Click <b>Start speaking</b> and ask something.</p></div>"
+    known = [ms for _, ms in lat.stages() if ms is not None]
+    scale = max([*known, 1.0])
+    rows = []
+    for attr, label in STAGES:
+        ms = getattr(lat, attr)
+        width = 0 if ms is None else max(1.0, 100.0 * max(ms, 0.0) / scale)
+        value = "…" if ms is None else f"{ms:,.0f} ms"
+        rows.append(
+            f"<tr data-stage='{attr}'><td>{label}</td>"
+            f"<td class='wv-bar'><div style='width:{width:.1f}%'></div></td>"
+            f"<td class='wv-ms'>{value}</td></tr>"
+        )
+    conn = lat.connection or "…"
+    if lat.connection == "new" and lat.connect_ms is not None:
+        conn += f" (connect {lat.connect_ms:,.0f} ms)"
+    extra = [
+        f"Turn {lat.turn} ({html.escape(lat.source)})",
+        f"strategy: {STRATEGY_SHORT.get(lat.strategy, lat.strategy)}",
+        f"RTT +{lat.rtt_ms:.0f} ms",
+        f"connection: <span data-fact='connection'>{conn}</span>",
+    ]
+    if lat.stt_compute_ms is not None:
+        extra.append(f"Whisper compute {lat.stt_compute_ms:,.0f} ms")
+    if lat.llm_attempts > 1:
+        extra.append(f"<b>LLM retried</b> ({lat.llm_attempts} attempts)")
+    if lat.tts_engine:
+        extra.append(f"voice: {html.escape(lat.tts_engine)}" + (" (fallback)" if lat.tts_fallback else ""))
+    total = ""
+    if lat.total_ms is not None:
+        total = f"<p class='wv-total'>Speech end → first audio: <b>{lat.total_ms:,.0f} ms</b></p>"
+    return (
+        "<div class='wv-panel'>"
+        f"<p class='wv-meta'>{' · '.join(extra)}</p>"
+        f"<table class='wv-stages'>{''.join(rows)}</table>{total}"
+        f"<p class='wv-meta'>outcome: <span data-fact='outcome'>{html.escape(lat.outcome)}</span>"
+        + (f" — {html.escape(lat.error)}" if lat.error else "")
+        + "</p></div>"
+    )
+
+
+def turns_rows(latencies: list[TurnLatency]) -> list[list[str]]:
+    """One row per turn (columns: TURN_COLUMNS), so strategies and distances compare side by side."""
+    return [
+        [
+            str(lat.turn), STRATEGY_SHORT.get(lat.strategy, lat.strategy), f"{lat.rtt_ms:.0f}",
+            lat.connection, _ms(lat.endpoint_ms), _ms(lat.transcript_ms), _ms(lat.status_ms),
+            _ms(lat.first_token_ms), _ms(lat.first_sentence_ms), _ms(lat.first_audio_ms),
+            str(lat.llm_attempts or ""), lat.outcome,
+        ]
+        for lat in latencies
+    ]
+
+
+def waterfall_chart(latencies: list[TurnLatency], last: int = 12) -> Figure | None:
+    """Stacked horizontal bars per turn: how long each stage added after the previous one."""
+    turns = [lat for lat in latencies if lat.first_sentence_ms is not None or lat.first_audio_ms is not None]
+    turns = turns[-last:]
+    if not turns:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 0.55 * len(turns) + 1.4), dpi=100)
+    labels = []
+    seen: set[str] = set()
+    for row, lat in enumerate(turns):
+        start = 0.0
+        for index, (attr, label) in enumerate(STAGES):
+            ms = getattr(lat, attr)
+            if ms is None:
+                continue
+            width = max(ms - start, 0.0)
+            ax.barh(row, width, left=start, color=_SEGMENT_COLOURS[index % len(_SEGMENT_COLOURS)],
+                    label=None if label in seen else label)
+            seen.add(label)
+            start = max(start, ms)
+        labels.append(f"#{lat.turn} {STRATEGY_SHORT.get(lat.strategy, lat.strategy)}, +{lat.rtt_ms:.0f} ms")
+    ax.set_yticks(range(len(turns)), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("ms after the end of your speech")
+    ax.legend(loc="lower right", fontsize=7, ncols=2)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    plt.close(fig)  # the figure lives on in Gradio's component, not in pyplot's registry
+    return fig
+
+
+def facts_markdown(facts: SessionFacts) -> str:
+    """Session facts as a small Markdown table."""
+    rows = [
+        ("LLM endpoint", f"`{facts.endpoint}`"),
+        ("Model", f"`{facts.model}`"),
+        ("Connection", f"**{facts.connection_state}**"),
+        ("Strategy", STRATEGY_SHORT.get(facts.strategy, facts.strategy)),
+        ("Emulated RTT", f"+{facts.rtt_ms:.0f} ms"),
+        ("Warm-up", facts.warmup),
+        ("Connections opened / reused", f"{facts.connections_opened} / {facts.connections_reused}"),
+        ("Voice", facts.tts_engine),
+    ]
+    return "| Session | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+
+
+PANEL_CSS = """
+#start-speaking { font-size: 1.3em; min-height: 3.2em; }
+.wv-panel table.wv-stages { width: 100%; border-collapse: collapse; }
+.wv-panel td { padding: 2px 6px; white-space: nowrap; }
+.wv-panel td.wv-bar { width: 60%; }
+.wv-panel td.wv-bar div { height: 0.9em; background: #3c8dbc; border-radius: 3px; }
+.wv-panel td.wv-ms { text-align: right; font-variant-numeric: tabular-nums; }
+.wv-panel .wv-meta { font-size: 0.85em; opacity: 0.8; }
+.wv-panel .wv-total { font-size: 1.1em; }
+"""
