@@ -103,7 +103,16 @@ Event = SpeechStarted | TurnEnded
 
 
 class Endpointer:
-    """Feed 16 kHz mono float32 chunks of any size; get speech-start and turn-end events."""
+    """Feed 16 kHz mono float32 chunks of any size; get speech-start and turn-end events.
+
+    ``silence_ms``: silence after the last voiced frame that ends the turn.
+    ``threshold``: Silero probability at or above which a frame is voiced.
+    ``min_speech_ms``: voiced audio needed before a turn (and ``is_speaking``) starts.
+    ``pre_roll_ms`` / ``post_roll_ms``: audio kept before the start / after the end
+    of speech in ``TurnEnded.audio`` (Whisper misses clipped word edges).
+    ``max_turn_s``: a turn is cut (``capped=True``) at this length.
+    Not thread-safe: feed one instance from one task or thread at a time.
+    """
 
     def __init__(
         self,
