@@ -204,7 +204,10 @@ class VoiceSession:
                     if self.busy and self.barge_in:
                         await self._barge_in()
                 elif isinstance(event, TurnEnded):
-                    lag_s = (endpointer.samples_seen - event.speech_end_sample) / SAMPLE_RATE
+                    # Audio after the last voiced frame that we have already received (plus what the
+                    # resampler still holds) was captured after speech ended: subtract its duration.
+                    lag = endpointer.samples_seen - event.speech_end_sample + converter.delay_samples
+                    lag_s = lag / SAMPLE_RATE
                     speech_end_at = now - lag_s
                     if event.capped:
                         self._emit(Notice(

@@ -1,0 +1,58 @@
+"""The latency panel's content: built from measured breakdowns, in stage order."""
+
+from __future__ import annotations
+
+from voice import panel
+from voice.latency import STAGES, TurnLatency, format_table
+
+
+def _turn(n: int = 1, **stages: float) -> TurnLatency:
+    lat = TurnLatency(turn=n, strategy="prewarmed", rtt_ms=150, speech_end_at=100.0)
+    for name, value in stages.items():
+        setattr(lat, name, value)
+    return lat
+
+
+def test_mark_is_relative_to_speech_end_and_set_once() -> None:
+    lat = TurnLatency(turn=1, speech_end_at=10.0)
+    lat.mark("first_audio_ms", 10.75)
+    lat.mark("first_audio_ms", 11.5)
+    assert lat.first_audio_ms == 750.0
+    assert lat.total_ms == 750.0
+
+
+def test_current_turn_shows_known_stages_and_placeholders() -> None:
+    lat = _turn(endpoint_ms=510.0, transcript_ms=690.0, reused_connection=True)
+    text = panel.current_turn_html(lat)
+    assert "510 ms" in text and "690 ms" in text
+    assert text.count("…") >= len(STAGES) - 2
+    assert "reused" in text
+    for _, label in STAGES:
+        assert label in text
+
+
+def test_no_turn_yet_invites_the_user() -> None:
+    assert "Start speaking" in panel.current_turn_html(None)
+
+
+def test_turn_rows_follow_the_columns() -> None:
+    rows = panel.turns_rows([_turn(1, first_audio_ms=900.0), _turn(2, first_audio_ms=800.0)])
+    assert len(rows) == 2 and all(len(r) == len(panel.TURN_COLUMNS) for r in rows)
+    assert rows[0][panel.TURN_COLUMNS.index("First audio")] == "900"
+
+
+def test_chart_only_when_a_turn_has_numbers() -> None:
+    assert panel.waterfall_chart([_turn(1)]) is None
+    fig = panel.waterfall_chart([_turn(1, endpoint_ms=500.0, first_sentence_ms=800.0, first_audio_ms=950.0)])
+    assert fig is not None and len(fig.axes[0].patches) == 3
+
+
+def test_facts_never_include_a_key_field() -> None:
+    facts = panel.SessionFacts("https://api.example/v1", "m", "warm", "prewarmed", 0, "120 ms", 1, 4, "piper")
+    text = panel.facts_markdown(facts)
+    assert "1 / 4" in text and "warm" in text and "key" not in text.lower()
+
+
+def test_plain_table_for_the_cli() -> None:
+    table = format_table([_turn(1, first_audio_ms=912.4)])
+    assert "912" in table and "First audio ready" in table
