@@ -36,7 +36,7 @@ from voice.tts import (
     make_tts,
     prefetch,
 )
-from voice.tts_edge import EdgeTTS, EdgeTTSError, Mp3StreamDecoder
+from voice.tts_edge import EdgeTTS, EdgeTTSError, Mp3StreamDecoder, shared_breaker
 from voice.tts_piper import PiperTTS, bundled_voice_path, load_voice, sanitize_for_speech
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -363,9 +363,10 @@ async def test_edge_real_service_fails_fast_offline() -> None:
     assert edge_tts.communicate.WSS_URL.startswith("wss://speech.platform.bing.com/")
     edge = EdgeTTS(timeout_s=3.0)
     started = time.monotonic()
-    with pytest.raises(TTSError):
+    with pytest.raises(TTSError) as failure:
         await collect(edge.synthesize("Is anybody out there?"))
     assert time.monotonic() - started < 3.0 + 1.0
+    assert "SSLContext object" not in str(failure.value)  # a reason fit to show a user
 
 
 async def test_edge_circuit_breaker_skips_then_retries(standin: EdgeStandin) -> None:
@@ -478,6 +479,22 @@ async def test_fallback_warm_survives_unreachable_edge(unreachable_edge: None, p
         await FallbackTTS(EdgeTTS(timeout_s=3.0), PiperTTS("/nonexistent/voice.onnx")).warm()
 
 
+async def test_factory_engines_share_what_warm_up_learned(unreachable_edge: None) -> None:
+    """The runtime warms a throwaway engine; the sessions' engines must not retry edge."""
+    breaker = shared_breaker(123.0)
+    try:
+        warmed = make_tts("auto", "en-US-AriaNeural", 3.0, edge_cooldown_s=123.0)
+        await warmed.warm()
+        await warmed.aclose()
+        session_tts = make_tts("auto", "en-US-AriaNeural", 3.0, edge_cooldown_s=123.0)
+        assert isinstance(session_tts, FallbackTTS)
+        async with contextlib.aclosing(session_tts.synthesize("First turn.")) as stream:
+            first = await anext(stream)
+        assert first.engine == "piper" and session_tts.events[-1].stage == "skipped"
+    finally:
+        breaker.reset()
+
+
 # --- prefetch ---------------------------------------------------------------------------
 
 
@@ -529,6 +546,10 @@ def test_make_tts_builds_what_settings_ask_for() -> None:
     assert isinstance(auto, FallbackTTS)
     assert isinstance(auto.primary, EdgeTTS) and auto.primary.timeout_s == 2.0
     assert isinstance(auto.fallback, PiperTTS) and auto.fallback.model_path == bundled_voice_path()
+
+    # Reachability is the host's: every edge engine the factory builds shares one breaker.
+    assert edge.breaker is auto.primary.breaker is shared_breaker()
+    assert make_tts("edge", "en-US-AriaNeural", 3.0, edge_cooldown_s=5.0).breaker is shared_breaker(5.0)
 
     assert isinstance(make_tts("auto", "/voices/mine.onnx", 3.0), PiperTTS)
     with pytest.raises(TTSError):

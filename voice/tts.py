@@ -363,9 +363,13 @@ def make_tts(
     ``en-US-AriaNeural``; Piper then uses the bundled joe voice.  A ``voice`` ending in
     ``.onnx`` is a local Piper voice file: ``piper`` and ``auto`` then speak with that voice
     only (an edge voice cannot be derived from it), and ``edge`` is refused.
+
+    Every edge engine built here shares one circuit breaker per cool-down
+    (``voice.tts_edge.shared_breaker``): a failure while warming up or in one session sends
+    every session straight to Piper for the cool-down instead of each waiting out a timeout.
     """
     # Imported here so that importing voice.tts stays light and free of import cycles.
-    from voice.tts_edge import EdgeTTS
+    from voice.tts_edge import EdgeTTS, shared_breaker
     from voice.tts_piper import PiperTTS
 
     local_piper_voice = voice.lower().endswith(".onnx")
@@ -374,10 +378,10 @@ def make_tts(
     if engine == "edge":
         if local_piper_voice:
             raise TTSError(f"TTS_ENGINE=edge needs an edge voice name, not a Piper file ({voice})")
-        return EdgeTTS(voice, timeout_s=edge_timeout_s, cooldown_s=edge_cooldown_s)
+        return EdgeTTS(voice, timeout_s=edge_timeout_s, breaker=shared_breaker(edge_cooldown_s))
     if engine == "auto":
         return FallbackTTS(
-            EdgeTTS(voice, timeout_s=edge_timeout_s, cooldown_s=edge_cooldown_s),
+            EdgeTTS(voice, timeout_s=edge_timeout_s, breaker=shared_breaker(edge_cooldown_s)),
             PiperTTS(None),
         )
     raise TTSError(f"unknown TTS engine {engine!r}: choose auto, edge or piper")

@@ -100,6 +100,19 @@ class CircuitBreaker:
         self.reason = None
 
 
+_shared_breakers: dict[float, CircuitBreaker] = {}
+
+
+def shared_breaker(cooldown_s: float = DEFAULT_COOLDOWN_S) -> CircuitBreaker:
+    """The process-wide breaker for this cool-down, shared by the engines ``make_tts`` builds.
+
+    Whether the edge service is reachable is a property of the host, not of one session:
+    a failure seen while warming up, or by one session, spares every other session the
+    timeout.  (Plain attribute updates: safe to share across threads and event loops.)
+    """
+    return _shared_breakers.setdefault(cooldown_s, CircuitBreaker(cooldown_s))
+
+
 class Mp3StreamDecoder:
     """Incremental MP3 -> float32 mono PCM at ``output_rate``, fed bytes as they arrive.
 
@@ -179,6 +192,7 @@ class EdgeTTS:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         cooldown_s: float = DEFAULT_COOLDOWN_S,
         clock: Callable[[], float] = time.monotonic,
+        breaker: CircuitBreaker | None = None,
         max_stats: int = 50,
     ) -> None:
         if timeout_s <= 0:
@@ -190,7 +204,9 @@ class EdgeTTS:
             raise TTSError(f"invalid edge-tts voice {voice!r}: {exc}") from exc
         self.voice = voice
         self.timeout_s = timeout_s
-        self.breaker = CircuitBreaker(cooldown_s, clock)
+        # Own breaker unless one is shared in (see shared_breaker); then cooldown_s and
+        # clock are the shared breaker's.
+        self.breaker = breaker if breaker is not None else CircuitBreaker(cooldown_s, clock)
         self.calls: deque[EdgeCallStats] = deque(maxlen=max_stats)
 
     @property
@@ -260,7 +276,7 @@ class EdgeTTS:
                         raise EdgeTTSError(f"edge-tts: no audio within {self.timeout_s:g} s") from None
                     raise EdgeTTSError(f"edge-tts: stream stalled for {self.timeout_s:g} s") from None
                 except Exception as exc:
-                    raise EdgeTTSError(f"edge-tts failed: {type(exc).__name__}: {exc}") from exc
+                    raise EdgeTTSError(f"edge-tts failed: {_describe(exc)}") from exc
                 if message is None:
                     break
                 data = message.get("data") if message["type"] == "audio" else None
@@ -321,3 +337,12 @@ def _check_turn_ended(communicate: edge_tts.Communicate, audio_bytes: int) -> No
         raise EdgeTTSError(
             f"edge-tts stream ended before turn.end after {audio_bytes} bytes: connection dropped"
         )
+
+
+def _describe(exc: Exception) -> str:
+    """A short, user-presentable reason (aiohttp's connector errors embed object reprs)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        cause = getattr(exc, "os_error", None)
+        why = getattr(cause, "strerror", None) or (str(cause) if cause else "") or type(exc).__name__
+        return f"cannot connect to {exc.host}:{exc.port} ({why})"
+    return f"{type(exc).__name__}: {exc}"
