@@ -46,24 +46,8 @@ STRATEGY_CHOICES = [(label, key) for key, label in STRATEGY_LABELS.items()]
 EDGE_VOICES = ["en-US-AriaNeural", "en-US-GuyNeural", "en-GB-SoniaNeural", "en-US-JennyNeural"]
 # Clicks the microphone's own record button, so one click on "Start speaking" both
 # starts the session (Python) and the browser capture (this snippet).
-START_MIC_JS = """
-(...args) => {
-  const root = document.querySelector('#mic');
-  const button = root && [...root.querySelectorAll('button')].find(
-    b => /record/i.test(b.getAttribute('aria-label') || '') || /record/i.test(b.className) || /record/i.test(b.textContent));
-  if (button) button.click();
-  return args;
-}
-"""
-STOP_MIC_JS = """
-(...args) => {
-  const root = document.querySelector('#mic');
-  const button = root && [...root.querySelectorAll('button')].find(
-    b => /stop/i.test(b.getAttribute('aria-label') || '') || /stop/i.test(b.className) || /stop/i.test(b.textContent));
-  if (button) button.click();
-  return args;
-}
-"""
+START_MIC_JS = """(...args) => { document.querySelector('#mic button.record-button')?.click(); return args; }"""
+STOP_MIC_JS = """(...args) => { document.querySelector('#mic button.stop-button')?.click(); return args; }"""
 
 
 class RuntimeLoader:
@@ -237,7 +221,8 @@ class WarmVoiceApp:
                 "first sentence exists. The connection to the LLM is pre-warmed while you talk."
             )
             with gr.Row(equal_height=True):
-                start = gr.Button("Start speaking", variant="primary", size="lg", elem_id="start-speaking", scale=3)
+                start = gr.Button("Start speaking", variant="primary", size="lg", elem_id="start-speaking",
+                                  scale=3)
                 stop = gr.Button("Stop", variant="stop", size="lg", elem_id="stop", scale=1)
             status = gr.Markdown("Click **Start speaking** to begin.", elem_id="status")
             with gr.Row():
@@ -322,7 +307,7 @@ class _PageView:
         elif isinstance(event, LatencyUpdate | TurnDone):
             self.current = event.latency
         elif isinstance(event, Notice):
-            icon = {"error": "⛔ ", "warning": "⚠️ "}.get(event.level, "ℹ️ ")  # noqa: RUF001
+            icon = {"error": "⛔ ", "warning": "⚠️ "}.get(event.level, "ℹ️ ")
             self.status = f"{icon}{event.text}"
         elif isinstance(event, BargeIn):
             self.status = "You interrupted: listening…"

@@ -12,7 +12,7 @@ from voice.llm_endpoint import LLMEndpoint
 from voice.session import VoiceSession
 from voice.settings import Settings
 from voice.transcribe import Transcriber
-from voice.tts import TTSEngine, make_tts
+from voice.tts import TTSEngine, TTSError, make_tts
 
 log = logging.getLogger(__name__)
 
@@ -69,5 +69,8 @@ class VoiceRuntime:
 async def _warm_tts(tts: TTSEngine) -> None:
     try:
         await tts.warm()
+    except TTSError as exc:
+        # Not fatal: with TTS_ENGINE=edge offline every turn still shows its text, and says why.
+        log.warning("Text-to-speech could not warm up: %s", exc)
     finally:
         await tts.aclose()

@@ -41,7 +41,7 @@ from voice.latency import TurnLatency
 from voice.llm_endpoint import LLMEndpoint
 from voice.settings import Settings
 from voice.transcribe import Transcriber
-from voice.tts import TTSEngine, TTSError
+from voice.tts import AudioChunk, PrefetchedSpeech, TTSEngine, TTSError, has_speakable, prefetch
 
 log = logging.getLogger(__name__)
 
@@ -342,32 +342,68 @@ class VoiceSession:
                     await speaker
 
     async def _speak(self, lat: TurnLatency, sentences: asyncio.Queue[str | None], spoken: list[str]) -> None:
-        """Synthesize sentences in order as they arrive; each chunk is emitted the moment it exists.
+        """Speak sentences in order; each chunk is emitted the moment it exists.
 
-        Synthesis of sentence k+1 runs while sentence k is still playing (playback is the
-        front-end's, in real time), so the audio stays continuous.
+        Each sentence's synthesis starts as soon as the sentence arrives (``prefetch``), up
+        to ``parallel`` at once: for a network engine (edge-tts opens a new TLS WebSocket per
+        call) that hides the connection set-up of sentence k+1 behind the playback of k; a
+        CPU engine (Piper) runs one at a time, since two would only slow the first down on
+        a small machine.  Playback itself is the front-end's, in real time.
         """
-        tts_failed = False
-        while (sentence := await sentences.get()) is not None:
-            spoken.append(sentence)
-            if tts_failed:
-                continue
-            try:
-                async for chunk in self.tts.synthesize(sentence):
-                    now = self.clock()
-                    if lat.first_audio_ms is None:
-                        lat.mark("first_audio_ms", now)
-                        lat.tts_engine = getattr(self.tts, "last_engine", None) or self.tts.name
-                        self._update(lat)
-                    self._speaking_until = max(self._speaking_until, now) + len(chunk.samples) / chunk.sample_rate
-                    self._emit(AudioOut(lat.turn, chunk))
-            except TTSError as exc:
-                tts_failed = True
-                self._emit(Notice(f"Speech output failed ({exc}); the reply is shown as text.", "error"))
-            fallbacks = getattr(self.tts, "fallbacks", 0)
-            if fallbacks and not lat.tts_fallback:
+        parallel = 1 if self.tts.name == "piper" else 2
+        order: asyncio.Queue[PrefetchedSpeech | None] = asyncio.Queue()
+        slots = asyncio.Semaphore(parallel)
+        started: list[PrefetchedSpeech] = []
+
+        async def start_syntheses() -> None:
+            while (sentence := await sentences.get()) is not None:
+                spoken.append(sentence)
+                if not has_speakable(sentence):
+                    continue
+                await slots.acquire()
+                speech = prefetch(self.tts, sentence)
+                started.append(speech)
+                order.put_nowait(speech)
+            order.put_nowait(None)
+
+        producer = asyncio.create_task(start_syntheses(), name=f"tts-start-{lat.turn}")
+        try:
+            while (speech := await order.get()) is not None:
+                try:
+                    async for chunk in speech.chunks():
+                        self._play(lat, chunk)
+                    slots.release()
+                except TTSError as exc:
+                    self._emit(Notice(f"Speech output failed ({exc}); the reply is shown as text.", "error"))
+                    lat.tts_engine = "none (failed)"
+                    break
+            await producer
+        finally:
+            producer.cancel()
+            for speech in started:
+                await speech.aclose()
+            with contextlib.suppress(asyncio.CancelledError):
+                await producer
+            # Keep the spoken-text record complete even if synthesis stopped early.
+            while not sentences.empty():
+                item = sentences.get_nowait()
+                if item is not None:
+                    spoken.append(item)
+
+    def _play(self, lat: TurnLatency, chunk: AudioChunk) -> None:
+        now = self.clock()
+        first = lat.first_audio_ms is None
+        if first:
+            lat.mark("first_audio_ms", now)
+        engine = chunk.engine or self.tts.name
+        if first or engine != lat.tts_engine:
+            lat.tts_engine = engine
+            if engine == "piper" and self.tts.name != "piper" and not lat.tts_fallback:
                 lat.tts_fallback = True
-                self._emit(Notice("edge-tts is unreachable; Piper (offline) is speaking instead.", "info"))
+                self._emit(Notice("edge-tts is unavailable; Piper (offline) is speaking instead.", "info"))
+            self._update(lat)
+        self._speaking_until = max(self._speaking_until, now) + chunk.duration_s
+        self._emit(AudioOut(lat.turn, chunk))
 
     async def _barge_in(self) -> None:
         turn = self._turns

@@ -1,0 +1,173 @@
+"""The real page in a real Chromium: fake microphone from a WAV made at test time.
+
+The app runs as ``python app.py`` on its embedded offline defaults (llama.cpp + SmolLM2,
+Whisper tiny.en, Piper).  Chromium plays the WAV as its microphone, in a loop, so the
+question is asked once per loop: the first loop is turn 1, the second turn 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llm.embedded_server import free_loopback_port
+from tests.speech import synthesize
+from voice.audio import write_wav
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+QUESTION = "What is the capital of France?"
+LOOP_SILENCE_S = 14.0
+CHROMIUM_FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+    "--disable-background-networking", "--disable-component-update",
+    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+def chromium_path() -> str | None:
+    """Debian's Chromium (or CHROMIUM_PATH)."""
+    candidate = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+    return candidate if Path(candidate).exists() else None
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    path = chromium_path()
+    if path is None:
+        reason = "Chromium not found (install Debian's chromium or set CHROMIUM_PATH): BROWSER TESTS NOT RUN"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture(scope="module")
+def question_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The spoken question, then silence: Chromium loops the file, one question per loop."""
+    speech = synthesize(QUESTION)
+    audio = np.concatenate([np.zeros(int(0.5 * speech.sample_rate), np.float32), speech.samples,
+                            np.zeros(int(LOOP_SILENCE_S * speech.sample_rate), np.float32)])
+    path = tmp_path_factory.mktemp("mic") / "question.wav"
+    write_wav(path, audio, speech.sample_rate)
+    return path
+
+
+@pytest.fixture(scope="module")
+def app_url() -> Iterator[str]:
+    port = free_loopback_port()
+    env = {**os.environ, "TTS_ENGINE": "piper", "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+           "OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""}
+    log_path = ARTIFACTS / "browser-app.log"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
+                                stdout=log_file, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_for(lambda: _answers(url), 120, "the app to serve its page", proc, log_path)
+            _wait_for(lambda: b"Ready in" in log_path.read_bytes(), 180, "the models to load", proc, log_path)
+            yield url
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    assert b"Traceback" not in log_path.read_bytes(), "the app logged a traceback"
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _wait_for(check, timeout_s: float, what: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"app exited while waiting for {what}: {log_path.read_text()[-2000:]}")
+        if check():
+            return
+        time.sleep(0.25)
+    pytest.fail(f"timed out waiting for {what}: {log_path.read_text()[-2000:]}")
+
+
+def _stage_values(page) -> dict[str, str]:
+    return page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('#current-turn tr[data-stage]')]
+              .map(r => [r.dataset.stage, r.querySelector('.wv-ms').textContent.trim()]))"""
+    )
+
+
+def test_spoken_question_gets_a_spoken_answer_and_a_full_panel(
+    chromium: str, question_wav: Path, app_url: str
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium,
+            args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={question_wav}"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1500})
+            page.goto(app_url)
+            page.get_by_role("button", name="Start speaking").click()
+            expect(page.locator("#status")).to_contain_text(re.compile("Connection ready in [0-9,]+ ms|Pre-warming"),
+                                                            timeout=30_000)
+
+            chat = page.locator("#chat")
+            expect(chat).to_contain_text(re.compile("capital", re.I), timeout=60_000)
+            expect(chat).to_contain_text(re.compile("france", re.I), timeout=5_000)
+            # The assistant's reply: a second message bubble with text.
+            expect(page.locator("#chat [data-testid='bot']").first).not_to_be_empty(timeout=60_000)
+
+            # Every stage of the current turn shows a number (ms after the end of speech).
+            all_stages_known = """() => {
+                const rows = [...document.querySelectorAll('#current-turn tr[data-stage]')];
+                return rows.length > 0 && rows.every(r => /[0-9]/.test(r.querySelector('.wv-ms').textContent)); }"""
+            page.wait_for_function(all_stages_known, timeout=60_000)
+            stages = _stage_values(page)
+            values = {k: float(v.replace(",", "").split()[0]) for k, v in stages.items()}
+            assert list(values) == ["endpoint_ms", "transcript_ms", "request_sent_ms", "status_ms",
+                                    "first_token_ms", "first_sentence_ms", "first_audio_ms"]
+            assert all(v > 0 for v in values.values()), stages
+
+            # Reply audio reached the page's audio output and played.
+            page.wait_for_function(
+                """() => { const a = document.querySelector('#reply audio');
+                           return a && a.src && (a.currentTime > 0.2 || a.duration > 0.2); }""",
+                timeout=60_000,
+            )
+
+            # The WAV loops: the same question again is turn 2, on the reused pooled connection.
+            page.wait_for_function(
+                """() => document.querySelectorAll('#turns tbody tr').length >= 2
+                         && /reused/.test(document.querySelector('#turns tbody tr:nth-child(2)').textContent)""",
+                timeout=90_000,
+            )
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "browser-two-turns.png"), full_page=True)
+            page.get_by_role("button", name="Stop").click()
+            expect(page.locator("#status")).to_contain_text("ended", timeout=15_000)
+        finally:
+            browser.close()
