@@ -1,0 +1,946 @@
+"""A pooled, pre-warmed, streaming client for OpenAI-compatible chat completions.
+
+One :class:`aiohttp.ClientSession` over one :class:`aiohttp.TCPConnector` per client, reused for
+every request, so the DNS lookup, TCP handshake and TLS handshake are paid once instead of on
+every voice turn.  Three strategies, to measure the difference:
+
+``"prewarmed"``  pool + a background warm-up (``GET /models``) + a keep-warm loop that refreshes
+                 the idle connection shortly before the server would close it.
+``"pooled"``     pool only: the first request connects, later ones reuse.
+``"cold"``       the original "before": a brand-new connection per request (DNS, TCP and TLS
+                 every time; ``force_close`` connector, DNS cache off).
+
+HTTP/2: aiohttp speaks HTTP/1.1 only, so one connection carries one request at a time;
+concurrency comes from ``limit`` pooled connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import logging
+import math
+import random
+import ssl as ssl_module
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from llm.chat import DONE, ChunkError, Message, ServerStreamError, chat_request_body, error_summary, parse_chunk
+from llm.errors import (
+    AuthError,
+    LLMConnectionError,
+    LLMError,
+    LLMHTTPError,
+    LLMStreamError,
+    LLMTimeoutError,
+    public_endpoint,
+)
+from llm.keepwarm import IdleLimit
+from llm.pool import create_session, current_attempt
+from llm.secret import REDACTOR, Secret
+from llm.sentences import SentenceSplitter, SplitterConfig
+from llm.sse import SSEError, SSEParser
+from llm.timing import (
+    EVENT_CONNECTED,
+    EVENT_DONE,
+    EVENT_FAILED,
+    EVENT_FIRST_SENTENCE,
+    EVENT_FIRST_TOKEN,
+    EVENT_KEEP_WARM,
+    EVENT_REQUEST_STARTED,
+    EVENT_RETRY,
+    EVENT_STATUS,
+    EVENT_WARMUP_DONE,
+    EVENT_WARMUP_STARTED,
+    AttemptTrace,
+    ClientStats,
+    RequestTiming,
+    WarmUpResult,
+)
+
+logger = logging.getLogger("llm.client")
+
+STRATEGIES = ("prewarmed", "pooled", "cold")
+RETRY_STATUSES = frozenset({408, 409, 429})
+MAX_ERROR_BODY = 16 * 1024
+MAX_DRAIN_BYTES = 64 * 1024  # after [DONE], read at most this much waiting for the body's end
+PING_WAIT_S = 1.0  # a real request waits at most this long for an in-flight keep-warm ping
+KEEP_WARM_MAX_FAILURES = 3
+MIN_PING_INTERVAL_S = 0.25
+
+EventCallback = Callable[[str, "RequestTiming | WarmUpResult"], None]
+
+
+class _StaleConnection(LLMConnectionError):
+    """A pooled connection turned out dead before any response byte: retry at once."""
+
+
+@dataclass
+class _Watch:
+    """The idle pooled connection the keep-warm logic looks after."""
+
+    proto: Any  # aiohttp's ResponseHandler (its type is not public API)
+    released_at: float  # time.monotonic() when its last response ended
+    busy: bool = False  # a request is using it right now
+
+    @property
+    def alive(self) -> bool:
+        """Idle in the pool with its socket open."""
+        return not self.busy and self.proto.is_connected()
+
+
+class PooledLLMClient:
+    """Streams chat completions over a persistent connection pool.
+
+    ``api_key`` may be a ``str`` or an :class:`llm.Secret`; a str is wrapped at once and the key
+    is only ever revealed to build the ``Authorization`` header (sent only when a key is set).
+    ``ssl``: an :class:`ssl.SSLContext` (e.g. to trust a private CA), as aiohttp's ``ssl=``.
+    ``limit``, ``ttl_dns_cache``, ``keepalive_timeout``: the TCPConnector settings.
+    ``prewarm_connections``: how many connections :meth:`warm_up` opens at once.
+    ``connect_timeout`` (DNS+TCP+TLS, incl. waiting for a pool slot), ``first_byte_timeout``
+    (connection ready to HTTP status), ``chunk_timeout`` (between two reads of the body): seconds.
+    ``max_retries``: retries after 408/409/429/5xx or a connection error before any response,
+    with exponential back-off from ``retry_base_delay`` (capped at ``retry_max_delay``) or the
+    server's Retry-After (capped at ``retry_after_cap``), like the OpenAI SDK.
+    ``server_keepalive_s``: the server's idle limit if known in advance (else it is learned).
+    ``keep_warm_max_idle_s``: the keep-warm loop stops after this long without a real request.
+    ``on_event(name, payload)``: called the moment a stage is known (see ``llm.timing.EVENT_*``).
+    ``connect_to``: open TCP connections to this ``(host, port)`` instead of the URL's (e.g. a
+    latency-emulating proxy); the Host header, TLS SNI and certificate check still use the URL's
+    host.  No DNS lookup happens then (``dns_ms`` is None).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | Secret | None = None,
+        model: str = "gpt-4o-mini",
+        *,
+        strategy: str = "prewarmed",
+        limit: int = 10,
+        ttl_dns_cache: int | None = 300,
+        keepalive_timeout: float = 30.0,
+        ssl: ssl_module.SSLContext | None = None,
+        prewarm_connections: int = 1,
+        connect_timeout: float = 5.0,
+        first_byte_timeout: float = 30.0,
+        chunk_timeout: float = 15.0,
+        max_retries: int = 2,
+        retry_base_delay: float = 0.5,
+        retry_max_delay: float = 8.0,
+        retry_after_cap: float = 8.0,
+        keep_warm: bool = True,
+        keep_warm_max_idle_s: float = 600.0,
+        server_keepalive_s: float | None = None,
+        splitter: SplitterConfig | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        on_event: EventCallback | None = None,
+        connect_to: tuple[str, int] | None = None,
+    ) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        if limit < 1 or prewarm_connections < 1 or max_retries < 0:
+            raise ValueError("limit and prewarm_connections must be >= 1, max_retries >= 0")
+        for name, value in (("connect_timeout", connect_timeout), ("first_byte_timeout", first_byte_timeout),
+                            ("chunk_timeout", chunk_timeout), ("keepalive_timeout", keepalive_timeout)):
+            if value <= 0:
+                raise ValueError(f"{name} must be greater than 0")
+        self._api_key = api_key if isinstance(api_key, Secret) else Secret(api_key or "")
+        if any(c in self._api_key.reveal() for c in "\r\n"):
+            raise ValueError("api_key contains a line break")
+        REDACTOR.add(self._api_key)  # last line of defence for any handler using llm.configure_logging
+
+        self._base_url = base_url.rstrip("/")
+        self._chat_url = f"{self._base_url}/chat/completions"
+        self._models_url = f"{self._base_url}/models"
+        self.endpoint = public_endpoint(self._base_url)
+        self.model = model
+        self.strategy = strategy
+        self._limit = limit
+        self._ttl_dns_cache = ttl_dns_cache
+        self._keepalive_timeout = keepalive_timeout
+        self._ssl = ssl
+        self._prewarm_connections = min(prewarm_connections, limit)
+        self._connect_timeout = connect_timeout
+        self._first_byte_timeout = first_byte_timeout
+        self._chunk_timeout = chunk_timeout
+        self._max_retries = max_retries
+        self._retry_base_delay = retry_base_delay
+        self._retry_max_delay = retry_max_delay
+        self._retry_after_cap = retry_after_cap
+        self._keep_warm_enabled = keep_warm and strategy == "prewarmed"
+        self._keep_warm_max_idle_s = keep_warm_max_idle_s
+        self._splitter_config = splitter or SplitterConfig()
+        self._max_tokens = max_tokens
+        self._temperature = temperature
+        self._on_event = on_event
+        self._connect_to = connect_to
+
+        self.idle_limit = IdleLimit(client_s=keepalive_timeout)
+        if server_keepalive_s is not None:
+            self.idle_limit.server_s = server_keepalive_s
+            self.idle_limit.source = "configured"
+        self.stats = ClientStats()
+        self.last_request: RequestTiming | None = None
+        self.last_warm_up: WarmUpResult | None = None
+
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+        self._warming = False
+        self._active = 0  # chat requests in flight
+        self._responses: set[aiohttp.ClientResponse] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._keep_warm_task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._ping_idle = asyncio.Event()
+        self._ping_idle.set()
+        self._watched: _Watch | None = None
+        now = time.monotonic()
+        self._last_activity = now  # last time any request (real or ping) finished
+        self._last_real_use = now  # last time a chat request started
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> PooledLLMClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"PooledLLMClient({self.endpoint!r}, model={self.model!r}, strategy={self.strategy!r})"
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    @property
+    def state(self) -> str:
+        """For the UI: "cold", "warming", "warm", "idle" or "closed".
+
+        "warm" means a pooled connection is alive (or a request is using one); "idle" means
+        connections existed but none is alive now; "cold" means none was ever made (always
+        "cold" for the cold strategy, which never keeps one).
+        """
+        if self._closed:
+            return "closed"
+        if self._warming:
+            return "warming"
+        if self.strategy == "cold":
+            return "cold"
+        if self._active:
+            return "warm"
+        watch = self._watched
+        if watch is not None and watch.alive and time.monotonic() - watch.released_at < self.idle_limit.effective_s:
+            return "warm"
+        return "idle" if self.stats.connections_opened else "cold"
+
+    @property
+    def keep_warm_running(self) -> bool:
+        """True while the background keep-warm loop is alive."""
+        return self._keep_warm_task is not None and not self._keep_warm_task.done()
+
+    async def close(self) -> None:
+        """Stop warm-up and keep-warm, abort open streams and close every connection."""
+        if self._closed:
+            return
+        self._closed = True
+        self._wake.set()
+        tasks = [t for t in (self._keep_warm_task, *self._tasks) if t is not None and not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for resp in list(self._responses):
+            resp.close()
+        self._responses.clear()
+        if self._session is not None:
+            await self._session.close()
+        logger.info(
+            "LLM client closed: %d requests, %d connections opened, %d reused, %d retries, %d warm-ups",
+            self.stats.requests, self.stats.connections_opened, self.stats.connections_reused,
+            self.stats.retries, self.stats.warmups,
+        )
+
+    # ------------------------------------------------------------------ warm-up
+
+    def start_warm_up(self) -> asyncio.Task[WarmUpResult]:
+        """Run :meth:`warm_up` in the background and return its task (never blocks a request).
+
+        The client keeps a reference to the task and cancels it on :meth:`close`.
+        """
+        task = asyncio.get_running_loop().create_task(self.warm_up(), name="llm-warm-up")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def warm_up(self) -> WarmUpResult:
+        """Open ``prewarm_connections`` connections now (``GET {base_url}/models``).
+
+        Non-critical: a failure is logged and returned, never raised, and the first real
+        request then connects as usual.  Only the "prewarmed" strategy warms: for "pooled" and
+        "cold" this is a no-op returning ``ok=True, skipped=True`` so callers can call it
+        unconditionally.  Also skipped (ok) while another warm-up is in flight, while a request
+        is running, or when the pooled connection was used recently enough to still be warm.
+        On success the keep-warm loop starts.
+        """
+        if self.strategy != "prewarmed":
+            return self._skipped(f"strategy {self.strategy!r} does not pre-warm")
+        if self._closed:
+            return WarmUpResult(ok=False, ms=0.0, error="client is closed")
+        if self._warming:
+            return self._skipped("a warm-up is already in flight")
+        if self._active:
+            return self._skipped("a request is using the connection")
+        if self._fresh():
+            return self._skipped("the pooled connection was used recently and is still warm")
+        self._warming = True
+        try:
+            logger.info(
+                "Pre-warming LLM connection... (%s, %d connection%s)",
+                self.endpoint, self._prewarm_connections, "" if self._prewarm_connections == 1 else "s",
+            )
+            result = await self._warm_requests(self._prewarm_connections, EVENT_WARMUP_DONE)
+        finally:
+            self._warming = False
+        self.last_warm_up = result
+        if result.ok:
+            timing = result.timing
+            how = (
+                "reused pooled connection" if timing is not None and timing.reused_connection
+                else _connection_detail(timing)
+            )
+            logger.info("Warmup complete in %.0f ms - connection ready (%s)", result.ms, how)
+            self._ensure_keep_warm()
+        else:
+            logger.warning(
+                "Warmup failed after %.0f ms (non-critical, the first request will connect as usual): %s",
+                result.ms, result.error,
+            )
+        return result
+
+    def _skipped(self, reason: str) -> WarmUpResult:
+        logger.debug("Warm-up skipped: %s", reason)
+        return WarmUpResult(ok=True, ms=0.0, skipped=True, reason=reason)
+
+    def _fresh(self) -> bool:
+        watch = self._watched
+        return (
+            watch is not None
+            and watch.alive
+            and time.monotonic() - self._last_activity < self.idle_limit.ping_delay()
+        )
+
+    async def _warm_requests(self, count: int, event: str) -> WarmUpResult:
+        """Send ``count`` concurrent ``GET /models`` (each needs its own connection)."""
+        start = time.perf_counter()
+        opened_before = self.stats.connections_opened
+        timings = [RequestTiming(kind="warmup", endpoint=public_endpoint(self._models_url)) for _ in range(count)]
+        self._emit(EVENT_WARMUP_STARTED, timings[0])
+        outcomes = await asyncio.gather(*(self._warm_request(t) for t in timings), return_exceptions=True)
+        ms = (time.perf_counter() - start) * 1000.0
+        opened = self.stats.connections_opened - opened_before
+        statuses = [o for o in outcomes if isinstance(o, int)]
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        for err in errors:
+            if not isinstance(err, Exception):
+                raise err  # CancelledError and friends
+        auth = next((e for e in errors if isinstance(e, AuthError)), None)
+        if auth is not None:
+            result = WarmUpResult(ok=False, ms=ms, error=str(auth), status=auth.status,
+                                  connections_opened=opened, timing=timings[0])
+        elif statuses:
+            status = statuses[0]
+            ok = status < 500
+            result = WarmUpResult(
+                ok=ok, ms=ms, error=None if ok else f"HTTP {status} from {public_endpoint(self._models_url)}",
+                status=status, connections_opened=opened, timing=timings[outcomes.index(status)],
+            )
+        else:
+            err = errors[0]
+            message = str(err) if isinstance(err, LLMError) else f"endpoint unreachable: {type(err).__name__}"
+            result = WarmUpResult(ok=False, ms=ms, error=message, status=getattr(err, "status", None),
+                                  connections_opened=opened, timing=timings[0])
+        self._emit(event, result)
+        return result
+
+    async def _warm_request(self, timing: RequestTiming) -> int:
+        """One warm-up request; returns the HTTP status or raises an LLMError."""
+        self.stats.warmups += 1
+        resp, trace = await self._attempt("GET", self._models_url, timing, accept="application/json")
+        proto = trace.protocol
+        self._learn_from_headers(resp)
+        clean = False
+        try:
+            async with asyncio.timeout(self._chunk_timeout):
+                await resp.read()
+            clean = True
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            logger.debug("Warm-up body not read completely: %s", type(exc).__name__)
+        finally:
+            timing.total_ms = timing.since_start()
+            self._finish_response(resp, proto, clean)
+        if resp.status in (401, 403):
+            raise AuthError(
+                f"API key rejected (HTTP {resp.status} from {timing.endpoint})",
+                endpoint=timing.endpoint, status=resp.status,
+            )
+        return resp.status
+
+    # ------------------------------------------------------------------ keep-warm
+
+    def _ensure_keep_warm(self) -> None:
+        if not self._keep_warm_enabled or self._closed or self.keep_warm_running:
+            return
+        self._keep_warm_task = asyncio.get_running_loop().create_task(self._keep_warm_loop(), name="llm-keep-warm")
+
+    async def _keep_warm_loop(self) -> None:
+        """Refresh the idle pooled connection shortly before it would expire, and re-open it at
+        once when the server closes it.  Bounded: stops after ``keep_warm_max_idle_s`` without a
+        real request, after repeated failures, or on close(); never pings more often than
+        every MIN_PING_INTERVAL_S."""
+        logger.debug("Keep-warm started (ping %.1f s after last use)", self.idle_limit.ping_delay())
+        failures = 0
+        last_ping = -math.inf
+        while not self._closed:
+            now = time.monotonic()
+            if now - self._last_real_use > self._keep_warm_max_idle_s:
+                logger.info("Keep-warm stopped: no request for %.0f s", now - self._last_real_use)
+                return
+            delay = self.idle_limit.ping_delay()
+            due = self._last_activity + delay
+            watch = self._watched
+            if watch is None or not watch.alive:
+                due = now  # the warm connection is gone: re-warm now, before the next turn needs it
+            if failures:
+                due = max(due, last_ping + min(delay, 2.0**failures))
+            if self._active:
+                due = now + delay  # a request holds the connection and refreshes the pool itself
+            due = max(due, last_ping + MIN_PING_INTERVAL_S)
+            if now < due:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(due - now):
+                        await self._wake.wait()
+                continue
+            last_ping = now
+            result = await self._ping()
+            if result.ok:
+                failures = 0
+                continue
+            failures += 1
+            if (result.error or "").startswith("API key rejected") or failures >= KEEP_WARM_MAX_FAILURES:
+                logger.warning("Keep-warm stopped after %d failed ping(s): %s", failures, result.error)
+                return
+
+    async def _ping(self) -> WarmUpResult:
+        self._ping_idle.clear()
+        try:
+            result = await self._warm_requests(1, EVENT_KEEP_WARM)
+        finally:
+            self._ping_idle.set()
+            self._last_activity = time.monotonic()
+        timing = result.timing
+        logger.debug(
+            "Keep-warm ping: %s in %.0f ms (%s)", "ok" if result.ok else result.error, result.ms,
+            "reused" if timing is not None and timing.reused_connection else "new connection",
+        )
+        return result
+
+    def _claim(self, proto: Any) -> None:
+        """A request is now using ``proto``: while busy, its closing is not an idle close."""
+        if self._watched is not None and self._watched.proto is proto:
+            self._watched.busy = True
+
+    def _finish_response(self, resp: aiohttp.ClientResponse, proto: Any, clean: bool) -> None:
+        """Return a fully read response's connection to the pool, or close a dirty one."""
+        self._responses.discard(resp)
+        self._last_activity = time.monotonic()
+        if not clean:
+            resp.close()  # never hand a half-read connection to the next request
+            return
+        resp.release()
+        if self.strategy == "cold" or proto is None or not proto.is_connected():
+            return
+        if self._watched is not None and self._watched.proto is proto:
+            self._watched.released_at = self._last_activity
+            self._watched.busy = False
+            return
+        watch = _Watch(proto=proto, released_at=self._last_activity)
+        self._watched = watch
+        closed = getattr(proto, "closed", None)  # a Future set when the socket closes (aiohttp >= 3.9)
+        if isinstance(closed, asyncio.Future) and not closed.done():
+            closed.add_done_callback(lambda fut, w=watch: self._on_watched_closed(w, fut))
+
+    def _on_watched_closed(self, watch: _Watch, fut: asyncio.Future[None]) -> None:
+        if not fut.cancelled():
+            fut.exception()  # retrieve it, so asyncio does not log "never retrieved"
+        if self._closed or self._watched is not watch or watch.busy:
+            return  # closed by us, or while a request used it (that request will notice)
+        idle = time.monotonic() - watch.released_at
+        if self.idle_limit.observe_close(idle):
+            logger.info(
+                "Server closed an idle connection after %.1f s; keep-warm will re-warm every %.1f s",
+                idle, self.idle_limit.ping_delay(),
+            )
+        self._wake.set()
+
+    def _learn_from_headers(self, resp: aiohttp.ClientResponse) -> None:
+        if self.strategy != "cold" and self.idle_limit.observe_header(resp.headers.get("Keep-Alive")):
+            logger.info(
+                "Server keeps idle connections %.1f s (Keep-Alive header); keep-warm every %.1f s",
+                self.idle_limit.server_s, self.idle_limit.ping_delay(),
+            )
+            self._wake.set()
+
+    # ------------------------------------------------------------------ streaming
+
+    async def stream_tokens(
+        self, messages: Sequence[Message], *, max_tokens: int | None = None, temperature: float | None = None
+    ) -> AsyncIterator[str]:
+        """Stream the reply to ``messages`` (OpenAI chat messages) as token strings.
+
+        Raises an :class:`llm.errors.LLMError` subclass on failure.  Breaking out of the loop,
+        ``aclose()`` or cancelling the task releases the response: its connection is closed,
+        never returned to the pool half-read.
+        """
+        timing = RequestTiming(endpoint=public_endpoint(self._chat_url))
+        parts = self._stream(messages, timing, "stream_tokens", max_tokens, temperature)
+        async with contextlib.aclosing(parts):
+            async for part in parts:
+                if part is not None:
+                    yield part
+
+    async def stream_sentences(
+        self, messages: Sequence[Message], *, max_tokens: int | None = None, temperature: float | None = None
+    ) -> AsyncIterator[str]:
+        """Stream the reply as sentences: each the moment it is complete, the rest at the end.
+
+        Sentences come from :class:`llm.sentences.SentenceSplitter` (configured by the
+        ``splitter`` constructor argument).  If the stream breaks, the sentences already
+        complete have been yielded and then :class:`llm.errors.LLMStreamError` (or a time-out)
+        is raised; the unfinished fragment is dropped.
+        """
+        timing = RequestTiming(endpoint=public_endpoint(self._chat_url))
+        splitter = SentenceSplitter(self._splitter_config)
+        parts = self._stream(messages, timing, "stream_sentences", max_tokens, temperature)
+        async with contextlib.aclosing(parts):
+            async for part in parts:
+                for sentence in splitter.push(part) if part is not None else splitter.flush():
+                    timing.sentences += 1
+                    if timing.first_sentence_ms is None:
+                        timing.first_sentence_ms = timing.since_start()
+                        self._emit(EVENT_FIRST_SENTENCE, timing)
+                    yield sentence
+
+    async def _stream(
+        self,
+        messages: Sequence[Message],
+        timing: RequestTiming,
+        label: str,
+        max_tokens: int | None,
+        temperature: float | None,
+    ) -> AsyncIterator[str | None]:
+        """Yield content tokens, then ``None`` once the content is complete (the connection is
+        drained and released after that, off the caller's critical path)."""
+        body = chat_request_body(
+            self.model, messages,
+            max_tokens=max_tokens if max_tokens is not None else self._max_tokens,
+            temperature=temperature if temperature is not None else self._temperature,
+        )
+        if self._closed:
+            raise RuntimeError("PooledLLMClient is closed")
+        self.last_request = timing
+        self.stats.requests += 1
+        self._active += 1
+        self._last_real_use = time.monotonic()
+        logger.info("Starting LLM %s... (model %s at %s)", label, self.model, self.endpoint)
+        self._emit(EVENT_REQUEST_STARTED, timing)
+        resp: aiohttp.ClientResponse | None = None
+        proto: Any = None
+        clean = False
+        try:
+            if not self._ping_idle.is_set():
+                # A keep-warm ping holds the warm connection for about one round trip: waiting
+                # for it is faster than opening a new connection next to it.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(PING_WAIT_S):
+                        await self._ping_idle.wait()
+            resp, proto = await self._open_chat(body, timing)
+            self._responses.add(resp)
+            self._learn_from_headers(resp)
+            logger.info(
+                "Connection established (HTTP %d) - %s", resp.status,
+                "reused pooled connection" if timing.reused_connection else _connection_detail(timing),
+            )
+            self._emit(EVENT_STATUS, timing)
+            async for part in self._read_stream(resp, timing):
+                if part is None:
+                    timing.total_ms = timing.since_start()
+                    yield None
+                    clean = await self._drain(resp)
+                    break
+                yield part
+            self.stats.completed += 1
+            logger.info(
+                "LLM stream complete: first token %s, total %.0f ms, %d tokens, %s",
+                _fmt_ms(timing.first_token_ms), timing.total_ms or 0.0, timing.tokens,
+                "reused connection" if timing.reused_connection else "new connection",
+            )
+            self._emit(EVENT_DONE, timing)
+        except LLMError as exc:
+            timing.error = str(exc)
+            timing.total_ms = timing.since_start()
+            self.stats.failed += 1
+            logger.warning("LLM %s failed after %.0f ms: %s", label, timing.total_ms, exc)
+            self._emit(EVENT_FAILED, timing)
+            raise
+        except (GeneratorExit, asyncio.CancelledError):
+            if timing.error is None and not clean and timing.total_ms is None:
+                timing.error = "cancelled"
+                timing.total_ms = timing.since_start()
+                logger.info("LLM %s cancelled after %.0f ms; its connection is closed", label, timing.total_ms)
+                self._emit(EVENT_FAILED, timing)
+            raise
+        finally:
+            self._active -= 1
+            if resp is not None:
+                self._finish_response(resp, proto, clean)
+            else:
+                self._last_activity = time.monotonic()
+            if not self._closed and timing.error is None:
+                self._ensure_keep_warm()
+
+    async def _open_chat(self, body: dict[str, Any], timing: RequestTiming) -> tuple[aiohttp.ClientResponse, Any]:
+        """POST the request, with retries; returns a 2xx response whose body is unread, and
+        its connection's protocol object."""
+        retries = 0
+        stale_left = self._limit  # each stale attempt discards one dead pooled connection
+        while True:
+            try:
+                resp, trace = await self._attempt(
+                    "POST", self._chat_url, timing, json_body=body, accept="text/event-stream"
+                )
+            except _StaleConnection as exc:
+                if stale_left <= 0:
+                    raise
+                stale_left -= 1
+                timing.stale_retries += 1
+                self.stats.stale_retries += 1
+                idle = time.monotonic() - self._last_activity
+                self.idle_limit.observe_close(idle, source="dead pooled connection")
+                logger.info("Pooled connection was dead (%s); retrying at once on a fresh one", exc)
+                self._emit(EVENT_RETRY, timing)
+                continue
+            except LLMError as exc:
+                if not exc.retryable or retries >= self._max_retries:
+                    raise
+                retries = await self._back_off(timing, retries, None, exc)
+                continue
+            if 200 <= resp.status < 300:
+                return resp, trace.protocol
+            error = await self._http_error(resp, trace.protocol, timing)
+            if not error.retryable or retries >= self._max_retries:
+                raise error
+            retries = await self._back_off(timing, retries, error.retry_after, error)
+
+    async def _back_off(self, timing: RequestTiming, retries: int, retry_after: float | None, exc: LLMError) -> int:
+        if retry_after is not None and retry_after >= 0:
+            delay = min(retry_after, self._retry_after_cap)
+        else:
+            delay = min(self._retry_base_delay * 2.0**retries, self._retry_max_delay)
+            delay *= 1.0 - 0.25 * random.random()  # jitter, as the OpenAI SDK does
+        retries += 1
+        timing.retries = retries
+        self.stats.retries += 1
+        logger.warning("LLM request failed (%s); retry %d/%d in %.2f s", exc, retries, self._max_retries, delay)
+        self._emit(EVENT_RETRY, timing)
+        await asyncio.sleep(delay)
+        return retries
+
+    async def _attempt(
+        self,
+        method: str,
+        url: str,
+        timing: RequestTiming,
+        *,
+        accept: str,
+        json_body: dict[str, Any] | None = None,
+    ) -> tuple[aiohttp.ClientResponse, AttemptTrace]:
+        """One HTTP attempt up to the status line, under the connect and first-byte deadlines."""
+        session = self._get_session()
+        loop = asyncio.get_running_loop()
+        trace = AttemptTrace(self.stats)
+        timing.attempts += 1
+        endpoint = public_endpoint(url)
+        try:
+            async with asyncio.timeout(self._connect_timeout) as deadline:
+
+                def connected() -> None:
+                    deadline.reschedule(loop.time() + self._first_byte_timeout)
+                    trace.apply_to(timing)
+                    if timing.kind == "chat":
+                        self._emit(EVENT_CONNECTED, timing)
+
+                trace.on_connected = connected
+                target, headers, server_hostname = self._route(url, self._headers(accept))
+                token = current_attempt.set(trace)
+                try:
+                    resp = await session.request(
+                        method, target, json=json_body, headers=headers, server_hostname=server_hostname,
+                        trace_request_ctx=trace,
+                    )
+                finally:
+                    current_attempt.reset(token)
+        except TimeoutError:
+            trace.apply_to(timing)
+            if trace.connected:
+                raise LLMTimeoutError(
+                    f"no response from {endpoint} within {self._first_byte_timeout:g} s (first-byte timeout)",
+                    phase="first_byte", timeout_s=self._first_byte_timeout, endpoint=endpoint,
+                ) from None
+            raise LLMTimeoutError(
+                f"endpoint unreachable: no connection to {endpoint} within {self._connect_timeout:g} s "
+                "(connect timeout)",
+                phase="connect", timeout_s=self._connect_timeout, endpoint=endpoint,
+            ) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            trace.apply_to(timing)
+            self._learn_dead_watch(trace)
+            raise self._connection_error(exc, trace, endpoint) from exc
+        trace.apply_to(timing)
+        self._learn_dead_watch(trace)
+        self._claim(trace.protocol)
+        timing.status = resp.status
+        timing.ttfb_ms = timing.since_start()
+        return resp, trace
+
+    def _learn_dead_watch(self, trace: AttemptTrace) -> None:
+        """A new connection was needed although one sat idle in the pool: it had died."""
+        watch = self._watched
+        if trace.reused or trace.create_end is None or watch is None or watch.busy or watch.proto.is_connected():
+            return
+        self._watched = None
+        if self.idle_limit.observe_close(time.monotonic() - watch.released_at, source="dead pooled connection"):
+            logger.info(
+                "Pooled connection had been closed by the server; assuming an idle limit of %.1f s",
+                self.idle_limit.server_s,
+            )
+
+    def _connection_error(self, exc: BaseException, trace: AttemptTrace, endpoint: str) -> LLMConnectionError:
+        if trace.reused and isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError) and not (
+            isinstance(exc, aiohttp.ClientConnectorError)
+        ):
+            return _StaleConnection(
+                f"endpoint unreachable: pooled connection to {endpoint} closed before the response "
+                f"({type(exc).__name__})",
+                endpoint=endpoint,
+            )
+        retryable = True
+        if isinstance(exc, aiohttp.ClientConnectorDNSError):
+            detail = f"cannot resolve {exc.host} (DNS lookup failed)"
+        elif isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            detail = f"TLS certificate of {exc.host} not trusted ({exc.certificate_error})"
+            retryable = False
+        elif isinstance(exc, aiohttp.ClientSSLError):
+            detail = f"TLS handshake with {exc.host} failed"
+            retryable = False
+        elif isinstance(exc, aiohttp.ClientConnectorError):
+            reason = exc.os_error.strerror or type(exc.os_error).__name__
+            detail = f"cannot connect to {exc.host}:{exc.port} ({reason})"
+        elif isinstance(exc, aiohttp.ServerDisconnectedError):
+            detail = "server closed the connection before answering"
+        elif isinstance(exc, aiohttp.InvalidURL):
+            detail = "invalid URL"
+            retryable = False
+        else:
+            detail = f"{type(exc).__name__}: {self._redact(str(exc))[:200]}"
+        error = LLMConnectionError(f"endpoint unreachable: {endpoint}: {detail}", endpoint=endpoint)
+        error.retryable = retryable
+        return error
+
+    async def _http_error(self, resp: aiohttp.ClientResponse, proto: Any, timing: RequestTiming) -> LLMError:
+        """Turn a non-2xx response into an error; reads (a bounded part of) its body."""
+        endpoint = timing.endpoint
+        body = b""
+        try:
+            async with asyncio.timeout(self._chunk_timeout):
+                body = await resp.content.read(MAX_ERROR_BODY)
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            pass
+        finally:
+            self._finish_response(resp, proto, clean=resp.content.at_eof())
+        status = resp.status
+        if status in (401, 403):
+            # The body may echo (part of) the key: leave it out.
+            return AuthError(f"API key rejected (HTTP {status} from {endpoint})", endpoint=endpoint, status=status)
+        retryable = status in RETRY_STATUSES or status >= 500
+        should_retry = resp.headers.get("x-should-retry", "").lower()
+        if should_retry in ("true", "false"):
+            retryable = should_retry == "true"
+        summary = self._redact(error_summary(body))
+        return LLMHTTPError(
+            f"HTTP {status} from {endpoint}" + (f": {summary}" if summary else ""),
+            endpoint=endpoint, status=status, retry_after=_retry_after(resp.headers), retryable=retryable,
+        )
+
+    async def _read_stream(self, resp: aiohttp.ClientResponse, timing: RequestTiming) -> AsyncIterator[str | None]:
+        """Parse the SSE body: yield tokens, then None when the content is complete."""
+        endpoint = timing.endpoint
+        if resp.content_type == "application/json":
+            body = await self._read_chunk(resp, endpoint)
+            summary = self._redact(error_summary(body))
+            raise LLMStreamError(
+                f"expected an event stream from {endpoint}, got JSON: {summary}", endpoint=endpoint, status=resp.status
+            )
+        parser = SSEParser()
+        finished = False
+        while True:
+            chunk = await self._read_chunk(resp, endpoint)
+            try:
+                events = parser.feed(chunk) if chunk else parser.close()
+            except SSEError as exc:
+                raise LLMStreamError(f"malformed event stream from {endpoint}: {exc}", endpoint=endpoint,
+                                     status=resp.status) from None
+            for event in events:
+                if event.data.strip() == DONE:
+                    yield None
+                    return
+                try:
+                    delta = parse_chunk(event.data, event.event)
+                except ServerStreamError as exc:
+                    code = f" ({exc.code})" if exc.code else ""
+                    raise LLMStreamError(
+                        f"error in stream from {endpoint}{code}: {self._redact(exc.message)}",
+                        endpoint=endpoint, status=resp.status,
+                    ) from None
+                except ChunkError as exc:
+                    raise LLMStreamError(f"malformed stream from {endpoint}: {self._redact(str(exc))}",
+                                         endpoint=endpoint, status=resp.status) from None
+                finished = finished or delta.finish_reason is not None
+                if delta.content:
+                    timing.tokens += 1
+                    if timing.first_token_ms is None:
+                        timing.first_token_ms = timing.since_start()
+                        self._emit(EVENT_FIRST_TOKEN, timing)
+                    yield delta.content
+            if not chunk:
+                break
+        if not finished:
+            raise LLMStreamError(
+                f"stream from {endpoint} ended before [DONE]"
+                + (" (no events at all: not an event stream?)" if not timing.tokens else ""),
+                endpoint=endpoint, status=resp.status,
+            )
+        yield None  # a finish_reason but no [DONE]: accept, some servers omit it
+
+    async def _read_chunk(self, resp: aiohttp.ClientResponse, endpoint: str) -> bytes:
+        try:
+            async with asyncio.timeout(self._chunk_timeout):
+                return await resp.content.readany()
+        except TimeoutError:
+            raise LLMTimeoutError(
+                f"stream from {endpoint} stalled: no data for {self._chunk_timeout:g} s (chunk timeout)",
+                phase="chunk", timeout_s=self._chunk_timeout, endpoint=endpoint, status=resp.status,
+            ) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise LLMStreamError(
+                f"stream from {endpoint} dropped mid-response ({type(exc).__name__})",
+                endpoint=endpoint, status=resp.status,
+            ) from exc
+
+    async def _drain(self, resp: aiohttp.ClientResponse) -> bool:
+        """After [DONE], read to the end of the body so the connection can go back to the pool.
+        False if that did not work (the connection is then closed instead)."""
+        left = MAX_DRAIN_BYTES
+        try:
+            async with asyncio.timeout(self._chunk_timeout):
+                while left > 0:
+                    data = await resp.content.readany()
+                    if not data:
+                        return True
+                    left -= len(data)
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            pass
+        return False
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise RuntimeError("PooledLLMClient is closed")
+        if self._session is None:
+            self._session = create_session(
+                strategy=self.strategy, limit=self._limit, ttl_dns_cache=self._ttl_dns_cache,
+                keepalive_timeout=self._keepalive_timeout, ssl=self._ssl,
+            )
+        return self._session
+
+    def _headers(self, accept: str) -> dict[str, str]:
+        headers = {"Accept": accept}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
+        return headers
+
+    def _route(self, url: str, headers: dict[str, str]) -> tuple[URL, dict[str, str], str | None]:
+        """Where to open the socket: the URL itself, or ``connect_to`` with the URL's identity."""
+        parsed = URL(url)
+        if self._connect_to is None:
+            return parsed, headers, None
+        host, port = self._connect_to
+        headers = {**headers, "Host": parsed.host_port_subcomponent or parsed.raw_host or ""}
+        server_hostname = parsed.raw_host if parsed.scheme == "https" else None
+        return parsed.with_host(host).with_port(port), headers, server_hostname
+
+    def _redact(self, text: str) -> str:
+        key = self._api_key.reveal()
+        return text.replace(key, "<hidden>") if key else text
+
+    def _emit(self, name: str, payload: RequestTiming | WarmUpResult) -> None:
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(name, payload)
+        except Exception:
+            logger.exception("on_event callback failed for %r", name)
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    value = headers.get("retry-after-ms")
+    if value:
+        with contextlib.suppress(ValueError):
+            return float(value) / 1000.0
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    with contextlib.suppress(ValueError):
+        return float(value)
+    with contextlib.suppress(TypeError, ValueError):
+        when = email.utils.parsedate_to_datetime(value)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return None
+
+
+def _connection_detail(timing: RequestTiming | None) -> str:
+    if timing is None:
+        return "new connection"
+    dns = "cached" if timing.dns_cache_hit else _fmt_ms(timing.dns_duration_ms)
+    return f"new connection: DNS {dns}, TCP+TLS {_fmt_ms(timing.tcp_tls_ms)}"
+
+
+def _fmt_ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f} ms"
