@@ -18,35 +18,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import logging
 import math
-import random
 import ssl as ssl_module
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 from yarl import URL
 
-from llm.chat import DONE, ChunkError, Message, ServerStreamError, chat_request_body, error_summary, parse_chunk
-from llm.errors import (
-    AuthError,
-    LLMConnectionError,
-    LLMError,
-    LLMHTTPError,
-    LLMStreamError,
-    LLMTimeoutError,
-    public_endpoint,
-)
+from llm.chat import Message, chat_request_body
+from llm.chat_stream import MAX_ERROR_BODY, ChatStreamReader, read_body
+from llm.errors import AuthError, LLMError, LLMTimeoutError, public_endpoint
+from llm.http_errors import StaleConnectionError, connection_error, http_error
 from llm.keepwarm import IdleLimit
 from llm.pool import create_session, current_attempt
+from llm.retry import RetryPolicy
 from llm.secret import REDACTOR, Secret
 from llm.sentences import SentenceSplitter, SplitterConfig
-from llm.sse import SSEError, SSEParser
 from llm.timing import (
     EVENT_CONNECTED,
     EVENT_DONE,
@@ -68,18 +59,11 @@ from llm.timing import (
 logger = logging.getLogger("llm.client")
 
 STRATEGIES = ("prewarmed", "pooled", "cold")
-RETRY_STATUSES = frozenset({408, 409, 429})
-MAX_ERROR_BODY = 16 * 1024
-MAX_DRAIN_BYTES = 64 * 1024  # after [DONE], read at most this much waiting for the body's end
 PING_WAIT_S = 1.0  # a real request waits at most this long for an in-flight keep-warm ping
 KEEP_WARM_MAX_FAILURES = 3
 MIN_PING_INTERVAL_S = 0.25
 
 EventCallback = Callable[[str, "RequestTiming | WarmUpResult"], None]
-
-
-class _StaleConnection(LLMConnectionError):
-    """A pooled connection turned out dead before any response byte: retry at once."""
 
 
 @dataclass
@@ -149,8 +133,8 @@ class PooledLLMClient:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
         if not base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
-        if limit < 1 or prewarm_connections < 1 or max_retries < 0:
-            raise ValueError("limit and prewarm_connections must be >= 1, max_retries >= 0")
+        if limit < 1 or prewarm_connections < 1:
+            raise ValueError("limit and prewarm_connections must be >= 1")
         for name, value in (("connect_timeout", connect_timeout), ("first_byte_timeout", first_byte_timeout),
                             ("chunk_timeout", chunk_timeout), ("keepalive_timeout", keepalive_timeout)):
             if value <= 0:
@@ -174,10 +158,7 @@ class PooledLLMClient:
         self._connect_timeout = connect_timeout
         self._first_byte_timeout = first_byte_timeout
         self._chunk_timeout = chunk_timeout
-        self._max_retries = max_retries
-        self._retry_base_delay = retry_base_delay
-        self._retry_max_delay = retry_max_delay
-        self._retry_after_cap = retry_after_cap
+        self.retry = RetryPolicy(max_retries, retry_base_delay, retry_max_delay, retry_after_cap)
         self._keep_warm_enabled = keep_warm and strategy == "prewarmed"
         self._keep_warm_max_idle_s = keep_warm_max_idle_s
         self._splitter_config = splitter or SplitterConfig()
@@ -585,20 +566,18 @@ class PooledLLMClient:
                 "reused pooled connection" if timing.reused_connection else _connection_detail(timing),
             )
             self._emit(EVENT_STATUS, timing)
-            async for part in self._read_stream(resp, timing):
+            reader = ChatStreamReader(
+                resp, timing, chunk_timeout=self._chunk_timeout, redact=self._redact,
+                on_first_token=lambda: self._emit(EVENT_FIRST_TOKEN, timing),
+            )
+            async for part in reader.parts():
                 if part is None:
                     timing.total_ms = timing.since_start()
                     yield None
-                    clean = await self._drain(resp)
+                    clean = await reader.drain()
                     break
                 yield part
-            self.stats.completed += 1
-            logger.info(
-                "LLM stream complete: first token %s, total %.0f ms, %d tokens, %s",
-                _fmt_ms(timing.first_token_ms), timing.total_ms or 0.0, timing.tokens,
-                "reused connection" if timing.reused_connection else "new connection",
-            )
-            self._emit(EVENT_DONE, timing)
+            self._completed(timing)
         except LLMError as exc:
             timing.error = str(exc)
             timing.total_ms = timing.since_start()
@@ -607,7 +586,9 @@ class PooledLLMClient:
             self._emit(EVENT_FAILED, timing)
             raise
         except (GeneratorExit, asyncio.CancelledError):
-            if timing.error is None and not clean and timing.total_ms is None:
+            if timing.total_ms is not None:
+                self._completed(timing)  # the caller stopped after the last token: a complete turn
+            elif timing.error is None:
                 timing.error = "cancelled"
                 timing.total_ms = timing.since_start()
                 logger.info("LLM %s cancelled after %.0f ms; its connection is closed", label, timing.total_ms)
@@ -622,6 +603,15 @@ class PooledLLMClient:
             if not self._closed and timing.error is None:
                 self._ensure_keep_warm()
 
+    def _completed(self, timing: RequestTiming) -> None:
+        self.stats.completed += 1
+        logger.info(
+            "LLM stream complete: first token %s, total %.0f ms, %d tokens, %s",
+            _fmt_ms(timing.first_token_ms), timing.total_ms or 0.0, timing.tokens,
+            "reused connection" if timing.reused_connection else "new connection",
+        )
+        self._emit(EVENT_DONE, timing)
+
     async def _open_chat(self, body: dict[str, Any], timing: RequestTiming) -> tuple[aiohttp.ClientResponse, Any]:
         """POST the request, with retries; returns a 2xx response whose body is unread, and
         its connection's protocol object."""
@@ -632,39 +622,37 @@ class PooledLLMClient:
                 resp, trace = await self._attempt(
                     "POST", self._chat_url, timing, json_body=body, accept="text/event-stream"
                 )
-            except _StaleConnection as exc:
+            except StaleConnectionError as exc:
                 if stale_left <= 0:
                     raise
                 stale_left -= 1
                 timing.stale_retries += 1
                 self.stats.stale_retries += 1
-                idle = time.monotonic() - self._last_activity
-                self.idle_limit.observe_close(idle, source="dead pooled connection")
+                watch = self._watched
+                if watch is not None and watch.proto is exc.protocol:
+                    self._watched = None
+                    self.idle_limit.observe_close(time.monotonic() - watch.released_at, "dead pooled connection")
                 logger.info("Pooled connection was dead (%s); retrying at once on a fresh one", exc)
                 self._emit(EVENT_RETRY, timing)
                 continue
             except LLMError as exc:
-                if not exc.retryable or retries >= self._max_retries:
+                if not exc.retryable or retries >= self.retry.max_retries:
                     raise
                 retries = await self._back_off(timing, retries, None, exc)
                 continue
             if 200 <= resp.status < 300:
                 return resp, trace.protocol
             error = await self._http_error(resp, trace.protocol, timing)
-            if not error.retryable or retries >= self._max_retries:
+            if not error.retryable or retries >= self.retry.max_retries:
                 raise error
             retries = await self._back_off(timing, retries, error.retry_after, error)
 
     async def _back_off(self, timing: RequestTiming, retries: int, retry_after: float | None, exc: LLMError) -> int:
-        if retry_after is not None and retry_after >= 0:
-            delay = min(retry_after, self._retry_after_cap)
-        else:
-            delay = min(self._retry_base_delay * 2.0**retries, self._retry_max_delay)
-            delay *= 1.0 - 0.25 * random.random()  # jitter, as the OpenAI SDK does
+        delay = self.retry.delay(retries, retry_after)
         retries += 1
         timing.retries = retries
         self.stats.retries += 1
-        logger.warning("LLM request failed (%s); retry %d/%d in %.2f s", exc, retries, self._max_retries, delay)
+        logger.warning("LLM request failed (%s); retry %d/%d in %.2f s", exc, retries, self.retry.max_retries, delay)
         self._emit(EVENT_RETRY, timing)
         await asyncio.sleep(delay)
         return retries
@@ -703,6 +691,8 @@ class PooledLLMClient:
                     )
                 finally:
                     current_attempt.reset(token)
+                    # In use now: if this connection closes, it is not the server's idle limit.
+                    self._claim(trace.protocol)
         except TimeoutError:
             trace.apply_to(timing)
             if trace.connected:
@@ -718,10 +708,12 @@ class PooledLLMClient:
         except (aiohttp.ClientError, OSError) as exc:
             trace.apply_to(timing)
             self._learn_dead_watch(trace)
-            raise self._connection_error(exc, trace, endpoint) from exc
+            error = connection_error(exc, reused=trace.reused, endpoint=endpoint, redact=self._redact)
+            if isinstance(error, StaleConnectionError):
+                error.protocol = trace.protocol
+            raise error from exc
         trace.apply_to(timing)
         self._learn_dead_watch(trace)
-        self._claim(trace.protocol)
         timing.status = resp.status
         timing.ttfb_ms = timing.since_start()
         return resp, trace
@@ -738,142 +730,13 @@ class PooledLLMClient:
                 self.idle_limit.server_s,
             )
 
-    def _connection_error(self, exc: BaseException, trace: AttemptTrace, endpoint: str) -> LLMConnectionError:
-        if trace.reused and isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError) and not (
-            isinstance(exc, aiohttp.ClientConnectorError)
-        ):
-            return _StaleConnection(
-                f"endpoint unreachable: pooled connection to {endpoint} closed before the response "
-                f"({type(exc).__name__})",
-                endpoint=endpoint,
-            )
-        retryable = True
-        if isinstance(exc, aiohttp.ClientConnectorDNSError):
-            detail = f"cannot resolve {exc.host} (DNS lookup failed)"
-        elif isinstance(exc, aiohttp.ClientConnectorCertificateError):
-            detail = f"TLS certificate of {exc.host} not trusted ({exc.certificate_error})"
-            retryable = False
-        elif isinstance(exc, aiohttp.ClientSSLError):
-            detail = f"TLS handshake with {exc.host} failed"
-            retryable = False
-        elif isinstance(exc, aiohttp.ClientConnectorError):
-            reason = exc.os_error.strerror or type(exc.os_error).__name__
-            detail = f"cannot connect to {exc.host}:{exc.port} ({reason})"
-        elif isinstance(exc, aiohttp.ServerDisconnectedError):
-            detail = "server closed the connection before answering"
-        elif isinstance(exc, aiohttp.InvalidURL):
-            detail = "invalid URL"
-            retryable = False
-        else:
-            detail = f"{type(exc).__name__}: {self._redact(str(exc))[:200]}"
-        error = LLMConnectionError(f"endpoint unreachable: {endpoint}: {detail}", endpoint=endpoint)
-        error.retryable = retryable
-        return error
-
     async def _http_error(self, resp: aiohttp.ClientResponse, proto: Any, timing: RequestTiming) -> LLMError:
         """Turn a non-2xx response into an error; reads (a bounded part of) its body."""
-        endpoint = timing.endpoint
-        body = b""
         try:
-            async with asyncio.timeout(self._chunk_timeout):
-                body = await resp.content.read(MAX_ERROR_BODY)
-        except (TimeoutError, aiohttp.ClientError, OSError):
-            pass
+            body = await read_body(resp, MAX_ERROR_BODY, self._chunk_timeout)
         finally:
             self._finish_response(resp, proto, clean=resp.content.at_eof())
-        status = resp.status
-        if status in (401, 403):
-            # The body may echo (part of) the key: leave it out.
-            return AuthError(f"API key rejected (HTTP {status} from {endpoint})", endpoint=endpoint, status=status)
-        retryable = status in RETRY_STATUSES or status >= 500
-        should_retry = resp.headers.get("x-should-retry", "").lower()
-        if should_retry in ("true", "false"):
-            retryable = should_retry == "true"
-        summary = self._redact(error_summary(body))
-        return LLMHTTPError(
-            f"HTTP {status} from {endpoint}" + (f": {summary}" if summary else ""),
-            endpoint=endpoint, status=status, retry_after=_retry_after(resp.headers), retryable=retryable,
-        )
-
-    async def _read_stream(self, resp: aiohttp.ClientResponse, timing: RequestTiming) -> AsyncIterator[str | None]:
-        """Parse the SSE body: yield tokens, then None when the content is complete."""
-        endpoint = timing.endpoint
-        if resp.content_type == "application/json":
-            body = await self._read_chunk(resp, endpoint)
-            summary = self._redact(error_summary(body))
-            raise LLMStreamError(
-                f"expected an event stream from {endpoint}, got JSON: {summary}", endpoint=endpoint, status=resp.status
-            )
-        parser = SSEParser()
-        finished = False
-        while True:
-            chunk = await self._read_chunk(resp, endpoint)
-            try:
-                events = parser.feed(chunk) if chunk else parser.close()
-            except SSEError as exc:
-                raise LLMStreamError(f"malformed event stream from {endpoint}: {exc}", endpoint=endpoint,
-                                     status=resp.status) from None
-            for event in events:
-                if event.data.strip() == DONE:
-                    yield None
-                    return
-                try:
-                    delta = parse_chunk(event.data, event.event)
-                except ServerStreamError as exc:
-                    code = f" ({exc.code})" if exc.code else ""
-                    raise LLMStreamError(
-                        f"error in stream from {endpoint}{code}: {self._redact(exc.message)}",
-                        endpoint=endpoint, status=resp.status,
-                    ) from None
-                except ChunkError as exc:
-                    raise LLMStreamError(f"malformed stream from {endpoint}: {self._redact(str(exc))}",
-                                         endpoint=endpoint, status=resp.status) from None
-                finished = finished or delta.finish_reason is not None
-                if delta.content:
-                    timing.tokens += 1
-                    if timing.first_token_ms is None:
-                        timing.first_token_ms = timing.since_start()
-                        self._emit(EVENT_FIRST_TOKEN, timing)
-                    yield delta.content
-            if not chunk:
-                break
-        if not finished:
-            raise LLMStreamError(
-                f"stream from {endpoint} ended before [DONE]"
-                + (" (no events at all: not an event stream?)" if not timing.tokens else ""),
-                endpoint=endpoint, status=resp.status,
-            )
-        yield None  # a finish_reason but no [DONE]: accept, some servers omit it
-
-    async def _read_chunk(self, resp: aiohttp.ClientResponse, endpoint: str) -> bytes:
-        try:
-            async with asyncio.timeout(self._chunk_timeout):
-                return await resp.content.readany()
-        except TimeoutError:
-            raise LLMTimeoutError(
-                f"stream from {endpoint} stalled: no data for {self._chunk_timeout:g} s (chunk timeout)",
-                phase="chunk", timeout_s=self._chunk_timeout, endpoint=endpoint, status=resp.status,
-            ) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise LLMStreamError(
-                f"stream from {endpoint} dropped mid-response ({type(exc).__name__})",
-                endpoint=endpoint, status=resp.status,
-            ) from exc
-
-    async def _drain(self, resp: aiohttp.ClientResponse) -> bool:
-        """After [DONE], read to the end of the body so the connection can go back to the pool.
-        False if that did not work (the connection is then closed instead)."""
-        left = MAX_DRAIN_BYTES
-        try:
-            async with asyncio.timeout(self._chunk_timeout):
-                while left > 0:
-                    data = await resp.content.readany()
-                    if not data:
-                        return True
-                    left -= len(data)
-        except (TimeoutError, aiohttp.ClientError, OSError):
-            pass
-        return False
+        return http_error(resp.status, resp.headers, body, endpoint=timing.endpoint, redact=self._redact)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -914,25 +777,6 @@ class PooledLLMClient:
             self._on_event(name, payload)
         except Exception:
             logger.exception("on_event callback failed for %r", name)
-
-
-def _retry_after(headers: Any) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
-    value = headers.get("retry-after-ms")
-    if value:
-        with contextlib.suppress(ValueError):
-            return float(value) / 1000.0
-    value = headers.get("Retry-After")
-    if not value:
-        return None
-    with contextlib.suppress(ValueError):
-        return float(value)
-    with contextlib.suppress(TypeError, ValueError):
-        when = email.utils.parsedate_to_datetime(value)
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return max(0.0, (when - datetime.now(UTC)).total_seconds())
-    return None
 
 
 def _connection_detail(timing: RequestTiming | None) -> str:

@@ -14,10 +14,12 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import trustme
+from multidict import CIMultiDict
 
 from llm import (
     AuthError,
@@ -31,6 +33,7 @@ from llm import (
     Secret,
     WarmUpResult,
 )
+from llm.retry import RetryPolicy, retry_after_seconds, status_is_retryable
 from tests.llm_servers import (
     DEFAULT_REPLY,
     LLMServer,
@@ -667,3 +670,74 @@ async def test_closed_client_refuses_requests(server: LLMServer) -> None:
     with pytest.raises(RuntimeError):
         await collect(client)
     assert (await client.warm_up()).ok is False
+
+
+async def test_stopping_after_the_last_sentence_is_a_completed_turn(server: LLMServer) -> None:
+    async with make_client(server.base_url) as client:
+        got: list[str] = []
+        stream = client.stream_sentences(MESSAGES)
+        async with contextlib.aclosing(stream):
+            async for sentence in stream:
+                got.append(sentence)
+                if len(got) == len(EXPECTED):
+                    break
+        assert got == EXPECTED
+        assert timing(client).error is None and client.stats.completed == 1
+
+
+# --------------------------------------------------------------------------- retry policy (pure)
+
+NOW = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({}, None),
+        ({"Retry-After": "2"}, 2.0),
+        ({"Retry-After": "0.5"}, 0.5),
+        ({"retry-after-ms": "250", "Retry-After": "9"}, 0.25),
+        ({"Retry-After": "Wed, 01 Jan 2025 12:00:03 GMT"}, 3.0),
+        ({"Retry-After": "Wed, 01 Jan 2025 11:00:00 GMT"}, 0.0),
+        ({"Retry-After": "soon"}, None),
+        ({"retry-after-ms": "x", "Retry-After": "1"}, 1.0),
+    ],
+)
+def test_retry_after_parsing(headers: dict[str, str], seconds: float | None) -> None:
+    assert retry_after_seconds(CIMultiDict(headers), now=NOW) == seconds
+
+
+@pytest.mark.parametrize(
+    ("retries_done", "retry_after", "rand", "expected"),
+    [
+        (0, None, 0.0, 0.5),
+        (1, None, 0.0, 1.0),
+        (2, None, 1.0, 1.5),  # 2 s minus 25 % jitter
+        (10, None, 0.0, 8.0),  # capped at max_delay
+        (0, 3.0, 0.5, 3.0),  # the server's wish
+        (0, 30.0, 0.5, 8.0),  # capped at retry_after_cap
+        (0, 3600.0, 0.5, 8.0),  # absurd: the cap
+    ],
+)
+def test_retry_delay(retries_done: int, retry_after: float | None, rand: float, expected: float) -> None:
+    assert RetryPolicy().delay(retries_done, retry_after, rand=lambda: rand) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("code", "headers", "retryable"),
+    [
+        (429, {}, True), (408, {}, True), (409, {}, True), (500, {}, True), (503, {}, True),
+        (400, {}, False), (404, {}, False), (422, {}, False),
+        (500, {"x-should-retry": "false"}, False), (400, {"x-should-retry": "true"}, True),
+    ],
+)
+def test_retryable_statuses(code: int, headers: dict[str, str], retryable: bool) -> None:
+    assert status_is_retryable(code, headers) is retryable
+
+
+async def test_x_should_retry_false_stops_retries(server: LLMServer) -> None:
+    server.script(status(503, headers={"x-should-retry": "false"}))
+    async with make_client(server.base_url) as client:
+        with pytest.raises(LLMHTTPError):
+            await collect(client)
+    assert len(server.chat_requests()) == 1
