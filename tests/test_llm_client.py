@@ -585,6 +585,27 @@ async def test_cancelling_the_task_mid_stream(server: LLMServer) -> None:
     assert await eventually(lambda: server.client_hangups == 1)
 
 
+async def test_dropping_an_unfinished_stream_closes_its_connection(server: LLMServer) -> None:
+    """No break, no aclose: the generator is just dropped (asyncio finalizes it)."""
+    server.script(reply("One. Two. Three. Four. Five. Six.", token_delay=0.05))
+    async with make_client(server.base_url, strategy="pooled") as client:
+        stream = client.stream_sentences(MESSAGES)
+        assert await anext(stream) == "One."
+        del stream
+        assert await eventually(lambda: server.client_hangups == 1)
+        assert timing(client).error == "cancelled"
+        assert await collect(client) == EXPECTED
+    assert server.connections == 2
+
+
+async def test_concurrent_streams_are_bounded_by_limit(server: LLMServer) -> None:
+    server.default = reply(token_delay=0.01)
+    async with make_client(server.base_url, strategy="pooled", limit=2) as client:
+        results = await asyncio.gather(*(collect(client) for _ in range(4)))
+    assert results == [EXPECTED] * 4
+    assert server.connections == 2  # HTTP/1.1: one stream per connection, at most `limit` of them
+
+
 # --------------------------------------------------------------------------- timing, events, wire
 
 
