@@ -276,10 +276,10 @@ class PooledLLMClient:
         is running, or when the pooled connection was used recently enough to still be warm.
         On success the keep-warm loop starts.
         """
-        if self.strategy != "prewarmed":
-            return self._skipped(f"strategy {self.strategy!r} does not pre-warm")
         if self._closed:
             return WarmUpResult(ok=False, ms=0.0, error="client is closed")
+        if self.strategy != "prewarmed":
+            return self._skipped(f"strategy {self.strategy!r} does not pre-warm")
         if self._warming:
             return self._skipped("a warm-up is already in flight")
         if self._active:
@@ -328,7 +328,8 @@ class PooledLLMClient:
         start = time.perf_counter()
         opened_before = self.stats.connections_opened
         timings = [RequestTiming(kind="warmup", endpoint=public_endpoint(self._models_url)) for _ in range(count)]
-        self._emit(EVENT_WARMUP_STARTED, timings[0])
+        if event == EVENT_WARMUP_DONE:
+            self._emit(EVENT_WARMUP_STARTED, timings[0])
         outcomes = await asyncio.gather(*(self._warm_request(t) for t in timings), return_exceptions=True)
         ms = (time.perf_counter() - start) * 1000.0
         opened = self.stats.connections_opened - opened_before
@@ -700,10 +701,14 @@ class PooledLLMClient:
                     f"no response from {endpoint} within {self._first_byte_timeout:g} s (first-byte timeout)",
                     phase="first_byte", timeout_s=self._first_byte_timeout, endpoint=endpoint,
                 ) from None
+            if trace.queued and trace.create_start is None:
+                message = (f"all {self._limit} pooled connections stayed busy for {self._connect_timeout:g} s "
+                           f"(connect timeout, {endpoint})")
+            else:
+                message = (f"endpoint unreachable: no connection to {endpoint} within {self._connect_timeout:g} s "
+                           "(connect timeout)")
             raise LLMTimeoutError(
-                f"endpoint unreachable: no connection to {endpoint} within {self._connect_timeout:g} s "
-                "(connect timeout)",
-                phase="connect", timeout_s=self._connect_timeout, endpoint=endpoint,
+                message, phase="connect", timeout_s=self._connect_timeout, endpoint=endpoint
             ) from None
         except (aiohttp.ClientError, OSError) as exc:
             trace.apply_to(timing)

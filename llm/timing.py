@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 # Names passed to the ``on_event`` callback, in the order they usually happen.
-EVENT_WARMUP_STARTED = "warmup_started"  # payload: RequestTiming (kind "warmup")
+EVENT_WARMUP_STARTED = "warmup_started"  # payload: RequestTiming (kind "warmup"); not for pings
 EVENT_WARMUP_DONE = "warmup_done"  # payload: WarmUpResult
 EVENT_KEEP_WARM = "keep_warm"  # payload: WarmUpResult of a keep-warm ping
 EVENT_REQUEST_STARTED = "request_started"  # payload: RequestTiming (the rest too)
@@ -129,6 +129,7 @@ class AttemptTrace:
     create_start: float | None = None
     create_end: float | None = None
     reused: bool = False
+    queued: bool = False  # waited for a free connection (all ``limit`` were busy)
     headers_sent: float | None = None
     protocol: Any = None  # the connection's aiohttp protocol object, set by llm.pool
 
@@ -197,6 +198,11 @@ async def _on_reuse(_s: aiohttp.ClientSession, ctx: SimpleNamespace, _p: object)
         t._connected()
 
 
+async def _on_queued(_s: aiohttp.ClientSession, ctx: SimpleNamespace, _p: object) -> None:
+    if (t := _attempt(ctx)) is not None:
+        t.queued = True
+
+
 async def _on_headers_sent(_s: aiohttp.ClientSession, ctx: SimpleNamespace, _p: object) -> None:
     if (t := _attempt(ctx)) is not None:
         t.headers_sent = time.perf_counter()
@@ -212,5 +218,6 @@ def build_trace_config() -> aiohttp.TraceConfig:
     config.on_connection_create_end.append(_on_create_end)
     config.on_connection_reuseconn.append(_on_reuse)
     config.on_request_headers_sent.append(_on_headers_sent)
+    config.on_connection_queued_start.append(_on_queued)
     config.freeze()
     return config

@@ -762,3 +762,15 @@ async def test_x_should_retry_false_stops_retries(server: LLMServer) -> None:
         with pytest.raises(LLMHTTPError):
             await collect(client)
     assert len(server.chat_requests()) == 1
+
+
+async def test_busy_pool_times_out_with_a_clear_message(server: LLMServer) -> None:
+    server.script(stall_after("Hello"))
+    async with make_client(server.base_url, strategy="pooled", limit=1, connect_timeout=0.3, max_retries=0) as c:
+        stream = c.stream_tokens(MESSAGES)
+        async with contextlib.aclosing(stream):
+            assert await anext(stream) == "Hello"
+            with pytest.raises(LLMTimeoutError) as info:
+                await collect(c)
+    assert info.value.phase == "connect"
+    assert "all 1 pooled connections stayed busy" in str(info.value)
