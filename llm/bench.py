@@ -23,6 +23,7 @@ import math
 import os
 import platform
 import shlex
+import signal
 import ssl
 import sys
 import tempfile
@@ -486,8 +487,12 @@ def config_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Be
             parser.error(f"--{name.replace('_', '-')} must be between 0 and 600 seconds")
     if not config.request_timeout_s > 0:
         parser.error("--request-timeout-s must be positive")
-    if args.base_url and not args.model:
-        parser.error("--base-url needs --model")
+    if args.base_url:
+        parts = urlsplit(args.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            parser.error("--base-url must be an absolute http:// or https:// URL")
+        if not args.model:
+            parser.error("--base-url needs --model")
     return config
 
 
@@ -501,8 +506,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     config = config_from(args, parser)
-    api_key = Secret(args.api_key or (os.environ.get("OPENAI_API_KEY", "") if args.base_url else ""))
     configure_logging("WARNING")
+    # SIGTERM unwinds like Ctrl-C, so clients, proxies, the server and the certificate
+    # directory are all cleaned up (the default would exit on the spot).
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _run(args, config, argv)
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _run(args: argparse.Namespace, config: BenchConfig, argv: list[str]) -> int:
+    """Start the endpoint, measure, stop it, then report; 1 if any request failed."""
+    api_key = Secret(args.api_key or (os.environ.get("OPENAI_API_KEY", "") if args.base_url else ""))
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         if args.base_url:

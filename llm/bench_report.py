@@ -362,7 +362,7 @@ def _cell(s: Summary, unit: str = " ms", digits: int = 0) -> str:
         return "—"
     med = f"{s.median:.{digits}f}{unit}"
     if s.n == 1 or s.low == s.high:
-        return med if s.n == 1 else f"{med} (all {s.n})"
+        return med
     return f"{med} ({s.low:.{digits}f}–{s.high:.{digits}f})"
 
 
