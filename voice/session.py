@@ -90,6 +90,7 @@ class VoiceSession:
         self._converters: dict[int, StreamingConverter] = {}
         self._feed_lock = asyncio.Lock()
         self._turns = 0
+        self._current: TurnLatency | None = None
         self._speaking_until = 0.0
         self._warned_nonfinite = False
 
@@ -233,6 +234,13 @@ class VoiceSession:
             await self._interrupt_turn()
         return self._begin_turn(TurnLatency(turn=0, source="text", speech_end_at=self.clock()), text=text)
 
+    async def wait_warm(self) -> WarmUpResult | None:
+        """Wait for the background warm-up (if one runs) and return its result."""
+        if self._warm_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._warm_task)
+        return self.warmup
+
     async def wait_idle(self, timeout: float | None = None) -> None:
         """Wait for the turn in flight (if any) to finish."""
         if self._turn_task is not None:
@@ -246,6 +254,7 @@ class VoiceSession:
         endpoint_at: float | None = None,
     ) -> asyncio.Task[None]:
         self._turns += 1
+        self._current = lat
         lat.turn = self._turns
         lat.strategy = self.strategy
         lat.rtt_ms = self.rtt_ms
@@ -407,8 +416,9 @@ class VoiceSession:
 
     async def _barge_in(self) -> None:
         turn = self._turns
-        await self._interrupt_turn()
+        # Announce first, so front-ends flush queued audio before anything else arrives.
         self._emit(BargeIn(turn))
+        await self._interrupt_turn()
         log.info("Barge-in: the user spoke over turn %d; reply stopped", turn)
 
     async def _interrupt_turn(self) -> None:
@@ -423,6 +433,8 @@ class VoiceSession:
 
     async def _open_client(self) -> None:
         base_url = self.endpoint.base_url
+        # With an emulated distance the sockets go through the delaying proxy, while the URL
+        # (Host header, TLS name, certificate check) stays the real endpoint's.
         connect_to: tuple[str, int] | None = None
         if self.rtt_ms > 0:
             parts = urlsplit(base_url)
@@ -440,6 +452,7 @@ class VoiceSession:
             first_byte_timeout=self.settings.first_byte_timeout_s,
             chunk_timeout=self.settings.chunk_timeout_s,
             connect_to=connect_to,
+            on_event=self._on_llm_event,
         )
         self.warmup = None
         if self.strategy == "prewarmed":
@@ -471,6 +484,22 @@ class VoiceSession:
         proxy, self._proxy = self._proxy, None
         if proxy is not None:
             await proxy.stop()
+
+    def _on_llm_event(self, name: str, payload: RequestTiming | WarmUpResult) -> None:
+        """The client's stage callbacks: show each LLM stage the moment it is known."""
+        lat = self._current
+        if lat is None or lat.outcome != "running" or not isinstance(payload, RequestTiming):
+            return
+        if payload.kind != "chat":
+            return
+        if name in ("status", "first_token", "connected"):
+            self._copy_request_timing(lat, payload)
+            self._update(lat)
+        elif name == "retry":
+            lat.llm_attempts = payload.attempts
+            why = payload.error or (f"HTTP {payload.status}" if payload.status else "connection failed")
+            self._emit(Notice(f"LLM request failed ({why}); retrying…", "warning"))
+            self._update(lat)
 
     # ----------------------------------------------------------------- helpers
 

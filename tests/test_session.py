@@ -1,0 +1,124 @@
+"""Whole voice turns, headless: WAV in (paced like a microphone), real models, real local LLM."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from tests.speech import synthesize
+from voice.events import AudioOut, BargeIn, TurnDone
+from voice.headless import run_spoken_turn, run_typed_turn, speak_into
+from voice.latency import STAGES
+from voice.session import VoiceSession
+from voice.tts import make_tts
+
+pytestmark = pytest.mark.slow
+
+QUESTION = "What is the capital of France?"
+
+
+@pytest.fixture
+async def session(voice_runtime) -> VoiceSession:
+    s = voice_runtime.new_session("test")
+    await s.start()
+    yield s
+    await s.stop()
+
+
+def _question() -> tuple[np.ndarray, int]:
+    speech = synthesize(QUESTION)
+    return speech.samples, speech.sample_rate
+
+
+async def test_spoken_turn_produces_speech_and_an_ordered_breakdown(session: VoiceSession) -> None:
+    samples, rate = _question()
+    result = await run_spoken_turn(session, samples, rate)
+    assert result is not None
+    assert "capital" in result.transcript.lower() and "france" in result.transcript.lower()
+    assert result.reply_text.strip()
+    audio = result.reply_audio
+    assert result.sample_rate == 24000 and audio.size > 0.3 * result.sample_rate
+    assert float(np.sqrt(np.mean(audio**2))) > 0.01, "reply audio is silent"
+
+    lat = result.latency
+    assert lat.outcome == "ok"
+    values = [getattr(lat, attr) for attr, _ in STAGES]
+    assert all(v is not None and v > 0 for v in values), lat.stages()
+    endpoint, transcript, sent, status, token, sentence, first_audio = values
+    assert endpoint < transcript <= sent <= status <= token <= sentence <= first_audio
+    # The endpointer fires after the configured silence, measured from the true end of speech.
+    assert endpoint >= session.settings.end_of_turn_silence_ms * 0.8
+    assert lat.stt_compute_ms and lat.stt_compute_ms > 0
+    assert lat.sentences >= 1 and lat.chars > 0
+    assert lat.reused_connection is True, "the pre-warmed connection should carry the first turn"
+
+
+async def test_second_turn_reuses_the_connection_and_remembers(session: VoiceSession) -> None:
+    # A typed turn can beat the warm-up; a request never waits for it (it opens its own
+    # connection), so let the warm-up finish as it would while the user speaks.
+    warm = await session.wait_warm()
+    assert warm is not None and warm.ok
+    first = await run_typed_turn(session, "My name is Ada. Say hi.")
+    second = await run_typed_turn(session, "What is my name?")
+    assert first.latency.outcome == second.latency.outcome == "ok"
+    assert second.latency.reused_connection is True
+    assert session.client is not None and session.client.stats.connections_opened == 1
+    roles = [m["role"] for m in session.conversation.messages()]
+    assert roles == ["system", "user", "assistant", "user", "assistant"]
+
+
+async def test_silence_and_noise_make_no_llm_call(session: VoiceSession) -> None:
+    rng = np.random.default_rng(7)
+    for audio in (np.zeros(48000, np.float32), (rng.standard_normal(48000) * 0.3).astype(np.float32)):
+        result = await run_spoken_turn(session, audio, 16000)
+        assert result is None or result.latency.outcome == "no_speech"
+    assert session.client is not None and session.client.stats.requests == 0
+
+
+async def test_barge_in_cancels_the_reply_in_progress(session: VoiceSession) -> None:
+    await session.submit_text("Tell me a long story about a dragon, in ten sentences.")
+    while not isinstance(await asyncio.wait_for(session.events.get(), 60), AudioOut):
+        pass  # wait until the reply is audibly under way
+    samples, rate = _question()
+    speaking = asyncio.create_task(speak_into(session, samples, rate))
+    events = []
+    while not any(isinstance(e, TurnDone) and e.latency.turn == 2 for e in events):
+        events.append(await asyncio.wait_for(session.events.get(), 90))
+    await speaking
+
+    barge = next(i for i, e in enumerate(events) if isinstance(e, BargeIn))
+    first_done = next(e.latency for e in events if isinstance(e, TurnDone) and e.latency.turn == 1)
+    if first_done.outcome == "interrupted":
+        # The reply was still being generated: LLM stream and TTS were cancelled.
+        assert any(isinstance(e, TurnDone) and e.latency.turn == 1 for e in events[barge:])
+    else:
+        # Generation had finished but its audio was still playing: the barge-in stopped playback.
+        assert first_done.outcome == "ok"
+    assert not any(isinstance(e, AudioOut) and e.turn == 1 for e in events[barge + 1:]), "audio after barge-in"
+    follow_up = next(e.latency for e in events if isinstance(e, TurnDone) and e.latency.turn == 2)
+    assert follow_up.outcome == "ok" and "france" in follow_up.transcript.lower()
+
+
+async def test_auto_tts_falls_back_to_piper_without_failing_the_turn(voice_runtime) -> None:
+    """edge-tts's real service is unreachable here: the auto engine must fall back to Piper."""
+    s = voice_runtime.new_session("edge-fallback")
+    s.tts = make_tts("auto", "en-US-AriaNeural", 1.0)
+    await s.start()
+    try:
+        result = await run_typed_turn(s, "Say hello.")
+    finally:
+        await s.stop()
+    assert result.latency.outcome == "ok"
+    assert result.audio and result.latency.tts_engine == "piper"
+    assert result.latency.tts_fallback is True
+
+
+async def test_stop_closes_the_client_and_cancels_work(session: VoiceSession) -> None:
+    task = await session.submit_text("Count slowly from one to fifty.")
+    assert task is not None
+    await asyncio.sleep(0.2)
+    await session.stop()
+    assert task.done()
+    assert session.client is None and session.connection_state == "closed"
