@@ -390,8 +390,16 @@ async def run_all(endpoint: Endpoint, config: BenchConfig, say: Say) -> tuple[Ba
 # ---- command line ---------------------------------------------------------------------
 
 
-def machine_info() -> MachineInfo:
-    """CPU model and count, Python, OS, the date, and the versions that matter here."""
+def load_average() -> float | None:
+    """The 1-minute load average, where the OS has one."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def machine_info(load_start: float | None) -> MachineInfo:
+    """CPU model and count, Python, OS, the date, the load, and the versions that matter here."""
     model = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
@@ -406,6 +414,7 @@ def machine_info() -> MachineInfo:
         cpu_model=model, cpu_count=os.cpu_count() or 0, python=platform.python_version(),
         platform=f"{platform.system()} {platform.release()}",
         date=datetime.now(UTC).replace(microsecond=0).isoformat(), versions=versions,
+        load_start=load_start, load_end=load_average(),
     )
 
 
@@ -526,7 +535,7 @@ def _interrupt(_signum: int, _frame: object) -> None:
 def _run(args: argparse.Namespace, config: BenchConfig, argv: list[str]) -> int:
     """Start the endpoint, measure, stop it, then report; 1 if any request failed."""
     api_key = Secret(args.api_key or (os.environ.get("OPENAI_API_KEY", "") if args.base_url else ""))
-    started = time.perf_counter()
+    started, load_start = time.perf_counter(), load_average()
     with contextlib.ExitStack() as stack:
         if args.base_url:
             endpoint = remote_endpoint(args.base_url, api_key, args.model)
@@ -540,7 +549,7 @@ def _run(args: argparse.Namespace, config: BenchConfig, argv: list[str]) -> int:
         _say(f"endpoint: {endpoint.info.description}")
         baseline, sessions = asyncio.run(run_all(endpoint, config, _say))
     run = BenchRun(
-        command=command_line(argv), argv=shlex.split(command_line(argv))[3:], machine=machine_info(),
+        command=command_line(argv), argv=shlex.split(command_line(argv))[3:], machine=machine_info(load_start),
         config=config, endpoint=endpoint.info, baseline=baseline, sessions=sessions,
         wall_time_s=time.perf_counter() - started,
     )

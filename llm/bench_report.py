@@ -62,6 +62,10 @@ class MachineInfo:
     platform: str
     date: str  # ISO 8601, UTC
     versions: dict[str, str]
+    # 1-minute load average when the run started and ended: other processes share the CPUs
+    # with the model server, and its time to first token shows it.
+    load_start: float | None
+    load_end: float | None
 
 
 @dataclass(frozen=True)
@@ -459,6 +463,10 @@ def _failures(run: BenchRun, rtt: float) -> list[str]:
     return lines
 
 
+def _load(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.2f}"
+
+
 def _describe(run: BenchRun) -> list[str]:
     c, m, e = run.config, run.machine, run.endpoint
     idle = (
@@ -468,7 +476,8 @@ def _describe(run: BenchRun) -> list[str]:
     )
     server = run.baseline.median_ms
     return [
-        f"- Machine: {m.cpu_model}, {m.cpu_count} CPUs, Python {m.python}, {m.platform}; {m.date}",
+        f"- Machine: {m.cpu_model}, {m.cpu_count} CPUs, Python {m.python}, {m.platform}; {m.date}; "
+        f"load average {_load(m.load_start)} at the start, {_load(m.load_end)} at the end",
         f"- Command: `{run.command}` (wall time {run.wall_time_s:.0f} s)",
         f"- Endpoint: {e.description}; model `{e.model}`",
         (

@@ -104,7 +104,8 @@ def test_json_has_the_schema_machine_and_command(run: Run) -> None:
     assert r["schema"] == "warmvoice-llm-bench/1"
     assert {"command", "argv", "machine", "config", "endpoint", "baseline", "sessions", "summary", "checks",
             "wall_time_s"} <= set(r)
-    assert {"cpu_model", "cpu_count", "python", "platform", "date", "versions"} <= set(r["machine"])
+    machine_fields = {"cpu_model", "cpu_count", "python", "platform", "date", "versions", "load_start", "load_end"}
+    assert machine_fields <= set(r["machine"])
     assert r["machine"]["cpu_count"] >= 1 and r["machine"]["cpu_model"]
     assert r["command"].startswith("python -m llm.bench --rtt-ms 0,40 --turns 2 --quick")
     assert r["config"]["rtt_ms"] == [0, 40] and r["config"]["turns"] == TURNS and r["config"]["tls"] is True
