@@ -116,7 +116,7 @@ class BenchEmbeddedServer(EmbeddedLLMServer):
     HTTPS server or one that requires a key never answers with 200; the probe is redone here.
     """
 
-    def __init__(self, tls: TlsFiles | None, api_key: Secret) -> None:
+    def __init__(self, tls: TlsFiles | None, api_key: Secret, n_threads: int | None = None) -> None:
         # By default llama.cpp's server cuts a stream short as soon as any other request
         # (even GET /models) arrives, which no real API does.
         args = ["--interrupt_requests", "False"]
@@ -124,7 +124,7 @@ class BenchEmbeddedServer(EmbeddedLLMServer):
             args += ["--ssl_keyfile", str(tls.key_path), "--ssl_certfile", str(tls.cert_path)]
         if api_key:
             args += ["--api_key", api_key.reveal()]
-        super().__init__(extra_args=args)
+        super().__init__(n_threads=n_threads, extra_args=args)
         self._tls = tls
         self._api_key = api_key
 
@@ -463,6 +463,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=48)
     p.add_argument("--baseline-requests", type=int, help="requests for the server's own TTFT (default 3)")
     p.add_argument("--request-timeout-s", type=float, default=60.0)
+    p.add_argument("--server-threads", type=int, help=(
+        "llama.cpp threads of the embedded server (default: one less than the CPUs, at least 1, so the "
+        "client and proxy, which are timed too, keep a core; llama.cpp's threads stall when one is preempted)"
+    ))
     p.add_argument("--quick", action="store_true",
                    help="short speak time and pauses, no idle turn, 2 baseline requests (explicit options win)")
     p.add_argument("--base-url", help="a real OpenAI-compatible API instead of the embedded server")
@@ -487,8 +491,11 @@ def config_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Be
         pause_s=pick("pause_s", 1.0), idle_pause_s=pick("idle_pause_s", 6.0), max_tokens=args.max_tokens,
         temperature=0.0, baseline_requests=int(pick("baseline_requests", 3)),
         request_timeout_s=args.request_timeout_s, tls=args.tls, quick=args.quick,
+        server_threads=None if args.base_url else (args.server_threads or max(1, (os.cpu_count() or 2) - 1)),
         system_prompt=SYSTEM_PROMPT, prompt=PROMPT,
     )
+    if args.server_threads is not None and args.server_threads < 1:
+        parser.error("--server-threads must be at least 1")
     if config.turns < 1 or config.sessions < 1 or config.max_tokens < 1 or config.baseline_requests < 1:
         parser.error("--turns, --sessions, --max-tokens and --baseline-requests must be at least 1")
     for name in ("speak_s", "pause_s", "idle_pause_s"):
@@ -541,7 +548,7 @@ def _run(args: argparse.Namespace, config: BenchConfig, argv: list[str]) -> int:
             endpoint = remote_endpoint(args.base_url, api_key, args.model)
         else:
             tls = stack.enter_context(throwaway_tls()) if config.tls else None
-            server = BenchEmbeddedServer(tls, api_key)
+            server = BenchEmbeddedServer(tls, api_key, config.server_threads)
             _say(f"starting the embedded server ({'TLS' if tls else 'plain HTTP'})...")
             stack.callback(server.stop)
             server.start()

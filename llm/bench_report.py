@@ -48,6 +48,7 @@ class BenchConfig:
     request_timeout_s: float
     tls: bool
     quick: bool
+    server_threads: int | None  # the embedded server's llama.cpp threads (None: remote API)
     system_prompt: str
     prompt: str
 
@@ -479,7 +480,8 @@ def _describe(run: BenchRun) -> list[str]:
         f"- Machine: {m.cpu_model}, {m.cpu_count} CPUs, Python {m.python}, {m.platform}; {m.date}; "
         f"load average {_load(m.load_start)} at the start, {_load(m.load_end)} at the end",
         f"- Command: `{run.command}` (wall time {run.wall_time_s:.0f} s)",
-        f"- Endpoint: {e.description}; model `{e.model}`",
+        f"- Endpoint: {e.description}; model `{e.model}`"
+        + (f"; {c.server_threads} llama.cpp thread(s)" if c.server_threads else ""),
         (
             f"- Each session is a fresh client, as if the user clicked Start speaking: the pre-warmed one warms up "
             f"in the background while the user speaks for {c.speak_s:g} s, then the first request is issued; "

@@ -219,13 +219,16 @@ def test_quick_changes_defaults_but_explicit_options_win() -> None:
     normal = config_from(parser.parse_args([]), parser)
     assert normal.rtt_ms == (0, 50, 150, 300) and normal.turns == 5 and normal.idle_pause_s > 5.0
     assert normal.speak_s == 2.0 and normal.max_tokens == 48 and normal.temperature == 0
+    assert normal.server_threads == max(1, (os.cpu_count() or 2) - 1)
+    assert config_from(parser.parse_args(["--server-threads", "3"]), parser).server_threads == 3
     mixed = config_from(parser.parse_args(["--quick", "--idle-pause-s", "6.5", "--rtt-ms", "0, 25"]), parser)
     assert mixed.idle_pause_s == 6.5 and mixed.rtt_ms == (0, 25)
 
 
 def test_bad_options_are_refused() -> None:
     parser = build_parser()
-    for argv in (["--rtt-ms", "10,-5"], ["--rtt-ms", "x"], ["--turns", "0"], ["--base-url", "https://api.x/v1"]):
+    for argv in (["--rtt-ms", "10,-5"], ["--rtt-ms", "x"], ["--turns", "0"], ["--base-url", "https://api.x/v1"],
+                 ["--base-url", "api.x/v1", "--model", "m"], ["--server-threads", "0"]):
         with pytest.raises(SystemExit):
             config_from(parser.parse_args(argv), parser)
 
