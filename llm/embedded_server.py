@@ -14,10 +14,12 @@ hook on a normal or Ctrl-C exit.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import importlib.util
 import logging
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -27,6 +29,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import Future
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -67,10 +70,45 @@ def free_loopback_port() -> int:
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
     # Linux-only: the kernel sends SIGTERM to the child when this process dies,
     # even by SIGKILL, so a crashed app leaves no llama.cpp server behind.
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+
+
+class _Spawner:
+    """Starts child processes from one thread that lives as long as the process.
+
+    ``PR_SET_PDEATHSIG`` fires when the *thread* that forked the child exits, not the
+    process: a server started from a short-lived worker thread (the app loads its models
+    in one) would be killed the moment that thread ends.  So every spawn happens here.
+    """
+
+    def __init__(self) -> None:
+        self._requests: queue.Queue[tuple[list[str], dict[str, object], Future[subprocess.Popen[bytes]]]] = (
+            queue.Queue()
+        )
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def popen(self, cmd: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        """``subprocess.Popen(cmd, **kwargs)``, run on the spawner thread."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="child-spawner", daemon=True)
+                self._thread.start()
+        done: Future[subprocess.Popen[bytes]] = Future()
+        self._requests.put((cmd, kwargs, done))
+        return done.result()
+
+    def _serve(self) -> None:
+        while True:
+            cmd, kwargs, done = self._requests.get()
+            try:
+                done.set_result(subprocess.Popen(cmd, **kwargs))  # type: ignore[call-overload]
+            except BaseException as exc:
+                done.set_exception(exc)
+
+
+_SPAWNER = _Spawner()
 
 
 class EmbeddedLLMServer:
@@ -187,7 +225,7 @@ class EmbeddedLLMServer:
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         log.info("Starting embedded LLM server: SmolLM2-135M-Instruct on 127.0.0.1:%d", self.port)
         try:
-            self._proc = subprocess.Popen(
+            self._proc = _SPAWNER.popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                 env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )

@@ -161,13 +161,19 @@ def test_spoken_question_gets_a_spoken_answer_and_a_full_panel(
 
             # The WAV loops: the same question again is turn 2, on the reused pooled connection.
             page.wait_for_function(
-                """() => document.querySelectorAll('#turns tbody tr').length >= 2
-                         && /reused/.test(document.querySelector('#turns tbody tr:nth-child(2)').textContent)""",
+                """() => { const panel = document.querySelector('#current-turn');
+                           const conn = panel && panel.querySelector('[data-fact=connection]');
+                           return panel && /Turn [2-9]/.test(panel.textContent) && conn
+                                  && conn.textContent.startsWith('reused'); }""",
                 timeout=90_000,
             )
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "browser-two-turns.png"), full_page=True)
-            page.get_by_role("button", name="Stop").click()
+            page.locator("#stop").click()
             expect(page.locator("#status")).to_contain_text("ended", timeout=15_000)
+        except Exception:
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "browser-failure.png"), full_page=True)
+            raise
         finally:
             browser.close()

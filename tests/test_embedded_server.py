@@ -120,3 +120,18 @@ def test_no_orphan_when_the_parent_ends(how: str, tmp_path) -> None:
     else:
         os.kill(child_pid, signal.SIGKILL)
         pytest.fail(f"embedded server {child_pid} outlived its parent ({how})")
+
+
+def test_survives_the_thread_that_started_it() -> None:
+    """PR_SET_PDEATHSIG follows the forking *thread*: the app starts the server from a loader thread."""
+    import threading
+
+    srv = EmbeddedLLMServer()
+    loader = threading.Thread(target=srv.start)
+    loader.start()
+    loader.join()
+    try:
+        time.sleep(1.0)  # a child killed by its parent thread's exit would be gone by now
+        assert srv.is_running()
+    finally:
+        srv.stop()
