@@ -62,6 +62,15 @@ class RuntimeLoader:
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._load, name="runtime-loader", daemon=True)
 
+    @classmethod
+    def loaded(cls, settings: Settings, runtime: VoiceRuntime) -> RuntimeLoader:
+        """A loader that is already done (tests, or a caller that built the runtime itself)."""
+        loader = cls(settings)
+        loader.runtime = runtime
+        loader.progress = "Ready"
+        loader._done.set()
+        return loader
+
     def start(self) -> None:
         """Begin loading in the background."""
         self._thread.start()
@@ -99,7 +108,10 @@ class WarmVoiceApp:
         self.settings = settings
         self.loader = loader
         self._registry: SessionRegistry | None = None
-        self._local_speaker: Any = None
+        self._reaper: asyncio.Task[None] | None = None
+        self._local_speaker: Any = None  # voice.local_audio.LocalSpeaker with --local-audio
+        self._local_mic: Any = None  # voice.local_audio.LocalMic with --local-audio
+        self._local_capture: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ sessions
 
@@ -111,6 +123,7 @@ class WarmVoiceApp:
                 runtime.new_session, max_sessions=self.settings.max_sessions,
                 idle_timeout_s=self.settings.session_idle_timeout_s, max_age_s=self.settings.session_max_s,
             )
+            self._reaper = asyncio.create_task(self._registry.run_reaper(), name="session-reaper")
         return self._registry
 
     async def _session(self, request: gr.Request | None) -> VoiceSession | None:
@@ -136,10 +149,18 @@ class WarmVoiceApp:
         except (TooManySessions, RuntimeError, ValueError, SettingsError) as exc:
             yield f"⚠️ {exc}"
             return
+        if self._local_mic is not None:
+            # --local-audio: this machine's microphone feeds the session (one tab at a time).
+            if self._local_capture is not None:
+                self._local_capture.cancel()
+            self._local_capture = asyncio.create_task(self._local_mic.run(session), name="local-mic")
         yield "Pre-warming…" if session.strategy == "prewarmed" else "Listening…"
 
     async def stop(self, request: gr.Request) -> str:
         """'Stop': cancel work in flight, close the connection, end the session."""
+        if self._local_capture is not None:
+            self._local_capture.cancel()
+            self._local_capture = None
         if self._registry is not None:
             await self._registry.close(request.session_hash or "")
         return "Session ended. Click **Start speaking** to talk again."
@@ -201,6 +222,8 @@ class WarmVoiceApp:
                 yield view.render(audio=None)  # refresh connection state and facts
                 continue
             audio = view.apply(event)
+            if isinstance(event, BargeIn) and self._local_speaker is not None:
+                self._local_speaker.flush()
             if audio is not None and self._local_speaker is not None:
                 self._local_speaker.play(audio)
                 audio = None
@@ -391,11 +414,12 @@ def create_app(settings: Settings) -> tuple[gr.Blocks, WarmVoiceApp]:
     loader.start()
     app = WarmVoiceApp(settings, loader)
     if settings.local_audio:
-        from voice.local_audio import LocalAudioError, LocalSpeaker
+        from voice.local_audio import LocalAudioError, LocalMic, LocalSpeaker
 
         try:
+            app._local_mic = LocalMic()
             app._local_speaker = LocalSpeaker()
-            log.info("Local audio: replies play on this machine's speaker")
+            log.info("Local audio: this machine's microphone and speaker carry the conversation")
         except LocalAudioError as exc:
             log.warning("%s; the browser microphone and player keep working", exc)
     demo = app.build()

@@ -87,6 +87,16 @@ class SessionRegistry:
             await self.close(key)
         return len(expired)
 
+    async def run_reaper(self, interval_s: float = 30.0) -> None:
+        """Reap expired sessions every ``interval_s`` until cancelled (a tab that vanished
+        without its unload event still gets its connection closed)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.reap()
+            except Exception:  # one bad session must not stop the reaper
+                log.exception("Session reaper failed; retrying in %.0f s", interval_s)
+
     async def close_all(self) -> None:
         """Stop every session (server shutdown)."""
         await asyncio.gather(*(self.close(key) for key in list(self._sessions)), return_exceptions=True)

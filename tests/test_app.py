@@ -1,0 +1,99 @@
+"""The Gradio layer without a browser: flags, page structure, and the callbacks a tab drives."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import gradio as gr
+import pytest
+
+import app
+from voice.settings import load_settings
+
+
+@dataclass
+class FakeRequest:
+    """What the callbacks read from gr.Request: the tab's session hash."""
+
+    session_hash: str
+
+
+def test_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "9000")
+    monkeypatch.setenv("TTS_ENGINE", "edge")
+    settings = app.settings_from_args(app.parse_args(["--port", "7000", "--strategy", "cold"]))
+    assert settings.port == 7000 and settings.connection_strategy == "cold" and settings.tts_engine == "edge"
+    assert settings.host == "127.0.0.1", "the default bind must be loopback"
+
+
+def test_bad_configuration_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert app.main(["--port", "70000"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: GRADIO_SERVER_PORT=70000 is not valid") and "\n" not in err
+    assert "Traceback" not in err
+
+
+def test_page_has_the_controls_a_demo_needs() -> None:
+    settings = load_settings({"tts_engine": "piper"}, environ={}, dotenv_path=None)
+    web = app.WarmVoiceApp(settings, app.RuntimeLoader(settings))
+    demo = web.build()
+    config = demo.get_config_file()
+    labels = {c["props"].get("value") for c in config["components"] if c["type"] == "button"}
+    assert {"Start speaking", "Stop", "Send"} <= labels
+    ids = {c["props"].get("elem_id") for c in config["components"]}
+    assert {"mic", "reply", "chat", "current-turn", "turns", "chart", "facts", "strategy", "rtt"} <= ids
+    audio = {c["props"]["elem_id"]: c["props"] for c in config["components"] if c["type"] == "audio"}
+    assert audio["mic"]["streaming"] and audio["reply"]["streaming"] and audio["reply"]["autoplay"]
+
+
+async def _pump_until(pump, predicate, timeout_s: float = 90.0):
+    async with asyncio.timeout(timeout_s):
+        async for outputs in pump:
+            if predicate(outputs):
+                return outputs
+    raise AssertionError("pump ended before the expected output")
+
+
+@pytest.mark.slow
+async def test_a_typed_turn_flows_through_the_callbacks(voice_runtime, offline_settings) -> None:
+    web = app.WarmVoiceApp(offline_settings, app.RuntimeLoader.loaded(offline_settings, voice_runtime))
+    tab = FakeRequest("tab-one")
+    statuses = [s async for s in web.start("prewarmed", 0, offline_settings.system_prompt, 500, True, tab)]
+    assert statuses[-1] == "Pre-warming…"
+    pump = web.pump(tab)
+    first = await anext(pump)
+    assert len(first) == 7 and "No turn yet" in first[3]
+
+    assert await web.type_turn("Say hello in one sentence.", tab) == ""
+    status, chat, _audio, current, _rows, _chart, facts = await _pump_until(
+        pump, lambda out: out[4] and out[4][-1][-1] == "ok"
+    )
+    assert chat[0] == {"role": "user", "content": "Say hello in one sentence."}
+    assert chat[1]["role"] == "assistant" and chat[1]["content"].strip()
+    assert "First audio ready" in current and "Speech end → first audio" in current
+    assert "smollm2" in facts and "Traceback" not in status
+
+    assert "ended" in await web.stop(tab)
+    rest = [out async for out in pump]
+    assert rest and rest[-1][0] == "Session ended."
+
+
+@pytest.mark.slow
+async def test_audio_chunks_reach_the_reply_player_as_wav(voice_runtime, offline_settings) -> None:
+    web = app.WarmVoiceApp(offline_settings, app.RuntimeLoader.loaded(offline_settings, voice_runtime))
+    tab = FakeRequest("tab-audio")
+    [s async for s in web.start("prewarmed", 0, "", 500, True, tab)]
+    pump = web.pump(tab)
+    await anext(pump)
+    await web.type_turn("Hi!", tab)
+    out = await _pump_until(pump, lambda o: isinstance(o[2], bytes))
+    assert out[2][:4] == b"RIFF" and out[2][8:12] == b"WAVE"
+    await web.stop(tab)
+    [o async for o in pump]
+
+
+async def test_typing_before_start_is_a_clear_error(offline_settings) -> None:
+    web = app.WarmVoiceApp(offline_settings, app.RuntimeLoader(offline_settings))
+    with pytest.raises(gr.Error, match="Start speaking"):
+        await web.type_turn("hello", FakeRequest("nobody"))
