@@ -1,0 +1,59 @@
+"""Headless use: ``python -m voice --wav ...`` runs whole turns and prints the breakdown."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.speech import synthesize
+from voice.audio import read_wav, write_wav
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_wav_turns_print_transcript_reply_and_table(tmp_path: Path) -> None:
+    question = synthesize("What is the capital of France?")
+    wav = tmp_path / "question.wav"
+    write_wav(wav, question.samples, question.sample_rate)
+    silent = tmp_path / "silence.wav"
+    write_wav(silent, np.zeros(32000, np.float32), 16000)
+    out = tmp_path / "reply.wav"
+    env = {**os.environ, "TTS_ENGINE": "piper", "OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run(
+        [sys.executable, "-m", "voice", "--wav", str(wav), "--wav", str(silent), "--out", str(out),
+         "--strategy", "prewarmed", "--pause-s", "0.2"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    text = run.stdout
+    assert "[turn 1] you:" in text and "capital" in text.lower() and "france" in text.lower()
+    assert "[turn 1] assistant:" in text
+    assert "[turn 2] silence.wav: no speech detected" in text
+    assert "First audio ready" in text and "reused" in text
+    reply, rate = read_wav(tmp_path / "reply-1.wav")
+    assert rate == 24000 and float(np.sqrt(np.mean(reply**2))) > 0.01
+    assert "Traceback" not in run.stderr
+
+
+def test_missing_wav_is_a_clear_error(tmp_path: Path) -> None:
+    run = subprocess.run([sys.executable, "-m", "voice", "--wav", str(tmp_path / "nope.wav")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert run.stderr.strip() == f"error: no such WAV file: {tmp_path / 'nope.wav'}"
+
+
+def test_local_audio_without_portaudio_says_so_in_one_line() -> None:
+    from voice.local_audio import LocalAudioError, LocalMic
+
+    try:
+        LocalMic()
+    except LocalAudioError as exc:
+        assert str(exc).startswith("local audio unavailable:") and "\n" not in str(exc)
+    else:
+        pytest.skip("this machine has a working sound device; the no-device path is not reachable")
