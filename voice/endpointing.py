@@ -190,6 +190,32 @@ class Endpointer:
             return np.zeros(0, dtype=np.float32)
         return self._slice(max(self._start - self._pre_roll_samples, 0), self._processed)
 
+    @property
+    def pause(self) -> tuple[int, int] | None:
+        """During a turn, once the voice has stopped: (end of the last voiced frame, samples of
+        silence scored since).  None while nobody speaks or while the voice goes on."""
+        if not self._speaking or self._silence_start is None:
+            return None
+        return self._last_voiced_end, self._processed - self._last_voiced_end
+
+    def utterance_if_ended_now(self) -> np.ndarray:
+        """The audio a :class:`TurnEnded` would carry if the current pause ended the turn.
+
+        Identical to the event's ``audio`` when the pause does end it (same start, same
+        post-roll), so a transcript made from it early is the transcript of the turn.
+        """
+        if not self._speaking or self._start is None:
+            return np.zeros(0, dtype=np.float32)
+        audio_start = max(self._start - self._pre_roll_samples, self._frames_start)
+        return self._slice(audio_start, min(self._last_voiced_end + self._post_roll_samples, self._processed))
+
+    def end_turn_now(self) -> TurnEnded | None:
+        """End the current turn at once, during a pause (adaptive endpointing: the caller
+        decided the pause is long enough, e.g. after a complete-sounding sentence)."""
+        if self.pause is None:
+            return None
+        return self._end_turn(self._processed, capped=False)
+
     # -- feeding ------------------------------------------------------------------------
 
     def feed(self, chunk: np.ndarray) -> list[Event]:

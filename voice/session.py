@@ -17,6 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -40,18 +41,62 @@ from voice.events import (
 from voice.latency import TurnLatency
 from voice.llm_endpoint import LLMEndpoint
 from voice.settings import Settings
-from voice.transcribe import Transcriber
+from voice.transcribe import Transcriber, Transcript
 from voice.tts import AudioChunk, PrefetchedSpeech, TTSEngine, TTSError, has_speakable, prefetch
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 MAX_TYPED_CHARS = 2000
+# Transcribe speculatively once the voice has paused this long (and the post-roll the final
+# utterance carries is in): at the end of the turn, the transcript is then (nearly) ready.
+SPECULATE_AFTER_MS = 200
+# A pause after these words is a hesitation, not the end of a turn.
+_CONTINUATION_WORDS = frozenset({
+    "and", "but", "so", "or", "because", "um", "uh", "er", "like", "the", "a", "an", "to", "of", "with",
+    "my", "your", "is", "are", "was", "if", "then", "that", "which",
+})
 STRATEGY_LABELS = {
     "prewarmed": "pre-warmed pool",
     "pooled": "pool without warm-up",
     "cold": "new connection per request",
 }
+
+
+@dataclass
+class _Speculation:
+    """A transcript started during a pause, before the turn is known to be over.
+
+    Adopted by the turn if the pause does end it (same last voiced frame), discarded if the
+    user speaks again.  Its audio equals the turn's, so its transcript is the turn's.
+    """
+
+    speech_end_sample: int
+    task: asyncio.Task[Transcript]
+    started_at: float
+    done_at: float | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.task.done() and not self.task.cancelled() and self.task.exception() is None
+
+    def sounds_complete(self) -> bool:
+        """The transcript reads like a finished sentence (so a shorter pause may end the turn)."""
+        if not self.ready:
+            return False
+        text = self.task.result().text.strip()
+        words = text.rstrip(".?!").lower().split()
+        return bool(words) and text.endswith((".", "?", "!")) and words[-1] not in _CONTINUATION_WORDS
+
+
+@dataclass
+class SpeculationStats:
+    """How the early transcripts fared: adopted by a turn, or discarded because the user went on."""
+
+    started: int = 0
+    adopted: int = 0
+    discarded: int = 0
+    early_ends: int = 0  # turns ended on the shorter silence after a complete-sounding sentence
 
 
 class VoiceSession:
@@ -91,6 +136,8 @@ class VoiceSession:
         self._feed_lock = asyncio.Lock()
         self._turns = 0
         self._current: TurnLatency | None = None
+        self._speculation: _Speculation | None = None
+        self.speculation_stats = SpeculationStats()
         self._speaking_until = 0.0
         self._warned_nonfinite = False
 
@@ -205,17 +252,56 @@ class VoiceSession:
                     if self.busy and self.barge_in:
                         await self._barge_in()
                 elif isinstance(event, TurnEnded):
-                    # Audio after the last voiced frame that we have already received (plus what the
-                    # resampler still holds) was captured after speech ended: subtract its duration.
-                    lag = endpointer.samples_seen - event.speech_end_sample + converter.delay_samples
-                    lag_s = lag / SAMPLE_RATE
-                    speech_end_at = now - lag_s
-                    if event.capped:
-                        self._emit(Notice(
-                            f"Recording capped at {self.settings.max_turn_seconds:.0f} s: "
-                            "only the first part was transcribed.", "warning"))
-                    self._begin_turn(TurnLatency(turn=0, speech_end_at=speech_end_at),
-                                     audio=event.audio, endpoint_at=self.clock())
+                    self._end_of_turn(event, converter, now)
+            self._speculate(converter, now)
+
+    def _speech_end_at(self, speech_end_sample: int, converter: StreamingConverter, now: float) -> float:
+        """Wall-clock time of a sample position: the audio received after it (plus what the
+        resampler still holds) was captured after it, so subtract its duration from ``now``."""
+        lag = self._endpointer.samples_seen - speech_end_sample + converter.delay_samples
+        return now - lag / SAMPLE_RATE
+
+    def _end_of_turn(self, event: TurnEnded, converter: StreamingConverter, now: float) -> None:
+        if event.capped:
+            self._emit(Notice(f"Recording capped at {self.settings.max_turn_seconds:.0f} s: "
+                              "only the first part was transcribed.", "warning"))
+        spec, self._speculation = self._speculation, None
+        if spec is not None and spec.speech_end_sample != event.speech_end_sample:
+            spec.task.cancel()
+            self.speculation_stats.discarded += 1
+            spec = None
+        elif spec is not None:
+            self.speculation_stats.adopted += 1
+        lat = TurnLatency(turn=0, speech_end_at=self._speech_end_at(event.speech_end_sample, converter, now))
+        lat.extras["silence_waited_ms"] = round(event.silence_waited_ms, 1)
+        self._begin_turn(lat, audio=event.audio, endpoint_at=self.clock(), speculation=spec)
+
+    def _speculate(self, converter: StreamingConverter, now: float) -> None:
+        """During a pause: start transcribing early; end the turn early after a finished sentence."""
+        endpointer = self._endpointer
+        pause = endpointer.pause
+        spec = self._speculation
+        if pause is None or (spec is not None and spec.speech_end_sample != pause[0]):
+            if spec is not None:  # the user went on talking: the early transcript is stale
+                spec.task.cancel()
+                self.speculation_stats.discarded += 1
+                self._speculation = spec = None
+            if pause is None:
+                return
+        speech_end, silence = pause
+        silence_ms = silence * 1000 / SAMPLE_RATE
+        if spec is None and silence_ms >= max(SPECULATE_AFTER_MS, endpointer.post_roll_ms):
+            audio = endpointer.utterance_if_ended_now()
+            task = asyncio.create_task(asyncio.to_thread(self.transcriber.transcribe, audio), name="early-stt")
+            spec = self._speculation = _Speculation(speech_end, task, self.clock())
+            self.speculation_stats.started += 1
+            task.add_done_callback(lambda _t, s=spec: setattr(s, "done_at", self.clock()))
+        min_silence = self.settings.min_end_of_turn_silence_ms
+        if spec is not None and silence_ms >= min_silence and spec.sounds_complete():
+            event = endpointer.end_turn_now()
+            if event is not None:
+                self.speculation_stats.early_ends += 1
+                self._end_of_turn(event, converter, now)
 
     async def submit_text(self, text: str) -> asyncio.Task[None] | None:
         """A typed turn: the same pipeline from the LLM on, timed from submission."""
@@ -251,7 +337,7 @@ class VoiceSession:
 
     def _begin_turn(
         self, lat: TurnLatency, *, audio: np.ndarray | None = None, text: str | None = None,
-        endpoint_at: float | None = None,
+        endpoint_at: float | None = None, speculation: _Speculation | None = None,
     ) -> asyncio.Task[None]:
         self._turns += 1
         self._current = lat
@@ -265,16 +351,25 @@ class VoiceSession:
         previous = self._turn_task
         if previous is not None and not previous.done():
             previous.cancel()
-        self._turn_task = asyncio.create_task(self._run_turn(lat, audio, text), name=f"turn-{lat.turn}")
+        self._turn_task = asyncio.create_task(self._run_turn(lat, audio, text, speculation),
+                                              name=f"turn-{lat.turn}")
         return self._turn_task
 
-    async def _run_turn(self, lat: TurnLatency, audio: np.ndarray | None, text: str | None) -> None:
+    async def _run_turn(
+        self, lat: TurnLatency, audio: np.ndarray | None, text: str | None, speculation: _Speculation | None = None,
+    ) -> None:
         spoken: list[str] = []
         try:
             self._update(lat)
             if audio is not None:
-                transcript = await asyncio.to_thread(self.transcriber.transcribe, audio)
-                lat.mark("transcript_ms", self.clock())
+                if speculation is not None:
+                    # Started during the pause on the same audio: usually done by now.
+                    transcript = await speculation.task
+                    lat.mark("transcript_ms", speculation.done_at or self.clock())
+                    lat.extras["stt_started_ms"] = round(lat.since_speech_end(speculation.started_at), 1)
+                else:
+                    transcript = await asyncio.to_thread(self.transcriber.transcribe, audio)
+                    lat.mark("transcript_ms", self.clock())
                 lat.stt_compute_ms = round(transcript.compute_ms, 1)
                 lat.transcript = transcript.text
                 if transcript.no_speech:

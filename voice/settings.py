@@ -57,6 +57,7 @@ class Settings:
     whisper_language: str = "en"
     # Turn-taking
     end_of_turn_silence_ms: int = 500
+    min_end_of_turn_silence_ms: int = 300  # after a complete-sounding sentence
     barge_in: bool = True
     max_turn_seconds: float = 60.0
     # Text-to-speech
@@ -114,6 +115,7 @@ ENV_NAMES: dict[str, str] = {
     "whisper_compute_type": "WHISPER_COMPUTE_TYPE",
     "whisper_language": "WHISPER_LANGUAGE",
     "end_of_turn_silence_ms": "END_OF_TURN_SILENCE_MS",
+    "min_end_of_turn_silence_ms": "END_OF_TURN_MIN_SILENCE_MS",
     "barge_in": "BARGE_IN",
     "max_turn_seconds": "MAX_TURN_SECONDS",
     "tts_engine": "TTS_ENGINE",
@@ -212,6 +214,8 @@ def _validated(s: Settings) -> Settings:
         raise bad("emulated_rtt_ms", "must be between 0 and 5000")
     if not 100 <= s.end_of_turn_silence_ms <= 5000:
         raise bad("end_of_turn_silence_ms", "must be between 100 and 5000")
+    if not 100 <= s.min_end_of_turn_silence_ms <= 5000:
+        raise bad("min_end_of_turn_silence_ms", "must be between 100 and 5000")
     if s.openai_base_url.rstrip("/") not in ("", OPENAI_URL) and not s.llm_model:
         # A custom endpoint (Ollama, vLLM, Groq...) has no model name we could guess.
         raise bad("llm_model", "set LLM_MODEL to the model your OPENAI_BASE_URL serves")
