@@ -39,6 +39,7 @@ from voice.registry import SessionRegistry, TooManySessions
 from voice.runtime import VoiceRuntime
 from voice.session import STRATEGY_LABELS, VoiceSession
 from voice.settings import Settings, SettingsError, load_settings
+from voice.tts import TTSError
 
 log = logging.getLogger("warmvoice")
 
@@ -300,8 +301,11 @@ class WarmVoiceApp:
 
     async def _set_voice(self, voice: str, request: gr.Request) -> None:
         session = await self._session(request)
-        if session is not None and hasattr(session.tts, "voice"):
-            session.tts.voice = voice
+        if session is not None and voice:
+            try:
+                await session.configure(voice=voice)
+            except (ValueError, SettingsError, TTSError) as exc:
+                gr.Warning(str(exc))
 
 
 class _PageView:

@@ -73,6 +73,8 @@ def current_turn_html(lat: TurnLatency | None) -> str:
         extra.append(f"Whisper compute {lat.stt_compute_ms:,.0f} ms")
     if lat.llm_attempts > 1:
         extra.append(f"<b>LLM retried</b> ({lat.llm_attempts} attempts)")
+    if lat.sentences:
+        extra.append(f"{lat.sentences} sentence{'s' if lat.sentences != 1 else ''}, {lat.chars} characters spoken")
     if lat.tts_engine:
         extra.append(f"voice: {html.escape(lat.tts_engine)}" + (" (fallback)" if lat.tts_fallback else ""))
     total = ""

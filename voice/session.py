@@ -42,7 +42,7 @@ from voice.latency import TurnLatency
 from voice.llm_endpoint import LLMEndpoint
 from voice.settings import Settings
 from voice.transcribe import Transcriber, Transcript
-from voice.tts import AudioChunk, PrefetchedSpeech, TTSEngine, TTSError, has_speakable, prefetch
+from voice.tts import AudioChunk, PrefetchedSpeech, TTSEngine, TTSError, has_speakable, make_tts, prefetch
 
 log = logging.getLogger(__name__)
 
@@ -173,9 +173,15 @@ class VoiceSession:
         system_prompt: str | None = None,
         silence_ms: int | None = None,
         barge_in: bool | None = None,
+        voice: str | None = None,
     ) -> None:
         """Change settings mid-session.  A new strategy or distance means a new connection pool
         (and a new warm-up), so turns under each setting are measured from the same start."""
+        if voice is not None and voice != self.settings.tts_voice:
+            self.settings = self.settings.replace(tts_voice=voice)
+            old_tts = self.tts
+            self.tts = make_tts(self.settings.tts_engine, voice, self.settings.edge_tts_timeout_s)
+            await old_tts.aclose()
         if system_prompt is not None:
             self.conversation.system_prompt = system_prompt
         if barge_in is not None:
@@ -592,8 +598,12 @@ class VoiceSession:
             self._update(lat)
         elif name == "retry":
             lat.llm_attempts = payload.attempts
-            why = payload.error or (f"HTTP {payload.status}" if payload.status else "connection failed")
-            self._emit(Notice(f"LLM request failed ({why}); retrying…", "warning"))
+            # A dead pooled connection is replayed at once on a fresh one (stale_retries, no back-off):
+            # the user waits for nothing, so only real retries (payload.retries) are announced.
+            if payload.retries > lat.extras.get("llm_retries", 0):
+                lat.extras["llm_retries"] = payload.retries
+                why = payload.error or (f"HTTP {payload.status}" if payload.status else "connection failed")
+                self._emit(Notice(f"LLM request failed ({why}); retrying…", "warning"))
             self._update(lat)
 
     # ----------------------------------------------------------------- helpers
