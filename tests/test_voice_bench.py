@@ -1,0 +1,230 @@
+"""``python -m voice.bench`` end to end in ``--quick`` mode, plus its pure helpers.
+
+The benchmark runs once, for real, as a subprocess: the embedded llama.cpp server (SmolLM2),
+Whisper tiny.en, Piper, questions synthesized by Piper at run time and fed in real time.
+The tests check that the JSON and Markdown are complete and consistent with each other, that
+every turn's stages are present and in pipeline order, that Whisper heard the key words, and
+that memory was sampled.  No time threshold is asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from voice.bench import (
+    HEADLINE_ROWS,
+    QUESTIONS,
+    QUICK,
+    RssSampler,
+    build_parser,
+    command_line,
+    config_from,
+    missing_key_words,
+)
+from voice.latency import STAGES, TurnLatency
+from voice.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+LATENCY_FIELDS = {f.name for f in fields(TurnLatency)}
+TURN_FIELDS = {
+    "rtt_ms", "strategy", "session", "question", "question_text", "key_words", "transcript", "key_words_ok",
+    "missing_key_words", "reply", "reply_sentences", "reply_audio_s", "notices", "started_at_s",
+    "speech_end_error_ms", "outcome", "latency", "ok",
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+    report: dict[str, Any]
+    markdown: str
+    png: Path
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    out = tmp_path_factory.mktemp("voice-bench")
+    args = ["--quick", "--pause-s", "0.5", "--json", str(out / "b.json"), "--markdown", str(out / "b.md"),
+            "--plot", str(out / "b.png")]
+    # The embedded offline set-up whatever this machine's environment says.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", "TTS_ENGINE": ""}
+    proc = subprocess.run([sys.executable, "-m", "voice.bench", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return Run(proc.returncode, proc.stdout, proc.stderr, json.loads((out / "b.json").read_text(encoding="utf-8")),
+               (out / "b.md").read_text(encoding="utf-8"), out / "b.png")
+
+
+def _turns(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [t for s in report["sessions"] for t in s["turns"]]
+
+
+def _row(markdown: str, label: str) -> list[str]:
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells and cells[0] == label:
+            return cells[1:]
+    raise AssertionError(f"row {label!r} missing")
+
+
+# ---- the end-to-end run ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_json_records_the_run_machine_and_command(run: Run) -> None:
+    r = run.report
+    assert r["schema"] == "warmvoice-voice-bench/1"
+    assert r["command"].startswith("python -m voice.bench --quick --pause-s 0.5 --json ")
+    m = r["machine"]
+    assert m["cpu_count"] >= 1 and m["cpu_model"] and m["ram_bytes"] > 0 and m["date"]
+    c = r["config"]
+    assert c["strategies"] == list(QUICK["strategies"]) and c["rtt_ms"] == [0.0] and c["questions"] == 2
+    assert c["pause_s"] == 0.5 and c["tts"] == "piper" and c["quick"] is True
+    assert r["endpoint"]["embedded"] is True and r["endpoint"]["base_url"].startswith("http://127.0.0.1:")
+    assert [q["text"] for q in r["questions"]] == [q.text for q in QUESTIONS[:2]]
+    assert all(0 < q["last_voiced_s"] <= q["duration_s"] for q in r["questions"])
+    assert len(r["sessions"]) == 1 and r["sessions"][0]["strategy"] == "prewarmed"
+    assert r["wall_time_s"] > 0 and r["startup_s"] > 0
+
+
+@pytest.mark.slow
+def test_every_turn_has_every_stage_in_pipeline_order(run: Run) -> None:
+    turns = _turns(run.report)
+    assert [t["question"] for t in turns] == [1, 2]
+    for t in turns:
+        assert set(t) == TURN_FIELDS
+        assert t["ok"] is True and t["outcome"] == "ok"
+        lat = t["latency"]
+        assert set(lat) == LATENCY_FIELDS  # dataclasses.asdict of the session's TurnLatency
+        assert lat["strategy"] == "prewarmed" and lat["rtt_ms"] == 0 and lat["source"] == "voice"
+        values = {attr: lat[attr] for attr, _ in STAGES}
+        assert all(v is not None and v > 0 for v in values.values()), values
+        # The transcript may be ready before the endpoint (Whisper starts early, during the pause),
+        # but the request needs both; from there on the stages follow the pipeline.
+        assert max(values["endpoint_ms"], values["transcript_ms"]) <= values["request_sent_ms"]
+        assert (values["request_sent_ms"] <= values["status_ms"] <= values["first_token_ms"]
+                <= values["first_sentence_ms"] <= values["first_audio_ms"]), values
+        assert lat["stt_compute_ms"] > 0 and lat["reused_connection"] is not None
+        assert t["reply"].strip() and t["reply_audio_s"] > 0
+        assert t["speech_end_error_ms"] is not None
+
+
+@pytest.mark.slow
+def test_transcripts_contain_the_key_words(run: Run) -> None:
+    for t in _turns(run.report):
+        assert t["key_words_ok"] is True and t["missing_key_words"] == []
+        assert missing_key_words(t["transcript"], t["key_words"]) == []
+
+
+@pytest.mark.slow
+def test_peak_memory_is_sampled_for_the_process_and_the_server(run: Run) -> None:
+    mem = run.report["memory"]
+    assert mem["peak_bytes"] > 0 and mem["samples"] > 10
+    assert mem["self_bytes_at_peak"] > 0 and mem["children_at_peak"] >= 1 and mem["children_bytes_at_peak"] > 0
+    assert mem["peak_bytes"] == mem["self_bytes_at_peak"] + mem["children_bytes_at_peak"]
+    assert set(mem["peak_by_phase"]) == {"start-up", "turns"}
+    assert max(mem["peak_by_phase"].values()) == mem["peak_bytes"]
+    assert mem["within_bar"] == (mem["peak_bytes"] <= mem["bar_bytes"])
+
+
+@pytest.mark.slow
+def test_markdown_has_the_headline_rows_and_matches_the_json(run: Run) -> None:
+    md = run.markdown
+    assert md == run.stdout  # the report printed is the report written
+    assert md.startswith("# WarmVoice end-to-end voice benchmark")
+    assert "## RTT 0 ms" in md and "### Stage budget at RTT 0 ms" in md and "## What was heard and said" in md
+    assert f"- Command: `{run.report['command']}`" in md
+    assert "| Metric | Before (cold) | After (pre-warmed) | Improvement |" in md
+    summary = run.report["summary"]["0"]["prewarmed"]
+    for label, attr, first_only in HEADLINE_ROWS:
+        before, after, _improvement = _row(md, label)
+        assert before == "—"  # --quick runs the pre-warmed strategy only
+        expected = summary["first_question_first_audio_ms" if first_only else attr]["median"]
+        assert re.match(rf"{round(expected)} ms\b", after), (label, after, expected)
+    for _attr, label in STAGES:
+        assert re.match(r"\d+ ms", _row(md, label)[0])
+    reused, n = summary["reused_connection"], summary["turns"]
+    assert n == 2 and _row(md, "LLM requests on a reused connection")[1].startswith(f"{reused}/{n} (")
+    for index, q in enumerate(QUESTIONS[:2], 1):
+        question, key_words, heard, found, reply = _row(md, str(index))
+        assert question == q.text and key_words == ", ".join(q.key_words)
+        assert found == "1/1 PASS" and heard and reply != "—"
+    assert "Peak memory" in md and "Issue #8's bar ≤ 1.5 GB" in md
+
+
+@pytest.mark.slow
+def test_plot_is_a_png(run: Run) -> None:
+    data = run.png.read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 5000
+
+
+@pytest.mark.slow
+def test_progress_goes_to_stderr(run: Run) -> None:
+    assert "prewarmed s1 q1:" in run.stderr and "prewarmed s1 q2:" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+# ---- pure parts -------------------------------------------------------------------------------
+
+
+def test_key_words_are_whole_words_with_listed_spellings() -> None:
+    assert missing_key_words("What colour is the sky?", ("color/colour", "sky")) == []
+    assert missing_key_words("What is the capital of France?", ("capital", "france")) == []
+    assert missing_key_words("What is the capitol of Francesca?", ("capital", "france")) == ["capital", "france"]
+    assert missing_key_words("", ("romeo",)) == ["romeo"]
+
+
+def _config(*argv: str):
+    parser = build_parser()
+    settings = load_settings({}, environ={}, dotenv_path=None)
+    return config_from(parser.parse_args(list(argv)), parser, settings)
+
+
+def test_defaults_and_quick_mode() -> None:
+    full = _config()
+    assert full.strategies == ("cold", "pooled", "prewarmed") and full.rtt_ms == (0.0, 150.0)
+    assert full.questions == len(QUESTIONS) == 5 and full.pause_s == 1.5 and full.tts == "piper"
+    quick = _config("--quick")
+    assert (quick.strategies, quick.rtt_ms, quick.questions) == (("prewarmed",), (0.0,), 2)
+    explicit = _config("--quick", "--strategies", "cold,prewarmed", "--rtt-ms", "0,40")
+    assert explicit.strategies == ("cold", "prewarmed") and explicit.rtt_ms == (0.0, 40.0)
+
+
+@pytest.mark.parametrize("argv", [
+    ["--strategies", "warm"], ["--rtt-ms", "-5"], ["--questions", "9"], ["--repeat", "0"], ["--pause-s", "-1"],
+    ["--rtt-ms", "6000"], ["--tts", "edge"],
+])
+def test_bad_options_are_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        _config(*argv)
+    assert exc.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_command_line_is_quoted() -> None:
+    assert command_line(["--json", "a b.json"]) == "python -m voice.bench --json 'a b.json'"
+
+
+def test_rss_sampler_counts_a_child_process() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3)"])
+    try:
+        with RssSampler(interval_s=0.05) as sampler:
+            sampler.sample()
+    finally:
+        child.kill()
+        child.wait()
+    peak = sampler.peak
+    assert peak.children_at_peak >= 1 and peak.children_bytes_at_peak > 0
+    assert peak.peak_bytes == peak.self_bytes_at_peak + peak.children_bytes_at_peak
