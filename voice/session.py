@@ -471,11 +471,15 @@ class VoiceSession:
                 if not has_speakable(sentence):
                     continue
                 await slots.acquire()
+                if tts_failed:  # speech output broke: the rest of the reply is shown as text only
+                    slots.release()
+                    continue
                 speech = prefetch(self.tts, sentence)
                 started.append(speech)
                 order.put_nowait(speech)
             order.put_nowait(None)
 
+        tts_failed = False
         producer = asyncio.create_task(start_syntheses(), name=f"tts-start-{lat.turn}")
         try:
             while (speech := await order.get()) is not None:
@@ -486,6 +490,9 @@ class VoiceSession:
                 except TTSError as exc:
                     self._emit(Notice(f"Speech output failed ({exc}); the reply is shown as text.", "error"))
                     lat.tts_engine = "none (failed)"
+                    # Free the slot the producer may be waiting for, or the turn would never end.
+                    tts_failed = True
+                    slots.release()
                     break
             await producer
         finally:
