@@ -28,8 +28,6 @@ import ssl
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,7 +48,7 @@ from llm.bench_report import (
 )
 from llm.chat import ChatMessage
 from llm.client import PooledLLMClient
-from llm.embedded_server import MODEL_ALIAS, EmbeddedLLMServer, EmbeddedServerError
+from llm.embedded_server import MODEL_ALIAS, EmbeddedLLMServer
 from llm.errors import LLMError, public_endpoint
 from llm.latency_proxy import LatencyProxy
 from llm.secret import Secret, configure_logging
@@ -108,57 +106,14 @@ def throwaway_tls() -> Iterator[TlsFiles]:
         yield TlsFiles(cert_path, key_path, context)
 
 
-class BenchEmbeddedServer(EmbeddedLLMServer):
+def bench_server(tls: TlsFiles | None, api_key: Secret, n_threads: int | None = None) -> EmbeddedLLMServer:
     """The embedded server as the benchmark runs it: HTTPS with the throw-away certificate
-    (unless ``tls`` is None), optionally requiring ``api_key``, and never interrupting a stream.
-
-    ``EmbeddedLLMServer`` probes readiness with a plain-HTTP, unauthenticated request, which an
-    HTTPS server or one that requires a key never answers with 200; the probe is redone here.
-    """
-
-    def __init__(self, tls: TlsFiles | None, api_key: Secret, n_threads: int | None = None) -> None:
-        # By default llama.cpp's server cuts a stream short as soon as any other request
-        # (even GET /models) arrives, which no real API does.
-        args = ["--interrupt_requests", "False"]
-        if tls is not None:
-            args += ["--ssl_keyfile", str(tls.key_path), "--ssl_certfile", str(tls.cert_path)]
-        if api_key:
-            args += ["--api_key", api_key.reveal()]
-        super().__init__(n_threads=n_threads, extra_args=args)
-        self._tls = tls
-        self._api_key = api_key
-
-    @property
-    def base_url(self) -> str:
-        """``https://127.0.0.1:PORT/v1`` (``http://`` without TLS) once started."""
-        if self.port is None:
-            raise EmbeddedServerError("embedded server not started")
-        return f"{'https' if self._tls else 'http'}://127.0.0.1:{self.port}/v1"
-
-    def _wait_ready(self) -> None:
-        # Runs inside start() with the lock held: kill directly rather than via stop().
-        proc = self._proc
-        assert proc is not None
-        request = urllib.request.Request(f"{self.base_url}/models")
-        if self._api_key:
-            request.add_header("Authorization", f"Bearer {self._api_key.reveal()}")
-        context = self._tls.client_context if self._tls else None
-        deadline = time.monotonic() + self.start_timeout_s
-        while time.monotonic() < deadline:
-            if (code := proc.poll()) is not None:
-                self._proc = None
-                raise EmbeddedServerError(f"embedded server exited during start-up (code {code}): {self._log_tail()}")
-            try:
-                with urllib.request.urlopen(request, timeout=2, context=context) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-                pass
-            time.sleep(0.1)
-        proc.kill()
-        proc.wait()
-        self._proc = None
-        raise EmbeddedServerError(f"embedded server did not answer {request.full_url} in time: {self._log_tail()}")
+    (unless ``tls`` is None), optionally requiring ``api_key``."""
+    return EmbeddedLLMServer(
+        n_threads=n_threads, api_key=api_key,
+        ssl_certfile=tls.cert_path if tls else None, ssl_keyfile=tls.key_path if tls else None,
+        client_ssl=tls.client_context if tls else None,
+    )
 
 
 def remote_endpoint(base_url: str, api_key: Secret, model: str) -> Endpoint:
@@ -548,7 +503,7 @@ def _run(args: argparse.Namespace, config: BenchConfig, argv: list[str]) -> int:
             endpoint = remote_endpoint(args.base_url, api_key, args.model)
         else:
             tls = stack.enter_context(throwaway_tls()) if config.tls else None
-            server = BenchEmbeddedServer(tls, api_key, config.server_threads)
+            server = bench_server(tls, api_key, config.server_threads)
             _say(f"starting the embedded server ({'TLS' if tls else 'plain HTTP'})...")
             stack.callback(server.stop)
             server.start()

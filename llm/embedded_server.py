@@ -22,6 +22,7 @@ import os
 import queue
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,8 @@ import urllib.error
 import urllib.request
 from concurrent.futures import Future
 from pathlib import Path
+
+from llm.secret import Secret
 
 log = logging.getLogger(__name__)
 
@@ -125,12 +128,25 @@ class EmbeddedLLMServer:
         n_ctx: int = 2048,
         n_threads: int | None = None,
         start_timeout_s: float = 120.0,
+        ssl_certfile: Path | None = None,
+        ssl_keyfile: Path | None = None,
+        client_ssl: ssl.SSLContext | None = None,
+        api_key: Secret | None = None,
         extra_args: list[str] | None = None,
     ) -> None:
+        """``ssl_certfile``/``ssl_keyfile`` serve HTTPS (``client_ssl`` is the context that
+        trusts the certificate, for the readiness probe); ``api_key`` makes the server require it."""
         self.model_path = model_path
         self.n_ctx = n_ctx
-        self.n_threads = n_threads or max(1, os.cpu_count() or 1)
+        # One core is left to Whisper, Piper and the event loop: with every core, llama.cpp's
+        # threads stall for seconds whenever one of them is preempted (measured by llm.bench),
+        # and a 135M model is as fast on one thread as on two here.
+        self.n_threads = n_threads or max(1, (os.cpu_count() or 1) - 1)
         self.start_timeout_s = start_timeout_s
+        self.ssl_certfile = ssl_certfile
+        self.ssl_keyfile = ssl_keyfile
+        self.client_ssl = client_ssl
+        self.api_key = api_key or Secret("")
         self.extra_args = list(extra_args or [])
         self.port: int | None = None
         self.restarts = 0
@@ -140,10 +156,11 @@ class EmbeddedLLMServer:
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:PORT/v1`` once started."""
+        """``http(s)://127.0.0.1:PORT/v1`` once started."""
         if self.port is None:
             raise EmbeddedServerError("embedded server not started")
-        return f"http://127.0.0.1:{self.port}/v1"
+        scheme = "https" if self.ssl_certfile else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/v1"
 
     @property
     def pid(self) -> int | None:
@@ -215,8 +232,16 @@ class EmbeddedLLMServer:
             "--port", str(self.port),
             "--n_ctx", str(self.n_ctx),
             "--n_threads", str(self.n_threads),
-            *self.extra_args,
+            "--n_threads_batch", str(self.n_threads),
+            # By default any new request (even a keep-warm GET /models from another session)
+            # cuts off the reply being streamed; requests must queue instead.
+            "--interrupt_requests", "False",
         ]
+        if self.ssl_certfile and self.ssl_keyfile:
+            cmd += ["--ssl_certfile", str(self.ssl_certfile), "--ssl_keyfile", str(self.ssl_keyfile)]
+        if self.api_key:
+            cmd += ["--api_key", self.api_key.reveal()]
+        cmd += self.extra_args
         if self._log_path is None:
             fd, name = tempfile.mkstemp(prefix="warmvoice-llama-", suffix=".log")
             os.close(fd)
@@ -236,7 +261,9 @@ class EmbeddedLLMServer:
     def _wait_ready(self) -> None:
         assert self._proc is not None
         deadline = time.monotonic() + self.start_timeout_s
-        url = f"http://127.0.0.1:{self.port}/v1/models"
+        request = urllib.request.Request(f"{self.base_url}/models")
+        if self.api_key:
+            request.add_header("Authorization", f"Bearer {self.api_key.reveal()}")
         started = time.perf_counter()
         while time.monotonic() < deadline:
             code = self._proc.poll()
@@ -246,7 +273,7 @@ class EmbeddedLLMServer:
                     f"embedded LLM server exited during start-up (code {code}): {self._log_tail()}"
                 )
             try:
-                with urllib.request.urlopen(url, timeout=2) as response:
+                with urllib.request.urlopen(request, timeout=2, context=self.client_ssl) as response:
                     if response.status == 200:
                         log.info("Embedded LLM server ready in %.0f ms at %s",
                                  (time.perf_counter() - started) * 1000, self.base_url)
@@ -259,7 +286,7 @@ class EmbeddedLLMServer:
         self._proc.wait()
         self._proc = None
         raise EmbeddedServerError(
-            f"embedded LLM server did not answer {url} within {self.start_timeout_s:.0f} s: {tail}"
+            f"embedded LLM server did not answer {request.full_url} within {self.start_timeout_s:.0f} s: {tail}"
         )
 
     def _log_tail(self, chars: int = 400) -> str:

@@ -135,3 +135,30 @@ def test_survives_the_thread_that_started_it() -> None:
         assert srv.is_running()
     finally:
         srv.stop()
+
+
+async def test_a_second_request_does_not_cut_off_a_streamed_reply(server: EmbeddedLLMServer) -> None:
+    """llama.cpp's server interrupts a running stream on any new request unless told not to:
+    a keep-warm ping from one session must never cut another session's reply short."""
+    import asyncio
+
+    async def ping_while_streaming() -> None:
+        await asyncio.sleep(0.05)
+        async with aiohttp.ClientSession() as session:
+            for _ in range(3):
+                async with session.get(f"{server.base_url}/models") as response:
+                    assert response.status == 200
+                await asyncio.sleep(0.05)
+
+    body = {"model": MODEL_ALIAS, "stream": True, "max_tokens": 64, "temperature": 0,
+            "messages": [{"role": "user", "content": "Count from one to twenty in words."}]}
+    pinger = asyncio.create_task(ping_while_streaming())
+    finish = None
+    async with aiohttp.ClientSession() as session, session.post(f"{server.base_url}/chat/completions",
+                                                                json=body) as response:
+        async for raw in response.content:
+            line = raw.decode().strip()
+            if line.startswith("data:") and line[5:].strip() != "[DONE]":
+                finish = json.loads(line[5:])["choices"][0].get("finish_reason") or finish
+    await pinger
+    assert finish in ("stop", "length"), f"stream ended without a finish reason ({finish})"
