@@ -284,6 +284,8 @@ class VoiceSession:
 
     def _speculate(self, converter: StreamingConverter, now: float) -> None:
         """During a pause: start transcribing early; end the turn early after a finished sentence."""
+        if not self.settings.early_transcript:
+            return
         endpointer = self._endpointer
         pause = endpointer.pause
         spec = self._speculation

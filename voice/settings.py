@@ -58,6 +58,7 @@ class Settings:
     # Turn-taking
     end_of_turn_silence_ms: int = 500
     min_end_of_turn_silence_ms: int = 300  # after a complete-sounding sentence
+    early_transcript: bool = True  # run Whisper during the pause, before the turn is over
     barge_in: bool = True
     max_turn_seconds: float = 60.0
     # Text-to-speech
@@ -116,6 +117,7 @@ ENV_NAMES: dict[str, str] = {
     "whisper_language": "WHISPER_LANGUAGE",
     "end_of_turn_silence_ms": "END_OF_TURN_SILENCE_MS",
     "min_end_of_turn_silence_ms": "END_OF_TURN_MIN_SILENCE_MS",
+    "early_transcript": "EARLY_TRANSCRIPT",
     "barge_in": "BARGE_IN",
     "max_turn_seconds": "MAX_TURN_SECONDS",
     "tts_engine": "TTS_ENGINE",
