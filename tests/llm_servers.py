@@ -87,6 +87,18 @@ def reply(text: str = DEFAULT_REPLY, *, token_delay: float = 0.0) -> Handler:
     return handler
 
 
+def echo(prefix: str = "You said") -> Handler:
+    """A normal stream whose reply quotes the request's last user message: proves whose
+    conversation a reply belongs to."""
+
+    async def handler(request: web.Request, server: LLMServer) -> web.StreamResponse:
+        body = json.loads(await request.read() or b"{}")  # aiohttp keeps the body read by _chat
+        users = [m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user"]
+        return await reply(f"{prefix}: {users[-1] if users else ''}.")(request, server)
+
+    return handler
+
+
 def raw(*pieces: bytes, delay: float = 0.0, content_type: str = "text/event-stream") -> Handler:
     """Send exactly these body pieces (for malformed streams)."""
 
@@ -160,6 +172,8 @@ class LLMServer:
     ``drop_reused``: a request arriving on an already used connection gets the connection
     aborted without any answer, as when a server closes an idle connection at the very moment
     the client sends on it.
+    ``port``: listen on this port (0: any free one); a server restarted on the port of a
+    stopped one plays an endpoint that comes back.
     """
 
     def __init__(
@@ -169,6 +183,7 @@ class LLMServer:
         keepalive_timeout: float = 75.0,
         keep_alive_header: float | None = None,
         host_name: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
         self.ssl_context = ssl_context
         self.keepalive_timeout = keepalive_timeout
@@ -186,7 +201,7 @@ class LLMServer:
         self._release = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
-        self.port = 0
+        self.port = port
 
     @property
     def base_url(self) -> str:
@@ -230,7 +245,7 @@ class LLMServer:
             return protocol
 
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(factory, "127.0.0.1", 0, ssl=self.ssl_context)
+        self._server = await loop.create_server(factory, "127.0.0.1", self.port, ssl=self.ssl_context)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 

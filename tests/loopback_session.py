@@ -1,0 +1,121 @@
+"""Voice sessions wired to a loopback LLM server, and helpers to read what a turn produced.
+
+The fault, bad-input, load and security tests all need the same thing: a real
+:class:`VoiceSession` (real Whisper, real Piper from the shared ``voice_runtime``) whose
+LLM endpoint is a server the test controls (``tests.llm_servers``), with short time-outs
+so a failure is seen in seconds, and every event the session emitted, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from llm import Secret
+from voice.events import AssistantSaid, AudioOut, Notice, SessionEvent, Status, TurnDone
+from voice.latency import TurnLatency
+from voice.llm_endpoint import LLMEndpoint
+from voice.session import VoiceSession
+from voice.tts import TTSEngine
+
+# Short enough that a fault test fails in seconds, long enough for a loaded 2-core machine.
+FAST_TIMEOUTS: dict[str, Any] = {"connect_timeout_s": 1.0, "first_byte_timeout_s": 2.0, "chunk_timeout_s": 2.0}
+TURN_LIMIT_S = 60.0  # no turn may take longer than this (a hang fails the test instead)
+# "ValueError", "ClientPayloadError", "KeyboardInterrupt"...: what a user must never read.
+EXCEPTION_NAME = re.compile(r"\b[A-Z]\w*(?:Error|Exception|Exit|Interrupt)\b|Traceback")
+
+
+@contextlib.asynccontextmanager
+async def loopback_session(
+    runtime: Any,
+    base_url: str,
+    *,
+    key: str = "",
+    model: str = "test-model",
+    tts: TTSEngine | None = None,
+    session_id: str = "loopback",
+    **settings_changes: Any,
+) -> AsyncIterator[VoiceSession]:
+    """A started session on ``runtime``'s models that talks to ``base_url``; stopped on exit.
+
+    ``settings_changes`` override the runtime's settings (on top of :data:`FAST_TIMEOUTS`).
+    """
+    settings = runtime.settings.replace(**{**FAST_TIMEOUTS, **settings_changes})
+    endpoint = LLMEndpoint(base_url=base_url, model=model, api_key=Secret(key), reason="test")
+    session = VoiceSession(settings, endpoint, transcriber=runtime.transcriber,
+                           tts=tts if tts is not None else runtime.new_tts(), session_id=session_id)
+    await session.start()
+    try:
+        yield session
+    finally:
+        await session.stop()
+        await session.tts.aclose()
+
+
+async def events_until_done(session: VoiceSession, timeout_s: float = TURN_LIMIT_S) -> list[SessionEvent]:
+    """Every event up to and including the next :class:`TurnDone` (hangs fail after ``timeout_s``)."""
+    events: list[SessionEvent] = []
+    async with asyncio.timeout(timeout_s):
+        while not events or not isinstance(events[-1], TurnDone):
+            events.append(await session.events.get())
+    return events
+
+
+async def typed_turn(session: VoiceSession, text: str, timeout_s: float = TURN_LIMIT_S) -> list[SessionEvent]:
+    """Type ``text`` and return every event up to the turn's end."""
+    waiter = asyncio.create_task(events_until_done(session, timeout_s))
+    try:
+        await session.submit_text(text)
+        return await waiter
+    finally:
+        if not waiter.done():
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter
+
+
+def drain(session: VoiceSession) -> list[SessionEvent]:
+    """Events already queued (without waiting)."""
+    out: list[SessionEvent] = []
+    while not session.events.empty():
+        out.append(session.events.get_nowait())
+    return out
+
+
+def outcome(events: Iterable[SessionEvent]) -> TurnLatency:
+    """The final breakdown of the (last) turn in ``events``."""
+    done = [e for e in events if isinstance(e, TurnDone)]
+    assert done, "the turn never ended"
+    return done[-1].latency
+
+
+def notices(events: Iterable[SessionEvent], level: str | None = None) -> list[str]:
+    """Texts of the Notices (of one ``level`` if given)."""
+    return [e.text for e in events if isinstance(e, Notice) and (level is None or e.level == level)]
+
+
+def statuses(events: Iterable[SessionEvent]) -> list[Status]:
+    """The Status events."""
+    return [e for e in events if isinstance(e, Status)]
+
+
+def said(events: Iterable[SessionEvent]) -> list[str]:
+    """The assistant's sentences, in order."""
+    return [e.text for e in events if isinstance(e, AssistantSaid)]
+
+
+def audio_seconds(events: Iterable[SessionEvent]) -> float:
+    """Total reply audio emitted, in seconds."""
+    return sum(e.chunk.duration_s for e in events if isinstance(e, AudioOut))
+
+
+def assert_healthy_turn(events: list[SessionEvent]) -> TurnLatency:
+    """The turn was answered in text and audio, with no warning or error shown."""
+    lat = outcome(events)
+    assert lat.outcome == "ok", (lat.outcome, lat.error, notices(events))
+    assert said(events) and audio_seconds(events) > 0.2
+    assert not notices(events, "warning") and not notices(events, "error"), notices(events)
+    return lat
