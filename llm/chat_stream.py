@@ -114,8 +114,9 @@ class ChatStreamReader:
                 phase="chunk", timeout_s=self._chunk_timeout, endpoint=self._endpoint, status=self._resp.status,
             ) from None
         except (aiohttp.ClientError, OSError) as exc:
+            # The message reaches the user; the exception's class stays in the chained cause (logs).
             raise self._stream_error(
-                f"stream from {self._endpoint} dropped mid-response ({type(exc).__name__})"
+                f"stream from {self._endpoint} dropped mid-response (connection lost)"
             ) from exc
 
 

@@ -351,7 +351,7 @@ class PooledLLMClient:
             )
         else:
             err = errors[0]
-            message = str(err) if isinstance(err, LLMError) else f"endpoint unreachable: {type(err).__name__}"
+            message = str(err) if isinstance(err, LLMError) else f"endpoint unreachable: {err or 'unexpected error'}"
             result = WarmUpResult(ok=False, ms=ms, error=message, status=getattr(err, "status", None),
                                   connections_opened=opened, timing=timings[0])
         self._emit(event, result)

@@ -31,8 +31,7 @@ def connection_error(exc: BaseException, *, reused: bool, endpoint: str,
         exc, aiohttp.ClientConnectorError
     ):
         return StaleConnectionError(
-            f"endpoint unreachable: pooled connection to {endpoint} closed before the response "
-            f"({type(exc).__name__})",
+            f"endpoint unreachable: pooled connection to {endpoint} closed before the response",
             endpoint=endpoint,
         )
     retryable = True
@@ -45,7 +44,7 @@ def connection_error(exc: BaseException, *, reused: bool, endpoint: str,
         detail = f"TLS handshake with {exc.host} failed"
         retryable = False
     elif isinstance(exc, aiohttp.ClientConnectorError):
-        reason = exc.os_error.strerror or type(exc.os_error).__name__
+        reason = exc.os_error.strerror or "connection failed"
         detail = f"cannot connect to {exc.host}:{exc.port} ({reason})"
     elif isinstance(exc, aiohttp.ServerDisconnectedError):
         detail = "server closed the connection before answering"
@@ -53,7 +52,8 @@ def connection_error(exc: BaseException, *, reused: bool, endpoint: str,
         detail = "invalid URL"
         retryable = False
     else:
-        detail = f"{type(exc).__name__}: {redact(str(exc))[:200]}"
+        # Messages reach the user: the server's text (redacted), never an exception class name.
+        detail = redact(str(exc))[:200] or "connection failed"
     error = LLMConnectionError(f"endpoint unreachable: {endpoint}: {detail}", endpoint=endpoint)
     error.retryable = retryable
     return error

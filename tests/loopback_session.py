@@ -112,6 +112,15 @@ def audio_seconds(events: Iterable[SessionEvent]) -> float:
     return sum(e.chunk.duration_s for e in events if isinstance(e, AudioOut))
 
 
+def assert_presentable(events: Iterable[SessionEvent]) -> None:
+    """Everything the user reads (status lines, notices, the turn's error) is prose: no
+    traceback and no exception class name."""
+    texts = [e.text for e in events if isinstance(e, Notice | Status)]
+    texts += [e.latency.error or "" for e in events if isinstance(e, TurnDone)]
+    leaks = [t for t in texts if EXCEPTION_NAME.search(t)]
+    assert not leaks, leaks
+
+
 def assert_healthy_turn(events: list[SessionEvent]) -> TurnLatency:
     """The turn was answered in text and audio, with no warning or error shown."""
     lat = outcome(events)

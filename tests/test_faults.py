@@ -35,6 +35,7 @@ from tests.llm_servers import (
 )
 from tests.loopback_session import (
     assert_healthy_turn,
+    assert_presentable,
     audio_seconds,
     events_until_done,
     loopback_session,
@@ -91,6 +92,7 @@ async def test_connection_dying_as_the_request_is_sent_is_retried_silently(
         warm = await s.wait_warm()
         assert warm is not None and warm.ok
         events = await typed_turn(s, "Hello?")
+        assert_presentable(events)
         assert_healthy_turn(events)
         assert s.client is not None and s.client.stats.stale_retries >= 1
         server.drop_reused = False
@@ -115,6 +117,7 @@ async def test_retryable_errors_are_retried_and_shown_as_a_retry(
     async with loopback_session(voice_runtime, server.base_url) as s:
         started = time.perf_counter()
         events = await typed_turn(s, "Hello?")
+        assert_presentable(events)
         elapsed = time.perf_counter() - started
         lat = outcome(events)
         assert lat.outcome == "ok" and said(events) and audio_seconds(events) > 0
@@ -137,6 +140,7 @@ async def test_rejected_key_is_reported_once_without_retries_or_leaks(
     async with loopback_session(voice_runtime, server.base_url, key=KEY) as s:
         await s.wait_warm()
         events = await typed_turn(s, "Hello?")
+        assert_presentable(events)
         lat = outcome(events)
         assert lat.outcome == "error" and lat.error is not None and lat.error.startswith("API key rejected")
         rejected = [st for st in statuses(events) if "API key rejected" in st.text]
@@ -160,6 +164,7 @@ async def test_endpoint_down_then_back_on_the_same_port(voice_runtime) -> None:
     async with loopback_session(voice_runtime, f"http://127.0.0.1:{port}/v1") as s:
         started = time.perf_counter()
         events = await typed_turn(s, "Hello?", timeout_s=10.0)
+        assert_presentable(events)
         waited = time.perf_counter() - started
         lat = outcome(events)
         assert lat.outcome == "error"
@@ -174,6 +179,7 @@ async def test_endpoint_down_then_back_on_the_same_port(voice_runtime) -> None:
 async def test_dns_failure_is_a_clear_error(voice_runtime) -> None:
     async with loopback_session(voice_runtime, "http://nonexistent.invalid/v1") as s:
         events = await typed_turn(s, "Hello?", timeout_s=10.0)
+        assert_presentable(events)
         assert outcome(events).outcome == "error"
         errors = notices(events, "error")
         assert errors and "cannot resolve nonexistent.invalid" in errors[-1], errors
@@ -191,6 +197,7 @@ async def test_drop_mid_stream_speaks_what_arrived_then_says_cut_off(voice_runti
     server.script(drop_after("The first sentence arrived. So did the second one. The third never ends and"))
     async with loopback_session(voice_runtime, server.base_url) as s:
         events = await typed_turn(s, "Tell me three things.")
+        assert_presentable(events)
         assert said(events) == ["The first sentence arrived.", "So did the second one."]
         cut = [i for i, e in enumerate(events) if isinstance(e, Notice) and "cut off" in e.text]
         assert len(cut) == 1 and notices(events, "warning") == [events[cut[0]].text]
@@ -219,6 +226,7 @@ async def test_malformed_stream_is_a_clear_error_not_a_hang(
     server.script(raw(*pieces))
     async with loopback_session(voice_runtime, server.base_url) as s:
         events = await typed_turn(s, "Hello?", timeout_s=15.0)
+        assert_presentable(events)
         assert outcome(events).outcome == "error"
         errors = notices(events, "error")
         assert len(errors) == 1 and errors[0].startswith("The LLM did not answer") and expected in errors[0]
@@ -228,6 +236,7 @@ async def test_malformed_stream_is_a_clear_error_not_a_hang(
 async def test_server_that_never_answers_hits_the_first_byte_timeout(voice_runtime) -> None:
     async with SilentServer() as silent, loopback_session(voice_runtime, silent.base_url) as s:
         events = await typed_turn(s, "Hello?", timeout_s=15.0)
+        assert_presentable(events)
         lat = outcome(events)
         assert lat.outcome == "error" and lat.error is not None and "first-byte timeout" in lat.error
         assert any("first-byte timeout" in n for n in notices(events, "error"))
@@ -237,6 +246,7 @@ async def test_hanging_handler_then_recovery(voice_runtime, server: LLMServer) -
     server.script(hang())
     async with loopback_session(voice_runtime, server.base_url) as s:
         events = await typed_turn(s, "Hello?", timeout_s=15.0)
+        assert_presentable(events)
         assert outcome(events).outcome == "error"
         assert any("first-byte timeout" in n for n in notices(events, "error"))
         await next_turn_works(s, server)
@@ -275,6 +285,7 @@ async def test_unreachable_edge_tts_falls_back_to_piper(
     tts = make_tts("auto", "en-US-AriaNeural", 1.0, edge_cooldown_s=fresh_breaker_cooldown)
     async with loopback_session(voice_runtime, server.base_url, tts=tts) as s:
         events = await typed_turn(s, "Hello?")
+        assert_presentable(events)
         lat = outcome(events)
         assert lat.outcome == "ok" and lat.tts_engine == "piper" and lat.tts_fallback
         assert audio_seconds(events) > 1.0
@@ -300,6 +311,7 @@ async def test_edge_tts_dropping_mid_reply_hands_over_to_piper(
                     await asyncio.sleep(0.01)
             standin.mode = "drop_mid_stream"
             events: list[SessionEvent] = await waiter
+            assert_presentable(events)
     engines = [e.chunk.engine for e in events if isinstance(e, AudioOut)]
     assert engines[0] == "edge" and engines[-1] == "piper", engines
     lat = outcome(events)
@@ -312,6 +324,7 @@ async def test_piper_failing_still_shows_the_reply_as_text(voice_runtime, server
     server.script(reply("One sentence here. Another sentence there. And a third one."))
     async with loopback_session(voice_runtime, server.base_url, tts=broken) as s:
         events = await typed_turn(s, "Hello?", timeout_s=30.0)
+        assert_presentable(events)
         lat = outcome(events)
         assert said(events) == ["One sentence here.", "Another sentence there.", "And a third one."]
         assert audio_seconds(events) == 0
@@ -349,6 +362,7 @@ async def test_embedded_server_killed_is_restarted_on_the_next_turn(voice_runtim
                 while server.is_running():
                     await asyncio.sleep(0.05)
             events = await typed_turn(session, "Say hi again.", timeout_s=120.0)
+            assert_presentable(events)
             lat = outcome(events)
             assert lat.outcome == "ok", (lat.error, notices(events))
             assert any("restarted" in n for n in notices(events, "warning"))
