@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import logging
 import sys
 import threading
-import wave
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -23,7 +22,6 @@ import numpy as np
 from llm import configure_logging
 from llm.secret import REDACTOR
 from voice import panel
-from voice.audio import float_to_int16
 from voice.events import (
     AssistantSaid,
     AudioOut,
@@ -47,8 +45,14 @@ STRATEGY_CHOICES = [(label, key) for key, label in STRATEGY_LABELS.items()]
 EDGE_VOICES = ["en-US-AriaNeural", "en-US-GuyNeural", "en-GB-SoniaNeural", "en-US-JennyNeural"]
 # Clicks the microphone's own record button, so one click on "Start speaking" both
 # starts the session (Python) and the browser capture (this snippet).
-START_MIC_JS = """(...args) => { document.querySelector('#mic button.record-button')?.click(); return args; }"""
+# One click on "Start speaking" starts the session (Python), the browser capture (the mic's own
+# record button) and the reply player (browsers only start audio from a user gesture).
+START_MIC_JS = """(...args) => { window.warmvoice && window.warmvoice.ensure();
+  document.querySelector('#mic button.record-button')?.click(); return args; }"""
 STOP_MIC_JS = """(...args) => { document.querySelector('#mic button.stop-button')?.click(); return args; }"""
+
+
+PLAYER_HEAD = f"<script>{(Path(__file__).parent / 'web' / 'player.js').read_text()}</script>"
 
 
 class RuntimeLoader:
@@ -209,29 +213,34 @@ class WarmVoiceApp:
     async def pump(self, request: gr.Request) -> AsyncIterator[tuple[Any, ...]]:
         """Streams the session's events to the page for as long as the session lives.
 
-        Yields (status, chat, reply audio chunk, current turn, turns table, chart, facts).
+        Yields (status, chat, reply audio payload, current turn, turns table, chart, facts).
         """
         session = await self._session(request)
         if session is None:
             return
         view = _PageView(session)
-        yield view.render(audio=None, chart=True)
+        yield view.render(chart=True)
+        seq = 0
         while not session.closed:
             try:
                 event = await asyncio.wait_for(session.events.get(), timeout=1.0)
             except TimeoutError:
-                yield view.render(audio=None)  # refresh connection state and facts
+                yield view.render()  # refresh connection state and facts
                 continue
-            audio = view.apply(event)
-            if isinstance(event, BargeIn) and self._local_speaker is not None:
-                self._local_speaker.flush()
-            if audio is not None and self._local_speaker is not None:
-                self._local_speaker.play(audio)
-                audio = None
-            yield view.render(audio=_wav_bytes(audio) if audio is not None else None,
-                              chart=isinstance(event, TurnDone))
+            chunk = view.apply(event)
+            barge_in = isinstance(event, BargeIn)
+            audio: str | None = None
+            if self._local_speaker is not None:
+                if barge_in:
+                    self._local_speaker.flush()
+                if chunk is not None:
+                    self._local_speaker.play(chunk)
+            elif chunk is not None or barge_in:
+                seq += 1
+                audio = panel.audio_payload(session.session_id, [(seq, chunk)] if chunk else [], flush=barge_in)
+            yield view.render(audio=audio, chart=isinstance(event, TurnDone))
         view.status = "Session ended."
-        yield view.render(audio=None, chart=True)
+        yield view.render(chart=True)
 
     # ------------------------------------------------------------------ page
 
@@ -258,8 +267,8 @@ class WarmVoiceApp:
                         send = gr.Button("Send", scale=1, elem_id="send")
                     mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone",
                                    elem_id="mic", waveform_options=gr.WaveformOptions(show_recording_waveform=False))
-                    reply = gr.Audio(label="Assistant voice", streaming=True, autoplay=True, interactive=False,
-                                     elem_id="reply")
+                    # Reply audio goes to web/player.js (Web Audio), not a streamed gr.Audio: see there.
+                    reply = gr.Textbox(visible=False, elem_id="reply-audio")
                 with gr.Column(scale=2):
                     current = gr.HTML(panel.current_turn_html(None), elem_id="current-turn")
                     facts = gr.Markdown("", elem_id="facts")
@@ -291,6 +300,7 @@ class WarmVoiceApp:
             mic.stream(self.hear, mic, None, stream_every=0.1, time_limit=int(s.session_max_s),
                        concurrency_limit=limit, api_name=False, show_progress="hidden")
             stop.click(self.stop, None, status, js=STOP_MIC_JS, api_name="stop")
+            reply.change(None, reply, None, js="(payload) => { window.warmvoice && window.warmvoice.play(payload); }")
             for trigger in (send.click, typed.submit):
                 trigger(self.type_turn, typed, typed, concurrency_limit=limit, api_name=False)
             for control in controls:
@@ -342,8 +352,8 @@ class _PageView:
             return event.chunk
         return None
 
-    def render(self, *, audio: bytes | None, chart: bool = False) -> tuple[Any, ...]:
-        """Values for (status, chat, reply, current, table, chart, facts)."""
+    def render(self, *, audio: str | None = None, chart: bool = False) -> tuple[Any, ...]:
+        """Values for (status, chat, reply audio payload, current, table, chart, facts)."""
         session = self.session
         latencies = list(session.latencies)
         client = session.client
@@ -361,23 +371,12 @@ class _PageView:
         return (
             self.status,
             list(self.chat),
-            audio,
+            audio if audio is not None else gr.skip(),
             panel.current_turn_html(self.current),
             panel.turns_rows(latencies),
             panel.waterfall_chart(latencies) if chart else gr.skip(),
             panel.facts_markdown(facts),
         )
-
-
-def _wav_bytes(chunk: Any) -> bytes:
-    """A reply chunk as a small 16-bit WAV, the format Gradio streams without a decoder."""
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(chunk.sample_rate)
-        wav.writeframes(float_to_int16(chunk.samples).tobytes())
-    return buffer.getvalue()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -445,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("Serving on %s: reachable from other machines", settings.host)
     try:
         demo.launch(server_name=settings.host, server_port=settings.port, css=panel.PANEL_CSS,
-                    show_error=False)
+                    head=PLAYER_HEAD, show_error=False)
     except KeyboardInterrupt:
         pass
     finally:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 from dataclasses import dataclass
 
 import gradio as gr
+import numpy as np
 import pytest
 
 import app
@@ -42,9 +45,10 @@ def test_page_has_the_controls_a_demo_needs() -> None:
     labels = {c["props"].get("value") for c in config["components"] if c["type"] == "button"}
     assert {"Start speaking", "Stop", "Send"} <= labels
     ids = {c["props"].get("elem_id") for c in config["components"]}
-    assert {"mic", "reply", "chat", "current-turn", "turns", "chart", "facts", "strategy", "rtt"} <= ids
+    assert {"mic", "reply-audio", "chat", "current-turn", "turns", "chart", "facts", "strategy", "rtt"} <= ids
     audio = {c["props"]["elem_id"]: c["props"] for c in config["components"] if c["type"] == "audio"}
-    assert audio["mic"]["streaming"] and audio["reply"]["streaming"] and audio["reply"]["autoplay"]
+    assert audio["mic"]["streaming"] and audio["mic"]["sources"] == ["microphone"]
+    assert "window.warmvoice.play" in app.PLAYER_HEAD or "warmvoice" in app.PLAYER_HEAD
 
 
 async def _pump_until(pump, predicate, timeout_s: float = 90.0):
@@ -80,15 +84,20 @@ async def test_a_typed_turn_flows_through_the_callbacks(voice_runtime, offline_s
 
 
 @pytest.mark.slow
-async def test_audio_chunks_reach_the_reply_player_as_wav(voice_runtime, offline_settings) -> None:
+async def test_audio_chunks_reach_the_reply_player_in_order(voice_runtime, offline_settings) -> None:
     web = app.WarmVoiceApp(offline_settings, app.RuntimeLoader.loaded(offline_settings, voice_runtime))
     tab = FakeRequest("tab-audio")
     [s async for s in web.start("prewarmed", 0, "", 500, True, tab)]
     pump = web.pump(tab)
     await anext(pump)
     await web.type_turn("Hi!", tab)
-    out = await _pump_until(pump, lambda o: isinstance(o[2], bytes))
-    assert out[2][:4] == b"RIFF" and out[2][8:12] == b"WAVE"
+    out = await _pump_until(pump, lambda o: isinstance(o[2], str))
+    payload = json.loads(out[2])
+    assert payload["session"] == "tab-audio" and payload["flush"] is False
+    (chunk,) = payload["chunks"]
+    assert chunk["seq"] == 1 and chunk["rate"] == 24000
+    pcm = np.frombuffer(base64.b64decode(chunk["pcm"]), "<i2")
+    assert pcm.size > 1000 and np.abs(pcm).max() > 300
     await web.stop(tab)
     [o async for o in pump]
 

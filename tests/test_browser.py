@@ -152,10 +152,12 @@ def test_spoken_question_gets_a_spoken_answer_and_a_full_panel(
                                     "first_token_ms", "first_sentence_ms", "first_audio_ms"]
             assert all(v > 0 for v in values.values()), stages
 
-            # Reply audio reached the page's audio output and played.
+            # Reply audio reached the page's audio output: the Web Audio player scheduled it and
+            # its clock ran past it (the fake output device plays in real time).
             page.wait_for_function(
-                """() => { const a = document.querySelector('#reply audio');
-                           return a && a.src && (a.currentTime > 0.2 || a.duration > 0.2); }""",
+                """() => { const s = window.warmvoice && window.warmvoice.state;
+                           return s && s.chunks > 0 && s.scheduledSeconds > 0.2 && s.ctx
+                                  && s.ctx.state === 'running' && s.ctx.currentTime > 0.2; }""",
                 timeout=60_000,
             )
 

@@ -56,3 +56,21 @@ def test_facts_never_include_a_key_field() -> None:
 def test_plain_table_for_the_cli() -> None:
     table = format_table([_turn(1, first_audio_ms=912.4)])
     assert "912" in table and "First audio ready" in table
+
+
+def test_audio_payload_round_trips_pcm() -> None:
+    import base64
+    import json
+
+    import numpy as np
+
+    from voice.tts import AudioChunk
+
+    samples = np.sin(np.linspace(0, 20, 2400)).astype(np.float32) * 0.5
+    payload = json.loads(panel.audio_payload("tab", [(7, AudioChunk(samples, 24000))]))
+    assert payload["session"] == "tab" and payload["flush"] is False
+    chunk = payload["chunks"][0]
+    assert chunk["seq"] == 7 and chunk["rate"] == 24000
+    pcm = np.frombuffer(base64.b64decode(chunk["pcm"]), "<i2")
+    assert pcm.size == samples.size and np.allclose(pcm / 32767, samples, atol=1e-3)
+    assert json.loads(panel.audio_payload("tab", [], flush=True)) == {"session": "tab", "flush": True, "chunks": []}

@@ -6,7 +6,9 @@ browser; ``app.py`` only places their output in Gradio components.
 
 from __future__ import annotations
 
+import base64
 import html
+import json
 from dataclasses import dataclass
 
 import matplotlib
@@ -15,7 +17,9 @@ matplotlib.use("Agg")  # no display on a server; must precede pyplot
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from voice.audio import float_to_int16
 from voice.latency import STAGES, TurnLatency
+from voice.tts import AudioChunk
 
 TURN_COLUMNS = [
     "Turn", "Strategy", "RTT ms", "Connection", "Endpoint", "STT", "HTTP status", "First token",
@@ -147,6 +151,23 @@ def facts_markdown(facts: SessionFacts) -> str:
         ("Voice", facts.tts_engine),
     ]
     return "| Session | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+
+
+def audio_payload(session: str, chunks: list[tuple[int, AudioChunk]], *, flush: bool = False) -> str:
+    """Reply audio for the page's Web Audio player (web/player.js): numbered 16-bit PCM chunks.
+
+    The numbers let the player ignore a chunk it has already scheduled; ``flush`` stops what
+    is queued (barge-in).
+    """
+    return json.dumps({
+        "session": session,
+        "flush": flush,
+        "chunks": [
+            {"seq": seq, "rate": chunk.sample_rate,
+             "pcm": base64.b64encode(float_to_int16(chunk.samples).astype("<i2").tobytes()).decode("ascii")}
+            for seq, chunk in chunks
+        ],
+    })
 
 
 PANEL_CSS = """
