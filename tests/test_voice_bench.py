@@ -38,7 +38,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LATENCY_FIELDS = {f.name for f in fields(TurnLatency)}
 TURN_FIELDS = {
     "rtt_ms", "strategy", "session", "question", "question_text", "key_words", "transcript", "key_words_ok",
-    "missing_key_words", "reply", "reply_sentences", "reply_audio_s", "notices", "started_at_s",
+    "missing_key_words", "reply", "reply_sentences", "first_sentence_chars", "reply_audio_s", "notices", "started_at_s",
     "speech_end_error_ms", "outcome", "latency", "ok",
 }
 
@@ -96,6 +96,7 @@ def test_json_records_the_run_machine_and_command(run: Run) -> None:
     assert [q["text"] for q in r["questions"]] == [q.text for q in QUESTIONS[:2]]
     assert all(0 < q["last_voiced_s"] <= q["duration_s"] for q in r["questions"])
     assert len(r["sessions"]) == 1 and r["sessions"][0]["strategy"] == "prewarmed"
+    assert r["primer"]["text"] == QUESTIONS[0].text and r["primer"]["outcome"] == "ok"
     assert r["wall_time_s"] > 0 and r["startup_s"] > 0
 
 
@@ -118,6 +119,7 @@ def test_every_turn_has_every_stage_in_pipeline_order(run: Run) -> None:
                 <= values["first_sentence_ms"] <= values["first_audio_ms"]), values
         assert lat["stt_compute_ms"] > 0 and lat["reused_connection"] is not None
         assert t["reply"].strip() and t["reply_audio_s"] > 0
+        assert t["first_sentence_chars"] == len(t["reply_sentences"][0]) > 0
         assert t["speech_end_error_ms"] is not None
 
 

@@ -47,7 +47,7 @@ from llm.bench import _interrupt, _rtt_list, load_average, machine_info
 from llm.bench_report import _COLOURS, STRATEGY_LABELS, STRATEGY_ORDER, MachineInfo, Summary, _cell, _improvement
 from llm.errors import public_endpoint
 from voice.audio import read_wav, write_wav
-from voice.headless import TurnResult, run_spoken_turn, speak_into
+from voice.headless import TurnResult, run_spoken_turn, run_typed_turn, speak_into
 from voice.latency import STAGES, TurnLatency
 from voice.runtime import VoiceRuntime
 from voice.session import SpeculationStats, VoiceSession
@@ -92,7 +92,8 @@ QUESTIONS: tuple[Question, ...] = (
     Question("How many legs does a spider have?", ("legs", "spider")),
     Question("What color is the sky?", ("color/colour", "sky")),
     Question("Name a fruit that is yellow.", ("fruit", "yellow")),
-    Question("Who wrote Romeo and Juliet?", ("romeo", "juliet")),
+    # Not "Who wrote Romeo and Juliet?": Whisper tiny.en hears Piper's "Romeo" as "Romito" every time.
+    Question("Who wrote Hamlet?", ("wrote", "hamlet")),
 )
 
 
@@ -249,6 +250,7 @@ class BenchConfig:
     trailing_silence_ms: int
     end_of_turn_silence_ms: int
     min_end_of_turn_silence_ms: int  # after an early transcript that reads as a finished sentence
+    early_transcript: bool  # EARLY_TRANSCRIPT: Whisper starts during the pause
     turn_timeout_s: float
 
 
@@ -278,6 +280,7 @@ class TurnRecord:
     missing_key_words: list[str]
     reply: str
     reply_sentences: list[str]
+    first_sentence_chars: int | None
     reply_audio_s: float
     notices: list[str]
     started_at_s: float  # since the session started: when the question began to be spoken
@@ -320,6 +323,16 @@ class SessionRecord:
     duration_s: float = 0.0
 
 
+@dataclass(frozen=True)
+class PrimerRecord:
+    """The typed turn that primes the LLM server before the measurements (not measured)."""
+
+    text: str
+    outcome: str
+    first_token_ms: float | None
+    reply_done_ms: float | None
+
+
 @dataclass
 class VoiceBenchRun:
     """A whole run: how, where, against what, and every turn."""
@@ -331,6 +344,7 @@ class VoiceBenchRun:
     config: BenchConfig
     endpoint: EndpointRecord
     questions: list[QuestionInfo]
+    primer: PrimerRecord
     sessions: list[SessionRecord]
     memory: MemoryPeak
     startup_s: float
@@ -373,8 +387,10 @@ async def _turn(session: VoiceSession, q: SpokenQuestion, record: SessionRecord,
         rtt_ms=record.rtt_ms, strategy=record.strategy, session=record.index, question=q.index,
         question_text=q.question.text, key_words=list(q.question.key_words), transcript=transcript,
         key_words_ok=not missing, missing_key_words=missing,
-        reply=result.reply_text if result is not None else "", reply_sentences=list(result.reply) if result else [],
-        reply_audio_s=round(audio_s, 3), notices=list(result.notices) if result else [],
+        reply=result.reply_text if result is not None else "",
+        reply_sentences=list(result.reply) if result is not None else [],
+        first_sentence_chars=len(result.reply[0]) if result is not None and result.reply else None,
+        reply_audio_s=round(audio_s, 3), notices=list(result.notices) if result is not None else [],
         started_at_s=round(fed_at - started, 3),
         speech_end_error_ms=(
             round((lat.speech_end_at - (fed_at + q.last_voiced_s)) * 1000.0, 1) if lat is not None else None
@@ -435,16 +451,39 @@ async def run_session(runtime: VoiceRuntime, questions: Sequence[SpokenQuestion]
     return record
 
 
+async def prime_server(runtime: VoiceRuntime, text: str, say: Say) -> PrimerRecord:
+    """One typed turn in a throw-away session, before anything is measured.
+
+    The LLM server's first completion after start-up is slower than any later one (its prompt
+    cache is empty: the whole system prompt is evaluated once).  Without this, whichever session
+    runs first would pay it; with the first question's text, every session's first request then
+    finds the same prefix cached.
+    """
+    session = runtime.new_session("bench-primer", settings=runtime.settings.replace(
+        connection_strategy="prewarmed", emulated_rtt_ms=0.0))
+    await session.start()
+    try:
+        await session.wait_warm()
+        result = await run_typed_turn(session, text, timeout_s=TURN_TIMEOUT_S)
+    finally:
+        await session.stop()
+    lat = result.latency
+    say(f"[primer] typed {text!r} (not measured): first token {_ms(lat.first_token_ms)} ms, {lat.outcome}")
+    return PrimerRecord(text=text, outcome=lat.outcome, first_token_ms=lat.first_token_ms,
+                        reply_done_ms=lat.reply_done_ms)
+
+
 async def run_all(runtime: VoiceRuntime, questions: Sequence[SpokenQuestion], config: BenchConfig,
-                  say: Say) -> list[SessionRecord]:
-    """Every distance; within it the strategies alternate per repeat so slow drift of the
-    machine does not favour one of them.  One session at a time."""
+                  say: Say) -> tuple[PrimerRecord, list[SessionRecord]]:
+    """The primer, then every distance; within it the strategies alternate per repeat so slow
+    drift of the machine does not favour one of them.  One session at a time."""
+    primer = await prime_server(runtime, questions[0].question.text, say)
     sessions: list[SessionRecord] = []
     for rtt in config.rtt_ms:
         for index in range(1, config.repeat + 1):
             for strategy in config.strategies:
                 sessions.append(await run_session(runtime, questions, config, rtt, strategy, index, say))
-    return sessions
+    return primer, sessions
 
 
 # ---- summaries --------------------------------------------------------------------------
@@ -459,21 +498,25 @@ def turns_of(run: VoiceBenchRun, rtt: float, strategy: str, *, first_only: bool 
     ]
 
 
-def stage_value(lat: TurnLatency, attr: str) -> float | None:
-    """A TurnLatency field, or else the entry of its ``extras`` (e.g. ``stt_started_ms``), or None."""
+def turn_value(turn: TurnRecord, attr: str) -> float | None:
+    """A number of the turn: its own field (``first_sentence_chars``), a TurnLatency field, or
+    else an entry of the latency's ``extras`` (e.g. ``stt_started_ms``); None if absent."""
+    if attr in _TURN_FIELDS:
+        return getattr(turn, attr)
+    if turn.latency is None:
+        return None
     if attr in _LATENCY_FIELDS:
-        return getattr(lat, attr)
-    return lat.extras.get(attr)
+        return getattr(turn.latency, attr)
+    return turn.latency.extras.get(attr)
 
 
 _LATENCY_FIELDS = frozenset(f.name for f in dataclasses.fields(TurnLatency))
+_TURN_FIELDS = frozenset(f.name for f in dataclasses.fields(TurnRecord))
 
 
 def stage_summary(run: VoiceBenchRun, rtt: float, strategy: str, attr: str, *, first_only: bool = False) -> Summary:
-    """Median and range of one TurnLatency field (or extra) over the completed turns."""
-    return Summary.of(
-        stage_value(t.latency, attr) for t in turns_of(run, rtt, strategy, first_only=first_only) if t.latency
-    )
+    """Median and range of one number of the completed turns (see :func:`turn_value`)."""
+    return Summary.of(turn_value(t, attr) for t in turns_of(run, rtt, strategy, first_only=first_only))
 
 
 def reuse_share(run: VoiceBenchRun, rtt: float, strategy: str) -> tuple[int, int]:
@@ -482,14 +525,17 @@ def reuse_share(run: VoiceBenchRun, rtt: float, strategy: str) -> tuple[int, int
     return sum(bool(t.latency and t.latency.reused_connection) for t in turns), len(turns)
 
 
-# The session's extras for its early (speculative) transcription and adaptive end of turn.
-EXTRA_ROWS: tuple[tuple[str, str], ...] = (
-    ("silence_waited_ms", "Silence heard before the turn ended (audio time)"),
-    ("stt_started_ms", "Whisper started (early, during the pause)"),
+# Below the stages in the stage table: (attribute, label, unit).  The first two are the session's
+# extras for its early transcription and adaptive end of turn; the first sentence's length is
+# there because Piper's time to the first audio grows with it.
+EXTRA_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("reply_done_ms", "Reply fully synthesized", " ms"),
+    ("silence_waited_ms", "Silence heard before the turn ended (audio time)", " ms"),
+    ("stt_started_ms", "Whisper started (early, during the pause)", " ms"),
+    ("stt_compute_ms", "Whisper compute time (a duration)", " ms"),
+    ("first_sentence_chars", "First sentence length", " chars"),
 )
-SUMMARY_FIELDS: tuple[str, ...] = (
-    *(attr for attr, _ in STAGES), "stt_compute_ms", "reply_done_ms", *(attr for attr, _ in EXTRA_ROWS),
-)
+SUMMARY_FIELDS: tuple[str, ...] = (*(attr for attr, _ in STAGES), *(attr for attr, _, _ in EXTRA_ROWS))
 
 
 def summary_dict(run: VoiceBenchRun) -> dict[str, Any]:
@@ -550,11 +596,10 @@ def stage_table(run: VoiceBenchRun, rtt: float) -> str:
     strategies = strategies_run(run)
     lines = ["| Stage (ms after the end of speech) | " + " | ".join(STRATEGY_LABELS[s] for s in strategies) + " |",
              "|---|" + "---|" * len(strategies)]
-    rows = [*STAGES, ("reply_done_ms", "Reply fully synthesized"), *EXTRA_ROWS]
-    for attr, label in rows:
-        lines.append(f"| {label} | " + " | ".join(_cell(stage_summary(run, rtt, s, attr)) for s in strategies) + " |")
-    lines.append("| Whisper compute time (a duration) | "
-                 + " | ".join(_cell(stage_summary(run, rtt, s, "stt_compute_ms")) for s in strategies) + " |")
+    rows = [*((attr, label, " ms") for attr, label in STAGES), *EXTRA_ROWS]
+    for attr, label, unit in rows:
+        cells = (_cell(stage_summary(run, rtt, s, attr), unit) for s in strategies)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("| LLM requests on a reused connection | "
                  + " | ".join(_share(*reuse_share(run, rtt, s)) for s in strategies) + " |")
     return "\n".join(lines)
@@ -602,9 +647,14 @@ def _describe(run: VoiceBenchRun) -> list[str]:
         (
             f"- Input: {c.questions} question(s) synthesized at run time with Piper (bundled en_US-joe-medium, noise "
             f"off), written as 16-bit WAV, fed in {c.chunk_ms} ms chunks paced in real time and followed by "
-            f"{c.trailing_silence_ms / 1000:g} s of silence. The session transcribes early, during the pause, and "
-            f"ends the turn after {c.end_of_turn_silence_ms} ms of silence, or after {c.min_end_of_turn_silence_ms} ms "
-            f"when the early transcript reads as a finished sentence; Whisper tiny.en; TTS `{c.tts}`."
+            f"{c.trailing_silence_ms / 1000:g} s of silence. " + (
+                f"The session transcribes early, during the pause (EARLY_TRANSCRIPT on), and ends the turn after "
+                f"{c.end_of_turn_silence_ms} ms of silence, or after {c.min_end_of_turn_silence_ms} ms when the early "
+                f"transcript reads as a finished sentence"
+                if c.early_transcript else
+                f"EARLY_TRANSCRIPT off: Whisper starts when the turn ends, after {c.end_of_turn_silence_ms} ms of "
+                f"silence"
+            ) + f"; Whisper tiny.en; TTS `{c.tts}`."
         ),
         (
             f"- Sessions: {c.repeat} fresh session(s) per strategy and distance, one at a time. A session starts as "
@@ -612,7 +662,14 @@ def _describe(run: VoiceBenchRun) -> list[str]:
             f"it is spoken); each next question follows the previous reply's playback and a {c.pause_s:g} s pause. "
             f"{n_turns} turns in all, {sum(t.ok for t in run.turns)} completed. Early transcripts: "
             f"{spec.started} started, {spec.adopted} adopted by their turn, {spec.discarded} discarded; "
-            f"{spec.early_ends} turn(s) ended on the shorter silence."
+            f"{spec.early_ends} turn(s) ended on the shorter silence. Before the first session, one typed turn "
+            f"({run.primer.text!r}, not measured) filled the LLM server's prompt cache: its first token came "
+            f"{_ms(run.primer.first_token_ms)} ms after submission."
+        ),
+        (
+            "- Replies are sampled at the LLM server's default temperature (the session sets none), so they differ "
+            "from session to session, and with them the first sentence's length, Piper's time to synthesize it, and "
+            "how long the reply plays before the next question."
         ),
         (
             "- Every time is ms after the true end of speech (the session's last voiced frame), measured where the "
@@ -752,7 +809,8 @@ def config_from(args: argparse.Namespace, parser: argparse.ArgumentParser, setti
         questions=pick("questions", len(QUESTIONS)), repeat=args.repeat, pause_s=args.pause_s, tts=args.tts,
         quick=args.quick, chunk_ms=CHUNK_MS, trailing_silence_ms=TRAILING_SILENCE_MS,
         end_of_turn_silence_ms=settings.end_of_turn_silence_ms,
-        min_end_of_turn_silence_ms=settings.min_end_of_turn_silence_ms, turn_timeout_s=TURN_TIMEOUT_S,
+        min_end_of_turn_silence_ms=settings.min_end_of_turn_silence_ms, early_transcript=settings.early_transcript,
+        turn_timeout_s=TURN_TIMEOUT_S,
     )
     if not 1 <= config.questions <= len(QUESTIONS):
         parser.error(f"--questions must be between 1 and {len(QUESTIONS)}")
@@ -822,7 +880,7 @@ def _run(args: argparse.Namespace, settings: Settings, config: BenchConfig, argv
             _say(f"{len(questions)} question(s) synthesized with Piper ({lengths})")
             startup_s = time.perf_counter() - started
             sampler.phase = "turns"
-            sessions = asyncio.run(run_all(runtime, questions, config, _say))
+            primer, sessions = asyncio.run(run_all(runtime, questions, config, _say))
             server = runtime.endpoint.server
             endpoint = EndpointRecord(
                 embedded=runtime.endpoint.is_embedded, base_url=public_endpoint(runtime.endpoint.base_url),
@@ -836,7 +894,7 @@ def _run(args: argparse.Namespace, settings: Settings, config: BenchConfig, argv
         ram_bytes=psutil.virtual_memory().total, config=config, endpoint=endpoint,
         questions=[QuestionInfo(q.index, q.question.text, list(q.question.key_words), q.sample_rate,
                                 round(q.duration_s, 3), round(q.last_voiced_s, 3)) for q in questions],
-        sessions=sessions, memory=sampler.peak, startup_s=round(startup_s, 1),
+        primer=primer, sessions=sessions, memory=sampler.peak, startup_s=round(startup_s, 1),
         wall_time_s=round(time.perf_counter() - started, 1),
     )
     markdown = render_markdown(run)
