@@ -51,7 +51,8 @@ async def speak_into(
 ) -> None:
     """Feed ``samples`` to the session chunk by chunk, paced in real time like a microphone,
     followed by silence so the endpointer can find the end of the turn."""
-    silence = np.zeros(int(sample_rate * trailing_silence_ms / 1000), dtype=samples.dtype)
+    # Same channel layout as the speech: (n,) mono or (n, channels).
+    silence = np.zeros((int(sample_rate * trailing_silence_ms / 1000), *samples.shape[1:]), dtype=samples.dtype)
     audio = np.concatenate([samples, silence])
     step = max(1, int(sample_rate * chunk_ms / 1000))
     start = time.perf_counter()
