@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 MAX_TYPED_CHARS = 2000
+MIN_INPUT_RATE, MAX_INPUT_RATE = 4000, 384000  # microphone rates accepted by feed_audio
 # Transcribe speculatively once the voice has paused this long (and the post-roll the final
 # utterance carries is in): at the end of the turn, the transcript is then (nearly) ready.
 SPECULATE_AFTER_MS = 200
@@ -140,6 +141,7 @@ class VoiceSession:
         self.speculation_stats = SpeculationStats()
         self._speaking_until = 0.0
         self._warned_nonfinite = False
+        self._refused_audio = False
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -241,10 +243,21 @@ class VoiceSession:
         if self.busy and not self.barge_in:
             return  # without barge-in, the user's speech over the reply is not a turn
         async with self._feed_lock:
-            converter = self._converters.get(sample_rate)
-            if converter is None:
-                converter = self._converters[sample_rate] = StreamingConverter(sample_rate)
-            converted = converter.process(samples)
+            try:
+                # A rate far off would be resampled into minutes of audio per chunk (1 Hz -> x16000).
+                if not MIN_INPUT_RATE <= sample_rate <= MAX_INPUT_RATE:
+                    raise ValueError(f"sample rate {sample_rate} Hz (expected {MIN_INPUT_RATE}-{MAX_INPUT_RATE} Hz)")
+                converter = self._converters.get(sample_rate)
+                if converter is None:
+                    converter = self._converters[sample_rate] = StreamingConverter(sample_rate)
+                converted = converter.process(samples)
+            except (ValueError, TypeError) as exc:
+                # A broken source must not take the session down; say so once, keep listening.
+                if not self._refused_audio:
+                    self._refused_audio = True
+                    log.warning("Session %s: unusable audio ignored (%s)", self.session_id, exc)
+                    self._emit(Notice("The microphone sent audio WarmVoice cannot use; it was ignored.", "warning"))
+                return
             if converted.nonfinite and not self._warned_nonfinite:
                 self._warned_nonfinite = True
                 self._emit(Notice("The microphone sent invalid samples (NaN/Inf); they were replaced by silence.",
