@@ -374,7 +374,16 @@ class VoiceSession:
             previous.cancel()
         self._turn_task = asyncio.create_task(self._run_turn(lat, audio, text, speculation),
                                               name=f"turn-{lat.turn}")
+        # A task cancelled before its first step never runs _run_turn's finally: end the turn here.
+        self._turn_task.add_done_callback(lambda _task, lat=lat: self._end_unstarted(lat))
         return self._turn_task
+
+    def _end_unstarted(self, lat: TurnLatency) -> None:
+        """A newer turn replaced this one before it began (typed turns in a burst): it was
+        interrupted, and says so, instead of staying "running" in the panel forever."""
+        if lat.outcome == "running":
+            lat.outcome = "interrupted"
+            self._emit(TurnDone(lat.snapshot()))
 
     async def _run_turn(
         self, lat: TurnLatency, audio: np.ndarray | None, text: str | None, speculation: _Speculation | None = None,
