@@ -175,11 +175,12 @@ class WarmVoiceApp:
         session = await self._session(request)
         if session is None or chunk is None:
             return
-        rate, samples = chunk
-        if samples is None or np.asarray(samples).size == 0:
-            return
-        try:
-            await session.feed_audio(np.asarray(samples), int(rate))
+        try:  # whatever the browser sends: an exception here would end the microphone stream
+            rate, samples = chunk
+            audio = None if samples is None else np.asarray(samples)
+            if audio is None or audio.size == 0:
+                return
+            await session.feed_audio(audio, int(rate))
         except (ValueError, TypeError) as exc:
             log.warning("Unusable audio chunk ignored: %s", exc)
 
