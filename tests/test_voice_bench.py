@@ -18,17 +18,20 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from voice.bench import (
     HEADLINE_ROWS,
     QUESTIONS,
     QUICK,
+    CpuMark,
     RssSampler,
     build_parser,
     command_line,
     config_from,
     missing_key_words,
+    other_cpu_share,
 )
 from voice.latency import STAGES, TurnLatency
 from voice.settings import load_settings
@@ -96,6 +99,7 @@ def test_json_records_the_run_machine_and_command(run: Run) -> None:
     assert [q["text"] for q in r["questions"]] == [q.text for q in QUESTIONS[:2]]
     assert all(0 < q["last_voiced_s"] <= q["duration_s"] for q in r["questions"])
     assert len(r["sessions"]) == 1 and r["sessions"][0]["strategy"] == "prewarmed"
+    assert 0 <= r["sessions"][0]["other_cpu_share"] <= 1
     assert r["primer"]["text"] == QUESTIONS[0].text and r["primer"]["outcome"] == "ok"
     assert r["wall_time_s"] > 0 and r["startup_s"] > 0
 
@@ -164,6 +168,8 @@ def test_markdown_has_the_headline_rows_and_matches_the_json(run: Run) -> None:
         assert question == q.text and key_words == ", ".join(q.key_words)
         assert found == "1/1 PASS" and heard and reply != "—"
     assert "Peak memory" in md and "Issue #8's bar ≤ 1.5 GB" in md
+    share = run.report["sessions"][0]["other_cpu_share"]
+    assert _row(md, "CPU used by other processes meanwhile (share of the machine)") == [f"{100 * share:.0f} %"]
 
 
 @pytest.mark.slow
@@ -217,6 +223,14 @@ def test_bad_options_are_refused(argv: list[str], capsys: pytest.CaptureFixture[
 
 def test_command_line_is_quoted() -> None:
     assert command_line(["--json", "a b.json"]) == "python -m voice.bench --json 'a b.json'"
+
+
+def test_other_cpu_share_is_the_machine_minus_the_app() -> None:
+    cores = psutil.cpu_count() or 1
+    # 2 s on the whole machine; 1.5 CPU-seconds busy of which the app used 0.5: 1 CPU-second was others'.
+    assert other_cpu_share(CpuMark(10.0, 100.0, 20.0), CpuMark(12.0, 101.5, 20.5)) == round(1.0 / (2 * cores), 3)
+    assert other_cpu_share(CpuMark(10.0, 100.0, 20.0), CpuMark(12.0, 100.5, 20.6)) == 0.0  # never negative
+    assert other_cpu_share(CpuMark(10.0, 100.0, 20.0), CpuMark(10.0, 100.0, 20.0)) is None
 
 
 def test_rss_sampler_counts_a_child_process() -> None:

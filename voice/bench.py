@@ -64,6 +64,9 @@ RSS_BAR_BYTES = 1_500_000_000
 # Anything quieter than this (about -40 dBFS) is silence when locating the audio's own end of speech.
 ENERGY_THRESHOLD = 0.01
 TURN_TIMEOUT_S = 120.0
+# The session's end of speech is normally 30–50 ms after the audio's last loud sample (its VAD
+# frame and the 20 ms chunk); beyond this the turn is flagged as disturbed in the report.
+SPEECH_END_TOLERANCE_MS = 100.0
 PLAYBACK_SLACK_S = 5.0  # beyond the reply's own duration, the longest wait for its playback to end
 # What the feeding does, read from voice.headless so the report cannot drift from the code.
 _FEED = inspect.signature(speak_into).parameters
@@ -232,6 +235,43 @@ class RssSampler:
             )
 
 
+# ---- other processes' CPU -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CpuMark:
+    """CPU seconds used so far by the whole machine and by this app (process + live children)."""
+
+    at: float  # perf_counter()
+    machine_busy_s: float
+    app_s: float
+
+
+def cpu_mark() -> CpuMark:
+    """Take a :class:`CpuMark` now."""
+    t = psutil.cpu_times()
+    # Linux counts guest time inside user time; steal is the hypervisor's, not another process's.
+    busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+    me = psutil.Process()
+    own = me.cpu_times()
+    app = own.user + own.system + own.children_user + own.children_system
+    with contextlib.suppress(psutil.Error):
+        for child in me.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                c = child.cpu_times()
+                app += c.user + c.system
+    return CpuMark(time.perf_counter(), busy, app)
+
+
+def other_cpu_share(start: CpuMark, end: CpuMark) -> float | None:
+    """Share of the machine's CPU (0..1) used by other processes between two marks."""
+    capacity = (end.at - start.at) * (psutil.cpu_count() or 1)
+    if capacity <= 0:
+        return None
+    other = (end.machine_busy_s - start.machine_busy_s) - (end.app_s - start.app_s)
+    return round(min(1.0, max(0.0, other / capacity)), 3)
+
+
 # ---- records ----------------------------------------------------------------------------
 
 
@@ -320,6 +360,9 @@ class SessionRecord:
     warmup: WarmupRecord | None = None
     client: ClientStats | None = None
     speculation: SpeculationStats | None = None  # early transcripts started / adopted / discarded
+    # Share of the whole machine's CPU that processes other than this app used meanwhile (0..1):
+    # on a shared machine, the disturbance behind this session's numbers.
+    other_cpu_share: float | None = None
     duration_s: float = 0.0
 
 
@@ -419,6 +462,7 @@ async def run_session(runtime: VoiceRuntime, questions: Sequence[SpokenQuestion]
     session = runtime.new_session(f"bench-{strategy}-{rtt:g}-{index}", settings=settings)
     record = SessionRecord(rtt_ms=rtt, strategy=strategy, index=index)
     started = time.perf_counter()  # the user clicks Start speaking ...
+    cpu_start = cpu_mark()
     await session.start()
     try:
         for n, q in enumerate(questions):
@@ -441,12 +485,14 @@ async def run_session(runtime: VoiceRuntime, questions: Sequence[SpokenQuestion]
     finally:
         await session.stop()
         record.duration_s = round(time.perf_counter() - started, 3)
+        record.other_cpu_share = other_cpu_share(cpu_start, cpu_mark())
     stats = record.client
     say(
         f"[{rtt:4.0f} ms] {strategy:9} s{index}: {sum(t.ok for t in record.turns)}/{len(record.turns)} turns ok"
         + (f", {stats.connections_opened} connection(s) opened, {stats.connections_reused} reused" if stats else "")
         + (f", warm-up {record.warmup.ms:.0f} ms" if record.warmup and not record.warmup.skipped else "")
         + f", {record.duration_s:.1f} s"
+        + ("" if record.other_cpu_share is None else f"; other processes used {record.other_cpu_share:.0%} of the CPU")
     )
     return record
 
@@ -602,7 +648,22 @@ def stage_table(run: VoiceBenchRun, rtt: float) -> str:
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("| LLM requests on a reused connection | "
                  + " | ".join(_share(*reuse_share(run, rtt, s)) for s in strategies) + " |")
+    lines.append("| CPU used by other processes meanwhile (share of the machine) | "
+                 + " | ".join(_other_cpu_cell(run, rtt, s) for s in strategies) + " |")
     return "\n".join(lines)
+
+
+def _other_cpu_cell(run: VoiceBenchRun, rtt: float, strategy: str) -> str:
+    shares = [s.other_cpu_share for s in run.sessions
+              if s.rtt_ms == rtt and s.strategy == strategy and s.other_cpu_share is not None]
+    return ", ".join(f"{100 * v:.0f} %" for v in shares) or "—"
+
+
+def disturbed_turns(run: VoiceBenchRun, rtt: float) -> list[TurnRecord]:
+    """Turns whose end of speech the session placed more than SPEECH_END_TOLERANCE_MS away from
+    the audio's: the feeding or the session fell behind real time, so their times are off by that."""
+    return [t for t in run.turns if t.rtt_ms == rtt and t.speech_end_error_ms is not None
+            and abs(t.speech_end_error_ms) > SPEECH_END_TOLERANCE_MS]
 
 
 def _md(text: str) -> str:
@@ -629,6 +690,9 @@ def heard_table(run: VoiceBenchRun) -> str:
 def _describe(run: VoiceBenchRun) -> list[str]:
     c, m, e, mem = run.config, run.machine, run.endpoint, run.memory
     load = " → ".join("unknown" if v is None else f"{v:.2f}" for v in (m.load_start, m.load_end))
+    others = [s.other_cpu_share for s in run.sessions if s.other_cpu_share is not None]
+    others_text = (f"; other processes used {100 * min(others):.0f}–{100 * max(others):.0f} % of the CPU during "
+                   "the sessions" if others else "")
     errors = Summary.of(t.speech_end_error_ms for t in run.turns if t.ok)
     n_turns = len(run.turns)
     phases = ", ".join(f"{k} {_mb(v)}" for k, v in mem.peak_by_phase.items())
@@ -640,7 +704,7 @@ def _describe(run: VoiceBenchRun) -> list[str]:
                 setattr(spec, name, getattr(spec, name) + getattr(s.speculation, name))
     return [
         f"- Machine: {m.cpu_model}, {m.cpu_count} CPUs, {run.ram_bytes / 2**30:.1f} GiB RAM, Python {m.python}, "
-        f"{m.platform}; {m.date}; load average (1 min) {load} from start to end",
+        f"{m.platform}; {m.date}; load average (1 min) {load} from start to end{others_text}",
         f"- Command: `{run.command}` (wall time {run.wall_time_s:.0f} s, of which start-up {run.startup_s:.0f} s)",
         f"- LLM: {e.base_url}, model `{e.model}` — {e.reason}"
         + (f"; {e.server_threads} llama.cpp thread(s)" if e.server_threads else ""),
@@ -692,6 +756,15 @@ def render_markdown(run: VoiceBenchRun) -> str:
     for rtt in run.config.rtt_ms:
         out += [f"## RTT {rtt:g} ms", "", headline_table(run, rtt), "", f"### Stage budget at RTT {rtt:g} ms", "",
                 stage_table(run, rtt), ""]
+        disturbed = disturbed_turns(run, rtt)
+        if disturbed:
+            out += ["Disturbed turns (the feeding or the session fell behind real time: the session placed the end "
+                    "of speech away from the audio's, so this turn's times are off by about that much):", *(
+                f"- {t.strategy} session {t.session} question {t.question}: end of speech placed "
+                f"{abs(t.speech_end_error_ms or 0):.0f} ms {'after' if (t.speech_end_error_ms or 0) > 0 else 'before'} "
+                "the audio's"
+                for t in disturbed
+            ), ""]
         failed = [t for t in run.turns if t.rtt_ms == rtt and not t.ok]
         if failed:
             out += ["Failed turns:", *(
