@@ -17,6 +17,7 @@ import atexit
 import contextlib
 import ctypes
 import importlib.util
+import json
 import logging
 import os
 import queue
@@ -179,6 +180,21 @@ class EmbeddedLLMServer:
             self._spawn()
             self._wait_ready()
             return self.base_url
+
+    def prime(self, system_prompt: str = "") -> float:
+        """Run one tiny completion so the first real turn is not the model's first (which is
+        measurably slower) and the system prompt is already in the KV cache.  Returns ms."""
+        messages = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
+        body = {"model": MODEL_ALIAS, "max_tokens": 1, "temperature": 0,
+                "messages": [*messages, {"role": "user", "content": "Hi"}]}
+        request = urllib.request.Request(f"{self.base_url}/chat/completions", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        if self.api_key:
+            request.add_header("Authorization", f"Bearer {self.api_key.reveal()}")
+        started = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=60, context=self.client_ssl) as response:
+            response.read()
+        return (time.perf_counter() - started) * 1000
 
     def ensure_running(self) -> bool:
         """Restart the server if its process died; True if a restart happened.

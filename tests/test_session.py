@@ -11,7 +11,7 @@ from tests.speech import synthesize
 from voice.events import AudioOut, BargeIn, TurnDone
 from voice.headless import run_spoken_turn, run_typed_turn, speak_into
 from voice.latency import STAGES
-from voice.session import VoiceSession
+from voice.session import SPECULATE_AFTER_MS, VoiceSession
 from voice.tts import make_tts
 
 pytestmark = pytest.mark.slow
@@ -51,7 +51,7 @@ async def test_spoken_turn_produces_speech_and_an_ordered_breakdown(session: Voi
     # the LLM request waits for both.
     assert max(endpoint, transcript) <= sent <= status <= token <= sentence <= first_audio
     assert "stt_started_ms" in lat.extras, "the transcript should have been started during the pause"
-    assert lat.extras["stt_started_ms"] >= 200 and lat.extras["stt_started_ms"] < endpoint
+    assert SPECULATE_AFTER_MS <= lat.extras["stt_started_ms"] < endpoint
     # The endpointer waits at least the shorter, complete-sentence silence after the true end of speech.
     assert endpoint >= session.settings.min_end_of_turn_silence_ms * 0.8
     assert lat.stt_compute_ms and lat.stt_compute_ms > 0

@@ -46,10 +46,12 @@ class LLMEndpoint:
         """True when the LLM is the local llama.cpp child process."""
         return self.server is not None
 
-    def start(self) -> None:
-        """Start the embedded server if there is one (blocking; seconds).  Logs the choice."""
+    def start(self, system_prompt: str = "") -> None:
+        """Start the embedded server if there is one and prime its model with the system prompt
+        (blocking; seconds).  Logs the choice."""
         if self.server is not None:
             self.base_url = self.server.start()
+            log.info("Embedded model primed in %.0f ms", self.server.prime(system_prompt))
         log.info("LLM backend: %s at %s (model %s) - %s", "embedded" if self.is_embedded else "remote",
                  self.base_url, self.model, self.reason)
 

@@ -37,7 +37,7 @@ class VoiceRuntime:
         endpoint = LLMEndpoint.from_settings(settings)
         if endpoint.is_embedded:
             say("Starting the embedded LLM server (SmolLM2-135M)…")
-        endpoint.start()
+        endpoint.start(settings.system_prompt)
         say("Loading Whisper…")
         transcriber = Transcriber(settings.whisper_model, settings.whisper_device,
                                   settings.whisper_compute_type, settings.whisper_language)

@@ -51,7 +51,7 @@ MAX_TYPED_CHARS = 2000
 MIN_INPUT_RATE, MAX_INPUT_RATE = 4000, 384000  # microphone rates accepted by feed_audio
 # Transcribe speculatively once the voice has paused this long (and the post-roll the final
 # utterance carries is in): at the end of the turn, the transcript is then (nearly) ready.
-SPECULATE_AFTER_MS = 200
+SPECULATE_AFTER_MS = 150
 # A pause after these words is a hesitation, not the end of a turn.
 _CONTINUATION_WORDS = frozenset({
     "and", "but", "so", "or", "because", "um", "uh", "er", "like", "the", "a", "an", "to", "of", "with",
@@ -640,7 +640,10 @@ class VoiceSession:
     # ----------------------------------------------------------------- helpers
 
     def _new_endpointer(self, silence_ms: int) -> Endpointer:
-        return Endpointer(silence_ms=silence_ms, max_turn_s=self.settings.max_turn_seconds)
+        # The post-roll (audio kept after the last voiced frame) is what the early transcript
+        # must wait for, so it is as short as the speculation delay.
+        return Endpointer(silence_ms=silence_ms, max_turn_s=self.settings.max_turn_seconds,
+                          post_roll_ms=SPECULATE_AFTER_MS)
 
     def _copy_request_timing(self, lat: TurnLatency, timing: RequestTiming | None) -> None:
         if timing is None:
