@@ -19,6 +19,7 @@ from voice.events import AssistantSaid, AudioOut, Notice, SessionEvent, Status, 
 from voice.latency import TurnLatency
 from voice.llm_endpoint import LLMEndpoint
 from voice.session import VoiceSession
+from voice.transcribe import Transcriber
 from voice.tts import TTSEngine
 
 # Short enough that a fault test fails in seconds, long enough for a loaded 2-core machine.
@@ -36,6 +37,7 @@ async def loopback_session(
     key: str = "",
     model: str = "test-model",
     tts: TTSEngine | None = None,
+    transcriber: Transcriber | None = None,
     session_id: str = "loopback",
     **settings_changes: Any,
 ) -> AsyncIterator[VoiceSession]:
@@ -45,7 +47,7 @@ async def loopback_session(
     """
     settings = runtime.settings.replace(**{**FAST_TIMEOUTS, **settings_changes})
     endpoint = LLMEndpoint(base_url=base_url, model=model, api_key=Secret(key), reason="test")
-    session = VoiceSession(settings, endpoint, transcriber=runtime.transcriber,
+    session = VoiceSession(settings, endpoint, transcriber=transcriber or runtime.transcriber,
                            tts=tts if tts is not None else runtime.new_tts(), session_id=session_id)
     await session.start()
     try:
