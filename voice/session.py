@@ -412,7 +412,15 @@ class VoiceSession:
             lat.transcript = text
             self._emit(UserSaid(lat.turn, text))
             self._update(lat)
-            if await self.endpoint.ensure_running():
+            try:
+                restarted = await self.endpoint.ensure_running()
+            except Exception as exc:  # e.g. another program took its port: the next turn tries again
+                log.error("The embedded LLM server could not be restarted: %s", exc)
+                lat.outcome, lat.error = "error", "the local LLM server could not be restarted"
+                self._emit(Notice("The local LLM server stopped and could not be restarted; "
+                                  "it will be tried again on your next turn.", "error"))
+                return
+            if restarted:
                 self._emit(Notice("The local LLM server had stopped; it was restarted.", "warning"))
                 await self._close_client()
                 await self._open_client()
@@ -665,5 +673,6 @@ class VoiceSession:
 
 
 def _describe(exc: BaseException) -> str:
+    # Shown to the user: the message only; the class and the traceback are in the log.
     text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text or "an unexpected error (details are in the log)"
