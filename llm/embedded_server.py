@@ -154,6 +154,7 @@ class EmbeddedLLMServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._log_path: Path | None = None
+        self._wanted = False  # from a successful start() to stop(): a dead child is restarted
 
     @property
     def base_url(self) -> str:
@@ -178,7 +179,12 @@ class EmbeddedLLMServer:
             if self.is_running():
                 return self.base_url
             self._spawn()
-            self._wait_ready()
+            try:
+                self._wait_ready()
+            except BaseException:
+                self._discard_log()  # its tail is in the error; no temp file outlives a failed start
+                raise
+            self._wanted = True
             return self.base_url
 
     def prime(self, system_prompt: str = "") -> float:
@@ -202,9 +208,10 @@ class EmbeddedLLMServer:
         The port is kept, so clients configured with the old URL keep working.
         """
         with self._lock:
-            if self._proc is None or self.is_running():
+            # After a failed restart _proc is None but the server is still wanted: try again.
+            if not self._wanted or self.is_running():
                 return False
-            code = self._proc.returncode
+            code = self._proc.returncode if self._proc is not None else "unknown: the last restart failed"
             log.warning("Embedded LLM server died (exit code %s); restarting it", code)
             self.restarts += 1
             self._spawn(port=self.port)
@@ -214,10 +221,9 @@ class EmbeddedLLMServer:
     def stop(self, timeout_s: float = 5.0) -> None:
         """Terminate the child (SIGTERM, then SIGKILL) and reap it.  Idempotent."""
         with self._lock:
+            self._wanted = False
             proc, self._proc = self._proc, None
-            if proc is None:
-                return
-            if proc.poll() is None:
+            if proc is not None and proc.poll() is None:
                 proc.terminate()
                 try:
                     proc.wait(timeout=timeout_s)
@@ -226,9 +232,12 @@ class EmbeddedLLMServer:
                     proc.wait(timeout=timeout_s)
                 log.info("Embedded LLM server stopped (pid %d)", proc.pid)
             atexit.unregister(self.stop)
-            if self._log_path is not None:
-                self._log_path.unlink(missing_ok=True)
-                self._log_path = None
+            self._discard_log()  # also after a failed restart, when no process is left
+
+    def _discard_log(self) -> None:
+        if self._log_path is not None:
+            self._log_path.unlink(missing_ok=True)
+            self._log_path = None
 
     def __enter__(self) -> EmbeddedLLMServer:
         self.start()

@@ -374,3 +374,43 @@ async def test_embedded_server_killed_is_restarted_on_the_next_turn(voice_runtim
     finally:
         await asyncio.to_thread(endpoint.close)
     assert not server.is_running()
+
+
+async def test_embedded_server_that_cannot_restart_is_reported_and_retried(voice_runtime) -> None:
+    """The child dies and its port is taken before the restart (another program grabbed it):
+    the turn says so in plain words, and the next turn, with the port free again, restarts it."""
+    server = EmbeddedLLMServer(n_threads=1, start_timeout_s=60.0)
+    endpoint = LLMEndpoint(base_url="", model="smollm2-135m-instruct", api_key=voice_runtime.endpoint.api_key,
+                           reason="test", server=server)
+    try:
+        await asyncio.to_thread(endpoint.start)
+        settings = voice_runtime.settings.replace(first_byte_timeout_s=30.0)
+        session = VoiceSession(settings, endpoint, transcriber=voice_runtime.transcriber,
+                               tts=voice_runtime.new_tts(), session_id="embedded-squat")
+        await session.start()
+        try:
+            assert server.pid is not None and server.port is not None
+            os.kill(server.pid, signal.SIGKILL)
+            async with asyncio.timeout(10):
+                while server.is_running():
+                    await asyncio.sleep(0.05)
+            with socket.socket() as squatter:  # listening on the port: the restart cannot bind it
+                squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
+                squatter.bind(("127.0.0.1", server.port))
+                squatter.listen()
+                events = await typed_turn(session, "Hello?", timeout_s=90.0)
+            assert_presentable(events)
+            lat = outcome(events)
+            assert lat.outcome == "error"
+            errors = notices(events, "error")
+            assert len(errors) == 1 and "could not be restarted" in errors[0], errors
+            events = await typed_turn(session, "Say hi.", timeout_s=120.0)
+            assert_presentable(events)
+            assert outcome(events).outcome == "ok", notices(events)
+            assert any("restarted" in n for n in notices(events, "warning"))
+            assert server.is_running()
+        finally:
+            await session.stop()
+    finally:
+        await asyncio.to_thread(endpoint.close)
+    assert not server.is_running()
