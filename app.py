@@ -20,6 +20,7 @@ import gradio as gr
 import numpy as np
 
 from llm import configure_logging
+from llm.errors import public_endpoint
 from llm.secret import REDACTOR
 from voice import panel
 from voice.events import (
@@ -362,7 +363,7 @@ class _PageView:
         warm = session.warmup
         warm_text = "—" if warm is None else (f"{warm.ms:,.0f} ms" if warm.ok else f"failed: {warm.error}")
         facts = panel.SessionFacts(
-            endpoint=session.endpoint.base_url, model=session.endpoint.model,
+            endpoint=public_endpoint(session.endpoint.base_url), model=session.endpoint.model,  # no user:password
             connection_state=session.connection_state, strategy=session.strategy, rtt_ms=session.rtt_ms,
             warmup=warm_text,
             connections_opened=getattr(stats, "connections_opened", 0),
