@@ -1,0 +1,333 @@
+"""Security: where the API key goes (only the Authorization header), where the app listens
+(loopback by default), what one tab can see of another (nothing), how much audio a client
+can make the server hold (bounded), and which files are left behind (none).
+
+Real parts throughout: loopback aiohttp.web LLM servers that record every request, the
+shared Whisper and Piper, a dedicated embedded llama.cpp server for the temp-file checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import app
+from llm import Secret
+from llm.embedded_server import EmbeddedLLMServer, EmbeddedServerError
+from tests.llm_servers import LLMServer, echo, reply, status
+from tests.loopback_session import FAST_TIMEOUTS, loopback_session, notices, outcome, typed_turn
+from tests.speech import resample, synthesize, trimmed
+from tests.test_bad_input import MeasuringTranscriber
+from voice.events import SessionEvent, TurnDone
+from voice.headless import run_spoken_turn
+from voice.llm_endpoint import LLMEndpoint
+from voice.runtime import VoiceRuntime
+from voice.session import VoiceSession
+from voice.settings import Settings, load_settings
+
+KEY = "sk-SECURITY-canary-7c1e5a9b3d"
+QUESTION = "What is the capital of France?"
+
+
+class FakeRequest:
+    """What the callbacks read from gr.Request: the tab's session hash."""
+
+    def __init__(self, session_hash: str) -> None:
+        self.session_hash = session_hash
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[LLMServer]:
+    async with LLMServer() as srv:
+        srv.default = echo()
+        yield srv
+
+
+def loopback_app(voice_runtime: Any, base_url: str, key: str = "") -> app.WarmVoiceApp:
+    """The real WarmVoiceApp over the shared models, talking to a loopback LLM."""
+    settings = voice_runtime.settings.replace(openai_api_key=Secret(key), **FAST_TIMEOUTS)
+    endpoint = LLMEndpoint(base_url=base_url, model="test-model", api_key=Secret(key), reason="test")
+    runtime = VoiceRuntime(settings, endpoint, voice_runtime.transcriber)
+    return app.WarmVoiceApp(settings, app.RuntimeLoader.loaded(settings, runtime))
+
+
+@contextlib.asynccontextmanager
+async def open_tab(web: app.WarmVoiceApp, tab: str) -> AsyncIterator[list[tuple[Any, ...]]]:
+    """Start the tab's session and collect every page update its event pump renders."""
+    request = FakeRequest(tab)
+    [s async for s in web.start("prewarmed", 0, web.settings.system_prompt, 500, True, request)]
+    outputs: list[tuple[Any, ...]] = []
+
+    async def read() -> None:
+        async for out in web.pump(request):
+            outputs.append(out)
+
+    reader = asyncio.create_task(read(), name=f"pump-{tab}")
+    try:
+        yield outputs
+    finally:
+        await web.stop(request)
+        async with asyncio.timeout(10):
+            await reader
+
+
+async def close_app(web: app.WarmVoiceApp) -> None:
+    if web._registry is not None:
+        await web._registry.close_all()
+    if web._reaper is not None:
+        web._reaper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await web._reaper
+
+
+def page_text(out: tuple[Any, ...]) -> str:
+    """Everything a tab's page shows as text: status, chat, panel, turns table, facts."""
+    status, chat, _audio, current, rows, _chart, facts = out
+    return "\n".join([str(status), json.dumps(chat, ensure_ascii=False), str(current), json.dumps(rows), str(facts)])
+
+
+async def rendered_until(outputs: list, predicate, timeout_s: float = 90.0) -> tuple[Any, ...]:
+    async with asyncio.timeout(timeout_s):
+        while True:
+            for out in outputs:
+                if predicate(out):
+                    return out
+            await asyncio.sleep(0.05)
+
+
+def turns_done(out: tuple[Any, ...], count: int) -> bool:
+    rows = out[4]
+    return len(rows) >= count and all(row[-1] not in ("running", "") for row in rows)
+
+
+# --------------------------------------------------------------------------- the API key
+
+
+@pytest.mark.slow
+async def test_api_key_travels_only_in_the_authorization_header(
+    voice_runtime, server: LLMServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    seen: list[str] = []
+    # Session level: typed and spoken turns, a failing turn, every event and the whole session's state.
+    server.script(reply("Fine, thanks."), reply("Sure."))
+    async with loopback_session(voice_runtime, server.base_url, key=KEY) as s:
+        await s.wait_warm()
+        events: list[SessionEvent] = []
+        events += await typed_turn(s, "How are you?")
+        speech = synthesize(QUESTION)
+        spoken = await run_spoken_turn(s, speech.samples, speech.sample_rate, realtime=False)
+        assert spoken is not None and spoken.latency.outcome == "ok"
+        server.script(status(401, f"Incorrect API key provided: {KEY}"))  # a provider quoting the key
+        events += await typed_turn(s, "And now?")
+        seen += [repr(events), repr(vars(s)), repr(s.latencies), repr(s.settings), repr(s.endpoint),
+                 s.endpoint.describe(), repr(s.conversation)]
+        view = app._PageView(s)
+        for event in events:
+            view.apply(event)
+        seen.append(page_text(view.render(chart=True)))
+        assert any("rejected" in n for n in notices(events, "error")), "the failing turn really ran"
+    # App level: a tab of the real page callbacks.
+    web = loopback_app(voice_runtime, server.base_url, key=KEY)
+    try:
+        async with open_tab(web, "tab-key") as outputs:
+            assert await web.type_turn("Hello from the page", FakeRequest("tab-key")) == ""
+            await rendered_until(outputs, lambda o: turns_done(o, 1))
+        seen += [page_text(out) for out in outputs]
+    finally:
+        await close_app(web)
+    seen.append(caplog.text)
+    seen += [repr(record.__dict__) for record in caplog.records]
+
+    leaks = [text[:200] for text in seen if KEY in text]
+    assert not leaks, leaks
+    # On the wire: in every request, exactly once, as the Bearer token, and nowhere else.
+    assert len(server.requests) >= 5
+    for request in server.requests:
+        assert request.headers.get("Authorization") == f"Bearer {KEY}"
+        others = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
+        assert KEY not in json.dumps(others) and KEY.encode() not in request.body
+        assert KEY not in request.path
+
+
+async def test_credentials_in_the_endpoint_url_are_not_shown(voice_runtime) -> None:
+    """A base URL with user:password (a proxy's basic auth) is shown on the page without them:
+    the page of a public deployment is seen by every visitor."""
+    settings = voice_runtime.settings
+    endpoint = LLMEndpoint(base_url="http://user:pa55word-canary@127.0.0.1:9/v1", model="m", api_key=Secret(""),
+                           reason="test")
+    session = VoiceSession(settings, endpoint, transcriber=voice_runtime.transcriber, tts=voice_runtime.new_tts())
+    facts = page_text(app._PageView(session).render(chart=False))
+    assert "pa55word-canary" not in facts and "127.0.0.1:9" in facts
+
+
+# --------------------------------------------------------------------------- where it listens
+
+
+def test_default_bind_is_loopback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert Settings().host == "127.0.0.1"
+    assert load_settings({}, environ={}, dotenv_path=None).host == "127.0.0.1"
+    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
+    monkeypatch.chdir(tmp_path)  # no .env here
+    assert launch_kwargs(monkeypatch, [])["server_name"] == "127.0.0.1"
+    assert launch_kwargs(monkeypatch, ["--host", "0.0.0.0"])["server_name"] == "0.0.0.0"
+
+
+def launch_kwargs(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> dict[str, Any]:
+    """What app.main passes to Blocks.launch, without starting a server or loading models.
+
+    create_app is replaced by a recorder: serving a page here would open a real port, which
+    is exactly what this test must not do.
+    """
+    recorded: dict[str, Any] = {}
+
+    class Recorder:
+        loader = type("Loader", (), {"runtime": None})()
+
+        def launch(self, **kwargs: Any) -> None:
+            recorded.update(kwargs)
+
+    recorder = Recorder()
+    monkeypatch.setattr(app, "create_app", lambda settings: (recorder, recorder))
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        assert app.main(argv) == 0
+    finally:
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)  # main() installs the app's log handler
+        root.setLevel(level)
+    return recorded
+
+
+# --------------------------------------------------------------------------- tabs
+
+
+@pytest.mark.slow
+async def test_tabs_never_see_each_other(voice_runtime, server: LLMServer) -> None:
+    """Two tabs at once, one typing a codeword, the other speaking: each page, history and
+    latency table holds its own turns only."""
+    web = loopback_app(voice_runtime, server.base_url)
+    speech = synthesize(QUESTION)
+    chunk = int(speech.sample_rate * 0.1)
+    audio = (np.concatenate([speech.samples, np.zeros(speech.sample_rate * 2, np.float32)]) * 32767).astype(np.int16)
+    try:
+        async with open_tab(web, "tab-a") as page_a, open_tab(web, "tab-b") as page_b:
+            tab_a, tab_b = FakeRequest("tab-a"), FakeRequest("tab-b")
+
+            async def speak_b() -> None:
+                for start in range(0, len(audio), chunk):
+                    await web.hear((speech.sample_rate, audio[start:start + chunk]), tab_b)
+
+            await asyncio.gather(web.type_turn("My codeword is ALPHA-ONE.", tab_a), speak_b())
+            await rendered_until(page_a, lambda o: turns_done(o, 1))
+            await rendered_until(page_b, lambda o: turns_done(o, 1))
+            await web.type_turn("My codeword is BRAVO-TWO.", tab_b)
+            await rendered_until(page_b, lambda o: turns_done(o, 2))
+            registry = await web.registry()
+            session_a, session_b = registry.get("tab-a"), registry.get("tab-b")
+            assert session_a is not None and session_b is not None and session_a is not session_b
+            history_a, history_b = repr(session_a.conversation), repr(session_b.conversation)
+            latencies_a, latencies_b = list(session_a.latencies), list(session_b.latencies)
+            assert session_a.client is not session_b.client
+            # Another tab's hash reaches nothing: there is no session to type into.
+            with pytest.raises(Exception, match="Start speaking"):
+                await web.type_turn("let me in", FakeRequest("tab-c"))
+    finally:
+        await close_app(web)
+    text_a = "\n".join(page_text(o) for o in page_a)
+    text_b = "\n".join(page_text(o) for o in page_b)
+    assert "ALPHA-ONE" in text_a and "BRAVO" not in text_a and "france" not in text_a.lower()
+    assert "BRAVO-TWO" in text_b and "france" in text_b.lower() and "ALPHA" not in text_b
+    assert "ALPHA" in history_a and "BRAVO" not in history_a and "france" not in history_a.lower()
+    assert "BRAVO" in history_b and "ALPHA" not in history_b
+    assert [lat.source for lat in latencies_a] == ["text"]
+    assert [lat.source for lat in latencies_b] == ["voice", "text"]
+    assert max(len(o[4]) for o in page_a) == 1, "tab A's table only ever shows its own turn"
+
+
+# --------------------------------------------------------------------------- bounded audio
+
+
+@pytest.mark.slow
+async def test_one_huge_audio_chunk_is_cut_to_max_turn_seconds(voice_runtime, server: LLMServer) -> None:
+    """A client that sends ten minutes in a single chunk still gets at most max_turn_seconds
+    per turn transcribed, and the endpointer keeps at most that much."""
+    server.default = reply("Okay.")
+    cap_s = voice_runtime.settings.max_turn_seconds
+    at_16k = resample(trimmed(synthesize("Talking on and on about nothing in particular")), 22050, 16000)
+    recording = np.tile(at_16k, int(600 * 16000 / len(at_16k)) + 1)
+    whisper = MeasuringTranscriber(voice_runtime.transcriber)
+    async with loopback_session(voice_runtime, server.base_url, transcriber=whisper) as s:
+        waiter = asyncio.create_task(_until_answered(s))
+        await s.feed_audio(recording, 16000)
+        buffered = s._endpointer.buffered_samples  # the bound under test is the endpointer's
+        await s.feed_audio(np.zeros(16000 * 2, np.float32), 16000)
+        events = await waiter
+    assert buffered <= (cap_s + 1) * 16000
+    assert whisper.seconds and max(whisper.seconds) <= cap_s + 1.0
+    capped = [n for n in notices(events, "warning") if n.startswith("Recording capped")]
+    assert len(capped) >= 9
+    assert outcome(events).outcome in ("ok", "no_speech")
+
+
+async def _until_answered(session: Any) -> list[SessionEvent]:
+    events: list[SessionEvent] = []
+    async with asyncio.timeout(120):
+        while True:
+            events.append(await session.events.get())
+            last = events[-1]
+            if isinstance(last, TurnDone) and last.latency.outcome != "interrupted":
+                return events
+
+
+def test_page_inputs_are_bounded(voice_runtime) -> None:
+    """The browser can stream the microphone for at most a session's length, type at most
+    100 kB (the session then sends 2,000 characters) and set a prompt of at most 4,000."""
+    web = app.WarmVoiceApp(voice_runtime.settings, app.RuntimeLoader(voice_runtime.settings))
+    config = web.build().get_config_file()
+    components = {c["id"]: c for c in config["components"]}
+    by_elem = {c["props"].get("elem_id"): c for c in config["components"]}
+    assert by_elem["typed"]["props"]["max_length"] == 100_000
+    prompt = next(c for c in config["components"] if c["props"].get("label") == "System prompt")
+    assert prompt["props"]["max_length"] == 4000
+    mic_id = by_elem["mic"]["id"]
+    streams = [d for d in config["dependencies"] if any(t[0] == mic_id and t[1] == "stream" for t in d["targets"])]
+    assert streams and all(d["time_limit"] == int(voice_runtime.settings.session_max_s) for d in streams)
+    assert components  # the page was really built
+
+
+# --------------------------------------------------------------------------- temporary files
+
+
+def test_embedded_server_log_is_deleted_on_stop(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # only this test's files land here
+    server = EmbeddedLLMServer(n_threads=1)
+    try:
+        server.start()
+        logs = list(tmp_path.iterdir())
+        assert len(logs) == 1 and logs[0].name.startswith("warmvoice-llama-")
+    finally:
+        server.stop()
+    assert list(tmp_path.iterdir()) == []
+    server.stop()  # idempotent
+
+
+def test_failed_embedded_start_leaves_no_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    bogus = tmp_path / "not-a-model.gguf"
+    bogus.write_bytes(b"this is not a GGUF file")
+    server = EmbeddedLLMServer(model_path=bogus, n_threads=1, start_timeout_s=60)
+    with pytest.raises(EmbeddedServerError, match="exited during start-up"):
+        server.start()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not-a-model.gguf"]
+    assert not server.is_running()
