@@ -32,6 +32,7 @@ from voice.bench import (
     config_from,
     missing_key_words,
     other_cpu_share,
+    session_plan,
 )
 from voice.latency import STAGES, TurnLatency
 from voice.settings import load_settings
@@ -208,6 +209,16 @@ def test_defaults_and_quick_mode() -> None:
     assert (quick.strategies, quick.rtt_ms, quick.questions) == (("prewarmed",), (0.0,), 2)
     explicit = _config("--quick", "--strategies", "cold,prewarmed", "--rtt-ms", "0,40")
     assert explicit.strategies == ("cold", "prewarmed") and explicit.rtt_ms == (0.0, 40.0)
+
+
+def test_strategy_order_alternates_between_rounds() -> None:
+    plan = session_plan(_config("--rtt-ms", "0,150", "--repeat", "2"))
+    assert plan == [
+        (0.0, 1, "cold"), (0.0, 1, "pooled"), (0.0, 1, "prewarmed"),
+        (0.0, 2, "prewarmed"), (0.0, 2, "pooled"), (0.0, 2, "cold"),
+        (150.0, 1, "cold"), (150.0, 1, "pooled"), (150.0, 1, "prewarmed"),
+        (150.0, 2, "prewarmed"), (150.0, 2, "pooled"), (150.0, 2, "cold"),
+    ]
 
 
 @pytest.mark.parametrize("argv", [

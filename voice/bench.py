@@ -521,15 +521,24 @@ async def prime_server(runtime: VoiceRuntime, text: str, say: Say) -> PrimerReco
 
 async def run_all(runtime: VoiceRuntime, questions: Sequence[SpokenQuestion], config: BenchConfig,
                   say: Say) -> tuple[PrimerRecord, list[SessionRecord]]:
-    """The primer, then every distance; within it the strategies alternate per repeat so slow
-    drift of the machine does not favour one of them.  One session at a time."""
+    """The primer, then every distance and repeat; each such round runs the strategies in the
+    opposite order of the round before, so a drift of the machine (other processes starting or
+    ending) does not always land on the same strategy.  One session at a time."""
     primer = await prime_server(runtime, questions[0].question.text, say)
     sessions: list[SessionRecord] = []
-    for rtt in config.rtt_ms:
-        for index in range(1, config.repeat + 1):
-            for strategy in config.strategies:
-                sessions.append(await run_session(runtime, questions, config, rtt, strategy, index, say))
+    for rtt, index, strategy in session_plan(config):
+        sessions.append(await run_session(runtime, questions, config, rtt, strategy, index, say))
     return primer, sessions
+
+
+def session_plan(config: BenchConfig) -> list[tuple[float, int, str]]:
+    """(RTT, repeat index, strategy) of every session in run order (see :func:`run_all`)."""
+    rounds = [(rtt, index) for rtt in config.rtt_ms for index in range(1, config.repeat + 1)]
+    plan: list[tuple[float, int, str]] = []
+    for n, (rtt, index) in enumerate(rounds):
+        order = config.strategies if n % 2 == 0 else tuple(reversed(config.strategies))
+        plan += [(rtt, index, strategy) for strategy in order]
+    return plan
 
 
 # ---- summaries --------------------------------------------------------------------------
@@ -544,13 +553,25 @@ def turns_of(run: VoiceBenchRun, rtt: float, strategy: str, *, first_only: bool 
     ]
 
 
+# Spans between two stages of a turn: name -> (later stage, earlier stage).  The strategy only
+# changes the connection, and these isolate it from Whisper, generation and Piper.
+DERIVED: dict[str, tuple[str, str]] = {
+    "request_to_status_ms": ("status_ms", "request_sent_ms"),
+    "request_to_first_token_ms": ("first_token_ms", "request_sent_ms"),
+}
+
+
 def turn_value(turn: TurnRecord, attr: str) -> float | None:
-    """A number of the turn: its own field (``first_sentence_chars``), a TurnLatency field, or
-    else an entry of the latency's ``extras`` (e.g. ``stt_started_ms``); None if absent."""
+    """A number of the turn: its own field (``first_sentence_chars``), a span of :data:`DERIVED`,
+    a TurnLatency field, or else an entry of the latency's ``extras`` (e.g. ``stt_started_ms``);
+    None if absent."""
     if attr in _TURN_FIELDS:
         return getattr(turn, attr)
     if turn.latency is None:
         return None
+    if attr in DERIVED:
+        later, earlier = (getattr(turn.latency, a) for a in DERIVED[attr])
+        return None if later is None or earlier is None else round(later - earlier, 1)
     if attr in _LATENCY_FIELDS:
         return getattr(turn.latency, attr)
     return turn.latency.extras.get(attr)
@@ -581,7 +602,7 @@ EXTRA_ROWS: tuple[tuple[str, str, str], ...] = (
     ("stt_compute_ms", "Whisper compute time (a duration)", " ms"),
     ("first_sentence_chars", "First sentence length", " chars"),
 )
-SUMMARY_FIELDS: tuple[str, ...] = (*(attr for attr, _ in STAGES), *(attr for attr, _, _ in EXTRA_ROWS))
+SUMMARY_FIELDS: tuple[str, ...] = (*(attr for attr, _ in STAGES), *(attr for attr, _, _ in EXTRA_ROWS), *DERIVED)
 
 
 def summary_dict(run: VoiceBenchRun) -> dict[str, Any]:
@@ -613,6 +634,8 @@ HEADLINE_ROWS: tuple[tuple[str, str, bool], ...] = (
     ("Speech end → first audio", "first_audio_ms", False),
     ("First LLM token", "first_token_ms", False),
     ("First question of a session: speech end → first audio", "first_audio_ms", True),
+    ("LLM request sent → HTTP status (connection set-up and round trips)", "request_to_status_ms", False),
+    ("LLM request sent → first token", "request_to_first_token_ms", False),
 )
 
 
@@ -721,7 +744,8 @@ def _describe(run: VoiceBenchRun) -> list[str]:
             ) + f"; Whisper tiny.en; TTS `{c.tts}`."
         ),
         (
-            f"- Sessions: {c.repeat} fresh session(s) per strategy and distance, one at a time. A session starts as "
+            f"- Sessions: {c.repeat} fresh session(s) per strategy and distance, one at a time, the strategies in "
+            f"alternating order from one distance (or repeat) to the next. A session starts as "
             f"\"Start speaking\" does and the first question follows at once (a pre-warmed session warms up while "
             f"it is spoken); each next question follows the previous reply's playback and a {c.pause_s:g} s pause. "
             f"{n_turns} turns in all, {sum(t.ok for t in run.turns)} completed. Early transcripts: "
@@ -734,6 +758,11 @@ def _describe(run: VoiceBenchRun) -> list[str]:
             "- Replies are sampled at the LLM server's default temperature (the session sets none), so they differ "
             "from session to session, and with them the first sentence's length, Piper's time to synthesize it, and "
             "how long the reply plays before the next question."
+        ),
+        (
+            "- The strategy changes only the connection: \"LLM request sent → HTTP status\" isolates it. The "
+            "end-to-end rows also carry Whisper, the server's generation and Piper, which vary with the sampled "
+            "reply and with the CPU other processes leave (see the last row of each stage budget)."
         ),
         (
             "- Every time is ms after the true end of speech (the session's last voiced frame), measured where the "
