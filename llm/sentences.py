@@ -41,19 +41,23 @@ class SplitterConfig:
     waits for a 60-word sentence.  ``hard_max_words``: with no clause boundary either, cut at
     the last space.  ``min_clause_words``: a clause cut keeps at least this many words.
     ``min_first_chars``: a first sentence shorter than this ("Hi.") is held back and joined
-    to the next one; 0 (the default) emits it immediately.
+    to the next one; 0 (the default) emits it immediately.  ``first_max_words``: a tighter
+    ``max_words`` for the first sentence only, so speech can start on its first clause
+    (a voice agent's time to first audio grows with the first sentence's length); 0: same as
+    ``max_words``.
     """
 
     max_words: int = 20
     hard_max_words: int = 40
     min_clause_words: int = 4
     min_first_chars: int = 0
+    first_max_words: int = 0
 
     def __post_init__(self) -> None:
         if self.max_words < 1 or self.hard_max_words < self.max_words:
             raise ValueError("need 1 <= max_words <= hard_max_words")
-        if self.min_clause_words < 1 or self.min_first_chars < 0:
-            raise ValueError("min_clause_words must be >= 1 and min_first_chars >= 0")
+        if self.min_clause_words < 1 or self.min_first_chars < 0 or self.first_max_words < 0:
+            raise ValueError("min_clause_words must be >= 1; min_first_chars, first_max_words >= 0")
 
 
 class SentenceSplitter:
@@ -133,7 +137,10 @@ class SentenceSplitter:
                 if cut == UNDECIDED:
                     return None  # wait for the next character before trusting this stop
                 if cut is not None:
-                    return cut
+                    # Streamed, an over-long sentence is cut at a clause before its stop arrives;
+                    # cut the whole text the same way.
+                    early = self._long_run_cut(buf[:cut])
+                    return early if early is not None and early < cut else cut
                 i = j
                 continue
             i += 1
@@ -174,8 +181,9 @@ class SentenceSplitter:
     def _long_run_cut(self, buf: str) -> int | None:
         """Where to cut a run longer than ``max_words`` that has no sentence stop yet."""
         cfg = self.config
+        max_words = cfg.first_max_words if cfg.first_max_words and not self._emitted_any else cfg.max_words
         word_ends = [m.end() for m in _WORD.finditer(buf)]
-        if len(word_ends) <= cfg.max_words:
+        if len(word_ends) <= max_words:
             return None
         short: int | None = None  # last boundary leaving at most max_words words
         long: int | None = None  # first boundary after that
@@ -183,7 +191,7 @@ class SentenceSplitter:
             words = len(_WORD.findall(buf, 0, match.end()))
             if words < cfg.min_clause_words:
                 continue
-            if words <= cfg.max_words:
+            if words <= max_words:
                 short = match.end()
             elif long is None:
                 long = match.end()

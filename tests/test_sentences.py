@@ -169,3 +169,19 @@ def test_min_first_chars_short_reply_is_still_flushed() -> None:
 def test_config_is_validated(bad: dict[str, int]) -> None:
     with pytest.raises(ValueError):
         SplitterConfig(**bad)
+
+
+@pytest.mark.parametrize(
+    ("first_max_words", "expected"),
+    [
+        (0, ["Paris is the capital of France, and it is known for its art and food.", "Come visit."]),
+        (8, ["Paris is the capital of France,", "and it is known for its art and food.", "Come visit."]),
+    ],
+)
+def test_first_sentence_can_be_cut_at_its_first_clause(first_max_words: int, expected: list[str]) -> None:
+    text = "Paris is the capital of France, and it is known for its art and food. Come visit."
+    config = SplitterConfig(first_max_words=first_max_words)
+    assert split_sentences(text, config) == expected
+    splitter = SentenceSplitter(config)
+    streamed = [s for token in text.split(" ") for s in splitter.push(token + " ")] + splitter.flush()
+    assert streamed == expected

@@ -93,3 +93,12 @@ def test_secret_never_prints() -> None:
     s = load_settings(environ={"OPENAI_API_KEY": "sk-very-secret"}, dotenv_path=None)
     for text in (str(s), repr(s), f"{s.openai_api_key}", str(s.openai_api_key)):
         assert "sk-very-secret" not in text
+
+
+def test_temperature_is_optional_and_bounded() -> None:
+    assert load_settings(environ={}, dotenv_path=None).llm_temperature is None
+    assert load_settings(environ={"LLM_TEMPERATURE": "0"}, dotenv_path=None).llm_temperature == 0.0
+    with pytest.raises(SettingsError, match=r"^LLM_TEMPERATURE="):
+        load_settings(environ={"LLM_TEMPERATURE": "3"}, dotenv_path=None)
+    with pytest.raises(SettingsError, match=r"^LLM_TEMPERATURE="):
+        load_settings(environ={"LLM_TEMPERATURE": "warm"}, dotenv_path=None)

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from llm import AuthError, LLMError, PooledLLMClient, RequestTiming, WarmUpResult
+from llm import AuthError, LLMError, PooledLLMClient, RequestTiming, SplitterConfig, WarmUpResult
 from llm.latency_proxy import LatencyProxy
 from voice.audio import StreamingConverter
 from voice.conversation import Conversation
@@ -52,6 +52,8 @@ MIN_INPUT_RATE, MAX_INPUT_RATE = 4000, 384000  # microphone rates accepted by fe
 # Transcribe speculatively once the voice has paused this long (and the post-roll the final
 # utterance carries is in): at the end of the turn, the transcript is then (nearly) ready.
 SPECULATE_AFTER_MS = 150
+# A first sentence longer than this is cut at its first clause boundary (comma, dash...).
+FIRST_SENTENCE_MAX_WORDS = 8
 # A pause after these words is a hesitation, not the end of a turn.
 _CONTINUATION_WORDS = frozenset({
     "and", "but", "so", "or", "because", "um", "uh", "er", "like", "the", "a", "an", "to", "of", "with",
@@ -593,6 +595,9 @@ class VoiceSession:
             chunk_timeout=self.settings.chunk_timeout_s,
             connect_to=connect_to,
             on_event=self._on_llm_event,
+            temperature=self.settings.llm_temperature,
+            # Speech can start on the first clause: time to first audio grows with its length.
+            splitter=SplitterConfig(first_max_words=FIRST_SENTENCE_MAX_WORDS),
         )
         self.warmup = None
         if self.strategy == "prewarmed":

@@ -44,6 +44,7 @@ class Settings:
     llm_model: str = ""
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     max_history_chars: int = 4000
+    llm_temperature: float | None = None  # None: the endpoint's default
     connection_strategy: str = "prewarmed"
     pool_limit: int = 10
     connect_timeout_s: float = 5.0
@@ -105,6 +106,7 @@ ENV_NAMES: dict[str, str] = {
     "llm_model": "LLM_MODEL",
     "system_prompt": "SYSTEM_PROMPT",
     "max_history_chars": "MAX_HISTORY_CHARS",
+    "llm_temperature": "LLM_TEMPERATURE",
     "connection_strategy": "CONNECTION_STRATEGY",
     "pool_limit": "LLM_POOL_LIMIT",
     "connect_timeout_s": "LLM_CONNECT_TIMEOUT",
@@ -173,7 +175,7 @@ def _parse(var: str, text: str, f: dataclasses.Field[Any]) -> Any:
             return Secret(text)
         if kind == "int":
             return int(text)
-        if kind == "float":
+        if kind in ("float", "float | None"):
             return float(text)
         if kind == "bool":
             lowered = text.lower()
@@ -183,7 +185,8 @@ def _parse(var: str, text: str, f: dataclasses.Field[Any]) -> Any:
                 return False
             raise ValueError
     except ValueError:
-        expected = {"int": "a whole number", "float": "a number", "bool": "true or false"}[str(kind)]
+        expected = {"int": "a whole number", "float": "a number", "float | None": "a number",
+                    "bool": "true or false"}[str(kind)]
         raise SettingsError(f"{var}={text!r} is not valid: expected {expected}") from None
     return text
 
@@ -212,6 +215,8 @@ def _validated(s: Settings) -> Settings:
     for name in positive:
         if getattr(s, name) <= 0:
             raise bad(name, "must be greater than 0")
+    if s.llm_temperature is not None and not 0 <= s.llm_temperature <= 2:
+        raise bad("llm_temperature", "must be between 0 and 2")
     if not 0 <= s.emulated_rtt_ms <= 5000:
         raise bad("emulated_rtt_ms", "must be between 0 and 5000")
     if not 100 <= s.end_of_turn_silence_ms <= 5000:
