@@ -23,7 +23,12 @@ MAX_ERROR_BODY = 16 * 1024
 
 class ChatStreamReader:
     """Reads one response.  ``redact`` removes the API key from server-sent text;
-    ``on_first_token`` runs the moment the first content token is parsed."""
+    ``on_first_token`` runs the moment the first content token is parsed.
+
+    ``first_token_timeout`` (if longer) replaces ``chunk_timeout`` until the first token: a
+    server may send its headers at once and then queue the request (llama.cpp's server does,
+    one generation at a time), or think before it speaks.  That wait is the first-byte budget.
+    """
 
     def __init__(
         self,
@@ -33,10 +38,12 @@ class ChatStreamReader:
         chunk_timeout: float,
         redact: Callable[[str], str],
         on_first_token: Callable[[], None],
+        first_token_timeout: float = 0.0,
     ) -> None:
         self._resp = resp
         self._timing = timing
         self._chunk_timeout = chunk_timeout
+        self._first_token_timeout = first_token_timeout
         self._redact = redact
         self._on_first_token = on_first_token
         self._endpoint = timing.endpoint
@@ -105,10 +112,18 @@ class ChatStreamReader:
         return False
 
     async def _read_chunk(self) -> bytes:
+        waiting = self._timing.tokens == 0 and self._first_token_timeout > self._chunk_timeout
         try:
-            async with asyncio.timeout(self._chunk_timeout):
+            async with asyncio.timeout(self._first_token_timeout if waiting else self._chunk_timeout):
                 return await self._resp.content.readany()
         except TimeoutError:
+            if waiting:
+                raise LLMTimeoutError(
+                    f"no reply from {self._endpoint} within {self._first_token_timeout:g} s "
+                    "(first-byte timeout: the server answered but sent no tokens)",
+                    phase="first_byte", timeout_s=self._first_token_timeout, endpoint=self._endpoint,
+                    status=self._resp.status,
+                ) from None
             raise LLMTimeoutError(
                 f"stream from {self._endpoint} stalled: no data for {self._chunk_timeout:g} s (chunk timeout)",
                 phase="chunk", timeout_s=self._chunk_timeout, endpoint=self._endpoint, status=self._resp.status,

@@ -89,7 +89,8 @@ class PooledLLMClient:
     ``limit``, ``ttl_dns_cache``, ``keepalive_timeout``: the TCPConnector settings.
     ``prewarm_connections``: how many connections :meth:`warm_up` opens at once.
     ``connect_timeout`` (DNS+TCP+TLS, incl. waiting for a pool slot), ``first_byte_timeout``
-    (connection ready to HTTP status), ``chunk_timeout`` (between two reads of the body): seconds.
+    (connection ready to HTTP status, and status to the first token), ``chunk_timeout`` (between
+    two reads of the body once tokens flow): seconds.
     ``max_retries``: retries after 408/409/429/5xx or a connection error before any response,
     with exponential back-off from ``retry_base_delay`` (capped at ``retry_max_delay``) or the
     server's Retry-After (capped at ``retry_after_cap``), like the OpenAI SDK.
@@ -570,6 +571,7 @@ class PooledLLMClient:
             reader = ChatStreamReader(
                 resp, timing, chunk_timeout=self._chunk_timeout, redact=self._redact,
                 on_first_token=lambda: self._emit(EVENT_FIRST_TOKEN, timing),
+                first_token_timeout=self._first_byte_timeout,
             )
             async for part in reader.parts():
                 if part is None:

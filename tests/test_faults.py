@@ -19,10 +19,12 @@ from collections.abc import AsyncIterator, Iterator
 import edge_tts.communicate
 import pytest
 import trustme
+from aiohttp import web
 
 from llm.embedded_server import EmbeddedLLMServer
 from tests.edge_standin import EdgeStandin, encode_mp3, tone
 from tests.llm_servers import (
+    Handler,
     LLMServer,
     SilentServer,
     chunk,
@@ -31,7 +33,9 @@ from tests.llm_servers import (
     raw,
     refused_port,
     reply,
+    start_stream,
     status,
+    tokens,
 )
 from tests.loopback_session import (
     assert_healthy_turn,
@@ -414,3 +418,40 @@ async def test_embedded_server_that_cannot_restart_is_reported_and_retried(voice
     finally:
         await asyncio.to_thread(endpoint.close)
     assert not server.is_running()
+
+
+def queued(seconds: float, text: str = "Sorry for the wait. Here I am.") -> Handler:
+    """Headers at once, then nothing for ``seconds`` (the request waits in the server's queue,
+    as llama.cpp's server does while it generates for someone else), then a normal stream."""
+
+    async def handler(request: web.Request, server: LLMServer) -> web.StreamResponse:
+        resp = await start_stream(request, server)
+        await asyncio.sleep(seconds)
+        for token in tokens(text):
+            await resp.write(chunk(token))
+        await resp.write(chunk(finish="stop") + b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+    return handler
+
+
+async def test_request_queued_by_the_server_waits_for_its_first_token(voice_runtime, server: LLMServer) -> None:
+    """The status arrives at once, the first token only after longer than chunk_timeout: the
+    wait before the first token is the first-byte budget, so the turn succeeds."""
+    server.script(queued(3.0))
+    async with loopback_session(voice_runtime, server.base_url, chunk_timeout_s=1.0, first_byte_timeout_s=6.0) as s:
+        events = await typed_turn(s, "Hello?", timeout_s=30.0)
+        assert_presentable(events)
+        assert_healthy_turn(events)
+        assert said(events) == ["Sorry for the wait.", "Here I am."]
+
+
+async def test_queued_request_still_times_out_at_the_first_byte_budget(voice_runtime, server: LLMServer) -> None:
+    server.script(queued(8.0))
+    async with loopback_session(voice_runtime, server.base_url, chunk_timeout_s=1.0, first_byte_timeout_s=2.0) as s:
+        events = await typed_turn(s, "Hello?", timeout_s=30.0)
+        assert_presentable(events)
+        lat = outcome(events)
+        assert lat.outcome == "error" and lat.error is not None and "first-byte timeout" in lat.error
+        await next_turn_works(s, server)
