@@ -18,28 +18,33 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.metadata
 import math
 import os
-import platform
-import shlex
-import signal
 import ssl
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from llm.bench_common import (
+    STRATEGY_ORDER,
+    Say,
+    command_line,
+    hide_api_key,
+    load_average,
+    machine_info,
+    parse_rtt_list,
+    progress,
+    run_interruptible,
+)
 from llm.bench_report import (
     Baseline,
     BenchConfig,
     BenchRun,
     EndpointInfo,
-    MachineInfo,
     RequestRecord,
     SessionRecord,
     WarmupRecord,
@@ -54,13 +59,12 @@ from llm.latency_proxy import LatencyProxy
 from llm.secret import Secret, configure_logging
 from llm.timing import RequestTiming, WarmUpResult
 
-STRATEGIES = ("cold", "pooled", "prewarmed")
+PROG = "python -m llm.bench"
 SYSTEM_PROMPT = "You are a friendly voice assistant. Answer in two or three short sentences."
 PROMPT = "What is a good way to start the day?"
 DEFAULT_RTTS = (0.0, 50.0, 150.0, 300.0)
 QUICK = {"speak_s": 0.5, "pause_s": 0.3, "idle_pause_s": 0.0, "baseline_requests": 2}
 BASELINE_PAUSE_S = 0.2
-Say = Callable[[str], None]
 
 
 # ---- the endpoint ---------------------------------------------------------------------
@@ -337,7 +341,7 @@ async def run_all(endpoint: Endpoint, config: BenchConfig, say: Say) -> tuple[Ba
     sessions: list[SessionRecord] = []
     for rtt in config.rtt_ms:
         for index in range(1, config.sessions + 1):
-            for strategy in STRATEGIES:
+            for strategy in STRATEGY_ORDER:
                 sessions.append(await SessionRun(endpoint, config, rtt, strategy, index, say).run())
     return baseline, sessions
 
@@ -345,69 +349,14 @@ async def run_all(endpoint: Endpoint, config: BenchConfig, say: Say) -> tuple[Ba
 # ---- command line ---------------------------------------------------------------------
 
 
-def load_average() -> float | None:
-    """The 1-minute load average, where the OS has one."""
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return None
-
-
-def machine_info(load_start: float | None) -> MachineInfo:
-    """CPU model and count, Python, OS, the date, the load, and the versions that matter here."""
-    model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    versions = {}
-    for dist in ("aiohttp", "llama_cpp_python", "uvicorn"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            versions[dist] = importlib.metadata.version(dist)
-    return MachineInfo(
-        cpu_model=model, cpu_count=os.cpu_count() or 0, python=platform.python_version(),
-        platform=f"{platform.system()} {platform.release()}",
-        date=datetime.now(UTC).replace(microsecond=0).isoformat(), versions=versions,
-        load_start=load_start, load_end=load_average(),
-    )
-
-
-def command_line(argv: Sequence[str]) -> str:
-    """The exact command, with any API key replaced by ``<hidden>``."""
-    shown: list[str] = []
-    hide_next = False
-    for arg in argv:
-        if hide_next:
-            shown.append("<hidden>")
-            hide_next = False
-        elif arg == "--api-key":
-            shown.append(arg)
-            hide_next = True
-        elif arg.startswith("--api-key="):
-            shown.append("--api-key=<hidden>")
-        else:
-            shown.append(arg)
-    return shlex.join(["python", "-m", "llm.bench", *shown])
-
-
-def _rtt_list(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated milliseconds, got {text!r}") from None
-    if not values or any(not math.isfinite(v) or v < 0 for v in values):
-        raise argparse.ArgumentTypeError("RTTs must be finite numbers >= 0")
-    return values
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options."""
     p = argparse.ArgumentParser(
-        prog="python -m llm.bench",
+        prog=PROG,
         description="Benchmark cold vs pooled vs pre-warmed LLM connections at emulated network distances.",
     )
-    p.add_argument("--rtt-ms", type=_rtt_list, default=DEFAULT_RTTS, help="comma-separated RTTs (default 0,50,150,300)")
+    p.add_argument("--rtt-ms", type=parse_rtt_list, default=DEFAULT_RTTS,
+                   help="comma-separated RTTs (default 0,50,150,300)")
     p.add_argument("--turns", type=int, default=5, help="requests per session before the idle turn (default 5)")
     p.add_argument("--sessions", type=int, default=1, help="sessions per strategy and distance (default 1)")
     p.add_argument("--speak-s", type=float, help="user speaking time before the first request (default 2.0)")
@@ -467,10 +416,6 @@ def config_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Be
     return config
 
 
-def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print the Markdown report and write the requested files."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -478,20 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = config_from(args, parser)
     configure_logging("WARNING")
-    # SIGTERM unwinds like Ctrl-C, so clients, proxies, the server and the certificate
-    # directory are all cleaned up (the default would exit on the spot).
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        return _run(args, config, argv)
-    except KeyboardInterrupt:
-        _say("interrupted")
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
+    # Clients, proxies, the server and the certificate directory are cleaned up on Ctrl-C or SIGTERM.
+    return run_interruptible(lambda: _run(args, config, argv))
 
 
 def _run(args: argparse.Namespace, config: BenchConfig, argv: list[str]) -> int:
@@ -504,24 +437,24 @@ def _run(args: argparse.Namespace, config: BenchConfig, argv: list[str]) -> int:
         else:
             tls = stack.enter_context(throwaway_tls()) if config.tls else None
             server = bench_server(tls, api_key, config.server_threads)
-            _say(f"starting the embedded server ({'TLS' if tls else 'plain HTTP'})...")
+            progress(f"starting the embedded server ({'TLS' if tls else 'plain HTTP'})...")
             stack.callback(server.stop)
             server.start()
             endpoint = embedded_endpoint(server, api_key, tls)
-        _say(f"endpoint: {endpoint.info.description}")
-        baseline, sessions = asyncio.run(run_all(endpoint, config, _say))
+        progress(f"endpoint: {endpoint.info.description}")
+        baseline, sessions = asyncio.run(run_all(endpoint, config, progress))
     run = BenchRun(
-        command=command_line(argv), argv=shlex.split(command_line(argv))[3:], machine=machine_info(load_start),
+        command=command_line(PROG, argv), argv=hide_api_key(argv), machine=machine_info(load_start),
         config=config, endpoint=endpoint.info, baseline=baseline, sessions=sessions,
         wall_time_s=time.perf_counter() - started,
     )
     markdown = render_markdown(run)
     print(markdown, end="", flush=True)
     for path in write_outputs(run, markdown, json_path=args.json, plot_path=args.plot, markdown_path=args.markdown):
-        _say(f"wrote {path}")
+        progress(f"wrote {path}")
     failed = sum(not r.ok for s in sessions for r in s.requests)
     if failed:
-        _say(f"{failed} request(s) failed; see the report")
+        progress(f"{failed} request(s) failed; see the report")
     return 1 if failed else 0
 
 

@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llm.bench_common import (
+    STRATEGY_COLOURS,
+    STRATEGY_LABELS,
+    STRATEGY_ORDER,
+    MachineInfo,
+    Summary,
+    format_cell,
+    format_improvement,
+    ratio_of,
+)
+
 SCHEMA = "warmvoice-llm-bench/1"
-STRATEGY_ORDER = ("cold", "pooled", "prewarmed")
-STRATEGY_LABELS = {
-    "cold": "Before (cold)",
-    "pooled": "Pooled, no warm-up",
-    "prewarmed": "After (pre-warmed)",
-}
 # Bar (b): the pre-warmed first token may exceed the server's own time to first token by at
 # most one round trip plus this much (issue #6).
 TTFT_SLACK_MS = 30.0
@@ -51,22 +56,6 @@ class BenchConfig:
     server_threads: int | None  # the embedded server's llama.cpp threads (None: remote API)
     system_prompt: str
     prompt: str
-
-
-@dataclass(frozen=True)
-class MachineInfo:
-    """Where the run happened, so a pasted table says what it was measured on."""
-
-    cpu_model: str
-    cpu_count: int
-    python: str
-    platform: str
-    date: str  # ISO 8601, UTC
-    versions: dict[str, str]
-    # 1-minute load average when the run started and ended: other processes share the CPUs
-    # with the model server, and its time to first token shows it.
-    load_start: float | None
-    load_end: float | None
 
 
 @dataclass(frozen=True)
@@ -184,24 +173,6 @@ class Check:
         """The Markdown bullet for this check."""
         verdict = "n/a" if self.passed is None else ("PASS" if self.passed else "FAIL")
         return f"- **{verdict}** ({self.key}) {self.text}"
-
-
-@dataclass(frozen=True)
-class Summary:
-    """Median and range of a set of values."""
-
-    n: int
-    median: float | None
-    low: float | None
-    high: float | None
-
-    @classmethod
-    def of(cls, values: Iterable[float | None]) -> Summary:
-        """Summarise the non-None values."""
-        data = [v for v in values if v is not None]
-        if not data:
-            return cls(0, None, None, None)
-        return cls(len(data), statistics.median(data), min(data), max(data))
 
 
 # ---- selections -----------------------------------------------------------------------
@@ -327,7 +298,7 @@ def checks_for(run: BenchRun, rtt: float) -> list[Check]:
 
     # (d) cold / pre-warmed first-request ratio >= 2x at 150 ms.
     cold_first = _metric(run, rtt, "cold", ("first",), "first_token_ms")
-    ratio = _ratio(cold_first.median, first.median)
+    ratio = ratio_of(cold_first.median, first.median)
     if ratio is None:
         out.append(Check(rtt, "d", None, "cold or pre-warmed first request missing"))
     elif rtt == RATIO_RTT_MS:
@@ -353,38 +324,7 @@ def _diff(before: Summary, after: Summary) -> float | None:
     return before.median - after.median
 
 
-def _ratio(before: float | None, after: float | None) -> float | None:
-    if before is None or after is None or after <= 0:
-        return None
-    return before / after
-
-
 # ---- Markdown -------------------------------------------------------------------------
-
-
-def _cell(s: Summary, unit: str = " ms", digits: int = 0) -> str:
-    if s.median is None or s.low is None or s.high is None:
-        return "—"
-    med = f"{s.median:.{digits}f}{unit}"
-    if s.n == 1 or s.low == s.high:
-        return med
-    return f"{med} ({s.low:.{digits}f}–{s.high:.{digits}f})"
-
-
-def _improvement(before: Summary, after: Summary, *, count: bool = False) -> str:
-    if before.median is None or after.median is None:
-        return "—"
-    diff = after.median - before.median
-    sign = "−" if diff < 0 else "+"
-    delta = f"{sign}{abs(diff):.0f}" + ("" if count else " ms")
-    ratio = _ratio(before.median, after.median)
-    if ratio is None:
-        return delta
-    if count:
-        word = f"{ratio:.1f}× fewer" if ratio >= 1 else f"{1 / ratio:.1f}× more"
-    else:
-        word = f"{ratio:.1f}× faster" if ratio >= 1 else f"{1 / ratio:.1f}× slower"
-    return f"{word} / {delta}"
 
 
 @dataclass(frozen=True)
@@ -429,8 +369,8 @@ def table_for(run: BenchRun, rtt: float) -> str:
     for row in ROWS:
         cells = {st: row.summarise(run, rtt, st) for st in STRATEGY_ORDER}
         unit = "" if row.count else " ms"
-        values = [_cell(cells[st], unit) for st in STRATEGY_ORDER]
-        improvement = _improvement(cells["cold"], cells["prewarmed"], count=row.count)
+        values = [format_cell(cells[st], unit) for st in STRATEGY_ORDER]
+        improvement = format_improvement(cells["cold"], cells["prewarmed"], count=row.count)
         if row.label.endswith("connection set-up on the request path"):
             # A set-up that did not happen has no time: show how many requests paid one.
             values = [_setup_cell(run, rtt, st) for st in STRATEGY_ORDER]
@@ -448,7 +388,7 @@ def _setup_cell(run: BenchRun, rtt: float, strategy: str) -> str:
     paid = [r.connect_ms for r in firsts if r.connect_ms is not None]
     if not paid:
         return f"none (0/{len(firsts)})"
-    return f"{_cell(Summary.of(paid))} ({len(paid)}/{len(firsts)})"
+    return f"{format_cell(Summary.of(paid))} ({len(paid)}/{len(firsts)})"
 
 
 def _failures(run: BenchRun, rtt: float) -> list[str]:
@@ -511,7 +451,7 @@ def render_markdown(run: BenchRun) -> str:
         out += [f"## RTT {rtt:g} ms", "", table_for(run, rtt), ""]
         cold = _metric(run, rtt, "cold", ("first",), "first_token_ms")
         warm = _metric(run, rtt, "prewarmed", ("first",), "first_token_ms")
-        ratio = _ratio(cold.median, warm.median)
+        ratio = ratio_of(cold.median, warm.median)
         ratio_text = "—" if ratio is None else f"{ratio:.2f}×"
         out += [f"Cold / pre-warmed, first request, first token: **{ratio_text}**", ""]
         out += [c.line() for c in checks_for(run, rtt)]
@@ -524,11 +464,11 @@ def render_markdown(run: BenchRun) -> str:
     out += ["|---|---|---|---|---|---|"]
     for rtt in rtts(run):
         cells = [_metric(run, rtt, st, ("first",), "first_token_ms") for st in STRATEGY_ORDER]
-        ratio = _ratio(cells[0].median, cells[2].median)
+        ratio = ratio_of(cells[0].median, cells[2].median)
         verdicts = [c for c in checks_for(run, rtt) if c.passed is not None]
         bar = f"{sum(bool(c.passed) for c in verdicts)}/{len(verdicts)} PASS" if verdicts else "—"
         out.append(
-            f"| {rtt:g} ms | " + " | ".join(_cell(c) for c in cells)
+            f"| {rtt:g} ms | " + " | ".join(format_cell(c) for c in cells)
             + f" | {'—' if ratio is None else f'{ratio:.2f}×'} | {bar} |"
         )
     return "\n".join(out).rstrip() + "\n"
@@ -573,7 +513,6 @@ _PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Later requests", ("later",)),
     ("After idle > keep-alive", ("idle",)),
 )
-_COLOURS = {"cold": "#c0392b", "pooled": "#e67e22", "prewarmed": "#27ae60"}
 
 
 def write_plot(run: BenchRun, path: Path) -> None:
@@ -598,7 +537,7 @@ def write_plot(run: BenchRun, path: Path) -> None:
             lo = [m - (s.low or m) for m, (_, s) in zip(meds, pts, strict=True)]
             hi = [(s.high or m) - m for m, (_, s) in zip(meds, pts, strict=True)]
             ax.errorbar([x for x, _ in pts], meds, yerr=[lo, hi], marker="o", capsize=3,
-                        color=_COLOURS[st], label=STRATEGY_LABELS[st])
+                        color=STRATEGY_COLOURS[st], label=STRATEGY_LABELS[st])
         if server is not None:
             ax.plot(xs, [server + x for x in xs], linestyle="--", color="grey", label="server TTFT + 1 RTT")
         ax.set_title(f"{title}: first token")

@@ -8,21 +8,17 @@ that connection counts seen at the proxy match each strategy.  No time threshold
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import subprocess
-import sys
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from llm.bench import build_parser, command_line, config_from
-from llm.bench_report import STRATEGY_LABELS, Summary, _improvement
+from llm.bench import PROG, build_parser, config_from
+from llm.bench_common import command_line
+from tests.bench_process import BenchOutput, run_bench
+from tests.markdown_tables import row, section
 
-ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-bench-test-7f3a9c-do-not-print"
 RTTS = (0, 40)
 TURNS = 2
@@ -46,67 +42,33 @@ REQUEST_FIELDS = {
 }
 
 
-@dataclass(frozen=True)
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-    report: dict[str, Any]
-    markdown: str
-    png: Path
-    json_text: str
-
-
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    out = tmp_path_factory.mktemp("bench")
+def run(tmp_path_factory: pytest.TempPathFactory) -> BenchOutput:
     args = [
         "--rtt-ms", ",".join(str(r) for r in RTTS), "--turns", str(TURNS), "--quick", "--tls",
         "--api-key", KEY,  # the embedded server then requires it: requests only succeed if it is sent
-        "--json", str(out / "bench.json"), "--plot", str(out / "bench.png"), "--markdown", str(out / "bench.md"),
     ]
-    proc = subprocess.run(
-        [sys.executable, "-m", "llm.bench", *args], cwd=ROOT, capture_output=True, text=True, timeout=150,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "OPENAI_API_KEY": ""},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    json_text = (out / "bench.json").read_text(encoding="utf-8")
-    return Run(
-        proc.returncode, proc.stdout, proc.stderr, json.loads(json_text),
-        (out / "bench.md").read_text(encoding="utf-8"), out / "bench.png", json_text,
-    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OPENAI_API_KEY": ""}
+    return run_bench("llm.bench", args, tmp_path_factory.mktemp("bench"), env=env, timeout_s=150)
 
 
 def _sessions(report: dict[str, Any], strategy: str) -> list[dict[str, Any]]:
     return [s for s in report["sessions"] if s["strategy"] == strategy]
 
 
-def _section(markdown: str, rtt: int) -> str:
-    match = re.search(rf"^## RTT {rtt} ms\n(.*?)(?=^## )", markdown, re.S | re.M)
-    assert match, f"no section for RTT {rtt} ms"
-    return match.group(1)
-
-
-def _row(section: str, label: str) -> list[str]:
-    for line in section.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells and cells[0] == label:
-            return cells[1:]
-    raise AssertionError(f"row {label!r} missing")
-
-
 # ---- the end-to-end run -----------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_json_has_the_schema_machine_and_command(run: Run) -> None:
+def test_json_has_the_schema_machine_and_command(run: BenchOutput) -> None:
     r = run.report
     assert r["schema"] == "warmvoice-llm-bench/1"
     assert {"command", "argv", "machine", "config", "endpoint", "baseline", "sessions", "summary", "checks",
             "wall_time_s"} <= set(r)
-    machine_fields = {"cpu_model", "cpu_count", "python", "platform", "date", "versions", "load_start", "load_end"}
+    machine_fields = {"cpu_model", "cpu_count", "python", "platform", "date", "versions", "load_start", "load_end",
+                      "ram_bytes"}
     assert machine_fields <= set(r["machine"])
-    assert r["machine"]["cpu_count"] >= 1 and r["machine"]["cpu_model"]
+    assert r["machine"]["cpu_count"] >= 1 and r["machine"]["cpu_model"] and r["machine"]["ram_bytes"] > 0
     assert r["command"].startswith("python -m llm.bench --rtt-ms 0,40 --turns 2 --quick")
     assert r["config"]["rtt_ms"] == [0, 40] and r["config"]["turns"] == TURNS and r["config"]["tls"] is True
     assert r["config"]["temperature"] == 0 and r["config"]["max_tokens"] == 48
@@ -127,7 +89,7 @@ def test_json_has_the_schema_machine_and_command(run: Run) -> None:
 
 
 @pytest.mark.slow
-def test_proxy_counts_match_each_strategy(run: Run) -> None:
+def test_proxy_counts_match_each_strategy(run: BenchOutput) -> None:
     for session in _sessions(run.report, "cold"):
         assert session["proxy_connections_total"] == TURNS
         for q in session["requests"]:
@@ -150,55 +112,55 @@ def test_proxy_counts_match_each_strategy(run: Run) -> None:
 
 
 @pytest.mark.slow
-def test_markdown_has_one_consistent_table_per_distance(run: Run) -> None:
+def test_markdown_has_one_consistent_table_per_distance(run: BenchOutput) -> None:
     assert run.stdout == run.markdown
     for rtt in RTTS:
-        section = _section(run.markdown, rtt)
-        assert "| Metric | Before (cold) | Pooled, no warm-up | After (pre-warmed) | Improvement |" in section
+        text = section(run.markdown, f"## RTT {rtt} ms")
+        assert "| Metric | Before (cold) | Pooled, no warm-up | After (pre-warmed) | Improvement |" in text
         for label in ROW_LABELS:
-            assert len(_row(section, label)) == 4
-        assert _row(section, "Connections opened per session")[:3] == [str(TURNS), "1", "1"]
-        assert _row(section, "Later requests after idle > keep-alive: first token")[:3] == ["—", "—", "—"]
+            assert len(row(text, label)) == 4
+        assert row(text, "Connections opened per session")[:3] == [str(TURNS), "1", "1"]
+        assert row(text, "Later requests after idle > keep-alive: first token")[:3] == ["—", "—", "—"]
         # The table shows this run's numbers: one session, so the cell is that request's value.
-        for strategy, cell in zip(("cold", "pooled", "prewarmed"), _row(section, "First request: first token"),
+        for strategy, cell in zip(("cold", "pooled", "prewarmed"), row(text, "First request: first token"),
                                   strict=False):
             (session,) = [s for s in _sessions(run.report, strategy) if s["rtt_ms"] == rtt]
             assert cell == f"{session['requests'][0]['first_token_ms']:.0f} ms"
-        assert re.search(r"Cold / pre-warmed, first request, first token: \*\*\d+\.\d\d×\*\*", section)
+        assert re.search(r"Cold / pre-warmed, first request, first token: \*\*\d+\.\d\d×\*\*", text)
         for key in ("a", "b", "c-time", "c-connections", "d"):
-            assert re.search(rf"^- \*\*(PASS|FAIL|n/a)\*\* \({key}\) ", section, re.M), key
+            assert re.search(rf"^- \*\*(PASS|FAIL|n/a)\*\* \({key}\) ", text, re.M), key
         # Structural bars (no timing involved) must hold.
-        assert re.search(r"^- \*\*PASS\*\* \(a\) ", section, re.M)
-        assert re.search(r"^- \*\*PASS\*\* \(c-connections\) ", section, re.M)
+        assert re.search(r"^- \*\*PASS\*\* \(a\) ", text, re.M)
+        assert re.search(r"^- \*\*PASS\*\* \(c-connections\) ", text, re.M)
     assert "## Summary: first request, first token" in run.markdown
     assert run.report["machine"]["cpu_model"] in run.markdown and run.report["command"] in run.markdown
 
 
 @pytest.mark.slow
-def test_checks_in_json_match_the_markdown(run: Run) -> None:
+def test_checks_in_json_match_the_markdown(run: BenchOutput) -> None:
     checks = run.report["checks"]
     assert {(c["rtt_ms"], c["key"]) for c in checks} == {
         (float(r), k) for r in RTTS for k in ("a", "b", "c-time", "c-connections", "d")
     }
     for c in checks:
         verdict = "n/a" if c["passed"] is None else ("PASS" if c["passed"] else "FAIL")
-        assert f"- **{verdict}** ({c['key']}) {c['text']}" in _section(run.markdown, int(c["rtt_ms"]))
+        assert f"- **{verdict}** ({c['key']}) {c['text']}" in section(run.markdown, f"## RTT {c['rtt_ms']:g} ms")
 
 
 @pytest.mark.slow
-def test_plot_is_a_png(run: Run) -> None:
+def test_plot_is_a_png(run: BenchOutput) -> None:
     data = run.png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) > 5000
 
 
 @pytest.mark.slow
-def test_progress_goes_to_stderr_one_line_per_request(run: Run) -> None:
+def test_progress_goes_to_stderr_one_line_per_request(run: BenchOutput) -> None:
     lines = [ln for ln in run.stderr.splitlines() if re.match(r"\[\s*\d+ ms\] \w+\s+s\d+ t\d+ ", ln)]
     assert len(lines) == len(RTTS) * 3 * TURNS
 
 
 @pytest.mark.slow
-def test_the_api_key_is_never_printed(run: Run) -> None:
+def test_the_api_key_is_never_printed(run: BenchOutput) -> None:
     for text in (run.stdout, run.stderr, run.markdown, run.json_text):
         assert KEY not in text
     assert "--api-key '<hidden>'" in run.report["command"]
@@ -208,8 +170,10 @@ def test_the_api_key_is_never_printed(run: Run) -> None:
 
 
 def test_command_line_hides_the_key_in_both_spellings() -> None:
-    assert command_line(["--api-key", "sk-1", "--turns", "5"]) == "python -m llm.bench --api-key '<hidden>' --turns 5"
-    assert command_line(["--api-key=sk-1"]) == "python -m llm.bench '--api-key=<hidden>'"
+    assert command_line(PROG, ["--api-key", "sk-1", "--turns", "5"]) == (
+        "python -m llm.bench --api-key '<hidden>' --turns 5"
+    )
+    assert command_line(PROG, ["--api-key=sk-1"]) == "python -m llm.bench '--api-key=<hidden>'"
 
 
 def test_quick_changes_defaults_but_explicit_options_win() -> None:
@@ -231,11 +195,3 @@ def test_bad_options_are_refused() -> None:
                  ["--base-url", "api.x/v1", "--model", "m"], ["--server-threads", "0"]):
         with pytest.raises(SystemExit):
             config_from(parser.parse_args(argv), parser)
-
-
-def test_improvement_reads_like_the_original_table() -> None:
-    assert _improvement(Summary.of([620.0]), Summary.of([180.0])) == "3.4× faster / −440 ms"
-    assert _improvement(Summary.of([100.0]), Summary.of([125.0])) == "1.2× slower / +25 ms"
-    assert _improvement(Summary.of([6.0]), Summary.of([1.0]), count=True) == "6.0× fewer / −5"
-    assert _improvement(Summary.of([]), Summary.of([1.0])) == "—"
-    assert set(STRATEGY_LABELS) == {"cold", "pooled", "prewarmed"}

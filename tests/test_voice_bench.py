@@ -9,26 +9,27 @@ that memory was sampled.  No time threshold is asserted.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass, fields
-from pathlib import Path
+from dataclasses import fields
 from typing import Any
 
 import psutil
 import pytest
 
+from llm.bench_common import command_line
+from tests.bench_process import BenchOutput, run_bench
+from tests.markdown_tables import row, section
 from voice.bench import (
     HEADLINE_ROWS,
+    PROG,
     QUESTIONS,
     QUICK,
     CpuMark,
     RssSampler,
     build_parser,
-    command_line,
     config_from,
     missing_key_words,
     other_cpu_share,
@@ -37,7 +38,6 @@ from voice.bench import (
 from voice.latency import STAGES, TurnLatency
 from voice.settings import load_settings
 
-ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LATENCY_FIELDS = {f.name for f in fields(TurnLatency)}
 TURN_FIELDS = {
@@ -47,47 +47,23 @@ TURN_FIELDS = {
 }
 
 
-@dataclass(frozen=True)
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-    report: dict[str, Any]
-    markdown: str
-    png: Path
-
-
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    out = tmp_path_factory.mktemp("voice-bench")
-    args = ["--quick", "--pause-s", "0.5", "--json", str(out / "b.json"), "--markdown", str(out / "b.md"),
-            "--plot", str(out / "b.png")]
+def run(tmp_path_factory: pytest.TempPathFactory) -> BenchOutput:
     # The embedded offline set-up whatever this machine's environment says.
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", "TTS_ENGINE": ""}
-    proc = subprocess.run([sys.executable, "-m", "voice.bench", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return Run(proc.returncode, proc.stdout, proc.stderr, json.loads((out / "b.json").read_text(encoding="utf-8")),
-               (out / "b.md").read_text(encoding="utf-8"), out / "b.png")
+    return run_bench("voice.bench", ["--quick", "--pause-s", "0.5"], tmp_path_factory.mktemp("voice-bench"),
+                     env=env, timeout_s=180)
 
 
 def _turns(report: dict[str, Any]) -> list[dict[str, Any]]:
     return [t for s in report["sessions"] for t in s["turns"]]
 
 
-def _row(markdown: str, label: str) -> list[str]:
-    for line in markdown.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells and cells[0] == label:
-            return cells[1:]
-    raise AssertionError(f"row {label!r} missing")
-
-
 # ---- the end-to-end run ---------------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_json_records_the_run_machine_and_command(run: Run) -> None:
+def test_json_records_the_run_machine_and_command(run: BenchOutput) -> None:
     r = run.report
     assert r["schema"] == "warmvoice-voice-bench/1"
     assert r["command"].startswith("python -m voice.bench --quick --pause-s 0.5 --json ")
@@ -106,7 +82,7 @@ def test_json_records_the_run_machine_and_command(run: Run) -> None:
 
 
 @pytest.mark.slow
-def test_every_turn_has_every_stage_in_pipeline_order(run: Run) -> None:
+def test_every_turn_has_every_stage_in_pipeline_order(run: BenchOutput) -> None:
     turns = _turns(run.report)
     assert [t["question"] for t in turns] == [1, 2]
     for t in turns:
@@ -129,14 +105,14 @@ def test_every_turn_has_every_stage_in_pipeline_order(run: Run) -> None:
 
 
 @pytest.mark.slow
-def test_transcripts_contain_the_key_words(run: Run) -> None:
+def test_transcripts_contain_the_key_words(run: BenchOutput) -> None:
     for t in _turns(run.report):
         assert t["key_words_ok"] is True and t["missing_key_words"] == []
         assert missing_key_words(t["transcript"], t["key_words"]) == []
 
 
 @pytest.mark.slow
-def test_peak_memory_is_sampled_for_the_process_and_the_server(run: Run) -> None:
+def test_peak_memory_is_sampled_for_the_process_and_the_server(run: BenchOutput) -> None:
     mem = run.report["memory"]
     assert mem["peak_bytes"] > 0 and mem["samples"] > 10
     assert mem["self_bytes_at_peak"] > 0 and mem["children_at_peak"] >= 1 and mem["children_bytes_at_peak"] > 0
@@ -147,40 +123,42 @@ def test_peak_memory_is_sampled_for_the_process_and_the_server(run: Run) -> None
 
 
 @pytest.mark.slow
-def test_markdown_has_the_headline_rows_and_matches_the_json(run: Run) -> None:
+def test_markdown_has_the_headline_rows_and_matches_the_json(run: BenchOutput) -> None:
     md = run.markdown
     assert md == run.stdout  # the report printed is the report written
     assert md.startswith("# WarmVoice end-to-end voice benchmark")
-    assert "## RTT 0 ms" in md and "### Stage budget at RTT 0 ms" in md and "## What was heard and said" in md
     assert f"- Command: `{run.report['command']}`" in md
-    assert "| Metric | Before (cold) | After (pre-warmed) | Improvement |" in md
+    rtt0 = section(md, "## RTT 0 ms")
+    assert "| Metric | Before (cold) | After (pre-warmed) | Improvement |" in rtt0
     summary = run.report["summary"]["0"]["prewarmed"]
     for label, attr, first_only in HEADLINE_ROWS:
-        before, after, _improvement = _row(md, label)
+        before, after, _improvement = row(rtt0, label)
         assert before == "—"  # --quick runs the pre-warmed strategy only
         expected = summary["first_question_first_audio_ms" if first_only else attr]["median"]
         assert re.match(rf"{round(expected)} ms\b", after), (label, after, expected)
+    stages = section(md, "### Stage budget at RTT 0 ms")
     for _attr, label in STAGES:
-        assert re.match(r"\d+ ms", _row(md, label)[0])
+        assert re.match(r"\d+ ms", row(stages, label)[0])
     reused, n = summary["reused_connection"], summary["turns"]
-    assert n == 2 and _row(md, "LLM requests on a reused connection")[1].startswith(f"{reused}/{n} (")
+    assert n == 2 and row(rtt0, "LLM requests on a reused connection")[1].startswith(f"{reused}/{n} (")
+    heard_table = section(md, "## What was heard and said")
     for index, q in enumerate(QUESTIONS[:2], 1):
-        question, key_words, heard, found, reply = _row(md, str(index))
+        question, key_words, heard, found, reply = row(heard_table, str(index))
         assert question == q.text and key_words == ", ".join(q.key_words)
         assert found == "1/1 PASS" and heard and reply != "—"
     assert "Peak memory" in md and "Issue #8's bar ≤ 1.5 GB" in md
     share = run.report["sessions"][0]["other_cpu_share"]
-    assert _row(md, "CPU used by other processes meanwhile (share of the machine)") == [f"{100 * share:.0f} %"]
+    assert row(stages, "CPU used by other processes meanwhile (share of the machine)") == [f"{100 * share:.0f} %"]
 
 
 @pytest.mark.slow
-def test_plot_is_a_png(run: Run) -> None:
+def test_plot_is_a_png(run: BenchOutput) -> None:
     data = run.png.read_bytes()
     assert data.startswith(PNG_MAGIC) and len(data) > 5000
 
 
 @pytest.mark.slow
-def test_progress_goes_to_stderr(run: Run) -> None:
+def test_progress_goes_to_stderr(run: BenchOutput) -> None:
     assert "prewarmed s1 q1:" in run.stderr and "prewarmed s1 q2:" in run.stderr
     assert "Traceback" not in run.stderr
 
@@ -233,7 +211,7 @@ def test_bad_options_are_refused(argv: list[str], capsys: pytest.CaptureFixture[
 
 
 def test_command_line_is_quoted() -> None:
-    assert command_line(["--json", "a b.json"]) == "python -m voice.bench --json 'a b.json'"
+    assert command_line(PROG, ["--json", "a b.json"]) == "python -m voice.bench --json 'a b.json'"
 
 
 def test_other_cpu_share_is_the_machine_minus_the_app() -> None:

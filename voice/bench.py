@@ -24,17 +24,14 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import importlib.metadata
 import inspect
 import json
 import re
-import shlex
-import signal
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,8 +40,24 @@ import numpy as np
 import psutil
 
 from llm import ClientStats, configure_logging
-from llm.bench import _interrupt, _rtt_list, load_average, machine_info
-from llm.bench_report import _COLOURS, STRATEGY_LABELS, STRATEGY_ORDER, MachineInfo, Summary, _cell, _improvement
+from llm.bench_common import (
+    MACHINE_PACKAGES,
+    STRATEGY_COLOURS,
+    STRATEGY_LABELS,
+    STRATEGY_ORDER,
+    MachineInfo,
+    Say,
+    Summary,
+    command_line,
+    format_cell,
+    format_improvement,
+    hide_api_key,
+    load_average,
+    machine_info,
+    parse_rtt_list,
+    progress,
+    run_interruptible,
+)
 from llm.errors import public_endpoint
 from voice.audio import read_wav, write_wav
 from voice.headless import TurnResult, run_spoken_turn, run_typed_turn, speak_into
@@ -72,8 +85,8 @@ PLAYBACK_SLACK_S = 5.0  # beyond the reply's own duration, the longest wait for 
 _FEED = inspect.signature(speak_into).parameters
 CHUNK_MS = int(_FEED["chunk_ms"].default)
 TRAILING_SILENCE_MS = int(_FEED["trailing_silence_ms"].default)
-
-Say = Callable[[str], None]
+# Versions the report records beyond the connection benchmark's.
+PACKAGES = (*MACHINE_PACKAGES, "faster-whisper", "ctranslate2", "piper-tts", "onnxruntime")
 
 
 # ---- the questions ----------------------------------------------------------------------
@@ -383,7 +396,6 @@ class VoiceBenchRun:
     command: str
     argv: list[str]
     machine: MachineInfo
-    ram_bytes: int
     config: BenchConfig
     endpoint: EndpointRecord
     questions: list[QuestionInfo]
@@ -654,7 +666,8 @@ def headline_table(run: VoiceBenchRun, rtt: float) -> str:
     for label, attr, first_only in HEADLINE_ROWS:
         before = stage_summary(run, rtt, "cold", attr, first_only=first_only)
         after = stage_summary(run, rtt, "prewarmed", attr, first_only=first_only)
-        lines.append(f"| {label} | {_cell(before)} | {_cell(after)} | {_improvement(before, after)} |")
+        lines.append(f"| {label} | {format_cell(before)} | {format_cell(after)} | "
+                     f"{format_improvement(before, after)} |")
     lines.append(f"| LLM requests on a reused connection | {_share(*reuse_share(run, rtt, 'cold'))} | "
                  f"{_share(*reuse_share(run, rtt, 'prewarmed'))} | — |")
     return "\n".join(lines)
@@ -667,7 +680,7 @@ def stage_table(run: VoiceBenchRun, rtt: float) -> str:
              "|---|" + "---|" * len(strategies)]
     rows = [*((attr, label, " ms") for attr, label in STAGES), *EXTRA_ROWS]
     for attr, label, unit in rows:
-        cells = (_cell(stage_summary(run, rtt, s, attr), unit) for s in strategies)
+        cells = (format_cell(stage_summary(run, rtt, s, attr), unit) for s in strategies)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("| LLM requests on a reused connection | "
                  + " | ".join(_share(*reuse_share(run, rtt, s)) for s in strategies) + " |")
@@ -726,7 +739,7 @@ def _describe(run: VoiceBenchRun) -> list[str]:
             for name in ("started", "adopted", "discarded", "early_ends"):
                 setattr(spec, name, getattr(spec, name) + getattr(s.speculation, name))
     return [
-        f"- Machine: {m.cpu_model}, {m.cpu_count} CPUs, {run.ram_bytes / 2**30:.1f} GiB RAM, Python {m.python}, "
+        f"- Machine: {m.cpu_model}, {m.cpu_count} CPUs, {m.ram_bytes / 2**30:.1f} GiB RAM, Python {m.python}, "
         f"{m.platform}; {m.date}; load average (1 min) {load} from start to end{others_text}",
         f"- Command: `{run.command}` (wall time {run.wall_time_s:.0f} s, of which start-up {run.startup_s:.0f} s)",
         f"- LLM: {e.base_url}, model `{e.model}` — {e.reason}"
@@ -767,7 +780,7 @@ def _describe(run: VoiceBenchRun) -> list[str]:
         (
             "- Every time is ms after the true end of speech (the session's last voiced frame), measured where the "
             "stage happened: median (min–max) over the completed turns. Check: the session's end of speech minus the "
-            f"fed audio's last sample above -40 dBFS = {_cell(errors)} (VAD frames are 32 ms)."
+            f"fed audio's last sample above -40 dBFS = {format_cell(errors)} (VAD frames are 32 ms)."
         ),
         (
             f"- Peak memory (RSS of this process + its children, i.e. the embedded server; sampled every "
@@ -811,7 +824,6 @@ def render_markdown(run: VoiceBenchRun) -> str:
 def to_json_dict(run: VoiceBenchRun) -> dict[str, Any]:
     """Everything: raw per-turn TurnLatency fields, transcripts, replies, memory, summaries."""
     data = asdict(run)
-    data["machine"]["ram_bytes"] = data.pop("ram_bytes")
     data["memory"]["within_bar"] = run.memory.within_bar
     for session, raw in zip(run.sessions, data["sessions"], strict=True):
         for turn, raw_turn in zip(session.turns, raw["turns"], strict=True):
@@ -852,7 +864,7 @@ def write_plot(run: VoiceBenchRun, path: Path) -> None:
                 lo.append(s.median - s.low)
                 hi.append(s.high - s.median)
             if xs:
-                ax.bar(xs, meds, width, yerr=[lo, hi], capsize=3, color=_COLOURS[st], label=STRATEGY_LABELS[st])
+                ax.bar(xs, meds, width, yerr=[lo, hi], capsize=3, color=STRATEGY_COLOURS[st], label=STRATEGY_LABELS[st])
         ax.set_xticks(range(len(rtts)), [f"{r:g} ms" for r in rtts])
         ax.set_xlabel("emulated RTT to the LLM")
         ax.set_ylabel("ms after the end of speech (median, min–max)")
@@ -884,7 +896,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Spoken questions through the whole WarmVoice pipeline, per connection strategy and distance.",
     )
     p.add_argument("--strategies", type=_strategy_list, help="comma-separated (default cold,pooled,prewarmed)")
-    p.add_argument("--rtt-ms", type=_rtt_list, help="comma-separated emulated RTTs to the LLM (default 0,150)")
+    p.add_argument("--rtt-ms", type=parse_rtt_list, help="comma-separated emulated RTTs to the LLM (default 0,150)")
     p.add_argument("--questions", type=int, help=f"how many of the {len(QUESTIONS)} questions (default all)")
     p.add_argument("--repeat", type=int, default=1, help="fresh sessions per strategy and distance (default 1)")
     p.add_argument("--pause-s", type=float, default=DEFAULT_PAUSE_S,
@@ -925,33 +937,6 @@ def config_from(args: argparse.Namespace, parser: argparse.ArgumentParser, setti
     return config
 
 
-def command_line(argv: Sequence[str]) -> str:
-    """The exact command (this benchmark takes no secrets on its command line)."""
-    return shlex.join(["python", "-m", "voice.bench", *argv])
-
-
-def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-def _versions(info: MachineInfo) -> MachineInfo:
-    versions = dict(info.versions)
-    for dist in ("faster-whisper", "ctranslate2", "piper-tts", "onnxruntime"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            versions[dist] = importlib.metadata.version(dist)
-    return dataclasses.replace(info, versions=versions)
-
-
-@contextlib.contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
-    # SIGTERM unwinds like Ctrl-C, so sessions, proxies, the server and temp files are cleaned up.
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print the Markdown report and write the requested files."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -963,26 +948,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     config = config_from(args, parser, settings)
     configure_logging("WARNING")
-    try:
-        with _sigterm_unwinds():
-            return _run(args, settings, config, argv)
-    except KeyboardInterrupt:
-        _say("interrupted")
-        return 130
+    # Sessions, proxies, the server and temp files are cleaned up on Ctrl-C or SIGTERM.
+    return run_interruptible(lambda: _run(args, settings, config, argv))
 
 
 def _run(args: argparse.Namespace, settings: Settings, config: BenchConfig, argv: list[str]) -> int:
     """Start the app's runtime, synthesize the questions, run every session, then report."""
     started, load_start = time.perf_counter(), load_average()
     with RssSampler() as sampler, tempfile.TemporaryDirectory(prefix="warmvoice-voice-bench-") as tmp:
-        runtime = VoiceRuntime.create(settings, progress=_say)
+        runtime = VoiceRuntime.create(settings, progress=progress)
         try:
             questions = synthesize_questions(QUESTIONS[:config.questions], Path(tmp))
             lengths = ", ".join(f"{q.duration_s:.1f} s" for q in questions)
-            _say(f"{len(questions)} question(s) synthesized with Piper ({lengths})")
+            progress(f"{len(questions)} question(s) synthesized with Piper ({lengths})")
             startup_s = time.perf_counter() - started
             sampler.phase = "turns"
-            primer, sessions = asyncio.run(run_all(runtime, questions, config, _say))
+            primer, sessions = asyncio.run(run_all(runtime, questions, config, progress))
             server = runtime.endpoint.server
             endpoint = EndpointRecord(
                 embedded=runtime.endpoint.is_embedded, base_url=public_endpoint(runtime.endpoint.base_url),
@@ -992,8 +973,8 @@ def _run(args: argparse.Namespace, settings: Settings, config: BenchConfig, argv
         finally:
             runtime.close()
     run = VoiceBenchRun(
-        command=command_line(argv), argv=argv, machine=_versions(machine_info(load_start)),
-        ram_bytes=psutil.virtual_memory().total, config=config, endpoint=endpoint,
+        command=command_line(PROG, argv), argv=hide_api_key(argv), machine=machine_info(load_start, PACKAGES),
+        config=config, endpoint=endpoint,
         questions=[QuestionInfo(q.index, q.question.text, list(q.question.key_words), q.sample_rate,
                                 round(q.duration_s, 3), round(q.last_voiced_s, 3)) for q in questions],
         primer=primer, sessions=sessions, memory=sampler.peak, startup_s=round(startup_s, 1),
@@ -1003,19 +984,19 @@ def _run(args: argparse.Namespace, settings: Settings, config: BenchConfig, argv
     print(markdown, end="", flush=True)
     if args.json is not None:
         write_json(run, args.json)
-        _say(f"wrote {args.json}")
+        progress(f"wrote {args.json}")
     if args.plot is not None:
         write_plot(run, args.plot)
-        _say(f"wrote {args.plot}")
+        progress(f"wrote {args.plot}")
     if args.markdown is not None:
         args.markdown.write_text(markdown, encoding="utf-8")
-        _say(f"wrote {args.markdown}")
+        progress(f"wrote {args.markdown}")
     failed = [t for t in run.turns if not t.ok]
     if failed:
-        _say(f"{len(failed)} turn(s) failed; see the report")
+        progress(f"{len(failed)} turn(s) failed; see the report")
     unheard = [t for t in run.turns if not t.key_words_ok]
     if unheard:
-        _say(f"{len(unheard)} transcript(s) missed key words; see the report")
+        progress(f"{len(unheard)} transcript(s) missed key words; see the report")
     return 1 if failed else 0
 
 

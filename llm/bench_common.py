@@ -1,0 +1,217 @@
+"""What the two benchmarks share: :mod:`llm.bench` (connections) and :mod:`voice.bench` (voice turns).
+
+The strategy names, labels and colours of their tables and charts; the machine a run happened
+on; median (min–max) summaries and their Markdown cells; the ``--rtt-ms`` option; the exact
+command line with any API key hidden; and the Ctrl-C / SIGTERM handling that lets a run
+clean up (servers, proxies, temp files) before it exits.  Nothing here measures anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import math
+import os
+import platform
+import shlex
+import signal
+import statistics
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+Say = Callable[[str], None]
+
+STRATEGY_ORDER = ("cold", "pooled", "prewarmed")
+STRATEGY_LABELS = {
+    "cold": "Before (cold)",
+    "pooled": "Pooled, no warm-up",
+    "prewarmed": "After (pre-warmed)",
+}
+STRATEGY_COLOURS = {"cold": "#c0392b", "pooled": "#e67e22", "prewarmed": "#27ae60"}
+# Packages whose versions every report records (a benchmark may add its own).
+MACHINE_PACKAGES = ("aiohttp", "llama_cpp_python", "uvicorn")
+HIDDEN = "<hidden>"
+INTERRUPTED_EXIT = 130  # what a shell reports for a process ended by Ctrl-C
+
+
+# ---- the machine --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MachineInfo:
+    """Where the run happened, so a pasted table says what it was measured on."""
+
+    cpu_model: str
+    cpu_count: int
+    python: str
+    platform: str
+    date: str  # ISO 8601, UTC
+    versions: dict[str, str]
+    # 1-minute load average when the run started and ended: other processes share the CPUs
+    # with the model server, and its time to first token shows it.
+    load_start: float | None
+    load_end: float | None
+    ram_bytes: int  # total physical memory
+
+
+def load_average() -> float | None:
+    """The 1-minute load average, where the OS has one."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def machine_info(load_start: float | None, packages: Sequence[str] = MACHINE_PACKAGES) -> MachineInfo:
+    """CPU model and count, total RAM, Python, OS, the date, the load now and at ``load_start``,
+    and the installed versions of ``packages`` (those not installed are left out)."""
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    versions = {}
+    for dist in packages:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[dist] = importlib.metadata.version(dist)
+    return MachineInfo(
+        cpu_model=model, cpu_count=os.cpu_count() or 0, python=platform.python_version(),
+        platform=f"{platform.system()} {platform.release()}",
+        date=datetime.now(UTC).replace(microsecond=0).isoformat(), versions=versions,
+        load_start=load_start, load_end=load_average(), ram_bytes=psutil.virtual_memory().total,
+    )
+
+
+# ---- summaries and their Markdown ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Median and range of a set of values."""
+
+    n: int
+    median: float | None
+    low: float | None
+    high: float | None
+
+    @classmethod
+    def of(cls, values: Iterable[float | None]) -> Summary:
+        """Summarise the non-None values."""
+        data = [v for v in values if v is not None]
+        if not data:
+            return cls(0, None, None, None)
+        return cls(len(data), statistics.median(data), min(data), max(data))
+
+
+def ratio_of(before: float | None, after: float | None) -> float | None:
+    """``before / after``, or None when either is missing or ``after`` is not positive."""
+    if before is None or after is None or after <= 0:
+        return None
+    return before / after
+
+
+def format_cell(s: Summary, unit: str = " ms", digits: int = 0) -> str:
+    """A table cell: "median (min–max)", just the median when there is no range, "—" when empty."""
+    if s.median is None or s.low is None or s.high is None:
+        return "—"
+    med = f"{s.median:.{digits}f}{unit}"
+    if s.n == 1 or s.low == s.high:
+        return med
+    return f"{med} ({s.low:.{digits}f}–{s.high:.{digits}f})"
+
+
+def format_improvement(before: Summary, after: Summary, *, count: bool = False) -> str:
+    """The Improvement column, compared on medians: "3.4× faster / −440 ms" (times) or
+    "6.0× fewer / −5" (``count``); "—" when either side is empty."""
+    if before.median is None or after.median is None:
+        return "—"
+    diff = after.median - before.median
+    sign = "−" if diff < 0 else "+"
+    delta = f"{sign}{abs(diff):.0f}" + ("" if count else " ms")
+    ratio = ratio_of(before.median, after.median)
+    if ratio is None:
+        return delta
+    if count:
+        word = f"{ratio:.1f}× fewer" if ratio >= 1 else f"{1 / ratio:.1f}× more"
+    else:
+        word = f"{ratio:.1f}× faster" if ratio >= 1 else f"{1 / ratio:.1f}× slower"
+    return f"{word} / {delta}"
+
+
+# ---- the command line ---------------------------------------------------------------------
+
+
+def parse_rtt_list(text: str) -> tuple[float, ...]:
+    """An argparse ``type`` for ``--rtt-ms``: comma-separated milliseconds, finite and >= 0."""
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated milliseconds, got {text!r}") from None
+    if not values or any(not math.isfinite(v) or v < 0 for v in values):
+        raise argparse.ArgumentTypeError("RTTs must be finite numbers >= 0")
+    return values
+
+
+def hide_api_key(argv: Sequence[str]) -> list[str]:
+    """``argv`` with the value of any ``--api-key`` (both spellings) replaced by ``<hidden>``."""
+    shown: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            shown.append(HIDDEN)
+            hide_next = False
+        elif arg == "--api-key":
+            shown.append(arg)
+            hide_next = True
+        elif arg.startswith("--api-key="):
+            shown.append(f"--api-key={HIDDEN}")
+        else:
+            shown.append(arg)
+    return shown
+
+
+def command_line(prog: str, argv: Sequence[str]) -> str:
+    """The exact command as a shell would take it: ``prog`` (e.g. "python -m llm.bench") and the
+    quoted arguments, with any API key replaced by ``<hidden>``."""
+    return shlex.join([*shlex.split(prog), *hide_api_key(argv)])
+
+
+def progress(line: str) -> None:
+    """One progress line on stderr (stdout carries the report)."""
+    print(line, file=sys.stderr, flush=True)
+
+
+# ---- interruption ---------------------------------------------------------------------------
+
+
+def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """While inside, SIGTERM raises KeyboardInterrupt like Ctrl-C, so ``finally`` blocks and
+    context managers clean up (the default would exit on the spot); restored on exit."""
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_interruptible(body: Callable[[], int], say: Say = progress) -> int:
+    """Run ``body`` and return its exit status; on Ctrl-C or SIGTERM say "interrupted" and return
+    130 once everything inside ``body`` has unwound."""
+    try:
+        with sigterm_unwinds():
+            return body()
+    except KeyboardInterrupt:
+        say("interrupted")
+        return INTERRUPTED_EXIT

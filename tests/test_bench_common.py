@@ -1,0 +1,93 @@
+"""The helpers both benchmarks share (llm.bench_common): summaries and their cells, options, the
+command line with the key hidden, the machine, and clean unwinding on SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+
+import psutil
+import pytest
+
+from llm.bench_common import (
+    INTERRUPTED_EXIT,
+    STRATEGY_COLOURS,
+    STRATEGY_LABELS,
+    STRATEGY_ORDER,
+    Summary,
+    command_line,
+    format_cell,
+    format_improvement,
+    hide_api_key,
+    machine_info,
+    parse_rtt_list,
+    ratio_of,
+    run_interruptible,
+)
+
+
+def test_summary_ignores_missing_values() -> None:
+    assert Summary.of([3.0, None, 1.0, 2.0]) == Summary(3, 2.0, 1.0, 3.0)
+    assert Summary.of([None]) == Summary(0, None, None, None)
+
+
+def test_cell_is_median_with_range() -> None:
+    assert format_cell(Summary.of([100.0, 120.0, 300.0])) == "120 ms (100–300)"
+    assert format_cell(Summary.of([42.4])) == "42 ms"
+    assert format_cell(Summary.of([5.0, 5.0])) == "5 ms"  # no range to show
+    assert format_cell(Summary.of([1.25, 2.5]), " chars", digits=1) == "1.9 chars (1.2–2.5)"
+    assert format_cell(Summary.of([])) == "—"
+
+
+def test_improvement_reads_like_the_original_table() -> None:
+    assert format_improvement(Summary.of([620.0]), Summary.of([180.0])) == "3.4× faster / −440 ms"
+    assert format_improvement(Summary.of([100.0]), Summary.of([125.0])) == "1.2× slower / +25 ms"
+    assert format_improvement(Summary.of([6.0]), Summary.of([1.0]), count=True) == "6.0× fewer / −5"
+    assert format_improvement(Summary.of([5.0]), Summary.of([0.0])) == "−5 ms"  # no ratio against zero
+    assert format_improvement(Summary.of([]), Summary.of([1.0])) == "—"
+    assert ratio_of(None, 1.0) is None and ratio_of(3.0, 1.5) == 2.0
+
+
+def test_strategies_have_one_label_and_colour_each() -> None:
+    assert set(STRATEGY_LABELS) == set(STRATEGY_COLOURS) == set(STRATEGY_ORDER) == {"cold", "pooled", "prewarmed"}
+
+
+def test_rtt_list_parses_and_refuses() -> None:
+    assert parse_rtt_list("0, 50,150") == (0.0, 50.0, 150.0)
+    for bad in ("", "x", "10,-5", "nan", "inf"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_rtt_list(bad)
+
+
+def test_command_line_quotes_and_hides_the_key() -> None:
+    argv = ["--api-key", "sk-1", "--api-key=sk-2", "--json", "a b.json"]
+    assert hide_api_key(argv) == ["--api-key", "<hidden>", "--api-key=<hidden>", "--json", "a b.json"]
+    shown = command_line("python -m some.bench", argv)
+    assert shown == "python -m some.bench --api-key '<hidden>' '--api-key=<hidden>' --json 'a b.json'"
+    assert "sk-" not in shown
+    assert command_line("python -m some.bench", []) == "python -m some.bench"
+
+
+def test_machine_info_has_ram_and_only_installed_versions() -> None:
+    info = machine_info(0.5, packages=("aiohttp", "no-such-package-warmvoice"))
+    assert info.ram_bytes == psutil.virtual_memory().total > 0
+    assert set(info.versions) == {"aiohttp"}
+    assert info.cpu_count >= 1 and info.cpu_model and info.load_start == 0.5
+
+
+def test_sigterm_unwinds_the_body_and_returns_130() -> None:
+    previous = signal.getsignal(signal.SIGTERM)
+    events: list[str] = []
+
+    def body() -> int:
+        try:
+            signal.raise_signal(signal.SIGTERM)
+            events.append("kept running")
+            return 0
+        finally:
+            events.append("cleaned up")
+
+    assert run_interruptible(body, events.append) == INTERRUPTED_EXIT
+    assert events == ["cleaned up", "interrupted"]
+    assert signal.getsignal(signal.SIGTERM) is previous  # the handler is put back
+    assert run_interruptible(lambda: 3, events.append) == 3
