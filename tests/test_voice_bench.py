@@ -49,8 +49,10 @@ TURN_FIELDS = {
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> BenchOutput:
-    # The embedded offline set-up whatever this machine's environment says.
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", "TTS_ENGINE": ""}
+    # The embedded offline set-up whatever this machine's environment says; a temperature the
+    # benchmark must override.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", "TTS_ENGINE": "",
+           "LLM_TEMPERATURE": "0.9"}
     return run_bench("voice.bench", ["--quick", "--pause-s", "0.5"], tmp_path_factory.mktemp("voice-bench"),
                      env=env, timeout_s=180)
 
@@ -72,6 +74,7 @@ def test_json_records_the_run_machine_and_command(run: BenchOutput) -> None:
     c = r["config"]
     assert c["strategies"] == list(QUICK["strategies"]) and c["rtt_ms"] == [0.0] and c["questions"] == 2
     assert c["pause_s"] == 0.5 and c["tts"] == "piper" and c["quick"] is True
+    assert c["llm_temperature"] == 0  # not the environment's 0.9: strategies compare like for like
     assert r["endpoint"]["embedded"] is True and r["endpoint"]["base_url"].startswith("http://127.0.0.1:")
     assert [q["text"] for q in r["questions"]] == [q.text for q in QUESTIONS[:2]]
     assert all(0 < q["last_voiced_s"] <= q["duration_s"] for q in r["questions"])
@@ -147,6 +150,8 @@ def test_markdown_has_the_headline_rows_and_matches_the_json(run: BenchOutput) -
         assert question == q.text and key_words == ", ".join(q.key_words)
         assert found == "1/1 PASS" and heard and reply != "—"
     assert "Peak memory" in md and "Issue #8's bar ≤ 1.5 GB" in md
+    assert "- LLM temperature 0, set by the benchmark whatever LLM_TEMPERATURE says" in md
+    assert "2 of 2 question(s) got the very same reply in every session that answered it" in md
     share = run.report["sessions"][0]["other_cpu_share"]
     assert row(stages, "CPU used by other processes meanwhile (share of the machine)") == [f"{100 * share:.0f} %"]
 

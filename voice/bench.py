@@ -80,6 +80,9 @@ TURN_TIMEOUT_S = 120.0
 # The session's end of speech is normally 30–50 ms after the audio's last loud sample (its VAD
 # frame and the 20 ms chunk); beyond this the turn is flagged as disturbed in the report.
 SPEECH_END_TOLERANCE_MS = 100.0
+# Greedy sampling, whatever LLM_TEMPERATURE says: every strategy then hears the same replies, so the
+# first sentence's length, Piper's time for it and the playback before the next question match.
+LLM_TEMPERATURE = 0.0
 PLAYBACK_SLACK_S = 5.0  # beyond the reply's own duration, the longest wait for its playback to end
 # What the feeding does, read from voice.headless so the report cannot drift from the code.
 _FEED = inspect.signature(speak_into).parameters
@@ -298,6 +301,7 @@ class BenchConfig:
     repeat: int  # fresh sessions per strategy and distance
     pause_s: float
     tts: str
+    llm_temperature: float | None  # what the sessions send (None: the server's default)
     quick: bool
     chunk_ms: int
     trailing_silence_ms: int
@@ -767,15 +771,11 @@ def _describe(run: VoiceBenchRun) -> list[str]:
             f"({run.primer.text!r}, not measured) filled the LLM server's prompt cache: its first token came "
             f"{_ms(run.primer.first_token_ms)} ms after submission."
         ),
-        (
-            "- Replies are sampled at the LLM server's default temperature (the session sets none), so they differ "
-            "from session to session, and with them the first sentence's length, Piper's time to synthesize it, and "
-            "how long the reply plays before the next question."
-        ),
+        _temperature_line(run),
         (
             "- The strategy changes only the connection: \"LLM request sent → HTTP status\" isolates it. The "
-            "end-to-end rows also carry Whisper, the server's generation and Piper, which vary with the sampled "
-            "reply and with the CPU other processes leave (see the last row of each stage budget)."
+            "end-to-end rows also carry Whisper, the server's generation and Piper, which vary with the CPU other "
+            "processes leave (see the last row of each stage budget)."
         ),
         (
             "- Every time is ms after the true end of speech (the session's last voiced frame), measured where the "
@@ -790,6 +790,26 @@ def _describe(run: VoiceBenchRun) -> list[str]:
             f"Issue #8's bar ≤ 1.5 GB: **{verdict}**."
         ),
     ]
+
+
+def same_reply_questions(run: VoiceBenchRun) -> tuple[int, int]:
+    """(questions whose completed turns all got the very same reply, questions with a completed turn)."""
+    replies: dict[int, set[str]] = {}
+    for t in run.turns:
+        if t.ok:
+            replies.setdefault(t.question, set()).add(t.reply)
+    return sum(len(r) == 1 for r in replies.values()), len(replies)
+
+
+def _temperature_line(run: VoiceBenchRun) -> str:
+    temperature = run.config.llm_temperature
+    same, asked = same_reply_questions(run)
+    outcome = (f"{same} of {asked} question(s) got the very same reply in every session that answered it, and with "
+               "it the same first sentence, Piper time for it and playback before the next question")
+    if temperature is None:
+        return f"- LLM temperature: the server's default (replies are sampled); {outcome}."
+    return (f"- LLM temperature {temperature:g}, set by the benchmark whatever LLM_TEMPERATURE says, so that every "
+            f"strategy hears the same replies: {outcome}.")
 
 
 def render_markdown(run: VoiceBenchRun) -> str:
@@ -921,7 +941,8 @@ def config_from(args: argparse.Namespace, parser: argparse.ArgumentParser, setti
     config = BenchConfig(
         strategies=pick("strategies", STRATEGY_ORDER), rtt_ms=pick("rtt_ms", DEFAULT_RTTS),
         questions=pick("questions", len(QUESTIONS)), repeat=args.repeat, pause_s=args.pause_s, tts=args.tts,
-        quick=args.quick, chunk_ms=CHUNK_MS, trailing_silence_ms=TRAILING_SILENCE_MS,
+        llm_temperature=settings.llm_temperature, quick=args.quick, chunk_ms=CHUNK_MS,
+        trailing_silence_ms=TRAILING_SILENCE_MS,
         end_of_turn_silence_ms=settings.end_of_turn_silence_ms,
         min_end_of_turn_silence_ms=settings.min_end_of_turn_silence_ms, early_transcript=settings.early_transcript,
         turn_timeout_s=TURN_TIMEOUT_S,
@@ -943,7 +964,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = load_settings({"tts_engine": args.tts})
+        settings = load_settings({"tts_engine": args.tts, "llm_temperature": LLM_TEMPERATURE})
     except SettingsError as exc:
         parser.error(str(exc))
     config = config_from(args, parser, settings)
