@@ -11,15 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import threading
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
+
+import numpy as np
 
 from llm import Secret
 from voice.events import AssistantSaid, AudioOut, Notice, SessionEvent, Status, TurnDone
 from voice.latency import TurnLatency
 from voice.llm_endpoint import LLMEndpoint
 from voice.session import VoiceSession
-from voice.transcribe import Transcriber
+from voice.transcribe import Transcriber, Transcript
 from voice.tts import TTSEngine
 
 # Short enough that a fault test fails in seconds, long enough for a loaded 2-core machine.
@@ -130,3 +133,23 @@ def assert_healthy_turn(events: list[SessionEvent]) -> TurnLatency:
     assert said(events) and audio_seconds(events) > 0.2
     assert not notices(events, "warning") and not notices(events, "error"), notices(events)
     return lat
+
+
+class MeasuringTranscriber(Transcriber):
+    """The real shared Whisper, recording how much audio each call got and how many run now."""
+
+    def __init__(self, inner: Transcriber) -> None:
+        super().__init__(inner.model_name, inner.device, inner.compute_type, inner.language or "")
+        self.seconds: list[float] = []
+        self.in_flight = 0
+        self._lock = threading.Lock()
+
+    def transcribe(self, audio_16k: np.ndarray) -> Transcript:
+        with self._lock:
+            self.seconds.append(len(audio_16k) / 16000)
+            self.in_flight += 1
+        try:
+            return super().transcribe(audio_16k)
+        finally:
+            with self._lock:
+                self.in_flight -= 1

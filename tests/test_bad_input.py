@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
 import tracemalloc
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,6 +24,7 @@ from tests.llm_servers import LLMServer, echo, reply
 from tests.loopback_session import (
     EXCEPTION_NAME,
     FAST_TIMEOUTS,
+    MeasuringTranscriber,
     assert_presentable,
     audio_seconds,
     drain,
@@ -41,7 +41,6 @@ from voice.headless import run_spoken_turn, speak_into
 from voice.llm_endpoint import LLMEndpoint
 from voice.runtime import VoiceRuntime
 from voice.session import MAX_TYPED_CHARS, VoiceSession
-from voice.transcribe import Transcriber, Transcript
 
 pytestmark = pytest.mark.slow
 
@@ -184,26 +183,6 @@ async def test_unusable_audio_is_refused_with_a_notice(
     assert_presentable(events)
     result = await run_spoken_turn(session, question(16000), 16000, realtime=False)
     assert result is not None and heard_the_question(result), "the session still listens"
-
-
-class MeasuringTranscriber(Transcriber):
-    """The real shared Whisper, recording how much audio each call got and how many run now."""
-
-    def __init__(self, inner: Transcriber) -> None:
-        super().__init__(inner.model_name, inner.device, inner.compute_type, inner.language or "")
-        self.seconds: list[float] = []
-        self.in_flight = 0
-        self._lock = threading.Lock()
-
-    def transcribe(self, audio_16k: np.ndarray) -> Transcript:
-        with self._lock:
-            self.seconds.append(len(audio_16k) / 16000)
-            self.in_flight += 1
-        try:
-            return super().transcribe(audio_16k)
-        finally:
-            with self._lock:
-                self.in_flight -= 1
 
 
 async def test_ten_minute_recording_is_capped_and_memory_stays_bounded(voice_runtime, server: LLMServer) -> None:

@@ -49,6 +49,7 @@ from tests.loopback_session import (
     statuses,
     typed_turn,
 )
+from voice import panel
 from voice.events import AudioOut, Notice, SessionEvent
 from voice.llm_endpoint import LLMEndpoint
 from voice.session import VoiceSession
@@ -126,6 +127,7 @@ async def test_retryable_errors_are_retried_and_shown_as_a_retry(
         lat = outcome(events)
         assert lat.outcome == "ok" and said(events) and audio_seconds(events) > 0
         assert lat.llm_attempts == len(failures) + 1
+        assert f"LLM retried</b> ({lat.llm_attempts} attempts)" in panel.current_turn_html(lat)
         retried = notices(events, "warning")
         assert len(retried) == len(failures) and all("retrying" in n for n in retried), retried
         assert not notices(events, "error")
@@ -321,6 +323,23 @@ async def test_edge_tts_dropping_mid_reply_hands_over_to_piper(
     lat = outcome(events)
     assert lat.outcome == "ok" and lat.tts_fallback
     assert len(said(events)) == 3 and not notices(events, "error")
+
+
+async def test_edge_only_engine_unreachable_shows_the_reply_as_text(
+    voice_runtime, server: LLMServer, monkeypatch: pytest.MonkeyPatch, fresh_breaker_cooldown: float
+) -> None:
+    """TTS_ENGINE=edge (no fallback) with the service unreachable: text, one clear notice per turn."""
+    monkeypatch.setattr(edge_tts.communicate, "WSS_URL", f"wss://127.0.0.1:{free_port()}/edge/v1?x=1")
+    tts = make_tts("edge", "en-US-AriaNeural", 1.0, edge_cooldown_s=fresh_breaker_cooldown)
+    async with loopback_session(voice_runtime, server.base_url, tts=tts) as s:
+        for _ in range(2):
+            server.script(reply("Hello there. Nice to meet you."))
+            events = await typed_turn(s, "Hello?", timeout_s=30.0)
+            assert_presentable(events)
+            assert said(events) == ["Hello there.", "Nice to meet you."] and audio_seconds(events) == 0
+            errors = notices(events, "error")
+            assert len(errors) == 1 and "Speech output failed" in errors[0] and "cannot connect" in errors[0]
+            assert outcome(events).outcome == "ok"
 
 
 async def test_piper_failing_still_shows_the_reply_as_text(voice_runtime, server: LLMServer) -> None:

@@ -24,9 +24,15 @@ import app
 from llm import Secret
 from llm.embedded_server import EmbeddedLLMServer, EmbeddedServerError
 from tests.llm_servers import LLMServer, echo, reply, status
-from tests.loopback_session import FAST_TIMEOUTS, loopback_session, notices, outcome, typed_turn
+from tests.loopback_session import (
+    FAST_TIMEOUTS,
+    MeasuringTranscriber,
+    loopback_session,
+    notices,
+    outcome,
+    typed_turn,
+)
 from tests.speech import resample, synthesize, trimmed
-from tests.test_bad_input import MeasuringTranscriber
 from voice.events import SessionEvent, TurnDone
 from voice.headless import run_spoken_turn
 from voice.llm_endpoint import LLMEndpoint
