@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from dataclasses import dataclass
 
 from llm import Secret
@@ -17,7 +18,9 @@ log = logging.getLogger(__name__)
 class LLMEndpoint:
     """The resolved endpoint: base URL, model, key, and the embedded server if one runs.
 
-    Shared by every session of the process (one embedded server per process).
+    Shared by every session of the process (one embedded server per process).  ``ssl`` is the
+    context that trusts the endpoint's certificate when the system's CAs do not (a private CA,
+    e.g. the benchmark's embedded server over TLS); None verifies against the system's CAs.
     """
 
     base_url: str
@@ -25,6 +28,7 @@ class LLMEndpoint:
     api_key: Secret
     reason: str
     server: EmbeddedLLMServer | None = None
+    ssl: ssl.SSLContext | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LLMEndpoint:

@@ -594,6 +594,7 @@ class VoiceSession:
             first_byte_timeout=self.settings.first_byte_timeout_s,
             chunk_timeout=self.settings.chunk_timeout_s,
             connect_to=connect_to,
+            ssl=self.endpoint.ssl,
             on_event=self._on_llm_event,
             temperature=self.settings.llm_temperature,
             # Speech can start on the first clause: time to first audio grows with its length.
