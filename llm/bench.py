@@ -22,9 +22,8 @@ import math
 import os
 import ssl
 import sys
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -32,6 +31,8 @@ from urllib.parse import urlsplit
 from llm.bench_common import (
     STRATEGY_ORDER,
     Say,
+    TlsFiles,
+    bench_server,
     command_line,
     hide_api_key,
     load_average,
@@ -39,6 +40,7 @@ from llm.bench_common import (
     parse_rtt_list,
     progress,
     run_interruptible,
+    throwaway_tls,
 )
 from llm.bench_report import (
     Baseline,
@@ -82,42 +84,6 @@ class Endpoint:
     model: str
     ssl_context: ssl.SSLContext | None
     info: EndpointInfo
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    """A throw-away CA and a server certificate for 127.0.0.1/localhost, written to a temp dir."""
-
-    cert_path: Path
-    key_path: Path
-    client_context: ssl.SSLContext
-
-
-@contextlib.contextmanager
-def throwaway_tls() -> Iterator[TlsFiles]:
-    """Create the certificate with ``trustme``; the directory is removed on exit."""
-    import trustme  # only needed when the embedded server runs with TLS
-
-    ca = trustme.CA()
-    leaf = ca.issue_cert("127.0.0.1", "localhost")
-    with tempfile.TemporaryDirectory(prefix="warmvoice-bench-tls-") as tmp:
-        cert_path, key_path = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
-        leaf.private_key_pem.write_to_path(str(key_path))
-        # The chain, so a client that trusts only the CA can verify the leaf.
-        cert_path.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
-        context = ssl.create_default_context()
-        ca.configure_trust(context)
-        yield TlsFiles(cert_path, key_path, context)
-
-
-def bench_server(tls: TlsFiles | None, api_key: Secret, n_threads: int | None = None) -> EmbeddedLLMServer:
-    """The embedded server as the benchmark runs it: HTTPS with the throw-away certificate
-    (unless ``tls`` is None), optionally requiring ``api_key``."""
-    return EmbeddedLLMServer(
-        n_threads=n_threads, api_key=api_key,
-        ssl_certfile=tls.cert_path if tls else None, ssl_keyfile=tls.key_path if tls else None,
-        client_ssl=tls.client_context if tls else None,
-    )
 
 
 def remote_endpoint(base_url: str, api_key: Secret, model: str) -> Endpoint:

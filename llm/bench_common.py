@@ -2,8 +2,9 @@
 
 The strategy names, labels and colours of their tables and charts; the machine a run happened
 on; median (min–max) summaries and their Markdown cells; the ``--rtt-ms`` option; the exact
-command line with any API key hidden; and the Ctrl-C / SIGTERM handling that lets a run
-clean up (servers, proxies, temp files) before it exits.  Nothing here measures anything.
+command line with any API key hidden; the embedded server over TLS with a throw-away
+certificate; and the Ctrl-C / SIGTERM handling that lets a run clean up (servers, proxies,
+temp files) before it exits.  Nothing here measures anything.
 """
 
 from __future__ import annotations
@@ -16,14 +17,19 @@ import os
 import platform
 import shlex
 import signal
+import ssl
 import statistics
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
+
+from llm.embedded_server import EmbeddedLLMServer
+from llm.secret import Secret
 
 Say = Callable[[str], None]
 
@@ -186,6 +192,47 @@ def command_line(prog: str, argv: Sequence[str]) -> str:
 def progress(line: str) -> None:
     """One progress line on stderr (stdout carries the report)."""
     print(line, file=sys.stderr, flush=True)
+
+
+# ---- the embedded server over TLS -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A throw-away CA and a server certificate for 127.0.0.1/localhost, written to a temp dir."""
+
+    cert_path: Path
+    key_path: Path
+    client_context: ssl.SSLContext
+
+
+@contextlib.contextmanager
+def throwaway_tls() -> Iterator[TlsFiles]:
+    """Create the certificate with ``trustme``; the directory is removed on exit."""
+    import trustme  # only needed when the embedded server runs with TLS
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    with tempfile.TemporaryDirectory(prefix="warmvoice-bench-tls-") as tmp:
+        cert_path, key_path = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
+        leaf.private_key_pem.write_to_path(str(key_path))
+        # The chain, so a client that trusts only the CA can verify the leaf.
+        cert_path.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        yield TlsFiles(cert_path, key_path, context)
+
+
+def bench_server(tls: TlsFiles | None, api_key: Secret | None = None, n_threads: int | None = None
+                 ) -> EmbeddedLLMServer:
+    """The embedded server as the benchmarks run it: HTTPS with the throw-away certificate
+    (unless ``tls`` is None), requiring ``api_key`` if one is given, on ``n_threads`` threads
+    (None: the server's own default)."""
+    return EmbeddedLLMServer(
+        n_threads=n_threads, api_key=api_key,
+        ssl_certfile=tls.cert_path if tls else None, ssl_keyfile=tls.key_path if tls else None,
+        client_ssl=tls.client_context if tls else None,
+    )
 
 
 # ---- interruption ---------------------------------------------------------------------------

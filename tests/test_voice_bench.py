@@ -75,7 +75,7 @@ def test_json_records_the_run_machine_and_command(run: BenchOutput) -> None:
     assert c["strategies"] == list(QUICK["strategies"]) and c["rtt_ms"] == [0.0] and c["questions"] == 2
     assert c["pause_s"] == 0.5 and c["tts"] == "piper" and c["quick"] is True
     assert c["llm_temperature"] == 0  # not the environment's 0.9: strategies compare like for like
-    assert r["endpoint"]["embedded"] is True and r["endpoint"]["base_url"].startswith("http://127.0.0.1:")
+    assert r["endpoint"]["embedded"] is True and r["endpoint"]["base_url"].startswith("https://127.0.0.1:")
     assert [q["text"] for q in r["questions"]] == [q.text for q in QUESTIONS[:2]]
     assert all(0 < q["last_voiced_s"] <= q["duration_s"] for q in r["questions"])
     assert len(r["sessions"]) == 1 and r["sessions"][0]["strategy"] == "prewarmed"
@@ -105,6 +105,24 @@ def test_every_turn_has_every_stage_in_pipeline_order(run: BenchOutput) -> None:
         assert t["reply"].strip() and t["reply_audio_s"] > 0
         assert t["first_sentence_chars"] == len(t["reply_sentences"][0]) > 0
         assert t["speech_end_error_ms"] is not None
+
+
+@pytest.mark.slow
+def test_quick_run_is_over_tls_and_reuses_the_prewarmed_connection(run: BenchOutput) -> None:
+    r = run.report
+    # TLS by default, as the connection benchmark: the cold strategy's cost is mostly its handshakes.
+    assert r["config"]["tls"] is True and r["endpoint"]["tls"] is True
+    assert "HTTPS with a throw-away trustme certificate" in r["endpoint"]["reason"]
+    (session,) = r["sessions"]
+    assert session["warmup"]["ok"] is True and session["warmup"]["connections_opened"] == 1
+    # Every turn found a pooled TLS connection ready: the handshakes all happened in the background
+    # (the warm-up, and keep-warm pings that may reconnect across the server's 5 s keep-alive).
+    for t in session["turns"]:
+        assert t["ok"] and t["latency"]["reused_connection"] is True and t["latency"]["connect_ms"] is None
+    client = session["client"]
+    assert client["connections_reused"] >= len(session["turns"]) == 2
+    assert 1 <= client["connections_opened"] <= client["warmups"]
+    assert f"- LLM: {r['endpoint']['base_url']}, model" in run.markdown and "HTTPS with a throw-away" in run.markdown
 
 
 @pytest.mark.slow
@@ -188,6 +206,7 @@ def test_defaults_and_quick_mode() -> None:
     full = _config()
     assert full.strategies == ("cold", "pooled", "prewarmed") and full.rtt_ms == (0.0, 150.0)
     assert full.questions == len(QUESTIONS) == 5 and full.pause_s == 1.5 and full.tts == "piper"
+    assert full.tls is True and _config("--no-tls").tls is False
     quick = _config("--quick")
     assert (quick.strategies, quick.rtt_ms, quick.questions) == (("prewarmed",), (0.0,), 2)
     explicit = _config("--quick", "--strategies", "cold,prewarmed", "--rtt-ms", "0,40")

@@ -14,6 +14,10 @@ the speech as it would for a real user; the next questions each follow the previ
 playback and ``--pause-s``.  A background thread samples the RSS of this process plus its
 children (the embedded llama.cpp server) every 100 ms.
 
+The embedded server serves HTTPS with a throw-away certificate unless ``--no-tls`` (the cold
+strategy's cost is mostly the TCP and TLS handshakes); a remote endpoint (``OPENAI_BASE_URL``)
+is used as configured.
+
 Progress goes to stderr, the Markdown report to stdout; ``--json``, ``--markdown`` and
 ``--plot`` write files.  Exit status 1 if any turn failed, 2 on bad options.
 """
@@ -48,6 +52,8 @@ from llm.bench_common import (
     MachineInfo,
     Say,
     Summary,
+    TlsFiles,
+    bench_server,
     command_line,
     format_cell,
     format_improvement,
@@ -57,11 +63,13 @@ from llm.bench_common import (
     parse_rtt_list,
     progress,
     run_interruptible,
+    throwaway_tls,
 )
 from llm.errors import public_endpoint
 from voice.audio import read_wav, write_wav
 from voice.headless import TurnResult, run_spoken_turn, run_typed_turn, speak_into
 from voice.latency import STAGES, TurnLatency
+from voice.llm_endpoint import LLMEndpoint
 from voice.runtime import VoiceRuntime
 from voice.session import SpeculationStats, VoiceSession
 from voice.settings import Settings, SettingsError, load_settings
@@ -301,6 +309,7 @@ class BenchConfig:
     repeat: int  # fresh sessions per strategy and distance
     pause_s: float
     tts: str
+    tls: bool  # --tls: the embedded server over HTTPS (a remote endpoint's own scheme decides for it)
     llm_temperature: float | None  # what the sessions send (None: the server's default)
     quick: bool
     chunk_ms: int
@@ -320,6 +329,7 @@ class EndpointRecord:
     model: str
     reason: str
     server_threads: int | None
+    tls: bool  # the sessions' requests went over HTTPS
 
 
 @dataclass
@@ -922,6 +932,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pause-s", type=float, default=DEFAULT_PAUSE_S,
                    help=f"pause after a reply has played, before the next question (default {DEFAULT_PAUSE_S:g})")
     p.add_argument("--tts", choices=("piper", "auto"), default="piper", help="TTS engine (default piper)")
+    p.add_argument("--tls", action=argparse.BooleanOptionalAction, default=True, help=(
+        "embedded LLM server over HTTPS with a throw-away certificate (default) or plain HTTP; "
+        "a remote endpoint's (OPENAI_BASE_URL) scheme decides for it"
+    ))
     p.add_argument("--quick", action="store_true",
                    help="2 questions, pre-warmed only, RTT 0 (for tests; explicit options win)")
     p.add_argument("--json", type=Path, help="write every raw measurement here")
@@ -941,7 +955,7 @@ def config_from(args: argparse.Namespace, parser: argparse.ArgumentParser, setti
     config = BenchConfig(
         strategies=pick("strategies", STRATEGY_ORDER), rtt_ms=pick("rtt_ms", DEFAULT_RTTS),
         questions=pick("questions", len(QUESTIONS)), repeat=args.repeat, pause_s=args.pause_s, tts=args.tts,
-        llm_temperature=settings.llm_temperature, quick=args.quick, chunk_ms=CHUNK_MS,
+        tls=args.tls, llm_temperature=settings.llm_temperature, quick=args.quick, chunk_ms=CHUNK_MS,
         trailing_silence_ms=TRAILING_SILENCE_MS,
         end_of_turn_silence_ms=settings.end_of_turn_silence_ms,
         min_end_of_turn_silence_ms=settings.min_end_of_turn_silence_ms, early_transcript=settings.early_transcript,
@@ -973,11 +987,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_interruptible(lambda: _run(args, settings, config, argv))
 
 
+def bench_endpoint(settings: Settings, tls: TlsFiles | None) -> LLMEndpoint:
+    """The endpoint the settings describe, with the embedded server (if it is the one) over HTTPS
+    with ``tls``'s certificate, which the sessions' clients then trust; plain HTTP if None."""
+    endpoint = LLMEndpoint.from_settings(settings)
+    if not endpoint.is_embedded:
+        return endpoint
+    if tls is None:
+        return dataclasses.replace(endpoint, reason=f"{endpoint.reason}; plain HTTP (--no-tls)")
+    return dataclasses.replace(endpoint, server=bench_server(tls), ssl=tls.client_context,
+                               reason=f"{endpoint.reason}; HTTPS with a throw-away trustme certificate")
+
+
 def _run(args: argparse.Namespace, settings: Settings, config: BenchConfig, argv: list[str]) -> int:
     """Start the app's runtime, synthesize the questions, run every session, then report."""
     started, load_start = time.perf_counter(), load_average()
-    with RssSampler() as sampler, tempfile.TemporaryDirectory(prefix="warmvoice-voice-bench-") as tmp:
-        runtime = VoiceRuntime.create(settings, progress=progress)
+    with (RssSampler() as sampler, tempfile.TemporaryDirectory(prefix="warmvoice-voice-bench-") as tmp,
+          contextlib.ExitStack() as stack):
+        # The certificate's directory outlives the server, which runtime.close() stops.
+        tls = stack.enter_context(throwaway_tls()) if config.tls and settings.uses_embedded_llm else None
+        runtime = VoiceRuntime.create(settings, progress=progress, endpoint=bench_endpoint(settings, tls))
         try:
             questions = synthesize_questions(QUESTIONS[:config.questions], Path(tmp))
             lengths = ", ".join(f"{q.duration_s:.1f} s" for q in questions)
@@ -990,6 +1019,7 @@ def _run(args: argparse.Namespace, settings: Settings, config: BenchConfig, argv
                 embedded=runtime.endpoint.is_embedded, base_url=public_endpoint(runtime.endpoint.base_url),
                 model=runtime.endpoint.model, reason=runtime.endpoint.reason,
                 server_threads=server.n_threads if server is not None else None,
+                tls=runtime.endpoint.base_url.startswith("https://"),
             )
         finally:
             runtime.close()

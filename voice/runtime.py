@@ -30,11 +30,16 @@ class VoiceRuntime:
     transcriber: Transcriber
 
     @classmethod
-    def create(cls, settings: Settings, progress: Callable[[str], None] | None = None) -> VoiceRuntime:
-        """Start the LLM backend and load the models, reporting each step to ``progress``."""
+    def create(cls, settings: Settings, progress: Callable[[str], None] | None = None,
+               endpoint: LLMEndpoint | None = None) -> VoiceRuntime:
+        """Start the LLM backend and load the models, reporting each step to ``progress``.
+
+        ``endpoint`` replaces the one the settings describe (the benchmark's embedded server over
+        TLS, say); the runtime starts it and closes it like its own.
+        """
         say = progress or (lambda text: log.info("%s", text))
         started = time.perf_counter()
-        endpoint = LLMEndpoint.from_settings(settings)
+        endpoint = endpoint if endpoint is not None else LLMEndpoint.from_settings(settings)
         if endpoint.is_embedded:
             say("Starting the embedded LLM server (SmolLM2-135M)…")
         endpoint.start(settings.system_prompt)
