@@ -129,7 +129,8 @@ async def test_retryable_errors_are_retried_and_shown_as_a_retry(
         assert lat.llm_attempts == len(failures) + 1
         assert f"LLM retried</b> ({lat.llm_attempts} attempts)" in panel.current_turn_html(lat)
         retried = notices(events, "warning")
-        assert len(retried) == len(failures) and all("retrying" in n for n in retried), retried
+        codes = [429] if len(failures) == 1 else [500, 503]
+        assert retried == [f"LLM request failed (HTTP {code}); retrying…" for code in codes], retried
         assert not notices(events, "error")
         assert len(server.chat_requests()) == len(failures) + 1
         if "Retry-After" in str(failures):
@@ -175,7 +176,9 @@ async def test_endpoint_down_then_back_on_the_same_port(voice_runtime) -> None:
         lat = outcome(events)
         assert lat.outcome == "error"
         errors = notices(events, "error")
-        assert errors and "endpoint unreachable" in errors[-1] and f"127.0.0.1:{port}" in errors[-1]
+        assert len(errors) == 1 and errors[0].startswith("The LLM did not answer: endpoint unreachable")
+        assert f"cannot connect to 127.0.0.1:{port}" in errors[0]
+        assert notices(events, "warning") == ["LLM request failed (connection failed); retrying…"] * 2
         assert waited < 10.0
         async with LLMServer(port=port) as srv:
             await next_turn_works(s, srv)  # same session, same client: nothing recreated

@@ -179,13 +179,17 @@ async def test_credentials_in_the_endpoint_url_are_not_shown(voice_runtime) -> N
 # --------------------------------------------------------------------------- where it listens
 
 
-def test_default_bind_is_loopback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_default_bind_is_loopback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     assert Settings().host == "127.0.0.1"
     assert load_settings({}, environ={}, dotenv_path=None).host == "127.0.0.1"
     monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
     monkeypatch.chdir(tmp_path)  # no .env here
     assert launch_kwargs(monkeypatch, [])["server_name"] == "127.0.0.1"
+    assert "reachable from other machines" not in caplog.text
     assert launch_kwargs(monkeypatch, ["--host", "0.0.0.0"])["server_name"] == "0.0.0.0"
+    assert "Serving on 0.0.0.0: reachable from other machines" in caplog.text
 
 
 def launch_kwargs(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> dict[str, Any]:
