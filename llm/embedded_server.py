@@ -33,6 +33,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import Future
 from pathlib import Path
+from typing import IO
 
 from llm.secret import Secret
 
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 MODEL_ALIAS = "smollm2-135m-instruct"
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Environment variables the child must not inherit (see _spawn).
+_CHILD_ENV_DROP = frozenset({"HOST", "PORT", "CONFIG_FILE", "API_KEY"})
 
 
 class EmbeddedServerError(RuntimeError):
@@ -153,7 +156,8 @@ class EmbeddedLLMServer:
         self.restarts = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
-        self._log_path: Path | None = None
+        # Anonymous (no name in the file system): nothing is left behind even if we are SIGKILLed.
+        self._log: IO[bytes] | None = None
         self._wanted = False  # from a successful start() to stop(): a dead child is restarted
 
     @property
@@ -235,9 +239,9 @@ class EmbeddedLLMServer:
             self._discard_log()  # also after a failed restart, when no process is left
 
     def _discard_log(self) -> None:
-        if self._log_path is not None:
-            self._log_path.unlink(missing_ok=True)
-            self._log_path = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def __enter__(self) -> EmbeddedLLMServer:
         self.start()
@@ -264,23 +268,21 @@ class EmbeddedLLMServer:
         ]
         if self.ssl_certfile and self.ssl_keyfile:
             cmd += ["--ssl_certfile", str(self.ssl_certfile), "--ssl_keyfile", str(self.ssl_keyfile)]
-        if self.api_key:
-            cmd += ["--api_key", self.api_key.reveal()]
         cmd += self.extra_args
-        if self._log_path is None:
-            fd, name = tempfile.mkstemp(prefix="warmvoice-llama-", suffix=".log")
-            os.close(fd)
-            self._log_path = Path(name)
-        log_file = self._log_path.open("wb")
-        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        if self._log is None:
+            self._log = tempfile.TemporaryFile(prefix="warmvoice-llama-", suffix=".log")  # noqa: SIM115
+        # The server also reads settings from its environment, and uvicorn's HOST and PORT even
+        # override --host/--port: a HOST or PORT meant for the app (a PaaS sets them) must not
+        # move or expose it, nor an unrelated API_KEY lock it.
+        env = {k: v for k, v in os.environ.items() if k.upper() not in _CHILD_ENV_DROP}
+        env["HF_HUB_OFFLINE"] = "1"
+        if self.api_key:
+            env["API_KEY"] = self.api_key.reveal()  # not in argv: every local user can read that
         log.info("Starting embedded LLM server: SmolLM2-135M-Instruct on 127.0.0.1:%d", self.port)
-        try:
-            self._proc = _SPAWNER.popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-            )
-        finally:
-            log_file.close()
+        self._proc = _SPAWNER.popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
         atexit.register(self.stop)
 
     def _wait_ready(self) -> None:
@@ -315,8 +317,11 @@ class EmbeddedLLMServer:
         )
 
     def _log_tail(self, chars: int = 400) -> str:
-        if self._log_path is None or not self._log_path.exists():
+        if self._log is None:
             return ""
-        text = self._log_path.read_bytes()[-chars:].decode("utf-8", "replace")
+        fd = self._log.fileno()
+        size = os.fstat(fd).st_size
+        # pread: the child shares this file's offset, which must keep pointing at the end.
+        text = os.pread(fd, chars, max(0, size - chars)).decode("utf-8", "replace")
         return " ".join(text.split())
 

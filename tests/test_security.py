@@ -12,17 +12,24 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import subprocess
+import sys
 import tempfile
+import textwrap
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import pytest
 
 import app
 from llm import Secret
-from llm.embedded_server import EmbeddedLLMServer, EmbeddedServerError
+from llm.embedded_server import EmbeddedLLMServer, EmbeddedServerError, free_loopback_port
 from tests.llm_servers import LLMServer, echo, reply, status
 from tests.loopback_session import (
     FAST_TIMEOUTS,
@@ -319,13 +326,16 @@ def test_page_inputs_are_bounded(voice_runtime) -> None:
 # --------------------------------------------------------------------------- temporary files
 
 
-def test_embedded_server_log_is_deleted_on_stop(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_embedded_server_leaves_no_file_while_running_or_after_stop(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Its log is an anonymous temporary file: nothing to delete, nothing to leak."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # only this test's files land here
     server = EmbeddedLLMServer(n_threads=1)
     try:
         server.start()
-        logs = list(tmp_path.iterdir())
-        assert len(logs) == 1 and logs[0].name.startswith("warmvoice-llama-")
+        assert list(tmp_path.iterdir()) == []
+        assert "Uvicorn running" in server._log_tail(4000), "the log is still written and readable"
     finally:
         server.stop()
     assert list(tmp_path.iterdir()) == []
@@ -337,7 +347,64 @@ def test_failed_embedded_start_leaves_no_file(monkeypatch: pytest.MonkeyPatch, t
     bogus = tmp_path / "not-a-model.gguf"
     bogus.write_bytes(b"this is not a GGUF file")
     server = EmbeddedLLMServer(model_path=bogus, n_threads=1, start_timeout_s=60)
-    with pytest.raises(EmbeddedServerError, match="exited during start-up"):
+    with pytest.raises(EmbeddedServerError, match="exited during start-up") as info:
         server.start()
+    assert "not-a-model.gguf" in str(info.value), "the error quotes the server's own log"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["not-a-model.gguf"]
     assert not server.is_running()
+
+
+def test_embedded_server_killed_with_its_parent_leaves_no_file(tmp_path: Path) -> None:
+    """SIGKILL runs no clean-up at all: the server dies with its parent, and no file remains."""
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
+        from llm.embedded_server import EmbeddedLLMServer
+        srv = EmbeddedLLMServer(n_threads=1)
+        srv.start()
+        print(srv.pid, flush=True)
+        time.sleep(60)
+        """
+    )
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env)
+    assert parent.stdout is not None
+    child = psutil.Process(int(parent.stdout.readline()))
+    parent.kill()
+    parent.wait(timeout=20)
+    with contextlib.suppress(psutil.NoSuchProcess):
+        child.wait(timeout=20)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("key", ["", "sk-embedded-canary-42"])
+def test_embedded_server_ignores_the_apps_environment_and_hides_its_key(
+    monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    """HOST/PORT/API_KEY meant for the app (a PaaS sets HOST and PORT) must not move, expose or
+    lock the embedded server, and a key it requires is not on its command line (any local user
+    can list that), only in its private environment."""
+    elsewhere = free_loopback_port()
+    monkeypatch.setenv("HOST", "0.0.0.0")
+    monkeypatch.setenv("PORT", str(elsewhere))
+    monkeypatch.setenv("API_KEY", "some-other-services-key")
+    server = EmbeddedLLMServer(n_threads=1, api_key=Secret(key))
+    try:
+        server.start()
+        assert server.pid is not None and server.port != elsewhere
+        child = psutil.Process(server.pid)
+        listening = {c.laddr for c in child.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+        assert listening and all(addr.ip == "127.0.0.1" and addr.port == server.port for addr in listening)
+        assert not key or key not in " ".join(child.cmdline())
+        request = urllib.request.Request(f"{server.base_url}/models")
+        if key:
+            request.add_header("Authorization", f"Bearer {key}")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        if key:
+            with pytest.raises(urllib.error.HTTPError) as info:
+                urllib.request.urlopen(f"{server.base_url}/models", timeout=10)
+            assert info.value.code == 401
+    finally:
+        server.stop()
