@@ -113,7 +113,7 @@ def waterfall_chart(latencies: list[TurnLatency], last: int = 12) -> Figure | No
     turns = turns[-last:]
     if not turns:
         return None
-    fig, ax = plt.subplots(figsize=(8, 0.55 * len(turns) + 1.4), dpi=100)
+    fig, ax = plt.subplots(figsize=(8, 0.55 * len(turns) + 2.0), dpi=100)
     labels = []
     seen: set[str] = set()
     for row, lat in enumerate(turns):
@@ -131,7 +131,8 @@ def waterfall_chart(latencies: list[TurnLatency], last: int = 12) -> Figure | No
     ax.set_yticks(range(len(turns)), labels)
     ax.invert_yaxis()
     ax.set_xlabel("ms after the end of your speech")
-    ax.legend(loc="lower right", fontsize=7, ncols=2)
+    # Below the axes, so the legend never hides a bar.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), fontsize=7, ncols=4, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     plt.close(fig)  # the figure lives on in Gradio's component, not in pyplot's registry
