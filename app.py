@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 import threading
@@ -131,6 +132,16 @@ class WarmVoiceApp:
             )
             self._reaper = asyncio.create_task(self._registry.run_reaper(), name="session-reaper")
         return self._registry
+
+    async def aclose(self) -> None:
+        """End every tab's session and stop the idle reaper (server shutdown, tests)."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+            self._reaper = None
+        if self._registry is not None:
+            await self._registry.close_all()
 
     async def _session(self, request: gr.Request | None) -> VoiceSession | None:
         if request is None or self._registry is None:

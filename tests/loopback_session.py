@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import threading
 from collections.abc import AsyncIterator, Iterable
@@ -153,3 +154,9 @@ class MeasuringTranscriber(Transcriber):
         finally:
             with self._lock:
                 self.in_flight -= 1
+
+
+def page_text(out: tuple[Any, ...]) -> str:
+    """Everything a tab's page shows as text: status, chat, panel, turns table, facts."""
+    status, chat, _audio, current, rows, _chart, facts = out
+    return "\n".join([str(status), json.dumps(chat, ensure_ascii=False), str(current), json.dumps(rows), str(facts)])

@@ -32,6 +32,7 @@ from tests.loopback_session import (
     loopback_session,
     notices,
     outcome,
+    page_text,
     said,
     typed_turn,
 )
@@ -339,18 +340,7 @@ async def app_tab(voice_runtime, server: LLMServer, tab: str) -> AsyncIterator[t
         await web.stop(request)
         async with asyncio.timeout(10):
             await reader
-        if web._registry is not None:
-            await web._registry.close_all()
-        if web._reaper is not None:
-            web._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await web._reaper
-
-
-def page_text(out: tuple[Any, ...]) -> str:
-    """What the user reads on the page: status line, chat, current-turn panel, turns table."""
-    status, chat, _audio, current, rows, _chart, facts = out
-    return "\n".join([str(status), json.dumps(chat, ensure_ascii=False), str(current), json.dumps(rows), str(facts)])
+        await web.aclose()
 
 
 async def wait_for(outputs: list, predicate, *, start: int = 0, timeout_s: float = 60.0) -> tuple[Any, ...]:

@@ -37,6 +37,7 @@ from tests.loopback_session import (
     loopback_session,
     notices,
     outcome,
+    page_text,
     typed_turn,
 )
 from tests.speech import resample, synthesize, trimmed
@@ -93,19 +94,6 @@ async def open_tab(web: app.WarmVoiceApp, tab: str) -> AsyncIterator[list[tuple[
             await reader
 
 
-async def close_app(web: app.WarmVoiceApp) -> None:
-    if web._registry is not None:
-        await web._registry.close_all()
-    if web._reaper is not None:
-        web._reaper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await web._reaper
-
-
-def page_text(out: tuple[Any, ...]) -> str:
-    """Everything a tab's page shows as text: status, chat, panel, turns table, facts."""
-    status, chat, _audio, current, rows, _chart, facts = out
-    return "\n".join([str(status), json.dumps(chat, ensure_ascii=False), str(current), json.dumps(rows), str(facts)])
 
 
 async def rendered_until(outputs: list, predicate, timeout_s: float = 90.0) -> tuple[Any, ...]:
@@ -157,7 +145,7 @@ async def test_api_key_travels_only_in_the_authorization_header(
             await rendered_until(outputs, lambda o: turns_done(o, 1))
         seen += [page_text(out) for out in outputs]
     finally:
-        await close_app(web)
+        await web.aclose()
     seen.append(caplog.text)
     seen += [repr(record.__dict__) for record in caplog.records]
 
@@ -260,7 +248,7 @@ async def test_tabs_never_see_each_other(voice_runtime, server: LLMServer) -> No
             with pytest.raises(Exception, match="Start speaking"):
                 await web.type_turn("let me in", FakeRequest("tab-c"))
     finally:
-        await close_app(web)
+        await web.aclose()
     text_a = "\n".join(page_text(o) for o in page_a)
     text_b = "\n".join(page_text(o) for o in page_b)
     assert "ALPHA-ONE" in text_a and "BRAVO" not in text_a and "france" not in text_a.lower()
