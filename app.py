@@ -20,8 +20,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from llm import configure_logging
-from llm.errors import public_endpoint
+from llm import configure_logging, public_endpoint
 from llm.secret import REDACTOR
 from voice import panel
 from voice.events import (

@@ -12,6 +12,7 @@ from llm.errors import (
     LLMHTTPError,
     LLMStreamError,
     LLMTimeoutError,
+    public_endpoint,
 )
 from llm.secret import Secret, configure_logging
 from llm.sentences import SentenceSplitter, SplitterConfig
@@ -34,4 +35,5 @@ __all__ = [
     "SplitterConfig",
     "WarmUpResult",
     "configure_logging",
+    "public_endpoint",
 ]

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from llm import ClientStats, configure_logging
+from llm import ClientStats, configure_logging, public_endpoint
 from llm.bench_common import (
     MACHINE_PACKAGES,
     STRATEGY_COLOURS,
@@ -65,7 +65,6 @@ from llm.bench_common import (
     run_interruptible,
     throwaway_tls,
 )
-from llm.errors import public_endpoint
 from voice.audio import read_wav, write_wav
 from voice.headless import TurnResult, run_spoken_turn, run_typed_turn, speak_into
 from voice.latency import STAGES, TurnLatency

@@ -7,7 +7,7 @@ import logging
 import ssl
 from dataclasses import dataclass
 
-from llm import Secret
+from llm import Secret, public_endpoint
 from llm.embedded_server import EmbeddedLLMServer
 from voice.settings import Settings
 
@@ -57,7 +57,7 @@ class LLMEndpoint:
             self.base_url = self.server.start()
             log.info("Embedded model primed in %.0f ms", self.server.prime(system_prompt))
         log.info("LLM backend: %s at %s (model %s) - %s", "embedded" if self.is_embedded else "remote",
-                 self.base_url, self.model, self.reason)
+                 public_endpoint(self.base_url), self.model, self.reason)
 
     async def ensure_running(self) -> bool:
         """Restart a dead embedded server (off the event loop); True if it had died."""
@@ -76,4 +76,4 @@ class LLMEndpoint:
     def describe(self) -> str:
         """A one-line description for the UI: endpoint and model, never the key."""
         kind = "embedded llama.cpp" if self.is_embedded else "remote"
-        return f"{self.base_url} · model {self.model} ({kind})"
+        return f"{public_endpoint(self.base_url)} · model {self.model} ({kind})"
