@@ -160,7 +160,8 @@ class VoiceSession:
         if self.closed:
             return
         self.closed = True
-        for task in (self._turn_task, self._warm_task):
+        spec, self._speculation = self._speculation, None
+        for task in (self._turn_task, self._warm_task, spec.task if spec else None):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
