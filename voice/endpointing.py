@@ -62,6 +62,8 @@ def vad_session() -> onnxruntime.InferenceSession:
             opts.intra_op_num_threads = 1
             opts.inter_op_num_threads = 1
             opts.log_severity_level = 3
+            # No memory arena: it keeps the high-water mark of every concurrent session's run.
+            opts.enable_cpu_mem_arena = False
             _session = onnxruntime.InferenceSession(
                 path, sess_options=opts, providers=["CPUExecutionProvider"]
             )

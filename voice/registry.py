@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import logging
 import time
 from collections.abc import Callable
@@ -10,6 +12,17 @@ from collections.abc import Callable
 from voice.session import VoiceSession
 
 log = logging.getLogger(__name__)
+
+
+def release_freed_memory() -> None:
+    """Give memory freed by a finished session back to the OS (glibc keeps it otherwise).
+
+    The models' worker threads each get a glibc malloc arena; after ten sessions at once the
+    process held ~670 MB of freed pages until ``malloc_trim`` (measured by the load test).
+    A no-op where glibc is not the allocator.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 class TooManySessions(RuntimeError):
@@ -72,6 +85,7 @@ class SessionRegistry:
         entry = self._sessions.pop(key, None)
         if entry is not None:
             await entry[0].stop()
+            await asyncio.to_thread(release_freed_memory)
 
     async def reap(self) -> int:
         """Close sessions idle for too long or older than the limit; returns how many."""

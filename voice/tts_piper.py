@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import soxr
 from piper import PiperVoice, SynthesisConfig
 
@@ -67,6 +68,17 @@ def bundled_voice_path() -> Path:
     return path
 
 
+def _inference_session(model_path: Path) -> onnxruntime.InferenceSession:
+    """Piper's ONNX session without onnxruntime's CPU memory arena.
+
+    The arena keeps its high-water mark for the life of the process: ten sessions speaking
+    at once left RSS ~+245 MB above where it started (measured with the load test's sessions).
+    """
+    options = onnxruntime.SessionOptions()
+    options.enable_cpu_mem_arena = False
+    return onnxruntime.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
 def load_voice(model_path: Path) -> PiperVoice:
     """The process-wide :class:`PiperVoice` for ``model_path``, loaded on first use.
 
@@ -81,6 +93,7 @@ def load_voice(model_path: Path) -> PiperVoice:
                 raise TTSError(f"Piper voice not found: {key} (and its {config_path.name})")
             try:
                 voice = PiperVoice.load(key, config_path=config_path)
+                voice.session = _inference_session(key)
             except Exception as exc:
                 raise TTSError(f"Piper could not load {key.name}: {exc}") from exc
             _voices[key] = voice
