@@ -159,9 +159,9 @@ class WarmVoiceApp:
             await asyncio.sleep(0.3)
         try:
             registry = await self.registry()
-            session = await registry.open(request.session_hash or "")
-            await session.configure(strategy=strategy, rtt_ms=float(rtt_ms), system_prompt=system_prompt,
-                                    silence_ms=int(silence_ms), barge_in=bool(barge_in))
+            session = await registry.open(request.session_hash or "", strategy=strategy, rtt_ms=float(rtt_ms),
+                                          system_prompt=system_prompt, silence_ms=int(silence_ms),
+                                          barge_in=bool(barge_in))
         except (TooManySessions, RuntimeError, ValueError, SettingsError) as exc:
             yield f"⚠️ {exc}"
             return

@@ -106,3 +106,21 @@ async def test_typing_before_start_is_a_clear_error(offline_settings) -> None:
     web = app.WarmVoiceApp(offline_settings, app.RuntimeLoader(offline_settings))
     with pytest.raises(gr.Error, match="Start speaking"):
         await web.type_turn("hello", FakeRequest("nobody"))
+
+
+async def test_start_opens_the_requested_pool_directly(voice_runtime, offline_settings) -> None:
+    """The A/B choice made before clicking applies to the session's first (and only) pool."""
+    web = app.WarmVoiceApp(offline_settings, app.RuntimeLoader.loaded(offline_settings, voice_runtime))
+    tab = FakeRequest("tab-cold")
+    statuses = [s async for s in web.start("cold", 0, "", 700, False, tab)]
+    session = await web._session(tab)
+    try:
+        assert statuses[-1] == "Listening…"
+        assert session is not None and session.strategy == "cold" and not session.barge_in
+        assert session.client is not None and session.client.stats.warmups == 0
+        statuses_sent = []
+        while not session.events.empty():
+            statuses_sent.append(getattr(session.events.get_nowait(), "text", ""))
+        assert "Pre-warming…" not in statuses_sent, "a default pre-warmed pool was opened and then replaced"
+    finally:
+        await web.aclose()

@@ -8,6 +8,7 @@ import ctypes
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from voice.session import VoiceSession
 
@@ -61,8 +62,12 @@ class SessionRegistry:
             return None
         return entry[0]
 
-    async def open(self, key: str) -> VoiceSession:
-        """A fresh, started session for ``key`` (closing the tab's previous one)."""
+    async def open(self, key: str, **options: Any) -> VoiceSession:
+        """A fresh, started session for ``key`` (closing the tab's previous one).
+
+        ``options`` go to :meth:`VoiceSession.configure` before it starts, so its first
+        connection pool is already the requested one (no pool opened only to be replaced).
+        """
         await self.close(key)
         await self.reap()
         if len(self._sessions) >= self.max_sessions:
@@ -73,6 +78,8 @@ class SessionRegistry:
         session = self._factory(key)
         self._sessions[key] = (session, self._clock())
         try:
+            if options:
+                await session.configure(**options)
             await session.start()
         except BaseException:
             self._sessions.pop(key, None)
