@@ -49,7 +49,9 @@ EDGE_VOICES = ["en-US-AriaNeural", "en-US-GuyNeural", "en-GB-SoniaNeural", "en-U
 # One click on "Start speaking" starts the session (Python), the browser capture (the mic's own
 # record button) and the reply player (browsers only start audio from a user gesture).
 START_MIC_JS = """(...args) => { window.warmvoice && window.warmvoice.ensure();
-  document.querySelector('#mic button.record-button')?.click(); return args; }"""
+  const press = (tries) => { const b = document.querySelector('#mic button.record-button');
+    if (b) b.click(); else if (tries > 0) setTimeout(() => press(tries - 1), 100); };
+  press(30); return args; }"""
 STOP_MIC_JS = """(...args) => { document.querySelector('#mic button.stop-button')?.click(); return args; }"""
 
 
@@ -118,6 +120,7 @@ class WarmVoiceApp:
         self._local_speaker: Any = None  # voice.local_audio.LocalSpeaker with --local-audio
         self._local_mic: Any = None  # voice.local_audio.LocalMic with --local-audio
         self._local_capture: asyncio.Task[None] | None = None
+        self._hearing: set[str] = set()  # sessions whose microphone audio has arrived (logged once)
 
     # ------------------------------------------------------------------ sessions
 
@@ -177,6 +180,7 @@ class WarmVoiceApp:
         if self._local_capture is not None:
             self._local_capture.cancel()
             self._local_capture = None
+        self._hearing.discard(request.session_hash or "")
         if self._registry is not None:
             await self._registry.close(request.session_hash or "")
         return "Session ended. Click **Start speaking** to talk again."
@@ -191,6 +195,10 @@ class WarmVoiceApp:
             audio = None if samples is None else np.asarray(samples)
             if audio is None or audio.size == 0:
                 return
+            if session.session_id not in self._hearing:
+                self._hearing.add(session.session_id)
+                log.info("Microphone audio arriving for session %s: %s Hz, %s %s", session.session_id, rate,
+                         audio.shape, audio.dtype)
             await session.feed_audio(audio, int(rate))
         except (ValueError, TypeError) as exc:
             log.warning("Unusable audio chunk ignored: %s", exc)
@@ -220,6 +228,7 @@ class WarmVoiceApp:
     async def unload(self, request: gr.Request) -> None:
         """The tab closed: end its session."""
         if self._registry is not None and request is not None:
+            self._hearing.discard(request.session_hash or "")
             await self._registry.close(request.session_hash or "")
 
     async def pump(self, request: gr.Request) -> AsyncIterator[tuple[Any, ...]]:

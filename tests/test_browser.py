@@ -131,6 +131,8 @@ def test_spoken_question_gets_a_spoken_answer_and_a_full_panel(
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1500})
             page.goto(app_url)
+            # A person clicks once the page is up: the microphone's own record button exists then.
+            page.locator("#mic button.record-button").wait_for(state="visible", timeout=30_000)
             page.get_by_role("button", name="Start speaking").click()
             expect(page.locator("#status")).to_contain_text(re.compile("Connection ready in [0-9,]+ ms|Pre-warming"),
                                                             timeout=30_000)
