@@ -10,6 +10,7 @@ Whisper and Piper are the real models of the shared ``voice_runtime``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -367,79 +368,74 @@ async def test_piper_failing_still_shows_the_reply_as_text(voice_runtime, server
 # --------------------------------------------------------------------------- embedded server
 
 
-async def test_embedded_server_killed_is_restarted_on_the_next_turn(voice_runtime) -> None:
-    """A dedicated llama.cpp child (not the shared one) is SIGKILLed between two turns."""
-    server = EmbeddedLLMServer(n_threads=1)
+@contextlib.asynccontextmanager
+async def own_embedded_session(voice_runtime, session_id: str, **server_options: float):
+    """A session on a llama.cpp child of its own (never the shared one); all of it stopped after."""
+    server = EmbeddedLLMServer(n_threads=1, **server_options)
     endpoint = LLMEndpoint(base_url="", model="smollm2-135m-instruct", api_key=voice_runtime.endpoint.api_key,
                            reason="test", server=server)
     try:
         await asyncio.to_thread(endpoint.start)
         settings = voice_runtime.settings.replace(first_byte_timeout_s=30.0)
         session = VoiceSession(settings, endpoint, transcriber=voice_runtime.transcriber,
-                               tts=voice_runtime.new_tts(), session_id="embedded-kill")
+                               tts=voice_runtime.new_tts(), session_id=session_id)
         await session.start()
         try:
-            await session.wait_warm()
-            assert outcome(await typed_turn(session, "Say hi.")).outcome == "ok"
-            old_pid, old_url = server.pid, endpoint.base_url
-            assert old_pid is not None
-            os.kill(old_pid, signal.SIGKILL)
-            async with asyncio.timeout(10):
-                while server.is_running():
-                    await asyncio.sleep(0.05)
-            events = await typed_turn(session, "Say hi again.", timeout_s=120.0)
-            assert_presentable(events)
-            lat = outcome(events)
-            assert lat.outcome == "ok", (lat.error, notices(events))
-            assert any("restarted" in n for n in notices(events, "warning"))
-            assert server.pid != old_pid and server.is_running() and server.restarts == 1
-            assert endpoint.base_url == old_url, "the restarted server keeps its port"
-            assert said(events)
+            yield session, server, endpoint
         finally:
             await session.stop()
     finally:
         await asyncio.to_thread(endpoint.close)
     assert not server.is_running()
+
+
+async def wait_until_dead(server: EmbeddedLLMServer) -> None:
+    async with asyncio.timeout(10):
+        while server.is_running():
+            await asyncio.sleep(0.05)
+
+
+async def test_embedded_server_killed_is_restarted_on_the_next_turn(voice_runtime) -> None:
+    """A dedicated llama.cpp child (not the shared one) is SIGKILLed between two turns."""
+    async with own_embedded_session(voice_runtime, "embedded-kill") as (session, server, endpoint):
+        await session.wait_warm()
+        assert outcome(await typed_turn(session, "Say hi.")).outcome == "ok"
+        old_pid, old_url = server.pid, endpoint.base_url
+        assert old_pid is not None
+        os.kill(old_pid, signal.SIGKILL)
+        await wait_until_dead(server)
+        events = await typed_turn(session, "Say hi again.", timeout_s=120.0)
+        assert_presentable(events)
+        lat = outcome(events)
+        assert lat.outcome == "ok", (lat.error, notices(events))
+        assert any("restarted" in n for n in notices(events, "warning"))
+        assert server.pid != old_pid and server.is_running() and server.restarts == 1
+        assert endpoint.base_url == old_url, "the restarted server keeps its port"
+        assert said(events)
 
 
 async def test_embedded_server_that_cannot_restart_is_reported_and_retried(voice_runtime) -> None:
     """The child dies and its port is taken before the restart (another program grabbed it):
     the turn says so in plain words, and the next turn, with the port free again, restarts it."""
-    server = EmbeddedLLMServer(n_threads=1, start_timeout_s=60.0)
-    endpoint = LLMEndpoint(base_url="", model="smollm2-135m-instruct", api_key=voice_runtime.endpoint.api_key,
-                           reason="test", server=server)
-    try:
-        await asyncio.to_thread(endpoint.start)
-        settings = voice_runtime.settings.replace(first_byte_timeout_s=30.0)
-        session = VoiceSession(settings, endpoint, transcriber=voice_runtime.transcriber,
-                               tts=voice_runtime.new_tts(), session_id="embedded-squat")
-        await session.start()
-        try:
-            assert server.pid is not None and server.port is not None
-            os.kill(server.pid, signal.SIGKILL)
-            async with asyncio.timeout(10):
-                while server.is_running():
-                    await asyncio.sleep(0.05)
-            with socket.socket() as squatter:  # listening on the port: the restart cannot bind it
-                squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
-                squatter.bind(("127.0.0.1", server.port))
-                squatter.listen()
-                events = await typed_turn(session, "Hello?", timeout_s=90.0)
-            assert_presentable(events)
-            lat = outcome(events)
-            assert lat.outcome == "error"
-            errors = notices(events, "error")
-            assert len(errors) == 1 and "could not be restarted" in errors[0], errors
-            events = await typed_turn(session, "Say hi.", timeout_s=120.0)
-            assert_presentable(events)
-            assert outcome(events).outcome == "ok", notices(events)
-            assert any("restarted" in n for n in notices(events, "warning"))
-            assert server.is_running()
-        finally:
-            await session.stop()
-    finally:
-        await asyncio.to_thread(endpoint.close)
-    assert not server.is_running()
+    async with own_embedded_session(voice_runtime, "embedded-squat", start_timeout_s=60.0) as (session, server, _):
+        assert server.pid is not None and server.port is not None
+        os.kill(server.pid, signal.SIGKILL)
+        await wait_until_dead(server)
+        with socket.socket() as squatter:  # listening on the port: the restart cannot bind it
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
+            squatter.bind(("127.0.0.1", server.port))
+            squatter.listen()
+            events = await typed_turn(session, "Hello?", timeout_s=90.0)
+        assert_presentable(events)
+        lat = outcome(events)
+        assert lat.outcome == "error"
+        errors = notices(events, "error")
+        assert len(errors) == 1 and "could not be restarted" in errors[0], errors
+        events = await typed_turn(session, "Say hi.", timeout_s=120.0)
+        assert_presentable(events)
+        assert outcome(events).outcome == "ok", notices(events)
+        assert any("restarted" in n for n in notices(events, "warning"))
+        assert server.is_running()
 
 
 def queued(seconds: float, text: str = "Sorry for the wait. Here I am.") -> Handler:
