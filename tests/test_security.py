@@ -131,7 +131,7 @@ async def test_api_key_travels_only_in_the_authorization_header(
         server.script(status(401, f"Incorrect API key provided: {KEY}"))  # a provider quoting the key
         events += await typed_turn(s, "And now?")
         seen += [repr(events), repr(vars(s)), repr(s.latencies), repr(s.settings), repr(s.endpoint),
-                 s.endpoint.describe(), repr(s.conversation)]
+                 repr(s.conversation)]
         view = app._PageView(s)
         for event in events:
             view.apply(event)

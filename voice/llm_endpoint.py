@@ -72,8 +72,3 @@ class LLMEndpoint:
         """Stop the embedded server, if any."""
         if self.server is not None:
             self.server.stop()
-
-    def describe(self) -> str:
-        """A one-line description for the UI: endpoint and model, never the key."""
-        kind = "embedded llama.cpp" if self.is_embedded else "remote"
-        return f"{public_endpoint(self.base_url)} · model {self.model} ({kind})"

@@ -351,12 +351,6 @@ class VoiceSession:
                 await asyncio.shield(self._warm_task)
         return self.warmup
 
-    async def wait_idle(self, timeout: float | None = None) -> None:
-        """Wait for the turn in flight (if any) to finish."""
-        if self._turn_task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(self._turn_task), timeout)
-
     # ----------------------------------------------------------------- the turn
 
     def _begin_turn(
