@@ -13,13 +13,13 @@ import logging
 import sys
 from pathlib import Path
 
-from llm import configure_logging
+from llm import STRATEGIES, configure_logging
 from llm.secret import REDACTOR
 from voice.audio import read_wav, write_wav
 from voice.headless import TurnResult, run_spoken_turn
 from voice.latency import format_table
 from voice.runtime import VoiceRuntime
-from voice.settings import STRATEGIES, SettingsError, load_settings
+from voice.settings import SettingsError, load_settings
 
 log = logging.getLogger("voice")
 

@@ -26,12 +26,6 @@ class Conversation:
         if text.strip():
             self.turns.append({"role": "assistant", "content": text})
 
-    def messages_with(self, user_text: str) -> list[dict[str, str]]:
-        """The messages that would be sent if ``user_text`` were the next user turn, without
-        recording it (a speculative request may still be discarded)."""
-        trial = Conversation(self.system_prompt, self.max_chars, [*self.turns, {"role": "user", "content": user_text}])
-        return trial.messages()
-
     def messages(self) -> list[dict[str, str]]:
         """The OpenAI chat messages to send: system prompt, then recent turns within budget."""
         budget = self.max_chars

@@ -16,7 +16,7 @@ from typing import Any
 
 from dotenv import dotenv_values
 
-from llm import Secret
+from llm import STRATEGIES, Secret
 
 OPENAI_URL = "https://api.openai.com/v1"
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
@@ -25,7 +25,6 @@ DEFAULT_SYSTEM_PROMPT = (
     "You are WarmVoice, a friendly voice assistant. Answer in one to three short "
     "spoken sentences. Start with a short first sentence. No lists, no markdown."
 )
-STRATEGIES = ("prewarmed", "pooled", "cold")
 TTS_ENGINES = ("auto", "edge", "piper")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
