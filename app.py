@@ -34,6 +34,7 @@ from voice.events import (
     UserSaid,
 )
 from voice.latency import TurnLatency
+from voice.native_memory import limit_malloc_arenas
 from voice.registry import SessionRegistry, TooManySessions
 from voice.runtime import VoiceRuntime
 from voice.session import STRATEGY_LABELS, VoiceSession
@@ -460,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    limit_malloc_arenas()  # before Gradio's threads start: glibc fixes the limit early
     demo, app = create_app(settings)
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("Serving on %s: reachable from other machines", settings.host)

@@ -10,6 +10,13 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may come from a hub, ever
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Cap glibc's malloc arenas before any test starts a thread, as ``app.main`` does at start-up."""
+    from voice.native_memory import limit_malloc_arenas
+
+    limit_malloc_arenas()
+
+
 @pytest.fixture(scope="session")
 def offline_settings():
     """Settings on the embedded offline defaults, Piper voice (deterministic, no network wait)."""

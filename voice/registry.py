@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
+from voice.native_memory import release_freed_memory
 from voice.session import VoiceSession
 
 log = logging.getLogger(__name__)
-
-
-def release_freed_memory() -> None:
-    """Give memory freed by a finished session back to the OS (glibc keeps it otherwise).
-
-    The models' worker threads each get a glibc malloc arena; after ten sessions at once the
-    process held ~670 MB of freed pages until ``malloc_trim`` (measured by the load test).
-    A no-op where glibc is not the allocator.
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 class TooManySessions(RuntimeError):

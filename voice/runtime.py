@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from voice.llm_endpoint import LLMEndpoint
+from voice.native_memory import limit_malloc_arenas
 from voice.session import VoiceSession
 from voice.settings import Settings
 from voice.transcribe import Transcriber
@@ -38,6 +39,7 @@ class VoiceRuntime:
         TLS, say); the runtime starts it and closes it like its own.
         """
         say = progress or (lambda text: log.info("%s", text))
+        limit_malloc_arenas()
         started = time.perf_counter()
         endpoint = endpoint if endpoint is not None else LLMEndpoint.from_settings(settings)
         if endpoint.is_embedded:
