@@ -23,7 +23,6 @@ from llm.bench_common import command_line
 from tests.bench_process import BenchOutput, run_bench
 from tests.markdown_tables import row, section
 from voice.bench import (
-    HEADLINE_ROWS,
     PROG,
     QUESTIONS,
     QUICK,
@@ -35,6 +34,7 @@ from voice.bench import (
     other_cpu_share,
     session_plan,
 )
+from voice.bench_report import HEADLINE_ROWS
 from voice.latency import STAGES, TurnLatency
 from voice.settings import load_settings
 

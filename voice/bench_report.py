@@ -1,0 +1,544 @@
+"""What ``python -m voice.bench`` measured, and its renderings: Markdown, JSON and a PNG chart.
+
+The records hold every turn as the sessions measured it; the functions here summarise them
+(medians with min–max per strategy and distance), check issue #8's memory bar and write them
+out.  Nothing here measures or estimates anything: :mod:`voice.bench` runs the sessions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llm import ClientStats
+from llm.bench_common import (
+    STRATEGY_COLOURS,
+    STRATEGY_LABELS,
+    STRATEGY_ORDER,
+    MachineInfo,
+    Summary,
+    format_cell,
+    format_improvement,
+)
+from voice.latency import STAGES, TurnLatency
+from voice.session import SpeculationStats
+
+SCHEMA = "warmvoice-voice-bench/1"
+RSS_INTERVAL_S = 0.1
+# Issue #8: "peak memory ≤ 1.5 GB RSS"; read as 1.5 × 10⁹ bytes, the stricter reading.
+RSS_BAR_BYTES = 1_500_000_000
+# The session's end of speech is normally 30–50 ms after the audio's last loud sample (its VAD
+# frame and the 20 ms chunk); beyond this the turn is flagged as disturbed in the report.
+SPEECH_END_TOLERANCE_MS = 100.0
+
+
+# ---- records ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QuestionInfo:
+    """What the report says about a spoken question (no samples)."""
+
+    index: int
+    text: str
+    key_words: list[str]
+    sample_rate: int
+    duration_s: float
+    last_voiced_s: float
+
+
+@dataclass
+class MemoryPeak:
+    """Peak RSS of the whole app: this process plus its child processes (the embedded server).
+
+    RSS counts shared pages in each process, so the sum is an upper bound of the real footprint.
+    """
+
+    peak_bytes: int = 0  # max over samples of (this process + children)
+    self_bytes_at_peak: int = 0
+    children_bytes_at_peak: int = 0
+    children_at_peak: int = 0
+    peak_by_phase: dict[str, int] = field(default_factory=dict)  # "start-up" / "turns"
+    samples: int = 0
+    interval_s: float = RSS_INTERVAL_S
+    bar_bytes: int = RSS_BAR_BYTES
+
+    @property
+    def within_bar(self) -> bool:
+        """True if the peak is at most issue #8's 1.5 GB."""
+        return 0 < self.peak_bytes <= self.bar_bytes
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """The knobs of one run."""
+
+    strategies: tuple[str, ...]
+    rtt_ms: tuple[float, ...]
+    questions: int
+    repeat: int  # fresh sessions per strategy and distance
+    pause_s: float
+    tts: str
+    tls: bool  # --tls: the embedded server over HTTPS (a remote endpoint's own scheme decides for it)
+    llm_temperature: float | None  # what the sessions send (None: the server's default)
+    quick: bool
+    chunk_ms: int
+    trailing_silence_ms: int
+    end_of_turn_silence_ms: int
+    min_end_of_turn_silence_ms: int  # after an early transcript that reads as a finished sentence
+    early_transcript: bool  # EARLY_TRANSCRIPT: Whisper starts during the pause
+    turn_timeout_s: float
+
+
+@dataclass(frozen=True)
+class EndpointRecord:
+    """The LLM the sessions talked to (never the key)."""
+
+    embedded: bool
+    base_url: str
+    model: str
+    reason: str
+    server_threads: int | None
+    tls: bool  # the sessions' requests went over HTTPS
+
+
+@dataclass
+class TurnRecord:
+    """One spoken question in one session: what was heard and said, and the raw breakdown."""
+
+    rtt_ms: float
+    strategy: str
+    session: int
+    question: int
+    question_text: str
+    key_words: list[str]
+    transcript: str
+    key_words_ok: bool
+    missing_key_words: list[str]
+    reply: str
+    reply_sentences: list[str]
+    first_sentence_chars: int | None
+    reply_audio_s: float
+    notices: list[str]
+    started_at_s: float  # since the session started: when the question began to be spoken
+    # The session's end of speech (last voiced VAD frame) minus the fed audio's last loud sample:
+    # a check that every stage really counts from the end of speech.
+    speech_end_error_ms: float | None
+    outcome: str  # TurnLatency.outcome, or "no_turn" / "timeout" when the session made none
+    latency: TurnLatency | None
+
+    @property
+    def ok(self) -> bool:
+        """The turn ran to the end with a reply."""
+        return self.latency is not None and self.outcome == "ok"
+
+
+@dataclass
+class WarmupRecord:
+    """A pre-warmed session's background warm-up."""
+
+    ok: bool
+    ms: float
+    skipped: bool
+    reason: str
+    error: str | None
+    connections_opened: int
+    finished_at_s: float | None  # since the session started
+
+
+@dataclass
+class SessionRecord:
+    """One "Start speaking" session at one distance with one strategy."""
+
+    rtt_ms: float
+    strategy: str
+    index: int
+    turns: list[TurnRecord] = field(default_factory=list)
+    warmup: WarmupRecord | None = None
+    client: ClientStats | None = None
+    speculation: SpeculationStats | None = None  # early transcripts started / adopted / discarded
+    # Share of the whole machine's CPU that processes other than this app used meanwhile (0..1):
+    # on a shared machine, the disturbance behind this session's numbers.
+    other_cpu_share: float | None = None
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class PrimerRecord:
+    """The typed turn that primes the LLM server before the measurements (not measured)."""
+
+    text: str
+    outcome: str
+    first_token_ms: float | None
+    reply_done_ms: float | None
+
+
+@dataclass
+class VoiceBenchRun:
+    """A whole run: how, where, against what, and every turn."""
+
+    command: str
+    argv: list[str]
+    machine: MachineInfo
+    config: BenchConfig
+    endpoint: EndpointRecord
+    questions: list[QuestionInfo]
+    primer: PrimerRecord
+    sessions: list[SessionRecord]
+    memory: MemoryPeak
+    startup_s: float
+    wall_time_s: float
+
+    @property
+    def turns(self) -> list[TurnRecord]:
+        """Every turn, in run order."""
+        return [t for s in self.sessions for t in s.turns]
+
+
+def format_ms(value: float | None) -> str:
+    """A time in whole ms, or "—" when the stage never happened."""
+    return "—" if value is None else f"{value:.0f}"
+
+
+# ---- summaries --------------------------------------------------------------------------
+
+
+def turns_of(run: VoiceBenchRun, rtt: float, strategy: str, *, first_only: bool = False) -> list[TurnRecord]:
+    """The completed turns of one strategy at one distance (only each session's first question
+    with ``first_only``)."""
+    return [
+        t for s in run.sessions if s.rtt_ms == rtt and s.strategy == strategy
+        for t in s.turns if t.ok and (not first_only or t.question == 1)
+    ]
+
+
+# Spans between two stages of a turn: name -> (later stage, earlier stage).  The strategy only
+# changes the connection, and these isolate it from Whisper, generation and Piper.
+DERIVED: dict[str, tuple[str, str]] = {
+    "request_to_status_ms": ("status_ms", "request_sent_ms"),
+    "request_to_first_token_ms": ("first_token_ms", "request_sent_ms"),
+}
+
+
+def turn_value(turn: TurnRecord, attr: str) -> float | None:
+    """A number of the turn: its own field (``first_sentence_chars``), a span of :data:`DERIVED`,
+    a TurnLatency field, or else an entry of the latency's ``extras`` (e.g. ``stt_started_ms``);
+    None if absent."""
+    if attr in _TURN_FIELDS:
+        return getattr(turn, attr)
+    if turn.latency is None:
+        return None
+    if attr in DERIVED:
+        later, earlier = (getattr(turn.latency, a) for a in DERIVED[attr])
+        return None if later is None or earlier is None else round(later - earlier, 1)
+    if attr in _LATENCY_FIELDS:
+        return getattr(turn.latency, attr)
+    return turn.latency.extras.get(attr)
+
+
+_LATENCY_FIELDS = frozenset(f.name for f in dataclasses.fields(TurnLatency))
+_TURN_FIELDS = frozenset(f.name for f in dataclasses.fields(TurnRecord))
+
+
+def stage_summary(run: VoiceBenchRun, rtt: float, strategy: str, attr: str, *, first_only: bool = False) -> Summary:
+    """Median and range of one number of the completed turns (see :func:`turn_value`)."""
+    return Summary.of(turn_value(t, attr) for t in turns_of(run, rtt, strategy, first_only=first_only))
+
+
+def reuse_share(run: VoiceBenchRun, rtt: float, strategy: str) -> tuple[int, int]:
+    """(requests on a reused connection, requests) over the completed turns."""
+    turns = turns_of(run, rtt, strategy)
+    return sum(bool(t.latency and t.latency.reused_connection) for t in turns), len(turns)
+
+
+# Below the stages in the stage table: (attribute, label, unit).  The first two are the session's
+# extras for its early transcription and adaptive end of turn; the first sentence's length is
+# there because Piper's time to the first audio grows with it.
+EXTRA_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("reply_done_ms", "Reply fully synthesized", " ms"),
+    ("silence_waited_ms", "Silence heard before the turn ended (audio time)", " ms"),
+    ("stt_started_ms", "Whisper started (early, during the pause)", " ms"),
+    ("stt_compute_ms", "Whisper compute time (a duration)", " ms"),
+    ("first_sentence_chars", "First sentence length", " chars"),
+)
+SUMMARY_FIELDS: tuple[str, ...] = (*(attr for attr, _ in STAGES), *(attr for attr, _, _ in EXTRA_ROWS), *DERIVED)
+
+
+def summary_dict(run: VoiceBenchRun) -> dict[str, Any]:
+    """Per distance and strategy: the summaries behind the tables."""
+    out: dict[str, Any] = {}
+    for rtt in run.config.rtt_ms:
+        per: dict[str, Any] = {}
+        for st in strategies_run(run):
+            reused, n = reuse_share(run, rtt, st)
+            per[st] = {
+                "turns": n,
+                "reused_connection": reused,
+                "first_question_first_audio_ms": asdict(stage_summary(run, rtt, st, "first_audio_ms", first_only=True)),
+                **{attr: asdict(stage_summary(run, rtt, st, attr)) for attr in SUMMARY_FIELDS},
+            }
+        out[f"{rtt:g}"] = per
+    return out
+
+
+def strategies_run(run: VoiceBenchRun) -> list[str]:
+    """The strategies of this run in report order (cold, pooled, pre-warmed)."""
+    return [s for s in STRATEGY_ORDER if s in run.config.strategies]
+
+
+# ---- Markdown ---------------------------------------------------------------------------
+
+HEADLINE_ROWS: tuple[tuple[str, str, bool], ...] = (
+    ("Speech end → first sentence ready", "first_sentence_ms", False),
+    ("Speech end → first audio", "first_audio_ms", False),
+    ("First LLM token", "first_token_ms", False),
+    ("First question of a session: speech end → first audio", "first_audio_ms", True),
+    ("LLM request sent → HTTP status (connection set-up and round trips)", "request_to_status_ms", False),
+    ("LLM request sent → first token", "request_to_first_token_ms", False),
+)
+
+
+def _mb(value: int) -> str:
+    return f"{value / 1e6:,.0f} MB"
+
+
+def _share(reused: int, n: int) -> str:
+    return "—" if not n else f"{reused}/{n} ({100 * reused / n:.0f} %)"
+
+
+def headline_table(run: VoiceBenchRun, rtt: float) -> str:
+    """The original's shape: Metric | Before (cold) | After (pre-warmed) | Improvement."""
+    lines = [f"| Metric | {STRATEGY_LABELS['cold']} | {STRATEGY_LABELS['prewarmed']} | Improvement |",
+             "|---|---|---|---|"]
+    for label, attr, first_only in HEADLINE_ROWS:
+        before = stage_summary(run, rtt, "cold", attr, first_only=first_only)
+        after = stage_summary(run, rtt, "prewarmed", attr, first_only=first_only)
+        lines.append(f"| {label} | {format_cell(before)} | {format_cell(after)} | "
+                     f"{format_improvement(before, after)} |")
+    lines.append(f"| LLM requests on a reused connection | {_share(*reuse_share(run, rtt, 'cold'))} | "
+                 f"{_share(*reuse_share(run, rtt, 'prewarmed'))} | — |")
+    return "\n".join(lines)
+
+
+def stage_table(run: VoiceBenchRun, rtt: float) -> str:
+    """The full stage budget at one distance: one column per strategy, median (min–max) ms."""
+    strategies = strategies_run(run)
+    lines = ["| Stage (ms after the end of speech) | " + " | ".join(STRATEGY_LABELS[s] for s in strategies) + " |",
+             "|---|" + "---|" * len(strategies)]
+    rows = [*((attr, label, " ms") for attr, label in STAGES), *EXTRA_ROWS]
+    for attr, label, unit in rows:
+        cells = (format_cell(stage_summary(run, rtt, s, attr), unit) for s in strategies)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("| LLM requests on a reused connection | "
+                 + " | ".join(_share(*reuse_share(run, rtt, s)) for s in strategies) + " |")
+    lines.append("| CPU used by other processes meanwhile (share of the machine) | "
+                 + " | ".join(_other_cpu_cell(run, rtt, s) for s in strategies) + " |")
+    return "\n".join(lines)
+
+
+def _other_cpu_cell(run: VoiceBenchRun, rtt: float, strategy: str) -> str:
+    shares = [s.other_cpu_share for s in run.sessions
+              if s.rtt_ms == rtt and s.strategy == strategy and s.other_cpu_share is not None]
+    return ", ".join(f"{100 * v:.0f} %" for v in shares) or "—"
+
+
+def disturbed_turns(run: VoiceBenchRun, rtt: float) -> list[TurnRecord]:
+    """Turns whose end of speech the session placed more than SPEECH_END_TOLERANCE_MS away from
+    the audio's: the feeding or the session fell behind real time, so their times are off by that."""
+    return [t for t in run.turns if t.rtt_ms == rtt and t.speech_end_error_ms is not None
+            and abs(t.speech_end_error_ms) > SPEECH_END_TOLERANCE_MS]
+
+
+def _md(text: str) -> str:
+    return " ".join(text.replace("|", "\\|").split()) or "—"
+
+
+def heard_table(run: VoiceBenchRun) -> str:
+    """Per question: what Whisper heard (distinct transcripts), key words found, and a reply."""
+    lines = ["| # | Question | Key words | Heard | Key words found | Reply (first session that answered) |",
+             "|---|---|---|---|---|---|"]
+    for q in run.questions:
+        turns = [t for t in run.turns if t.question == q.index]
+        heard = list(dict.fromkeys(t.transcript for t in turns if t.transcript))
+        passed = sum(t.key_words_ok for t in turns)
+        reply = next((t.reply for t in turns if t.reply), "")
+        lines.append(
+            f"| {q.index} | {_md(q.text)} | {', '.join(q.key_words)} | "
+            f"{'<br>'.join(_md(h) for h in heard) or '—'} | {passed}/{len(turns)} "
+            f"{'PASS' if turns and passed == len(turns) else 'FAIL'} | {_md(reply)} |"
+        )
+    return "\n".join(lines)
+
+
+def _describe(run: VoiceBenchRun) -> list[str]:
+    c, m, e, mem = run.config, run.machine, run.endpoint, run.memory
+    load = " → ".join("unknown" if v is None else f"{v:.2f}" for v in (m.load_start, m.load_end))
+    others = [s.other_cpu_share for s in run.sessions if s.other_cpu_share is not None]
+    others_text = (f"; other processes used {100 * min(others):.0f}–{100 * max(others):.0f} % of the CPU during "
+                   "the sessions" if others else "")
+    errors = Summary.of(t.speech_end_error_ms for t in run.turns if t.ok)
+    n_turns = len(run.turns)
+    phases = ", ".join(f"{k} {_mb(v)}" for k, v in mem.peak_by_phase.items())
+    verdict = "PASS" if mem.within_bar else "FAIL"
+    spec = SpeculationStats()
+    for s in run.sessions:
+        if s.speculation is not None:
+            for name in ("started", "adopted", "discarded", "early_ends"):
+                setattr(spec, name, getattr(spec, name) + getattr(s.speculation, name))
+    return [
+        f"- Machine: {m.cpu_model}, {m.cpu_count} CPUs, {m.ram_bytes / 2**30:.1f} GiB RAM, Python {m.python}, "
+        f"{m.platform}; {m.date}; load average (1 min) {load} from start to end{others_text}",
+        f"- Command: `{run.command}` (wall time {run.wall_time_s:.0f} s, of which start-up {run.startup_s:.0f} s)",
+        f"- LLM: {e.base_url}, model `{e.model}` — {e.reason}"
+        + (f"; {e.server_threads} llama.cpp thread(s)" if e.server_threads else ""),
+        (
+            f"- Input: {c.questions} question(s) synthesized at run time with Piper (bundled en_US-joe-medium, noise "
+            f"off), written as 16-bit WAV, fed in {c.chunk_ms} ms chunks paced in real time and followed by "
+            f"{c.trailing_silence_ms / 1000:g} s of silence. " + (
+                f"The session transcribes early, during the pause (EARLY_TRANSCRIPT on), and ends the turn after "
+                f"{c.end_of_turn_silence_ms} ms of silence, or after {c.min_end_of_turn_silence_ms} ms when the early "
+                f"transcript reads as a finished sentence"
+                if c.early_transcript else
+                f"EARLY_TRANSCRIPT off: Whisper starts when the turn ends, after {c.end_of_turn_silence_ms} ms of "
+                f"silence"
+            ) + f"; Whisper tiny.en; TTS `{c.tts}`."
+        ),
+        (
+            f"- Sessions: {c.repeat} fresh session(s) per strategy and distance, one at a time, the strategies in "
+            f"alternating order from one distance (or repeat) to the next. A session starts as "
+            f"\"Start speaking\" does and the first question follows at once (a pre-warmed session warms up while "
+            f"it is spoken); each next question follows the previous reply's playback and a {c.pause_s:g} s pause. "
+            f"{n_turns} turns in all, {sum(t.ok for t in run.turns)} completed. Early transcripts: "
+            f"{spec.started} started, {spec.adopted} adopted by their turn, {spec.discarded} discarded; "
+            f"{spec.early_ends} turn(s) ended on the shorter silence. Before the first session, one typed turn "
+            f"({run.primer.text!r}, not measured) filled the LLM server's prompt cache: its first token came "
+            f"{format_ms(run.primer.first_token_ms)} ms after submission."
+        ),
+        _temperature_line(run),
+        (
+            "- The strategy changes only the connection: \"LLM request sent → HTTP status\" isolates it. The "
+            "end-to-end rows also carry Whisper, the server's generation and Piper, which vary with the CPU other "
+            "processes leave (see the last row of each stage budget)."
+        ),
+        (
+            "- Every time is ms after the true end of speech (the session's last voiced frame), measured where the "
+            "stage happened: median (min–max) over the completed turns. Check: the session's end of speech minus the "
+            f"fed audio's last sample above -40 dBFS = {format_cell(errors)} (VAD frames are 32 ms)."
+        ),
+        (
+            f"- Peak memory (RSS of this process + its children, i.e. the embedded server; sampled every "
+            f"{mem.interval_s * 1000:.0f} ms, {mem.samples} samples): **{_mb(mem.peak_bytes)}** "
+            f"(process {_mb(mem.self_bytes_at_peak)} + {mem.children_at_peak} child(ren) "
+            f"{_mb(mem.children_bytes_at_peak)} at the peak; by phase: {phases}). "
+            f"Issue #8's bar ≤ 1.5 GB: **{verdict}**."
+        ),
+    ]
+
+
+def same_reply_questions(run: VoiceBenchRun) -> tuple[int, int]:
+    """(questions whose completed turns all got the very same reply, questions with a completed turn)."""
+    replies: dict[int, set[str]] = {}
+    for t in run.turns:
+        if t.ok:
+            replies.setdefault(t.question, set()).add(t.reply)
+    return sum(len(r) == 1 for r in replies.values()), len(replies)
+
+
+def _temperature_line(run: VoiceBenchRun) -> str:
+    temperature = run.config.llm_temperature
+    same, asked = same_reply_questions(run)
+    outcome = (f"{same} of {asked} question(s) got the very same reply in every session that answered it, and with "
+               "it the same first sentence, Piper time for it and playback before the next question")
+    if temperature is None:
+        return f"- LLM temperature: the server's default (replies are sampled); {outcome}."
+    return (f"- LLM temperature {temperature:g}, set by the benchmark whatever LLM_TEMPERATURE says, so that every "
+            f"strategy hears the same replies: {outcome}.")
+
+
+def render_markdown(run: VoiceBenchRun) -> str:
+    """The whole report: set-up, per distance the headline and stage tables, then what was heard."""
+    out = ["# WarmVoice end-to-end voice benchmark", "", *_describe(run), ""]
+    for rtt in run.config.rtt_ms:
+        out += [f"## RTT {rtt:g} ms", "", headline_table(run, rtt), "", f"### Stage budget at RTT {rtt:g} ms", "",
+                stage_table(run, rtt), ""]
+        disturbed = disturbed_turns(run, rtt)
+        if disturbed:
+            out += ["Disturbed turns (the feeding or the session fell behind real time: the session placed the end "
+                    "of speech away from the audio's, so this turn's times are off by about that much):", *(
+                f"- {t.strategy} session {t.session} question {t.question}: end of speech placed "
+                f"{abs(t.speech_end_error_ms or 0):.0f} ms {'after' if (t.speech_end_error_ms or 0) > 0 else 'before'} "
+                "the audio's"
+                for t in disturbed
+            ), ""]
+        failed = [t for t in run.turns if t.rtt_ms == rtt and not t.ok]
+        if failed:
+            out += ["Failed turns:", *(
+                f"- {t.strategy} session {t.session} question {t.question}: {t.outcome}"
+                + (f" ({t.latency.error})" if t.latency is not None and t.latency.error else "")
+                for t in failed
+            ), ""]
+    out += ["## What was heard and said", "", heard_table(run), ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+# ---- JSON and the chart -----------------------------------------------------------------
+
+
+def to_json_dict(run: VoiceBenchRun) -> dict[str, Any]:
+    """Everything: raw per-turn TurnLatency fields, transcripts, replies, memory, summaries."""
+    data = asdict(run)
+    data["memory"]["within_bar"] = run.memory.within_bar
+    for session, raw in zip(run.sessions, data["sessions"], strict=True):
+        for turn, raw_turn in zip(session.turns, raw["turns"], strict=True):
+            raw_turn["ok"] = turn.ok
+    return {"schema": SCHEMA, **data, "summary": summary_dict(run)}
+
+
+def write_json(run: VoiceBenchRun, path: Path) -> None:
+    """Write :func:`to_json_dict` as indented JSON."""
+    path.write_text(json.dumps(to_json_dict(run), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+PLOT_METRICS = (("first_sentence_ms", "Speech end → first sentence ready"),
+                ("first_audio_ms", "Speech end → first audio"))
+
+
+def write_plot(run: VoiceBenchRun, path: Path) -> None:
+    """A PNG of grouped bars: per RTT one bar per strategy (median, min–max whiskers), one panel
+    for the first sentence and one for the first audio."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; must precede pyplot
+    import matplotlib.pyplot as plt
+
+    strategies = strategies_run(run)
+    rtts = list(run.config.rtt_ms)
+    width = 0.8 / max(len(strategies), 1)
+    fig, axes = plt.subplots(1, len(PLOT_METRICS), figsize=(5.5 * len(PLOT_METRICS), 4.4), squeeze=False)
+    for ax, (attr, title) in zip(axes[0], PLOT_METRICS, strict=True):
+        for i, st in enumerate(strategies):
+            xs, meds, lo, hi = [], [], [], []
+            for j, rtt in enumerate(rtts):
+                s = stage_summary(run, rtt, st, attr)
+                if s.median is None or s.low is None or s.high is None:
+                    continue
+                xs.append(j + (i - (len(strategies) - 1) / 2) * width)
+                meds.append(s.median)
+                lo.append(s.median - s.low)
+                hi.append(s.high - s.median)
+            if xs:
+                ax.bar(xs, meds, width, yerr=[lo, hi], capsize=3, color=STRATEGY_COLOURS[st], label=STRATEGY_LABELS[st])
+        ax.set_xticks(range(len(rtts)), [f"{r:g} ms" for r in rtts])
+        ax.set_xlabel("emulated RTT to the LLM")
+        ax.set_ylabel("ms after the end of speech (median, min–max)")
+        ax.set_title(title)
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"WarmVoice end-to-end voice benchmark — {run.machine.cpu_model}, {run.machine.date[:10]}",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=110)
+    plt.close(fig)
