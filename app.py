@@ -204,6 +204,14 @@ class WarmVoiceApp:
         except (ValueError, TypeError) as exc:
             log.warning("Unusable audio chunk ignored: %s", exc)
 
+    async def playback_started(self, report: str, request: gr.Request) -> None:
+        """web/player.js says a turn's first audio has started playing (see VoiceSession.playback_started)."""
+        session = await self._session(request)
+        if session is None:
+            return
+        for played in panel.playback_reports(report, session.instance_id):
+            session.playback_started(played.turn, played.player_ms)
+
     async def type_turn(self, text: str, request: gr.Request) -> str:
         """A typed turn; returns "" to clear the text box."""
         session = await self._session(request)
@@ -249,18 +257,20 @@ class WarmVoiceApp:
             except TimeoutError:
                 yield view.render()  # refresh connection state and facts
                 continue
-            chunk = view.apply(event)
+            out = view.apply(event)
             barge_in = isinstance(event, BargeIn)
             audio: str | None = None
             if self._local_speaker is not None:
                 if barge_in:
                     self._local_speaker.flush()
-                if chunk is not None:
-                    self._local_speaker.play(chunk)
-            elif chunk is not None or barge_in:
+                if out is not None:
+                    self._local_speaker.play(out.chunk)
+            elif out is not None or barge_in:
                 seq += 1
-                audio = panel.audio_payload(session.session_id, [(seq, chunk)] if chunk else [], flush=barge_in)
+                audio = panel.audio_payload(session.instance_id, [(seq, out)] if out else [], flush=barge_in)
             yield view.render(audio=audio, chart=isinstance(event, TurnDone))
+        if self._registry is not None and self._registry.get(request.session_hash or "") not in (None, session):
+            return  # the tab started a new session: its own pump speaks for the page now
         view.status = "Session ended."
         yield view.render(chart=True)
 
@@ -291,6 +301,11 @@ class WarmVoiceApp:
                                    elem_id="mic", waveform_options=gr.WaveformOptions(show_recording_waveform=False))
                     # Reply audio goes to web/player.js (Web Audio), not a streamed gr.Audio: see there.
                     reply = gr.Textbox(visible=False, elem_id="reply-audio")
+                    # The player clicks this (hidden) button when a turn's audio starts playing;
+                    # its report travels in the hidden text box.
+                    played = gr.Button("playing", elem_id="playback-started", elem_classes=["wv-hidden"])
+                    played_report = gr.Textbox(visible=False, elem_id="playback-report",
+                                               max_length=panel.MAX_REPORT_CHARS)
                 with gr.Column(scale=2):
                     current = gr.HTML(panel.current_turn_html(None), elem_id="current-turn")
                     facts = gr.Markdown("", elem_id="facts")
@@ -317,12 +332,17 @@ class WarmVoiceApp:
             limit = s.max_sessions
             started = start.click(self.start, controls, status, js=START_MIC_JS, concurrency_limit=limit,
                                   api_name="start")
+            # "multiple": Stop then Start again must get its pump even while the old one is still
+            # winding down (Gradio's default, "once", silently dropped the new one).
             started.then(self.pump, None, outputs, concurrency_limit=limit, api_name="events",
-                         show_progress="hidden")
+                         show_progress="hidden", trigger_mode="multiple")
             mic.stream(self.hear, mic, None, stream_every=0.1, time_limit=int(s.session_max_s),
                        concurrency_limit=limit, api_name=False, show_progress="hidden")
             stop.click(self.stop, None, status, js=STOP_MIC_JS, api_name="stop")
             reply.change(None, reply, None, js="(payload) => { window.warmvoice && window.warmvoice.play(payload); }")
+            played.click(self.playback_started, played_report, None, api_name=False, show_progress="hidden",
+                         js="() => window.warmvoice ? window.warmvoice.takeReports() : '[]'",
+                         concurrency_limit=limit, trigger_mode="always_last")
             for trigger in (send.click, typed.submit):
                 trigger(self.type_turn, typed, typed, concurrency_limit=limit, api_name=False)
             for control in controls:
@@ -350,8 +370,8 @@ class _PageView:
         self.current: TurnLatency | None = None
         self._assistant_turn = -1
 
-    def apply(self, event: object) -> Any:
-        """Fold one event into the view; returns an audio chunk to play, if the event has one."""
+    def apply(self, event: object) -> AudioOut | None:
+        """Fold one event into the view; returns the event if it is audio to play."""
         if isinstance(event, Status):
             icon = {"error": "⛔ ", "warning": "⚠️ "}.get(event.level, "")
             self.status = f"{icon}{event.text}"
@@ -364,14 +384,16 @@ class _PageView:
             else:
                 self.chat[-1]["content"] += " " + event.text
         elif isinstance(event, LatencyUpdate | TurnDone):
-            self.current = event.latency
+            # A late word about an earlier turn (its playback confirmed) updates the table only.
+            if self.current is None or event.latency.turn >= self.current.turn:
+                self.current = event.latency
         elif isinstance(event, Notice):
             icon = {"error": "⛔ ", "warning": "⚠️ "}.get(event.level, "ℹ️ ")
             self.status = f"{icon}{event.text}"
         elif isinstance(event, BargeIn):
             self.status = "You interrupted: listening…"
         elif isinstance(event, AudioOut):
-            return event.chunk
+            return event
         return None
 
     def render(self, *, audio: str | None = None, chart: bool = False) -> tuple[Any, ...]:

@@ -71,7 +71,7 @@ async def test_a_typed_turn_flows_through_the_callbacks(voice_runtime, offline_s
 
     assert await web.type_turn("Say hello in one sentence.", tab) == ""
     status, chat, _audio, current, _rows, _chart, facts = await _pump_until(
-        pump, lambda out: out[4] and out[4][-1][-1] == "ok"
+        pump, lambda out: isinstance(out[4], list) and out[4] and out[4][-1][-1] == "ok"
     )
     assert chat[0] == {"role": "user", "content": "Say hello in one sentence."}
     assert chat[1]["role"] == "assistant" and chat[1]["content"].strip()
@@ -83,22 +83,60 @@ async def test_a_typed_turn_flows_through_the_callbacks(voice_runtime, offline_s
     assert rest and rest[-1][0] == "Session ended."
 
 
-@pytest.mark.slow
-async def test_audio_chunks_reach_the_reply_player_in_order(voice_runtime, offline_settings) -> None:
+async def _first_audio(voice_runtime, offline_settings, key: str):
+    """A started tab that typed "Hi!", up to the page update that carried the first audio chunk:
+    (app, tab, session, pump, that update)."""
     web = app.WarmVoiceApp(offline_settings, app.RuntimeLoader.loaded(offline_settings, voice_runtime))
-    tab = FakeRequest("tab-audio")
+    tab = FakeRequest(key)
     [s async for s in web.start("prewarmed", 0, "", 500, True, tab)]
+    session = await web._session(tab)
+    assert session is not None
     pump = web.pump(tab)
     await anext(pump)
     await web.type_turn("Hi!", tab)
-    out = await _pump_until(pump, lambda o: isinstance(o[2], str))
+    return web, tab, session, pump, await _pump_until(pump, lambda o: isinstance(o[2], str))
+
+
+@pytest.mark.slow
+async def test_audio_chunks_reach_the_reply_player_in_order(voice_runtime, offline_settings) -> None:
+    web, tab, session, pump, out = await _first_audio(voice_runtime, offline_settings, "tab-audio")
     payload = json.loads(out[2])
-    assert payload["session"] == "tab-audio" and payload["flush"] is False
+    assert payload["session"] == session.instance_id and payload["flush"] is False
     (chunk,) = payload["chunks"]
-    assert chunk["seq"] == 1 and chunk["rate"] == 24000
+    assert chunk["seq"] == 1 and chunk["turn"] == 1 and chunk["rate"] == 24000
     pcm = np.frombuffer(base64.b64decode(chunk["pcm"]), "<i2")
     assert pcm.size > 1000 and np.abs(pcm).max() > 300
     await web.stop(tab)
+
+    # Stop, then Start in the same tab: same tab key, a new stream, so the player starts afresh
+    # instead of skipping the new session's chunks 1, 2, ... as already played.
+    [s async for s in web.start("prewarmed", 0, "", 500, True, tab)]
+    again = await web._session(tab)
+    assert again is not None and again.session_id == session.session_id
+    assert again.instance_id != session.instance_id
+    # The old pump, still winding down, leaves the page to the new session's pump.
+    assert all(o[0] != "Session ended." for o in [o async for o in pump])
+    await web.aclose()
+
+
+@pytest.mark.slow
+async def test_the_players_report_puts_playback_in_the_panel(voice_runtime, offline_settings) -> None:
+    web, tab, session, pump, _ = await _first_audio(voice_runtime, offline_settings, "tab-played")
+    column = app.panel.TURN_COLUMNS.index("Playing (browser)")
+
+    # Reports of another stream (an older session of this tab), of unknown turns, or garbage: nothing.
+    for report in ('[{"session": "old", "turn": 1}]', json.dumps([{"session": session.instance_id, "turn": 9}]),
+                   "not json", '{"turn": 1}', "[" * 10_000):
+        await web.playback_started(report, tab)
+    assert session.latencies[0].playback_confirmed_ms is None
+
+    await web.playback_started(json.dumps([{"session": session.instance_id, "turn": 1, "player_ms": 12}]), tab)
+    out = await _pump_until(pump, lambda o: isinstance(o[3], str) and app.panel.PLAYBACK_LABEL in o[3])
+    lat = session.latencies[0]
+    assert lat.playback_confirmed_ms is not None and lat.first_audio_ms is not None
+    assert lat.playback_confirmed_ms >= lat.first_audio_ms and lat.extras["player_ms"] == 12.0
+    assert out[4][0][column] == f"{lat.playback_confirmed_ms:,.0f}"
+    await web.aclose()
     [o async for o in pump]
 
 

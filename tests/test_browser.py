@@ -138,8 +138,9 @@ def test_spoken_question_gets_a_spoken_answer_and_a_full_panel(
                                                             timeout=30_000)
 
             chat = page.locator("#chat")
-            expect(chat).to_contain_text(re.compile("capital", re.I), timeout=60_000)
-            expect(chat).to_contain_text(re.compile("france", re.I), timeout=5_000)
+            # Four words in order prove the microphone's audio reached Whisper intact; the last word
+            # is left out because tiny.en hears Chromium's resampled "France" as "fence" now and then.
+            expect(chat).to_contain_text(re.compile(r"what is the capital", re.I), timeout=60_000)
             # The assistant's reply: a second message bubble with text.
             expect(page.locator("#chat [data-testid='bot']").first).not_to_be_empty(timeout=60_000)
 
@@ -163,6 +164,19 @@ def test_spoken_question_gets_a_spoken_answer_and_a_full_panel(
                 timeout=60_000,
             )
 
+            # The player told the server once that audio was really playing: the panel shows when
+            # that word arrived, after the first audio was sent.
+            page.wait_for_function(
+                "() => document.querySelector('#current-turn tr[data-measure=playback_confirmed_ms]')",
+                timeout=30_000,
+            )
+            played = page.evaluate(
+                """() => document.querySelector('#current-turn tr[data-measure=playback_confirmed_ms] .wv-ms')
+                      .textContent""")
+            assert float(played.replace(",", "").split()[0]) >= values["first_audio_ms"], (played, stages)
+            assert page.evaluate("() => window.warmvoice.state.reported") >= 1
+            expect(page.locator("#current-turn")).to_contain_text(re.compile(r"browser player [0-9,]+ ms"))
+
             # The WAV loops: the same question again is turn 2, on the reused pooled connection.
             page.wait_for_function(
                 """() => { const panel = document.querySelector('#current-turn');
@@ -173,6 +187,19 @@ def test_spoken_question_gets_a_spoken_answer_and_a_full_panel(
             )
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "browser-two-turns.png"), full_page=True)
+            page.locator("#stop").click()
+            expect(page.locator("#status")).to_contain_text("ended", timeout=15_000)
+
+            # Start again in the same tab: the new session's first reply is played too (its chunks
+            # are numbered from 1 again; the player must not take them for ones it already played),
+            # so its turn 1 gets its playback confirmed.
+            page.get_by_role("button", name="Start speaking").click()
+            page.wait_for_function(
+                """() => { const panel = document.querySelector('#current-turn');
+                           return panel && /Turn 1 /.test(panel.textContent)
+                                  && panel.querySelector('tr[data-measure=playback_confirmed_ms]'); }""",
+                timeout=60_000,
+            )
             page.locator("#stop").click()
             expect(page.locator("#status")).to_contain_text("ended", timeout=15_000)
         except Exception:

@@ -64,13 +64,44 @@ def test_audio_payload_round_trips_pcm() -> None:
 
     import numpy as np
 
+    from voice.events import AudioOut
     from voice.tts import AudioChunk
 
     samples = np.sin(np.linspace(0, 20, 2400)).astype(np.float32) * 0.5
-    payload = json.loads(panel.audio_payload("tab", [(7, AudioChunk(samples, 24000))]))
+    payload = json.loads(panel.audio_payload("tab", [(7, AudioOut(3, AudioChunk(samples, 24000)))]))
     assert payload["session"] == "tab" and payload["flush"] is False
     chunk = payload["chunks"][0]
-    assert chunk["seq"] == 7 and chunk["rate"] == 24000
+    assert chunk["seq"] == 7 and chunk["turn"] == 3 and chunk["rate"] == 24000
     pcm = np.frombuffer(base64.b64decode(chunk["pcm"]), "<i2")
     assert pcm.size == samples.size and np.allclose(pcm / 32767, samples, atol=1e-3)
     assert json.loads(panel.audio_payload("tab", [], flush=True)) == {"session": "tab", "flush": True, "chunks": []}
+
+
+def test_playback_shows_only_once_the_player_confirmed_it() -> None:
+    lat = _turn(1, first_audio_ms=640.0)
+    assert panel.PLAYBACK_LABEL not in panel.current_turn_html(lat)
+    assert panel.turns_rows([lat])[0][panel.TURN_COLUMNS.index("Playing (browser)")] == ""
+    lat.playback_confirmed_ms = 702.0
+    text = panel.current_turn_html(lat)
+    assert panel.PLAYBACK_LABEL in text and "702 ms" in text and "640 ms" in text
+    assert panel.turns_rows([lat])[0][panel.TURN_COLUMNS.index("Playing (browser)")] == "702"
+
+
+def test_playback_reports_take_only_this_streams_turns() -> None:
+    reports = panel.playback_reports(
+        '[{"session": "s1", "turn": 2, "player_ms": 14}, {"session": "s0", "turn": 3},'
+        ' {"session": "s1", "turn": 4, "player_ms": NaN}, {"session": "s1", "turn": 5, "player_ms": 1e9}]', "s1")
+    assert reports == [panel.PlaybackReport(2, 14.0), panel.PlaybackReport(4, None), panel.PlaybackReport(5, None)]
+    bad = [
+        "", "null", "{}", "[1, 2]", '[{"session": "s1", "turn": "2"}]', '[{"session": "s1", "turn": true}]',
+        '[{"session": "s1", "turn": -1}]', '[{"session": "s1", "turn": 2.5}]', "[" * 4000,
+        "[" * 2000 + "]" * 2000, "[" * 5000, '[{"session": "s1", "turn": 2}' + " " * 5000 + "]",
+    ]
+    for text in bad:
+        assert panel.playback_reports(text, "s1") == [], text
+
+
+def test_the_browsers_own_share_is_shown_with_the_confirmation() -> None:
+    lat = _turn(1, first_audio_ms=640.0, playback_confirmed_ms=702.0)
+    lat.extras["player_ms"] = 13.0
+    assert "browser player 13 ms" in panel.current_turn_html(lat)

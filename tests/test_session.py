@@ -10,7 +10,7 @@ import pytest
 from tests.speech import synthesize
 from voice.events import AudioOut, BargeIn, TurnDone
 from voice.headless import run_spoken_turn, run_typed_turn, speak_into
-from voice.latency import STAGES
+from voice.latency import STAGES, TurnLatency
 from voice.session import SPECULATE_AFTER_MS, VoiceSession
 from voice.tts import make_tts
 
@@ -140,3 +140,20 @@ async def test_a_short_pause_mid_sentence_is_not_the_end_of_the_turn(session: Vo
     assert "capital" in result.transcript.lower() and "france" in result.transcript.lower()
     stats = session.speculation_stats
     assert stats.started == 2 and stats.discarded == 1 and stats.adopted == 1, stats
+
+
+async def test_playback_is_confirmed_once_and_only_after_first_audio(session: VoiceSession) -> None:
+    assert not session.playback_started(1), "no turn 1 yet"
+    result = await run_typed_turn(session, "Say hi.")
+    lat = result.latency
+    assert lat.first_audio_ms is not None and session.latencies[0].playback_confirmed_ms is None
+    assert session.playback_started(1)
+    confirmed = session.latencies[0].playback_confirmed_ms
+    assert confirmed is not None and confirmed >= lat.first_audio_ms
+    assert not session.playback_started(1), "a second report must not move the stamp"
+    assert session.latencies[0].playback_confirmed_ms == confirmed
+
+    # A turn whose audio never went out (no speech, an error, still synthesizing): nothing to confirm.
+    session.latencies.append(TurnLatency(turn=99, speech_end_at=session.clock(), outcome="no_speech"))
+    assert not session.playback_started(99)
+    assert session.latencies[-1].playback_confirmed_ms is None

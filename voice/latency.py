@@ -40,6 +40,10 @@ class TurnLatency:
     first_sentence_ms: float | None = None
     first_audio_ms: float | None = None
     reply_done_ms: float | None = None
+    # The page's player said the first audio had started playing: when that word reached the
+    # server.  An upper bound of "heard" (it includes the message's own trip back); not a stage
+    # of the pipeline, and None wherever no browser plays the reply (CLI, benchmark, local audio).
+    playback_confirmed_ms: float | None = None
     reused_connection: bool | None = None
     dns_ms: float | None = None
     connect_ms: float | None = None

@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
+import types
 from dataclasses import dataclass
 
 import matplotlib
@@ -18,12 +20,12 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from voice.audio import float_to_int16
+from voice.events import AudioOut
 from voice.latency import STAGES, TurnLatency
-from voice.tts import AudioChunk
 
 TURN_COLUMNS = [
     "Turn", "Strategy", "RTT ms", "Connection", "Endpoint", "STT", "HTTP status", "First token",
-    "First sentence", "First audio", "LLM tries", "Outcome",
+    "First sentence", "First audio", "Playing (browser)", "LLM tries", "Outcome",
 ]
 STRATEGY_SHORT = {"prewarmed": "pre-warmed", "pooled": "pool, no warm-up", "cold": "new conn/request"}
 _SEGMENT_COLOURS = ["#9aa5b1", "#6c8ebf", "#b85450", "#d79b00", "#82b366", "#9673a6", "#3c8dbc"]
@@ -44,6 +46,11 @@ class SessionFacts:
     tts_engine: str
 
 
+PLAYBACK_LABEL = "Playing in your browser (confirmed)"
+MAX_REPORT_CHARS = 4096  # a report names a few turns; anything longer is not from our player
+_MAX_PLAYER_MS = 60_000.0
+
+
 def _ms(value: float | None) -> str:
     return "" if value is None else f"{value:,.0f}"
 
@@ -53,17 +60,12 @@ def current_turn_html(lat: TurnLatency | None) -> str:
     if lat is None:
         return "<div class='wv-panel'><p>No turn yet. Click <b>Start speaking</b> and ask something.</p></div>"
     known = [ms for _, ms in lat.stages() if ms is not None]
-    scale = max([*known, 1.0])
-    rows = []
-    for attr, label in STAGES:
-        ms = getattr(lat, attr)
-        width = 0 if ms is None else max(1.0, 100.0 * max(ms, 0.0) / scale)
-        value = "…" if ms is None else f"{ms:,.0f} ms"
-        rows.append(
-            f"<tr data-stage='{attr}'><td>{label}</td>"
-            f"<td class='wv-bar'><div style='width:{width:.1f}%'></div></td>"
-            f"<td class='wv-ms'>{value}</td></tr>"
-        )
+    scale = max([*known, lat.playback_confirmed_ms or 0.0, 1.0])
+    rows = [_bar_row(f"data-stage='{attr}'", label, getattr(lat, attr), scale) for attr, label in STAGES]
+    if lat.playback_confirmed_ms is not None:
+        # Not a pipeline stage: shown once the page's player has said so (never in the CLI).
+        rows.append(_bar_row("data-measure='playback_confirmed_ms' class='wv-confirmed'", PLAYBACK_LABEL,
+                             lat.playback_confirmed_ms, scale))
     conn = lat.connection or "…"
     if lat.connection == "new" and lat.connect_ms is not None:
         conn += f" (connect {lat.connect_ms:,.0f} ms)"
@@ -75,6 +77,8 @@ def current_turn_html(lat: TurnLatency | None) -> str:
     ]
     if lat.stt_compute_ms is not None:
         extra.append(f"Whisper compute {lat.stt_compute_ms:,.0f} ms")
+    if "player_ms" in lat.extras:
+        extra.append(f"browser player {lat.extras['player_ms']:,.0f} ms (chunk arrival → playing)")
     if lat.llm_attempts > 1:
         extra.append(f"<b>LLM retried</b> ({lat.llm_attempts} attempts)")
     if lat.sentences:
@@ -83,7 +87,9 @@ def current_turn_html(lat: TurnLatency | None) -> str:
         extra.append(f"voice: {html.escape(lat.tts_engine)}" + (" (fallback)" if lat.tts_fallback else ""))
     total = ""
     if lat.total_ms is not None:
-        total = f"<p class='wv-total'>Speech end → first audio: <b>{lat.total_ms:,.0f} ms</b></p>"
+        heard = ("" if lat.playback_confirmed_ms is None else
+                 f" · playing in your browser by <span data-fact='playback'>{lat.playback_confirmed_ms:,.0f} ms</span>")
+        total = f"<p class='wv-total'>Speech end → first audio: <b>{lat.total_ms:,.0f} ms</b>{heard}</p>"
     return (
         "<div class='wv-panel'>"
         f"<p class='wv-meta'>{' · '.join(extra)}</p>"
@@ -94,6 +100,13 @@ def current_turn_html(lat: TurnLatency | None) -> str:
     )
 
 
+def _bar_row(attributes: str, label: str, ms: float | None, scale: float) -> str:
+    width = 0 if ms is None else max(1.0, 100.0 * max(ms, 0.0) / scale)
+    value = "…" if ms is None else f"{ms:,.0f} ms"
+    return (f"<tr {attributes}><td>{label}</td><td class='wv-bar'><div style='width:{width:.1f}%'></div></td>"
+            f"<td class='wv-ms'>{value}</td></tr>")
+
+
 def turns_rows(latencies: list[TurnLatency]) -> list[list[str]]:
     """One row per turn (columns: TURN_COLUMNS), so strategies and distances compare side by side."""
     return [
@@ -101,7 +114,7 @@ def turns_rows(latencies: list[TurnLatency]) -> list[list[str]]:
             str(lat.turn), STRATEGY_SHORT.get(lat.strategy, lat.strategy), f"{lat.rtt_ms:.0f}",
             lat.connection, _ms(lat.endpoint_ms), _ms(lat.transcript_ms), _ms(lat.status_ms),
             _ms(lat.first_token_ms), _ms(lat.first_sentence_ms), _ms(lat.first_audio_ms),
-            str(lat.llm_attempts or ""), lat.outcome,
+            _ms(lat.playback_confirmed_ms), str(lat.llm_attempts or ""), lat.outcome,
         ]
         for lat in latencies
     ]
@@ -154,21 +167,65 @@ def facts_markdown(facts: SessionFacts) -> str:
     return "| Session | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 
 
-def audio_payload(session: str, chunks: list[tuple[int, AudioChunk]], *, flush: bool = False) -> str:
+def audio_payload(stream: str, chunks: list[tuple[int, AudioOut]], *, flush: bool = False) -> str:
     """Reply audio for the page's Web Audio player (web/player.js): numbered 16-bit PCM chunks.
 
-    The numbers let the player ignore a chunk it has already scheduled; ``flush`` stops what
-    is queued (barge-in).
+    ``stream`` is the session's ``instance_id``: a new one makes the player start afresh.  The
+    numbers let the player ignore a chunk it has already scheduled; each chunk names its turn,
+    so the player can report when that turn's audio started (:func:`playback_reports`);
+    ``flush`` stops what is queued (barge-in).
     """
     return json.dumps({
-        "session": session,
+        "session": stream,
         "flush": flush,
         "chunks": [
-            {"seq": seq, "rate": chunk.sample_rate,
-             "pcm": base64.b64encode(float_to_int16(chunk.samples).astype("<i2").tobytes()).decode("ascii")}
-            for seq, chunk in chunks
+            {"seq": seq, "turn": out.turn, "rate": out.chunk.sample_rate,
+             "pcm": base64.b64encode(float_to_int16(out.chunk.samples).astype("<i2").tobytes()).decode("ascii")}
+            for seq, out in chunks
         ],
     })
+
+
+@dataclass(frozen=True)
+class PlaybackReport:
+    """The player's word that a turn's first audio started, and how long it took in the page."""
+
+    turn: int
+    player_ms: float | None  # from the chunk's arrival in the page to the report being sent
+
+
+def playback_reports(text: str, stream: str) -> list[PlaybackReport]:
+    """The turns whose playback the player reports as started, from its JSON
+    (``[{"session": stream, "turn": n, "player_ms": ms}, ...]``).
+
+    Only reports of ``stream`` count (an older session of the same tab may still report);
+    anything malformed or oversized is ignored, and an implausible ``player_ms`` dropped: the
+    page is not trusted.
+    """
+    if not text or len(text) > MAX_REPORT_CHARS:
+        return []
+    try:
+        items = json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: deeply nested brackets
+        return []
+    if not isinstance(items, list):
+        return []
+    reports = []
+    for item in items:
+        if not isinstance(item, dict) or item.get("session") != stream:
+            continue
+        turn, player_ms = item.get("turn"), item.get("player_ms")
+        if not _is_number(turn, int) or turn <= 0:
+            continue
+        plausible = _is_number(player_ms, int | float) and 0 <= player_ms <= _MAX_PLAYER_MS
+        reports.append(PlaybackReport(turn, float(player_ms) if plausible else None))
+    return reports
+
+
+def _is_number(value: object, kind: type | types.UnionType) -> bool:
+    if not isinstance(value, kind) or isinstance(value, bool):
+        return False
+    return not isinstance(value, float) or math.isfinite(value)  # JSON lets NaN and Infinity through
 
 
 PANEL_CSS = """
@@ -180,4 +237,6 @@ PANEL_CSS = """
 .wv-panel td.wv-ms { text-align: right; font-variant-numeric: tabular-nums; }
 .wv-panel .wv-meta { font-size: 0.85em; opacity: 0.8; }
 .wv-panel .wv-total { font-size: 1.1em; }
+.wv-panel tr.wv-confirmed td.wv-bar div { background: #82b366; }
+.wv-hidden { display: none !important; }
 """

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -120,6 +121,9 @@ class VoiceSession:
         self.transcriber = transcriber
         self.tts = tts
         self.session_id = session_id
+        # Unique per session object: a tab that stops and starts again keeps its session_id,
+        # but its player must not take the new session's audio for chunks it already played.
+        self.instance_id = uuid.uuid4().hex
         self.clock = clock
         self.strategy = settings.connection_strategy
         self.rtt_ms = settings.emulated_rtt_ms
@@ -550,6 +554,26 @@ class VoiceSession:
             self._update(lat)
         self._speaking_until = max(self._speaking_until, now) + chunk.duration_s
         self._emit(AudioOut(lat.turn, chunk))
+
+    def playback_started(self, turn: int, player_ms: float | None = None) -> bool:
+        """The front-end reports that turn ``turn``'s first audio has started playing.
+
+        Stamps ``playback_confirmed_ms`` now (the report's arrival: an upper bound of when the
+        user heard it) once per turn, and only after the turn's first audio was sent; returns
+        True if it did.  ``player_ms`` is the front-end's own share (the chunk's arrival to the
+        report), kept in ``extras``.  Reports of unknown turns are ignored.
+        """
+        lat = next((lat for lat in reversed(self.latencies) if lat.turn == turn), None)
+        if lat is None or lat.first_audio_ms is None or lat.playback_confirmed_ms is not None:
+            return False
+        lat.playback_confirmed_ms = round(lat.since_speech_end(self.clock()), 1)
+        if player_ms is not None:
+            lat.extras["player_ms"] = round(player_ms, 1)
+        log.info("TIMING: Playback confirmed by the browser %.0f ms after speech end (turn %d; first audio "
+                 "sent at %.0f ms, %s ms of the gap in the browser's player)", lat.playback_confirmed_ms, turn,
+                 lat.first_audio_ms, "?" if player_ms is None else f"{player_ms:.0f}")
+        self._update(lat)
+        return True
 
     async def _barge_in(self) -> None:
         turn = self._turns

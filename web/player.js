@@ -1,15 +1,23 @@
 // WarmVoice's reply player: plays PCM chunks the moment they arrive, gap-free, with Web Audio.
 // Gradio's streamed <audio> output buffers about two seconds before it starts (HLS); for a
 // latency demo that would hide everything the server saves, so reply audio comes here instead.
+// When a turn's first chunk has really started (the audio clock passed its start time), the
+// player tells the server, which stamps "playing in your browser" on the turn.
 window.warmvoice = (() => {
   const state = { ctx: null, next: 0, sources: [], seen: new Set(), session: null,
-                  chunks: 0, scheduledSeconds: 0, flushes: 0, firstStartedAt: null };
+                  chunks: 0, scheduledSeconds: 0, flushes: 0, firstStartedAt: null,
+                  confirmedTurns: new Set(), timers: [], reports: [], reported: 0 };
 
   function ensure() {
     // Called from the "Start speaking" click: browsers only let a user gesture start audio.
     if (!state.ctx) state.ctx = new AudioContext();
     if (state.ctx.state === "suspended") state.ctx.resume();
     return state.ctx;
+  }
+
+  function clearTimers() {
+    for (const timer of state.timers) clearTimeout(timer);
+    state.timers = [];
   }
 
   function flush() {
@@ -19,6 +27,7 @@ window.warmvoice = (() => {
     state.sources = [];
     state.next = 0;
     state.flushes += 1;
+    clearTimers();  // audio stopped before it started is not "playing"
   }
 
   function decode(ctx, chunk) {
@@ -30,12 +39,43 @@ window.warmvoice = (() => {
     return buffer;
   }
 
+  function confirmWhenPlaying(session, turn, at, receivedAt) {
+    // A timer is only a wake-up: the report goes once the audio clock itself is past the start
+    // (a suspended context or a late timer never reports early).
+    const check = () => {
+      if (session !== state.session) return;
+      const ctx = state.ctx;
+      const wait = ctx ? at - ctx.currentTime : 0.05;
+      if (!ctx || ctx.state !== "running" || wait > 0) {
+        state.timers.push(setTimeout(check, Math.max(5, wait * 1000)));
+        return;
+      }
+      // player_ms: from this chunk's arrival in the page to the report, all in the browser.
+      state.reports.push({ session, turn, player_ms: Math.round(performance.now() - receivedAt) });
+      const button = document.getElementById("playback-started");
+      if (button) button.click();
+    };
+    check();
+  }
+
+  function takeReports() {
+    // Called by Gradio just before the button's event goes to the server: its input value.
+    const reports = JSON.stringify(state.reports);
+    state.reported += state.reports.length;
+    state.reports = [];
+    return reports;
+  }
+
   function play(payload) {
     if (!payload) return;
+    const receivedAt = performance.now();
     const message = JSON.parse(payload);
     if (message.session !== state.session) {
       state.session = message.session;
       state.seen = new Set();
+      state.confirmedTurns = new Set();
+      state.reports = [];
+      clearTimers();
     }
     if (message.flush) flush();
     for (const chunk of message.chunks || []) {
@@ -54,8 +94,12 @@ window.warmvoice = (() => {
       state.chunks += 1;
       state.scheduledSeconds += buffer.duration;
       if (state.firstStartedAt === null) state.firstStartedAt = Date.now();
+      if (chunk.turn !== undefined && !state.confirmedTurns.has(chunk.turn)) {
+        state.confirmedTurns.add(chunk.turn);
+        confirmWhenPlaying(state.session, chunk.turn, at, receivedAt);
+      }
     }
   }
 
-  return { state, ensure, flush, play };
+  return { state, ensure, flush, play, takeReports };
 })();
