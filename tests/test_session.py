@@ -142,6 +142,27 @@ async def test_a_short_pause_mid_sentence_is_not_the_end_of_the_turn(session: Vo
     assert stats.started == 2 and stats.discarded == 1 and stats.adopted == 1, stats
 
 
+async def test_a_finished_sentence_ends_the_turn_as_soon_as_its_transcript_is_ready(session: VoiceSession) -> None:
+    """The microphone delivered the question and 450 ms of silence, then nothing more yet (a
+    browser's next chunk is up to 100 ms away): the early transcript, once ready, ends the turn
+    by itself instead of waiting for more audio.  (The endpointer counts ~340 ms of that as
+    silence after the last voiced frame: over the 300 ms a finished sentence needs, under 500.)"""
+    from tests.speech import trimmed
+
+    speech = synthesize(QUESTION)
+    audio = np.concatenate([trimmed(speech), np.zeros(int(0.45 * speech.sample_rate), np.float32)])
+    await session.feed_audio(audio, speech.sample_rate)
+    assert session.turns_started == 0, "the silence is under the 500 ms end-of-turn silence"
+    async with asyncio.timeout(30):
+        while session.turns_started == 0:  # no more audio is fed
+            await asyncio.sleep(0.02)
+    stats = session.speculation_stats
+    assert stats.started == 1 and stats.adopted == 1 and stats.early_ends == 1, stats
+    lat = session.latencies[0]
+    assert lat.transcript_ms is not None and lat.endpoint_ms is not None
+    assert lat.endpoint_ms >= lat.transcript_ms, "the turn ended because the transcript was ready"
+
+
 async def test_playback_is_confirmed_once_and_only_after_first_audio(session: VoiceSession) -> None:
     assert not session.playback_started(1), "no turn 1 yet"
     result = await run_typed_turn(session, "Say hi.")

@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -76,19 +76,16 @@ class _Speculation:
     """
 
     speech_end_sample: int
-    task: asyncio.Task[Transcript]
     started_at: float
+    task: asyncio.Task[Transcript] = field(init=False)
+    transcript: Transcript | None = None
     done_at: float | None = None
-
-    @property
-    def ready(self) -> bool:
-        return self.task.done() and not self.task.cancelled() and self.task.exception() is None
 
     def sounds_complete(self) -> bool:
         """The transcript reads like a finished sentence (so a shorter pause may end the turn)."""
-        if not self.ready:
+        if self.transcript is None:
             return False
-        text = self.task.result().text.strip()
+        text = self.transcript.text.strip()
         words = text.rstrip(".?!").lower().split()
         return bool(words) and text.endswith((".", "?", "!")) and words[-1] not in _CONTINUATION_WORDS
 
@@ -144,6 +141,7 @@ class VoiceSession:
         self._turns = 0
         self._current: TurnLatency | None = None
         self._speculation: _Speculation | None = None
+        self._last_feed: tuple[StreamingConverter, float] | None = None  # the last chunk's converter and arrival
         self.speculation_stats = SpeculationStats()
         self._speaking_until = 0.0
         self._warned_nonfinite = False
@@ -271,6 +269,7 @@ class VoiceSession:
                                   "warning"))
             if converted.audio.size == 0:
                 return
+            self._last_feed = (converter, now)
             endpointer = self._endpointer
             found = await asyncio.to_thread(endpointer.feed, converted.audio)
             for event in found:
@@ -319,17 +318,35 @@ class VoiceSession:
         speech_end, silence = pause
         silence_ms = silence * 1000 / SAMPLE_RATE
         if spec is None and silence_ms >= max(SPECULATE_AFTER_MS, endpointer.post_roll_ms):
-            audio = endpointer.utterance_if_ended_now()
-            task = asyncio.create_task(asyncio.to_thread(self.transcriber.transcribe, audio), name="early-stt")
-            spec = self._speculation = _Speculation(speech_end, task, self.clock())
+            spec = self._speculation = _Speculation(speech_end, self.clock())
+            spec.task = asyncio.create_task(self._early_transcript(spec, endpointer.utterance_if_ended_now()),
+                                            name="early-stt")
             self.speculation_stats.started += 1
-            task.add_done_callback(lambda _t, s=spec: setattr(s, "done_at", self.clock()))
-        min_silence = self.settings.min_end_of_turn_silence_ms
-        if spec is not None and silence_ms >= min_silence and spec.sounds_complete():
-            event = endpointer.end_turn_now()
-            if event is not None:
-                self.speculation_stats.early_ends += 1
-                self._end_of_turn(event, converter, now)
+        if spec is not None:
+            self._end_early_if_complete(spec, converter, now)
+
+    async def _early_transcript(self, spec: _Speculation, audio: np.ndarray) -> Transcript:
+        """Whisper on the pause's audio; then, if the silence received so far is already long
+        enough, end the turn at once instead of at the next chunk (100 ms later from a browser)."""
+        spec.transcript = await asyncio.to_thread(self.transcriber.transcribe, audio)
+        spec.done_at = self.clock()
+        async with self._feed_lock:  # the endpointer is not shared with a feed in progress
+            if not self.closed and self._last_feed is not None:
+                self._end_early_if_complete(spec, *self._last_feed)
+        return spec.transcript
+
+    def _end_early_if_complete(self, spec: _Speculation, converter: StreamingConverter, now: float) -> None:
+        """End the turn on the shorter silence when ``spec`` (still the current pause's) reads as
+        a finished sentence.  ``converter`` and ``now``: the last chunk's, as for any turn end."""
+        pause = self._endpointer.pause
+        if self._speculation is not spec or pause is None or pause[0] != spec.speech_end_sample:
+            return
+        if pause[1] * 1000 / SAMPLE_RATE < self.settings.min_end_of_turn_silence_ms or not spec.sounds_complete():
+            return
+        event = self._endpointer.end_turn_now()
+        if event is not None:
+            self.speculation_stats.early_ends += 1
+            self._end_of_turn(event, converter, now)
 
     async def submit_text(self, text: str) -> asyncio.Task[None] | None:
         """A typed turn: the same pipeline from the LLM on, timed from submission."""
