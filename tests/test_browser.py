@@ -176,6 +176,8 @@ def test_spoken_question_gets_a_spoken_answer_and_a_full_panel(
             assert float(played.replace(",", "").split()[0]) >= values["first_audio_ms"], (played, stages)
             assert page.evaluate("() => window.warmvoice.state.reported") >= 1
             expect(page.locator("#current-turn")).to_contain_text(re.compile(r"browser player [0-9,]+ ms"))
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "browser-turn-heard.png"), full_page=True)
 
             # The WAV loops: the same question again is turn 2, on the reused pooled connection.
             page.wait_for_function(
