@@ -22,7 +22,7 @@ import pytest
 from tests.speech import synthesize
 from voice.audio import to_mono_16k
 from voice.latency import TurnLatency
-from voice.local_audio import CAPTURE_BLOCK, CAPTURE_RATE, LocalSpeaker, converse_locally
+from voice.local_audio import CAPTURE_BLOCK, CAPTURE_RATE, LocalAudioError, LocalSpeaker, converse_locally
 from voice.tts import AudioChunk
 
 QUESTION = "What is the capital of France?"
@@ -37,12 +37,16 @@ class StandInSoundDevice:
         self.streams: list[Any] = []
         self.write_gate = threading.Event()
         self.write_gate.set()  # cleared: writes block, as a full device buffer does
+        self.input_error: Exception | None = None  # raised when the input stream is opened
+        self.write_errors = 0  # the next this many writes fail, as an unplugged device's do
         device = self
 
         class InputStream:
             def __init__(self, *, samplerate: int, channels: int, dtype: str, blocksize: int,
                          callback: Callable[..., None]) -> None:
                 assert (samplerate, channels, dtype) == (CAPTURE_RATE, 1, "float32")
+                if device.input_error is not None:
+                    raise device.input_error
                 self.blocksize, self.callback = blocksize, callback
                 self.stop = threading.Event()
                 self.closed = False
@@ -80,6 +84,9 @@ class StandInSoundDevice:
             def write(self, samples: np.ndarray) -> None:
                 assert self.started and not self.closed
                 device.write_gate.wait(10)
+                if device.write_errors:
+                    device.write_errors -= 1
+                    raise OSError("Unanticipated host error [PaErrorCode -9999]")
                 device.played.append((self.rate, samples[:, 0].copy()))
 
             def close(self) -> None:
@@ -153,3 +160,40 @@ async def test_barge_in_drops_the_reply_not_yet_played(monkeypatch: pytest.Monke
         await speaker.aclose()
     assert [round(float(samples[0]), 2) for _, samples in device.played] == [0.1]
     assert all(stream.closed for stream in device.streams)
+
+
+async def test_a_microphone_that_cannot_open_ends_the_conversation_with_a_clear_error(
+    voice_runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    device = StandInSoundDevice(np.zeros(CAPTURE_BLOCK, np.float32))
+    device.input_error = OSError("Error opening InputStream: Device unavailable [PaErrorCode -9985]")
+    monkeypatch.setitem(sys.modules, "sounddevice", device)
+    session = voice_runtime.new_session("local-audio-broken")
+    await session.start()
+    try:
+        async with asyncio.timeout(10):  # it used to wait for session events forever
+            with pytest.raises(LocalAudioError, match=r"the microphone could not be opened: .*Device unavailable"):
+                await converse_locally(session, lambda _lat: None)
+    finally:
+        await session.stop()
+    assert not [t for t in threading.enumerate() if t.name == "local-playback"]
+
+
+async def test_a_failed_playback_skips_that_chunk_and_plays_the_next(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    device = StandInSoundDevice(np.zeros(CAPTURE_BLOCK, np.float32))
+    monkeypatch.setitem(sys.modules, "sounddevice", device)
+    device.write_errors = 1
+    speaker = LocalSpeaker()
+    try:
+        for n in range(2):
+            speaker.play(AudioChunk(np.full(2400, 0.1 * (n + 1), np.float32), 24000))
+        async with asyncio.timeout(5):
+            while not device.played:
+                await asyncio.sleep(0.01)
+    finally:
+        await speaker.aclose()
+    assert [round(float(samples[0]), 2) for _, samples in device.played] == [0.2]
+    assert "Local playback failed, chunk skipped" in caplog.text
+    assert len(device.streams) == 2 and all(stream.closed for stream in device.streams)

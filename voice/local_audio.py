@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from voice.events import AudioOut, BargeIn, TurnDone
+from voice.events import AudioOut, BargeIn, SessionEvent, TurnDone
 from voice.latency import TurnLatency
 from voice.session import VoiceSession
 from voice.tts import AudioChunk
@@ -78,13 +78,22 @@ class LocalSpeaker:
         try:
             while (item := self._queue.get()) is not None:
                 samples, sample_rate = item
-                if stream is None or sample_rate != rate:
+                try:
+                    if stream is None or sample_rate != rate:
+                        if stream is not None:
+                            stream.close()
+                            stream = None
+                        stream = self._sd.OutputStream(samplerate=sample_rate, channels=1, dtype="float32")
+                        rate = sample_rate
+                        stream.start()
+                    stream.write(samples.reshape(-1, 1).astype(np.float32, copy=False))
+                except Exception as exc:  # PortAudio's errors (device unplugged, busy): skip this chunk
+                    # The reply's text is on screen; the next chunk tries a fresh stream.
+                    log.error("Local playback failed, chunk skipped: %s", exc)
                     if stream is not None:
-                        stream.close()
-                    rate = sample_rate
-                    stream = self._sd.OutputStream(samplerate=rate, channels=1, dtype="float32")
-                    stream.start()
-                stream.write(samples.reshape(-1, 1).astype(np.float32, copy=False))
+                        with contextlib.suppress(Exception):
+                            stream.close()
+                    stream = None
         finally:
             if stream is not None:
                 stream.close()
@@ -107,8 +116,12 @@ class LocalMic:
             with contextlib.suppress(RuntimeError):  # loop closed during shutdown
                 loop.call_soon_threadsafe(_offer, mic, (indata[:, 0].copy(), stamp))
 
-        with self._sd.InputStream(samplerate=CAPTURE_RATE, channels=1, dtype="float32",
-                                  blocksize=CAPTURE_BLOCK, callback=captured):
+        try:
+            stream = self._sd.InputStream(samplerate=CAPTURE_RATE, channels=1, dtype="float32",
+                                          blocksize=CAPTURE_BLOCK, callback=captured)
+        except Exception as exc:  # PortAudio's errors: no such device, busy, unsupported rate
+            raise LocalAudioError(f"the microphone could not be opened: {exc}") from None
+        with stream:
             while not session.closed:
                 chunk, stamp = await mic.get()
                 await session.feed_audio(chunk, CAPTURE_RATE, received_at=stamp)
@@ -123,9 +136,14 @@ async def converse_locally(session: VoiceSession, on_turn: Callable[[TurnLatency
     """Microphone in, speaker out, ``on_turn`` after each turn; until cancelled (Ctrl-C)."""
     mic, speaker = LocalMic(), LocalSpeaker()
     capture = asyncio.create_task(mic.run(session))
+    next_event: asyncio.Future[SessionEvent] | None = None
     try:
-        while not capture.done():
-            event = await session.events.get()
+        while True:
+            next_event = asyncio.ensure_future(session.events.get())
+            await asyncio.wait({next_event, capture}, return_when=asyncio.FIRST_COMPLETED)
+            if not next_event.done():  # capture ended: the session closed, or the microphone failed (raised below)
+                break
+            event = next_event.result()
             if isinstance(event, AudioOut):
                 speaker.play(event.chunk)
             elif isinstance(event, BargeIn):
@@ -133,7 +151,11 @@ async def converse_locally(session: VoiceSession, on_turn: Callable[[TurnLatency
             elif isinstance(event, TurnDone):
                 on_turn(event.latency)
     finally:
-        capture.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await capture
-        await speaker.aclose()
+        for task in (next_event, capture):
+            if task is not None:
+                task.cancel()
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await capture  # re-raises the microphone's error, if that is what ended it
+        finally:
+            await speaker.aclose()
