@@ -174,6 +174,7 @@ class WarmVoiceApp:
             if self._local_capture is not None:
                 self._local_capture.cancel()
             self._local_capture = asyncio.create_task(self._local_mic.run(session), name="local-mic")
+            self._local_capture.add_done_callback(_log_capture_failure)
         yield "Pre-warming…" if session.strategy == "prewarmed" else "Listening…"
 
     async def stop(self, request: gr.Request) -> str:
@@ -452,6 +453,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "whisper_compute_type": args.whisper_compute_type, "connection_strategy": args.strategy,
         "emulated_rtt_ms": args.rtt_ms, "local_audio": args.local_audio or None, "log_level": args.log_level,
     })
+
+
+def _log_capture_failure(task: asyncio.Task[None]) -> None:
+    # Nobody awaits the --local-audio capture task: its error (a microphone that cannot open)
+    # would otherwise surface only as "Task exception was never retrieved" with a traceback.
+    if not task.cancelled() and task.exception() is not None:
+        log.error("Local microphone stopped: %s", task.exception())
 
 
 def create_app(settings: Settings) -> tuple[gr.Blocks, WarmVoiceApp]:

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -197,3 +198,27 @@ async def test_a_failed_playback_skips_that_chunk_and_plays_the_next(
     assert [round(float(samples[0]), 2) for _, samples in device.played] == [0.2]
     assert "Local playback failed, chunk skipped" in caplog.text
     assert len(device.streams) == 2 and all(stream.closed for stream in device.streams)
+
+
+async def test_the_app_logs_a_local_microphone_that_cannot_open(
+    voice_runtime, offline_settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``app.py --local-audio``: nobody awaits the capture task, so its failure must be logged."""
+    import app
+    from voice.local_audio import LocalMic
+
+    device = StandInSoundDevice(np.zeros(CAPTURE_BLOCK, np.float32))
+    device.input_error = OSError("Error opening InputStream: Device unavailable [PaErrorCode -9985]")
+    monkeypatch.setitem(sys.modules, "sounddevice", device)
+    web = app.WarmVoiceApp(offline_settings, app.RuntimeLoader.loaded(offline_settings, voice_runtime))
+    web._local_mic = LocalMic()
+    tab = SimpleNamespace(session_hash="local-tab")
+    try:
+        [status async for status in web.start("prewarmed", 0, "", 500, True, tab)]
+        async with asyncio.timeout(10):
+            while "Local microphone stopped" not in caplog.text:
+                await asyncio.sleep(0.02)
+    finally:
+        await web.aclose()
+    assert "the microphone could not be opened" in caplog.text
+    assert "Traceback" not in caplog.text and "never retrieved" not in caplog.text
