@@ -270,7 +270,7 @@ class WarmVoiceApp:
                 seq += 1
                 audio = panel.audio_payload(session.instance_id, [(seq, out)] if out else [], flush=barge_in)
             yield view.render(audio=audio, chart=isinstance(event, TurnDone))
-        if self._registry is not None and self._registry.get(request.session_hash or "") not in (None, session):
+        if (await self._session(request)) not in (None, session):
             return  # the tab started a new session: its own pump speaks for the page now
         view.status = "Session ended."
         yield view.render(chart=True)

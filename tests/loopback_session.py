@@ -33,6 +33,13 @@ TURN_LIMIT_S = 60.0  # no turn may take longer than this (a hang fails the test 
 EXCEPTION_NAME = re.compile(r"\b[A-Z]\w*(?:Error|Exception|Exit|Interrupt)\b|Traceback")
 
 
+class FakeRequest:
+    """What app.py's callbacks read from gr.Request: the tab's session hash."""
+
+    def __init__(self, session_hash: str) -> None:
+        self.session_hash = session_hash
+
+
 @contextlib.asynccontextmanager
 async def loopback_session(
     runtime: Any,

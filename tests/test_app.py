@@ -5,21 +5,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from dataclasses import dataclass
 
 import gradio as gr
 import numpy as np
 import pytest
 
 import app
+from tests.loopback_session import FakeRequest
 from voice.settings import load_settings
-
-
-@dataclass
-class FakeRequest:
-    """What the callbacks read from gr.Request: the tab's session hash."""
-
-    session_hash: str
 
 
 def test_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:

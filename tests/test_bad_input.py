@@ -24,6 +24,7 @@ from tests.llm_servers import LLMServer, echo, reply
 from tests.loopback_session import (
     EXCEPTION_NAME,
     FAST_TIMEOUTS,
+    FakeRequest,
     MeasuringTranscriber,
     assert_presentable,
     audio_seconds,
@@ -308,13 +309,6 @@ async def test_empty_system_prompt_is_allowed(voice_runtime, server: LLMServer) 
 
 
 # --------------------------------------------------------------------------- through app.py's callbacks
-
-
-class FakeRequest:
-    """What the callbacks read from gr.Request: the tab's session hash."""
-
-    def __init__(self, session_hash: str) -> None:
-        self.session_hash = session_hash
 
 
 @contextlib.asynccontextmanager

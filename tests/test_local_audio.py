@@ -14,12 +14,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 
+from tests.loopback_session import FakeRequest
 from tests.speech import synthesize
 from voice.audio import to_mono_16k
 from voice.latency import TurnLatency
@@ -212,7 +212,7 @@ async def test_the_app_logs_a_local_microphone_that_cannot_open(
     monkeypatch.setitem(sys.modules, "sounddevice", device)
     web = app.WarmVoiceApp(offline_settings, app.RuntimeLoader.loaded(offline_settings, voice_runtime))
     web._local_mic = LocalMic()
-    tab = SimpleNamespace(session_hash="local-tab")
+    tab = FakeRequest("local-tab")
     try:
         [status async for status in web.start("prewarmed", 0, "", 500, True, tab)]
         async with asyncio.timeout(10):

@@ -33,6 +33,7 @@ from llm.embedded_server import EmbeddedLLMServer, EmbeddedServerError, free_loo
 from tests.llm_servers import LLMServer, echo, reply, status
 from tests.loopback_session import (
     FAST_TIMEOUTS,
+    FakeRequest,
     MeasuringTranscriber,
     loopback_session,
     notices,
@@ -51,13 +52,6 @@ from voice.settings import Settings, load_settings
 
 KEY = "sk-SECURITY-canary-7c1e5a9b3d"
 QUESTION = "What is the capital of France?"
-
-
-class FakeRequest:
-    """What the callbacks read from gr.Request: the tab's session hash."""
-
-    def __init__(self, session_hash: str) -> None:
-        self.session_hash = session_hash
 
 
 @pytest.fixture
