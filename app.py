@@ -45,14 +45,18 @@ log = logging.getLogger("warmvoice")
 
 STRATEGY_CHOICES = [(label, key) for key, label in STRATEGY_LABELS.items()]
 EDGE_VOICES = ["en-US-AriaNeural", "en-US-GuyNeural", "en-GB-SoniaNeural", "en-US-JennyNeural"]
-# Clicks the microphone's own record button, so one click on "Start speaking" both
-# starts the session (Python) and the browser capture (this snippet).
 # One click on "Start speaking" starts the session (Python), the browser capture (the mic's own
 # record button) and the reply player (browsers only start audio from a user gesture).
-START_MIC_JS = """(...args) => { window.warmvoice && window.warmvoice.ensure();
-  const press = (tries) => { const b = document.querySelector('#mic button.record-button');
-    if (b) b.click(); else if (tries > 0) setTimeout(() => press(tries - 1), 100); };
-  press(30); return args; }"""
+# Gradio 6's streaming recorder loads its WAV encoder (two modules and a worker) after the page
+# has rendered; a record press before that finds no recorder class, throws in a promise and
+# leaves the component showing "recording" while nothing is ever sent (seen in the browser
+# test under CPU load, about 1 s after the page loaded).  So the press waits until the page
+# is RECORDER_READY_MS old; a person clicking later than that waits for nothing.
+RECORDER_READY_MS = 3000
+START_MIC_JS = f"""(...args) => {{ window.warmvoice && window.warmvoice.ensure();
+  const press = (tries) => {{ const b = document.querySelector('#mic button.record-button');
+    if (b) b.click(); else if (tries > 0) setTimeout(() => press(tries - 1), 100); }};
+  setTimeout(() => press(30), Math.max(0, {RECORDER_READY_MS} - performance.now())); return args; }}"""
 STOP_MIC_JS = """(...args) => { document.querySelector('#mic button.stop-button')?.click(); return args; }"""
 
 
