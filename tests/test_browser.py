@@ -130,6 +130,12 @@ def test_spoken_question_gets_a_spoken_answer_and_a_full_panel(
         )
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1500})
+            console: list[str] = []  # the page's own log, kept for a failure's post-mortem
+            page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+            page.on("requestfailed", lambda request: console.append(f"request failed: {request.url}"))
+            page.on("pageerror", lambda error: console.append(f"page error: {error}"))
+            page.on("request", lambda request: "/gradio_api/" in request.url and console.append(
+                f"{time.time():.3f} {request.method} {request.url} {(request.post_data or '')[:200]}"))
             page.goto(app_url)
             # A person clicks once the page is up: the microphone's own record button exists then.
             page.locator("#mic button.record-button").wait_for(state="visible", timeout=30_000)
@@ -207,6 +213,7 @@ def test_spoken_question_gets_a_spoken_answer_and_a_full_panel(
         except Exception:
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "browser-failure.png"), full_page=True)
+            (ARTIFACTS / "browser-console.log").write_text("\n".join(console) + "\n")
             raise
         finally:
             browser.close()
