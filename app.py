@@ -134,8 +134,10 @@ class WarmVoiceApp:
         if self._registry is None:
             runtime = await self.loader.wait()
             self._registry = SessionRegistry(
-                runtime.new_session, max_sessions=self.settings.max_sessions,
-                idle_timeout_s=self.settings.session_idle_timeout_s, max_age_s=self.settings.session_max_s,
+                runtime.new_session,
+                max_sessions=self.settings.max_sessions,
+                idle_timeout_s=self.settings.session_idle_timeout_s,
+                max_age_s=self.settings.session_max_s,
             )
             self._reaper = asyncio.create_task(self._registry.run_reaper(), name="session-reaper")
         return self._registry
@@ -158,7 +160,12 @@ class WarmVoiceApp:
     # ------------------------------------------------------------------ callbacks
 
     async def start(
-        self, strategy: str, rtt_ms: float, system_prompt: str, silence_ms: float, barge_in: bool,
+        self,
+        strategy: str,
+        rtt_ms: float,
+        system_prompt: str,
+        silence_ms: float,
+        barge_in: bool,
         request: gr.Request,
     ) -> AsyncIterator[str]:
         """'Start speaking': open the tab's session (warm-up fires at once)."""
@@ -167,9 +174,14 @@ class WarmVoiceApp:
             await asyncio.sleep(0.3)
         try:
             registry = await self.registry()
-            session = await registry.open(request.session_hash or "", strategy=strategy, rtt_ms=float(rtt_ms),
-                                          system_prompt=system_prompt, silence_ms=int(silence_ms),
-                                          barge_in=bool(barge_in))
+            session = await registry.open(
+                request.session_hash or "",
+                strategy=strategy,
+                rtt_ms=float(rtt_ms),
+                system_prompt=system_prompt,
+                silence_ms=int(silence_ms),
+                barge_in=bool(barge_in),
+            )
         except (TooManySessions, RuntimeError, ValueError, SettingsError) as exc:
             yield f"⚠️ {exc}"
             return
@@ -203,8 +215,13 @@ class WarmVoiceApp:
                 return
             if session.session_id not in self._hearing:
                 self._hearing.add(session.session_id)
-                log.info("Microphone audio arriving for session %s: %s Hz, %s %s", session.session_id, rate,
-                         audio.shape, audio.dtype)
+                log.info(
+                    "Microphone audio arriving for session %s: %s Hz, %s %s",
+                    session.session_id,
+                    rate,
+                    audio.shape,
+                    audio.dtype,
+                )
             await session.feed_audio(audio, int(rate))
         except (ValueError, TypeError) as exc:
             log.warning("Unusable audio chunk ignored: %s", exc)
@@ -226,7 +243,12 @@ class WarmVoiceApp:
         return ""
 
     async def configure(
-        self, strategy: str, rtt_ms: float, system_prompt: str, silence_ms: float, barge_in: bool,
+        self,
+        strategy: str,
+        rtt_ms: float,
+        system_prompt: str,
+        silence_ms: float,
+        barge_in: bool,
         request: gr.Request,
     ) -> None:
         """A/B controls and settings changed: apply them to the live session."""
@@ -234,8 +256,13 @@ class WarmVoiceApp:
         if session is None:
             return
         try:
-            await session.configure(strategy=strategy, rtt_ms=float(rtt_ms), system_prompt=system_prompt,
-                                    silence_ms=int(silence_ms), barge_in=bool(barge_in))
+            await session.configure(
+                strategy=strategy,
+                rtt_ms=float(rtt_ms),
+                system_prompt=system_prompt,
+                silence_ms=int(silence_ms),
+                barge_in=bool(barge_in),
+            )
         except (ValueError, SettingsError) as exc:
             gr.Warning(str(exc))
 
@@ -291,63 +318,116 @@ class WarmVoiceApp:
                 "first sentence exists. The connection to the LLM is pre-warmed while you talk."
             )
             with gr.Row(equal_height=True):
-                start = gr.Button("Start speaking", variant="primary", size="lg", elem_id="start-speaking",
-                                  scale=3)
+                start = gr.Button("Start speaking", variant="primary", size="lg", elem_id="start-speaking", scale=3)
                 stop = gr.Button("Stop", variant="stop", size="lg", elem_id="stop", scale=1)
             status = gr.Markdown("Click **Start speaking** to begin.", elem_id="status")
             with gr.Row():
                 with gr.Column(scale=3):
                     chat = gr.Chatbot(label="Conversation", elem_id="chat", height=360)
                     with gr.Row():
-                        typed = gr.Textbox(placeholder="…or type a turn and press Enter", show_label=False,
-                                           scale=4, elem_id="typed", max_length=100_000)
+                        typed = gr.Textbox(
+                            placeholder="…or type a turn and press Enter",
+                            show_label=False,
+                            scale=4,
+                            elem_id="typed",
+                            max_length=100_000,
+                        )
                         send = gr.Button("Send", scale=1, elem_id="send")
-                    mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone",
-                                   elem_id="mic", waveform_options=gr.WaveformOptions(show_recording_waveform=False))
+                    mic = gr.Audio(
+                        sources=["microphone"],
+                        streaming=True,
+                        type="numpy",
+                        label="Microphone",
+                        elem_id="mic",
+                        waveform_options=gr.WaveformOptions(show_recording_waveform=False),
+                    )
                     # Reply audio goes to web/player.js (Web Audio), not a streamed gr.Audio: see there.
                     reply = gr.Textbox(visible=False, elem_id="reply-audio")
                     # The player clicks this (hidden) button when a turn's audio starts playing;
                     # its report travels in the hidden text box.
                     played = gr.Button("playing", elem_id="playback-started", elem_classes=["wv-hidden"])
-                    played_report = gr.Textbox(visible=False, elem_id="playback-report",
-                                               max_length=panel.MAX_REPORT_CHARS)
+                    played_report = gr.Textbox(
+                        visible=False, elem_id="playback-report", max_length=panel.MAX_REPORT_CHARS
+                    )
                 with gr.Column(scale=2):
                     current = gr.HTML(panel.current_turn_html(None), elem_id="current-turn")
                     facts = gr.Markdown("", elem_id="facts")
             with gr.Accordion("All turns", open=True):
-                table = gr.Dataframe(headers=panel.TURN_COLUMNS, value=[], interactive=False, elem_id="turns",
-                                     wrap=True)
+                table = gr.Dataframe(
+                    headers=panel.TURN_COLUMNS, value=[], interactive=False, elem_id="turns", wrap=True
+                )
                 chart = gr.Plot(label="Where the time went (ms after your speech ended)", elem_id="chart")
             with gr.Accordion("A/B and settings", open=True):
                 with gr.Row():
-                    strategy = gr.Radio(STRATEGY_CHOICES, value=s.connection_strategy, label="Connection strategy",
-                                        elem_id="strategy")
-                    rtt = gr.Slider(0, 1000, value=s.emulated_rtt_ms, step=10, elem_id="rtt",
-                                    label="Emulated network distance (extra round-trip ms)")
+                    strategy = gr.Radio(
+                        STRATEGY_CHOICES, value=s.connection_strategy, label="Connection strategy", elem_id="strategy"
+                    )
+                    rtt = gr.Slider(
+                        0,
+                        1000,
+                        value=s.emulated_rtt_ms,
+                        step=10,
+                        elem_id="rtt",
+                        label="Emulated network distance (extra round-trip ms)",
+                    )
                 with gr.Row():
-                    silence = gr.Slider(200, 2000, value=s.end_of_turn_silence_ms, step=50,
-                                        label="End-of-turn silence (ms)", elem_id="silence")
+                    silence = gr.Slider(
+                        200,
+                        2000,
+                        value=s.end_of_turn_silence_ms,
+                        step=50,
+                        label="End-of-turn silence (ms)",
+                        elem_id="silence",
+                    )
                     barge = gr.Checkbox(value=s.barge_in, label="Barge-in (interrupt the reply by speaking)")
-                    voice = gr.Dropdown(EDGE_VOICES, value=s.tts_voice, label="Voice (edge-tts)",
-                                        allow_custom_value=True, interactive=s.tts_engine != "piper")
+                    voice = gr.Dropdown(
+                        EDGE_VOICES,
+                        value=s.tts_voice,
+                        label="Voice (edge-tts)",
+                        allow_custom_value=True,
+                        interactive=s.tts_engine != "piper",
+                    )
                 prompt = gr.Textbox(value=s.system_prompt, label="System prompt", lines=2, max_length=4000)
 
             controls = [strategy, rtt, prompt, silence, barge]
             outputs = [status, chat, reply, current, table, chart, facts]
             limit = s.max_sessions
-            started = start.click(self.start, controls, status, js=START_MIC_JS, concurrency_limit=limit,
-                                  api_name="start")
+            started = start.click(
+                self.start, controls, status, js=START_MIC_JS, concurrency_limit=limit, api_name="start"
+            )
             # "multiple": Stop then Start again must get its pump even while the old one is still
             # winding down (Gradio's default, "once", silently dropped the new one).
-            started.then(self.pump, None, outputs, concurrency_limit=limit, api_name="events",
-                         show_progress="hidden", trigger_mode="multiple")
-            mic.stream(self.hear, mic, None, stream_every=0.1, time_limit=int(s.session_max_s),
-                       concurrency_limit=limit, api_name=False, show_progress="hidden")
+            started.then(
+                self.pump,
+                None,
+                outputs,
+                concurrency_limit=limit,
+                api_name="events",
+                show_progress="hidden",
+                trigger_mode="multiple",
+            )
+            mic.stream(
+                self.hear,
+                mic,
+                None,
+                stream_every=0.1,
+                time_limit=int(s.session_max_s),
+                concurrency_limit=limit,
+                api_name=False,
+                show_progress="hidden",
+            )
             stop.click(self.stop, None, status, js=STOP_MIC_JS, api_name="stop")
             reply.change(None, reply, None, js="(payload) => { window.warmvoice && window.warmvoice.play(payload); }")
-            played.click(self.playback_started, played_report, None, api_name=False, show_progress="hidden",
-                         js="() => window.warmvoice ? window.warmvoice.takeReports() : '[]'",
-                         concurrency_limit=limit, trigger_mode="always_last")
+            played.click(
+                self.playback_started,
+                played_report,
+                None,
+                api_name=False,
+                show_progress="hidden",
+                js="() => window.warmvoice ? window.warmvoice.takeReports() : '[]'",
+                concurrency_limit=limit,
+                trigger_mode="always_last",
+            )
             for trigger in (send.click, typed.submit):
                 trigger(self.type_turn, typed, typed, concurrency_limit=limit, api_name=False)
             for control in controls:
@@ -410,8 +490,11 @@ class _PageView:
         warm = session.warmup
         warm_text = "—" if warm is None else (f"{warm.ms:,.0f} ms" if warm.ok else f"failed: {warm.error}")
         facts = panel.SessionFacts(
-            endpoint=public_endpoint(session.endpoint.base_url), model=session.endpoint.model,  # no user:password
-            connection_state=session.connection_state, strategy=session.strategy, rtt_ms=session.rtt_ms,
+            endpoint=public_endpoint(session.endpoint.base_url),
+            model=session.endpoint.model,  # no user:password
+            connection_state=session.connection_state,
+            strategy=session.strategy,
+            rtt_ms=session.rtt_ms,
             warmup=warm_text,
             connections_opened=getattr(stats, "connections_opened", 0),
             connections_reused=getattr(stats, "connections_reused", 0),
@@ -450,13 +533,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Environment + .env + flags -> validated settings."""
-    return load_settings({
-        "host": args.host, "port": args.port, "openai_base_url": args.base_url, "llm_model": args.model,
-        "system_prompt": args.system_prompt, "tts_engine": args.tts, "tts_voice": args.voice,
-        "whisper_model": args.whisper_model, "whisper_device": args.whisper_device,
-        "whisper_compute_type": args.whisper_compute_type, "connection_strategy": args.strategy,
-        "emulated_rtt_ms": args.rtt_ms, "local_audio": args.local_audio or None, "log_level": args.log_level,
-    })
+    return load_settings(
+        {
+            "host": args.host,
+            "port": args.port,
+            "openai_base_url": args.base_url,
+            "llm_model": args.model,
+            "system_prompt": args.system_prompt,
+            "tts_engine": args.tts,
+            "tts_voice": args.voice,
+            "whisper_model": args.whisper_model,
+            "whisper_device": args.whisper_device,
+            "whisper_compute_type": args.whisper_compute_type,
+            "connection_strategy": args.strategy,
+            "emulated_rtt_ms": args.rtt_ms,
+            "local_audio": args.local_audio or None,
+            "log_level": args.log_level,
+        }
+    )
 
 
 def _log_capture_failure(task: asyncio.Task[None]) -> None:
@@ -500,8 +594,13 @@ def main(argv: list[str] | None = None) -> int:
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("Serving on %s: reachable from other machines", settings.host)
     try:
-        demo.launch(server_name=settings.host, server_port=settings.port, css=panel.PANEL_CSS,
-                    head=PLAYER_HEAD, show_error=False)
+        demo.launch(
+            server_name=settings.host,
+            server_port=settings.port,
+            css=panel.PANEL_CSS,
+            head=PLAYER_HEAD,
+            show_error=False,
+        )
     except KeyboardInterrupt:
         pass
     finally:

@@ -94,10 +94,13 @@ def remote_endpoint(base_url: str, api_key: Secret, model: str) -> Endpoint:
     port = parts.port or (443 if parts.scheme == "https" else 80)
     tls = parts.scheme == "https"
     info = EndpointInfo(
-        kind="remote", base_url=public_endpoint(base_url), model=model, tls=tls,
+        kind="remote",
+        base_url=public_endpoint(base_url),
+        model=model,
+        tls=tls,
         description=f"remote API {public_endpoint(base_url)} ({'TLS' if tls else 'plain HTTP'}) behind the "
-                    f"latency proxy (which adds the emulated RTT on top of the real network distance; the proxy, not "
-                    f"the client, resolves the host name)",
+        f"latency proxy (which adds the emulated RTT on top of the real network distance; the proxy, not "
+        f"the client, resolves the host name)",
     )
     return Endpoint(base_url.rstrip("/"), parts.hostname, port, api_key, model, None, info)
 
@@ -107,19 +110,28 @@ def embedded_endpoint(server: EmbeddedLLMServer, api_key: Secret, tls: TlsFiles 
     assert server.port is not None
     scheme = "TLS 1.3 with a throw-away trustme certificate" if tls else "plain HTTP (--no-tls)"
     info = EndpointInfo(
-        kind="embedded", base_url=server.base_url, model=MODEL_ALIAS, tls=tls is not None,
+        kind="embedded",
+        base_url=server.base_url,
+        model=MODEL_ALIAS,
+        tls=tls is not None,
         description=(
             f"the embedded llama.cpp server (uvicorn, SmolLM2-135M-Instruct Q4_1 GGUF) on loopback, {scheme}, "
             f"behind the latency proxy"
         ),
     )
     return Endpoint(
-        server.base_url, "127.0.0.1", server.port, api_key, MODEL_ALIAS,
-        tls.client_context if tls else None, info,
+        server.base_url,
+        "127.0.0.1",
+        server.port,
+        api_key,
+        MODEL_ALIAS,
+        tls.client_context if tls else None,
+        info,
     )
 
 
 # ---- the client -----------------------------------------------------------------------
+
 
 def make_client(endpoint: Endpoint, strategy: str, config: BenchConfig, proxy: LatencyProxy | None) -> PooledLLMClient:
     """A client of ``strategy`` for ``endpoint``, its sockets opened to ``proxy`` (direct if None).
@@ -127,8 +139,13 @@ def make_client(endpoint: Endpoint, strategy: str, config: BenchConfig, proxy: L
     The URL is kept, so the Host header, SNI and certificate check still name the real host.
     """
     return PooledLLMClient(
-        endpoint.base_url, endpoint.api_key, endpoint.model, strategy=strategy, ssl=endpoint.ssl_context,
-        max_tokens=config.max_tokens, temperature=config.temperature,
+        endpoint.base_url,
+        endpoint.api_key,
+        endpoint.model,
+        strategy=strategy,
+        ssl=endpoint.ssl_context,
+        max_tokens=config.max_tokens,
+        temperature=config.temperature,
         connect_to=(proxy.host, proxy.port) if proxy is not None else None,
     )
 
@@ -172,8 +189,9 @@ def _fmt(value: float | None) -> str:
 class SessionRun:
     """One session at one distance for one strategy, with its own proxy and client."""
 
-    def __init__(self, endpoint: Endpoint, config: BenchConfig, rtt_ms: float, strategy: str, index: int,
-                 say: Say) -> None:
+    def __init__(
+        self, endpoint: Endpoint, config: BenchConfig, rtt_ms: float, strategy: str, index: int, say: Say
+    ) -> None:
         self.endpoint = endpoint
         self.config = config
         self.rtt_ms = rtt_ms
@@ -227,10 +245,18 @@ class SessionRun:
             reply = await _ask(client, config)
             ended = time.perf_counter()
             opened_after = proxy.counters().connections_opened
-            self.record.requests.append(self._request(
-                turn, phase, pause, reply, idle_before_s=issued - last_end, issued_at_s=issued - start,
-                proxy_connections=opened_after - opened_before, proxy_connections_before=opened_before - seen,
-            ))
+            self.record.requests.append(
+                self._request(
+                    turn,
+                    phase,
+                    pause,
+                    reply,
+                    idle_before_s=issued - last_end,
+                    issued_at_s=issued - start,
+                    proxy_connections=opened_after - opened_before,
+                    proxy_connections_before=opened_before - seen,
+                )
+            )
             seen, last_end = opened_after, ended
         if warm_task is not None:
             self.record.warmup = self._warmup(warm_task, warm_done)
@@ -242,24 +268,57 @@ class SessionRun:
         ended = task.done() and not task.cancelled() and task.exception() is None
         result = task.result() if ended else None
         return WarmupRecord(
-            ok=result is not None and result.ok, ms=result.ms if result else 0.0,
-            error=result.error if result else "did not finish", skipped=bool(result and result.skipped),
-            reason=result.reason if result else "", status=result.status if result else None,
-            finished_at_s=finished, done_before_first_request=finished is not None and finished <= first,
+            ok=result is not None and result.ok,
+            ms=result.ms if result else 0.0,
+            error=result.error if result else "did not finish",
+            skipped=bool(result and result.skipped),
+            reason=result.reason if result else "",
+            status=result.status if result else None,
+            finished_at_s=finished,
+            done_before_first_request=finished is not None and finished <= first,
         )
 
-    def _request(self, turn: int, phase: str, pause: float, reply: _Reply, *, idle_before_s: float,
-                 issued_at_s: float, proxy_connections: int, proxy_connections_before: int) -> RequestRecord:
+    def _request(
+        self,
+        turn: int,
+        phase: str,
+        pause: float,
+        reply: _Reply,
+        *,
+        idle_before_s: float,
+        issued_at_s: float,
+        proxy_connections: int,
+        proxy_connections_before: int,
+    ) -> RequestRecord:
         t = reply.timing or RequestTiming()
         ok = reply.timing is not None and reply.error is None and t.error is None
         rec = RequestRecord(
-            rtt_ms=self.rtt_ms, strategy=self.strategy, session=self.index, turn=turn, phase=phase,
-            planned_pause_s=pause, idle_before_s=idle_before_s, issued_at_s=issued_at_s, ok=ok,
-            error=reply.error or t.error, status=t.status, reused_connection=t.reused_connection,
-            dns_ms=t.dns_ms, connect_ms=t.connect_ms, tcp_tls_ms=t.tcp_tls_ms, ttfb_ms=t.ttfb_ms,
-            first_token_ms=t.first_token_ms, first_sentence_ms=t.first_sentence_ms, total_ms=t.total_ms,
-            attempts=t.attempts, retries=t.retries, stale_retries=t.stale_retries, tokens=t.tokens,
-            sentences=t.sentences, reply_chars=reply.chars, proxy_connections=proxy_connections,
+            rtt_ms=self.rtt_ms,
+            strategy=self.strategy,
+            session=self.index,
+            turn=turn,
+            phase=phase,
+            planned_pause_s=pause,
+            idle_before_s=idle_before_s,
+            issued_at_s=issued_at_s,
+            ok=ok,
+            error=reply.error or t.error,
+            status=t.status,
+            reused_connection=t.reused_connection,
+            dns_ms=t.dns_ms,
+            connect_ms=t.connect_ms,
+            tcp_tls_ms=t.tcp_tls_ms,
+            ttfb_ms=t.ttfb_ms,
+            first_token_ms=t.first_token_ms,
+            first_sentence_ms=t.first_sentence_ms,
+            total_ms=t.total_ms,
+            attempts=t.attempts,
+            retries=t.retries,
+            stale_retries=t.stale_retries,
+            tokens=t.tokens,
+            sentences=t.sentences,
+            reply_chars=reply.chars,
+            proxy_connections=proxy_connections,
             proxy_connections_before=proxy_connections_before,
         )
         self.say(
@@ -287,9 +346,11 @@ async def measure_baseline(endpoint: Endpoint, config: BenchConfig, say: Say) ->
             t = reply.timing
             if i and reply.error is None and t is not None and t.reused_connection and t.first_token_ms is not None:
                 samples.append(t.first_token_ms)
-            say(f"[baseline] request {i + 1}: first token {_fmt(t.first_token_ms if t else None)} ms"
+            say(
+                f"[baseline] request {i + 1}: first token {_fmt(t.first_token_ms if t else None)} ms"
                 + (" (discarded: fills the prompt cache)" if i == 0 else "")
-                + (f" FAILED: {reply.error}" if reply.error else ""))
+                + (f" FAILED: {reply.error}" if reply.error else "")
+            )
     finally:
         await client.close()
     where = "on loopback" if endpoint.info.kind == "embedded" else "over the real network"
@@ -321,29 +382,43 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Benchmark cold vs pooled vs pre-warmed LLM connections at emulated network distances.",
     )
-    p.add_argument("--rtt-ms", type=parse_rtt_list, default=DEFAULT_RTTS,
-                   help="comma-separated RTTs (default 0,50,150,300)")
+    p.add_argument(
+        "--rtt-ms", type=parse_rtt_list, default=DEFAULT_RTTS, help="comma-separated RTTs (default 0,50,150,300)"
+    )
     p.add_argument("--turns", type=int, default=5, help="requests per session before the idle turn (default 5)")
     p.add_argument("--sessions", type=int, default=1, help="sessions per strategy and distance (default 1)")
     p.add_argument("--speak-s", type=float, help="user speaking time before the first request (default 2.0)")
     p.add_argument("--pause-s", type=float, help="pause between turns (default 1.0)")
-    p.add_argument("--idle-pause-s", type=float, help=(
-        "pause before one last turn, longer than the server's keep-alive; 0: no such turn (default 6.0)"
-    ))
+    p.add_argument(
+        "--idle-pause-s",
+        type=float,
+        help=("pause before one last turn, longer than the server's keep-alive; 0: no such turn (default 6.0)"),
+    )
     p.add_argument("--max-tokens", type=int, default=48)
     p.add_argument("--baseline-requests", type=int, help="requests for the server's own TTFT (default 3)")
     p.add_argument("--request-timeout-s", type=float, default=60.0)
-    p.add_argument("--server-threads", type=int, help=(
-        "llama.cpp threads of the embedded server (default: one less than the CPUs, at least 1, so the "
-        "client and proxy, which are timed too, keep a core; llama.cpp's threads stall when one is preempted)"
-    ))
-    p.add_argument("--quick", action="store_true",
-                   help="short speak time and pauses, no idle turn, 2 baseline requests (explicit options win)")
+    p.add_argument(
+        "--server-threads",
+        type=int,
+        help=(
+            "llama.cpp threads of the embedded server (default: one less than the CPUs, at least 1, so the "
+            "client and proxy, which are timed too, keep a core; llama.cpp's threads stall when one is preempted)"
+        ),
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="short speak time and pauses, no idle turn, 2 baseline requests (explicit options win)",
+    )
     p.add_argument("--base-url", help="a real OpenAI-compatible API instead of the embedded server")
     p.add_argument("--api-key", help="its key (else $OPENAI_API_KEY); with the embedded server: required by it")
     p.add_argument("--model", help="the model name at --base-url")
-    p.add_argument("--tls", action=argparse.BooleanOptionalAction, default=True,
-                   help="embedded server over TLS (default) or plain HTTP; a --base-url's scheme decides for it")
+    p.add_argument(
+        "--tls",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="embedded server over TLS (default) or plain HTTP; a --base-url's scheme decides for it",
+    )
     p.add_argument("--json", type=Path, help="write all raw measurements here")
     p.add_argument("--plot", type=Path, help="write a PNG chart here")
     p.add_argument("--markdown", type=Path, help="also write the Markdown report here")
@@ -352,17 +427,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> BenchConfig:
     """Validate the options and apply the defaults (``--quick`` changes some of them)."""
+
     def pick(name: str, normal: float) -> float:
         value = getattr(args, name)
         return float(value) if value is not None else float(QUICK[name] if args.quick else normal)
 
     config = BenchConfig(
-        rtt_ms=args.rtt_ms, turns=args.turns, sessions=args.sessions, speak_s=pick("speak_s", 2.0),
-        pause_s=pick("pause_s", 1.0), idle_pause_s=pick("idle_pause_s", 6.0), max_tokens=args.max_tokens,
-        temperature=0.0, baseline_requests=int(pick("baseline_requests", 3)),
-        request_timeout_s=args.request_timeout_s, tls=args.tls, quick=args.quick,
+        rtt_ms=args.rtt_ms,
+        turns=args.turns,
+        sessions=args.sessions,
+        speak_s=pick("speak_s", 2.0),
+        pause_s=pick("pause_s", 1.0),
+        idle_pause_s=pick("idle_pause_s", 6.0),
+        max_tokens=args.max_tokens,
+        temperature=0.0,
+        baseline_requests=int(pick("baseline_requests", 3)),
+        request_timeout_s=args.request_timeout_s,
+        tls=args.tls,
+        quick=args.quick,
         server_threads=None if args.base_url else (args.server_threads or max(1, (os.cpu_count() or 2) - 1)),
-        system_prompt=SYSTEM_PROMPT, prompt=PROMPT,
+        system_prompt=SYSTEM_PROMPT,
+        prompt=PROMPT,
     )
     if args.server_threads is not None and args.server_threads < 1:
         parser.error("--server-threads must be at least 1")
@@ -410,8 +495,13 @@ def _run(args: argparse.Namespace, config: BenchConfig, argv: list[str]) -> int:
         progress(f"endpoint: {endpoint.info.description}")
         baseline, sessions = asyncio.run(run_all(endpoint, config, progress))
     run = BenchRun(
-        command=command_line(PROG, argv), argv=hide_api_key(argv), machine=machine_info(load_start),
-        config=config, endpoint=endpoint.info, baseline=baseline, sessions=sessions,
+        command=command_line(PROG, argv),
+        argv=hide_api_key(argv),
+        machine=machine_info(load_start),
+        config=config,
+        endpoint=endpoint.info,
+        baseline=baseline,
+        sessions=sessions,
         wall_time_s=time.perf_counter() - started,
     )
     markdown = render_markdown(run)

@@ -88,10 +88,15 @@ def machine_info(load_start: float | None, packages: Sequence[str] = MACHINE_PAC
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[dist] = importlib.metadata.version(dist)
     return MachineInfo(
-        cpu_model=model, cpu_count=os.cpu_count() or 0, python=platform.python_version(),
+        cpu_model=model,
+        cpu_count=os.cpu_count() or 0,
+        python=platform.python_version(),
         platform=f"{platform.system()} {platform.release()}",
-        date=datetime.now(UTC).replace(microsecond=0).isoformat(), versions=versions,
-        load_start=load_start, load_end=load_average(), ram_bytes=psutil.virtual_memory().total,
+        date=datetime.now(UTC).replace(microsecond=0).isoformat(),
+        versions=versions,
+        load_start=load_start,
+        load_end=load_average(),
+        ram_bytes=psutil.virtual_memory().total,
     )
 
 
@@ -223,14 +228,17 @@ def throwaway_tls() -> Iterator[TlsFiles]:
         yield TlsFiles(cert_path, key_path, context)
 
 
-def bench_server(tls: TlsFiles | None, api_key: Secret | None = None, n_threads: int | None = None
-                 ) -> EmbeddedLLMServer:
+def bench_server(
+    tls: TlsFiles | None, api_key: Secret | None = None, n_threads: int | None = None
+) -> EmbeddedLLMServer:
     """The embedded server as the benchmarks run it: HTTPS with the throw-away certificate
     (unless ``tls`` is None), requiring ``api_key`` if one is given, on ``n_threads`` threads
     (None: the server's own default)."""
     return EmbeddedLLMServer(
-        n_threads=n_threads, api_key=api_key,
-        ssl_certfile=tls.cert_path if tls else None, ssl_keyfile=tls.key_path if tls else None,
+        n_threads=n_threads,
+        api_key=api_key,
+        ssl_certfile=tls.cert_path if tls else None,
+        ssl_keyfile=tls.key_path if tls else None,
         client_ssl=tls.client_context if tls else None,
     )
 

@@ -190,9 +190,7 @@ def sessions_of(run: BenchRun, rtt: float, strategy: str) -> list[SessionRecord]
 
 def requests_of(run: BenchRun, rtt: float, strategy: str, *phases: str) -> list[RequestRecord]:
     """Successful requests of one strategy at one distance in the given phases."""
-    return [
-        r for s in sessions_of(run, rtt, strategy) for r in s.requests if r.phase in phases and r.ok
-    ]
+    return [r for s in sessions_of(run, rtt, strategy) for r in s.requests if r.phase in phases and r.ok]
 
 
 def _metric(run: BenchRun, rtt: float, strategy: str, phases: tuple[str, ...], attr: str) -> Summary:
@@ -237,14 +235,21 @@ def checks_for(run: BenchRun, rtt: float) -> list[Check]:
 
     # (a) nothing of the connection set-up on the pre-warmed first request's path.
     clean = [
-        r for r in warm_first
-        if r.ok and r.reused_connection and r.connect_ms is None and r.proxy_connections == 0
+        r for r in warm_first if r.ok and r.reused_connection and r.connect_ms is None and r.proxy_connections == 0
     ]
     if warm_first:
-        out.append(Check(rtt, "a", len(clean) == len(warm_first), (
-            f"pre-warmed first request has no connection set-up on its path: reused a pooled connection, "
-            f"no connect time and no connection opened at the proxy in {len(clean)}/{len(warm_first)} session(s)"
-        )))
+        out.append(
+            Check(
+                rtt,
+                "a",
+                len(clean) == len(warm_first),
+                (
+                    "pre-warmed first request has no connection set-up on its path: reused a pooled connection, "
+                    "no connect time and no connection opened at the proxy in "
+                    f"{len(clean)}/{len(warm_first)} session(s)"
+                ),
+            )
+        )
     else:
         out.append(Check(rtt, "a", None, "no pre-warmed session was run"))
 
@@ -255,10 +260,17 @@ def checks_for(run: BenchRun, rtt: float) -> list[Check]:
         out.append(Check(rtt, "b", None, "no server baseline or no pre-warmed first token measured"))
     else:
         limit = server + rtt + TTFT_SLACK_MS
-        out.append(Check(rtt, "b", first.median <= limit, (
-            f"pre-warmed first request first token {_fmt(first.median)} (median; worst {_fmt(first.high)}) "
-            f"≤ server's own {_fmt(server)} + RTT {_fmt(rtt)} + {TTFT_SLACK_MS:.0f} ms = {_fmt(limit)}"
-        )))
+        out.append(
+            Check(
+                rtt,
+                "b",
+                first.median <= limit,
+                (
+                    f"pre-warmed first request first token {_fmt(first.median)} (median; worst {_fmt(first.high)}) "
+                    f"≤ server's own {_fmt(server)} + RTT {_fmt(rtt)} + {TTFT_SLACK_MS:.0f} ms = {_fmt(limit)}"
+                ),
+            )
+        )
 
     # (c) cold pays >= 2 extra round trips per request; the pool pays them once per session.
     # Judged on the HTTP status time: it holds every round trip of the request but not the
@@ -273,17 +285,31 @@ def checks_for(run: BenchRun, rtt: float) -> list[Check]:
     if status_extra is None or token_extra is None:
         out.append(Check(rtt, "c-time", None, "cold or pre-warmed requests missing"))
     elif rtt <= 0:
-        out.append(Check(rtt, "c-time", None, (
-            f"no emulated distance: cold pays {status_extra:.0f} ms more to HTTP status per request "
-            f"(TCP + TLS on loopback; its connection set-up {_fmt(setup.median)})"
-        )))
+        out.append(
+            Check(
+                rtt,
+                "c-time",
+                None,
+                (
+                    f"no emulated distance: cold pays {status_extra:.0f} ms more to HTTP status per request "
+                    f"(TCP + TLS on loopback; its connection set-up {_fmt(setup.median)})"
+                ),
+            )
+        )
     else:
-        out.append(Check(rtt, "c-time", status_extra >= 2 * rtt, (
-            f"cold pays {status_extra:.0f} ms = {status_extra / rtt:.2f} RTTs more per request than pre-warmed "
-            f"to HTTP status ({token_extra / rtt:.2f} RTTs to first token; its connection set-up "
-            f"{_fmt(setup.median)} = {(setup.median or 0) / rtt:.2f} RTTs); medians over the turns without a "
-            f"long idle; bar: ≥ 2 RTTs (TCP + TLS)"
-        )))
+        out.append(
+            Check(
+                rtt,
+                "c-time",
+                status_extra >= 2 * rtt,
+                (
+                    f"cold pays {status_extra:.0f} ms = {status_extra / rtt:.2f} RTTs more per request than pre-warmed "
+                    f"to HTTP status ({token_extra / rtt:.2f} RTTs to first token; its connection set-up "
+                    f"{_fmt(setup.median)} = {(setup.median or 0) / rtt:.2f} RTTs); medians over the turns without a "
+                    f"long idle; bar: ≥ 2 RTTs (TCP + TLS)"
+                ),
+            )
+        )
     cold_counts = [(s.proxy_connections_total, len(s.requests)) for s in cold]
     cold_ok = all(total == n for total, n in cold_counts) and bool(cold_counts)
     budgets = [_connection_budget_ok(s) for s in warm]
@@ -291,10 +317,17 @@ def checks_for(run: BenchRun, rtt: float) -> list[Check]:
     warm_totals = ", ".join(str(s.proxy_connections_total) for s in warm) or "—"
     cold_totals = ", ".join(f"{t}/{n}" for t, n in cold_counts) or "—"
     notes = sorted({why for _, why in budgets if why != "one connection"})
-    out.append(Check(rtt, "c-connections", cold_ok and warm_ok, (
-        f"connections opened at the proxy per session: cold {cold_totals} (connections/requests), "
-        f"pre-warmed {warm_totals}" + (f" — {'; '.join(notes)}" if notes else "")
-    )))
+    out.append(
+        Check(
+            rtt,
+            "c-connections",
+            cold_ok and warm_ok,
+            (
+                f"connections opened at the proxy per session: cold {cold_totals} (connections/requests), "
+                f"pre-warmed {warm_totals}" + (f" — {'; '.join(notes)}" if notes else "")
+            ),
+        )
+    )
 
     # (d) cold / pre-warmed first-request ratio >= 2x at 150 ms.
     cold_first = _metric(run, rtt, "cold", ("first",), "first_token_ms")
@@ -302,14 +335,26 @@ def checks_for(run: BenchRun, rtt: float) -> list[Check]:
     if ratio is None:
         out.append(Check(rtt, "d", None, "cold or pre-warmed first request missing"))
     elif rtt == RATIO_RTT_MS:
-        out.append(Check(rtt, "d", ratio >= RATIO_BAR, (
-            f"cold/pre-warmed first-request first token = {ratio:.2f}× (bar: ≥ {RATIO_BAR:.0f}× at "
-            f"{RATIO_RTT_MS:.0f} ms)"
-        )))
+        out.append(
+            Check(
+                rtt,
+                "d",
+                ratio >= RATIO_BAR,
+                (
+                    f"cold/pre-warmed first-request first token = {ratio:.2f}× (bar: ≥ {RATIO_BAR:.0f}× at "
+                    f"{RATIO_RTT_MS:.0f} ms)"
+                ),
+            )
+        )
     else:
-        out.append(Check(rtt, "d", None, (
-            f"cold/pre-warmed first-request first token = {ratio:.2f}× (the bar is set at {RATIO_RTT_MS:.0f} ms)"
-        )))
+        out.append(
+            Check(
+                rtt,
+                "d",
+                None,
+                (f"cold/pre-warmed first-request first token = {ratio:.2f}× (the bar is set at {RATIO_RTT_MS:.0f} ms)"),
+            )
+        )
     return out
 
 
@@ -411,9 +456,9 @@ def _load(value: float | None) -> str:
 def _describe(run: BenchRun) -> list[str]:
     c, m, e = run.config, run.machine, run.endpoint
     idle = (
-        f", then one more turn after {c.idle_pause_s:g} s idle (longer than the server's keep-alive; "
-        f"uvicorn's is 5 s)"
-        if c.idle_pause_s > 0 else " (no turn after a long idle in this run)"
+        f", then one more turn after {c.idle_pause_s:g} s idle (longer than the server's keep-alive; uvicorn's is 5 s)"
+        if c.idle_pause_s > 0
+        else " (no turn after a long idle in this run)"
     )
     server = run.baseline.median_ms
     return [
@@ -434,9 +479,7 @@ def _describe(run: BenchRun) -> list[str]:
             f"Connections are counted at the latency proxy (warm-up and keep-warm ones included), not reported by "
             f"the client."
         ),
-        (
-            f"- Server's own time to first token: {_fmt(server)} ({run.baseline.method})."
-        ),
+        (f"- Server's own time to first token: {_fmt(server)} ({run.baseline.method})."),
         (
             "- The latency proxy delays every byte by RTT/2 each way and a new connection's first bytes by one more "
             "RTT (the TCP handshake); TLS passes through it, so its handshake pays real round trips."
@@ -468,7 +511,8 @@ def render_markdown(run: BenchRun) -> str:
         verdicts = [c for c in checks_for(run, rtt) if c.passed is not None]
         bar = f"{sum(bool(c.passed) for c in verdicts)}/{len(verdicts)} PASS" if verdicts else "—"
         out.append(
-            f"| {rtt:g} ms | " + " | ".join(format_cell(c) for c in cells)
+            f"| {rtt:g} ms | "
+            + " | ".join(format_cell(c) for c in cells)
             + f" | {'—' if ratio is None else f'{ratio:.2f}×'} | {bar} |"
         )
     return "\n".join(out).rstrip() + "\n"
@@ -536,8 +580,15 @@ def write_plot(run: BenchRun, path: Path) -> None:
             meds = [s.median or 0.0 for _, s in pts]
             lo = [m - (s.low or m) for m, (_, s) in zip(meds, pts, strict=True)]
             hi = [(s.high or m) - m for m, (_, s) in zip(meds, pts, strict=True)]
-            ax.errorbar([x for x, _ in pts], meds, yerr=[lo, hi], marker="o", capsize=3,
-                        color=STRATEGY_COLOURS[st], label=STRATEGY_LABELS[st])
+            ax.errorbar(
+                [x for x, _ in pts],
+                meds,
+                yerr=[lo, hi],
+                marker="o",
+                capsize=3,
+                color=STRATEGY_COLOURS[st],
+                label=STRATEGY_LABELS[st],
+            )
         if server is not None:
             ax.plot(xs, [server + x for x in xs], linestyle="--", color="grey", label="server TTFT + 1 RTT")
         ax.set_title(f"{title}: first token")
@@ -551,8 +602,9 @@ def write_plot(run: BenchRun, path: Path) -> None:
     plt.close(fig)
 
 
-def write_outputs(run: BenchRun, markdown: str, *, json_path: Path | None, plot_path: Path | None,
-                  markdown_path: Path | None) -> list[Path]:
+def write_outputs(
+    run: BenchRun, markdown: str, *, json_path: Path | None, plot_path: Path | None, markdown_path: Path | None
+) -> list[Path]:
     """Write whichever outputs were asked for; returns the paths written."""
     written: list[Path] = []
     if json_path is not None:

@@ -121,18 +121,21 @@ class ChatStreamReader:
                 raise LLMTimeoutError(
                     f"no reply from {self._endpoint} within {self._first_token_timeout:g} s "
                     "(first-byte timeout: the server answered but sent no tokens)",
-                    phase="first_byte", timeout_s=self._first_token_timeout, endpoint=self._endpoint,
+                    phase="first_byte",
+                    timeout_s=self._first_token_timeout,
+                    endpoint=self._endpoint,
                     status=self._resp.status,
                 ) from None
             raise LLMTimeoutError(
                 f"stream from {self._endpoint} stalled: no data for {self._chunk_timeout:g} s (chunk timeout)",
-                phase="chunk", timeout_s=self._chunk_timeout, endpoint=self._endpoint, status=self._resp.status,
+                phase="chunk",
+                timeout_s=self._chunk_timeout,
+                endpoint=self._endpoint,
+                status=self._resp.status,
             ) from None
         except (aiohttp.ClientError, OSError) as exc:
             # The message reaches the user; the exception's class stays in the chained cause (logs).
-            raise self._stream_error(
-                f"stream from {self._endpoint} dropped mid-response (connection lost)"
-            ) from exc
+            raise self._stream_error(f"stream from {self._endpoint} dropped mid-response (connection lost)") from exc
 
 
 async def read_body(resp: aiohttp.ClientResponse, limit: int, timeout: float) -> bytes:

@@ -136,8 +136,12 @@ class PooledLLMClient:
             raise ValueError("base_url must start with http:// or https://")
         if limit < 1 or prewarm_connections < 1:
             raise ValueError("limit and prewarm_connections must be >= 1")
-        for name, value in (("connect_timeout", connect_timeout), ("first_byte_timeout", first_byte_timeout),
-                            ("chunk_timeout", chunk_timeout), ("keepalive_timeout", keepalive_timeout)):
+        for name, value in (
+            ("connect_timeout", connect_timeout),
+            ("first_byte_timeout", first_byte_timeout),
+            ("chunk_timeout", chunk_timeout),
+            ("keepalive_timeout", keepalive_timeout),
+        ):
             if value <= 0:
                 raise ValueError(f"{name} must be greater than 0")
         self._api_key = api_key if isinstance(api_key, Secret) else Secret(api_key or "")
@@ -251,8 +255,11 @@ class PooledLLMClient:
             await self._session.close()
         logger.info(
             "LLM client closed: %d requests, %d connections opened, %d reused, %d retries, %d warm-ups",
-            self.stats.requests, self.stats.connections_opened, self.stats.connections_reused,
-            self.stats.retries, self.stats.warmups,
+            self.stats.requests,
+            self.stats.connections_opened,
+            self.stats.connections_reused,
+            self.stats.retries,
+            self.stats.warmups,
         )
 
     # ------------------------------------------------------------------ warm-up
@@ -291,7 +298,9 @@ class PooledLLMClient:
         try:
             logger.info(
                 "Pre-warming LLM connection... (%s, %d connection%s)",
-                self.endpoint, self._prewarm_connections, "" if self._prewarm_connections == 1 else "s",
+                self.endpoint,
+                self._prewarm_connections,
+                "" if self._prewarm_connections == 1 else "s",
             )
             result = await self._warm_requests(self._prewarm_connections, EVENT_WARMUP_DONE)
         finally:
@@ -300,7 +309,8 @@ class PooledLLMClient:
         if result.ok:
             timing = result.timing
             how = (
-                "reused pooled connection" if timing is not None and timing.reused_connection
+                "reused pooled connection"
+                if timing is not None and timing.reused_connection
                 else _connection_detail(timing)
             )
             logger.info("Warmup complete in %.0f ms - connection ready (%s)", result.ms, how)
@@ -308,7 +318,8 @@ class PooledLLMClient:
         else:
             logger.warning(
                 "Warmup failed after %.0f ms (non-critical, the first request will connect as usual): %s",
-                result.ms, result.error,
+                result.ms,
+                result.error,
             )
         return result
 
@@ -319,9 +330,7 @@ class PooledLLMClient:
     def _fresh(self) -> bool:
         watch = self._watched
         return (
-            watch is not None
-            and watch.alive
-            and time.monotonic() - self._last_activity < self.idle_limit.ping_delay()
+            watch is not None and watch.alive and time.monotonic() - self._last_activity < self.idle_limit.ping_delay()
         )
 
     async def _warm_requests(self, count: int, event: str) -> WarmUpResult:
@@ -341,20 +350,31 @@ class PooledLLMClient:
                 raise err  # CancelledError and friends
         auth = next((e for e in errors if isinstance(e, AuthError)), None)
         if auth is not None:
-            result = WarmUpResult(ok=False, ms=ms, error=str(auth), status=auth.status,
-                                  connections_opened=opened, timing=timings[0])
+            result = WarmUpResult(
+                ok=False, ms=ms, error=str(auth), status=auth.status, connections_opened=opened, timing=timings[0]
+            )
         elif statuses:
             status = statuses[0]
             ok = status < 500
             result = WarmUpResult(
-                ok=ok, ms=ms, error=None if ok else f"HTTP {status} from {public_endpoint(self._models_url)}",
-                status=status, connections_opened=opened, timing=timings[outcomes.index(status)],
+                ok=ok,
+                ms=ms,
+                error=None if ok else f"HTTP {status} from {public_endpoint(self._models_url)}",
+                status=status,
+                connections_opened=opened,
+                timing=timings[outcomes.index(status)],
             )
         else:
             err = errors[0]
             message = str(err) if isinstance(err, LLMError) else f"endpoint unreachable: {err or 'unexpected error'}"
-            result = WarmUpResult(ok=False, ms=ms, error=message, status=getattr(err, "status", None),
-                                  connections_opened=opened, timing=timings[0])
+            result = WarmUpResult(
+                ok=False,
+                ms=ms,
+                error=message,
+                status=getattr(err, "status", None),
+                connections_opened=opened,
+                timing=timings[0],
+            )
         self._emit(event, result)
         return result
 
@@ -377,7 +397,8 @@ class PooledLLMClient:
         if resp.status in (401, 403):
             raise AuthError(
                 f"API key rejected (HTTP {resp.status} from {timing.endpoint})",
-                endpoint=timing.endpoint, status=resp.status,
+                endpoint=timing.endpoint,
+                status=resp.status,
             )
         return resp.status
 
@@ -436,7 +457,9 @@ class PooledLLMClient:
             self._last_activity = time.monotonic()
         timing = result.timing
         logger.debug(
-            "Keep-warm ping: %s in %.0f ms (%s)", "ok" if result.ok else result.error, result.ms,
+            "Keep-warm ping: %s in %.0f ms (%s)",
+            "ok" if result.ok else result.error,
+            result.ms,
             "reused" if timing is not None and timing.reused_connection else "new connection",
         )
         return result
@@ -475,7 +498,8 @@ class PooledLLMClient:
         if self.idle_limit.observe_close(idle):
             logger.info(
                 "Server closed an idle connection after %.1f s; keep-warm will re-warm every %.1f s",
-                idle, self.idle_limit.ping_delay(),
+                idle,
+                self.idle_limit.ping_delay(),
             )
         self._wake.set()
 
@@ -483,7 +507,8 @@ class PooledLLMClient:
         if self.strategy != "cold" and self.idle_limit.observe_header(resp.headers.get("Keep-Alive")):
             logger.info(
                 "Server keeps idle connections %.1f s (Keep-Alive header); keep-warm every %.1f s",
-                self.idle_limit.server_s, self.idle_limit.ping_delay(),
+                self.idle_limit.server_s,
+                self.idle_limit.ping_delay(),
             )
             self._wake.set()
 
@@ -538,7 +563,8 @@ class PooledLLMClient:
         """Yield content tokens, then ``None`` once the content is complete (the connection is
         drained and released after that, off the caller's critical path)."""
         body = chat_request_body(
-            self.model, messages,
+            self.model,
+            messages,
             max_tokens=max_tokens if max_tokens is not None else self._max_tokens,
             temperature=temperature if temperature is not None else self._temperature,
         )
@@ -564,12 +590,16 @@ class PooledLLMClient:
             self._responses.add(resp)
             self._learn_from_headers(resp)
             logger.info(
-                "Connection established (HTTP %d) - %s", resp.status,
+                "Connection established (HTTP %d) - %s",
+                resp.status,
                 "reused pooled connection" if timing.reused_connection else _connection_detail(timing),
             )
             self._emit(EVENT_STATUS, timing)
             reader = ChatStreamReader(
-                resp, timing, chunk_timeout=self._chunk_timeout, redact=self._redact,
+                resp,
+                timing,
+                chunk_timeout=self._chunk_timeout,
+                redact=self._redact,
                 on_first_token=lambda: self._emit(EVENT_FIRST_TOKEN, timing),
                 first_token_timeout=self._first_byte_timeout,
             )
@@ -610,7 +640,9 @@ class PooledLLMClient:
         self.stats.completed += 1
         logger.info(
             "LLM stream complete: first token %s, total %.0f ms, %d tokens, %s",
-            _fmt_ms(timing.first_token_ms), timing.total_ms or 0.0, timing.tokens,
+            _fmt_ms(timing.first_token_ms),
+            timing.total_ms or 0.0,
+            timing.tokens,
             "reused connection" if timing.reused_connection else "new connection",
         )
         self._emit(EVENT_DONE, timing)
@@ -689,7 +721,11 @@ class PooledLLMClient:
                 token = current_attempt.set(trace)
                 try:
                     resp = await session.request(
-                        method, target, json=json_body, headers=headers, server_hostname=server_hostname,
+                        method,
+                        target,
+                        json=json_body,
+                        headers=headers,
+                        server_hostname=server_hostname,
                         trace_request_ctx=trace,
                     )
                 finally:
@@ -701,14 +737,20 @@ class PooledLLMClient:
             if trace.connected:
                 raise LLMTimeoutError(
                     f"no response from {endpoint} within {self._first_byte_timeout:g} s (first-byte timeout)",
-                    phase="first_byte", timeout_s=self._first_byte_timeout, endpoint=endpoint,
+                    phase="first_byte",
+                    timeout_s=self._first_byte_timeout,
+                    endpoint=endpoint,
                 ) from None
             if trace.queued and trace.create_start is None:
-                message = (f"all {self._limit} pooled connections stayed busy for {self._connect_timeout:g} s "
-                           f"(connect timeout, {endpoint})")
+                message = (
+                    f"all {self._limit} pooled connections stayed busy for {self._connect_timeout:g} s "
+                    f"(connect timeout, {endpoint})"
+                )
             else:
-                message = (f"endpoint unreachable: no connection to {endpoint} within {self._connect_timeout:g} s "
-                           "(connect timeout)")
+                message = (
+                    f"endpoint unreachable: no connection to {endpoint} within {self._connect_timeout:g} s "
+                    "(connect timeout)"
+                )
             raise LLMTimeoutError(
                 message, phase="connect", timeout_s=self._connect_timeout, endpoint=endpoint
             ) from None
@@ -752,8 +794,11 @@ class PooledLLMClient:
             raise RuntimeError("PooledLLMClient is closed")
         if self._session is None:
             self._session = create_session(
-                strategy=self.strategy, limit=self._limit, ttl_dns_cache=self._ttl_dns_cache,
-                keepalive_timeout=self._keepalive_timeout, ssl=self._ssl,
+                strategy=self.strategy,
+                limit=self._limit,
+                ttl_dns_cache=self._ttl_dns_cache,
+                keepalive_timeout=self._keepalive_timeout,
+                ssl=self._ssl,
             )
         return self._session
 

@@ -195,10 +195,17 @@ class EmbeddedLLMServer:
         """Run one tiny completion so the first real turn is not the model's first (which is
         measurably slower) and the system prompt is already in the KV cache.  Returns ms."""
         messages = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
-        body = {"model": MODEL_ALIAS, "max_tokens": 1, "temperature": 0,
-                "messages": [*messages, {"role": "user", "content": "Hi"}]}
-        request = urllib.request.Request(f"{self.base_url}/chat/completions", data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"})
+        body = {
+            "model": MODEL_ALIAS,
+            "max_tokens": 1,
+            "temperature": 0,
+            "messages": [*messages, {"role": "user", "content": "Hi"}],
+        }
+        request = urllib.request.Request(
+            f"{self.base_url}/chat/completions",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         if self.api_key:
             request.add_header("Authorization", f"Bearer {self.api_key.reveal()}")
         started = time.perf_counter()
@@ -254,17 +261,27 @@ class EmbeddedLLMServer:
         model = self.model_path or bundled_model_path()
         self.port = port or free_loopback_port()
         cmd = [
-            sys.executable, "-m", "llama_cpp.server",
-            "--model", str(model),
-            "--model_alias", MODEL_ALIAS,
-            "--host", "127.0.0.1",
-            "--port", str(self.port),
-            "--n_ctx", str(self.n_ctx),
-            "--n_threads", str(self.n_threads),
-            "--n_threads_batch", str(self.n_threads),
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--model_alias",
+            MODEL_ALIAS,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--n_ctx",
+            str(self.n_ctx),
+            "--n_threads",
+            str(self.n_threads),
+            "--n_threads_batch",
+            str(self.n_threads),
             # By default any new request (even a keep-warm GET /models from another session)
             # cuts off the reply being streamed; requests must queue instead.
-            "--interrupt_requests", "False",
+            "--interrupt_requests",
+            "False",
         ]
         if self.ssl_certfile and self.ssl_keyfile:
             cmd += ["--ssl_certfile", str(self.ssl_certfile), "--ssl_keyfile", str(self.ssl_keyfile)]
@@ -280,8 +297,12 @@ class EmbeddedLLMServer:
             env["API_KEY"] = self.api_key.reveal()  # not in argv: every local user can read that
         log.info("Starting embedded LLM server: SmolLM2-135M-Instruct on 127.0.0.1:%d", self.port)
         self._proc = _SPAWNER.popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         atexit.register(self.stop)
 
@@ -302,8 +323,11 @@ class EmbeddedLLMServer:
             try:
                 with urllib.request.urlopen(request, timeout=2, context=self.client_ssl) as response:
                     if response.status == 200:
-                        log.info("Embedded LLM server ready in %.0f ms at %s",
-                                 (time.perf_counter() - started) * 1000, self.base_url)
+                        log.info(
+                            "Embedded LLM server ready in %.0f ms at %s",
+                            (time.perf_counter() - started) * 1000,
+                            self.base_url,
+                        )
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
                 pass
@@ -324,4 +348,3 @@ class EmbeddedLLMServer:
         # pread: the child shares this file's offset, which must keep pointing at the end.
         text = os.pread(fd, chars, max(0, size - chars)).decode("utf-8", "replace")
         return " ".join(text.split())
-

@@ -74,8 +74,9 @@ class LLMTimeoutError(LLMError):
     "endpoint unreachable"; the others are not retried (the turn has waited long enough).
     """
 
-    def __init__(self, message: str, *, phase: str, timeout_s: float, endpoint: str = "",
-                 status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, phase: str, timeout_s: float, endpoint: str = "", status: int | None = None
+    ) -> None:
         super().__init__(message, endpoint=endpoint, status=status)
         self.phase = phase
         self.timeout_s = timeout_s

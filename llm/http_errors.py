@@ -23,12 +23,15 @@ class StaleConnectionError(LLMConnectionError):
     protocol: object = None
 
 
-def connection_error(exc: BaseException, *, reused: bool, endpoint: str,
-                     redact: Callable[[str], str]) -> LLMConnectionError:
+def connection_error(
+    exc: BaseException, *, reused: bool, endpoint: str, redact: Callable[[str], str]
+) -> LLMConnectionError:
     """The error for an attempt that got no HTTP status.  Messages start with
     "endpoint unreachable"; certificate and TLS failures are marked not retryable."""
-    if reused and isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError) and not isinstance(
-        exc, aiohttp.ClientConnectorError
+    if (
+        reused
+        and isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
+        and not isinstance(exc, aiohttp.ClientConnectorError)
     ):
         return StaleConnectionError(
             f"endpoint unreachable: pooled connection to {endpoint} closed before the response",
@@ -59,8 +62,9 @@ def connection_error(exc: BaseException, *, reused: bool, endpoint: str,
     return error
 
 
-def http_error(status: int, headers: Mapping[str, str], body: bytes, *, endpoint: str,
-               redact: Callable[[str], str]) -> LLMError:
+def http_error(
+    status: int, headers: Mapping[str, str], body: bytes, *, endpoint: str, redact: Callable[[str], str]
+) -> LLMError:
     """The error for a non-2xx answer: :class:`AuthError` for 401/403, else
     :class:`LLMHTTPError` with the server's message, Retry-After and retryability."""
     if status in (401, 403):

@@ -198,9 +198,7 @@ class LatencyProxy:
         if self._server is not None:
             raise RuntimeError("LatencyProxy is already started")
         self._stopping = False
-        server = await asyncio.start_server(
-            self._on_accept, self._listen_host, self._listen_port, limit=_CHUNK_BYTES
-        )
+        server = await asyncio.start_server(self._on_accept, self._listen_host, self._listen_port, limit=_CHUNK_BYTES)
         sockname = server.sockets[0].getsockname()
         self._server = server
         self._address = (str(sockname[0]), int(sockname[1]))
@@ -331,9 +329,7 @@ class LatencyProxy:
             broken = True
         return not broken
 
-    async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, to_target: bool
-    ) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, to_target: bool) -> None:
         """One direction: a reader stamps chunks with their delivery time, a writer honours it."""
         queue: asyncio.Queue[_Delayed] = asyncio.Queue(maxsize=_QUEUE_CHUNKS)
         async with asyncio.TaskGroup() as group:
@@ -348,9 +344,7 @@ class LatencyProxy:
             if not data:
                 return
 
-    async def _deliver(
-        self, queue: asyncio.Queue[_Delayed], writer: asyncio.StreamWriter, *, to_target: bool
-    ) -> None:
+    async def _deliver(self, queue: asyncio.Queue[_Delayed], writer: asyncio.StreamWriter, *, to_target: bool) -> None:
         loop = asyncio.get_running_loop()
         while True:
             deliver_at, data = await queue.get()
@@ -371,9 +365,7 @@ class LatencyProxy:
                 self._bytes_to_client += len(data)
             await writer.drain()
 
-    async def _close(
-        self, client: asyncio.StreamWriter, upstream: asyncio.StreamWriter | None, *, clean: bool
-    ) -> None:
+    async def _close(self, client: asyncio.StreamWriter, upstream: asyncio.StreamWriter | None, *, clean: bool) -> None:
         writers = [w for w in (client, upstream) if w is not None]
         for writer in writers:
             if clean:

@@ -145,9 +145,7 @@ class AttemptTrace:
         timing.dns_cache_hit = self.dns_cache_hit
         timing.dns_ms = _ms(start, self.dns_end)
         timing.connect_ms = _ms(start, self.create_end)
-        timing.dns_duration_ms = (
-            _ms(self.dns_start, self.dns_end) if self.dns_start is not None else None
-        )
+        timing.dns_duration_ms = _ms(self.dns_start, self.dns_end) if self.dns_start is not None else None
         if self.create_start is not None and self.create_end is not None:
             create = (self.create_end - self.create_start) * 1000.0
             timing.tcp_tls_ms = create - (timing.dns_duration_ms or 0.0)

@@ -31,9 +31,21 @@ def run_bench(module: str, args: Sequence[str], out: Path, *, env: Mapping[str, 
     into ``out``; fails the test unless it exits 0."""
     paths = {"json": out / "bench.json", "markdown": out / "bench.md", "plot": out / "bench.png"}
     outputs = [part for option, path in paths.items() for part in (f"--{option}", str(path))]
-    proc = subprocess.run([sys.executable, "-m", module, *args, *outputs], cwd=ROOT, env=dict(env),
-                          capture_output=True, text=True, timeout=timeout_s)
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args, *outputs],
+        cwd=ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     json_text = paths["json"].read_text(encoding="utf-8")
-    return BenchOutput(proc.stdout, proc.stderr, json.loads(json_text), json_text,
-                       paths["markdown"].read_text(encoding="utf-8"), paths["plot"])
+    return BenchOutput(
+        proc.stdout,
+        proc.stderr,
+        json.loads(json_text),
+        json_text,
+        paths["markdown"].read_text(encoding="utf-8"),
+        paths["plot"],
+    )

@@ -70,11 +70,7 @@ def encode_mp3(samples: np.ndarray, rate: int = 24000, bitrate: int = 48000) -> 
 
 
 def _text_frame(request_id: str, path: str, body: str) -> str:
-    return (
-        f"X-RequestId:{request_id}\r\n"
-        "Content-Type:application/json; charset=utf-8\r\n"
-        f"Path:{path}\r\n\r\n{body}"
-    )
+    return f"X-RequestId:{request_id}\r\nContent-Type:application/json; charset=utf-8\r\nPath:{path}\r\n\r\n{body}"
 
 
 def _audio_frame(request_id: str, audio: bytes) -> bytes:

@@ -233,8 +233,9 @@ class LLMServer:
         app = web.Application()
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
-        self._runner = web.AppRunner(app, keepalive_timeout=self.keepalive_timeout, handle_signals=False,
-                                     shutdown_timeout=0.5)
+        self._runner = web.AppRunner(
+            app, keepalive_timeout=self.keepalive_timeout, handle_signals=False, shutdown_timeout=0.5
+        )
         await self._runner.setup()
         low_level = self._runner.server
         assert low_level is not None

@@ -58,8 +58,13 @@ async def loopback_session(
     """
     settings = runtime.settings.replace(**{**FAST_TIMEOUTS, **settings_changes})
     endpoint = LLMEndpoint(base_url=base_url, model=model, api_key=Secret(key), reason="test")
-    session = VoiceSession(settings, endpoint, transcriber=transcriber or runtime.transcriber,
-                           tts=tts if tts is not None else runtime.new_tts(), session_id=session_id)
+    session = VoiceSession(
+        settings,
+        endpoint,
+        transcriber=transcriber or runtime.transcriber,
+        tts=tts if tts is not None else runtime.new_tts(),
+        session_id=session_id,
+    )
     await session.start()
     try:
         yield session

@@ -70,9 +70,7 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     """Independent reference resampling (soxr very-high quality) for building test input."""
     if from_rate == to_rate:
         return np.asarray(samples, dtype=np.float32).copy()
-    return soxr.resample(np.asarray(samples, dtype=np.float32), from_rate, to_rate, quality="VHQ").astype(
-        np.float32
-    )
+    return soxr.resample(np.asarray(samples, dtype=np.float32), from_rate, to_rate, quality="VHQ").astype(np.float32)
 
 
 def silence(seconds: float, sample_rate: int) -> np.ndarray:

@@ -118,8 +118,13 @@ async def test_the_players_report_puts_playback_in_the_panel(voice_runtime, offl
     column = app.panel.TURN_COLUMNS.index("Playing (browser)")
 
     # Reports of another stream (an older session of this tab), of unknown turns, or garbage: nothing.
-    for report in ('[{"session": "old", "turn": 1}]', json.dumps([{"session": session.instance_id, "turn": 9}]),
-                   "not json", '{"turn": 1}', "[" * 10_000):
+    for report in (
+        '[{"session": "old", "turn": 1}]',
+        json.dumps([{"session": session.instance_id, "turn": 9}]),
+        "not json",
+        '{"turn": 1}',
+        "[" * 10_000,
+    ):
         await web.playback_started(report, tab)
     assert session.latencies[0].playback_confirmed_ms is None
 

@@ -95,7 +95,7 @@ async def test_empty_and_zero_length_audio_is_ignored(session: VoiceSession, ser
     audio = np.concatenate([question(48000), np.zeros(48000 * 2, np.float32)])
     waiter = asyncio.create_task(events_until_done(session))
     for start in range(0, len(audio), 960):
-        await session.feed_audio(audio[start:start + 960], 48000)
+        await session.feed_audio(audio[start : start + 960], 48000)
         await session.feed_audio(audio[start:start], 48000)
     events = await waiter
     assert outcome(events).outcome == "ok" and "france" in outcome(events).transcript.lower()
@@ -150,7 +150,7 @@ async def test_clipped_audio_is_still_understood(session: VoiceSession) -> None:
 async def test_nan_and_inf_samples_are_replaced_and_said_once(session: VoiceSession) -> None:
     audio = question(16000).copy()
     audio[:50] = np.inf
-    audio[len(audio) // 2: len(audio) // 2 + 40] = np.nan
+    audio[len(audio) // 2 : len(audio) // 2 + 40] = np.nan
     audio[-30:] = -np.inf
     result = await run_spoken_turn(session, audio, 16000, realtime=False)
     assert result is not None and result.latency.outcome == "ok" and heard_the_question(result)
@@ -173,9 +173,7 @@ async def test_nan_and_inf_samples_are_replaced_and_said_once(session: VoiceSess
     ],
     ids=["3d", "64-channels", "complex", "strings", "rate-0", "rate-1", "rate-1e9"],
 )
-async def test_unusable_audio_is_refused_with_a_notice(
-    session: VoiceSession, samples: np.ndarray, rate: int
-) -> None:
+async def test_unusable_audio_is_refused_with_a_notice(session: VoiceSession, samples: np.ndarray, rate: int) -> None:
     async with asyncio.timeout(10):  # rate 1 Hz would otherwise be upsampled 16000-fold
         await session.feed_audio(samples, rate)
         await session.feed_audio(samples, rate)
@@ -236,10 +234,12 @@ async def test_ten_minute_recording_is_capped_and_memory_stays_bounded(voice_run
         await speak_into(s, np.zeros((0, 2), np.int16), 48000, trailing_silence_ms=1500, realtime=False)
         await waiter
     capped = [n for n in notices(events, "warning") if n.startswith(f"Recording capped at {cap_s:.0f} s")]
-    print(f"\n10-minute recording ({fed_s:.0f} s, {recording_mb:.0f} MB as 48 kHz stereo int16): "
-          f"{len(capped)} capped turns, endpointer held at most {most_buffered / 16000:.1f} s, "
-          f"tracemalloc peak {peak / 1e6:.1f} MB (Whisper alone on one {cap_s:.0f} s turn: "
-          f"{whisper_peak / 1e6:.1f} MB)")
+    print(
+        f"\n10-minute recording ({fed_s:.0f} s, {recording_mb:.0f} MB as 48 kHz stereo int16): "
+        f"{len(capped)} capped turns, endpointer held at most {most_buffered / 16000:.1f} s, "
+        f"tracemalloc peak {peak / 1e6:.1f} MB (Whisper alone on one {cap_s:.0f} s turn: "
+        f"{whisper_peak / 1e6:.1f} MB)"
+    )
     assert fed_s >= 600 and len(capped) >= int(fed_s // cap_s) - 1, (fed_s, len(capped))
     assert most_buffered <= bound, f"endpointer held {most_buffered / 16000:.1f} s of audio"
     assert whisper.seconds and max(whisper.seconds) <= cap_s + 1.0, "Whisper never gets more than the cap"
@@ -360,9 +360,16 @@ async def test_app_callbacks_never_show_a_traceback(voice_runtime, server: LLMSe
         tab = FakeRequest("tab-bad")
         # Garbage from the browser's microphone stream: none of it may raise or show a traceback.
         bad_chunks: list[Any] = [
-            None, (48000, None), (48000, np.zeros(0, np.int16)), (48000, np.zeros((10, 10, 10))),
-            (48000, np.zeros(10, np.complex64)), (0, np.zeros(100, np.int16)), (1, np.zeros(4800, np.int16)),
-            ("abc", np.zeros(100, np.int16)), (48000, np.full(4800, np.nan)), (48000, [[1, 2], [3]]),
+            None,
+            (48000, None),
+            (48000, np.zeros(0, np.int16)),
+            (48000, np.zeros((10, 10, 10))),
+            (48000, np.zeros(10, np.complex64)),
+            (0, np.zeros(100, np.int16)),
+            (1, np.zeros(4800, np.int16)),
+            ("abc", np.zeros(100, np.int16)),
+            (48000, np.full(4800, np.nan)),
+            (48000, [[1, 2], [3]]),
         ]
         for chunk in bad_chunks:
             await web.hear(chunk, tab)

@@ -32,9 +32,15 @@ ARTIFACTS = ROOT / "test-artifacts"
 QUESTION = "What is the capital of France?"
 LOOP_SILENCE_S = 14.0
 CHROMIUM_FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-    "--disable-background-networking", "--disable-component-update",
-    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
     "--autoplay-policy=no-user-gesture-required",
 ]
 
@@ -60,8 +66,13 @@ def chromium() -> str:
 def question_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The spoken question, then silence: Chromium loops the file, one question per loop."""
     speech = synthesize(QUESTION)
-    audio = np.concatenate([np.zeros(int(0.5 * speech.sample_rate), np.float32), speech.samples,
-                            np.zeros(int(LOOP_SILENCE_S * speech.sample_rate), np.float32)])
+    audio = np.concatenate(
+        [
+            np.zeros(int(0.5 * speech.sample_rate), np.float32),
+            speech.samples,
+            np.zeros(int(LOOP_SILENCE_S * speech.sample_rate), np.float32),
+        ]
+    )
     path = tmp_path_factory.mktemp("mic") / "question.wav"
     write_wav(path, audio, speech.sample_rate)
     return path
@@ -70,13 +81,24 @@ def question_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def app_url() -> Iterator[str]:
     port = free_loopback_port()
-    env = {**os.environ, "TTS_ENGINE": "piper", "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-           "OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""}
+    env = {
+        **os.environ,
+        "TTS_ENGINE": "piper",
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "OPENAI_API_KEY": "",
+        "OPENAI_BASE_URL": "",
+    }
     log_path = ARTIFACTS / "browser-app.log"
     ARTIFACTS.mkdir(exist_ok=True)
     with log_path.open("wb") as log_file:
-        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
-                                stdout=log_file, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "app.py", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_for(lambda: _answers(url), 120, "the app to serve its page", proc, log_path)
@@ -118,9 +140,7 @@ def _stage_values(page) -> dict[str, str]:
     )
 
 
-def test_spoken_question_gets_a_spoken_answer_and_a_full_panel(
-    chromium: str, question_wav: Path, app_url: str
-) -> None:
+def test_spoken_question_gets_a_spoken_answer_and_a_full_panel(chromium: str, question_wav: Path, app_url: str) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
@@ -134,14 +154,22 @@ def test_spoken_question_gets_a_spoken_answer_and_a_full_panel(
             page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
             page.on("requestfailed", lambda request: console.append(f"request failed: {request.url}"))
             page.on("pageerror", lambda error: console.append(f"page error: {error}"))
-            page.on("request", lambda request: "/gradio_api/" in request.url and console.append(
-                f"{time.time():.3f} {request.method} {request.url} {(request.post_data or '')[:200]}"))
+            page.on(
+                "request",
+                lambda request: (
+                    "/gradio_api/" in request.url
+                    and console.append(
+                        f"{time.time():.3f} {request.method} {request.url} {(request.post_data or '')[:200]}"
+                    )
+                ),
+            )
             page.goto(app_url)
             # A person clicks once the page is up: the microphone's own record button exists then.
             page.locator("#mic button.record-button").wait_for(state="visible", timeout=30_000)
             page.get_by_role("button", name="Start speaking").click()
-            expect(page.locator("#status")).to_contain_text(re.compile("Connection ready in [0-9,]+ ms|Pre-warming"),
-                                                            timeout=30_000)
+            expect(page.locator("#status")).to_contain_text(
+                re.compile("Connection ready in [0-9,]+ ms|Pre-warming"), timeout=30_000
+            )
 
             chat = page.locator("#chat")
             # Four words in order prove the microphone's audio reached Whisper intact; the last word
@@ -157,8 +185,15 @@ def test_spoken_question_gets_a_spoken_answer_and_a_full_panel(
             page.wait_for_function(all_stages_known, timeout=60_000)
             stages = _stage_values(page)
             values = {k: float(v.replace(",", "").split()[0]) for k, v in stages.items()}
-            assert list(values) == ["endpoint_ms", "transcript_ms", "request_sent_ms", "status_ms",
-                                    "first_token_ms", "first_sentence_ms", "first_audio_ms"]
+            assert list(values) == [
+                "endpoint_ms",
+                "transcript_ms",
+                "request_sent_ms",
+                "status_ms",
+                "first_token_ms",
+                "first_sentence_ms",
+                "first_audio_ms",
+            ]
             assert all(v > 0 for v in values.values()), stages
 
             # Reply audio reached the page's audio output: the Web Audio player scheduled it and
@@ -178,7 +213,8 @@ def test_spoken_question_gets_a_spoken_answer_and_a_full_panel(
             )
             played = page.evaluate(
                 """() => document.querySelector('#current-turn tr[data-measure=playback_confirmed_ms] .wv-ms')
-                      .textContent""")
+                      .textContent"""
+            )
             assert float(played.replace(",", "").split()[0]) >= values["first_audio_ms"], (played, stages)
             assert page.evaluate("() => window.warmvoice.state.reported") >= 1
             expect(page.locator("#current-turn")).to_contain_text(re.compile(r"browser player [0-9,]+ ms"))

@@ -26,9 +26,26 @@ def test_wav_turns_print_transcript_reply_and_table(tmp_path: Path) -> None:
     out = tmp_path / "reply.wav"
     env = {**os.environ, "TTS_ENGINE": "piper", "OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", "HF_HUB_OFFLINE": "1"}
     run = subprocess.run(
-        [sys.executable, "-m", "voice", "--wav", str(wav), "--wav", str(silent), "--out", str(out),
-         "--strategy", "prewarmed", "--pause-s", "0.2"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "voice",
+            "--wav",
+            str(wav),
+            "--wav",
+            str(silent),
+            "--out",
+            str(out),
+            "--strategy",
+            "prewarmed",
+            "--pause-s",
+            "0.2",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     text = run.stdout
@@ -42,8 +59,13 @@ def test_wav_turns_print_transcript_reply_and_table(tmp_path: Path) -> None:
 
 
 def test_missing_wav_is_a_clear_error(tmp_path: Path) -> None:
-    run = subprocess.run([sys.executable, "-m", "voice", "--wav", str(tmp_path / "nope.wav")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-m", "voice", "--wav", str(tmp_path / "nope.wav")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 2
     assert run.stderr.strip() == f"error: no such WAV file: {tmp_path / 'nope.wav'}"
 

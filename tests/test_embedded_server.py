@@ -41,9 +41,7 @@ async def _stream_chat(base_url: str) -> list[str]:
         "messages": [{"role": "user", "content": "Say hello in one short sentence."}],
     }
     pieces: list[str] = []
-    async with aiohttp.ClientSession() as session, session.post(
-        f"{base_url}/chat/completions", json=body
-    ) as response:
+    async with aiohttp.ClientSession() as session, session.post(f"{base_url}/chat/completions", json=body) as response:
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/event-stream")
         async for raw in response.content:
@@ -150,12 +148,19 @@ async def test_a_second_request_does_not_cut_off_a_streamed_reply(server: Embedd
                     assert response.status == 200
                 await asyncio.sleep(0.05)
 
-    body = {"model": MODEL_ALIAS, "stream": True, "max_tokens": 64, "temperature": 0,
-            "messages": [{"role": "user", "content": "Count from one to twenty in words."}]}
+    body = {
+        "model": MODEL_ALIAS,
+        "stream": True,
+        "max_tokens": 64,
+        "temperature": 0,
+        "messages": [{"role": "user", "content": "Count from one to twenty in words."}],
+    }
     pinger = asyncio.create_task(ping_while_streaming())
     finish = None
-    async with aiohttp.ClientSession() as session, session.post(f"{server.base_url}/chat/completions",
-                                                                json=body) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{server.base_url}/chat/completions", json=body) as response,
+    ):
         async for raw in response.content:
             line = raw.decode().strip()
             if line.startswith("data:") and line[5:].strip() != "[DONE]":

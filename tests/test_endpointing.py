@@ -54,9 +54,7 @@ def statement() -> Speech:
 
 @pytest.mark.parametrize("rate", [16000, 48000, 8000])
 @pytest.mark.parametrize("chunk", [160, 512, 4800])
-def test_end_of_speech_found_within_100ms_across_rates_and_chunk_sizes(
-    question: Speech, rate: int, chunk: int
-) -> None:
+def test_end_of_speech_found_within_100ms_across_rates_and_chunk_sizes(question: Speech, rate: int, chunk: int) -> None:
     # The speech as the microphone would deliver it at `rate`, after a lead-in whose
     # length is not a multiple of the 32 ms frame (so frame boundaries fall anywhere).
     spoken = at_rate(question, rate)

@@ -88,9 +88,7 @@ async def test_idle_connection_closed_by_the_server_between_turns_is_invisible(v
         assert len(srv.chat_requests()) == 3
 
 
-async def test_connection_dying_as_the_request_is_sent_is_retried_silently(
-    voice_runtime, server: LLMServer
-) -> None:
+async def test_connection_dying_as_the_request_is_sent_is_retried_silently(voice_runtime, server: LLMServer) -> None:
     """The race a keep-alive limit causes: the pooled connection dies the moment the request
     goes out.  The client replays it at once on a new connection; the user sees nothing."""
     server.drop_reused = True
@@ -215,7 +213,8 @@ async def test_drop_mid_stream_speaks_what_arrived_then_says_cut_off(voice_runti
         assert outcome(events).outcome == "error"
         # What was spoken is what the history remembers.
         assert s.conversation.turns[-1] == {
-            "role": "assistant", "content": "The first sentence arrived. So did the second one.",
+            "role": "assistant",
+            "content": "The first sentence arrived. So did the second one.",
         }
         await next_turn_works(s, server)
 
@@ -305,7 +304,11 @@ async def test_unreachable_edge_tts_falls_back_to_piper(
 
 
 async def test_edge_tts_dropping_mid_reply_hands_over_to_piper(
-    voice_runtime, server: LLMServer, ca: trustme.CA, tone_mp3: bytes, monkeypatch: pytest.MonkeyPatch,
+    voice_runtime,
+    server: LLMServer,
+    ca: trustme.CA,
+    tone_mp3: bytes,
+    monkeypatch: pytest.MonkeyPatch,
     fresh_breaker_cooldown: float,
 ) -> None:
     server.script(reply("First sentence from edge. Second sentence. Third sentence.", token_delay=0.1))
@@ -372,13 +375,19 @@ async def test_piper_failing_still_shows_the_reply_as_text(voice_runtime, server
 async def own_embedded_session(voice_runtime, session_id: str, **server_options: float):
     """A session on a llama.cpp child of its own (never the shared one); all of it stopped after."""
     server = EmbeddedLLMServer(n_threads=1, **server_options)
-    endpoint = LLMEndpoint(base_url="", model="smollm2-135m-instruct", api_key=voice_runtime.endpoint.api_key,
-                           reason="test", server=server)
+    endpoint = LLMEndpoint(
+        base_url="", model="smollm2-135m-instruct", api_key=voice_runtime.endpoint.api_key, reason="test", server=server
+    )
     try:
         await asyncio.to_thread(endpoint.start)
         settings = voice_runtime.settings.replace(first_byte_timeout_s=30.0)
-        session = VoiceSession(settings, endpoint, transcriber=voice_runtime.transcriber,
-                               tts=voice_runtime.new_tts(), session_id=session_id)
+        session = VoiceSession(
+            settings,
+            endpoint,
+            transcriber=voice_runtime.transcriber,
+            tts=voice_runtime.new_tts(),
+            session_id=session_id,
+        )
         await session.start()
         try:
             yield session, server, endpoint

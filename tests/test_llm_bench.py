@@ -31,22 +31,58 @@ ROW_LABELS = (
     "Connections opened per session",
 )
 SESSION_FIELDS = {
-    "rtt_ms", "strategy", "index", "warmup", "requests", "proxy_connections_total",
-    "client_connections_opened", "client_warmups", "duration_s",
+    "rtt_ms",
+    "strategy",
+    "index",
+    "warmup",
+    "requests",
+    "proxy_connections_total",
+    "client_connections_opened",
+    "client_warmups",
+    "duration_s",
 }
 REQUEST_FIELDS = {
-    "rtt_ms", "strategy", "session", "turn", "phase", "planned_pause_s", "idle_before_s", "issued_at_s",
-    "ok", "error", "status", "reused_connection", "dns_ms", "connect_ms", "tcp_tls_ms", "ttfb_ms",
-    "first_token_ms", "first_sentence_ms", "total_ms", "attempts", "retries", "stale_retries", "tokens",
-    "sentences", "reply_chars", "proxy_connections", "proxy_connections_before",
+    "rtt_ms",
+    "strategy",
+    "session",
+    "turn",
+    "phase",
+    "planned_pause_s",
+    "idle_before_s",
+    "issued_at_s",
+    "ok",
+    "error",
+    "status",
+    "reused_connection",
+    "dns_ms",
+    "connect_ms",
+    "tcp_tls_ms",
+    "ttfb_ms",
+    "first_token_ms",
+    "first_sentence_ms",
+    "total_ms",
+    "attempts",
+    "retries",
+    "stale_retries",
+    "tokens",
+    "sentences",
+    "reply_chars",
+    "proxy_connections",
+    "proxy_connections_before",
 }
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> BenchOutput:
     args = [
-        "--rtt-ms", ",".join(str(r) for r in RTTS), "--turns", str(TURNS), "--quick", "--tls",
-        "--api-key", KEY,  # the embedded server then requires it: requests only succeed if it is sent
+        "--rtt-ms",
+        ",".join(str(r) for r in RTTS),
+        "--turns",
+        str(TURNS),
+        "--quick",
+        "--tls",
+        "--api-key",
+        KEY,  # the embedded server then requires it: requests only succeed if it is sent
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OPENAI_API_KEY": ""}
     return run_bench("llm.bench", args, tmp_path_factory.mktemp("bench"), env=env, timeout_s=150)
@@ -63,10 +99,29 @@ def _sessions(report: dict[str, Any], strategy: str) -> list[dict[str, Any]]:
 def test_json_has_the_schema_machine_and_command(run: BenchOutput) -> None:
     r = run.report
     assert r["schema"] == "warmvoice-llm-bench/1"
-    assert {"command", "argv", "machine", "config", "endpoint", "baseline", "sessions", "summary", "checks",
-            "wall_time_s"} <= set(r)
-    machine_fields = {"cpu_model", "cpu_count", "python", "platform", "date", "versions", "load_start", "load_end",
-                      "ram_bytes"}
+    assert {
+        "command",
+        "argv",
+        "machine",
+        "config",
+        "endpoint",
+        "baseline",
+        "sessions",
+        "summary",
+        "checks",
+        "wall_time_s",
+    } <= set(r)
+    machine_fields = {
+        "cpu_model",
+        "cpu_count",
+        "python",
+        "platform",
+        "date",
+        "versions",
+        "load_start",
+        "load_end",
+        "ram_bytes",
+    }
     assert machine_fields <= set(r["machine"])
     assert r["machine"]["cpu_count"] >= 1 and r["machine"]["cpu_model"] and r["machine"]["ram_bytes"] > 0
     assert r["command"].startswith("python -m llm.bench --rtt-ms 0,40 --turns 2 --quick")
@@ -122,8 +177,9 @@ def test_markdown_has_one_consistent_table_per_distance(run: BenchOutput) -> Non
         assert row(text, "Connections opened per session")[:3] == [str(TURNS), "1", "1"]
         assert row(text, "Later requests after idle > keep-alive: first token")[:3] == ["—", "—", "—"]
         # The table shows this run's numbers: one session, so the cell is that request's value.
-        for strategy, cell in zip(("cold", "pooled", "prewarmed"), row(text, "First request: first token"),
-                                  strict=False):
+        for strategy, cell in zip(
+            ("cold", "pooled", "prewarmed"), row(text, "First request: first token"), strict=False
+        ):
             (session,) = [s for s in _sessions(run.report, strategy) if s["rtt_ms"] == rtt]
             assert cell == f"{session['requests'][0]['first_token_ms']:.0f} ms"
         assert re.search(r"Cold / pre-warmed, first request, first token: \*\*\d+\.\d\d×\*\*", text)
@@ -191,7 +247,13 @@ def test_quick_changes_defaults_but_explicit_options_win() -> None:
 
 def test_bad_options_are_refused() -> None:
     parser = build_parser()
-    for argv in (["--rtt-ms", "10,-5"], ["--rtt-ms", "x"], ["--turns", "0"], ["--base-url", "https://api.x/v1"],
-                 ["--base-url", "api.x/v1", "--model", "m"], ["--server-threads", "0"]):
+    for argv in (
+        ["--rtt-ms", "10,-5"],
+        ["--rtt-ms", "x"],
+        ["--turns", "0"],
+        ["--base-url", "https://api.x/v1"],
+        ["--base-url", "api.x/v1", "--model", "m"],
+        ["--server-threads", "0"],
+    ):
         with pytest.raises(SystemExit):
             config_from(parser.parse_args(argv), parser)

@@ -241,9 +241,14 @@ async def test_log_lines_mirror_the_original(server: LLMServer, caplog: pytest.L
         await client.warm_up()
         await collect(client)
     messages = [r.getMessage() for r in caplog.records if r.name == "llm.client"]
-    for expected in ("Pre-warming LLM connection...", "Warmup complete in", "- connection ready",
-                     "Starting LLM stream_sentences...", "Connection established (HTTP 200)",
-                     "reused pooled connection"):
+    for expected in (
+        "Pre-warming LLM connection...",
+        "Warmup complete in",
+        "- connection ready",
+        "Starting LLM stream_sentences...",
+        "Connection established (HTTP 200)",
+        "reused pooled connection",
+    ):
         assert any(expected in m for m in messages), expected
 
 
@@ -524,15 +529,17 @@ async def test_json_instead_of_stream(server: LLMServer) -> None:
 async def test_lenient_stream_shapes(server: LLMServer) -> None:
     """Multi-line data, comments, role-only and empty chunks, finish_reason without [DONE]."""
     finish = b'data: {"choices": [{"delta": {}, "finish_reason": "stop"}]}\n\n'
-    server.script(raw(
-        b": comment\n\n",
-        chunk(role="assistant"),
-        b'data: {"choices": []}\n\n',
-        b'data: {"choices": [{"delta":\ndata: {"content": "One. "}}]}\n\n',
-        chunk("Two."),
-        finish,
-        delay=0.01,
-    ))
+    server.script(
+        raw(
+            b": comment\n\n",
+            chunk(role="assistant"),
+            b'data: {"choices": []}\n\n',
+            b'data: {"choices": [{"delta":\ndata: {"content": "One. "}}]}\n\n',
+            chunk("Two."),
+            finish,
+            delay=0.01,
+        )
+    )
     async with make_client(server.base_url) as client:
         assert await collect(client) == ["One.", "Two."]
         assert timing(client).tokens == 2
@@ -616,8 +623,7 @@ async def test_timing_and_events_in_order(server: LLMServer) -> None:
         assert await collect(client) == EXPECTED
         t = timing(client)
     assert before <= t.started_at
-    assert [n for n, _ in events] == ["request_started", "connected", "status", "first_token", "first_sentence",
-                                      "done"]
+    assert [n for n, _ in events] == ["request_started", "connected", "status", "first_token", "first_sentence", "done"]
     assert all(p is t for _, p in events)
     assert t.connect_ms is not None and t.ttfb_ms is not None and t.total_ms is not None
     assert t.connect_ms <= t.ttfb_ms <= t.first_token_ms <= t.first_sentence_ms <= t.total_ms  # type: ignore[operator]
@@ -747,9 +753,16 @@ def test_retry_delay(retries_done: int, retry_after: float | None, rand: float, 
 @pytest.mark.parametrize(
     ("code", "headers", "retryable"),
     [
-        (429, {}, True), (408, {}, True), (409, {}, True), (500, {}, True), (503, {}, True),
-        (400, {}, False), (404, {}, False), (422, {}, False),
-        (500, {"x-should-retry": "false"}, False), (400, {"x-should-retry": "true"}, True),
+        (429, {}, True),
+        (408, {}, True),
+        (409, {}, True),
+        (500, {}, True),
+        (503, {}, True),
+        (400, {}, False),
+        (404, {}, False),
+        (422, {}, False),
+        (500, {"x-should-retry": "false"}, False),
+        (400, {"x-should-retry": "true"}, True),
     ],
 )
 def test_retryable_statuses(code: int, headers: dict[str, str], retryable: bool) -> None:

@@ -144,10 +144,12 @@ async def test_ten_sessions_for_a_minute_leave_nothing_behind(voice_runtime) -> 
     started = time.perf_counter()
     deadline = started + DURATION_S
     async with asyncio.timeout(DURATION_S + 4 * TURN_TIMEOUT_S):
-        await asyncio.gather(*(
-            drive(session, run, deadline, random.Random(rng.random()))
-            for session, run in zip(sessions, runs, strict=True)
-        ))
+        await asyncio.gather(
+            *(
+                drive(session, run, deadline, random.Random(rng.random()))
+                for session, run in zip(sessions, runs, strict=True)
+            )
+        )
     elapsed = time.perf_counter() - started
     del sessions
 
@@ -178,21 +180,28 @@ async def test_ten_sessions_for_a_minute_leave_nothing_behind(voice_runtime) -> 
         f"({len(typed)} typed, {len(spoken)} spoken), failed: {len(failures)}",
     ]
     if every:
-        lines.append(f"speech end -> first sentence, all turns:    p50 {percentile(every, 50):7.0f} ms   "
-                     f"p95 {percentile(every, 95):7.0f} ms   (n={len(every)})")
+        lines.append(
+            f"speech end -> first sentence, all turns:    p50 {percentile(every, 50):7.0f} ms   "
+            f"p95 {percentile(every, 95):7.0f} ms   (n={len(every)})"
+        )
     if typed:
-        lines.append(f"speech end -> first sentence, typed turns:  p50 {percentile(typed, 50):7.0f} ms   "
-                     f"p95 {percentile(typed, 95):7.0f} ms   (n={len(typed)})")
+        lines.append(
+            f"speech end -> first sentence, typed turns:  p50 {percentile(typed, 50):7.0f} ms   "
+            f"p95 {percentile(typed, 95):7.0f} ms   (n={len(typed)})"
+        )
     if spoken:
-        lines.append(f"speech end -> first sentence, spoken turns: p50 {percentile(spoken, 50):7.0f} ms   "
-                     f"p95 {percentile(spoken, 95):7.0f} ms   (n={len(spoken)})")
+        lines.append(
+            f"speech end -> first sentence, spoken turns: p50 {percentile(spoken, 50):7.0f} ms   "
+            f"p95 {percentile(spoken, 95):7.0f} ms   (n={len(spoken)})"
+        )
     first_audio = [r.latency.first_audio_ms for r in results if r.latency.first_audio_ms is not None]
     if first_audio:
-        lines.append(f"speech end -> first audio, all turns:       p50 {percentile(first_audio, 50):7.0f} ms   "
-                     f"p95 {percentile(first_audio, 95):7.0f} ms   (n={len(first_audio)})")
+        lines.append(
+            f"speech end -> first audio, all turns:       p50 {percentile(first_audio, 50):7.0f} ms   "
+            f"p95 {percentile(first_audio, 95):7.0f} ms   (n={len(first_audio)})"
+        )
     lines += [
-        "connections opened per session (pool limit "
-        f"{runs[0].pool_limit}): {[run.connections_opened for run in runs]}",
+        f"connections opened per session (pool limit {runs[0].pool_limit}): {[run.connections_opened for run in runs]}",
         f"RSS: {rss_before / 1e6:.0f} MB before, {rss_after / 1e6:.0f} MB after, after gc + malloc_trim "
         f"(growth {growth_mb:+.0f} MB; limit {MAX_RSS_GROWTH_MB:.0f} MB); raw RSS {raw_before / 1e6:.0f} -> "
         f"{raw_after / 1e6:.0f} MB; Python objects {objects_before} -> {objects_after}",

@@ -43,8 +43,9 @@ class StandInSoundDevice:
         device = self
 
         class InputStream:
-            def __init__(self, *, samplerate: int, channels: int, dtype: str, blocksize: int,
-                         callback: Callable[..., None]) -> None:
+            def __init__(
+                self, *, samplerate: int, channels: int, dtype: str, blocksize: int, callback: Callable[..., None]
+            ) -> None:
                 assert (samplerate, channels, dtype) == (CAPTURE_RATE, 1, "float32")
                 if device.input_error is not None:
                     raise device.input_error
@@ -66,7 +67,7 @@ class StandInSoundDevice:
             def _run(self) -> None:
                 position, started = 0, time.perf_counter()
                 while not self.stop.is_set():
-                    block = device.capture[position:position + self.blocksize]
+                    block = device.capture[position : position + self.blocksize]
                     block = np.pad(block, (0, self.blocksize - len(block)))
                     self.callback(block.reshape(-1, 1), self.blocksize, None, None)
                     position += self.blocksize

@@ -42,8 +42,9 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="gl
 def arenas_used(mode: str, environ: dict[str, str] | None = None) -> int:
     """How many malloc arenas a fresh interpreter used for eight concurrent threads."""
     env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"} | (environ or {})
-    done = subprocess.run([sys.executable, "-c", PROGRAM, mode], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", PROGRAM, mode], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True
+    )
     return sum(line.startswith("Arena ") for line in done.stderr.splitlines())
 
 

@@ -90,12 +90,23 @@ def test_playback_shows_only_once_the_player_confirmed_it() -> None:
 def test_playback_reports_take_only_this_streams_turns() -> None:
     reports = panel.playback_reports(
         '[{"session": "s1", "turn": 2, "player_ms": 14}, {"session": "s0", "turn": 3},'
-        ' {"session": "s1", "turn": 4, "player_ms": NaN}, {"session": "s1", "turn": 5, "player_ms": 1e9}]', "s1")
+        ' {"session": "s1", "turn": 4, "player_ms": NaN}, {"session": "s1", "turn": 5, "player_ms": 1e9}]',
+        "s1",
+    )
     assert reports == [panel.PlaybackReport(2, 14.0), panel.PlaybackReport(4, None), panel.PlaybackReport(5, None)]
     bad = [
-        "", "null", "{}", "[1, 2]", '[{"session": "s1", "turn": "2"}]', '[{"session": "s1", "turn": true}]',
-        '[{"session": "s1", "turn": -1}]', '[{"session": "s1", "turn": 2.5}]', "[" * 4000,
-        "[" * 2000 + "]" * 2000, "[" * 5000, '[{"session": "s1", "turn": 2}' + " " * 5000 + "]",
+        "",
+        "null",
+        "{}",
+        "[1, 2]",
+        '[{"session": "s1", "turn": "2"}]',
+        '[{"session": "s1", "turn": true}]',
+        '[{"session": "s1", "turn": -1}]',
+        '[{"session": "s1", "turn": 2.5}]',
+        "[" * 4000,
+        "[" * 2000 + "]" * 2000,
+        "[" * 5000,
+        '[{"session": "s1", "turn": 2}' + " " * 5000 + "]",
     ]
     for text in bad:
         assert panel.playback_reports(text, "s1") == [], text

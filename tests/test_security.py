@@ -89,8 +89,6 @@ async def open_tab(web: app.WarmVoiceApp, tab: str) -> AsyncIterator[list[tuple[
             await reader
 
 
-
-
 async def rendered_until(outputs: list, predicate, timeout_s: float = 90.0) -> tuple[Any, ...]:
     async with asyncio.timeout(timeout_s):
         while True:
@@ -125,8 +123,14 @@ async def test_api_key_travels_only_in_the_authorization_header(
         assert spoken is not None and spoken.latency.outcome == "ok"
         server.script(status(401, f"Incorrect API key provided: {KEY}"))  # a provider quoting the key
         events += await typed_turn(s, "And now?")
-        seen += [repr(events), repr(vars(s)), repr(s.latencies), repr(s.settings), repr(s.endpoint),
-                 repr(s.conversation)]
+        seen += [
+            repr(events),
+            repr(vars(s)),
+            repr(s.latencies),
+            repr(s.settings),
+            repr(s.endpoint),
+            repr(s.conversation),
+        ]
         view = app._PageView(s)
         for event in events:
             view.apply(event)
@@ -159,8 +163,9 @@ async def test_credentials_in_the_endpoint_url_are_not_shown(voice_runtime) -> N
     """A base URL with user:password (a proxy's basic auth) is shown on the page without them:
     the page of a public deployment is seen by every visitor."""
     settings = voice_runtime.settings
-    endpoint = LLMEndpoint(base_url="http://user:pa55word-canary@127.0.0.1:9/v1", model="m", api_key=Secret(""),
-                           reason="test")
+    endpoint = LLMEndpoint(
+        base_url="http://user:pa55word-canary@127.0.0.1:9/v1", model="m", api_key=Secret(""), reason="test"
+    )
     session = VoiceSession(settings, endpoint, transcriber=voice_runtime.transcriber, tts=voice_runtime.new_tts())
     facts = page_text(app._PageView(session).render(chart=False))
     assert "pa55word-canary" not in facts and "127.0.0.1:9" in facts
@@ -226,7 +231,7 @@ async def test_tabs_never_see_each_other(voice_runtime, server: LLMServer) -> No
 
             async def speak_b() -> None:
                 for start in range(0, len(audio), chunk):
-                    await web.hear((speech.sample_rate, audio[start:start + chunk]), tab_b)
+                    await web.hear((speech.sample_rate, audio[start : start + chunk]), tab_b)
 
             await asyncio.gather(web.type_turn("My codeword is ALPHA-ONE.", tab_a), speak_b())
             await rendered_until(page_a, lambda o: turns_done(o, 1))

@@ -100,25 +100,33 @@ def test_long_run_cut_happens_while_streaming_not_only_at_flush() -> None:
     emitted_before_flush: list[str] = []
     for token in _tokens(LONG):
         emitted_before_flush.extend(splitter.push(token))
-    assert emitted_before_flush == [
-        "When you get to the station you should take the second exit on the left,"
-    ]
+    assert emitted_before_flush == ["When you get to the station you should take the second exit on the left,"]
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("alpha beta gamma delta epsilon; zeta eta theta iota kappa", ["alpha beta gamma delta epsilon;",
-                                                                      "zeta eta theta iota kappa"]),
-        ("alpha beta gamma delta epsilon - zeta eta theta iota kappa", ["alpha beta gamma delta epsilon -",
-                                                                       "zeta eta theta iota kappa"]),
-        ("alpha beta gamma delta epsilon: zeta eta theta iota kappa", ["alpha beta gamma delta epsilon:",
-                                                                      "zeta eta theta iota kappa"]),
-        ("alpha beta gamma delta epsilon—zeta eta theta iota kappa", ["alpha beta gamma delta epsilon—",
-                                                                     "zeta eta theta iota kappa"]),
+        (
+            "alpha beta gamma delta epsilon; zeta eta theta iota kappa",
+            ["alpha beta gamma delta epsilon;", "zeta eta theta iota kappa"],
+        ),
+        (
+            "alpha beta gamma delta epsilon - zeta eta theta iota kappa",
+            ["alpha beta gamma delta epsilon -", "zeta eta theta iota kappa"],
+        ),
+        (
+            "alpha beta gamma delta epsilon: zeta eta theta iota kappa",
+            ["alpha beta gamma delta epsilon:", "zeta eta theta iota kappa"],
+        ),
+        (
+            "alpha beta gamma delta epsilon—zeta eta theta iota kappa",
+            ["alpha beta gamma delta epsilon—", "zeta eta theta iota kappa"],
+        ),
         # "1,000" and "10:30" are not clause boundaries: no space after the mark.
-        ("we have 1,000 apples at 10:30 today and many more tomorrow", [
-            "we have 1,000 apples at 10:30 today and many more tomorrow"]),
+        (
+            "we have 1,000 apples at 10:30 today and many more tomorrow",
+            ["we have 1,000 apples at 10:30 today and many more tomorrow"],
+        ),
     ],
 )
 def test_clause_boundaries(text: str, expected: list[str]) -> None:
@@ -163,9 +171,7 @@ def test_min_first_chars_short_reply_is_still_flushed() -> None:
     assert splitter.flush() == ["Hi."]
 
 
-@pytest.mark.parametrize(
-    "bad", [{"max_words": 0}, {"max_words": 10, "hard_max_words": 5}, {"min_first_chars": -1}]
-)
+@pytest.mark.parametrize("bad", [{"max_words": 0}, {"max_words": 10, "hard_max_words": 5}, {"min_first_chars": -1}])
 def test_config_is_validated(bad: dict[str, int]) -> None:
     with pytest.raises(ValueError):
         SplitterConfig(**bad)

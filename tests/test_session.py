@@ -100,7 +100,7 @@ async def test_barge_in_cancels_the_reply_in_progress(session: VoiceSession) -> 
     else:
         # Generation had finished but its audio was still playing: the barge-in stopped playback.
         assert first_done.outcome == "ok"
-    assert not any(isinstance(e, AudioOut) and e.turn == 1 for e in events[barge + 1:]), "audio after barge-in"
+    assert not any(isinstance(e, AudioOut) and e.turn == 1 for e in events[barge + 1 :]), "audio after barge-in"
     follow_up = next(e.latency for e in events if isinstance(e, TurnDone) and e.latency.turn == 2)
     assert follow_up.outcome == "ok" and "france" in follow_up.transcript.lower()
 

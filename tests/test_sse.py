@@ -104,8 +104,14 @@ def test_parse_chunk(data: str, expected: ChatDelta) -> None:
 
 @pytest.mark.parametrize(
     "data",
-    ["{not json", "[1, 2]", '"text"', json.dumps({"choices": "x"}), json.dumps({"choices": [{"delta": 5}]}),
-     json.dumps({"choices": [{"delta": {"content": 5}}]})],
+    [
+        "{not json",
+        "[1, 2]",
+        '"text"',
+        json.dumps({"choices": "x"}),
+        json.dumps({"choices": [{"delta": 5}]}),
+        json.dumps({"choices": [{"delta": {"content": 5}}]}),
+    ],
 )
 def test_parse_chunk_rejects_malformed(data: str) -> None:
     with pytest.raises(ChunkError):
@@ -115,8 +121,12 @@ def test_parse_chunk_rejects_malformed(data: str) -> None:
 @pytest.mark.parametrize(
     ("data", "event", "message", "code"),
     [
-        (json.dumps({"error": {"message": "overloaded", "type": "server_error", "code": "x1"}}), "message",
-         "overloaded", "x1"),
+        (
+            json.dumps({"error": {"message": "overloaded", "type": "server_error", "code": "x1"}}),
+            "message",
+            "overloaded",
+            "x1",
+        ),
         (json.dumps({"error": "model not loaded"}), "message", "model not loaded", None),
         (json.dumps({"message": "bad things"}), "error", "bad things", None),
         ("plain text failure", "error", "plain text failure", None),

@@ -54,8 +54,9 @@ def test_spoken_question_is_transcribed(transcriber: Transcriber, question: Spee
 @pytest.mark.slow
 def test_gradio_chunks_through_the_whole_input_pipeline(transcriber: Transcriber, question: Speech) -> None:
     # What the browser sends: 48 kHz int16 stereo in 100 ms chunks, then the user is quiet.
-    mic = np.concatenate([silence(0.5, 48000), resample(question.samples, question.sample_rate, 48000),
-                          silence(1.5, 48000)])
+    mic = np.concatenate(
+        [silence(0.5, 48000), resample(question.samples, question.sample_rate, 48000), silence(1.5, 48000)]
+    )
     pcm = np.round(np.stack([mic, mic], axis=1) * 32767).astype(np.int16)
     conv, ep = StreamingConverter(48000), Endpointer()
     ended: list[TurnEnded] = []

@@ -41,9 +41,25 @@ from voice.settings import load_settings
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LATENCY_FIELDS = {f.name for f in fields(TurnLatency)}
 TURN_FIELDS = {
-    "rtt_ms", "strategy", "session", "question", "question_text", "key_words", "transcript", "key_words_ok",
-    "missing_key_words", "reply", "reply_sentences", "first_sentence_chars", "reply_audio_s", "notices", "started_at_s",
-    "speech_end_error_ms", "outcome", "latency", "ok",
+    "rtt_ms",
+    "strategy",
+    "session",
+    "question",
+    "question_text",
+    "key_words",
+    "transcript",
+    "key_words_ok",
+    "missing_key_words",
+    "reply",
+    "reply_sentences",
+    "first_sentence_chars",
+    "reply_audio_s",
+    "notices",
+    "started_at_s",
+    "speech_end_error_ms",
+    "outcome",
+    "latency",
+    "ok",
 }
 
 
@@ -51,10 +67,17 @@ TURN_FIELDS = {
 def run(tmp_path_factory: pytest.TempPathFactory) -> BenchOutput:
     # The embedded offline set-up whatever this machine's environment says; a temperature the
     # benchmark must override.
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", "TTS_ENGINE": "",
-           "LLM_TEMPERATURE": "0.9"}
-    return run_bench("voice.bench", ["--quick", "--pause-s", "0.5"], tmp_path_factory.mktemp("voice-bench"),
-                     env=env, timeout_s=180)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "OPENAI_API_KEY": "",
+        "OPENAI_BASE_URL": "",
+        "TTS_ENGINE": "",
+        "LLM_TEMPERATURE": "0.9",
+    }
+    return run_bench(
+        "voice.bench", ["--quick", "--pause-s", "0.5"], tmp_path_factory.mktemp("voice-bench"), env=env, timeout_s=180
+    )
 
 
 def _turns(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -99,8 +122,13 @@ def test_every_turn_has_every_stage_in_pipeline_order(run: BenchOutput) -> None:
         # The transcript may be ready before the endpoint (Whisper starts early, during the pause),
         # but the request needs both; from there on the stages follow the pipeline.
         assert max(values["endpoint_ms"], values["transcript_ms"]) <= values["request_sent_ms"]
-        assert (values["request_sent_ms"] <= values["status_ms"] <= values["first_token_ms"]
-                <= values["first_sentence_ms"] <= values["first_audio_ms"]), values
+        assert (
+            values["request_sent_ms"]
+            <= values["status_ms"]
+            <= values["first_token_ms"]
+            <= values["first_sentence_ms"]
+            <= values["first_audio_ms"]
+        ), values
         assert lat["stt_compute_ms"] > 0 and lat["reused_connection"] is not None
         assert t["reply"].strip() and t["reply_audio_s"] > 0
         assert t["first_sentence_chars"] == len(t["reply_sentences"][0]) > 0
@@ -216,17 +244,33 @@ def test_defaults_and_quick_mode() -> None:
 def test_strategy_order_alternates_between_rounds() -> None:
     plan = session_plan(_config("--rtt-ms", "0,150", "--repeat", "2"))
     assert plan == [
-        (0.0, 1, "cold"), (0.0, 1, "pooled"), (0.0, 1, "prewarmed"),
-        (0.0, 2, "prewarmed"), (0.0, 2, "pooled"), (0.0, 2, "cold"),
-        (150.0, 1, "cold"), (150.0, 1, "pooled"), (150.0, 1, "prewarmed"),
-        (150.0, 2, "prewarmed"), (150.0, 2, "pooled"), (150.0, 2, "cold"),
+        (0.0, 1, "cold"),
+        (0.0, 1, "pooled"),
+        (0.0, 1, "prewarmed"),
+        (0.0, 2, "prewarmed"),
+        (0.0, 2, "pooled"),
+        (0.0, 2, "cold"),
+        (150.0, 1, "cold"),
+        (150.0, 1, "pooled"),
+        (150.0, 1, "prewarmed"),
+        (150.0, 2, "prewarmed"),
+        (150.0, 2, "pooled"),
+        (150.0, 2, "cold"),
     ]
 
 
-@pytest.mark.parametrize("argv", [
-    ["--strategies", "warm"], ["--rtt-ms", "-5"], ["--questions", "9"], ["--repeat", "0"], ["--pause-s", "-1"],
-    ["--rtt-ms", "6000"], ["--tts", "edge"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--strategies", "warm"],
+        ["--rtt-ms", "-5"],
+        ["--questions", "9"],
+        ["--repeat", "0"],
+        ["--pause-s", "-1"],
+        ["--rtt-ms", "6000"],
+        ["--tts", "edge"],
+    ],
+)
 def test_bad_options_are_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         _config(*argv)

@@ -33,8 +33,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--strategy", choices=STRATEGIES, help="LLM connection strategy")
     p.add_argument("--rtt-ms", type=float, help="emulated network distance to the LLM")
     p.add_argument("--tts", choices=("auto", "edge", "piper"), help="TTS engine")
-    p.add_argument("--out", type=Path, default=Path("reply.wav"),
-                   help="reply audio (turn N goes to reply-N.wav when there are several)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("reply.wav"),
+        help="reply audio (turn N goes to reply-N.wav when there are several)",
+    )
     p.add_argument("--pause-s", type=float, default=1.0, help="pause between turns")
     p.add_argument("--log-level", default=None)
     return p.parse_args(argv)
@@ -89,10 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the process exit code."""
     args = parse_args(argv)
     try:
-        settings = load_settings({
-            "connection_strategy": args.strategy, "emulated_rtt_ms": args.rtt_ms,
-            "tts_engine": args.tts, "log_level": args.log_level,
-        })
+        settings = load_settings(
+            {
+                "connection_strategy": args.strategy,
+                "emulated_rtt_ms": args.rtt_ms,
+                "tts_engine": args.tts,
+                "log_level": args.log_level,
+            }
+        )
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

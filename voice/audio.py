@@ -142,9 +142,7 @@ class StreamingConverter:
         mono = _downmix(frames)
         if self.sample_rate != TARGET_RATE and mono.size:
             if self._stream is None:
-                self._stream = soxr.ResampleStream(
-                    self.sample_rate, TARGET_RATE, 1, dtype="float32", quality=_QUALITY
-                )
+                self._stream = soxr.ResampleStream(self.sample_rate, TARGET_RATE, 1, dtype="float32", quality=_QUALITY)
             mono = self._stream.resample_chunk(mono)
             np.clip(mono, -1.0, 1.0, out=mono)
         return Converted(audio=mono, nonfinite=nonfinite, clipped=clipped)

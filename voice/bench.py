@@ -222,7 +222,10 @@ class RssSampler:
         p.peak_by_phase[self.phase] = max(p.peak_by_phase.get(self.phase, 0), total)
         if total > p.peak_bytes:
             p.peak_bytes, p.self_bytes_at_peak, p.children_bytes_at_peak, p.children_at_peak = (
-                total, own, child_rss, alive,
+                total,
+                own,
+                child_rss,
+                alive,
             )
 
 
@@ -273,8 +276,9 @@ async def _wait_playback(session: VoiceSession, longest_s: float) -> None:
         await asyncio.sleep(0.05)
 
 
-async def _turn(session: VoiceSession, q: SpokenQuestion, record: SessionRecord, started: float,
-                config: BenchConfig, say: Say) -> TurnRecord:
+async def _turn(
+    session: VoiceSession, q: SpokenQuestion, record: SessionRecord, started: float, config: BenchConfig, say: Say
+) -> TurnRecord:
     fed_at = time.perf_counter()
     result: TurnResult | None = None
     outcome = "no_turn"
@@ -287,18 +291,26 @@ async def _turn(session: VoiceSession, q: SpokenQuestion, record: SessionRecord,
     missing = missing_key_words(transcript, q.question.key_words)
     audio_s = len(result.reply_audio) / result.sample_rate if result is not None and result.sample_rate else 0.0
     turn = TurnRecord(
-        rtt_ms=record.rtt_ms, strategy=record.strategy, session=record.index, question=q.index,
-        question_text=q.question.text, key_words=list(q.question.key_words), transcript=transcript,
-        key_words_ok=not missing, missing_key_words=missing,
+        rtt_ms=record.rtt_ms,
+        strategy=record.strategy,
+        session=record.index,
+        question=q.index,
+        question_text=q.question.text,
+        key_words=list(q.question.key_words),
+        transcript=transcript,
+        key_words_ok=not missing,
+        missing_key_words=missing,
         reply=result.reply_text if result is not None else "",
         reply_sentences=list(result.reply) if result is not None else [],
         first_sentence_chars=len(result.reply[0]) if result is not None and result.reply else None,
-        reply_audio_s=round(audio_s, 3), notices=list(result.notices) if result is not None else [],
+        reply_audio_s=round(audio_s, 3),
+        notices=list(result.notices) if result is not None else [],
         started_at_s=round(fed_at - started, 3),
         speech_end_error_ms=(
             round((lat.speech_end_at - (fed_at + q.last_voiced_s)) * 1000.0, 1) if lat is not None else None
         ),
-        outcome=lat.outcome if lat is not None else outcome, latency=lat,
+        outcome=lat.outcome if lat is not None else outcome,
+        latency=lat,
     )
     heard = "ok" if turn.key_words_ok else f"MISSING {', '.join(missing)}"
     conn = "" if lat is None else lat.connection or "?"
@@ -308,15 +320,23 @@ async def _turn(session: VoiceSession, q: SpokenQuestion, record: SessionRecord,
             f"endpoint {format_ms(lat.endpoint_ms)} | transcript {format_ms(lat.transcript_ms)} | first token "
             f"{format_ms(lat.first_token_ms)} | first sentence {format_ms(lat.first_sentence_ms)} | first audio "
             f"{format_ms(lat.first_audio_ms)} ms | {conn} | heard {transcript!r} ({heard})"
-            if lat is not None else f"no turn ({outcome})"
+            if lat is not None
+            else f"no turn ({outcome})"
         )
         + ("" if turn.outcome == "ok" else f" | {turn.outcome}: {lat.error if lat else ''}")
     )
     return turn
 
 
-async def run_session(runtime: VoiceRuntime, questions: Sequence[SpokenQuestion], config: BenchConfig,
-                      rtt: float, strategy: str, index: int, say: Say) -> SessionRecord:
+async def run_session(
+    runtime: VoiceRuntime,
+    questions: Sequence[SpokenQuestion],
+    config: BenchConfig,
+    rtt: float,
+    strategy: str,
+    index: int,
+    say: Say,
+) -> SessionRecord:
     """One fresh session: start it, speak every question, stop it (whatever happens)."""
     settings = runtime.settings.replace(connection_strategy=strategy, emulated_rtt_ms=rtt)
     session = runtime.new_session(f"bench-{strategy}-{rtt:g}-{index}", settings=settings)
@@ -338,7 +358,11 @@ async def run_session(runtime: VoiceRuntime, questions: Sequence[SpokenQuestion]
         if warm is not None:
             finished = warm.timing.started_at + warm.ms / 1000.0 - started if warm.timing is not None else None
             record.warmup = WarmupRecord(
-                ok=warm.ok, ms=round(warm.ms, 1), skipped=warm.skipped, reason=warm.reason, error=warm.error,
+                ok=warm.ok,
+                ms=round(warm.ms, 1),
+                skipped=warm.skipped,
+                reason=warm.reason,
+                error=warm.error,
                 connections_opened=warm.connections_opened,
                 finished_at_s=None if finished is None else round(finished, 3),
             )
@@ -365,8 +389,9 @@ async def prime_server(runtime: VoiceRuntime, text: str, say: Say) -> PrimerReco
     runs first would pay it; with the first question's text, every session's first request then
     finds the same prefix cached.
     """
-    session = runtime.new_session("bench-primer", settings=runtime.settings.replace(
-        connection_strategy="prewarmed", emulated_rtt_ms=0.0))
+    session = runtime.new_session(
+        "bench-primer", settings=runtime.settings.replace(connection_strategy="prewarmed", emulated_rtt_ms=0.0)
+    )
     await session.start()
     try:
         await session.wait_warm()
@@ -375,12 +400,14 @@ async def prime_server(runtime: VoiceRuntime, text: str, say: Say) -> PrimerReco
         await session.stop()
     lat = result.latency
     say(f"[primer] typed {text!r} (not measured): first token {format_ms(lat.first_token_ms)} ms, {lat.outcome}")
-    return PrimerRecord(text=text, outcome=lat.outcome, first_token_ms=lat.first_token_ms,
-                        reply_done_ms=lat.reply_done_ms)
+    return PrimerRecord(
+        text=text, outcome=lat.outcome, first_token_ms=lat.first_token_ms, reply_done_ms=lat.reply_done_ms
+    )
 
 
-async def run_all(runtime: VoiceRuntime, questions: Sequence[SpokenQuestion], config: BenchConfig,
-                  say: Say) -> tuple[PrimerRecord, list[SessionRecord]]:
+async def run_all(
+    runtime: VoiceRuntime, questions: Sequence[SpokenQuestion], config: BenchConfig, say: Say
+) -> tuple[PrimerRecord, list[SessionRecord]]:
     """The primer, then every distance and repeat; each such round runs the strategies in the
     opposite order of the round before, so a drift of the machine (other processes starting or
     ending) does not always land on the same strategy.  One session at a time."""
@@ -422,15 +449,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rtt-ms", type=parse_rtt_list, help="comma-separated emulated RTTs to the LLM (default 0,150)")
     p.add_argument("--questions", type=int, help=f"how many of the {len(QUESTIONS)} questions (default all)")
     p.add_argument("--repeat", type=int, default=1, help="fresh sessions per strategy and distance (default 1)")
-    p.add_argument("--pause-s", type=float, default=DEFAULT_PAUSE_S,
-                   help=f"pause after a reply has played, before the next question (default {DEFAULT_PAUSE_S:g})")
+    p.add_argument(
+        "--pause-s",
+        type=float,
+        default=DEFAULT_PAUSE_S,
+        help=f"pause after a reply has played, before the next question (default {DEFAULT_PAUSE_S:g})",
+    )
     p.add_argument("--tts", choices=("piper", "auto"), default="piper", help="TTS engine (default piper)")
-    p.add_argument("--tls", action=argparse.BooleanOptionalAction, default=True, help=(
-        "embedded LLM server over HTTPS with a throw-away certificate (default) or plain HTTP; "
-        "a remote endpoint's (OPENAI_BASE_URL) scheme decides for it"
-    ))
-    p.add_argument("--quick", action="store_true",
-                   help="2 questions, pre-warmed only, RTT 0 (for tests; explicit options win)")
+    p.add_argument(
+        "--tls",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=(
+            "embedded LLM server over HTTPS with a throw-away certificate (default) or plain HTTP; "
+            "a remote endpoint's (OPENAI_BASE_URL) scheme decides for it"
+        ),
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="2 questions, pre-warmed only, RTT 0 (for tests; explicit options win)"
+    )
     p.add_argument("--json", type=Path, help="write every raw measurement here")
     p.add_argument("--markdown", type=Path, help="also write the Markdown report here")
     p.add_argument("--plot", type=Path, help="write a PNG chart here")
@@ -439,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from(args: argparse.Namespace, parser: argparse.ArgumentParser, settings: Settings) -> BenchConfig:
     """Validate the options and apply the defaults (``--quick`` changes some of them)."""
+
     def pick(name: str, normal: Any) -> Any:
         value = getattr(args, name)
         if value is not None:
@@ -446,12 +484,20 @@ def config_from(args: argparse.Namespace, parser: argparse.ArgumentParser, setti
         return QUICK[name] if args.quick else normal
 
     config = BenchConfig(
-        strategies=pick("strategies", STRATEGY_ORDER), rtt_ms=pick("rtt_ms", DEFAULT_RTTS),
-        questions=pick("questions", len(QUESTIONS)), repeat=args.repeat, pause_s=args.pause_s, tts=args.tts,
-        tls=args.tls, llm_temperature=settings.llm_temperature, quick=args.quick, chunk_ms=CHUNK_MS,
+        strategies=pick("strategies", STRATEGY_ORDER),
+        rtt_ms=pick("rtt_ms", DEFAULT_RTTS),
+        questions=pick("questions", len(QUESTIONS)),
+        repeat=args.repeat,
+        pause_s=args.pause_s,
+        tts=args.tts,
+        tls=args.tls,
+        llm_temperature=settings.llm_temperature,
+        quick=args.quick,
+        chunk_ms=CHUNK_MS,
         trailing_silence_ms=TRAILING_SILENCE_MS,
         end_of_turn_silence_ms=settings.end_of_turn_silence_ms,
-        min_end_of_turn_silence_ms=settings.min_end_of_turn_silence_ms, early_transcript=settings.early_transcript,
+        min_end_of_turn_silence_ms=settings.min_end_of_turn_silence_ms,
+        early_transcript=settings.early_transcript,
         turn_timeout_s=TURN_TIMEOUT_S,
     )
     if not 1 <= config.questions <= len(QUESTIONS):
@@ -488,20 +534,27 @@ def bench_endpoint(settings: Settings, tls: TlsFiles | None) -> LLMEndpoint:
         return endpoint
     if tls is None:
         return dataclasses.replace(endpoint, reason=f"{endpoint.reason}; plain HTTP (--no-tls)")
-    return dataclasses.replace(endpoint, server=bench_server(tls), ssl=tls.client_context,
-                               reason=f"{endpoint.reason}; HTTPS with a throw-away trustme certificate")
+    return dataclasses.replace(
+        endpoint,
+        server=bench_server(tls),
+        ssl=tls.client_context,
+        reason=f"{endpoint.reason}; HTTPS with a throw-away trustme certificate",
+    )
 
 
 def _run(args: argparse.Namespace, settings: Settings, config: BenchConfig, argv: list[str]) -> int:
     """Start the app's runtime, synthesize the questions, run every session, then report."""
     started, load_start = time.perf_counter(), load_average()
-    with (RssSampler() as sampler, tempfile.TemporaryDirectory(prefix="warmvoice-voice-bench-") as tmp,
-          contextlib.ExitStack() as stack):
+    with (
+        RssSampler() as sampler,
+        tempfile.TemporaryDirectory(prefix="warmvoice-voice-bench-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
         # The certificate's directory outlives the server, which runtime.close() stops.
         tls = stack.enter_context(throwaway_tls()) if config.tls and settings.uses_embedded_llm else None
         runtime = VoiceRuntime.create(settings, progress=progress, endpoint=bench_endpoint(settings, tls))
         try:
-            questions = synthesize_questions(QUESTIONS[:config.questions], Path(tmp))
+            questions = synthesize_questions(QUESTIONS[: config.questions], Path(tmp))
             lengths = ", ".join(f"{q.duration_s:.1f} s" for q in questions)
             progress(f"{len(questions)} question(s) synthesized with Piper ({lengths})")
             startup_s = time.perf_counter() - started
@@ -509,19 +562,36 @@ def _run(args: argparse.Namespace, settings: Settings, config: BenchConfig, argv
             primer, sessions = asyncio.run(run_all(runtime, questions, config, progress))
             server = runtime.endpoint.server
             endpoint = EndpointRecord(
-                embedded=runtime.endpoint.is_embedded, base_url=public_endpoint(runtime.endpoint.base_url),
-                model=runtime.endpoint.model, reason=runtime.endpoint.reason,
+                embedded=runtime.endpoint.is_embedded,
+                base_url=public_endpoint(runtime.endpoint.base_url),
+                model=runtime.endpoint.model,
+                reason=runtime.endpoint.reason,
                 server_threads=server.n_threads if server is not None else None,
                 tls=runtime.endpoint.base_url.startswith("https://"),
             )
         finally:
             runtime.close()
     run = VoiceBenchRun(
-        command=command_line(PROG, argv), argv=hide_api_key(argv), machine=machine_info(load_start, PACKAGES),
-        config=config, endpoint=endpoint,
-        questions=[QuestionInfo(q.index, q.question.text, list(q.question.key_words), q.sample_rate,
-                                round(q.duration_s, 3), round(q.last_voiced_s, 3)) for q in questions],
-        primer=primer, sessions=sessions, memory=sampler.peak, startup_s=round(startup_s, 1),
+        command=command_line(PROG, argv),
+        argv=hide_api_key(argv),
+        machine=machine_info(load_start, PACKAGES),
+        config=config,
+        endpoint=endpoint,
+        questions=[
+            QuestionInfo(
+                q.index,
+                q.question.text,
+                list(q.question.key_words),
+                q.sample_rate,
+                round(q.duration_s, 3),
+                round(q.last_voiced_s, 3),
+            )
+            for q in questions
+        ],
+        primer=primer,
+        sessions=sessions,
+        memory=sampler.peak,
+        startup_s=round(startup_s, 1),
         wall_time_s=round(time.perf_counter() - started, 1),
     )
     markdown = render_markdown(run)

@@ -210,8 +210,11 @@ def turns_of(run: VoiceBenchRun, rtt: float, strategy: str, *, first_only: bool 
     """The completed turns of one strategy at one distance (only each session's first question
     with ``first_only``)."""
     return [
-        t for s in run.sessions if s.rtt_ms == rtt and s.strategy == strategy
-        for t in s.turns if t.ok and (not first_only or t.question == 1)
+        t
+        for s in run.sessions
+        if s.rtt_ms == rtt and s.strategy == strategy
+        for t in s.turns
+        if t.ok and (not first_only or t.question == 1)
     ]
 
 
@@ -311,45 +314,66 @@ def _share(reused: int, n: int) -> str:
 
 def headline_table(run: VoiceBenchRun, rtt: float) -> str:
     """The original's shape: Metric | Before (cold) | After (pre-warmed) | Improvement."""
-    lines = [f"| Metric | {STRATEGY_LABELS['cold']} | {STRATEGY_LABELS['prewarmed']} | Improvement |",
-             "|---|---|---|---|"]
+    lines = [
+        f"| Metric | {STRATEGY_LABELS['cold']} | {STRATEGY_LABELS['prewarmed']} | Improvement |",
+        "|---|---|---|---|",
+    ]
     for label, attr, first_only in HEADLINE_ROWS:
         before = stage_summary(run, rtt, "cold", attr, first_only=first_only)
         after = stage_summary(run, rtt, "prewarmed", attr, first_only=first_only)
-        lines.append(f"| {label} | {format_cell(before)} | {format_cell(after)} | "
-                     f"{format_improvement(before, after)} |")
-    lines.append(f"| LLM requests on a reused connection | {_share(*reuse_share(run, rtt, 'cold'))} | "
-                 f"{_share(*reuse_share(run, rtt, 'prewarmed'))} | — |")
+        lines.append(
+            f"| {label} | {format_cell(before)} | {format_cell(after)} | {format_improvement(before, after)} |"
+        )
+    lines.append(
+        f"| LLM requests on a reused connection | {_share(*reuse_share(run, rtt, 'cold'))} | "
+        f"{_share(*reuse_share(run, rtt, 'prewarmed'))} | — |"
+    )
     return "\n".join(lines)
 
 
 def stage_table(run: VoiceBenchRun, rtt: float) -> str:
     """The full stage budget at one distance: one column per strategy, median (min–max) ms."""
     strategies = strategies_run(run)
-    lines = ["| Stage (ms after the end of speech) | " + " | ".join(STRATEGY_LABELS[s] for s in strategies) + " |",
-             "|---|" + "---|" * len(strategies)]
+    lines = [
+        "| Stage (ms after the end of speech) | " + " | ".join(STRATEGY_LABELS[s] for s in strategies) + " |",
+        "|---|" + "---|" * len(strategies),
+    ]
     rows = [*((attr, label, " ms") for attr, label in STAGES), *EXTRA_ROWS]
     for attr, label, unit in rows:
         cells = (format_cell(stage_summary(run, rtt, s, attr), unit) for s in strategies)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines.append("| LLM requests on a reused connection | "
-                 + " | ".join(_share(*reuse_share(run, rtt, s)) for s in strategies) + " |")
-    lines.append("| CPU used by other processes meanwhile (share of the machine) | "
-                 + " | ".join(_other_cpu_cell(run, rtt, s) for s in strategies) + " |")
+    lines.append(
+        "| LLM requests on a reused connection | "
+        + " | ".join(_share(*reuse_share(run, rtt, s)) for s in strategies)
+        + " |"
+    )
+    lines.append(
+        "| CPU used by other processes meanwhile (share of the machine) | "
+        + " | ".join(_other_cpu_cell(run, rtt, s) for s in strategies)
+        + " |"
+    )
     return "\n".join(lines)
 
 
 def _other_cpu_cell(run: VoiceBenchRun, rtt: float, strategy: str) -> str:
-    shares = [s.other_cpu_share for s in run.sessions
-              if s.rtt_ms == rtt and s.strategy == strategy and s.other_cpu_share is not None]
+    shares = [
+        s.other_cpu_share
+        for s in run.sessions
+        if s.rtt_ms == rtt and s.strategy == strategy and s.other_cpu_share is not None
+    ]
     return ", ".join(f"{100 * v:.0f} %" for v in shares) or "—"
 
 
 def disturbed_turns(run: VoiceBenchRun, rtt: float) -> list[TurnRecord]:
     """Turns whose end of speech the session placed more than SPEECH_END_TOLERANCE_MS away from
     the audio's: the feeding or the session fell behind real time, so their times are off by that."""
-    return [t for t in run.turns if t.rtt_ms == rtt and t.speech_end_error_ms is not None
-            and abs(t.speech_end_error_ms) > SPEECH_END_TOLERANCE_MS]
+    return [
+        t
+        for t in run.turns
+        if t.rtt_ms == rtt
+        and t.speech_end_error_ms is not None
+        and abs(t.speech_end_error_ms) > SPEECH_END_TOLERANCE_MS
+    ]
 
 
 def _md(text: str) -> str:
@@ -358,8 +382,10 @@ def _md(text: str) -> str:
 
 def heard_table(run: VoiceBenchRun) -> str:
     """Per question: what Whisper heard (distinct transcripts), key words found, and a reply."""
-    lines = ["| # | Question | Key words | Heard | Key words found | Reply (first session that answered) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| # | Question | Key words | Heard | Key words found | Reply (first session that answered) |",
+        "|---|---|---|---|---|---|",
+    ]
     for q in run.questions:
         turns = [t for t in run.turns if t.question == q.index]
         heard = list(dict.fromkeys(t.transcript for t in turns if t.transcript))
@@ -377,8 +403,11 @@ def _describe(run: VoiceBenchRun) -> list[str]:
     c, m, e, mem = run.config, run.machine, run.endpoint, run.memory
     load = " → ".join("unknown" if v is None else f"{v:.2f}" for v in (m.load_start, m.load_end))
     others = [s.other_cpu_share for s in run.sessions if s.other_cpu_share is not None]
-    others_text = (f"; other processes used {100 * min(others):.0f}–{100 * max(others):.0f} % of the CPU during "
-                   "the sessions" if others else "")
+    others_text = (
+        f"; other processes used {100 * min(others):.0f}–{100 * max(others):.0f} % of the CPU during the sessions"
+        if others
+        else ""
+    )
     errors = Summary.of(t.speech_end_error_ms for t in run.turns if t.ok)
     n_turns = len(run.turns)
     phases = ", ".join(f"{k} {_mb(v)}" for k, v in mem.peak_by_phase.items())
@@ -397,19 +426,21 @@ def _describe(run: VoiceBenchRun) -> list[str]:
         (
             f"- Input: {c.questions} question(s) synthesized at run time with Piper (bundled en_US-joe-medium, noise "
             f"off), written as 16-bit WAV, fed in {c.chunk_ms} ms chunks paced in real time and followed by "
-            f"{c.trailing_silence_ms / 1000:g} s of silence. " + (
+            f"{c.trailing_silence_ms / 1000:g} s of silence. "
+            + (
                 f"The session transcribes early, during the pause (EARLY_TRANSCRIPT on), and ends the turn after "
                 f"{c.end_of_turn_silence_ms} ms of silence, or after {c.min_end_of_turn_silence_ms} ms when the early "
                 f"transcript reads as a finished sentence"
-                if c.early_transcript else
-                f"EARLY_TRANSCRIPT off: Whisper starts when the turn ends, after {c.end_of_turn_silence_ms} ms of "
+                if c.early_transcript
+                else f"EARLY_TRANSCRIPT off: Whisper starts when the turn ends, after {c.end_of_turn_silence_ms} ms of "
                 f"silence"
-            ) + f"; Whisper tiny.en; TTS `{c.tts}`."
+            )
+            + f"; Whisper tiny.en; TTS `{c.tts}`."
         ),
         (
             f"- Sessions: {c.repeat} fresh session(s) per strategy and distance, one at a time, the strategies in "
             f"alternating order from one distance (or repeat) to the next. A session starts as "
-            f"\"Start speaking\" does and the first question follows at once (a pre-warmed session warms up while "
+            f'"Start speaking" does and the first question follows at once (a pre-warmed session warms up while '
             f"it is spoken); each next question follows the previous reply's playback and a {c.pause_s:g} s pause. "
             f"{n_turns} turns in all, {sum(t.ok for t in run.turns)} completed. Early transcripts: "
             f"{spec.started} started, {spec.adopted} adopted by their turn, {spec.discarded} discarded; "
@@ -419,7 +450,7 @@ def _describe(run: VoiceBenchRun) -> list[str]:
         ),
         _temperature_line(run),
         (
-            "- The strategy changes only the connection: \"LLM request sent → HTTP status\" isolates it. The "
+            '- The strategy changes only the connection: "LLM request sent → HTTP status" isolates it. The '
             "end-to-end rows also carry Whisper, the server's generation and Piper, which vary with the CPU other "
             "processes leave (see the last row of each stage budget)."
         ),
@@ -450,36 +481,56 @@ def same_reply_questions(run: VoiceBenchRun) -> tuple[int, int]:
 def _temperature_line(run: VoiceBenchRun) -> str:
     temperature = run.config.llm_temperature
     same, asked = same_reply_questions(run)
-    outcome = (f"{same} of {asked} question(s) got the very same reply in every session that answered it, and with "
-               "it the same first sentence, Piper time for it and playback before the next question")
+    outcome = (
+        f"{same} of {asked} question(s) got the very same reply in every session that answered it, and with "
+        "it the same first sentence, Piper time for it and playback before the next question"
+    )
     if temperature is None:
         return f"- LLM temperature: the server's default (replies are sampled); {outcome}."
-    return (f"- LLM temperature {temperature:g}, set by the benchmark whatever LLM_TEMPERATURE says, so that every "
-            f"strategy hears the same replies: {outcome}.")
+    return (
+        f"- LLM temperature {temperature:g}, set by the benchmark whatever LLM_TEMPERATURE says, so that every "
+        f"strategy hears the same replies: {outcome}."
+    )
 
 
 def render_markdown(run: VoiceBenchRun) -> str:
     """The whole report: set-up, per distance the headline and stage tables, then what was heard."""
     out = ["# WarmVoice end-to-end voice benchmark", "", *_describe(run), ""]
     for rtt in run.config.rtt_ms:
-        out += [f"## RTT {rtt:g} ms", "", headline_table(run, rtt), "", f"### Stage budget at RTT {rtt:g} ms", "",
-                stage_table(run, rtt), ""]
+        out += [
+            f"## RTT {rtt:g} ms",
+            "",
+            headline_table(run, rtt),
+            "",
+            f"### Stage budget at RTT {rtt:g} ms",
+            "",
+            stage_table(run, rtt),
+            "",
+        ]
         disturbed = disturbed_turns(run, rtt)
         if disturbed:
-            out += ["Disturbed turns (the feeding or the session fell behind real time: the session placed the end "
-                    "of speech away from the audio's, so this turn's times are off by about that much):", *(
-                f"- {t.strategy} session {t.session} question {t.question}: end of speech placed "
-                f"{abs(t.speech_end_error_ms or 0):.0f} ms {'after' if (t.speech_end_error_ms or 0) > 0 else 'before'} "
-                "the audio's"
-                for t in disturbed
-            ), ""]
+            out += [
+                "Disturbed turns (the feeding or the session fell behind real time: the session placed the end "
+                "of speech away from the audio's, so this turn's times are off by about that much):",
+                *(
+                    f"- {t.strategy} session {t.session} question {t.question}: end of speech placed "
+                    f"{abs(t.speech_end_error_ms or 0):.0f} ms "
+                    f"{'after' if (t.speech_end_error_ms or 0) > 0 else 'before'} the audio's"
+                    for t in disturbed
+                ),
+                "",
+            ]
         failed = [t for t in run.turns if t.rtt_ms == rtt and not t.ok]
         if failed:
-            out += ["Failed turns:", *(
-                f"- {t.strategy} session {t.session} question {t.question}: {t.outcome}"
-                + (f" ({t.latency.error})" if t.latency is not None and t.latency.error else "")
-                for t in failed
-            ), ""]
+            out += [
+                "Failed turns:",
+                *(
+                    f"- {t.strategy} session {t.session} question {t.question}: {t.outcome}"
+                    + (f" ({t.latency.error})" if t.latency is not None and t.latency.error else "")
+                    for t in failed
+                ),
+                "",
+            ]
     out += ["## What was heard and said", "", heard_table(run), ""]
     return "\n".join(out).rstrip() + "\n"
 
@@ -502,8 +553,10 @@ def write_json(run: VoiceBenchRun, path: Path) -> None:
     path.write_text(json.dumps(to_json_dict(run), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-PLOT_METRICS = (("first_sentence_ms", "Speech end → first sentence ready"),
-                ("first_audio_ms", "Speech end → first audio"))
+PLOT_METRICS = (
+    ("first_sentence_ms", "Speech end → first sentence ready"),
+    ("first_audio_ms", "Speech end → first audio"),
+)
 
 
 def write_plot(run: VoiceBenchRun, path: Path) -> None:
@@ -537,8 +590,9 @@ def write_plot(run: VoiceBenchRun, path: Path) -> None:
         ax.set_title(title)
         ax.grid(True, axis="y", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"WarmVoice end-to-end voice benchmark — {run.machine.cpu_model}, {run.machine.date[:10]}",
-                 fontsize=10)
+    fig.suptitle(
+        f"WarmVoice end-to-end voice benchmark — {run.machine.cpu_model}, {run.machine.date[:10]}", fontsize=10
+    )
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=110)
     plt.close(fig)

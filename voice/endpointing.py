@@ -55,8 +55,7 @@ def vad_session() -> onnxruntime.InferenceSession:
             path = os.path.join(get_assets_path(), _MODEL_FILE)
             if not os.path.isfile(path):
                 raise FileNotFoundError(
-                    f"Silero VAD model not found at {path}; the installed faster-whisper "
-                    f"does not ship {_MODEL_FILE}"
+                    f"Silero VAD model not found at {path}; the installed faster-whisper does not ship {_MODEL_FILE}"
                 )
             opts = onnxruntime.SessionOptions()
             opts.intra_op_num_threads = 1
@@ -64,9 +63,7 @@ def vad_session() -> onnxruntime.InferenceSession:
             opts.log_severity_level = 3
             # No memory arena: it keeps the high-water mark of every concurrent session's run.
             opts.enable_cpu_mem_arena = False
-            _session = onnxruntime.InferenceSession(
-                path, sess_options=opts, providers=["CPUExecutionProvider"]
-            )
+            _session = onnxruntime.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
         return _session
 
 
@@ -267,10 +264,7 @@ class Endpointer:
                 if self._voiced >= self._min_speech_samples:
                     self._speaking = True
                     events.append(SpeechStarted(start_sample=self._start))
-                elif (
-                    self._silence_start is not None
-                    and frame_end - self._silence_start >= self._candidate_gap_samples
-                ):
+                elif self._silence_start is not None and frame_end - self._silence_start >= self._candidate_gap_samples:
                     self._start = None  # a click or a breath, not a turn
                     self._silence_start = None
             if not self._speaking:

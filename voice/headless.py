@@ -63,7 +63,7 @@ async def speak_into(
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-        await session.feed_audio(audio[offset:offset + step], sample_rate)
+        await session.feed_audio(audio[offset : offset + step], sample_rate)
         if session.closed:
             return
 
@@ -93,7 +93,11 @@ async def collect_turn(session: VoiceSession, timeout_s: float = 120.0) -> TurnR
 
 
 async def run_spoken_turn(
-    session: VoiceSession, samples: np.ndarray, sample_rate: int, *, realtime: bool = True,
+    session: VoiceSession,
+    samples: np.ndarray,
+    sample_rate: int,
+    *,
+    realtime: bool = True,
     timeout_s: float = 120.0,
 ) -> TurnResult | None:
     """Speak ``samples`` into the session and return the turn it produced.

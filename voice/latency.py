@@ -74,7 +74,7 @@ class TurnLatency:
 
     @property
     def connection(self) -> str:
-        """"reused", "new" or "" (unknown yet)."""
+        """ "reused", "new" or "" (unknown yet)."""
         if self.reused_connection is None:
             return ""
         return "reused" if self.reused_connection else "new"
@@ -93,10 +93,15 @@ def format_table(latencies: list[TurnLatency]) -> str:
     header = ["turn", "strategy", "rtt", "conn", *[label for _, label in STAGES], "outcome"]
     rows = [header]
     for lat in latencies:
-        rows.append([
-            str(lat.turn), lat.strategy, f"{lat.rtt_ms:.0f}", lat.connection or "-",
-            *["-" if ms is None else f"{ms:.0f}" for _, ms in lat.stages()],
-            lat.outcome,
-        ])
+        rows.append(
+            [
+                str(lat.turn),
+                lat.strategy,
+                f"{lat.rtt_ms:.0f}",
+                lat.connection or "-",
+                *["-" if ms is None else f"{ms:.0f}" for _, ms in lat.stages()],
+                lat.outcome,
+            ]
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)

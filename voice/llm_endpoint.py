@@ -39,7 +39,9 @@ class LLMEndpoint:
             reason = "OPENAI_API_KEY is set and OPENAI_BASE_URL is not: using OpenAI"
         else:
             return cls(
-                base_url="", model=settings.resolved_model, api_key=Secret(""),
+                base_url="",
+                model=settings.resolved_model,
+                api_key=Secret(""),
                 reason="no OPENAI_API_KEY and no OPENAI_BASE_URL: embedded llama.cpp server with SmolLM2",
                 server=EmbeddedLLMServer(),
             )
@@ -56,8 +58,13 @@ class LLMEndpoint:
         if self.server is not None:
             self.base_url = self.server.start()
             log.info("Embedded model primed in %.0f ms", self.server.prime(system_prompt))
-        log.info("LLM backend: %s at %s (model %s) - %s", "embedded" if self.is_embedded else "remote",
-                 public_endpoint(self.base_url), self.model, self.reason)
+        log.info(
+            "LLM backend: %s at %s (model %s) - %s",
+            "embedded" if self.is_embedded else "remote",
+            public_endpoint(self.base_url),
+            self.model,
+            self.reason,
+        )
 
     async def ensure_running(self) -> bool:
         """Restart a dead embedded server (off the event loop); True if it had died."""

@@ -117,8 +117,9 @@ class LocalMic:
                 loop.call_soon_threadsafe(_offer, mic, (indata[:, 0].copy(), stamp))
 
         try:
-            stream = self._sd.InputStream(samplerate=CAPTURE_RATE, channels=1, dtype="float32",
-                                          blocksize=CAPTURE_BLOCK, callback=captured)
+            stream = self._sd.InputStream(
+                samplerate=CAPTURE_RATE, channels=1, dtype="float32", blocksize=CAPTURE_BLOCK, callback=captured
+            )
         except Exception as exc:  # PortAudio's errors: no such device, busy, unsupported rate
             raise LocalAudioError(f"the microphone could not be opened: {exc}") from None
         with stream:

@@ -24,8 +24,19 @@ from voice.events import AudioOut
 from voice.latency import STAGES, TurnLatency
 
 TURN_COLUMNS = [
-    "Turn", "Strategy", "RTT ms", "Connection", "Endpoint", "STT", "HTTP status", "First token",
-    "First sentence", "First audio", "Playing (browser)", "LLM tries", "Outcome",
+    "Turn",
+    "Strategy",
+    "RTT ms",
+    "Connection",
+    "Endpoint",
+    "STT",
+    "HTTP status",
+    "First token",
+    "First sentence",
+    "First audio",
+    "Playing (browser)",
+    "LLM tries",
+    "Outcome",
 ]
 STRATEGY_SHORT = {"prewarmed": "pre-warmed", "pooled": "pool, no warm-up", "cold": "new conn/request"}
 _SEGMENT_COLOURS = ["#9aa5b1", "#6c8ebf", "#b85450", "#d79b00", "#82b366", "#9673a6", "#3c8dbc"]
@@ -64,8 +75,14 @@ def current_turn_html(lat: TurnLatency | None) -> str:
     rows = [_bar_row(f"data-stage='{attr}'", label, getattr(lat, attr), scale) for attr, label in STAGES]
     if lat.playback_confirmed_ms is not None:
         # Not a pipeline stage: shown once the page's player has said so (never in the CLI).
-        rows.append(_bar_row("data-measure='playback_confirmed_ms' class='wv-confirmed'", PLAYBACK_LABEL,
-                             lat.playback_confirmed_ms, scale))
+        rows.append(
+            _bar_row(
+                "data-measure='playback_confirmed_ms' class='wv-confirmed'",
+                PLAYBACK_LABEL,
+                lat.playback_confirmed_ms,
+                scale,
+            )
+        )
     conn = lat.connection or "…"
     if lat.connection == "new" and lat.connect_ms is not None:
         conn += f" (connect {lat.connect_ms:,.0f} ms)"
@@ -87,8 +104,11 @@ def current_turn_html(lat: TurnLatency | None) -> str:
         extra.append(f"voice: {html.escape(lat.tts_engine)}" + (" (fallback)" if lat.tts_fallback else ""))
     total = ""
     if lat.total_ms is not None:
-        heard = ("" if lat.playback_confirmed_ms is None else
-                 f" · playing in your browser by <span data-fact='playback'>{lat.playback_confirmed_ms:,.0f} ms</span>")
+        heard = (
+            ""
+            if lat.playback_confirmed_ms is None
+            else f" · playing in your browser by <span data-fact='playback'>{lat.playback_confirmed_ms:,.0f} ms</span>"
+        )
         total = f"<p class='wv-total'>Speech end → first audio: <b>{lat.total_ms:,.0f} ms</b>{heard}</p>"
     return (
         "<div class='wv-panel'>"
@@ -103,18 +123,29 @@ def current_turn_html(lat: TurnLatency | None) -> str:
 def _bar_row(attributes: str, label: str, ms: float | None, scale: float) -> str:
     width = 0 if ms is None else max(1.0, 100.0 * max(ms, 0.0) / scale)
     value = "…" if ms is None else f"{ms:,.0f} ms"
-    return (f"<tr {attributes}><td>{label}</td><td class='wv-bar'><div style='width:{width:.1f}%'></div></td>"
-            f"<td class='wv-ms'>{value}</td></tr>")
+    return (
+        f"<tr {attributes}><td>{label}</td><td class='wv-bar'><div style='width:{width:.1f}%'></div></td>"
+        f"<td class='wv-ms'>{value}</td></tr>"
+    )
 
 
 def turns_rows(latencies: list[TurnLatency]) -> list[list[str]]:
     """One row per turn (columns: TURN_COLUMNS), so strategies and distances compare side by side."""
     return [
         [
-            str(lat.turn), STRATEGY_SHORT.get(lat.strategy, lat.strategy), f"{lat.rtt_ms:.0f}",
-            lat.connection, _ms(lat.endpoint_ms), _ms(lat.transcript_ms), _ms(lat.status_ms),
-            _ms(lat.first_token_ms), _ms(lat.first_sentence_ms), _ms(lat.first_audio_ms),
-            _ms(lat.playback_confirmed_ms), str(lat.llm_attempts or ""), lat.outcome,
+            str(lat.turn),
+            STRATEGY_SHORT.get(lat.strategy, lat.strategy),
+            f"{lat.rtt_ms:.0f}",
+            lat.connection,
+            _ms(lat.endpoint_ms),
+            _ms(lat.transcript_ms),
+            _ms(lat.status_ms),
+            _ms(lat.first_token_ms),
+            _ms(lat.first_sentence_ms),
+            _ms(lat.first_audio_ms),
+            _ms(lat.playback_confirmed_ms),
+            str(lat.llm_attempts or ""),
+            lat.outcome,
         ]
         for lat in latencies
     ]
@@ -136,8 +167,13 @@ def waterfall_chart(latencies: list[TurnLatency], last: int = 12) -> Figure | No
             if ms is None:
                 continue
             width = max(ms - start, 0.0)
-            ax.barh(row, width, left=start, color=_SEGMENT_COLOURS[index % len(_SEGMENT_COLOURS)],
-                    label=None if label in seen else label)
+            ax.barh(
+                row,
+                width,
+                left=start,
+                color=_SEGMENT_COLOURS[index % len(_SEGMENT_COLOURS)],
+                label=None if label in seen else label,
+            )
             seen.add(label)
             start = max(start, ms)
         labels.append(f"#{lat.turn} {STRATEGY_SHORT.get(lat.strategy, lat.strategy)}, +{lat.rtt_ms:.0f} ms")
@@ -175,15 +211,21 @@ def audio_payload(stream: str, chunks: list[tuple[int, AudioOut]], *, flush: boo
     so the player can report when that turn's audio started (:func:`playback_reports`);
     ``flush`` stops what is queued (barge-in).
     """
-    return json.dumps({
-        "session": stream,
-        "flush": flush,
-        "chunks": [
-            {"seq": seq, "turn": out.turn, "rate": out.chunk.sample_rate,
-             "pcm": base64.b64encode(float_to_int16(out.chunk.samples).astype("<i2").tobytes()).decode("ascii")}
-            for seq, out in chunks
-        ],
-    })
+    return json.dumps(
+        {
+            "session": stream,
+            "flush": flush,
+            "chunks": [
+                {
+                    "seq": seq,
+                    "turn": out.turn,
+                    "rate": out.chunk.sample_rate,
+                    "pcm": base64.b64encode(float_to_int16(out.chunk.samples).astype("<i2").tobytes()).decode("ascii"),
+                }
+                for seq, out in chunks
+            ],
+        }
+    )
 
 
 @dataclass(frozen=True)

@@ -86,10 +86,9 @@ class SessionRegistry:
         """Close sessions idle for too long or older than the limit; returns how many."""
         now = self._clock()
         expired = [
-            key for key, (session, created) in self._sessions.items()
-            if session.closed
-            or now - session.last_activity > self.idle_timeout_s
-            or now - created > self.max_age_s
+            key
+            for key, (session, created) in self._sessions.items()
+            if session.closed or now - session.last_activity > self.idle_timeout_s or now - created > self.max_age_s
         ]
         for key in expired:
             log.info("Session %s expired (idle or too old); closing it", key)

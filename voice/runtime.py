@@ -31,8 +31,9 @@ class VoiceRuntime:
     transcriber: Transcriber
 
     @classmethod
-    def create(cls, settings: Settings, progress: Callable[[str], None] | None = None,
-               endpoint: LLMEndpoint | None = None) -> VoiceRuntime:
+    def create(
+        cls, settings: Settings, progress: Callable[[str], None] | None = None, endpoint: LLMEndpoint | None = None
+    ) -> VoiceRuntime:
         """Start the LLM backend and load the models, reporting each step to ``progress``.
 
         ``endpoint`` replaces the one the settings describe (the benchmark's embedded server over
@@ -46,8 +47,9 @@ class VoiceRuntime:
             say("Starting the embedded LLM server (SmolLM2-135M)…")
         endpoint.start(settings.system_prompt)
         say("Loading Whisper…")
-        transcriber = Transcriber(settings.whisper_model, settings.whisper_device,
-                                  settings.whisper_compute_type, settings.whisper_language)
+        transcriber = Transcriber(
+            settings.whisper_model, settings.whisper_device, settings.whisper_compute_type, settings.whisper_language
+        )
         try:
             transcriber.warm()
             say("Loading the voice…")
@@ -65,8 +67,13 @@ class VoiceRuntime:
 
     def new_session(self, session_id: str = "", settings: Settings | None = None) -> VoiceSession:
         """A fresh session (not started) with its own history, endpointer and client."""
-        return VoiceSession(settings or self.settings, self.endpoint, transcriber=self.transcriber,
-                            tts=self.new_tts(), session_id=session_id)
+        return VoiceSession(
+            settings or self.settings,
+            self.endpoint,
+            transcriber=self.transcriber,
+            tts=self.new_tts(),
+            session_id=session_id,
+        )
 
     def close(self) -> None:
         """Stop the embedded server, if any."""

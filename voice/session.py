@@ -56,10 +56,34 @@ SPECULATE_AFTER_MS = 150
 # A first sentence longer than this is cut at its first clause boundary (comma, dash...).
 FIRST_SENTENCE_MAX_WORDS = 8
 # A pause after these words is a hesitation, not the end of a turn.
-_CONTINUATION_WORDS = frozenset({
-    "and", "but", "so", "or", "because", "um", "uh", "er", "like", "the", "a", "an", "to", "of", "with",
-    "my", "your", "is", "are", "was", "if", "then", "that", "which",
-})
+_CONTINUATION_WORDS = frozenset(
+    {
+        "and",
+        "but",
+        "so",
+        "or",
+        "because",
+        "um",
+        "uh",
+        "er",
+        "like",
+        "the",
+        "a",
+        "an",
+        "to",
+        "of",
+        "with",
+        "my",
+        "your",
+        "is",
+        "are",
+        "was",
+        "if",
+        "then",
+        "that",
+        "which",
+    }
+)
 STRATEGY_LABELS = {
     "prewarmed": "pre-warmed pool",
     "pooled": "pool without warm-up",
@@ -154,8 +178,12 @@ class VoiceSession:
         if self.closed:
             raise RuntimeError("session is closed")
         await self._open_client()
-        log.info("Session %s started (%s, emulated RTT %.0f ms)", self.session_id,
-                 STRATEGY_LABELS[self.strategy], self.rtt_ms)
+        log.info(
+            "Session %s started (%s, emulated RTT %.0f ms)",
+            self.session_id,
+            STRATEGY_LABELS[self.strategy],
+            self.rtt_ms,
+        )
 
     async def stop(self) -> None:
         """Cancel work in flight, close the client and the proxy.  Idempotent."""
@@ -200,9 +228,7 @@ class VoiceSession:
             raise ValueError(f"unknown connection strategy {strategy!r}")
         if rtt_ms is not None and not 0 <= rtt_ms <= 5000:
             raise ValueError("emulated RTT must be between 0 and 5000 ms")
-        changed = (strategy is not None and strategy != self.strategy) or (
-            rtt_ms is not None and rtt_ms != self.rtt_ms
-        )
+        changed = (strategy is not None and strategy != self.strategy) or (rtt_ms is not None and rtt_ms != self.rtt_ms)
         if strategy is not None:
             self.strategy = strategy
         if rtt_ms is not None:
@@ -265,8 +291,9 @@ class VoiceSession:
                 return
             if converted.nonfinite and not self._warned_nonfinite:
                 self._warned_nonfinite = True
-                self._emit(Notice("The microphone sent invalid samples (NaN/Inf); they were replaced by silence.",
-                                  "warning"))
+                self._emit(
+                    Notice("The microphone sent invalid samples (NaN/Inf); they were replaced by silence.", "warning")
+                )
             if converted.audio.size == 0:
                 return
             self._last_feed = (converter, now)
@@ -288,8 +315,12 @@ class VoiceSession:
 
     def _end_of_turn(self, event: TurnEnded, converter: StreamingConverter, now: float) -> None:
         if event.capped:
-            self._emit(Notice(f"Recording capped at {self.settings.max_turn_seconds:.0f} s: "
-                              "only the first part was transcribed.", "warning"))
+            self._emit(
+                Notice(
+                    f"Recording capped at {self.settings.max_turn_seconds:.0f} s: only the first part was transcribed.",
+                    "warning",
+                )
+            )
         spec, self._speculation = self._speculation, None
         if spec is not None and spec.speech_end_sample != event.speech_end_sample:
             spec.task.cancel()
@@ -319,8 +350,9 @@ class VoiceSession:
         silence_ms = silence * 1000 / SAMPLE_RATE
         if spec is None and silence_ms >= max(SPECULATE_AFTER_MS, endpointer.post_roll_ms):
             spec = self._speculation = _Speculation(speech_end, self.clock())
-            spec.task = asyncio.create_task(self._early_transcript(spec, endpointer.utterance_if_ended_now()),
-                                            name="early-stt")
+            spec.task = asyncio.create_task(
+                self._early_transcript(spec, endpointer.utterance_if_ended_now()), name="early-stt"
+            )
             self.speculation_stats.started += 1
         if spec is not None:
             self._end_early_if_complete(spec, converter, now)
@@ -358,8 +390,12 @@ class VoiceSession:
             self._emit(Notice("Type something first.", "warning"))
             return None
         if len(text) > MAX_TYPED_CHARS:
-            self._emit(Notice(f"Your message was {len(text):,} characters; only the first "
-                              f"{MAX_TYPED_CHARS:,} were sent.", "warning"))
+            self._emit(
+                Notice(
+                    f"Your message was {len(text):,} characters; only the first {MAX_TYPED_CHARS:,} were sent.",
+                    "warning",
+                )
+            )
             text = text[:MAX_TYPED_CHARS]
         if self.busy:
             await self._interrupt_turn()
@@ -375,8 +411,13 @@ class VoiceSession:
     # ----------------------------------------------------------------- the turn
 
     def _begin_turn(
-        self, lat: TurnLatency, *, audio: np.ndarray | None = None, text: str | None = None,
-        endpoint_at: float | None = None, speculation: _Speculation | None = None,
+        self,
+        lat: TurnLatency,
+        *,
+        audio: np.ndarray | None = None,
+        text: str | None = None,
+        endpoint_at: float | None = None,
+        speculation: _Speculation | None = None,
     ) -> asyncio.Task[None]:
         self._turns += 1
         self._current = lat
@@ -390,8 +431,7 @@ class VoiceSession:
         previous = self._turn_task
         if previous is not None and not previous.done():
             previous.cancel()
-        self._turn_task = asyncio.create_task(self._run_turn(lat, audio, text, speculation),
-                                              name=f"turn-{lat.turn}")
+        self._turn_task = asyncio.create_task(self._run_turn(lat, audio, text, speculation), name=f"turn-{lat.turn}")
         # A task cancelled before its first step never runs _run_turn's finally: end the turn here.
         self._turn_task.add_done_callback(lambda _task, lat=lat: self._end_unstarted(lat))
         return self._turn_task
@@ -404,7 +444,11 @@ class VoiceSession:
             self._emit(TurnDone(lat.snapshot()))
 
     async def _run_turn(
-        self, lat: TurnLatency, audio: np.ndarray | None, text: str | None, speculation: _Speculation | None = None,
+        self,
+        lat: TurnLatency,
+        audio: np.ndarray | None,
+        text: str | None,
+        speculation: _Speculation | None = None,
     ) -> None:
         spoken: list[str] = []
         try:
@@ -422,8 +466,9 @@ class VoiceSession:
                 lat.transcript = transcript.text
                 if transcript.no_speech:
                     lat.outcome = "no_speech"
-                    log.info("Turn %d: no speech in %.0f ms of audio; no LLM call", lat.turn,
-                             len(audio) / SAMPLE_RATE * 1000)
+                    log.info(
+                        "Turn %d: no speech in %.0f ms of audio; no LLM call", lat.turn, len(audio) / SAMPLE_RATE * 1000
+                    )
                     return
                 text = transcript.text
             assert text is not None
@@ -435,8 +480,13 @@ class VoiceSession:
             except Exception as exc:  # e.g. another program took its port: the next turn tries again
                 log.error("The embedded LLM server could not be restarted: %s", exc)
                 lat.outcome, lat.error = "error", "the local LLM server could not be restarted"
-                self._emit(Notice("The local LLM server stopped and could not be restarted; "
-                                  "it will be tried again on your next turn.", "error"))
+                self._emit(
+                    Notice(
+                        "The local LLM server stopped and could not be restarted; "
+                        "it will be tried again on your next turn.",
+                        "error",
+                    )
+                )
                 return
             if restarted:
                 self._emit(Notice("The local LLM server had stopped; it was restarted.", "warning"))
@@ -586,9 +636,14 @@ class VoiceSession:
         lat.playback_confirmed_ms = round(lat.since_speech_end(self.clock()), 1)
         if player_ms is not None:
             lat.extras["player_ms"] = round(player_ms, 1)
-        log.info("TIMING: Playback confirmed by the browser %.0f ms after speech end (turn %d; first audio "
-                 "sent at %.0f ms, %s ms of the gap in the browser's player)", lat.playback_confirmed_ms, turn,
-                 lat.first_audio_ms, "?" if player_ms is None else f"{player_ms:.0f}")
+        log.info(
+            "TIMING: Playback confirmed by the browser %.0f ms after speech end (turn %d; first audio "
+            "sent at %.0f ms, %s ms of the gap in the browser's player)",
+            lat.playback_confirmed_ms,
+            turn,
+            lat.first_audio_ms,
+            "?" if player_ms is None else f"{player_ms:.0f}",
+        )
         self._update(lat)
         return True
 
@@ -692,8 +747,9 @@ class VoiceSession:
     def _new_endpointer(self, silence_ms: int) -> Endpointer:
         # The post-roll (audio kept after the last voiced frame) is what the early transcript
         # must wait for, so it is as short as the speculation delay.
-        return Endpointer(silence_ms=silence_ms, max_turn_s=self.settings.max_turn_seconds,
-                          post_roll_ms=SPECULATE_AFTER_MS)
+        return Endpointer(
+            silence_ms=silence_ms, max_turn_s=self.settings.max_turn_seconds, post_roll_ms=SPECULATE_AFTER_MS
+        )
 
     def _copy_request_timing(self, lat: TurnLatency, timing: RequestTiming | None) -> None:
         if timing is None:

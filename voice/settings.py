@@ -184,8 +184,9 @@ def _parse(var: str, text: str, f: dataclasses.Field[Any]) -> Any:
                 return False
             raise ValueError
     except ValueError:
-        expected = {"int": "a whole number", "float": "a number", "float | None": "a number",
-                    "bool": "true or false"}[str(kind)]
+        expected = {"int": "a whole number", "float": "a number", "float | None": "a number", "bool": "true or false"}[
+            str(kind)
+        ]
         raise SettingsError(f"{var}={text!r} is not valid: expected {expected}") from None
     return text
 
@@ -208,9 +209,18 @@ def _validated(s: Settings) -> Settings:
         raise bad("whisper_device", "choose one of cpu, cuda, auto")
     if not 1 <= s.port <= 65535:
         raise bad("port", "must be between 1 and 65535")
-    positive = ("pool_limit", "connect_timeout_s", "first_byte_timeout_s", "chunk_timeout_s",
-                "max_turn_seconds", "edge_tts_timeout_s", "max_sessions",
-                "session_idle_timeout_s", "session_max_s", "max_history_chars")
+    positive = (
+        "pool_limit",
+        "connect_timeout_s",
+        "first_byte_timeout_s",
+        "chunk_timeout_s",
+        "max_turn_seconds",
+        "edge_tts_timeout_s",
+        "max_sessions",
+        "session_idle_timeout_s",
+        "session_max_s",
+        "max_history_chars",
+    )
     for name in positive:
         if getattr(s, name) <= 0:
             raise bad(name, "must be greater than 0")

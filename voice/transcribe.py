@@ -112,7 +112,10 @@ def get_model(model_name: str = "", device: str = "cpu", compute_type: str = "in
             ) from exc
         log.info(
             "whisper model %s loaded on %s/%s in %.0f ms",
-            model_name or "bundled tiny.en", device, compute_type, (time.perf_counter() - started) * 1000,
+            model_name or "bundled tiny.en",
+            device,
+            compute_type,
+            (time.perf_counter() - started) * 1000,
         )
         _models[key] = model
         return model

@@ -334,9 +334,7 @@ def _check_turn_ended(communicate: edge_tts.Communicate, audio_bytes: int) -> No
     if not isinstance(state, dict) or "cumulative_audio_bytes" not in state:
         return
     if state["cumulative_audio_bytes"] != audio_bytes:
-        raise EdgeTTSError(
-            f"edge-tts stream ended before turn.end after {audio_bytes} bytes: connection dropped"
-        )
+        raise EdgeTTSError(f"edge-tts stream ended before turn.end after {audio_bytes} bytes: connection dropped")
 
 
 def _describe(exc: Exception) -> str:

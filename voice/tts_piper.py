@@ -39,11 +39,47 @@ WARM_TEXT = "Hello."
 # espeak languages written in Latin script.  For these voices, letters of other scripts are
 # dropped before phonemizing: espeak would otherwise read Hebrew, Arabic or CJK text as a
 # string of letter names ("hebrew letter shin, hebrew letter lamed, ...").
-_LATIN_SCRIPT_LANGUAGES = frozenset({
-    "af", "ca", "cs", "cy", "da", "de", "en", "es", "et", "eu", "fi", "fr", "ga", "gl", "hr", "hu",
-    "id", "is", "it", "lb", "lt", "lv", "ms", "mt", "nb", "nl", "no", "pl", "pt", "ro", "sk", "sl",
-    "sq", "sv", "sw", "tr", "vi",
-})
+_LATIN_SCRIPT_LANGUAGES = frozenset(
+    {
+        "af",
+        "ca",
+        "cs",
+        "cy",
+        "da",
+        "de",
+        "en",
+        "es",
+        "et",
+        "eu",
+        "fi",
+        "fr",
+        "ga",
+        "gl",
+        "hr",
+        "hu",
+        "id",
+        "is",
+        "it",
+        "lb",
+        "lt",
+        "lv",
+        "ms",
+        "mt",
+        "nb",
+        "nl",
+        "no",
+        "pl",
+        "pt",
+        "ro",
+        "sk",
+        "sl",
+        "sq",
+        "sv",
+        "sw",
+        "tr",
+        "vi",
+    }
+)
 # Piper reads [[ ... ]] as raw phonemes; brackets are never spoken, so they become spaces.
 _BRACKETS = str.maketrans({"[": " ", "]": " "})
 _SPACES = re.compile(r"\s+")
