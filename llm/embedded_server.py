@@ -143,7 +143,7 @@ class EmbeddedLLMServer:
         self.model_path = model_path
         self.n_ctx = n_ctx
         # One core is left to Whisper, Piper and the event loop: with every core, llama.cpp's
-        # threads stall for seconds whenever one of them is preempted (measured by llm.bench),
+        # threads stall for seconds whenever one of them is preempted (measured by benchmarks.connection),
         # and a 135M model is as fast on one thread as on two here.
         self.n_threads = n_threads or max(1, (os.cpu_count() or 1) - 1)
         self.start_timeout_s = start_timeout_s

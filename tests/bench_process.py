@@ -1,4 +1,4 @@
-"""Running a benchmark (``python -m llm.bench`` / ``voice.bench``) for real in a subprocess, as
+"""Running a benchmark (``python -m benchmarks.connection`` / ``benchmarks.pipeline``) for real in a subprocess, as
 its tests do, and collecting everything it printed and wrote."""
 
 from __future__ import annotations

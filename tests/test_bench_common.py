@@ -1,4 +1,4 @@
-"""The helpers both benchmarks share (llm.bench_common): summaries and their cells, options, the
+"""The helpers both benchmarks share (benchmarks.common): summaries and their cells, options, the
 command line with the key hidden, the machine, and clean unwinding on SIGTERM."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import signal
 import psutil
 import pytest
 
-from llm.bench_common import (
+from benchmarks.common import (
     INTERRUPTED_EXIT,
     STRATEGY_COLOURS,
     STRATEGY_LABELS,

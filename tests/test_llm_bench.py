@@ -1,4 +1,4 @@
-"""``python -m llm.bench`` end to end on a tiny configuration, plus its pure helpers.
+"""``python -m benchmarks.connection`` end to end on a tiny configuration, plus its pure helpers.
 
 The benchmark runs for real as a subprocess: the embedded llama.cpp server with SmolLM2 over
 TLS (a trustme certificate), the latency proxy at 0 and 40 ms, the real PooledLLMClient.
@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from llm.bench import PROG, build_parser, config_from
-from llm.bench_common import command_line
+from benchmarks.common import command_line
+from benchmarks.connection import PROG, build_parser, config_from
 from tests.bench_process import BenchOutput, run_bench
 from tests.markdown_tables import row, section
 
@@ -85,7 +85,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> BenchOutput:
         KEY,  # the embedded server then requires it: requests only succeed if it is sent
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OPENAI_API_KEY": ""}
-    return run_bench("llm.bench", args, tmp_path_factory.mktemp("bench"), env=env, timeout_s=150)
+    return run_bench("benchmarks.connection", args, tmp_path_factory.mktemp("bench"), env=env, timeout_s=150)
 
 
 def _sessions(report: dict[str, Any], strategy: str) -> list[dict[str, Any]]:
@@ -124,7 +124,7 @@ def test_json_has_the_schema_machine_and_command(run: BenchOutput) -> None:
     }
     assert machine_fields <= set(r["machine"])
     assert r["machine"]["cpu_count"] >= 1 and r["machine"]["cpu_model"] and r["machine"]["ram_bytes"] > 0
-    assert r["command"].startswith("python -m llm.bench --rtt-ms 0,40 --turns 2 --quick")
+    assert r["command"].startswith("python -m benchmarks.connection --rtt-ms 0,40 --turns 2 --quick")
     assert r["config"]["rtt_ms"] == [0, 40] and r["config"]["turns"] == TURNS and r["config"]["tls"] is True
     assert r["config"]["temperature"] == 0 and r["config"]["max_tokens"] == 48
     assert r["endpoint"]["kind"] == "embedded" and r["endpoint"]["tls"] is True
@@ -227,9 +227,9 @@ def test_the_api_key_is_never_printed(run: BenchOutput) -> None:
 
 def test_command_line_hides_the_key_in_both_spellings() -> None:
     assert command_line(PROG, ["--api-key", "sk-1", "--turns", "5"]) == (
-        "python -m llm.bench --api-key '<hidden>' --turns 5"
+        "python -m benchmarks.connection --api-key '<hidden>' --turns 5"
     )
-    assert command_line(PROG, ["--api-key=sk-1"]) == "python -m llm.bench '--api-key=<hidden>'"
+    assert command_line(PROG, ["--api-key=sk-1"]) == "python -m benchmarks.connection '--api-key=<hidden>'"
 
 
 def test_quick_changes_defaults_but_explicit_options_win() -> None:

@@ -1,4 +1,4 @@
-"""``python -m voice.bench`` end to end in ``--quick`` mode, plus its pure helpers.
+"""``python -m benchmarks.pipeline`` end to end in ``--quick`` mode, plus its pure helpers.
 
 The benchmark runs once, for real, as a subprocess: the embedded llama.cpp server (SmolLM2),
 Whisper tiny.en, Piper, questions synthesized by Piper at run time and fed in real time.
@@ -19,10 +19,8 @@ from typing import Any
 import psutil
 import pytest
 
-from llm.bench_common import command_line
-from tests.bench_process import BenchOutput, run_bench
-from tests.markdown_tables import row, section
-from voice.bench import (
+from benchmarks.common import command_line
+from benchmarks.pipeline import (
     PROG,
     QUESTIONS,
     QUICK,
@@ -34,7 +32,9 @@ from voice.bench import (
     other_cpu_share,
     session_plan,
 )
-from voice.bench_report import HEADLINE_ROWS
+from benchmarks.pipeline_report import HEADLINE_ROWS
+from tests.bench_process import BenchOutput, run_bench
+from tests.markdown_tables import row, section
 from voice.latency import STAGES, TurnLatency
 from voice.settings import load_settings
 
@@ -76,7 +76,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> BenchOutput:
         "LLM_TEMPERATURE": "0.9",
     }
     return run_bench(
-        "voice.bench", ["--quick", "--pause-s", "0.5"], tmp_path_factory.mktemp("voice-bench"), env=env, timeout_s=180
+        "benchmarks.pipeline",
+        ["--quick", "--pause-s", "0.5"],
+        tmp_path_factory.mktemp("voice-bench"),
+        env=env,
+        timeout_s=180,
     )
 
 
@@ -91,7 +95,7 @@ def _turns(report: dict[str, Any]) -> list[dict[str, Any]]:
 def test_json_records_the_run_machine_and_command(run: BenchOutput) -> None:
     r = run.report
     assert r["schema"] == "warmvoice-voice-bench/1"
-    assert r["command"].startswith("python -m voice.bench --quick --pause-s 0.5 --json ")
+    assert r["command"].startswith("python -m benchmarks.pipeline --quick --pause-s 0.5 --json ")
     m = r["machine"]
     assert m["cpu_count"] >= 1 and m["cpu_model"] and m["ram_bytes"] > 0 and m["date"]
     c = r["config"]
@@ -279,7 +283,7 @@ def test_bad_options_are_refused(argv: list[str], capsys: pytest.CaptureFixture[
 
 
 def test_command_line_is_quoted() -> None:
-    assert command_line(PROG, ["--json", "a b.json"]) == "python -m voice.bench --json 'a b.json'"
+    assert command_line(PROG, ["--json", "a b.json"]) == "python -m benchmarks.pipeline --json 'a b.json'"
 
 
 def test_other_cpu_share_is_the_machine_minus_the_app() -> None:

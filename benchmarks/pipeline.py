@@ -1,4 +1,4 @@
-"""``python -m voice.bench``: the end-to-end voice benchmark (issue #6 part 3, issue #8's memory bar).
+"""``python -m benchmarks.pipeline``: the end-to-end voice benchmark (issue #6 part 3, issue #8's memory bar).
 
 Short spoken questions are synthesized at run time with the bundled Piper voice (Piper's own
 API, noise off, so every run hears the same audio), written to 16-bit WAV files and read back,
@@ -18,7 +18,7 @@ The embedded server serves HTTPS with a throw-away certificate unless ``--no-tls
 strategy's cost is mostly the TCP and TLS handshakes); a remote endpoint (``OPENAI_BASE_URL``)
 is used as configured.
 
-The records and their Markdown, JSON and chart are in :mod:`voice.bench_report`.
+The records and their Markdown, JSON and chart are in :mod:`benchmarks.pipeline_report`.
 Progress goes to stderr, the Markdown report to stdout; ``--json``, ``--markdown`` and
 ``--plot`` write files.  Exit status 1 if any turn failed, 2 on bad options.
 """
@@ -43,8 +43,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from llm import configure_logging, public_endpoint
-from llm.bench_common import (
+from benchmarks.common import (
     MACHINE_PACKAGES,
     STRATEGY_ORDER,
     Say,
@@ -59,8 +58,7 @@ from llm.bench_common import (
     run_interruptible,
     throwaway_tls,
 )
-from voice.audio import read_wav, write_wav
-from voice.bench_report import (
+from benchmarks.pipeline_report import (
     RSS_INTERVAL_S,
     BenchConfig,
     EndpointRecord,
@@ -76,13 +74,15 @@ from voice.bench_report import (
     write_json,
     write_plot,
 )
+from llm import configure_logging, public_endpoint
+from voice.audio import read_wav, write_wav
 from voice.headless import TurnResult, run_spoken_turn, run_typed_turn, speak_into
 from voice.llm_endpoint import LLMEndpoint
 from voice.runtime import VoiceRuntime
 from voice.session import VoiceSession
 from voice.settings import Settings, SettingsError, load_settings
 
-PROG = "python -m voice.bench"
+PROG = "python -m benchmarks.pipeline"
 DEFAULT_RTTS = (0.0, 150.0)
 DEFAULT_PAUSE_S = 1.5
 QUICK = {"questions": 2, "strategies": ("prewarmed",), "rtt_ms": (0.0,)}

@@ -1,8 +1,8 @@
-"""What ``python -m voice.bench`` measured, and its renderings: Markdown, JSON and a PNG chart.
+"""What ``python -m benchmarks.pipeline`` measured, and its renderings: Markdown, JSON and a PNG chart.
 
 The records hold every turn as the sessions measured it; the functions here summarise them
 (medians with min–max per strategy and distance), check issue #8's memory bar and write them
-out.  Nothing here measures or estimates anything: :mod:`voice.bench` runs the sessions.
+out.  Nothing here measures or estimates anything: :mod:`benchmarks.pipeline` runs the sessions.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llm import ClientStats
-from llm.bench_common import (
+from benchmarks.common import (
     STRATEGY_COLOURS,
     STRATEGY_LABELS,
     STRATEGY_ORDER,
@@ -23,6 +22,7 @@ from llm.bench_common import (
     format_cell,
     format_improvement,
 )
+from llm import ClientStats
 from voice.latency import STAGES, TurnLatency
 from voice.session import SpeculationStats
 

@@ -1,6 +1,6 @@
-"""What ``python -m llm.bench`` measured, and its renderings: Markdown, JSON and a PNG chart.
+"""What ``python -m benchmarks.connection`` measured, and its renderings: Markdown, JSON and a PNG chart.
 
-The records here are filled by :mod:`llm.bench` from real requests; this module only
+The records here are filled by :mod:`benchmarks.connection` from real requests; this module only
 summarises them (medians with min–max), checks the bar of issue #6 on them and writes them
 out.  Nothing here measures or estimates anything.
 """
@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llm.bench_common import (
+from benchmarks.common import (
     STRATEGY_COLOURS,
     STRATEGY_LABELS,
     STRATEGY_ORDER,

@@ -1,4 +1,4 @@
-"""What the two benchmarks share: :mod:`llm.bench` (connections) and :mod:`voice.bench` (voice turns).
+"""What the two benchmarks share: :mod:`benchmarks.connection` and :mod:`benchmarks.pipeline`.
 
 The strategy names, labels and colours of their tables and charts; the machine a run happened
 on; median (min–max) summaries and their Markdown cells; the ``--rtt-ms`` option; the exact
@@ -189,7 +189,7 @@ def hide_api_key(argv: Sequence[str]) -> list[str]:
 
 
 def command_line(prog: str, argv: Sequence[str]) -> str:
-    """The exact command as a shell would take it: ``prog`` (e.g. "python -m llm.bench") and the
+    """The exact command as a shell would take it: ``prog`` (e.g. "python -m benchmarks.connection") and the
     quoted arguments, with any API key replaced by ``<hidden>``."""
     return shlex.join([*shlex.split(prog), *hide_api_key(argv)])
 

@@ -1,4 +1,4 @@
-"""``python -m llm.bench``: the connection benchmark of issue #6, measured with the real client.
+"""``python -m benchmarks.connection``: the connection benchmark of issue #6, measured with the real client.
 
 For each emulated distance (``--rtt-ms``) and each strategy (cold = a new connection per
 request, the original "before"; pooled = a pool without warm-up; pre-warmed = the "after")
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from llm.bench_common import (
+from benchmarks.common import (
     STRATEGY_ORDER,
     Say,
     TlsFiles,
@@ -42,7 +42,7 @@ from llm.bench_common import (
     run_interruptible,
     throwaway_tls,
 )
-from llm.bench_report import (
+from benchmarks.connection_report import (
     Baseline,
     BenchConfig,
     BenchRun,
@@ -61,7 +61,7 @@ from llm.latency_proxy import LatencyProxy
 from llm.secret import Secret, configure_logging
 from llm.timing import RequestTiming, WarmUpResult
 
-PROG = "python -m llm.bench"
+PROG = "python -m benchmarks.connection"
 SYSTEM_PROMPT = "You are a friendly voice assistant. Answer in two or three short sentences."
 PROMPT = "What is a good way to start the day?"
 DEFAULT_RTTS = (0.0, 50.0, 150.0, 300.0)
