@@ -25,11 +25,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
 from llm.embedded_server import EmbeddedLLMServer
 from llm.secret import Secret
+
+if TYPE_CHECKING:
+    from benchmarks.machine_probe import MachineProbe
 
 Say = Callable[[str], None]
 
@@ -64,6 +68,8 @@ class MachineInfo:
     load_start: float | None
     load_end: float | None
     ram_bytes: int  # total physical memory
+    # CPU flags and a fixed workload timed before the runs: tells a slow machine from a slow change
+    probe: MachineProbe | None = None
 
 
 def load_average() -> float | None:
@@ -74,7 +80,9 @@ def load_average() -> float | None:
         return None
 
 
-def machine_info(load_start: float | None, packages: Sequence[str] = MACHINE_PACKAGES) -> MachineInfo:
+def machine_info(
+    load_start: float | None, packages: Sequence[str] = MACHINE_PACKAGES, probe: MachineProbe | None = None
+) -> MachineInfo:
     """CPU model and count, total RAM, Python, OS, the date, the load now and at ``load_start``,
     and the installed versions of ``packages`` (those not installed are left out)."""
     model = platform.processor() or platform.machine()
@@ -97,6 +105,7 @@ def machine_info(load_start: float | None, packages: Sequence[str] = MACHINE_PAC
         load_start=load_start,
         load_end=load_average(),
         ram_bytes=psutil.virtual_memory().total,
+        probe=probe,
     )
 
 

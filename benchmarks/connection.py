@@ -53,6 +53,7 @@ from benchmarks.connection_report import (
     render_markdown,
     write_outputs,
 )
+from benchmarks.machine_probe import run_probe
 from llm.chat import ChatMessage
 from llm.client import PooledLLMClient
 from llm.embedded_server import MODEL_ALIAS, EmbeddedLLMServer
@@ -481,6 +482,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace, config: BenchConfig, argv: list[str]) -> int:
     """Start the endpoint, measure, stop it, then report; 1 if any request failed."""
     api_key = Secret(args.api_key or (os.environ.get("OPENAI_API_KEY", "") if args.base_url else ""))
+    progress("timing the machine probe (CPU flags, Whisper, Piper, 20 tokens)...")
+    probe = run_probe()  # before the clock starts: not part of the run's wall time
+    progress(f"machine probe: {probe.describe()}")
     started, load_start = time.perf_counter(), load_average()
     with contextlib.ExitStack() as stack:
         if args.base_url:
@@ -497,7 +501,7 @@ def _run(args: argparse.Namespace, config: BenchConfig, argv: list[str]) -> int:
     run = BenchRun(
         command=command_line(PROG, argv),
         argv=hide_api_key(argv),
-        machine=machine_info(load_start),
+        machine=machine_info(load_start, probe=probe),
         config=config,
         endpoint=endpoint.info,
         baseline=baseline,

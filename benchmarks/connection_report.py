@@ -464,6 +464,7 @@ def _describe(run: BenchRun) -> list[str]:
     return [
         f"- Machine: {m.cpu_model}, {m.cpu_count} CPUs, Python {m.python}, {m.platform}; {m.date}; "
         f"load average {_load(m.load_start)} at the start, {_load(m.load_end)} at the end",
+        *([f"- Machine probe: {m.probe.describe()}"] if m.probe is not None else []),
         f"- Command: `{run.command}` (wall time {run.wall_time_s:.0f} s)",
         f"- Endpoint: {e.description}; model `{e.model}`"
         + (f"; {c.server_threads} llama.cpp thread(s)" if c.server_threads else ""),

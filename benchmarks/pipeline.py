@@ -58,6 +58,7 @@ from benchmarks.common import (
     run_interruptible,
     throwaway_tls,
 )
+from benchmarks.machine_probe import run_probe
 from benchmarks.pipeline_report import (
     RSS_INTERVAL_S,
     BenchConfig,
@@ -544,6 +545,9 @@ def bench_endpoint(settings: Settings, tls: TlsFiles | None) -> LLMEndpoint:
 
 def _run(args: argparse.Namespace, settings: Settings, config: BenchConfig, argv: list[str]) -> int:
     """Start the app's runtime, synthesize the questions, run every session, then report."""
+    progress("timing the machine probe (CPU flags, Whisper, Piper, 20 tokens)...")
+    probe = run_probe()  # before the clock starts: not part of the run's wall time
+    progress(f"machine probe: {probe.describe()}")
     started, load_start = time.perf_counter(), load_average()
     with (
         RssSampler() as sampler,
@@ -574,7 +578,7 @@ def _run(args: argparse.Namespace, settings: Settings, config: BenchConfig, argv
     run = VoiceBenchRun(
         command=command_line(PROG, argv),
         argv=hide_api_key(argv),
-        machine=machine_info(load_start, PACKAGES),
+        machine=machine_info(load_start, PACKAGES, probe),
         config=config,
         endpoint=endpoint,
         questions=[

@@ -420,6 +420,7 @@ def _describe(run: VoiceBenchRun) -> list[str]:
     return [
         f"- Machine: {m.cpu_model}, {m.cpu_count} CPUs, {m.ram_bytes / 2**30:.1f} GiB RAM, Python {m.python}, "
         f"{m.platform}; {m.date}; load average (1 min) {load} from start to end{others_text}",
+        *([f"- Machine probe: {m.probe.describe()}"] if m.probe is not None else []),
         f"- Command: `{run.command}` (wall time {run.wall_time_s:.0f} s, of which start-up {run.startup_s:.0f} s)",
         f"- LLM: {e.base_url}, model `{e.model}` — {e.reason}"
         + (f"; {e.server_threads} llama.cpp thread(s)" if e.server_threads else ""),

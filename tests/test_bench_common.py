@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+from pathlib import Path
 
 import psutil
 import pytest
@@ -91,3 +92,24 @@ def test_sigterm_unwinds_the_body_and_returns_130() -> None:
     assert events == ["cleaned up", "interrupted"]
     assert signal.getsignal(signal.SIGTERM) is previous  # the handler is put back
     assert run_interruptible(lambda: 3, events.append) == 3
+
+
+def test_cpu_flags_reads_the_probed_ones_from_cpuinfo(tmp_path: Path) -> None:
+    from benchmarks.machine_probe import cpu_flags
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu sse2 avx2 fma avx512f avx512bw\n")
+    assert cpu_flags(cpuinfo) == ("avx2", "avx512f")
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx_vnni\n")
+    assert cpu_flags(cpuinfo) == ("avx2", "avx_vnni")
+    assert cpu_flags(tmp_path / "missing") == ()
+
+
+def test_probe_line_names_every_flag_and_the_workload() -> None:
+    from benchmarks.machine_probe import MachineProbe
+
+    line = MachineProbe(("avx2",), 480.4, 130.2, 310.0, 20, 3).describe()
+    assert "AVX2 yes" in line and "AVX-512 no" in line and "AVX-512 VNNI no" in line
+    assert "Whisper tiny.en on a fixed 3 s clip 480 ms" in line and "Piper on a fixed sentence 130 ms" in line
+    assert "20 tokens from the embedded model 310 ms" in line
+    assert "embedded model unavailable" in MachineProbe((), 1, 1, None, 0, 3).describe()

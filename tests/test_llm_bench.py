@@ -190,6 +190,10 @@ def test_markdown_has_one_consistent_table_per_distance(run: BenchOutput) -> Non
         assert re.search(r"^- \*\*PASS\*\* \(c-connections\) ", text, re.M)
     assert "## Summary: first request, first token" in run.markdown
     assert run.report["machine"]["cpu_model"] in run.markdown and run.report["command"] in run.markdown
+    # The machine probe was timed for real and is printed with the machine.
+    probe = run.report["machine"]["probe"]
+    assert probe["whisper_ms"] > 0 and probe["piper_ms"] > 0 and probe["llm_ms"] > 0 and probe["llm_tokens"] > 0
+    assert f"Whisper tiny.en on a fixed 3 s clip {probe['whisper_ms']:.0f} ms" in run.markdown
 
 
 @pytest.mark.slow

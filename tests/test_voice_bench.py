@@ -98,6 +98,8 @@ def test_json_records_the_run_machine_and_command(run: BenchOutput) -> None:
     assert r["command"].startswith("python -m benchmarks.pipeline --quick --pause-s 0.5 --json ")
     m = r["machine"]
     assert m["cpu_count"] >= 1 and m["cpu_model"] and m["ram_bytes"] > 0 and m["date"]
+    assert m["probe"]["whisper_ms"] > 0 and m["probe"]["piper_ms"] > 0 and m["probe"]["llm_ms"] > 0
+    assert f"- Machine probe: CPU AVX2 {'yes' if 'avx2' in m['probe']['flags'] else 'no'}" in run.markdown
     c = r["config"]
     assert c["strategies"] == list(QUICK["strategies"]) and c["rtt_ms"] == [0.0] and c["questions"] == 2
     assert c["pause_s"] == 0.5 and c["tts"] == "piper" and c["quick"] is True

@@ -1,0 +1,143 @@
+"""The machine, measured: CPU flags plus a fixed workload, printed with every benchmark report.
+
+Machines of one class differ: on a CPU without AVX-512, CTranslate2's int8 kernels make Whisper
+2-3x slower. A fixed workload timed before a benchmark's runs tells a slow machine from a slow
+change: Whisper tiny.en on a fixed 3 s clip, Piper on a fixed sentence, and 20 tokens from the
+embedded model, each the median of a few runs after one warm-up.
+
+``python -m benchmarks.machine_probe`` prints the probe alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import statistics
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from llm.embedded_server import EmbeddedLLMServer, EmbeddedServerError
+from voice.audio import to_mono_16k
+from voice.transcribe import SAMPLE_RATE, Transcriber
+from voice.tts_piper import bundled_voice_path, load_voice
+
+# The CPU features that move the models' speed (Linux /proc/cpuinfo names).
+PROBED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+FLAG_LABELS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI"}
+FLAG_LABELS["amx_int8"] = "AMX-INT8"
+# The fixed workload. Changing any of these makes old probes incomparable: don't.
+WHISPER_CLIP_S = 3.0
+WHISPER_SENTENCE = "The quick brown fox jumps over the lazy dog, and then it runs back home."
+PIPER_SENTENCE = "Paris is the capital of France, and it sits on the river Seine."
+LLM_TOKENS = 20
+LLM_PROMPT = "Count from one to thirty in words, separated by commas."
+RUNS = 3
+
+
+@dataclass(frozen=True)
+class MachineProbe:
+    """CPU flags and the fixed workload's medians (ms)."""
+
+    flags: tuple[str, ...]  # those of PROBED_FLAGS the CPU has
+    whisper_ms: float  # Whisper tiny.en (int8, the app's settings) on a fixed 3 s clip
+    piper_ms: float  # Piper (the bundled voice) on a fixed sentence, whole synthesis
+    llm_ms: float | None  # LLM_TOKENS tokens from the embedded model (None: the server could not start)
+    llm_tokens: int  # tokens the server reported generating
+    runs: int
+
+    def describe(self) -> str:
+        """One Markdown-friendly line, for the header of a report."""
+        flags = ", ".join(f"{FLAG_LABELS[f]} {'yes' if f in self.flags else 'no'}" for f in PROBED_FLAGS)
+        llm = (
+            f"{self.llm_tokens} tokens from the embedded model {self.llm_ms:.0f} ms"
+            if self.llm_ms is not None
+            else "embedded model unavailable"
+        )
+        return (
+            f"CPU {flags}; Whisper tiny.en on a fixed {WHISPER_CLIP_S:g} s clip {self.whisper_ms:.0f} ms; "
+            f"Piper on a fixed sentence {self.piper_ms:.0f} ms; {llm} (medians of {self.runs} after a warm-up)"
+        )
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, ...]:
+    """Which of :data:`PROBED_FLAGS` the CPU reports (empty where /proc/cpuinfo is missing)."""
+    with contextlib.suppress(OSError):
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return tuple(f for f in PROBED_FLAGS if f in have)
+    return ()
+
+
+def _median_ms(work: Callable[[], object], runs: int) -> float:
+    work()  # warm-up: first-call allocations and caches are not the machine's speed
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        work()
+        times.append((time.perf_counter() - started) * 1000.0)
+    return statistics.median(times)
+
+
+def _whisper_clip() -> np.ndarray:
+    """The fixed sentence in the bundled Piper voice, at 16 kHz, padded or cut to exactly 3 s."""
+    voice = load_voice(bundled_voice_path())
+    chunks = list(voice.synthesize(WHISPER_SENTENCE))
+    audio = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32)
+    audio = to_mono_16k(audio, chunks[0].sample_rate)
+    target = int(WHISPER_CLIP_S * SAMPLE_RATE)
+    return np.pad(audio, (0, max(0, target - len(audio))))[:target]
+
+
+def _completion(base_url: str) -> int:
+    """One non-streamed completion of LLM_TOKENS tokens at temperature 0; the tokens generated."""
+    body = {
+        "messages": [{"role": "user", "content": LLM_PROMPT}],
+        "max_tokens": LLM_TOKENS,
+        "temperature": 0,
+        "stream": False,
+    }
+    request = urllib.request.Request(
+        f"{base_url}/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:  # loopback only
+        reply = json.load(response)
+    return int(reply.get("usage", {}).get("completion_tokens", 0))
+
+
+def run_probe(runs: int = RUNS) -> MachineProbe:
+    """Time the fixed workload (blocking, ~10 s: it loads the models and starts its own server)."""
+    transcriber = Transcriber()
+    transcriber.warm()
+    clip = _whisper_clip()
+    whisper_ms = _median_ms(lambda: transcriber.transcribe(clip), runs)
+    voice = load_voice(bundled_voice_path())
+    piper_ms = _median_ms(lambda: list(voice.synthesize(PIPER_SENTENCE)), runs)
+    llm_ms: float | None = None
+    tokens = 0
+    # Its own plain-HTTP server, stopped before the benchmark starts its own: the probe must not
+    # depend on, or disturb, what the benchmark measures.
+    try:
+        with EmbeddedLLMServer() as server:
+            tokens = _completion(server.base_url)
+            llm_ms = _median_ms(lambda: _completion(server.base_url), runs)
+    except (EmbeddedServerError, OSError, ValueError) as exc:  # the report then says so
+        print(f"machine probe: the embedded model could not be timed: {exc}")
+    return MachineProbe(cpu_flags(), whisper_ms, piper_ms, llm_ms, tokens, runs)
+
+
+def main() -> int:
+    """Print the probe line."""
+    print(run_probe().describe())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
