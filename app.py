@@ -600,6 +600,9 @@ def main(argv: list[str] | None = None) -> int:
             css=panel.PANEL_CSS,
             head=PLAYER_HEAD,
             show_error=False,
+            # Client-side rendering whatever GRADIO_SSR_MODE a Space sets: SSR needs Node 24+
+            # and puts a Node proxy in front of the page, which the player was never tested with.
+            ssr_mode=False,
         )
     except KeyboardInterrupt:
         pass
