@@ -23,6 +23,7 @@ import numpy as np
 from llm import configure_logging, public_endpoint
 from llm.secret import REDACTOR
 from voice import panel
+from voice.browser_link import MAX_PONG_CHARS, BrowserLink, parse_pongs
 from voice.events import (
     AssistantSaid,
     AudioOut,
@@ -126,6 +127,7 @@ class WarmVoiceApp:
         self._local_mic: Any = None  # voice.local_audio.LocalMic with --local-audio
         self._local_capture: asyncio.Task[None] | None = None
         self._hearing: set[str] = set()  # sessions whose microphone audio has arrived (logged once)
+        self._links: dict[str, BrowserLink] = {}  # session instance -> its page's round trips
 
     # ------------------------------------------------------------------ sessions
 
@@ -234,6 +236,17 @@ class WarmVoiceApp:
         for played in panel.playback_reports(report, session.instance_id):
             session.playback_started(played.turn, played.player_ms)
 
+    async def pong(self, report: str, request: gr.Request) -> None:
+        """web/player.js answers the server's pings (see voice.browser_link)."""
+        session = await self._session(request)
+        link = None if session is None else self._links.get(session.instance_id)
+        if session is None or link is None:
+            return
+        for answer in parse_pongs(report, session.instance_id):
+            trip = link.pong(answer)
+            if trip is not None:
+                log.debug("Page <-> server round trip for session %s: %.0f ms", session.session_id, trip)
+
     async def type_turn(self, text: str, request: gr.Request) -> str:
         """A typed turn; returns "" to clear the text box."""
         session = await self._session(request)
@@ -281,30 +294,35 @@ class WarmVoiceApp:
         if session is None:
             return
         view = _PageView(session)
-        yield view.render(chart=True)
-        seq = 0
-        while not session.closed:
-            try:
-                event = await asyncio.wait_for(session.events.get(), timeout=1.0)
-            except TimeoutError:
-                yield view.render()  # refresh connection state and facts
-                continue
-            out = view.apply(event)
-            barge_in = isinstance(event, BargeIn)
-            audio: str | None = None
-            if self._local_speaker is not None:
-                if barge_in:
-                    self._local_speaker.flush()
-                if out is not None:
-                    self._local_speaker.play(out.chunk)
-            elif out is not None or barge_in:
-                seq += 1
-                audio = panel.audio_payload(session.instance_id, [(seq, out)] if out else [], flush=barge_in)
-            yield view.render(audio=audio, chart=isinstance(event, TurnDone))
-        if (await self._session(request)) not in (None, session):
-            return  # the tab started a new session: its own pump speaks for the page now
-        view.status = "Session ended."
-        yield view.render(chart=True)
+        self._links[session.instance_id] = view.link
+        try:
+            yield view.render(audio=view.player_message([]), chart=True)
+            seq = 0
+            while not session.closed:
+                try:
+                    event = await asyncio.wait_for(session.events.get(), timeout=1.0)
+                except TimeoutError:
+                    yield view.render(audio=view.player_message([]))  # refresh connection state and facts
+                    continue
+                out = view.apply(event)
+                barge_in = isinstance(event, BargeIn)
+                chunks: list[tuple[int, AudioOut]] = []
+                if self._local_speaker is not None:
+                    if barge_in:
+                        self._local_speaker.flush()
+                    if out is not None:
+                        self._local_speaker.play(out.chunk)
+                elif out is not None or barge_in:
+                    seq += 1
+                    chunks = [(seq, out)] if out else []
+                audio = view.player_message(chunks, flush=barge_in and self._local_speaker is None)
+                yield view.render(audio=audio, chart=isinstance(event, TurnDone))
+            if (await self._session(request)) not in (None, session):
+                return  # the tab started a new session: its own pump speaks for the page now
+            view.status = "Session ended."
+            yield view.render(chart=True)
+        finally:
+            self._links.pop(session.instance_id, None)
 
     # ------------------------------------------------------------------ page
 
@@ -349,6 +367,9 @@ class WarmVoiceApp:
                     played_report = gr.Textbox(
                         visible=False, elem_id="playback-report", max_length=panel.MAX_REPORT_CHARS
                     )
+                    # The same way back for the answers to the server's pings (voice/browser_link.py).
+                    pong = gr.Button("pong", elem_id="pong", elem_classes=["wv-hidden"])
+                    pong_report = gr.Textbox(visible=False, elem_id="pong-report", max_length=MAX_PONG_CHARS)
                 with gr.Column(scale=2):
                     current = gr.HTML(panel.current_turn_html(None), elem_id="current-turn")
                     facts = gr.Markdown("", elem_id="facts")
@@ -428,6 +449,16 @@ class WarmVoiceApp:
                 concurrency_limit=limit,
                 trigger_mode="always_last",
             )
+            pong.click(
+                self.pong,
+                pong_report,
+                None,
+                api_name=False,
+                show_progress="hidden",
+                js="() => window.warmvoice ? window.warmvoice.takePongs() : '[]'",
+                concurrency_limit=limit,
+                trigger_mode="always_last",
+            )
             for trigger in (send.click, typed.submit):
                 trigger(self.type_turn, typed, typed, concurrency_limit=limit, api_name=False)
             for control in controls:
@@ -454,6 +485,15 @@ class _PageView:
         self.chat: list[dict[str, str]] = []
         self.current: TurnLatency | None = None
         self._assistant_turn = -1
+        self.link = BrowserLink()  # how far the page is: pings ride with the reply audio
+
+    def player_message(self, chunks: list[tuple[int, AudioOut]], *, flush: bool = False) -> str | None:
+        """The payload for web/player.js: these audio chunks and a ping when one is due; None if
+        there is nothing to send."""
+        ping = self.link.ping()
+        if not chunks and not flush and ping is None:
+            return None
+        return panel.audio_payload(self.session.instance_id, chunks, flush=flush, ping=ping)
 
     def apply(self, event: object) -> AudioOut | None:
         """Fold one event into the view; returns the event if it is audio to play."""
@@ -499,6 +539,7 @@ class _PageView:
             connections_opened=getattr(stats, "connections_opened", 0),
             connections_reused=getattr(stats, "connections_reused", 0),
             tts_engine=next((lat.tts_engine for lat in reversed(latencies) if lat.tts_engine), "—"),
+            browser_rtt=self.link.summary(),
         )
         return (
             self.status,

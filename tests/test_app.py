@@ -87,7 +87,12 @@ async def _first_audio(voice_runtime, offline_settings, key: str):
     pump = web.pump(tab)
     await anext(pump)
     await web.type_turn("Hi!", tab)
-    return web, tab, session, pump, await _pump_until(pump, lambda o: isinstance(o[2], str))
+    return web, tab, session, pump, await _pump_until(pump, lambda o: _has_audio(o[2]))
+
+
+def _has_audio(payload: object) -> bool:
+    # A payload may carry only a ping for the page (voice.browser_link), no audio.
+    return isinstance(payload, str) and bool(json.loads(payload)["chunks"])
 
 
 @pytest.mark.slow
@@ -160,3 +165,42 @@ async def test_start_opens_the_requested_pool_directly(voice_runtime, offline_se
         assert "Pre-warming…" not in statuses_sent, "a default pre-warmed pool was opened and then replaced"
     finally:
         await web.aclose()
+
+
+@pytest.mark.slow
+async def test_the_page_round_trip_is_measured_on_the_servers_clock(voice_runtime, offline_settings) -> None:
+    """The pump pings the page inside the player's payload; the player's answer, minus the time it
+    spent in the page, is the round trip the session facts show."""
+    web = app.WarmVoiceApp(offline_settings, app.RuntimeLoader.loaded(offline_settings, voice_runtime))
+    tab = FakeRequest("tab-ping")
+    [s async for s in web.start("prewarmed", 0, "", 500, True, tab)]
+    session = await web._session(tab)
+    assert session is not None
+    pump = web.pump(tab)
+    first = await anext(pump)
+    message = json.loads(first[2])
+    assert message == {"session": session.instance_id, "flush": False, "chunks": [], "ping": 1}
+    assert "Browser ↔ server round trip | measuring…" in first[6]
+
+    # Answers to another stream, to a ping never sent, or garbage: nothing measured.
+    for report in (
+        json.dumps([{"session": "old", "ping": 1, "page_ms": 1}]),
+        json.dumps([{"session": session.instance_id, "ping": 7, "page_ms": 1}]),
+        "not json",
+        "[" * 5000,
+    ):
+        await web.pong(report, tab)
+    assert web._links[session.instance_id].summary() is None
+
+    await asyncio.sleep(0.2)  # the "network"
+    await web.pong(json.dumps([{"session": session.instance_id, "ping": 1, "page_ms": 3}]), tab)
+    trips = web._links[session.instance_id].summary()
+    assert trips is not None and trips.count == 1 and 190 <= trips.last_ms < 5000
+    out = await anext(pump)
+    assert f"Browser ↔ server round trip | {trips.last_ms:,.0f} ms (1 ping)" in out[6]
+    # A repeated answer is not a second measurement.
+    await web.pong(json.dumps([{"session": session.instance_id, "ping": 1, "page_ms": 3}]), tab)
+    assert web._links[session.instance_id].summary().count == 1
+    await web.aclose()
+    [o async for o in pump]
+    assert web._links == {}, "the pump forgets its page's link when the session ends"

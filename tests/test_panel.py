@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from voice import panel
 from voice.latency import STAGES, TurnLatency, format_table
 
@@ -116,3 +118,36 @@ def test_the_browsers_own_share_is_shown_with_the_confirmation() -> None:
     lat = _turn(1, first_audio_ms=640.0, playback_confirmed_ms=702.0)
     lat.extras["player_ms"] = 13.0
     assert "browser player 13 ms" in panel.current_turn_html(lat)
+
+
+def test_playing_splits_into_server_round_trip_and_player() -> None:
+    lat = _turn(1, first_audio_ms=640.0, playback_confirmed_ms=842.0)
+    assert lat.playback_trip_ms is None and "data-split" not in panel.current_turn_html(lat)
+    lat.extras["player_ms"] = 25.0
+    assert lat.playback_trip_ms == 177.0
+    text = panel.current_turn_html(lat)
+    assert "data-split='server'>640 ms" in text
+    assert "data-split='network'>177 ms" in text
+    assert "data-split='player'>25 ms" in text
+
+
+def test_facts_show_the_page_round_trip_once_measured() -> None:
+    from voice.browser_link import RoundTrips
+
+    facts = panel.SessionFacts("http://127.0.0.1:1/v1", "m", "warm", "prewarmed", 0, "120 ms", 1, 4, "piper")
+    assert "| Browser ↔ server round trip | measuring… |" in panel.facts_markdown(facts)
+    facts = dataclasses.replace(facts, browser_rtt=RoundTrips(152.0, 150.0, 148.0, 170.0, 7))
+    assert "| Browser ↔ server round trip | 152 ms (median of 7 pings; 148–170, last 150) |" in panel.facts_markdown(
+        facts
+    )
+
+
+def test_a_ping_rides_with_the_audio_payload() -> None:
+    import json
+
+    assert json.loads(panel.audio_payload("tab", [], ping=4)) == {
+        "session": "tab",
+        "flush": False,
+        "chunks": [],
+        "ping": 4,
+    }

@@ -79,6 +79,17 @@ class TurnLatency:
             return ""
         return "reused" if self.reused_connection else "new"
 
+    @property
+    def playback_trip_ms(self) -> float | None:
+        """Of "playing in your browser (confirmed)", the part neither the server's pipeline (up to
+        first audio) nor the page's player (``extras["player_ms"]``) spent: the first chunk's trip
+        to the page and the report's trip back (network and Gradio's transport).  None until the
+        player has reported its part."""
+        player_ms = self.extras.get("player_ms")
+        if self.playback_confirmed_ms is None or self.first_audio_ms is None or player_ms is None:
+            return None
+        return round(max(self.playback_confirmed_ms - self.first_audio_ms - player_ms, 0.0), 1)
+
     def snapshot(self) -> TurnLatency:
         """An independent copy, safe to hand to another task or the UI."""
         return dataclasses.replace(self, extras=dict(self.extras))

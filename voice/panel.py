@@ -9,8 +9,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
-import types
 from dataclasses import dataclass
 
 import matplotlib
@@ -20,6 +18,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from voice.audio import float_to_int16
+from voice.browser_link import RoundTrips, is_number, page_messages
 from voice.events import AudioOut
 from voice.latency import STAGES, TurnLatency
 
@@ -55,6 +54,7 @@ class SessionFacts:
     connections_opened: int
     connections_reused: int
     tts_engine: str
+    browser_rtt: RoundTrips | None = None  # page <-> server, measured by pings (voice.browser_link)
 
 
 PLAYBACK_LABEL = "Playing in your browser (confirmed)"
@@ -110,6 +110,7 @@ def current_turn_html(lat: TurnLatency | None) -> str:
             else f" · playing in your browser by <span data-fact='playback'>{lat.playback_confirmed_ms:,.0f} ms</span>"
         )
         total = f"<p class='wv-total'>Speech end → first audio: <b>{lat.total_ms:,.0f} ms</b>{heard}</p>"
+        total += _playback_split(lat)
     return (
         "<div class='wv-panel'>"
         f"<p class='wv-meta'>{' · '.join(extra)}</p>"
@@ -117,6 +118,25 @@ def current_turn_html(lat: TurnLatency | None) -> str:
         f"<p class='wv-meta'>outcome: <span data-fact='outcome'>{html.escape(lat.outcome)}</span>"
         + (f" — {html.escape(lat.error)}" if lat.error else "")
         + "</p></div>"
+    )
+
+
+def _playback_split(lat: TurnLatency) -> str:
+    """ "Playing in your browser (confirmed)" = the server's part + the round trip + the player's part.
+
+    The server's part (first audio sent) and the whole (the report's arrival) are on the server's
+    clock; the player's part is a duration on the page's clock.  The round trip is what is left:
+    no clock offset is needed, so the split is shown only when the player gave its part.
+    """
+    trip = lat.playback_trip_ms
+    if trip is None or lat.first_audio_ms is None:
+        return ""
+    return (
+        "<p class='wv-meta wv-split'>Playing = server "
+        f"<span data-split='server'>{lat.first_audio_ms:,.0f} ms</span> (first audio sent) + "
+        f"page ↔ server round trip <span data-split='network'>{trip:,.0f} ms</span> "
+        "(the audio's way down, the report's way back) + "
+        f"browser player <span data-split='player'>{lat.extras['player_ms']:,.0f} ms</span></p>"
     )
 
 
@@ -199,33 +219,38 @@ def facts_markdown(facts: SessionFacts) -> str:
         ("Warm-up", facts.warmup),
         ("Connections opened / reused", f"{facts.connections_opened} / {facts.connections_reused}"),
         ("Voice", facts.tts_engine),
+        ("Browser ↔ server round trip", "measuring…" if facts.browser_rtt is None else facts.browser_rtt.describe()),
     ]
     return "| Session | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 
 
-def audio_payload(stream: str, chunks: list[tuple[int, AudioOut]], *, flush: bool = False) -> str:
+def audio_payload(
+    stream: str, chunks: list[tuple[int, AudioOut]], *, flush: bool = False, ping: int | None = None
+) -> str:
     """Reply audio for the page's Web Audio player (web/player.js): numbered 16-bit PCM chunks.
 
     ``stream`` is the session's ``instance_id``: a new one makes the player start afresh.  The
     numbers let the player ignore a chunk it has already scheduled; each chunk names its turn,
     so the player can report when that turn's audio started (:func:`playback_reports`);
-    ``flush`` stops what is queued (barge-in).
+    ``flush`` stops what is queued (barge-in).  ``ping`` asks the player to answer at once
+    (:mod:`voice.browser_link`): it travels exactly as the audio does.
     """
-    return json.dumps(
-        {
-            "session": stream,
-            "flush": flush,
-            "chunks": [
-                {
-                    "seq": seq,
-                    "turn": out.turn,
-                    "rate": out.chunk.sample_rate,
-                    "pcm": base64.b64encode(float_to_int16(out.chunk.samples).astype("<i2").tobytes()).decode("ascii"),
-                }
-                for seq, out in chunks
-            ],
-        }
-    )
+    message: dict[str, object] = {
+        "session": stream,
+        "flush": flush,
+        "chunks": [
+            {
+                "seq": seq,
+                "turn": out.turn,
+                "rate": out.chunk.sample_rate,
+                "pcm": base64.b64encode(float_to_int16(out.chunk.samples).astype("<i2").tobytes()).decode("ascii"),
+            }
+            for seq, out in chunks
+        ],
+    }
+    if ping is not None:
+        message["ping"] = ping
+    return json.dumps(message)
 
 
 @dataclass(frozen=True)
@@ -244,30 +269,14 @@ def playback_reports(text: str, stream: str) -> list[PlaybackReport]:
     anything malformed or oversized is ignored, and an implausible ``player_ms`` dropped: the
     page is not trusted.
     """
-    if not text or len(text) > MAX_REPORT_CHARS:
-        return []
-    try:
-        items = json.loads(text)
-    except (ValueError, RecursionError):  # RecursionError: deeply nested brackets
-        return []
-    if not isinstance(items, list):
-        return []
     reports = []
-    for item in items:
-        if not isinstance(item, dict) or item.get("session") != stream:
-            continue
+    for item in page_messages(text, stream, MAX_REPORT_CHARS):
         turn, player_ms = item.get("turn"), item.get("player_ms")
-        if not _is_number(turn, int) or turn <= 0:
+        if not is_number(turn, int) or turn <= 0:
             continue
-        plausible = _is_number(player_ms, int | float) and 0 <= player_ms <= _MAX_PLAYER_MS
+        plausible = is_number(player_ms, int | float) and 0 <= player_ms <= _MAX_PLAYER_MS
         reports.append(PlaybackReport(turn, float(player_ms) if plausible else None))
     return reports
-
-
-def _is_number(value: object, kind: type | types.UnionType) -> bool:
-    if not isinstance(value, kind) or isinstance(value, bool):
-        return False
-    return not isinstance(value, float) or math.isfinite(value)  # JSON lets NaN and Infinity through
 
 
 PANEL_CSS = """

@@ -2,11 +2,14 @@
 // Gradio's streamed <audio> output buffers about two seconds before it starts (HLS); for a
 // latency demo that would hide everything the server saves, so reply audio comes here instead.
 // When a turn's first chunk has really started (the audio clock passed its start time), the
-// player tells the server, which stamps "playing in your browser" on the turn.
+// player tells the server, which stamps "playing in your browser" on the turn.  A payload may
+// also carry a ping from the server (voice/browser_link.py): it is answered at once through the
+// same kind of event as the playback report, so the server measures the page <-> server trip.
 window.warmvoice = (() => {
   const state = { ctx: null, next: 0, sources: [], seen: new Set(), session: null,
                   chunks: 0, scheduledSeconds: 0, flushes: 0, firstStartedAt: null,
-                  confirmedTurns: new Set(), timers: [], reports: [], reported: 0 };
+                  confirmedTurns: new Set(), timers: [], reports: [], reported: 0,
+                  pongs: [], pings: 0 };
 
   function ensure() {
     // Called from the "Start speaking" click: browsers only let a user gesture start audio.
@@ -66,6 +69,16 @@ window.warmvoice = (() => {
     return reports;
   }
 
+  function takePongs() {
+    // Called by Gradio just before the pong button's event goes to the server: its input value.
+    // page_ms is how long each ping spent in this page, which the server takes out of the trip.
+    const now = performance.now();
+    const pongs = state.pongs.map((p) => ({ session: p.session, ping: p.ping,
+                                            page_ms: Math.round((now - p.receivedAt) * 10) / 10 }));
+    state.pongs = [];
+    return JSON.stringify(pongs);
+  }
+
   function play(payload) {
     if (!payload) return;
     const receivedAt = performance.now();
@@ -75,7 +88,15 @@ window.warmvoice = (() => {
       state.seen = new Set();
       state.confirmedTurns = new Set();
       state.reports = [];
+      state.pongs = [];
       clearTimers();
+    }
+    if (Number.isInteger(message.ping)) {
+      // Answered before any audio is decoded: the trip measured is the channel's, not our work.
+      state.pongs.push({ session: state.session, ping: message.ping, receivedAt });
+      state.pings += 1;
+      const pong = document.getElementById("pong");
+      if (pong) pong.click();
     }
     if (message.flush) flush();
     for (const chunk of message.chunks || []) {
@@ -101,5 +122,5 @@ window.warmvoice = (() => {
     }
   }
 
-  return { state, ensure, flush, play, takeReports };
+  return { state, ensure, flush, play, takeReports, takePongs };
 })();
