@@ -55,7 +55,7 @@ def test_summary_covers_the_last_trips() -> None:
     assert trips is not None and trips.count == KEEP
     assert (trips.min_ms, trips.max_ms, trips.last_ms) == (150.0, 170.0, 158.0)
     assert trips.median_ms == 156.5
-    assert trips.describe() == "156 ms (median of 10 pings; 150–170, last 158)"
+    assert trips.describe() == "150 ms best of 10 pings (median 156, worst 170, last 158)"
 
 
 def test_answers_from_the_page_are_not_trusted() -> None:

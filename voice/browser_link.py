@@ -39,12 +39,13 @@ class RoundTrips:
     count: int
 
     def describe(self) -> str:
-        """One line for the session facts."""
+        """One line for the session facts.  The best trip leads: the network's distance is the
+        floor under every trip, and anything above it is waiting (a busy CPU, Gradio's queue)."""
         if self.count == 1:
             return f"{self.last_ms:,.0f} ms (1 ping)"
         return (
-            f"{self.median_ms:,.0f} ms (median of {self.count} pings; "
-            f"{self.min_ms:,.0f}–{self.max_ms:,.0f}, last {self.last_ms:,.0f})"
+            f"{self.min_ms:,.0f} ms best of {self.count} pings "
+            f"(median {self.median_ms:,.0f}, worst {self.max_ms:,.0f}, last {self.last_ms:,.0f})"
         )
 
 
