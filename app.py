@@ -296,17 +296,20 @@ class WarmVoiceApp:
         view = _PageView(session)
         self._links[session.instance_id] = view.link
         try:
-            yield view.render(audio=view.player_message([]), chart=True)
+            yield view.render(chart=True)
             seq = 0
             while not session.closed:
+                ping = view.ping()
+                if ping is not None:
+                    yield ping
                 try:
                     event = await asyncio.wait_for(session.events.get(), timeout=1.0)
                 except TimeoutError:
-                    yield view.render(audio=view.player_message([]))  # refresh connection state and facts
+                    yield view.render()  # refresh connection state and facts
                     continue
                 out = view.apply(event)
                 barge_in = isinstance(event, BargeIn)
-                chunks: list[tuple[int, AudioOut]] = []
+                audio: str | None = None
                 if self._local_speaker is not None:
                     if barge_in:
                         self._local_speaker.flush()
@@ -314,8 +317,7 @@ class WarmVoiceApp:
                         self._local_speaker.play(out.chunk)
                 elif out is not None or barge_in:
                     seq += 1
-                    chunks = [(seq, out)] if out else []
-                audio = view.player_message(chunks, flush=barge_in and self._local_speaker is None)
+                    audio = panel.audio_payload(session.instance_id, [(seq, out)] if out else [], flush=barge_in)
                 yield view.render(audio=audio, chart=isinstance(event, TurnDone))
             if (await self._session(request)) not in (None, session):
                 return  # the tab started a new session: its own pump speaks for the page now
@@ -487,13 +489,14 @@ class _PageView:
         self._assistant_turn = -1
         self.link = BrowserLink()  # how far the page is: pings ride with the reply audio
 
-    def player_message(self, chunks: list[tuple[int, AudioOut]], *, flush: bool = False) -> str | None:
-        """The payload for web/player.js: these audio chunks and a ping when one is due; None if
-        there is nothing to send."""
+    def ping(self) -> tuple[Any, ...] | None:
+        """A page update carrying only a ping for the player, when one is due.  Nothing else is
+        rendered with it: what the round trip measures is the channel, not the panel's redraw."""
         ping = self.link.ping()
-        if not chunks and not flush and ping is None:
+        if ping is None:
             return None
-        return panel.audio_payload(self.session.instance_id, chunks, flush=flush, ping=ping)
+        message = panel.audio_payload(self.session.instance_id, [], ping=ping)
+        return (gr.skip(), gr.skip(), message, gr.skip(), gr.skip(), gr.skip(), gr.skip())
 
     def apply(self, event: object) -> AudioOut | None:
         """Fold one event into the view; returns the event if it is audio to play."""

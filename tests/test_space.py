@@ -284,10 +284,10 @@ def _typed_turn(browser, url: str, name: str) -> Visit:
         page.locator("#typed textarea").fill(QUESTION)
         page.locator("#typed textarea").press("Enter")
         page.wait_for_function("() => document.querySelector('#current-turn [data-split=network]')", timeout=90_000)
-        # At least six pings, the last ones after the turn (the facts refresh every second).
+        # At least eight pings, the last ones after the turn (the facts refresh every second).
         page.wait_for_function(
             """() => { const m = /best of (\\d+) pings/.exec(document.querySelector('#facts').innerText);
-                       return m && Number(m[1]) >= 6; }""",
+                       return m && Number(m[1]) >= 8; }""",
             timeout=60_000,
         )
         stages = {k: _number(v) for k, v in _stage_values(page).items() if re.match(r"[0-9]", v)}
