@@ -331,9 +331,11 @@ def test_a_far_away_visitor_sees_the_distance_as_network_not_pipeline(
         finally:
             browser.close()
     print(f"\nnear: {near}\nfar:  {far}")
-    # The round trip the panel shows is the emulated distance (the target: within 20 %)...
-    assert abs(far.rtt_best_ms - EMULATED_RTT_MS) <= 0.2 * EMULATED_RTT_MS, (near, far)
-    assert far.rtt_best_ms - near.rtt_best_ms >= 0.8 * EMULATED_RTT_MS, (near, far)
+    # The round trip the panel shows grew by the emulated distance, within 20 %.  (The near page's
+    # round trip is Gradio's own transport: 18 ms on this machine at load 5.5, 53 ms at load 9.5, and
+    # the far page pays it too, so the shown far value itself is 150 ms plus that.)
+    assert abs(far.rtt_best_ms - near.rtt_best_ms - EMULATED_RTT_MS) <= 0.2 * EMULATED_RTT_MS, (near, far)
+    assert far.rtt_best_ms >= EMULATED_RTT_MS, (near, far)
     # ...the playback's round trip carries at least that distance (the audio's way down, the report's
     # way up; more when the far page also has to open a connection or queue behind microphone uploads)...
     assert far.split["network"] >= 0.8 * EMULATED_RTT_MS, (near, far)
