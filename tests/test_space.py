@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import json
 import os
 import re
 import signal
@@ -213,6 +214,15 @@ def test_app_starts_as_a_space_starts_it(space_app: SpaceApp) -> None:
     assert int(started.group(2)) != space_app.port
     with urllib.request.urlopen(f"{started.group(1)}/models", timeout=10) as response:
         assert response.status == 200 and b"smollm2" in response.read()
+    completion = urllib.request.Request(
+        f"{started.group(1)}/chat/completions",
+        data=json.dumps(
+            {"model": "smollm2-135m-instruct", "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]}
+        ).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(completion, timeout=60) as response:
+        assert json.loads(response.read())["choices"][0]["message"]["content"], "the embedded model answers"
     assert not any(word in log for word in ("sk-", "Bearer")), "no key material in the log"
 
 
