@@ -299,9 +299,6 @@ class WarmVoiceApp:
             yield view.render(chart=True)
             seq = 0
             while not session.closed:
-                ping = view.ping()
-                if ping is not None:
-                    yield ping
                 try:
                     event = await asyncio.wait_for(session.events.get(), timeout=1.0)
                 except TimeoutError:
@@ -489,15 +486,6 @@ class _PageView:
         self._assistant_turn = -1
         self.link = BrowserLink()  # how far the page is: pings ride with the reply audio
 
-    def ping(self) -> tuple[Any, ...] | None:
-        """A page update carrying only a ping for the player, when one is due.  Nothing else is
-        rendered with it: what the round trip measures is the channel, not the panel's redraw."""
-        ping = self.link.ping()
-        if ping is None:
-            return None
-        message = panel.audio_payload(self.session.instance_id, [], ping=ping)
-        return (gr.skip(), gr.skip(), message, gr.skip(), gr.skip(), gr.skip(), gr.skip())
-
     def apply(self, event: object) -> AudioOut | None:
         """Fold one event into the view; returns the event if it is audio to play."""
         if isinstance(event, Status):
@@ -544,14 +532,23 @@ class _PageView:
             tts_engine=next((lat.tts_engine for lat in reversed(latencies) if lat.tts_engine), "—"),
             browser_rtt=self.link.summary(),
         )
+        chat = list(self.chat)
+        current = panel.current_turn_html(self.current)
+        rows = panel.turns_rows(latencies)
+        figure = panel.waterfall_chart(latencies) if chart else gr.skip()
+        facts_text = panel.facts_markdown(facts)
+        if audio is None and (ping := self.link.ping()) is not None:
+            # Stamped after the panel is drawn, and never with audio: the round trip measures the
+            # channel, not this redraw or a chunk's decoding (voice/browser_link.py).
+            audio = panel.audio_payload(session.instance_id, [], ping=ping)
         return (
             self.status,
-            list(self.chat),
+            chat,
             audio if audio is not None else gr.skip(),
-            panel.current_turn_html(self.current),
-            panel.turns_rows(latencies),
-            panel.waterfall_chart(latencies) if chart else gr.skip(),
-            panel.facts_markdown(facts),
+            current,
+            rows,
+            figure,
+            facts_text,
         )
 
 

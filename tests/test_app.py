@@ -169,8 +169,8 @@ async def test_start_opens_the_requested_pool_directly(voice_runtime, offline_se
 
 @pytest.mark.slow
 async def test_the_page_round_trip_is_measured_on_the_servers_clock(voice_runtime, offline_settings) -> None:
-    """The pump pings the page through the player's payload (alone, nothing else redrawn with it);
-    the player's answer, minus the time it spent in the page, is the round trip the facts show."""
+    """The pump pings the page through the player's payload (never together with audio); the
+    player's answer, minus the time it spent in the page, is the round trip the facts show."""
     web = app.WarmVoiceApp(offline_settings, app.RuntimeLoader.loaded(offline_settings, voice_runtime))
     tab = FakeRequest("tab-ping")
     [s async for s in web.start("prewarmed", 0, "", 500, True, tab)]
@@ -179,9 +179,7 @@ async def test_the_page_round_trip_is_measured_on_the_servers_clock(voice_runtim
     pump = web.pump(tab)
     first = await anext(pump)
     assert "Browser ↔ server round trip | measuring…" in first[6]
-    ping = await anext(pump)
-    assert json.loads(ping[2]) == {"session": session.instance_id, "flush": False, "chunks": [], "ping": 1}
-    assert all(value == gr.skip() for index, value in enumerate(ping) if index != 2)
+    assert json.loads(first[2]) == {"session": session.instance_id, "flush": False, "chunks": [], "ping": 1}
 
     # Answers to another stream, to a ping never sent, or garbage: nothing measured.
     for report in (
@@ -205,3 +203,19 @@ async def test_the_page_round_trip_is_measured_on_the_servers_clock(voice_runtim
     await web.aclose()
     [o async for o in pump]
     assert web._links == {}, "the pump forgets its page's link when the session ends"
+
+
+def test_the_pong_report_is_bounded_and_not_an_api() -> None:
+    """The player's answers to pings: bounded in the page, ignored past the bound by the server,
+    and not offered in Gradio's API."""
+    from voice.browser_link import MAX_PONG_CHARS, parse_pongs
+
+    settings = load_settings({"tts_engine": "piper"}, environ={}, dotenv_path=None)
+    config = app.WarmVoiceApp(settings, app.RuntimeLoader(settings)).build().get_config_file()
+    by_elem = {c["props"].get("elem_id"): c for c in config["components"]}
+    assert by_elem["pong-report"]["props"]["max_length"] == MAX_PONG_CHARS
+    assert parse_pongs('[{"session": "s", "ping": 1}' + " " * MAX_PONG_CHARS + "]", "s") == []
+    pong_id = by_elem["pong"]["id"]
+    (pong,) = [d for d in config["dependencies"] if any(t[0] == pong_id for t in d["targets"])]
+    assert pong["api_visibility"] == "private"
+    assert "takePongs" in pong["js"]
