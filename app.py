@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 import threading
 from collections.abc import AsyncIterator
@@ -594,6 +595,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     )
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _log_capture_failure(task: asyncio.Task[None]) -> None:
     # Nobody awaits the --local-audio capture task: its error (a microphone that cannot open)
     # would otherwise surface only as "Task exception was never retrieved" with a traceback.
@@ -634,6 +639,9 @@ def main(argv: list[str] | None = None) -> int:
     demo, app = create_app(settings)
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("Serving on %s: reachable from other machines", settings.host)
+    # A Space (or any container) stops the app with SIGTERM: shut down as on Ctrl-C, so the
+    # embedded server is stopped by us rather than only killed along with us.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         demo.launch(
             server_name=settings.host,

@@ -195,6 +195,7 @@ def space_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpaceApp]:
             for pid in orphans:
                 os.kill(pid, signal.SIGKILL)
             assert not orphans, f"child processes outlived the app: {orphans}"
+            assert "Embedded LLM server stopped" in app.log(), "SIGTERM stops the app as Ctrl-C does"
     assert "Traceback" not in app.log(), app.log()[-3000:]
 
 
