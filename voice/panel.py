@@ -215,7 +215,7 @@ def facts_markdown(facts: SessionFacts) -> str:
         ("Model", f"`{facts.model}`"),
         ("Connection", f"**{facts.connection_state}**"),
         ("Strategy", STRATEGY_SHORT.get(facts.strategy, facts.strategy)),
-        ("Emulated RTT", f"+{facts.rtt_ms:.0f} ms"),
+        ("Emulated RTT to the LLM", f"+{facts.rtt_ms:.0f} ms"),
         ("Warm-up", facts.warmup),
         ("Connections opened / reused", f"{facts.connections_opened} / {facts.connections_reused}"),
         ("Voice", facts.tts_engine),
