@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 import threading
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -128,7 +129,8 @@ class WarmVoiceApp:
         self._local_mic: Any = None  # voice.local_audio.LocalMic with --local-audio
         self._local_capture: asyncio.Task[None] | None = None
         self._hearing: set[str] = set()  # sessions whose microphone audio has arrived (logged once)
-        self._links: dict[str, BrowserLink] = {}  # session instance -> its page's round trips
+        # Each session's page round trips, kept as long as the session object lives.
+        self._links: weakref.WeakKeyDictionary[VoiceSession, BrowserLink] = weakref.WeakKeyDictionary()
 
     # ------------------------------------------------------------------ sessions
 
@@ -240,8 +242,8 @@ class WarmVoiceApp:
     async def pong(self, report: str, request: gr.Request) -> None:
         """web/player.js answers the server's pings (see voice.browser_link)."""
         session = await self._session(request)
-        link = None if session is None else self._links.get(session.instance_id)
-        if session is None or link is None:
+        link = None if session is None else self._links.get(session)
+        if session is None or link is None or session.closed:
             return
         for answer in parse_pongs(report, session.instance_id):
             trip = link.pong(answer)
@@ -295,34 +297,31 @@ class WarmVoiceApp:
         if session is None:
             return
         view = _PageView(session)
-        self._links[session.instance_id] = view.link
-        try:
-            yield view.render(chart=True)
-            seq = 0
-            while not session.closed:
-                try:
-                    event = await asyncio.wait_for(session.events.get(), timeout=1.0)
-                except TimeoutError:
-                    yield view.render()  # refresh connection state and facts
-                    continue
-                out = view.apply(event)
-                barge_in = isinstance(event, BargeIn)
-                audio: str | None = None
-                if self._local_speaker is not None:
-                    if barge_in:
-                        self._local_speaker.flush()
-                    if out is not None:
-                        self._local_speaker.play(out.chunk)
-                elif out is not None or barge_in:
-                    seq += 1
-                    audio = panel.audio_payload(session.instance_id, [(seq, out)] if out else [], flush=barge_in)
-                yield view.render(audio=audio, chart=isinstance(event, TurnDone))
-            if (await self._session(request)) not in (None, session):
-                return  # the tab started a new session: its own pump speaks for the page now
-            view.status = "Session ended."
-            yield view.render(chart=True)
-        finally:
-            self._links.pop(session.instance_id, None)
+        self._links[session] = view.link
+        yield view.render(chart=True)
+        seq = 0
+        while not session.closed:
+            try:
+                event = await asyncio.wait_for(session.events.get(), timeout=1.0)
+            except TimeoutError:
+                yield view.render()  # refresh connection state and facts
+                continue
+            out = view.apply(event)
+            barge_in = isinstance(event, BargeIn)
+            audio: str | None = None
+            if self._local_speaker is not None:
+                if barge_in:
+                    self._local_speaker.flush()
+                if out is not None:
+                    self._local_speaker.play(out.chunk)
+            elif out is not None or barge_in:
+                seq += 1
+                audio = panel.audio_payload(session.instance_id, [(seq, out)] if out else [], flush=barge_in)
+            yield view.render(audio=audio, chart=isinstance(event, TurnDone))
+        if (await self._session(request)) not in (None, session):
+            return  # the tab started a new session: its own pump speaks for the page now
+        view.status = "Session ended."
+        yield view.render(chart=True)
 
     # ------------------------------------------------------------------ page
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
+import weakref
 
 import gradio as gr
 import numpy as np
@@ -189,20 +191,25 @@ async def test_the_page_round_trip_is_measured_on_the_servers_clock(voice_runtim
         "[" * 5000,
     ):
         await web.pong(report, tab)
-    assert web._links[session.instance_id].summary() is None
+    assert web._links[session].summary() is None
 
     await asyncio.sleep(0.2)  # the "network"
     await web.pong(json.dumps([{"session": session.instance_id, "ping": 1, "page_ms": 3}]), tab)
-    trips = web._links[session.instance_id].summary()
+    trips = web._links[session].summary()
     assert trips is not None and trips.count == 1 and 190 <= trips.last_ms < 5000
     out = await anext(pump)
     assert f"Browser ↔ server round trip | {trips.last_ms:,.0f} ms (1 ping)" in out[6]
     # A repeated answer is not a second measurement.
     await web.pong(json.dumps([{"session": session.instance_id, "ping": 1, "page_ms": 3}]), tab)
-    assert web._links[session.instance_id].summary().count == 1
+    assert web._links[session].summary().count == 1
     await web.aclose()
     [o async for o in pump]
-    assert web._links == {}, "the pump forgets its page's link when the session ends"
+    await web.pong(json.dumps([{"session": session.instance_id, "ping": 2, "page_ms": 3}]), tab)
+    assert web._links[session].summary().count == 1, "a closed session measures nothing more"
+    link = weakref.ref(web._links[session])
+    del session
+    gc.collect()
+    assert link() is None, "the link goes with its session"
 
 
 def test_the_pong_report_is_bounded_and_not_an_api() -> None:
