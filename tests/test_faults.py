@@ -3,7 +3,7 @@ sees a clear outcome, nothing is lost, and the very next turn works.
 
 The LLM is a loopback aiohttp.web server scripted per request (``tests.llm_servers``); the
 embedded llama.cpp server is killed with SIGKILL; edge-tts talks to the local stand-in of its
-cloud service (``tests.edge_standin``; the only thing here that is not the real service).
+cloud service (``benchmarks.edge_standin``; the only thing here that is not the real service).
 Whisper and Piper are the real models of the shared ``voice_runtime``.
 """
 
@@ -22,8 +22,8 @@ import pytest
 import trustme
 from aiohttp import web
 
+from benchmarks.edge_standin import EdgeStandin, encode_mp3, tone
 from llm.embedded_server import EmbeddedLLMServer
-from tests.edge_standin import EdgeStandin, encode_mp3, tone
 from tests.llm_servers import (
     Handler,
     LLMServer,
@@ -54,7 +54,7 @@ from voice import panel
 from voice.events import AudioOut, Notice, SessionEvent
 from voice.llm_endpoint import LLMEndpoint
 from voice.session import VoiceSession
-from voice.tts import make_tts
+from voice.tts_factory import make_tts
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from voice.events import AudioOut, BargeIn, TurnDone
 from voice.headless import run_spoken_turn, run_typed_turn, speak_into
 from voice.latency import STAGES, TurnLatency
 from voice.session import SPECULATE_AFTER_MS, VoiceSession
-from voice.tts import make_tts
+from voice.tts_factory import make_tts
 
 pytestmark = pytest.mark.slow
 

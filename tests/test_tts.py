@@ -2,7 +2,7 @@
 
 Piper runs for real with the bundled ``en_US-joe-medium`` voice.  edge-tts runs its real
 code (``Communicate``, aiohttp, TLS, its protocol parser) but talks to
-``tests/edge_standin.py``, a LOCAL STAND-IN of Microsoft's WebSocket service on 127.0.0.1
+``benchmarks/edge_standin.py``, a LOCAL STAND-IN of Microsoft's WebSocket service on 127.0.0.1
 with a trustme certificate: the real service is unreachable here, so it is the one thing
 mocked.  The only test that uses the real service URL checks that being offline fails fast.
 Elapsed-time assertions are behaviour bounds (a timeout must hold), not speed goals.
@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 import trustme
 
-from tests.edge_standin import EdgeStandin, SilentTcpServer, encode_mp3, tone
+from benchmarks.edge_standin import EdgeStandin, SilentTcpServer, encode_mp3, tone
+from voice.mp3_decoder import Mp3StreamDecoder
 from voice.tts import (
     MAX_TEXT_CHARS,
     OUTPUT_SAMPLE_RATE,
@@ -33,10 +34,10 @@ from voice.tts import (
     FallbackTTS,
     TTSError,
     bound_text,
-    make_tts,
     prefetch,
 )
-from voice.tts_edge import EdgeTTS, EdgeTTSError, Mp3StreamDecoder, shared_breaker
+from voice.tts_edge import EdgeTTS, EdgeTTSError, shared_breaker
+from voice.tts_factory import make_tts
 from voice.tts_piper import PiperTTS, bundled_voice_path, load_voice, sanitize_for_speech
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from voice.tts import TTSConnection
 
 # (attribute, label) in pipeline order: the UI and the CLI render exactly these.
 STAGES: tuple[tuple[str, str], ...] = (
@@ -51,6 +55,12 @@ class TurnLatency:
     warmup_ms: float | None = None
     tts_engine: str = ""
     tts_fallback: bool = False
+    # The socket the turn's first spoken sentence used: "reused spare", "reused socket", "new"
+    # ("" for an engine without a connection, e.g. Piper), how long it took to open, and how
+    # long that sentence waited for it (the part of the set-up on the path).
+    tts_connection: str = ""
+    tts_setup_ms: float | None = None
+    tts_wait_ms: float | None = None
     sentences: int = 0
     chars: int = 0
     transcript: str = ""
@@ -89,6 +99,13 @@ class TurnLatency:
         if self.playback_confirmed_ms is None or self.first_audio_ms is None or player_ms is None:
             return None
         return round(max(self.playback_confirmed_ms - self.first_audio_ms - player_ms, 0.0), 1)
+
+    def set_tts_connection(self, connection: TTSConnection | None) -> None:
+        """Record the TTS connection of the first audio (nothing for an engine without one)."""
+        if connection is not None:
+            self.tts_connection = connection.label
+            self.tts_setup_ms = connection.setup_ms
+            self.tts_wait_ms = connection.waited_ms
 
     def snapshot(self) -> TurnLatency:
         """An independent copy, safe to hand to another task or the UI."""

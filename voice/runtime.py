@@ -13,7 +13,8 @@ from voice.native_memory import limit_malloc_arenas
 from voice.session import VoiceSession
 from voice.settings import Settings
 from voice.transcribe import Transcriber
-from voice.tts import TTSEngine, TTSError, make_tts
+from voice.tts import TTSEngine, TTSError
+from voice.tts_factory import tts_for
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class VoiceRuntime:
 
     def new_tts(self) -> TTSEngine:
         """A TTS engine for one session (models are shared underneath)."""
-        return make_tts(self.settings.tts_engine, self.settings.tts_voice, self.settings.edge_tts_timeout_s)
+        return tts_for(self.settings)
 
     def new_session(self, session_id: str = "", settings: Settings | None = None) -> VoiceSession:
         """A fresh session (not started) with its own history, endpointer and client."""

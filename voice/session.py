@@ -43,7 +43,8 @@ from voice.latency import TurnLatency
 from voice.llm_endpoint import LLMEndpoint
 from voice.settings import Settings
 from voice.transcribe import Transcriber, Transcript
-from voice.tts import AudioChunk, PrefetchedSpeech, TTSEngine, TTSError, has_speakable, make_tts, prefetch
+from voice.tts import AudioChunk, PrefetchedSpeech, TTSEngine, TTSError, has_speakable, prefetch
+from voice.tts_factory import tts_for
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,7 @@ class VoiceSession:
         if self.closed:
             raise RuntimeError("session is closed")
         await self._open_client()
+        await self.tts.open()  # edge: its spare socket opens now, while the user speaks
         log.info(
             "Session %s started (%s, emulated RTT %.0f ms)",
             self.session_id,
@@ -197,6 +199,7 @@ class VoiceSession:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         await self._close_client()
+        await self.tts.aclose()
         self._emit(Status("Session ended", "closed"))
         log.info("Session %s stopped after %d turns", self.session_id, len(self.latencies))
 
@@ -215,8 +218,10 @@ class VoiceSession:
         if voice is not None and voice != self.settings.tts_voice:
             self.settings = self.settings.replace(tts_voice=voice)
             old_tts = self.tts
-            self.tts = make_tts(self.settings.tts_engine, voice, self.settings.edge_tts_timeout_s)
+            self.tts = tts_for(self.settings)
             await old_tts.aclose()
+            if self._client is not None:
+                await self.tts.open()
         if system_prompt is not None:
             self.conversation.system_prompt = system_prompt
         if barge_in is not None:
@@ -612,6 +617,7 @@ class VoiceSession:
         first = lat.first_audio_ms is None
         if first:
             lat.mark("first_audio_ms", now)
+            lat.set_tts_connection(chunk.connection)
         engine = chunk.engine or self.tts.name
         if first or engine != lat.tts_engine:
             lat.tts_engine = engine

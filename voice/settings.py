@@ -17,6 +17,7 @@ from typing import Any
 from dotenv import dotenv_values
 
 from llm import STRATEGIES, Secret
+from voice.tts_edge_transport import DEFAULT_MAX_IDLE_S
 
 OPENAI_URL = "https://api.openai.com/v1"
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
@@ -65,6 +66,8 @@ class Settings:
     tts_engine: str = "auto"
     tts_voice: str = "en-US-AriaNeural"
     edge_tts_timeout_s: float = 3.0
+    edge_tts_warm: bool = True  # keep a spare, already-open socket to the edge-tts service
+    edge_tts_max_idle_s: float = DEFAULT_MAX_IDLE_S  # replace a spare socket idle this long
     # Serving
     host: str = "127.0.0.1"
     port: int = 7860
@@ -124,6 +127,8 @@ ENV_NAMES: dict[str, str] = {
     "tts_engine": "TTS_ENGINE",
     "tts_voice": "TTS_VOICE",
     "edge_tts_timeout_s": "EDGE_TTS_TIMEOUT",
+    "edge_tts_warm": "EDGE_TTS_WARM",
+    "edge_tts_max_idle_s": "EDGE_TTS_MAX_IDLE",
     "host": "GRADIO_SERVER_NAME",
     "port": "GRADIO_SERVER_PORT",
     "max_sessions": "MAX_SESSIONS",
@@ -216,6 +221,7 @@ def _validated(s: Settings) -> Settings:
         "chunk_timeout_s",
         "max_turn_seconds",
         "edge_tts_timeout_s",
+        "edge_tts_max_idle_s",
         "max_sessions",
         "session_idle_timeout_s",
         "session_max_s",

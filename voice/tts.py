@@ -1,6 +1,6 @@
 """Text-to-speech for WarmVoice: one small interface, interchangeable engines, one output rate.
 
-Engines (each in its own module, built here by :func:`make_tts`):
+Engines (each in its own module, built by :func:`voice.tts_factory.make_tts`):
 
 * :class:`voice.tts_piper.PiperTTS` -- offline, the bundled ``en_US-joe-medium`` Piper voice.
 * :class:`voice.tts_edge.EdgeTTS` -- Microsoft's online neural voices through ``edge-tts``;
@@ -48,7 +48,6 @@ import numpy as np
 
 OUTPUT_SAMPLE_RATE = 24000
 MAX_TEXT_CHARS = 1000
-DEFAULT_EDGE_COOLDOWN_S = 60.0
 
 _log = logging.getLogger(__name__)
 
@@ -61,17 +60,43 @@ class EngineUnavailable(TTSError):
     """The engine refused without trying (e.g. its circuit breaker is open)."""
 
 
+TTSConnectionKind = Literal["spare", "reused", "new"]
+_CONNECTION_LABELS = {"spare": "reused spare", "reused": "reused socket", "new": "new"}
+
+
+@dataclass(frozen=True)
+class TTSConnection:
+    """How one sentence reached a network TTS service, and what its connection cost.
+
+    ``kind``: ``spare`` (a socket opened ahead, while nobody waited), ``reused`` (a socket kept
+    after a finished request) or ``new`` (opened for this sentence).  ``setup_ms``: how long
+    that socket took to open (for spare and reused ones it was paid off the path);
+    ``waited_ms``: how long the sentence waited for its socket (the on-path cost).
+    """
+
+    kind: TTSConnectionKind
+    setup_ms: float | None
+    waited_ms: float
+
+    @property
+    def label(self) -> str:
+        """ "reused spare", "reused socket" or "new", for the panel and reports."""
+        return _CONNECTION_LABELS[self.kind]
+
+
 @dataclass(frozen=True)
 class AudioChunk:
     """A piece of speech: float32 mono samples in [-1, 1] at ``sample_rate`` Hz.
 
     ``engine`` names the engine that produced it, so a consumer of :class:`FallbackTTS`
-    (or of several prefetched sentences at once) knows who spoke every chunk.
+    (or of several prefetched sentences at once) knows who spoke every chunk.  The first
+    chunk of a network engine's sentence carries its ``connection``.
     """
 
     samples: np.ndarray
     sample_rate: int
     engine: str = ""
+    connection: TTSConnection | None = None
 
     @property
     def duration_s(self) -> float:
@@ -96,8 +121,12 @@ class TTSEngine(Protocol):
         """Load everything and synthesize once, so the first real sentence is not slow."""
         ...
 
+    async def open(self) -> None:
+        """A session starts: open ahead, in the background, what its sentences will need."""
+        ...
+
     async def aclose(self) -> None:
-        """Release what the engine holds."""
+        """Release what the engine holds (idempotent)."""
         ...
 
 
@@ -238,6 +267,11 @@ class FallbackTTS:
                 fallback_result
             )
 
+    async def open(self) -> None:
+        """Open both engines' session resources (edge: its warm spare socket)."""
+        await self.primary.open()
+        await self.fallback.open()
+
     async def aclose(self) -> None:
         """Close both engines."""
         try:
@@ -344,44 +378,3 @@ class PrefetchedSpeech:
 def prefetch(engine: TTSEngine, text: str) -> PrefetchedSpeech:
     """Start synthesizing ``text`` now (in a task) so it is ready when its turn to play comes."""
     return PrefetchedSpeech(engine, text)
-
-
-# --- factory -------------------------------------------------------------------------
-
-
-def make_tts(
-    engine: str,
-    voice: str,
-    edge_timeout_s: float,
-    *,
-    edge_cooldown_s: float = DEFAULT_EDGE_COOLDOWN_S,
-) -> TTSEngine:
-    """Build the engine for ``Settings.tts_engine`` / ``tts_voice`` / ``edge_tts_timeout_s``.
-
-    ``engine``: ``auto`` (edge with Piper fallback), ``edge`` (edge only; fails with
-    :class:`TTSError`), ``piper`` (offline only).  ``voice`` is an edge voice name such as
-    ``en-US-AriaNeural``; Piper then uses the bundled joe voice.  A ``voice`` ending in
-    ``.onnx`` is a local Piper voice file: ``piper`` and ``auto`` then speak with that voice
-    only (an edge voice cannot be derived from it), and ``edge`` is refused.
-
-    Every edge engine built here shares one circuit breaker per cool-down
-    (``voice.tts_edge.shared_breaker``): a failure while warming up or in one session sends
-    every session straight to Piper for the cool-down instead of each waiting out a timeout.
-    """
-    # Imported here so that importing voice.tts stays light and free of import cycles.
-    from voice.tts_edge import EdgeTTS, shared_breaker
-    from voice.tts_piper import PiperTTS
-
-    local_piper_voice = voice.lower().endswith(".onnx")
-    if engine == "piper" or (engine == "auto" and local_piper_voice):
-        return PiperTTS(voice if local_piper_voice else None)
-    if engine == "edge":
-        if local_piper_voice:
-            raise TTSError(f"TTS_ENGINE=edge needs an edge voice name, not a Piper file ({voice})")
-        return EdgeTTS(voice, timeout_s=edge_timeout_s, breaker=shared_breaker(edge_cooldown_s))
-    if engine == "auto":
-        return FallbackTTS(
-            EdgeTTS(voice, timeout_s=edge_timeout_s, breaker=shared_breaker(edge_cooldown_s)),
-            PiperTTS(None),
-        )
-    raise TTSError(f"unknown TTS engine {engine!r}: choose auto, edge or piper")

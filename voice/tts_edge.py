@@ -25,6 +25,7 @@ sentence while the current one plays: :func:`voice.tts.prefetch`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -34,11 +35,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import av
 import edge_tts
 import numpy as np
 
-from voice.tts import OUTPUT_SAMPLE_RATE, AudioChunk, EngineUnavailable, TTSError, bound_text, has_speakable
+from voice.mp3_decoder import Mp3StreamDecoder
+from voice.tts import (
+    OUTPUT_SAMPLE_RATE,
+    AudioChunk,
+    EngineUnavailable,
+    TTSConnection,
+    TTSError,
+    bound_text,
+    has_speakable,
+)
+from voice.tts_edge_transport import WarmEdgeTransport
 
 DEFAULT_VOICE = "en-US-AriaNeural"
 DEFAULT_TIMEOUT_S = 3.0
@@ -65,6 +75,8 @@ class EdgeCallStats:
     audio_s: float
     completed: bool  # the whole text was received (False: failed or caller stopped early)
     error: str | None
+    path: str = "plain"  # "warm" (a socket of the transport) or "plain" (edge_tts.Communicate)
+    connection: TTSConnection | None = None  # which socket, and what it cost
 
 
 class CircuitBreaker:
@@ -104,55 +116,13 @@ _shared_breakers: dict[float, CircuitBreaker] = {}
 
 
 def shared_breaker(cooldown_s: float = DEFAULT_COOLDOWN_S) -> CircuitBreaker:
-    """The process-wide breaker for this cool-down, shared by the engines ``make_tts`` builds.
+    """The process-wide breaker for this cool-down, shared by the engines ``voice.tts_factory.make_tts`` builds.
 
     Whether the edge service is reachable is a property of the host, not of one session:
     a failure seen while warming up, or by one session, spares every other session the
     timeout.  (Plain attribute updates: safe to share across threads and event loops.)
     """
     return _shared_breakers.setdefault(cooldown_s, CircuitBreaker(cooldown_s))
-
-
-class Mp3StreamDecoder:
-    """Incremental MP3 -> float32 mono PCM at ``output_rate``, fed bytes as they arrive.
-
-    It runs on the event loop: an MP3 frame (24 ms) decodes in microseconds, less than a
-    hop to a worker thread would cost.
-    """
-
-    def __init__(self, output_rate: int = OUTPUT_SAMPLE_RATE) -> None:
-        self._codec: Any = av.CodecContext.create("mp3", "r")
-        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=output_rate)
-
-    def feed(self, data: bytes) -> np.ndarray:
-        """Decode what ``data`` completes; returns the new samples (maybe none yet)."""
-        return self._decode(self._codec.parse(data))
-
-    def flush(self) -> np.ndarray:
-        """Decode everything still buffered; call once at the end of the stream."""
-        parts = [self._decode(self._codec.parse(None)), self._frames(self._codec.decode(None))]
-        parts.append(self._frames([], final=True))
-        return np.concatenate(parts)
-
-    def _decode(self, packets: list[Any]) -> np.ndarray:
-        parts = [np.zeros(0, dtype=np.float32)]
-        for packet in packets:
-            try:
-                frames = self._codec.decode(packet)
-            except av.error.FFmpegError as exc:
-                # A damaged or non-audio packet (e.g. an ID3 tag): skip it, keep the stream.
-                _log.debug("MP3 packet skipped: %s", exc)
-                continue
-            parts.append(self._frames(frames))
-        return np.concatenate(parts)
-
-    def _frames(self, frames: list[Any], *, final: bool = False) -> np.ndarray:
-        parts = [np.zeros(0, dtype=np.float32)]
-        for frame in frames:
-            parts.extend(out.to_ndarray().reshape(-1) for out in self._resampler.resample(frame))
-        if final:
-            parts.extend(out.to_ndarray().reshape(-1) for out in self._resampler.resample(None))
-        return np.concatenate(parts).astype(np.float32, copy=False)
 
 
 class _TimedConnector(aiohttp.TCPConnector):
@@ -181,7 +151,8 @@ class _CallClock:
 
 
 class EdgeTTS:
-    """Microsoft edge-tts engine with a first-audio timeout and a circuit breaker."""
+    """Microsoft edge-tts engine with a first-audio timeout, a circuit breaker and, when given a
+    :class:`~voice.tts_edge_transport.WarmEdgeTransport`, warm sockets (see :meth:`synthesize`)."""
 
     name = "edge"
 
@@ -193,6 +164,7 @@ class EdgeTTS:
         cooldown_s: float = DEFAULT_COOLDOWN_S,
         clock: Callable[[], float] = time.monotonic,
         breaker: CircuitBreaker | None = None,
+        transport: WarmEdgeTransport | None = None,
         max_stats: int = 50,
     ) -> None:
         if timeout_s <= 0:
@@ -207,6 +179,9 @@ class EdgeTTS:
         # Own breaker unless one is shared in (see shared_breaker); then cooldown_s and
         # clock are the shared breaker's.
         self.breaker = breaker if breaker is not None else CircuitBreaker(cooldown_s, clock)
+        self.transport = transport
+        # A failure of the warm path sends sentences down the plain path for a cool-down.
+        self.warm_breaker = CircuitBreaker(self.breaker.cooldown_s, clock)
         self.calls: deque[EdgeCallStats] = deque(maxlen=max_stats)
 
     @property
@@ -229,11 +204,24 @@ class EdgeTTS:
         async for _ in self.synthesize(WARM_TEXT):
             pass
 
+    async def open(self) -> None:
+        """Start keeping a warm spare socket (opened in the background) if there is a transport."""
+        if self.transport is not None:
+            self.transport.start()
+
     async def aclose(self) -> None:
-        """Nothing to release: every call closes its own WebSocket and session."""
+        """Close the warm sockets, if any (a plain call closes its own WebSocket)."""
+        if self.transport is not None:
+            await self.transport.aclose()
 
     async def synthesize(self, text: str) -> AsyncIterator[AudioChunk]:
         """Yield decoded chunks as the service streams them; raise TTSError on any failure.
+
+        With a started transport the sentence goes out on a warm socket.  If that fails --
+        before its audio or in the middle of it -- the whole sentence is spoken again through
+        the plain ``edge_tts.Communicate`` path (a listener may hear its start twice rather
+        than lose words), and the warm path rests for the breaker's cool-down.  A failure of
+        the plain path opens the breaker, so :class:`~voice.tts.FallbackTTS` moves to Piper.
 
         Raises :class:`~voice.tts.EngineUnavailable` at once while the breaker is open.
         """
@@ -244,20 +232,35 @@ class EdgeTTS:
         bounded = bound_text(text)
         if not has_speakable(bounded):
             return
+        transport = self.transport
+        if transport is not None and transport.started and not self.warm_breaker.is_open:
+            try:
+                async with contextlib.aclosing(self._stream(bounded, transport)) as warm:
+                    async for chunk in warm:
+                        yield chunk
+            except EdgeTTSError as exc:
+                self.warm_breaker.trip(str(exc))
+                _log.warning("edge-tts warm socket failed (%s); using a new connection per sentence for now", exc)
+            else:
+                self.breaker.reset()
+                return
+        try:
+            async with contextlib.aclosing(self._stream(bounded, None)) as plain:
+                async for chunk in plain:
+                    yield chunk
+        except TTSError as exc:
+            self.breaker.trip(str(exc))
+            raise
+        self.breaker.reset()
 
+    async def _stream(self, bounded: str, transport: WarmEdgeTransport | None) -> AsyncIterator[AudioChunk]:
+        """One attempt: on ``transport``'s warm socket, or (None) a plain ``Communicate`` call."""
         clock = _CallClock()
         loop = asyncio.get_running_loop()
-        connector = _TimedConnector(clock.mark_connected)
-        whole_seconds = max(1, math.ceil(self.timeout_s))  # edge-tts takes ints; ours is the real bound
-        communicate = edge_tts.Communicate(
-            bounded,
-            self.voice,
-            connector=connector,
-            connect_timeout=whole_seconds,
-            receive_timeout=whole_seconds,
-        )
-        stream = communicate.stream()
+        source = transport.speak(bounded, self.voice) if transport is not None else self._plain(bounded, clock)
         decoder = Mp3StreamDecoder(OUTPUT_SAMPLE_RATE)
+        connection: TTSConnection | None = None
+        announce: TTSConnection | None = None
         first_audio_ms: float | None = None
         first_chunk_ms: float | None = None
         audio_bytes = 0
@@ -270,46 +273,44 @@ class EdgeTTS:
                 deadline = first_audio_deadline if first_audio_ms is None else loop.time() + self.timeout_s
                 try:
                     async with asyncio.timeout_at(deadline):
-                        message = await anext(stream, None)
+                        item = await anext(source, None)
                 except TimeoutError:
                     if first_audio_ms is None:
                         raise EdgeTTSError(f"edge-tts: no audio within {self.timeout_s:g} s") from None
                     raise EdgeTTSError(f"edge-tts: stream stalled for {self.timeout_s:g} s") from None
+                except TTSError:
+                    raise
                 except Exception as exc:
                     raise EdgeTTSError(f"edge-tts failed: {_describe(exc)}") from exc
-                if message is None:
+                if item is None:
                     break
-                data = message.get("data") if message["type"] == "audio" else None
-                if not data:
+                if isinstance(item, TTSConnection):
+                    connection = announce = item
                     continue
                 if first_audio_ms is None:
                     first_audio_ms = clock.ms()
-                audio_bytes += len(data)
-                samples = decoder.feed(data)
+                audio_bytes += len(item)
+                samples = decoder.feed(item)
                 if samples.size:
                     if first_chunk_ms is None:
                         first_chunk_ms = clock.ms()
                     samples_out += samples.size
-                    yield AudioChunk(np.clip(samples, -1.0, 1.0), OUTPUT_SAMPLE_RATE, engine=self.name)
+                    yield AudioChunk(np.clip(samples, -1.0, 1.0), OUTPUT_SAMPLE_RATE, self.name, announce)
+                    announce = None
 
-            _check_turn_ended(communicate, audio_bytes)
             tail = decoder.flush()
             if tail.size:
                 samples_out += tail.size
-                yield AudioChunk(np.clip(tail, -1.0, 1.0), OUTPUT_SAMPLE_RATE, engine=self.name)
+                yield AudioChunk(np.clip(tail, -1.0, 1.0), OUTPUT_SAMPLE_RATE, self.name, announce)
             completed = True
-            self.breaker.reset()
         except TTSError as exc:
             error = str(exc)
-            self.breaker.trip(error)
             raise
         finally:
-            await stream.aclose()
-            if not connector.closed:
-                await connector.close()
+            await source.aclose()
             stats = EdgeCallStats(
                 text_chars=len(bounded),
-                connect_ms=clock.connect_ms,
+                connect_ms=clock.connect_ms if transport is None else None,
                 first_audio_ms=first_audio_ms,
                 first_chunk_ms=first_chunk_ms,
                 total_ms=clock.ms(),
@@ -317,9 +318,41 @@ class EdgeTTS:
                 audio_s=samples_out / OUTPUT_SAMPLE_RATE,
                 completed=completed,
                 error=error,
+                path="plain" if transport is None else "warm",
+                connection=connection,
             )
             self.calls.append(stats)
             _log.debug("edge-tts call: %s", stats)
+
+    async def _plain(self, bounded: str, clock: _CallClock) -> AsyncIterator[bytes | TTSConnection]:
+        """edge-tts's own path: a new TLS WebSocket for this one sentence."""
+        connector = _TimedConnector(clock.mark_connected)
+        whole_seconds = max(1, math.ceil(self.timeout_s))  # edge-tts takes ints; ours is the real bound
+        communicate = edge_tts.Communicate(
+            bounded,
+            self.voice,
+            connector=connector,
+            connect_timeout=whole_seconds,
+            receive_timeout=whole_seconds,
+        )
+        stream = communicate.stream()
+        audio_bytes = 0
+        try:
+            async for message in stream:
+                data = message.get("data") if message["type"] == "audio" else None
+                if not data:
+                    continue
+                if audio_bytes == 0:
+                    # Set up on the path: the sentence waited for DNS, TCP and TLS (the
+                    # WebSocket upgrade is not separately visible through Communicate).
+                    yield TTSConnection("new", clock.connect_ms, clock.connect_ms or 0.0)
+                audio_bytes += len(data)
+                yield data
+            _check_turn_ended(communicate, audio_bytes)
+        finally:
+            await stream.aclose()
+            if not connector.closed:
+                await connector.close()
 
 
 def _check_turn_ended(communicate: edge_tts.Communicate, audio_bytes: int) -> None:

@@ -266,6 +266,9 @@ class PiperTTS:
                 stopped_early=not finished,
             )
 
+    async def open(self) -> None:
+        """Nothing to open: the voice is loaded by :meth:`warm` and shared by the process."""
+
     async def aclose(self) -> None:
         """Nothing to release: the voice is shared by the process and lives as long as it."""
 

@@ -1,18 +1,26 @@
-"""A local stand-in for Microsoft's edge-tts WebSocket service, for tests.
+"""A local stand-in for Microsoft's edge-tts WebSocket service, for tests and benchmarks.
 
-The real service (``wss://speech.platform.bing.com/...``) is unreachable from here, so the
-tests point edge-tts at this aiohttp.web server on 127.0.0.1, over real TLS with a
-``trustme`` certificate authority.  It speaks the part of the protocol that
-``edge_tts/communicate.py`` (7.x) uses:
+The real service (``wss://speech.platform.bing.com/...``) is unreachable from the development
+machines, so the tests and ``python -m benchmarks.pipeline --tts edge-standin`` point edge-tts
+at this aiohttp.web server on 127.0.0.1, over real TLS with a ``trustme`` certificate
+authority.  It speaks the part of the protocol that ``edge_tts/communicate.py`` (7.x) uses:
 
-* the client sends two text frames, ``Path:speech.config`` (JSON) and ``Path:ssml`` (SSML);
+* the client sends text frames ``Path:speech.config`` (JSON) and ``Path:ssml`` (SSML);
 * the server answers with a text frame ``Path:turn.start``, binary frames carrying MP3
   (``[2-byte big-endian header length][header lines][audio]``, header ``Path:audio`` and
   ``Content-Type:audio/mpeg``), an empty binary ``Path:audio`` frame without Content-Type
   (end of audio), and a text frame ``Path:turn.end``.
 
-The MP3 it serves is made at test time with PyAV (:func:`encode_mp3`).  ``mode`` selects a
-failure to act out; every connection and request is recorded for assertions.
+What the real service does with a socket after ``turn.end``, and how long it keeps an idle
+socket, is not known here, so both are knobs: ``reuse`` (answer further requests on the same
+socket, or close it after ``turn.end``) and ``idle_limit_s`` (close a socket, with a close
+frame, that has had no request in progress for that long).  ``synthesis_s`` is the stand-in's
+own "thinking" time before its first audio frame.
+
+The MP3 it serves is made at run time with PyAV (:func:`encode_mp3`).  ``mode`` (or the
+per-request queue ``faults``) selects a failure to act out; every connection and request is
+counted server-side for assertions.  This module is measurement and test code, never
+imported by the app.
 """
 
 from __future__ import annotations
@@ -23,15 +31,15 @@ import re
 import socket
 import ssl
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import av
 import edge_tts.communicate
 import numpy as np
-import pytest
 import trustme
-from aiohttp import web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 Mode = Literal["ok", "fail_before_audio", "drop_mid_stream", "stall_mid_stream", "stall", "reject"]
 SERVICE_PATH = "/consumer/speech/synthesize/readaloud/edge/v1"
@@ -101,8 +109,13 @@ class StandinRequest:
         return match.group(1) if match else ""
 
 
+class _Patcher(Protocol):
+    def setattr(self, target: object, name: str, value: object) -> None: ...
+
+
 class EdgeStandin:
-    """The stand-in server.  Use ``async with EdgeStandin(mp3, ca) as s: s.install(monkeypatch)``."""
+    """The stand-in server.  Use ``async with EdgeStandin(mp3, ca) as s: s.install(monkeypatch)``
+    in a test, or ``with s.patched(): ...`` elsewhere."""
 
     def __init__(
         self,
@@ -112,31 +125,57 @@ class EdgeStandin:
         mode: Mode = "ok",
         chunk_bytes: int = 1024,
         pace_s: float = 0.0,
+        reuse: bool = True,
+        idle_limit_s: float | None = None,
+        synthesis_s: float = 0.0,
     ) -> None:
         self.mp3 = mp3
         self.mode: Mode = mode
+        self.faults: list[Mode] = []  # modes for the next requests, in order; then ``mode``
         self.chunk_bytes = chunk_bytes
         self.pace_s = pace_s  # pause between audio frames, to make streaming observable
-        self.connections = 0
+        self.reuse = reuse
+        self.idle_limit_s = idle_limit_s
+        self.synthesis_s = synthesis_s
+        self.connections = 0  # WebSocket upgrades accepted (and rejections), ever
+        self.open_connections = 0  # sockets open right now
+        self.idle_closes = 0  # sockets closed by the idle limit
         self.requests: list[StandinRequest] = []
+        self.requests_per_connection: list[int] = []  # by connection number (0-based)
         self._server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ca.issue_cert("127.0.0.1").configure_cert(self._server_ssl)
         self.client_ssl = ssl.create_default_context()
         ca.configure_trust(self.client_ssl)
         app = web.Application()
         app.router.add_get(SERVICE_PATH, self._handle)
-        self._runner = web.AppRunner(app)
+        self._runner = web.AppRunner(app, handler_cancellation=True)
         self.port = 0
 
     @property
     def url(self) -> str:
         """The URL to use instead of edge-tts's WSS_URL (edge-tts appends ``&...`` to it)."""
-        return f"wss://127.0.0.1:{self.port}{SERVICE_PATH}?TrustedClientToken=standin"
+        return self.url_via(self.port)
 
-    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Point edge-tts at this server (its URL constant and its TLS context)."""
-        monkeypatch.setattr(edge_tts.communicate, "WSS_URL", self.url)
+    def url_via(self, port: int) -> str:
+        """:attr:`url` through another port on 127.0.0.1 (a latency proxy in front of this one)."""
+        return f"wss://127.0.0.1:{port}{SERVICE_PATH}?TrustedClientToken=standin"
+
+    def install(self, monkeypatch: _Patcher, port: int | None = None) -> None:
+        """Point edge-tts at this server (its URL constant and its TLS context); ``port``: reach
+        it through that port instead (a proxy)."""
+        monkeypatch.setattr(edge_tts.communicate, "WSS_URL", self.url_via(port or self.port))
         monkeypatch.setattr(edge_tts.communicate, "_SSL_CTX", self.client_ssl)
+
+    @contextlib.contextmanager
+    def patched(self, port: int | None = None) -> Iterator[None]:
+        """:meth:`install` for the duration of a ``with`` block (no pytest needed)."""
+        saved = edge_tts.communicate.WSS_URL, edge_tts.communicate._SSL_CTX
+        try:
+            edge_tts.communicate.WSS_URL = self.url_via(port or self.port)
+            edge_tts.communicate._SSL_CTX = self.client_ssl
+            yield
+        finally:
+            edge_tts.communicate.WSS_URL, edge_tts.communicate._SSL_CTX = saved
 
     async def __aenter__(self) -> EdgeStandin:
         await self._runner.setup()
@@ -149,47 +188,87 @@ class EdgeStandin:
     async def __aexit__(self, *exc: object) -> None:
         await self._runner.cleanup()
 
+    def _next_mode(self) -> Mode:
+        return self.faults.pop(0) if self.faults else self.mode
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        number = self.connections
         self.connections += 1
+        self.requests_per_connection.append(0)
         if self.mode == "reject":
             return web.Response(status=503, text="service unavailable")
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        config = await ws.receive_str(timeout=_RECEIVE_TIMEOUT_S)
-        ssml = await ws.receive_str(timeout=_RECEIVE_TIMEOUT_S)
-        self.requests.append(StandinRequest(dict(request.query), config, ssml))
+        self.open_connections += 1
+        try:
+            await self._serve(request, ws, number)
+        finally:
+            self.open_connections -= 1
+        return ws
+
+    async def _serve(self, request: web.Request, ws: web.WebSocketResponse, number: int) -> None:
+        """Answer requests on one socket until the client closes it, the idle limit passes, or
+        (without ``reuse``) the first request is done."""
+        config = ""
+        while True:
+            limit = self.idle_limit_s if self.idle_limit_s is not None else _RECEIVE_TIMEOUT_S * 6
+            try:
+                message = await ws.receive(timeout=limit)
+            except TimeoutError:
+                if self.idle_limit_s is not None:
+                    self.idle_closes += 1
+                await ws.close(code=WSCloseCode.GOING_AWAY, message=b"idle")
+                return
+            if message.type != WSMsgType.TEXT:
+                return  # the client closed (or broke) the socket
+            if "Path:speech.config" in message.data:
+                config = message.data
+                continue
+            if "Path:ssml" not in message.data:
+                continue
+            self.requests.append(StandinRequest(dict(request.query), config, message.data))
+            self.requests_per_connection[number] += 1
+            if not await self._answer(request, ws, message.data, self._next_mode()):
+                return
+            if not self.reuse:
+                await ws.close()
+                return
+
+    async def _answer(self, request: web.Request, ws: web.WebSocketResponse, ssml: str, mode: Mode) -> bool:
+        """Speak one request; False when the socket is finished (a fault was acted out)."""
         request_id = re.search(r"X-RequestId:(\w+)", ssml)
         rid = request_id.group(1) if request_id else uuid.uuid4().hex
 
-        if self.mode == "stall":
+        if mode == "stall":
             # Accept the request and say nothing until the client gives up.
             await ws.receive(timeout=60)
-            return ws
+            return False
+        if self.synthesis_s:
+            await asyncio.sleep(self.synthesis_s)
         await ws.send_str(_text_frame(rid, "turn.start", '{"context":{"serviceTag":"standin"}}'))
-        if self.mode == "fail_before_audio":
+        if mode == "fail_before_audio":
             await ws.close()
-            return ws
+            return False
 
         pieces = [self.mp3[i : i + self.chunk_bytes] for i in range(0, len(self.mp3), self.chunk_bytes)]
-        if self.mode in ("drop_mid_stream", "stall_mid_stream"):
+        if mode in ("drop_mid_stream", "stall_mid_stream"):
             for piece in pieces[: max(1, len(pieces) // 2)]:
                 await ws.send_bytes(_audio_frame(rid, piece))
                 await asyncio.sleep(self.pace_s)
-            if self.mode == "stall_mid_stream":
+            if mode == "stall_mid_stream":
                 await ws.receive(timeout=60)  # go quiet until the client gives up
-                return ws
+                return False
             # Cut the TCP connection without a WebSocket close frame or turn.end.
             assert request.transport is not None
             request.transport.abort()
-            return ws
+            return False
 
         for piece in pieces:
             await ws.send_bytes(_audio_frame(rid, piece))
             await asyncio.sleep(self.pace_s)
         await ws.send_bytes(_audio_frame(rid, b""))
         await ws.send_str(_text_frame(rid, "turn.end", "{}"))
-        await ws.receive(timeout=_RECEIVE_TIMEOUT_S)  # the client's close
-        return ws
+        return True
 
 
 class SilentTcpServer:

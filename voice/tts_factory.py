@@ -1,0 +1,75 @@
+"""Build the text-to-speech engine a session speaks with, from the settings.
+
+See :mod:`voice.tts` for the engines' interface and the fallback between them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from voice.tts import FallbackTTS, TTSEngine, TTSError
+from voice.tts_edge import EdgeTTS, shared_breaker
+from voice.tts_edge_transport import DEFAULT_MAX_IDLE_S, WarmEdgeTransport
+from voice.tts_piper import PiperTTS
+
+if TYPE_CHECKING:
+    from voice.settings import Settings
+
+DEFAULT_EDGE_COOLDOWN_S = 60.0
+
+
+def make_tts(
+    engine: str,
+    voice: str,
+    edge_timeout_s: float,
+    *,
+    edge_cooldown_s: float = DEFAULT_EDGE_COOLDOWN_S,
+    edge_warm: bool = True,
+    edge_max_idle_s: float | None = None,
+) -> TTSEngine:
+    """Build the engine for ``Settings.tts_engine`` / ``tts_voice`` / ``edge_tts_timeout_s``.
+
+    ``engine``: ``auto`` (edge with Piper fallback), ``edge`` (edge only; fails with
+    :class:`TTSError`), ``piper`` (offline only).  ``voice`` is an edge voice name such as
+    ``en-US-AriaNeural``; Piper then uses the bundled joe voice.  A ``voice`` ending in
+    ``.onnx`` is a local Piper voice file: ``piper`` and ``auto`` then speak with that voice
+    only (an edge voice cannot be derived from it), and ``edge`` is refused.
+
+    Every edge engine built here shares one circuit breaker per cool-down
+    (``voice.tts_edge.shared_breaker``): a failure while warming up or in one session sends
+    every session straight to Piper for the cool-down instead of each waiting out a timeout.
+
+    ``edge_warm`` gives each edge engine a :class:`~voice.tts_edge_transport.WarmEdgeTransport`
+    (a spare socket, opened by the engine's ``open()``, replaced after ``edge_max_idle_s`` idle);
+    without it every sentence opens its own connection.
+    """
+
+    def edge() -> EdgeTTS:
+        transport = (
+            WarmEdgeTransport(connect_timeout_s=edge_timeout_s, max_idle_s=edge_max_idle_s or DEFAULT_MAX_IDLE_S)
+            if edge_warm
+            else None
+        )
+        return EdgeTTS(voice, timeout_s=edge_timeout_s, breaker=shared_breaker(edge_cooldown_s), transport=transport)
+
+    local_piper_voice = voice.lower().endswith(".onnx")
+    if engine == "piper" or (engine == "auto" and local_piper_voice):
+        return PiperTTS(voice if local_piper_voice else None)
+    if engine == "edge":
+        if local_piper_voice:
+            raise TTSError(f"TTS_ENGINE=edge needs an edge voice name, not a Piper file ({voice})")
+        return edge()
+    if engine == "auto":
+        return FallbackTTS(edge(), PiperTTS(None))
+    raise TTSError(f"unknown TTS engine {engine!r}: choose auto, edge or piper")
+
+
+def tts_for(settings: Settings) -> TTSEngine:
+    """:func:`make_tts` with what ``settings`` say (engine, voice, edge time-out and warm sockets)."""
+    return make_tts(
+        settings.tts_engine,
+        settings.tts_voice,
+        settings.edge_tts_timeout_s,
+        edge_warm=settings.edge_tts_warm,
+        edge_max_idle_s=settings.edge_tts_max_idle_s,
+    )
