@@ -6,6 +6,7 @@ import dataclasses
 
 from voice import panel
 from voice.latency import STAGES, TurnLatency, format_table
+from voice.tts import TTSConnection
 
 
 def _turn(n: int = 1, **stages: float) -> TurnLatency:
@@ -152,3 +153,18 @@ def test_a_ping_rides_with_the_audio_payload() -> None:
         "chunks": [],
         "ping": 4,
     }
+
+
+def test_tts_connection_is_shown_with_its_cost() -> None:
+    warm = TurnLatency(turn=1, first_sentence_ms=300.0, first_audio_ms=420.0)
+    warm.set_tts_connection(TTSConnection("spare", 312.4, 0.0))
+    cold = TurnLatency(turn=2, first_sentence_ms=300.0, first_audio_ms=900.0)
+    cold.set_tts_connection(TTSConnection("new", 455.0, 455.0))
+    column = panel.TURN_COLUMNS.index("TTS connection")
+    rows = panel.turns_rows([warm, cold])
+    assert rows[0][column] == "reused spare (set-up 312 ms, before the turn)"
+    assert rows[1][column] == "new (455 ms on the path)"
+    assert "data-fact='tts-connection'>reused spare" in panel.current_turn_html(warm)
+    piper = TurnLatency(turn=3, first_audio_ms=500.0)
+    piper.set_tts_connection(None)
+    assert panel.turns_rows([piper])[0][column] == "" and "tts-connection" not in panel.current_turn_html(piper)

@@ -27,6 +27,7 @@ TURN_COLUMNS = [
     "Strategy",
     "RTT ms",
     "Connection",
+    "TTS connection",
     "Endpoint",
     "STT",
     "HTTP status",
@@ -92,6 +93,8 @@ def current_turn_html(lat: TurnLatency | None) -> str:
         f"RTT +{lat.rtt_ms:.0f} ms",
         f"connection: <span data-fact='connection'>{conn}</span>",
     ]
+    if lat.tts_connection:
+        extra.append(f"TTS connection: <span data-fact='tts-connection'>{html.escape(tts_connection_text(lat))}</span>")
     if lat.stt_compute_ms is not None:
         extra.append(f"Whisper compute {lat.stt_compute_ms:,.0f} ms")
     if "player_ms" in lat.extras:
@@ -140,6 +143,17 @@ def _playback_split(lat: TurnLatency) -> str:
     )
 
 
+def tts_connection_text(lat: TurnLatency) -> str:
+    """The first sentence's TTS socket and its cost: paid off the path (spare) or on it (new)."""
+    if not lat.tts_connection:
+        return ""
+    if lat.tts_connection == "new":
+        waited = "" if lat.tts_wait_ms is None else f" ({lat.tts_wait_ms:,.0f} ms on the path)"
+        return f"new{waited}"
+    setup = "" if lat.tts_setup_ms is None else f" (set-up {lat.tts_setup_ms:,.0f} ms, before the turn)"
+    return f"{lat.tts_connection}{setup}"
+
+
 def _bar_row(attributes: str, label: str, ms: float | None, scale: float) -> str:
     width = 0 if ms is None else max(1.0, 100.0 * max(ms, 0.0) / scale)
     value = "…" if ms is None else f"{ms:,.0f} ms"
@@ -157,6 +171,7 @@ def turns_rows(latencies: list[TurnLatency]) -> list[list[str]]:
             STRATEGY_SHORT.get(lat.strategy, lat.strategy),
             f"{lat.rtt_ms:.0f}",
             lat.connection,
+            tts_connection_text(lat),
             _ms(lat.endpoint_ms),
             _ms(lat.transcript_ms),
             _ms(lat.status_ms),
@@ -196,7 +211,8 @@ def waterfall_chart(latencies: list[TurnLatency], last: int = 12) -> Figure | No
             )
             seen.add(label)
             start = max(start, ms)
-        labels.append(f"#{lat.turn} {STRATEGY_SHORT.get(lat.strategy, lat.strategy)}, +{lat.rtt_ms:.0f} ms")
+        tts = f", TTS {lat.tts_connection}" if lat.tts_connection else ""
+        labels.append(f"#{lat.turn} {STRATEGY_SHORT.get(lat.strategy, lat.strategy)}, +{lat.rtt_ms:.0f} ms{tts}")
     ax.set_yticks(range(len(turns)), labels)
     ax.invert_yaxis()
     ax.set_xlabel("ms after the end of your speech")
