@@ -30,6 +30,7 @@ import contextlib
 import re
 import socket
 import ssl
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -95,6 +96,9 @@ class StandinRequest:
     query: dict[str, str]
     config: str
     ssml: str
+    connection: int = 0  # which connection (0-based, in accept order) carried it
+    connected_at: float = 0.0  # time.perf_counter() when that connection was upgraded
+    received_at: float = 0.0  # time.perf_counter() when the SSML arrived
 
     @property
     def text(self) -> str:
@@ -201,12 +205,12 @@ class EdgeStandin:
         await ws.prepare(request)
         self.open_connections += 1
         try:
-            await self._serve(request, ws, number)
+            await self._serve(request, ws, number, time.perf_counter())
         finally:
             self.open_connections -= 1
         return ws
 
-    async def _serve(self, request: web.Request, ws: web.WebSocketResponse, number: int) -> None:
+    async def _serve(self, request: web.Request, ws: web.WebSocketResponse, number: int, connected_at: float) -> None:
         """Answer requests on one socket until the client closes it, the idle limit passes, or
         (without ``reuse``) the first request is done."""
         config = ""
@@ -226,7 +230,9 @@ class EdgeStandin:
                 continue
             if "Path:ssml" not in message.data:
                 continue
-            self.requests.append(StandinRequest(dict(request.query), config, message.data))
+            self.requests.append(
+                StandinRequest(dict(request.query), config, message.data, number, connected_at, time.perf_counter())
+            )
             self.requests_per_connection[number] += 1
             if not await self._answer(request, ws, message.data, self._next_mode()):
                 return

@@ -58,6 +58,7 @@ from benchmarks.common import (
     run_interruptible,
     throwaway_tls,
 )
+from benchmarks.edge_standin import EdgeStandin, encode_mp3, tone
 from benchmarks.machine_probe import run_probe
 from benchmarks.pipeline_report import (
     RSS_INTERVAL_S,
@@ -67,6 +68,8 @@ from benchmarks.pipeline_report import (
     PrimerRecord,
     QuestionInfo,
     SessionRecord,
+    StandinConfig,
+    TtsTurnRecord,
     TurnRecord,
     VoiceBenchRun,
     WarmupRecord,
@@ -76,12 +79,14 @@ from benchmarks.pipeline_report import (
     write_plot,
 )
 from llm import configure_logging, public_endpoint
+from llm.latency_proxy import LatencyProxy
 from voice.audio import read_wav, write_wav
 from voice.headless import TurnResult, run_spoken_turn, run_typed_turn, speak_into
 from voice.llm_endpoint import LLMEndpoint
 from voice.runtime import VoiceRuntime
 from voice.session import VoiceSession
 from voice.settings import Settings, SettingsError, load_settings
+from voice.tts_factory import tts_for
 
 PROG = "python -m benchmarks.pipeline"
 DEFAULT_RTTS = (0.0, 150.0)
@@ -94,6 +99,9 @@ TURN_TIMEOUT_S = 120.0
 # first sentence's length, Piper's time for it and the playback before the next question match.
 LLM_TEMPERATURE = 0.0
 PLAYBACK_SLACK_S = 5.0  # beyond the reply's own duration, the longest wait for its playback to end
+TTS_CONNECTIONS = ("cold", "warm")
+STANDIN_AUDIO_S = 1.0  # what the stand-in answers every sentence with (a tone: nobody listens)
+SOCKETS_CLOSE_S = 5.0  # how long the stand-in may take to see a stopped session's sockets close
 # What the feeding does, read from voice.headless so the report cannot drift from the code.
 _FEED = inspect.signature(speak_into).parameters
 CHUNK_MS = int(_FEED["chunk_ms"].default)
@@ -329,6 +337,32 @@ async def _turn(
     return turn
 
 
+def tts_turn_record(turn: TurnRecord, standin: EdgeStandin, first_request: int, proxy_opened: int) -> TtsTurnRecord:
+    """The TTS hop of ``turn``: the session's own stamps, and what the stand-in saw of the first
+    sentence's request (its requests from number ``first_request`` on belong to this turn)."""
+    lat = turn.latency
+    ready_at = None
+    if lat is not None and lat.first_sentence_ms is not None:
+        ready_at = lat.speech_end_at + lat.first_sentence_ms / 1000.0
+    request = next(iter(standin.requests[first_request:]), None)
+    on_path = age = None
+    if request is not None and ready_at is not None:
+        on_path = request.connected_at >= ready_at
+        age = round((request.received_at - request.connected_at) * 1000.0, 1)
+    gap = None
+    if lat is not None and lat.first_audio_ms is not None and lat.first_sentence_ms is not None:
+        gap = round(lat.first_audio_ms - lat.first_sentence_ms, 1)
+    return TtsTurnRecord(
+        sentence_to_audio_ms=gap,
+        connection=lat.tts_connection if lat is not None else "",
+        setup_ms=lat.tts_setup_ms if lat is not None else None,
+        wait_ms=lat.tts_wait_ms if lat is not None else None,
+        opened_on_path=on_path,
+        connection_age_ms=age,
+        proxy_connections=proxy_opened,
+    )
+
+
 async def run_session(
     runtime: VoiceRuntime,
     questions: Sequence[SpokenQuestion],
@@ -337,11 +371,51 @@ async def run_session(
     strategy: str,
     index: int,
     say: Say,
+    *,
+    standin: EdgeStandin | None = None,
+    tts_connection: str = "",
 ) -> SessionRecord:
-    """One fresh session: start it, speak every question, stop it (whatever happens)."""
+    """One fresh session: start it, speak every question, stop it (whatever happens).
+
+    With ``standin`` the session speaks with edge-tts through a latency proxy (the session's RTT)
+    to the stand-in, over a new connection per sentence (``tts_connection`` "cold") or the warm
+    transport ("warm"), and the TTS hop of every turn is recorded.
+    """
     settings = runtime.settings.replace(connection_strategy=strategy, emulated_rtt_ms=rtt)
-    session = runtime.new_session(f"bench-{strategy}-{rtt:g}-{index}", settings=settings)
-    record = SessionRecord(rtt_ms=rtt, strategy=strategy, index=index)
+    name = f"bench-{strategy}-{rtt:g}-{index}" + (f"-tts-{tts_connection}" if tts_connection else "")
+    record = SessionRecord(rtt_ms=rtt, strategy=strategy, index=index, tts_connection=tts_connection)
+    async with contextlib.AsyncExitStack() as stack:
+        proxy: LatencyProxy | None = None
+        if standin is None:
+            session = runtime.new_session(name, settings=settings)
+        else:
+            proxy = await stack.enter_async_context(LatencyProxy("127.0.0.1", standin.port, rtt_ms=rtt))
+            stack.enter_context(standin.patched(port=proxy.port))
+            settings = settings.replace(tts_engine="edge", edge_tts_warm=tts_connection == "warm")
+            session = VoiceSession(
+                settings, runtime.endpoint, transcriber=runtime.transcriber, tts=tts_for(settings), session_id=name
+            )
+        await _run_questions(session, questions, config, record, say, standin, proxy)
+        if standin is not None and proxy is not None:
+            record.tts_proxy_connections = proxy.connections_opened
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SOCKETS_CLOSE_S):
+                    while standin.open_connections:
+                        await asyncio.sleep(0.05)
+            record.tts_sockets_left = standin.open_connections
+    return record
+
+
+async def _run_questions(
+    session: VoiceSession,
+    questions: Sequence[SpokenQuestion],
+    config: BenchConfig,
+    record: SessionRecord,
+    say: Say,
+    standin: EdgeStandin | None,
+    proxy: LatencyProxy | None,
+) -> None:
+    rtt, strategy, index = record.rtt_ms, record.strategy, record.index
     started = time.perf_counter()  # the user clicks Start speaking ...
     cpu_start = cpu_mark()
     await session.start()
@@ -351,7 +425,17 @@ async def run_session(
                 previous = record.turns[-1]
                 await _wait_playback(session, previous.reply_audio_s + PLAYBACK_SLACK_S)
                 await asyncio.sleep(config.pause_s)
-            record.turns.append(await _turn(session, q, record, started, config, say))
+            first_request = len(standin.requests) if standin is not None else 0
+            opened_before = proxy.connections_opened if proxy is not None else 0
+            turn = await _turn(session, q, record, started, config, say)
+            if standin is not None and proxy is not None:
+                turn.tts = tts_turn_record(turn, standin, first_request, proxy.connections_opened - opened_before)
+                say(
+                    f"    TTS ({record.tts_connection}): sentence -> first audio "
+                    f"{format_ms(turn.tts.sentence_to_audio_ms)} ms, socket: {turn.tts.connection or '?'}, "
+                    f"opened on the path: {turn.tts.opened_on_path}"
+                )
+            record.turns.append(turn)
         if session.client is not None:
             record.client = dataclasses.replace(session.client.stats)
         record.speculation = dataclasses.replace(session.speculation_stats)
@@ -379,7 +463,6 @@ async def run_session(
         + f", {record.duration_s:.1f} s"
         + ("" if record.other_cpu_share is None else f"; other processes used {record.other_cpu_share:.0%} of the CPU")
     )
-    return record
 
 
 async def prime_server(runtime: VoiceRuntime, text: str, say: Say) -> PrimerRecord:
@@ -414,8 +497,25 @@ async def run_all(
     ending) does not always land on the same strategy.  One session at a time."""
     primer = await prime_server(runtime, questions[0].question.text, say)
     sessions: list[SessionRecord] = []
-    for rtt, index, strategy in session_plan(config):
-        sessions.append(await run_session(runtime, questions, config, rtt, strategy, index, say))
+    if config.standin is None:
+        for rtt, index, strategy in session_plan(config):
+            sessions.append(await run_session(runtime, questions, config, rtt, strategy, index, say))
+        return primer, sessions
+    import trustme
+
+    st = config.standin
+    mp3 = encode_mp3(tone(440.0, st.audio_s))
+    async with EdgeStandin(
+        mp3, trustme.CA(), reuse=st.reuse, idle_limit_s=st.idle_limit_s, synthesis_s=st.synthesis_ms / 1000.0
+    ) as standin:
+        for n, (rtt, index, strategy) in enumerate(session_plan(config)):
+            modes = config.tts_connections if n % 2 == 0 else tuple(reversed(config.tts_connections))
+            for mode in modes:
+                sessions.append(
+                    await run_session(
+                        runtime, questions, config, rtt, strategy, index, say, standin=standin, tts_connection=mode
+                    )
+                )
     return primer, sessions
 
 
@@ -440,6 +540,13 @@ def _strategy_list(text: str) -> tuple[str, ...]:
     return values
 
 
+def _tts_connection_list(text: str) -> tuple[str, ...]:
+    values = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    if not values or any(v not in TTS_CONNECTIONS for v in values):
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(TTS_CONNECTIONS)} (comma-separated), got {text!r}")
+    return values
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options."""
     p = argparse.ArgumentParser(
@@ -456,7 +563,36 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_PAUSE_S,
         help=f"pause after a reply has played, before the next question (default {DEFAULT_PAUSE_S:g})",
     )
-    p.add_argument("--tts", choices=("piper", "auto"), default="piper", help="TTS engine (default piper)")
+    p.add_argument(
+        "--tts",
+        choices=("piper", "auto", "edge-standin"),
+        default="piper",
+        help=(
+            "TTS engine (default piper); edge-standin: edge-tts against the local stand-in of its service, over TLS "
+            "behind the latency proxy, cold (a connection per sentence) and warm (spare sockets) sessions"
+        ),
+    )
+    p.add_argument(
+        "--tts-connections",
+        type=_tts_connection_list,
+        default=TTS_CONNECTIONS,
+        help="with --tts edge-standin: cold, warm or both (default cold,warm)",
+    )
+    p.add_argument(
+        "--standin-synthesis-ms", type=float, default=50.0, help="the stand-in's time to its first audio (default 50)"
+    )
+    p.add_argument(
+        "--standin-idle-s",
+        type=float,
+        default=12.0,
+        help="the stand-in closes a socket idle this long (default 12; 0: never)",
+    )
+    p.add_argument(
+        "--standin-reuse",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the stand-in answers further requests on a socket (default) or closes it after one",
+    )
     p.add_argument(
         "--tls",
         action=argparse.BooleanOptionalAction,
@@ -500,6 +636,18 @@ def config_from(args: argparse.Namespace, parser: argparse.ArgumentParser, setti
         min_end_of_turn_silence_ms=settings.min_end_of_turn_silence_ms,
         early_transcript=settings.early_transcript,
         turn_timeout_s=TURN_TIMEOUT_S,
+        tts_connections=args.tts_connections if args.tts == "edge-standin" else (),
+        standin=(
+            StandinConfig(
+                synthesis_ms=args.standin_synthesis_ms,
+                idle_limit_s=args.standin_idle_s or None,
+                reuse=args.standin_reuse,
+                audio_s=STANDIN_AUDIO_S,
+                max_idle_s=settings.edge_tts_max_idle_s,
+            )
+            if args.tts == "edge-standin"
+            else None
+        ),
     )
     if not 1 <= config.questions <= len(QUESTIONS):
         parser.error(f"--questions must be between 1 and {len(QUESTIONS)}")
@@ -509,6 +657,8 @@ def config_from(args: argparse.Namespace, parser: argparse.ArgumentParser, setti
         parser.error("--pause-s must be between 0 and 600 seconds")
     if any(r > 5000 for r in config.rtt_ms):
         parser.error("--rtt-ms values must be at most 5000")
+    if not 0 <= args.standin_synthesis_ms <= 10_000 or not 0 <= args.standin_idle_s <= 3600:
+        parser.error("--standin-synthesis-ms must be 0-10000 and --standin-idle-s 0-3600")
     return config
 
 
@@ -518,7 +668,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = load_settings({"tts_engine": args.tts, "llm_temperature": LLM_TEMPERATURE})
+        # With the stand-in, the runtime's own TTS (its start-up warm-up) is Piper: only the measured
+        # sessions speak edge-tts, to the stand-in (the real service is not reachable from here).
+        engine = "piper" if args.tts == "edge-standin" else args.tts
+        settings = load_settings({"tts_engine": engine, "llm_temperature": LLM_TEMPERATURE})
     except SettingsError as exc:
         parser.error(str(exc))
     config = config_from(args, parser, settings)

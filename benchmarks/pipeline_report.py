@@ -73,6 +73,18 @@ class MemoryPeak:
 
 
 @dataclass(frozen=True)
+class StandinConfig:
+    """The edge-tts stand-in as ``--tts edge-standin`` served it (over TLS, behind a latency proxy
+    with the session's RTT): the real service is unreachable from the machines this runs on."""
+
+    synthesis_ms: float  # the stand-in's own time from a request to its first audio frame
+    idle_limit_s: float | None  # it closes a socket idle this long (None: never)
+    reuse: bool  # it answers further requests on a socket after turn.end
+    audio_s: float  # length of the MP3 it answers every sentence with
+    max_idle_s: float  # EDGE_TTS_MAX_IDLE of the warm sessions: they replace older spares
+
+
+@dataclass(frozen=True)
 class BenchConfig:
     """The knobs of one run."""
 
@@ -91,6 +103,10 @@ class BenchConfig:
     min_end_of_turn_silence_ms: int  # after an early transcript that reads as a finished sentence
     early_transcript: bool  # EARLY_TRANSCRIPT: Whisper starts during the pause
     turn_timeout_s: float
+    # --tts edge-standin: the TTS connection modes compared ("cold": a new connection per
+    # sentence, "warm": the spare-socket transport) and the stand-in's set-up.
+    tts_connections: tuple[str, ...] = ()
+    standin: StandinConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +119,21 @@ class EndpointRecord:
     reason: str
     server_threads: int | None
     tls: bool  # the sessions' requests went over HTTPS
+
+
+@dataclass
+class TtsTurnRecord:
+    """The TTS hop of one turn (``--tts edge-standin``): the first sentence to its first audio."""
+
+    sentence_to_audio_ms: float | None  # first sentence ready -> its first audio (session clock)
+    connection: str  # TurnLatency.tts_connection: "reused spare", "reused socket", "new"
+    setup_ms: float | None  # how long that socket took to open
+    wait_ms: float | None  # how long the sentence waited for its socket
+    # Server-side (the stand-in's clock is the same perf_counter): the first sentence's request
+    # came on a connection upgraded after the sentence was ready, and that connection's age.
+    opened_on_path: bool | None
+    connection_age_ms: float | None
+    proxy_connections: int  # connections opened at the TTS proxy from the question's start to the turn's end
 
 
 @dataclass
@@ -129,6 +160,7 @@ class TurnRecord:
     speech_end_error_ms: float | None
     outcome: str  # TurnLatency.outcome, or "no_turn" / "timeout" when the session made none
     latency: TurnLatency | None
+    tts: TtsTurnRecord | None = None  # --tts edge-standin only
 
     @property
     def ok(self) -> bool:
@@ -164,6 +196,11 @@ class SessionRecord:
     # on a shared machine, the disturbance behind this session's numbers.
     other_cpu_share: float | None = None
     duration_s: float = 0.0
+    # --tts edge-standin: "cold" or "warm", connections opened at the TTS proxy over the whole
+    # session, and sockets still open at the stand-in after the session stopped.
+    tts_connection: str = ""
+    tts_proxy_connections: int | None = None
+    tts_sockets_left: int | None = None
 
 
 @dataclass(frozen=True)
@@ -494,9 +531,84 @@ def _temperature_line(run: VoiceBenchRun) -> str:
     )
 
 
+def tts_turns(run: VoiceBenchRun, rtt: float, mode: str, *, first: bool) -> list[TurnRecord]:
+    """Completed ``--tts edge-standin`` turns with one TTS connection mode: each session's first
+    question (``first``) or the later ones (after the reply's playback and ``--pause-s`` idle)."""
+    return [
+        t
+        for s in run.sessions
+        if s.rtt_ms == rtt and s.tts_connection == mode
+        for t in s.turns
+        if t.ok and t.tts is not None and (t.question == 1) == first
+    ]
+
+
+def _kinds(turns: list[TurnRecord]) -> str:
+    counts: dict[str, int] = {}
+    for t in turns:
+        assert t.tts is not None
+        counts[t.tts.connection or "none"] = counts.get(t.tts.connection or "none", 0) + 1
+    return ", ".join(f"{k} ×{n}" for k, n in counts.items()) or "—"
+
+
+def tts_table(run: VoiceBenchRun) -> str:
+    """Sentence -> first TTS audio per RTT and connection mode, first question and after idle."""
+    c = run.config
+    lines = [
+        f"| RTT | TTS connection | Sentence → first TTS audio, first question | … after {c.pause_s:g} s idle "
+        "| First sentence's socket | Opened on its path (server-side) | Connections at the TTS proxy per session "
+        "| Sockets left after stop |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for rtt in c.rtt_ms:
+        for mode in c.tts_connections:
+            first, later = (tts_turns(run, rtt, mode, first=f) for f in (True, False))
+            both = first + later
+            cells = [
+                format_cell(Summary.of(t.tts.sentence_to_audio_ms for t in turns if t.tts)) for turns in (first, later)
+            ]
+            on_path = sum(bool(t.tts and t.tts.opened_on_path) for t in both)
+            sessions = [s for s in run.sessions if s.rtt_ms == rtt and s.tts_connection == mode]
+            proxy = ", ".join(str(s.tts_proxy_connections) for s in sessions if s.tts_proxy_connections is not None)
+            left = ", ".join(str(s.tts_sockets_left) for s in sessions if s.tts_sockets_left is not None)
+            lines.append(
+                f"| {rtt:g} ms | {mode} | {cells[0]} | {cells[1]} | {_kinds(both)} | {on_path}/{len(both)} | "
+                f"{proxy or '—'} | {left or '—'} |"
+            )
+    return "\n".join(lines)
+
+
+def _tts_notes(run: VoiceBenchRun) -> list[str]:
+    st = run.config.standin
+    if st is None:
+        return []
+    idle = "never" if st.idle_limit_s is None else f"after {st.idle_limit_s:g} s idle"
+    return [
+        (
+            "- edge-tts: the local stand-in of the speech service (`benchmarks/edge_standin.py`; the real service "
+            "cannot be reached from here), served over TLS with a throw-away certificate behind the latency proxy at "
+            f"the same RTT as the LLM. It waits {st.synthesis_ms:g} ms before its first audio frame (its own "
+            f"synthesis time), answers every sentence with {st.audio_s:g} s of MP3, closes a socket {idle}, and "
+            + ("answers further requests on a socket" if st.reuse else "closes a socket after each request")
+            + f". Warm sessions replace a spare idle for {st.max_idle_s:g} s (EDGE_TTS_MAX_IDLE). "
+            "Cold: `edge_tts.Communicate`, a new connection per sentence; warm: the spare-socket transport."
+        ),
+    ]
+
+
 def render_markdown(run: VoiceBenchRun) -> str:
     """The whole report: set-up, per distance the headline and stage tables, then what was heard."""
-    out = ["# WarmVoice end-to-end voice benchmark", "", *_describe(run), ""]
+    out = ["# WarmVoice end-to-end voice benchmark", "", *_describe(run), *_tts_notes(run), ""]
+    if run.config.standin is not None:
+        out += [
+            "## The text-to-speech connection",
+            "",
+            "Sentence → first TTS audio: from the first sentence of the reply being ready to its first audio, "
+            "median (min–max) ms over the completed turns.",
+            "",
+            tts_table(run),
+            "",
+        ]
     for rtt in run.config.rtt_ms:
         out += [
             f"## RTT {rtt:g} ms",

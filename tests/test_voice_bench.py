@@ -59,6 +59,7 @@ TURN_FIELDS = {
     "speech_end_error_ms",
     "outcome",
     "latency",
+    "tts",  # None unless --tts edge-standin
     "ok",
 }
 
