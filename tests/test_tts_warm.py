@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Callable
 
+import edge_tts.communicate
 import psutil
 import pytest
 import trustme
 
+from benchmarks import edge_probe
+from benchmarks.edge_probe import probe, report
 from benchmarks.edge_standin import EdgeStandin, encode_mp3, tone
 from tests.llm_servers import LLMServer, reply
 from tests.loopback_session import assert_presentable, loopback_session, outcome, typed_turn
@@ -218,3 +222,27 @@ async def test_stop_closes_the_spare_even_while_it_is_opening(standin: EdgeStand
         await until(lambda: standin.open_connections == 0, "")
     assert standin.open_connections == 0
     assert not sockets_to(standin.port)
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+async def test_edge_probe_reports_reuse_and_idle_limit(standin: EdgeStandin, reuse: bool) -> None:
+    """The probe a user runs against the real service, run here against the stand-in set both ways."""
+    standin.reuse = reuse
+    standin.idle_limit_s = 1.0
+    result = await probe(samples=2, max_idle_s=10.0)
+    assert len(result.handshakes_ms) == 2 and result.first_audio_ms is not None
+    assert result.reuse is reuse
+    assert result.idle_closed_after_s is not None and 0.9 <= result.idle_closed_after_s < 10.0
+    assert standin.connections == 4  # two timed handshakes, the reuse socket, the idle socket
+    text = report(result)
+    assert ("reuse after turn.end: yes" if reuse else "reuse after turn.end: no") in text
+    assert "set EDGE_TTS_MAX_IDLE below" in text
+
+
+def test_edge_probe_offline_says_so(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setattr(edge_tts.communicate, "WSS_URL", f"wss://127.0.0.1:{port}/edge/v1?x=1")
+    assert edge_probe.main(["--samples", "1", "--max-idle-s", "1"]) == 1
+    assert "not reachable" in capsys.readouterr().err

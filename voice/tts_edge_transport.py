@@ -53,7 +53,7 @@ DEFAULT_MAX_READY = 2
 # (escaped, UTF-8) text goes through the plain path.
 MAX_REQUEST_BYTES = 4096
 _RETRY_OPEN_S = (1.0, 5.0, 15.0)  # back-off between failed spare openings, then the last one repeats
-_END = object()
+END_OF_TURN = object()
 
 _log = logging.getLogger(__name__)
 
@@ -233,32 +233,21 @@ class WarmEdgeTransport:
         try:
             async with asyncio.timeout(self.connect_timeout_s):
                 try:
-                    ws = await self._connect()
+                    ws = await connect_service(self._session)
                 except aiohttp.WSServerHandshakeError as exc:
                     if exc.status != 403:
                         raise
                     # As edge-tts does: a 403 means our clock is off; correct it from the
                     # server's Date header and sign again.
                     DRM.handle_client_response_error(exc)
-                    ws = await self._connect()
-                await ws.send_str(_speech_config())
+                    ws = await connect_service(self._session)
+                await ws.send_str(speech_config_message())
         except TimeoutError:
             raise WarmTransportError(f"edge-tts socket not open within {self.connect_timeout_s:g} s") from None
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             raise WarmTransportError(f"edge-tts socket could not open: {type(exc).__name__}: {exc}") from exc
         self._counts["opened"] += 1
         return _Socket(ws, (time.perf_counter() - started) * 1000.0, self._wake)
-
-    async def _connect(self) -> aiohttp.ClientWebSocketResponse:
-        assert self._session is not None
-        # The URL, headers and signing exactly as Communicate builds them (edge-tts 7.x).
-        url = (
-            f"{communicate.WSS_URL}&ConnectionId={communicate.connect_id()}"
-            f"&Sec-MS-GEC={DRM.generate_sec_ms_gec()}&Sec-MS-GEC-Version={SEC_MS_GEC_VERSION}"
-        )
-        return await self._session.ws_connect(
-            url, compress=15, headers=DRM.headers_with_muid(WSS_HEADERS), ssl=communicate._SSL_CTX
-        )
 
     # ---------------------------------------------------------------- requests
 
@@ -300,24 +289,24 @@ class WarmEdgeTransport:
         """
         if self._closed:
             raise WarmTransportError("the warm transport is closed")
-        escaped = escape(communicate.remove_incompatible_characters(text))
+        escaped = escape_text(text)
         if len(escaped.encode("utf-8")) > MAX_REQUEST_BYTES:
             raise WarmTransportError("text too long for one request")
         sock, connection = await self._acquire()
         finished = False
         try:
-            ssml = communicate.mkssml(TTSConfig(voice, "+0%", "+0%", "+0Hz", "SentenceBoundary"), escaped)
             try:
-                await sock.ws.send_str(
-                    communicate.ssml_headers_plus_data(communicate.connect_id(), communicate.date_to_string(), ssml)
-                )
+                await sock.ws.send_str(ssml_message(escaped, voice))
             except (aiohttp.ClientError, OSError, ConnectionError) as exc:
                 raise WarmTransportError(f"edge-tts socket broke on send: {type(exc).__name__}: {exc}") from exc
             yield connection
             audio = 0
             while True:
-                data = _audio_of(await sock.inbox.get())
-                if data is _END:
+                try:
+                    data = audio_of(await sock.inbox.get())
+                except ValueError as exc:  # edge-tts's header parser on a malformed message
+                    raise WarmTransportError(f"edge-tts sent a malformed message: {exc}") from exc
+                if data is END_OF_TURN:
                     break
                 if data:
                     audio += len(data)
@@ -329,7 +318,30 @@ class WarmEdgeTransport:
             self._release(sock, finished)
 
 
-def _speech_config() -> str:
+async def connect_service(session: aiohttp.ClientSession) -> aiohttp.ClientWebSocketResponse:
+    """Open and upgrade one WebSocket to the service, signed as ``Communicate`` signs it."""
+    # The URL, headers and signing exactly as Communicate builds them (edge-tts 7.x).
+    url = (
+        f"{communicate.WSS_URL}&ConnectionId={communicate.connect_id()}"
+        f"&Sec-MS-GEC={DRM.generate_sec_ms_gec()}&Sec-MS-GEC-Version={SEC_MS_GEC_VERSION}"
+    )
+    return await session.ws_connect(
+        url, compress=15, headers=DRM.headers_with_muid(WSS_HEADERS), ssl=communicate._SSL_CTX
+    )
+
+
+def ssml_message(escaped_text: str, voice: str) -> str:
+    """The SSML request for already escaped text, built with edge-tts's own helpers."""
+    ssml = communicate.mkssml(TTSConfig(voice, "+0%", "+0%", "+0Hz", "SentenceBoundary"), escaped_text)
+    return communicate.ssml_headers_plus_data(communicate.connect_id(), communicate.date_to_string(), ssml)
+
+
+def escape_text(text: str) -> str:
+    """``text`` as edge-tts puts it into SSML (unsupported control characters blanked, XML-escaped)."""
+    return escape(communicate.remove_incompatible_characters(text))
+
+
+def speech_config_message() -> str:
     """The ``speech.config`` message as edge-tts 7.3 sends it (built inside ``Communicate``'s
     private ``__stream``; no public API): MP3 24 kHz, sentence boundaries."""
     return (
@@ -344,15 +356,16 @@ def _speech_config() -> str:
     )
 
 
-def _audio_of(message: aiohttp.WSMessage) -> bytes | object:
+def audio_of(message: aiohttp.WSMessage) -> bytes | object:
     """The MP3 bytes of one service message, ``b""`` for a message without audio, or
-    ``_END`` after ``turn.end``.  Follows the parser in edge-tts 7.3's ``__stream``."""
+    :data:`END_OF_TURN` after ``turn.end``; raises :class:`WarmTransportError` on anything else.
+    Follows the parser in edge-tts 7.3's ``__stream``."""
     if message.type == aiohttp.WSMsgType.TEXT:
         encoded = message.data.encode("utf-8")
         headers, _ = communicate.get_headers_and_data(encoded, encoded.find(b"\r\n\r\n"))
         path = headers.get(b"Path")
         if path == b"turn.end":
-            return _END
+            return END_OF_TURN
         if path in (b"turn.start", b"response", b"audio.metadata"):
             return b""
         raise WarmTransportError(f"edge-tts sent an unknown message: {path!r}")
