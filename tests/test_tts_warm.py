@@ -25,7 +25,7 @@ from benchmarks.edge_standin import EdgeStandin, encode_mp3, tone
 from tests.llm_servers import LLMServer, reply
 from tests.loopback_session import assert_presentable, loopback_session, outcome, typed_turn
 from voice.tts import AudioChunk, FallbackTTS, TTSConnection
-from voice.tts_edge import EdgeTTS
+from voice.tts_edge import EdgeTTS, EdgeTTSError
 from voice.tts_edge_transport import WarmEdgeTransport
 from voice.tts_factory import make_tts
 from voice.tts_piper import PiperTTS
@@ -246,3 +246,35 @@ def test_edge_probe_offline_says_so(monkeypatch: pytest.MonkeyPatch, capsys: pyt
     monkeypatch.setattr(edge_tts.communicate, "WSS_URL", f"wss://127.0.0.1:{port}/edge/v1?x=1")
     assert edge_probe.main(["--samples", "1", "--max-idle-s", "1"]) == 1
     assert "not reachable" in capsys.readouterr().err
+
+
+async def test_ready_socket_failing_before_audio_is_replaced_once_on_the_path(standin: EdgeStandin) -> None:
+    edge = warm_edge()
+    await edge.open()
+    try:
+        await until(lambda: ready(edge) == 1, "the spare opened")
+        standin.faults = ["fail_before_audio"]  # as a socket the service dropped a moment ago
+        chunks = await speak(edge, "Said on a new socket.")
+        assert connection_of(chunks).kind == "new"
+        assert edge.last_call is not None and edge.last_call.path == "warm" and edge.last_call.completed
+        assert len(standin.requests) == 2 and not edge.warm_breaker.is_open
+    finally:
+        await edge.aclose()
+
+
+async def test_unreachable_service_skips_the_warm_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setattr(edge_tts.communicate, "WSS_URL", f"wss://127.0.0.1:{port}/edge/v1?x=1")
+    edge = warm_edge()
+    await edge.open()
+    try:
+        assert edge.transport is not None
+        await until(lambda: edge.transport is not None and edge.transport.stats.open_failures >= 1, "spare failed")
+        assert not edge.transport.available
+        with pytest.raises(EdgeTTSError):
+            await speak(edge, "Nobody hears this.")
+        assert [call.path for call in edge.calls] == ["plain"]  # one failed attempt, not two
+    finally:
+        await edge.aclose()

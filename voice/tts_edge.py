@@ -233,7 +233,7 @@ class EdgeTTS:
         if not has_speakable(bounded):
             return
         transport = self.transport
-        if transport is not None and transport.started and not self.warm_breaker.is_open:
+        if transport is not None and transport.available and not self.warm_breaker.is_open:
             try:
                 async with contextlib.aclosing(self._stream(bounded, transport)) as warm:
                     async for chunk in warm:

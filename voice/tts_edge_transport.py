@@ -134,6 +134,8 @@ class WarmEdgeTransport:
         self._busy: set[_Socket] = set()
         self._session: aiohttp.ClientSession | None = None
         self._keeper: asyncio.Task[None] | None = None
+        self._closers: set[asyncio.Task[None]] = set()  # sockets being closed in the background
+        self._failing = False  # the latest attempt to open a socket failed
         self._wake = asyncio.Event()
         self._closed = False
         self._counts = dict.fromkeys(
@@ -147,6 +149,15 @@ class WarmEdgeTransport:
     def started(self) -> bool:
         """True between :meth:`start` and :meth:`aclose`."""
         return self._keeper is not None and not self._closed
+
+    @property
+    def available(self) -> bool:
+        """Started, and a socket is ready or the latest opening worked: a sentence may use it.
+
+        While the service cannot be reached (the keeper's openings fail) sentences go straight
+        to the plain path instead of waiting for one more failed connection first.
+        """
+        return self.started and (bool(self._ready) or not self._failing)
 
     @property
     def stats(self) -> TransportStats:
@@ -173,6 +184,8 @@ class WarmEdgeTransport:
         self._busy.clear()
         for sock in sockets:
             await sock.close()
+        if self._closers:
+            await asyncio.gather(*self._closers, return_exceptions=True)
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -222,7 +235,8 @@ class WarmEdgeTransport:
     def _discard(self, sock: _Socket) -> None:
         """Close ``sock`` in the background (nobody waits for a close handshake)."""
         task = asyncio.get_running_loop().create_task(sock.close(), name="edge-tts-socket-close")
-        task.add_done_callback(_ignore_result)
+        self._closers.add(task)
+        task.add_done_callback(self._closers.discard)
 
     async def _open(self) -> _Socket:
         """Connect, upgrade and configure one socket, within ``connect_timeout_s``."""
@@ -243,10 +257,13 @@ class WarmEdgeTransport:
                     ws = await connect_service(self._session)
                 await ws.send_str(speech_config_message())
         except TimeoutError:
+            self._failing = True
             raise WarmTransportError(f"edge-tts socket not open within {self.connect_timeout_s:g} s") from None
         except (aiohttp.ClientError, OSError, ValueError) as exc:
+            self._failing = True
             raise WarmTransportError(f"edge-tts socket could not open: {type(exc).__name__}: {exc}") from exc
         self._counts["opened"] += 1
+        self._failing = False
         return _Socket(ws, (time.perf_counter() - started) * 1000.0, self._wake)
 
     # ---------------------------------------------------------------- requests
@@ -262,13 +279,19 @@ class WarmEdgeTransport:
             kind = "reused" if sock.requests else "spare"
             self._counts["spares_taken" if kind == "spare" else "reused"] += 1
             self._wake.set()  # the keeper opens the next spare now, if none is left
+            self._busy.add(sock)
         else:
-            sock = await self._open()
-            self._counts["opened_on_path"] += 1
+            sock = await self._open_on_path()
             kind = "new"
-        self._busy.add(sock)
         waited = (time.perf_counter() - asked) * 1000.0
         return sock, TTSConnection(kind, round(sock.setup_ms, 1), round(waited, 1))
+
+    async def _open_on_path(self) -> _Socket:
+        """A new socket for a sentence that is waiting (no ready one)."""
+        sock = await self._open()
+        self._counts["opened_on_path"] += 1
+        self._busy.add(sock)
+        return sock
 
     def _release(self, sock: _Socket, finished: bool) -> None:
         """After a request: keep the socket ready if it may take another one, else close it."""
@@ -282,40 +305,61 @@ class WarmEdgeTransport:
             self._discard(sock)
 
     async def speak(self, text: str, voice: str) -> AsyncIterator[bytes | TTSConnection]:
-        """Send ``text`` on a warm socket; yield its :class:`~voice.tts.TTSConnection` first,
-        then the MP3 bytes as they arrive.  Ends after the service's ``turn.end``.
+        """Send ``text`` on a warm socket; with its first audio yield the
+        :class:`~voice.tts.TTSConnection` it used, then the MP3 bytes as they arrive.  Ends after
+        the service's ``turn.end``.
 
-        Raises :class:`WarmTransportError` on any failure of the socket or the protocol.
+        A ready socket that turns out dead before any audio (closed by the service a moment
+        ago, before its reader could tell) is replaced once by a new one, as a pooled HTTP
+        client replays a request on a stale connection.  Any other failure raises
+        :class:`WarmTransportError`.
         """
         if self._closed:
             raise WarmTransportError("the warm transport is closed")
         escaped = escape_text(text)
         if len(escaped.encode("utf-8")) > MAX_REQUEST_BYTES:
             raise WarmTransportError("text too long for one request")
+        asked = time.perf_counter()
         sock, connection = await self._acquire()
-        finished = False
-        try:
-            try:
-                await sock.ws.send_str(ssml_message(escaped, voice))
-            except (aiohttp.ClientError, OSError, ConnectionError) as exc:
-                raise WarmTransportError(f"edge-tts socket broke on send: {type(exc).__name__}: {exc}") from exc
-            yield connection
+        while True:
+            finished = False
             audio = 0
-            while True:
-                try:
-                    data = audio_of(await sock.inbox.get())
-                except ValueError as exc:  # edge-tts's header parser on a malformed message
-                    raise WarmTransportError(f"edge-tts sent a malformed message: {exc}") from exc
-                if data is END_OF_TURN:
-                    break
-                if data:
+            try:
+                async for data in self._request(sock, escaped, voice):
+                    if not audio:
+                        yield connection
                     audio += len(data)
                     yield data
-            if not audio:
-                raise WarmTransportError("edge-tts answered without audio")
-            finished = True
-        finally:
-            self._release(sock, finished)
+                finished = True
+                return
+            except WarmTransportError:
+                if audio or connection.kind == "new":
+                    raise
+                _log.debug("edge-tts %s socket was stale; once more on a new one", connection.kind)
+            finally:
+                self._release(sock, finished)
+            sock = await self._open_on_path()
+            connection = TTSConnection("new", round(sock.setup_ms, 1), round((time.perf_counter() - asked) * 1000, 1))
+
+    async def _request(self, sock: _Socket, escaped: str, voice: str) -> AsyncIterator[bytes]:
+        """One request on ``sock``: the MP3 bytes until ``turn.end``."""
+        try:
+            await sock.ws.send_str(ssml_message(escaped, voice))
+        except (aiohttp.ClientError, OSError, ConnectionError) as exc:
+            raise WarmTransportError(f"edge-tts socket broke on send: {type(exc).__name__}: {exc}") from exc
+        audio = 0
+        while True:
+            try:
+                data = audio_of(await sock.inbox.get())
+            except ValueError as exc:  # edge-tts's header parser on a malformed message
+                raise WarmTransportError(f"edge-tts sent a malformed message: {exc}") from exc
+            if data is END_OF_TURN:
+                break
+            if isinstance(data, bytes) and data:
+                audio += len(data)
+                yield data
+        if not audio:
+            raise WarmTransportError("edge-tts answered without audio")
 
 
 async def connect_service(session: aiohttp.ClientSession) -> aiohttp.ClientWebSocketResponse:
@@ -385,8 +429,3 @@ def audio_of(message: aiohttp.WSMessage) -> bytes | object:
             raise WarmTransportError("edge-tts sent audio with an unexpected Content-Type")
         return audio
     raise WarmTransportError(f"edge-tts socket closed mid-request ({message.type.name})")
-
-
-def _ignore_result(task: asyncio.Task[None]) -> None:
-    if not task.cancelled():
-        task.exception()
