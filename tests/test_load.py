@@ -3,9 +3,12 @@ server, for at least a minute, then a check that nothing is left behind.
 
 Each session does a turn, pauses 2-4 s (a person listening and thinking), and goes again;
 two of them speak (Piper-made speech, paced like a microphone, real Whisper), the rest type.
-Every turn must succeed; afterwards no socket, task or child process of ours may remain and
-memory must be back near where it started.  The numbers are printed (run with ``-s``) and
-written to ``test-artifacts/load-report.txt``.
+Three of the typing sessions speak their replies with edge-tts and its warm transport (a
+spare socket per session) against ``benchmarks/edge_standin.py``, the local stand-in of the
+speech service (unreachable from here); the others with Piper.
+Every turn must succeed; afterwards no socket, task or child process of ours may remain
+(spare TTS sockets included, on both ends) and memory must be back near where it started.
+The numbers are printed (run with ``-s``) and written to ``test-artifacts/load-report.txt``.
 """
 
 from __future__ import annotations
@@ -21,16 +24,20 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+import trustme
 
+from benchmarks.edge_standin import EdgeStandin, encode_mp3, tone
 from tests.speech import synthesize
 from voice.headless import TurnResult, run_spoken_turn, run_typed_turn
 from voice.native_memory import release_freed_memory
 from voice.session import VoiceSession
+from voice.tts_factory import make_tts
 
 pytestmark = pytest.mark.slow
 
 SESSIONS = 10
 SPOKEN_SESSIONS = 2
+EDGE_SESSIONS = 3  # typing sessions whose replies edge-tts speaks (warm transport, stand-in service)
 DURATION_S = 60.0
 PAUSE_S = (2.0, 4.0)
 TURN_TIMEOUT_S = 120.0
@@ -41,6 +48,7 @@ TURN_TIMEOUT_S = 120.0
 MAX_RSS_GROWTH_MB = 150.0
 MAX_OBJECT_GROWTH = 0.01  # gc-tracked Python objects back within 1 % of the baseline
 REPORT = Path(__file__).resolve().parent.parent / "test-artifacts" / "load-report.txt"
+TTS_KINDS = ("reused spare", "reused socket", "new")
 QUESTIONS = [
     "What is the capital of France?",
     "Name a fruit that is yellow.",
@@ -57,6 +65,7 @@ class SessionRun:
 
     name: str
     spoken: bool
+    edge: bool = False
     results: list[TurnResult] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     connections_opened: int = 0
@@ -128,7 +137,21 @@ async def warm_everything(voice_runtime) -> None:
         await session.tts.aclose()
 
 
-async def test_ten_sessions_for_a_minute_leave_nothing_behind(voice_runtime) -> None:
+def new_session(voice_runtime, run: SessionRun) -> VoiceSession:
+    if not run.edge:
+        return voice_runtime.new_session(run.name)
+    s = voice_runtime.settings
+    tts = make_tts("auto", "en-US-AriaNeural", 5.0, edge_cooldown_s=4343.0)  # its own breaker
+    return VoiceSession(s, voice_runtime.endpoint, transcriber=voice_runtime.transcriber, tts=tts, session_id=run.name)
+
+
+async def test_ten_sessions_for_a_minute_leave_nothing_behind(voice_runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with EdgeStandin(encode_mp3(tone(440.0, 0.5)), trustme.CA()) as standin:
+        standin.install(monkeypatch)
+        await ten_sessions(voice_runtime, standin)
+
+
+async def ten_sessions(voice_runtime, standin: EdgeStandin) -> None:
     proc = psutil.Process()
     server_pid = voice_runtime.endpoint.server.pid if voice_runtime.endpoint.server else None
     await warm_everything(voice_runtime)
@@ -139,8 +162,11 @@ async def test_ten_sessions_for_a_minute_leave_nothing_behind(voice_runtime) -> 
     threads_before = proc.num_threads()
 
     rng = random.Random(20241125)
-    runs = [SessionRun(f"load-{i}", spoken=i < SPOKEN_SESSIONS) for i in range(SESSIONS)]
-    sessions = [voice_runtime.new_session(run.name) for run in runs]
+    runs = [
+        SessionRun(f"load-{i}", spoken=i < SPOKEN_SESSIONS, edge=SPOKEN_SESSIONS <= i < SPOKEN_SESSIONS + EDGE_SESSIONS)
+        for i in range(SESSIONS)
+    ]
+    sessions = [new_session(voice_runtime, run) for run in runs]
     started = time.perf_counter()
     deadline = started + DURATION_S
     async with asyncio.timeout(DURATION_S + 4 * TURN_TIMEOUT_S):
@@ -162,6 +188,9 @@ async def test_ten_sessions_for_a_minute_leave_nothing_behind(voice_runtime) -> 
     raw_after = proc.memory_info().rss
     rss_after = settled_rss(proc)
     objects_after = len(gc.get_objects())
+    async with asyncio.timeout(5):
+        while standin.open_connections:  # the stand-in's end of the last closes
+            await asyncio.sleep(0.05)
     sockets_after = our_sockets(proc)
     children = proc.children(recursive=True)
     foreign = [c for c in children if c.pid != server_pid and server_pid not in {p.pid for p in c.parents()}]
@@ -172,6 +201,8 @@ async def test_ten_sessions_for_a_minute_leave_nothing_behind(voice_runtime) -> 
     spoken = [r.latency.first_sentence_ms for r in results if r.latency.source == "voice"]
     every = typed + spoken
     growth_mb = (rss_after - rss_before) / 1e6
+    edge_turns = [r for run in runs if run.edge for r in run.results]
+    edge_sockets = {c: sum(r.latency.tts_connection == c for r in edge_turns) for c in {"", *TTS_KINDS}}
     lines = [
         f"WarmVoice load test: {SESSIONS} concurrent sessions ({SPOKEN_SESSIONS} speaking, "
         f"{SESSIONS - SPOKEN_SESSIONS} typing), embedded SmolLM2-135M (llama.cpp), Whisper tiny.en, Piper",
@@ -202,6 +233,8 @@ async def test_ten_sessions_for_a_minute_leave_nothing_behind(voice_runtime) -> 
         )
     lines += [
         f"connections opened per session (pool limit {runs[0].pool_limit}): {[run.connections_opened for run in runs]}",
+        f"edge-tts stand-in: {standin.connections} sockets for {len(standin.requests)} sentences; first sentence's "
+        f"socket in edge turns: {edge_sockets}; open after the sessions ended: {standin.open_connections}",
         f"RSS: {rss_before / 1e6:.0f} MB before, {rss_after / 1e6:.0f} MB after, after gc + malloc_trim "
         f"(growth {growth_mb:+.0f} MB; limit {MAX_RSS_GROWTH_MB:.0f} MB); raw RSS {raw_before / 1e6:.0f} -> "
         f"{raw_after / 1e6:.0f} MB; Python objects {objects_before} -> {objects_after}",
@@ -222,6 +255,11 @@ async def test_ten_sessions_for_a_minute_leave_nothing_behind(voice_runtime) -> 
     assert spoken and typed
     assert all(0 < run.connections_opened <= run.pool_limit for run in runs)
     assert sockets_after <= sockets_before, sockets_after - sockets_before
+    assert standin.open_connections == 0
+    # Every edge turn's first sentence went out on a socket opened before it (a spare or one kept).
+    assert edge_turns and all(r.latency.tts_connection in ("reused spare", "reused socket") for r in edge_turns), (
+        edge_sockets
+    )
     assert not foreign, foreign
     assert objects_after <= objects_before * (1 + MAX_OBJECT_GROWTH), (objects_before, objects_after)
     assert growth_mb < MAX_RSS_GROWTH_MB
