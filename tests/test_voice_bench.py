@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -308,3 +309,31 @@ def test_rss_sampler_counts_a_child_process() -> None:
     peak = sampler.peak
     assert peak.children_at_peak >= 1 and peak.children_bytes_at_peak > 0
     assert peak.peak_bytes == peak.self_bytes_at_peak + peak.children_bytes_at_peak
+
+
+@pytest.mark.slow
+def test_edge_standin_mode_reports_the_tts_connection_cold_and_warm(tmp_path: Path) -> None:
+    """``--tts edge-standin``: the stand-in of the edge-tts service (unreachable from here) behind
+    the latency proxy; the warm session's sentences go out on sockets opened before them."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", "TTS_ENGINE": ""}
+    out = run_bench(
+        "benchmarks.pipeline",
+        ["--quick", "--tts", "edge-standin", "--rtt-ms", "50", "--pause-s", "0.5", "--standin-idle-s", "0"],
+        tmp_path,
+        env=env,
+        timeout_s=240,
+    )
+    r = out.report
+    assert r["config"]["tts"] == "edge-standin" and r["config"]["tts_connections"] == ["cold", "warm"]
+    sessions = {s["tts_connection"]: s for s in r["sessions"]}
+    assert set(sessions) == {"cold", "warm"}
+    for mode, session in sessions.items():
+        assert session["tts_sockets_left"] == 0 and session["tts_proxy_connections"] >= 1
+        for turn in session["turns"]:
+            tts = turn["tts"]
+            assert turn["ok"] and turn["latency"]["tts_engine"] == "edge" and tts["sentence_to_audio_ms"] > 0
+            if mode == "warm":
+                assert tts["connection"] in ("reused spare", "reused socket") and tts["opened_on_path"] is False
+            else:
+                assert tts["connection"] == "new" and tts["opened_on_path"] is True
+    assert "## The text-to-speech connection" in out.markdown and "| 50 ms | warm |" in out.markdown
