@@ -19,10 +19,11 @@ Text bound.  One ``synthesize`` call speaks at most :data:`MAX_TEXT_CHARS` chara
 A voice turn is a few short sentences, so the cap only protects against runaway input
 (a 100 kB paste would otherwise keep a CPU core busy for minutes).
 
-Hiding edge's per-call connection.  ``edge-tts`` opens a fresh TLS WebSocket for every
-call (its cost is recorded per call on ``EdgeTTS.last_call``).  The caller hides it by
-starting sentence k+1 while sentence k plays: :func:`prefetch` starts any engine's
-``synthesize`` in a background task and buffers its chunks until they are consumed::
+Starting the next sentence early.  A sentence's synthesis (and, for edge without a warm
+socket, its connection set-up) hides behind the playback of the one before: :func:`prefetch`
+starts any engine's ``synthesize`` in a background task and buffers its chunks until they are
+consumed (the first sentence of a turn has nothing to hide behind: that is what edge's warm
+transport, :mod:`voice.tts_edge_transport`, is for)::
 
     nxt = prefetch(tts, sentence_2)          # connects and synthesizes now
     async for chunk in tts.synthesize(sentence_1):

@@ -1,8 +1,13 @@
 """Online text-to-speech with Microsoft's neural voices through ``edge-tts``.
 
-``edge_tts.Communicate(text, voice).stream()`` opens a new TLS WebSocket per call and
-yields MP3 bytes (24 kHz, 48 kbit/s mono) as the service sends them.  :class:`EdgeTTS`
-decodes them incrementally with PyAV and yields PCM chunks as soon as frames decode.
+The service streams MP3 (24 kHz, 48 kbit/s mono); :class:`EdgeTTS` decodes it incrementally
+with PyAV and yields PCM chunks as soon as frames decode.  Two paths reach the service:
+
+* **warm** -- with a started :class:`~voice.tts_edge_transport.WarmEdgeTransport` (opened by
+  :meth:`EdgeTTS.open` at session start) a sentence goes out on a socket opened before it was
+  asked for, so the connection set-up is off its path;
+* **plain** -- ``edge_tts.Communicate(text, voice).stream()``, a new TLS WebSocket per call:
+  the fallback whenever the warm path fails, and the only path without a transport.
 
 Failing fast (the app must stay responsive offline):
 
@@ -17,9 +22,9 @@ Failing fast (the app must stay responsive offline):
   its success closes the breaker, its failure opens it again.
 
 Each call's cost is measured (never estimated) and kept as :class:`EdgeCallStats` in
-``last_call`` / ``calls``: ``connect_ms`` (DNS + TCP + TLS, timed by the connector) and
-``first_audio_ms`` (call start to the first MP3 bytes).  To hide that cost, start the next
-sentence while the current one plays: :func:`voice.tts.prefetch`.
+``last_call`` / ``calls``: the path, the :class:`~voice.tts.TTSConnection` used (also on the
+first chunk, for the latency panel), ``connect_ms`` (plain path: DNS + TCP + TLS, timed by the
+connector) and ``first_audio_ms`` (call start to the first MP3 bytes).
 """
 
 from __future__ import annotations
