@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import aiohttp
 from edge_tts import communicate
 
-from voice.tts_edge_transport import (
+from voice.edge_protocol import (
     END_OF_TURN,
     WarmTransportError,
     audio_of,
