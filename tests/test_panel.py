@@ -50,6 +50,21 @@ def test_chart_only_when_a_turn_has_numbers() -> None:
     assert fig is not None and len(fig.axes[0].patches) == 3
 
 
+def test_chart_hatches_a_new_tts_connection_on_the_path_but_not_a_spare() -> None:
+    stages = {"endpoint_ms": 500.0, "first_sentence_ms": 800.0, "first_audio_ms": 1300.0}
+    cold = _turn(1, **stages)
+    cold.set_tts_connection(TTSConnection("new", 420.0, 420.0))
+    warm = _turn(2, **stages)
+    warm.set_tts_connection(TTSConnection("spare", 430.0, 0.0))
+    fig = panel.waterfall_chart([cold, warm])
+    assert fig is not None
+    hatched = [p for p in fig.axes[0].patches if p.get_hatch()]
+    # One hatched bar: turn 1's new socket, from the first sentence for its set-up time.
+    assert len(hatched) == 1
+    assert hatched[0].get_x() == 800.0 and hatched[0].get_width() == 420.0
+    assert panel.TTS_SETUP_LABEL in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
 def test_facts_never_include_a_key_field() -> None:
     facts = panel.SessionFacts("https://api.example/v1", "m", "warm", "prewarmed", 0, "120 ms", 1, 4, "piper")
     text = panel.facts_markdown(facts)

@@ -186,6 +186,9 @@ def turns_rows(latencies: list[TurnLatency]) -> list[list[str]]:
     ]
 
 
+TTS_SETUP_LABEL = "TTS connection set-up (on the path)"
+
+
 def waterfall_chart(latencies: list[TurnLatency], last: int = 12) -> Figure | None:
     """Stacked horizontal bars per turn: how long each stage added after the previous one."""
     turns = [lat for lat in latencies if lat.first_sentence_ms is not None or lat.first_audio_ms is not None]
@@ -211,6 +214,20 @@ def waterfall_chart(latencies: list[TurnLatency], last: int = 12) -> Figure | No
             )
             seen.add(label)
             start = max(start, ms)
+        if lat.tts_connection == "new" and lat.tts_setup_ms and lat.first_sentence_ms is not None:
+            # A TTS socket opened for the first sentence sat on the path between the sentence and
+            # its audio: hatch that share of the segment (a spare's set-up happened off the path).
+            ax.barh(
+                row,
+                lat.tts_setup_ms,
+                left=lat.first_sentence_ms,
+                height=0.4,
+                color="none",
+                edgecolor="#333333",
+                hatch="///",
+                label=None if TTS_SETUP_LABEL in seen else TTS_SETUP_LABEL,
+            )
+            seen.add(TTS_SETUP_LABEL)
         tts = f", TTS {lat.tts_connection}" if lat.tts_connection else ""
         labels.append(f"#{lat.turn} {STRATEGY_SHORT.get(lat.strategy, lat.strategy)}, +{lat.rtt_ms:.0f} ms{tts}")
     ax.set_yticks(range(len(turns)), labels)
