@@ -433,7 +433,7 @@ class WarmVoiceApp:
                 stream_every=0.1,
                 time_limit=int(s.session_max_s),
                 concurrency_limit=limit,
-                api_name=False,
+                api_visibility="private",
                 show_progress="hidden",
             )
             stop.click(self.stop, None, status, js=STOP_MIC_JS, api_name="stop")
@@ -442,7 +442,7 @@ class WarmVoiceApp:
                 self.playback_started,
                 played_report,
                 None,
-                api_name=False,
+                api_visibility="private",
                 show_progress="hidden",
                 js="() => window.warmvoice ? window.warmvoice.takeReports() : '[]'",
                 concurrency_limit=limit,
@@ -459,10 +459,10 @@ class WarmVoiceApp:
                 trigger_mode="always_last",
             )
             for trigger in (send.click, typed.submit):
-                trigger(self.type_turn, typed, typed, concurrency_limit=limit, api_name=False)
-            for control in controls:
-                control.change(self.configure, controls, None, api_name=False, show_progress="hidden")
-            voice.change(self._set_voice, voice, None, api_name=False)
+                trigger(self.type_turn, typed, typed, concurrency_limit=limit, api_visibility="private")
+            for change in (strategy.change, rtt.change, prompt.change, silence.change, barge.change):
+                change(self.configure, controls, None, api_visibility="private", show_progress="hidden")
+            voice.change(self._set_voice, voice, None, api_visibility="private")
             demo.unload(self.unload)
         return demo
 

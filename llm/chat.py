@@ -130,6 +130,7 @@ def error_summary(body: bytes) -> str:
         return " ".join(text.split())[:200]
     if isinstance(obj, dict) and obj.get("error") is not None:
         return _server_error(obj["error"]).message[:200]
-    if isinstance(obj, dict) and isinstance(obj.get("message"), str):
-        return obj["message"][:200]
+    message = obj.get("message") if isinstance(obj, dict) else None
+    if isinstance(message, str):
+        return message[:200]
     return " ".join(text.split())[:200]

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import ssl as ssl_module
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,7 @@ from yarl import URL
 
 from llm.chat import Message, chat_request_body
 from llm.chat_stream import MAX_ERROR_BODY, ChatStreamReader, read_body
-from llm.errors import AuthError, LLMError, LLMTimeoutError, public_endpoint
+from llm.errors import AuthError, LLMError, LLMHTTPError, LLMTimeoutError, public_endpoint
 from llm.http_errors import StaleConnectionError, connection_error, http_error
 from llm.keepwarm import IdleLimit
 from llm.pool import create_session, current_attempt
@@ -487,7 +488,7 @@ class PooledLLMClient:
         self._watched = watch
         closed = getattr(proto, "closed", None)  # a Future set when the socket closes (aiohttp >= 3.9)
         if isinstance(closed, asyncio.Future) and not closed.done():
-            closed.add_done_callback(lambda fut, w=watch: self._on_watched_closed(w, fut))
+            closed.add_done_callback(functools.partial(self._on_watched_closed, watch))
 
     def _on_watched_closed(self, watch: _Watch, fut: asyncio.Future[None]) -> None:
         if not fut.cancelled():
@@ -559,7 +560,7 @@ class PooledLLMClient:
         label: str,
         max_tokens: int | None,
         temperature: float | None,
-    ) -> AsyncIterator[str | None]:
+    ) -> AsyncGenerator[str | None]:
         """Yield content tokens, then ``None`` once the content is complete (the connection is
         drained and released after that, off the caller's critical path)."""
         body = chat_request_body(
@@ -680,7 +681,8 @@ class PooledLLMClient:
             error = await self._http_error(resp, trace.protocol, timing)
             if not error.retryable or retries >= self.retry.max_retries:
                 raise error
-            retries = await self._back_off(timing, retries, error.retry_after, error)
+            retry_after = error.retry_after if isinstance(error, LLMHTTPError) else None
+            retries = await self._back_off(timing, retries, retry_after, error)
 
     async def _back_off(self, timing: RequestTiming, retries: int, retry_after: float | None, exc: LLMError) -> int:
         delay = self.retry.delay(retries, retry_after)

@@ -305,10 +305,10 @@ def playback_reports(text: str, stream: str) -> list[PlaybackReport]:
     reports = []
     for item in page_messages(text, stream, MAX_REPORT_CHARS):
         turn, player_ms = item.get("turn"), item.get("player_ms")
-        if not is_number(turn, int) or turn <= 0:
+        if not isinstance(turn, int) or not is_number(turn, int) or turn <= 0:
             continue
-        plausible = is_number(player_ms, int | float) and 0 <= player_ms <= _MAX_PLAYER_MS
-        reports.append(PlaybackReport(turn, float(player_ms) if plausible else None))
+        ms = player_ms if isinstance(player_ms, int | float) and is_number(player_ms, int | float) else None
+        reports.append(PlaybackReport(turn, float(ms) if ms is not None and 0 <= ms <= _MAX_PLAYER_MS else None))
     return reports
 
 

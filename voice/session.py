@@ -438,7 +438,7 @@ class VoiceSession:
             previous.cancel()
         self._turn_task = asyncio.create_task(self._run_turn(lat, audio, text, speculation), name=f"turn-{lat.turn}")
         # A task cancelled before its first step never runs _run_turn's finally: end the turn here.
-        self._turn_task.add_done_callback(lambda _task, lat=lat: self._end_unstarted(lat))
+        self._turn_task.add_done_callback(lambda _task: self._end_unstarted(lat))
         return self._turn_task
 
     def _end_unstarted(self, lat: TurnLatency) -> None:

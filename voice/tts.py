@@ -331,9 +331,12 @@ class PrefetchedSpeech:
 
     async def _produce(self) -> None:
         try:
-            async with contextlib.aclosing(self.engine.synthesize(self.text)) as stream:
+            stream = self.engine.synthesize(self.text)
+            try:
                 async for chunk in stream:
                     self._queue.put_nowait(chunk)
+            finally:
+                await _aclose(stream)
         except Exception as exc:
             self._queue.put_nowait(_End(exc))
         else:
