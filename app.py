@@ -43,11 +43,11 @@ from voice.runtime import VoiceRuntime
 from voice.session import STRATEGY_LABELS, VoiceSession
 from voice.settings import Settings, SettingsError, load_settings
 from voice.tts import TTSError
+from voice.voices import VoiceCatalog
 
 log = logging.getLogger("warmvoice")
 
 STRATEGY_CHOICES = [(label, key) for key, label in STRATEGY_LABELS.items()]
-EDGE_VOICES = ["en-US-AriaNeural", "en-US-GuyNeural", "en-GB-SoniaNeural", "en-US-JennyNeural"]
 # One click on "Start speaking" starts the session (Python), the browser capture (the mic's own
 # record button) and the reply player (browsers only start audio from a user gesture).
 # Gradio 6's streaming recorder loads its WAV encoder (two modules and a worker) after the page
@@ -400,11 +400,11 @@ class WarmVoiceApp:
                         elem_id="silence",
                     )
                     barge = gr.Checkbox(value=s.barge_in, label="Barge-in (interrupt the reply by speaking)")
+                    voices = VoiceCatalog.from_settings(s)
                     voice = gr.Dropdown(
-                        EDGE_VOICES,
-                        value=s.tts_voice,
-                        label="Voice (edge-tts)",
-                        allow_custom_value=True,
+                        voices.names,
+                        value=voices.name_of(s.tts_voice),
+                        label="Voice",
                         interactive=s.tts_engine != "piper",
                     )
                 prompt = gr.Textbox(value=s.system_prompt, label="System prompt", lines=2, max_length=4000)
@@ -462,11 +462,12 @@ class WarmVoiceApp:
                 trigger(self.type_turn, typed, typed, concurrency_limit=limit, api_visibility="private")
             for change in (strategy.change, rtt.change, prompt.change, silence.change, barge.change):
                 change(self.configure, controls, None, api_visibility="private", show_progress="hidden")
-            voice.change(self._set_voice, voice, None, api_visibility="private")
+            voice.change(self.set_voice, voice, None, api_visibility="private")
             demo.unload(self.unload)
         return demo
 
-    async def _set_voice(self, voice: str, request: gr.Request) -> None:
+    async def set_voice(self, voice: str, request: gr.Request) -> None:
+        """The voice box changed: a name from the catalog (a path is refused with a warning)."""
         session = await self._session(request)
         if session is not None and voice:
             try:

@@ -49,6 +49,7 @@ from voice.llm_endpoint import LLMEndpoint
 from voice.runtime import VoiceRuntime
 from voice.session import VoiceSession
 from voice.settings import Settings, load_settings
+from voice.voices import EDGE_VOICES, VoiceCatalog, VoiceRefused
 
 KEY = "sk-SECURITY-canary-7c1e5a9b3d"
 QUESTION = "What is the capital of France?"
@@ -312,6 +313,57 @@ def test_page_inputs_are_bounded(voice_runtime) -> None:
     streams = [d for d in config["dependencies"] if any(t[0] == mic_id and t[1] == "stream" for t in d["targets"])]
     assert streams and all(d["time_limit"] == int(voice_runtime.settings.session_max_s) for d in streams)
     assert components  # the page was really built
+
+
+# --------------------------------------------------------------------------- the voice box
+
+
+def test_voice_catalog_takes_names_from_the_page_and_paths_only_from_settings(tmp_path: Path) -> None:
+    """The page picks a name; a configured Piper file is offered by its name and resolved to
+    the server's path; any .onnx path or unknown name from the page is refused."""
+    edge = VoiceCatalog.from_settings(load_settings({"tts_voice": "en-GB-RyanNeural"}, environ={}, dotenv_path=None))
+    assert edge.names[0] == "en-GB-RyanNeural" and set(EDGE_VOICES) <= set(edge.names)
+    assert edge.resolve("en-US-GuyNeural") == "en-US-GuyNeural"
+
+    configured = str(tmp_path / "my-voice.onnx")
+    piper = VoiceCatalog.from_settings(load_settings({"tts_voice": configured}, environ={}, dotenv_path=None))
+    assert "my-voice" in piper.names and configured not in piper.names
+    assert piper.name_of(configured) == "my-voice" and piper.resolve("my-voice") == configured
+    # Even the server's own path is refused when the page sends it: a path never comes from the page.
+    for path in (configured, "/etc/passwd.onnx", "../../secret.ONNX"):
+        with pytest.raises(VoiceRefused, match="refused: a Piper voice file can only be set in the server's settings"):
+            piper.resolve(path)
+    with pytest.raises(VoiceRefused, match=r"unknown voice 'x{80}…': choose one of en-US-AriaNeural"):
+        piper.resolve("x" * 10_000)
+
+
+@pytest.mark.slow
+async def test_a_voice_path_from_the_page_is_refused_and_never_opened(
+    voice_runtime, server: LLMServer, tmp_path: Path
+) -> None:
+    """app.py's voice-box callback with a path: a warning names the rule, the session keeps its
+    engine and voice (no file is opened), and a name from the list still works."""
+    trap = tmp_path / "trap.onnx"
+    trap.write_bytes(b"not a voice")  # were it opened, Piper would fail on it
+    web = loopback_app(voice_runtime, server.base_url)
+    request = FakeRequest("voice-tab")
+    async with open_tab(web, "voice-tab"):
+        session = (await web.registry()).get("voice-tab")
+        assert session is not None
+        engine, voice = session.tts, session.settings.tts_voice
+        with pytest.warns(UserWarning, match="refused: a Piper voice file can only be set in the server's settings"):
+            await web.set_voice(str(trap), request)
+        assert session.tts is engine and session.settings.tts_voice == voice
+        with pytest.raises(VoiceRefused):
+            await session.configure(voice=str(trap))
+        assert session.tts is engine
+
+        await web.set_voice("en-US-GuyNeural", request)
+        assert session.settings.tts_voice == "en-US-GuyNeural" and session.tts is not engine
+    config = web.build().get_config_file()
+    box = next(c for c in config["components"] if c["props"].get("label") == "Voice")
+    assert box["props"]["allow_custom_value"] is False
+    assert [choice[1] for choice in box["props"]["choices"]] == session.voices.names
 
 
 # --------------------------------------------------------------------------- temporary files

@@ -45,6 +45,7 @@ from voice.settings import Settings
 from voice.transcribe import Transcriber, Transcript
 from voice.tts import AudioChunk, PrefetchedSpeech, TTSEngine, TTSError, has_speakable, prefetch
 from voice.tts_factory import tts_for
+from voice.voices import VoiceCatalog
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,7 @@ class VoiceSession:
         self.rtt_ms = settings.emulated_rtt_ms
         self.barge_in = settings.barge_in
         self.conversation = Conversation(settings.system_prompt, settings.max_history_chars)
+        self.voices = VoiceCatalog.from_settings(settings)  # from the server's settings, never the page
         self.events: asyncio.Queue[SessionEvent] = asyncio.Queue()
         self.latencies: list[TurnLatency] = []
         self.warmup: WarmUpResult | None = None
@@ -214,7 +216,11 @@ class VoiceSession:
         voice: str | None = None,
     ) -> None:
         """Change settings mid-session.  A new strategy or distance means a new connection pool
-        (and a new warm-up), so turns under each setting are measured from the same start."""
+        (and a new warm-up), so turns under each setting are measured from the same start.
+        ``voice`` comes from the page: a name from :attr:`voices`, never a path
+        (:class:`voice.voices.VoiceRefused` otherwise)."""
+        if voice is not None:
+            voice = self.voices.resolve(voice)
         if voice is not None and voice != self.settings.tts_voice:
             self.settings = self.settings.replace(tts_voice=voice)
             old_tts = self.tts
