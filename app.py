@@ -22,8 +22,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from llm import configure_logging, public_endpoint
-from llm.secret import REDACTOR
+from llm import STRATEGY_LABELS, configure_logging, hide_in_logs, public_endpoint
 from voice import panel
 from voice.browser_link import MAX_PONG_CHARS, BrowserLink, parse_pongs
 from voice.events import (
@@ -40,7 +39,7 @@ from voice.latency import TurnLatency
 from voice.native_memory import limit_malloc_arenas
 from voice.registry import SessionRegistry, TooManySessions
 from voice.runtime import VoiceRuntime
-from voice.session import STRATEGY_LABELS, VoiceSession
+from voice.session import VoiceSession
 from voice.settings import Settings, SettingsError, load_settings
 from voice.tts import TTSError
 from voice.voices import VoiceCatalog
@@ -608,7 +607,7 @@ def _log_capture_failure(task: asyncio.Task[None]) -> None:
 
 def create_app(settings: Settings) -> tuple[gr.Blocks, WarmVoiceApp]:
     """The Gradio app and its callbacks object; starts loading the models in the background."""
-    REDACTOR.add(settings.openai_api_key)
+    hide_in_logs(settings.openai_api_key)
     loader = RuntimeLoader(settings)
     loader.start()
     app = WarmVoiceApp(settings, loader)

@@ -29,15 +29,15 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from llm.embedded_server import EmbeddedLLMServer
-from llm.secret import Secret
+from llm import EmbeddedLLMServer, Secret, Strategy
 
 if TYPE_CHECKING:
     from benchmarks.machine_probe import MachineProbe
 
 Say = Callable[[str], None]
 
-STRATEGY_ORDER = ("cold", "pooled", "prewarmed")
+# The strategies (llm.STRATEGIES) in the reports' order, and how the reports name them.
+STRATEGY_ORDER: tuple[Strategy, ...] = ("cold", "pooled", "prewarmed")
 STRATEGY_LABELS = {
     "cold": "Before (cold)",
     "pooled": "Pooled, no warm-up",

@@ -54,13 +54,21 @@ from benchmarks.connection_report import (
     write_outputs,
 )
 from benchmarks.machine_probe import run_probe
-from llm.chat import ChatMessage
-from llm.client import PooledLLMClient
-from llm.embedded_server import MODEL_ALIAS, EmbeddedLLMServer
-from llm.errors import LLMError, public_endpoint
-from llm.latency_proxy import LatencyProxy
-from llm.secret import Secret, configure_logging
-from llm.timing import RequestTiming, WarmUpResult
+from llm import (
+    EMBEDDED_MODEL,
+    ChatMessage,
+    EmbeddedLLMServer,
+    LatencyProxy,
+    LLMError,
+    PooledLLMClient,
+    RequestTiming,
+    Secret,
+    Strategy,
+    WarmUpResult,
+    configure_logging,
+    format_ms,
+    public_endpoint,
+)
 
 PROG = "python -m benchmarks.connection"
 SYSTEM_PROMPT = "You are a friendly voice assistant. Answer in two or three short sentences."
@@ -113,7 +121,7 @@ def embedded_endpoint(server: EmbeddedLLMServer, api_key: Secret, tls: TlsFiles 
     info = EndpointInfo(
         kind="embedded",
         base_url=server.base_url,
-        model=MODEL_ALIAS,
+        model=EMBEDDED_MODEL,
         tls=tls is not None,
         description=(
             f"the embedded llama.cpp server (uvicorn, SmolLM2-135M-Instruct Q4_1 GGUF) on loopback, {scheme}, "
@@ -125,7 +133,7 @@ def embedded_endpoint(server: EmbeddedLLMServer, api_key: Secret, tls: TlsFiles 
         "127.0.0.1",
         server.port,
         api_key,
-        MODEL_ALIAS,
+        EMBEDDED_MODEL,
         tls.client_context if tls else None,
         info,
     )
@@ -134,7 +142,9 @@ def embedded_endpoint(server: EmbeddedLLMServer, api_key: Secret, tls: TlsFiles 
 # ---- the client -----------------------------------------------------------------------
 
 
-def make_client(endpoint: Endpoint, strategy: str, config: BenchConfig, proxy: LatencyProxy | None) -> PooledLLMClient:
+def make_client(
+    endpoint: Endpoint, strategy: Strategy, config: BenchConfig, proxy: LatencyProxy | None
+) -> PooledLLMClient:
     """A client of ``strategy`` for ``endpoint``, its sockets opened to ``proxy`` (direct if None).
 
     The URL is kept, so the Host header, SNI and certificate check still name the real host.
@@ -184,14 +194,14 @@ async def _ask(client: PooledLLMClient, config: BenchConfig) -> _Reply:
 
 
 def _fmt(value: float | None) -> str:
-    return "    —" if value is None else f"{value:5.0f}"
+    return format_ms(value, unit="", width=5)  # a column of the progress lines
 
 
 class SessionRun:
     """One session at one distance for one strategy, with its own proxy and client."""
 
     def __init__(
-        self, endpoint: Endpoint, config: BenchConfig, rtt_ms: float, strategy: str, index: int, say: Say
+        self, endpoint: Endpoint, config: BenchConfig, rtt_ms: float, strategy: Strategy, index: int, say: Say
     ) -> None:
         self.endpoint = endpoint
         self.config = config

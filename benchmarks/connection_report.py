@@ -24,6 +24,7 @@ from benchmarks.common import (
     format_improvement,
     ratio_of,
 )
+from llm import format_ms as _fmt  # "123 ms", or "—" for a stage that never happened
 
 SCHEMA = "warmvoice-llm-bench/1"
 # Bar (b): the pre-warmed first token may exceed the server's own time to first token by at
@@ -198,10 +199,6 @@ def _metric(run: BenchRun, rtt: float, strategy: str, phases: tuple[str, ...], a
 
 
 # ---- the bar of issue #6 --------------------------------------------------------------
-
-
-def _fmt(value: float | None, unit: str = " ms") -> str:
-    return "—" if value is None else f"{value:.0f}{unit}"
 
 
 def _connection_budget_ok(session: SessionRecord) -> tuple[bool, str]:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import llm
 from benchmarks.common import (
     STRATEGY_COLOURS,
     STRATEGY_LABELS,
@@ -236,8 +237,8 @@ class VoiceBenchRun:
 
 
 def format_ms(value: float | None) -> str:
-    """A time in whole ms, or "—" when the stage never happened."""
-    return "—" if value is None else f"{value:.0f}"
+    """A time in whole ms without the unit (the line says "ms"), or "—" when the stage never happened."""
+    return llm.format_ms(value, unit="")
 
 
 # ---- summaries --------------------------------------------------------------------------

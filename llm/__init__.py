@@ -4,7 +4,9 @@ The public API is what this module exports; everything else is private to ``llm`
 """
 
 from llm.chat import ChatMessage
-from llm.client import STRATEGIES, PooledLLMClient
+from llm.client import PooledLLMClient
+from llm.embedded_server import MODEL_ALIAS as EMBEDDED_MODEL
+from llm.embedded_server import EmbeddedLLMServer, EmbeddedServerError, free_loopback_port
 from llm.errors import (
     AuthError,
     LLMConnectionError,
@@ -14,26 +16,39 @@ from llm.errors import (
     LLMTimeoutError,
     public_endpoint,
 )
-from llm.secret import Secret, configure_logging
+from llm.latency_proxy import LatencyProxy
+from llm.secret import Secret, configure_logging, hide_in_logs
 from llm.sentences import SentenceSplitter, SplitterConfig
-from llm.timing import ClientStats, RequestTiming, WarmUpResult
+from llm.strategies import STRATEGIES, STRATEGY_LABELS, STRATEGY_SHORT_LABELS, Strategy, parse_strategy
+from llm.timing import ClientStats, RequestTiming, WarmUpResult, format_ms
 
 __all__ = [
+    "EMBEDDED_MODEL",
     "STRATEGIES",
+    "STRATEGY_LABELS",
+    "STRATEGY_SHORT_LABELS",
     "AuthError",
     "ChatMessage",
     "ClientStats",
+    "EmbeddedLLMServer",
+    "EmbeddedServerError",
     "LLMConnectionError",
     "LLMError",
     "LLMHTTPError",
     "LLMStreamError",
     "LLMTimeoutError",
+    "LatencyProxy",
     "PooledLLMClient",
     "RequestTiming",
     "Secret",
     "SentenceSplitter",
     "SplitterConfig",
+    "Strategy",
     "WarmUpResult",
     "configure_logging",
+    "format_ms",
+    "free_loopback_port",
+    "hide_in_logs",
+    "parse_strategy",
     "public_endpoint",
 ]

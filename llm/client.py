@@ -2,13 +2,7 @@
 
 One :class:`aiohttp.ClientSession` over one :class:`aiohttp.TCPConnector` per client, reused for
 every request, so the DNS lookup, TCP handshake and TLS handshake are paid once instead of on
-every voice turn.  Three strategies, to measure the difference:
-
-``"prewarmed"``  pool + a background warm-up (``GET /models``) + a keep-warm loop that refreshes
-                 the idle connection shortly before the server would close it.
-``"pooled"``     pool only: the first request connects, later ones reuse.
-``"cold"``       the original "before": a brand-new connection per request (DNS, TCP and TLS
-                 every time; ``force_close`` connector, DNS cache off).
+every voice turn.  Three strategies (:mod:`llm.strategies`) measure the difference.
 
 HTTP/2: aiohttp speaks HTTP/1.1 only, so one connection carries one request at a time;
 concurrency comes from ``limit`` pooled connections.
@@ -37,8 +31,9 @@ from llm.http_errors import StaleConnectionError, connection_error, http_error
 from llm.keepwarm import IdleLimit
 from llm.pool import create_session, current_attempt
 from llm.retry import RetryPolicy
-from llm.secret import REDACTOR, Secret
+from llm.secret import Secret, hide_in_logs
 from llm.sentences import SentenceSplitter, SplitterConfig
+from llm.strategies import Strategy, parse_strategy
 from llm.timing import (
     EVENT_CONNECTED,
     EVENT_DONE,
@@ -55,11 +50,11 @@ from llm.timing import (
     ClientStats,
     RequestTiming,
     WarmUpResult,
+    format_ms,
 )
 
 logger = logging.getLogger("llm.client")
 
-STRATEGIES = ("prewarmed", "pooled", "cold")
 PING_WAIT_S = 1.0  # a real request waits at most this long for an in-flight keep-warm ping
 KEEP_WARM_MAX_FAILURES = 3
 MIN_PING_INTERVAL_S = 0.25
@@ -109,7 +104,7 @@ class PooledLLMClient:
         api_key: str | Secret | None = None,
         model: str = "gpt-4o-mini",
         *,
-        strategy: str = "prewarmed",
+        strategy: Strategy = "prewarmed",
         limit: int = 10,
         ttl_dns_cache: int | None = 300,
         keepalive_timeout: float = 30.0,
@@ -131,8 +126,7 @@ class PooledLLMClient:
         on_event: EventCallback | None = None,
         connect_to: tuple[str, int] | None = None,
     ) -> None:
-        if strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
+        strategy = parse_strategy(strategy)  # callers outside mypy's reach may pass any string
         if not base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
         if limit < 1 or prewarm_connections < 1:
@@ -148,7 +142,7 @@ class PooledLLMClient:
         self._api_key = api_key if isinstance(api_key, Secret) else Secret(api_key or "")
         if any(c in self._api_key.reveal() for c in "\r\n"):
             raise ValueError("api_key contains a line break")
-        REDACTOR.add(self._api_key)  # last line of defence for any handler using llm.configure_logging
+        hide_in_logs(self._api_key)  # last line of defence for any handler using llm.configure_logging
 
         self._base_url = base_url.rstrip("/")
         self._chat_url = f"{self._base_url}/chat/completions"
@@ -641,7 +635,7 @@ class PooledLLMClient:
         self.stats.completed += 1
         logger.info(
             "LLM stream complete: first token %s, total %.0f ms, %d tokens, %s",
-            _fmt_ms(timing.first_token_ms),
+            format_ms(timing.first_token_ms, missing="n/a"),
             timing.total_ms or 0.0,
             timing.tokens,
             "reused connection" if timing.reused_connection else "new connection",
@@ -836,9 +830,5 @@ class PooledLLMClient:
 def _connection_detail(timing: RequestTiming | None) -> str:
     if timing is None:
         return "new connection"
-    dns = "cached" if timing.dns_cache_hit else _fmt_ms(timing.dns_duration_ms)
-    return f"new connection: DNS {dns}, TCP+TLS {_fmt_ms(timing.tcp_tls_ms)}"
-
-
-def _fmt_ms(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.0f} ms"
+    dns = "cached" if timing.dns_cache_hit else format_ms(timing.dns_duration_ms, missing="n/a")
+    return f"new connection: DNS {dns}, TCP+TLS {format_ms(timing.tcp_tls_ms, missing='n/a')}"

@@ -71,6 +71,13 @@ class RedactingFilter(logging.Filter):
 
 
 REDACTOR = RedactingFilter()
+
+
+def hide_in_logs(secret: Secret) -> None:
+    """Replace ``secret`` with ``<hidden>`` in every line logged through :func:`configure_logging`."""
+    REDACTOR.add(secret)
+
+
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 

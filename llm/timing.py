@@ -29,6 +29,17 @@ EVENT_DONE = "done"  # the stream completed
 EVENT_FAILED = "failed"  # the request failed or was abandoned; see RequestTiming.error
 
 
+def format_ms(
+    value: float | None, *, missing: str = "—", unit: str = " ms", width: int = 0, grouped: bool = False
+) -> str:
+    """A duration for people: whole milliseconds (``"123 ms"``), or ``missing`` when the stage never
+    happened.  ``width`` right-aligns the number (and ``missing``) for columns; ``grouped`` adds
+    thousands separators."""
+    if value is None:
+        return missing.rjust(width)
+    return f"{value:{width},.0f}{unit}" if grouped else f"{value:{width}.0f}{unit}"
+
+
 def _ms(start: float, end: float | None) -> float | None:
     return None if end is None else (end - start) * 1000.0
 

@@ -13,8 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from llm import STRATEGIES, configure_logging
-from llm.secret import REDACTOR
+from llm import STRATEGIES, configure_logging, hide_in_logs
 from voice.audio import read_wav, write_wav
 from voice.headless import TurnResult, run_spoken_turn
 from voice.latency import format_table
@@ -105,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    REDACTOR.add(settings.openai_api_key)
+    hide_in_logs(settings.openai_api_key)
     for path in args.wav or []:
         if not path.is_file():
             print(f"error: no such WAV file: {path}", file=sys.stderr)

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from voice.tts import TTSConnection
 
+from llm import Strategy
+
 # (attribute, label) in pipeline order: the UI and the CLI render exactly these.
 STAGES: tuple[tuple[str, str], ...] = (
     ("endpoint_ms", "Endpoint detected"),
@@ -32,7 +34,7 @@ class TurnLatency:
 
     turn: int
     source: str = "voice"  # "voice" or "text"
-    strategy: str = "prewarmed"
+    strategy: Strategy = "prewarmed"
     rtt_ms: float = 0.0
     speech_end_at: float = 0.0  # perf_counter() of the last voiced frame (or of text submission)
     endpoint_ms: float | None = None

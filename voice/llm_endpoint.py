@@ -7,8 +7,7 @@ import logging
 import ssl
 from dataclasses import dataclass
 
-from llm import Secret, public_endpoint
-from llm.embedded_server import EmbeddedLLMServer
+from llm import EmbeddedLLMServer, Secret, public_endpoint
 from voice.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -17,6 +17,7 @@ matplotlib.use("Agg")  # no display on a server; must precede pyplot
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from llm import STRATEGY_SHORT_LABELS, Strategy, format_ms
 from voice.audio import float_to_int16
 from voice.browser_link import RoundTrips, is_number, page_messages
 from voice.events import AudioOut
@@ -38,7 +39,6 @@ TURN_COLUMNS = [
     "LLM tries",
     "Outcome",
 ]
-STRATEGY_SHORT = {"prewarmed": "pre-warmed", "pooled": "pool, no warm-up", "cold": "new conn/request"}
 _SEGMENT_COLOURS = ["#9aa5b1", "#6c8ebf", "#b85450", "#d79b00", "#82b366", "#9673a6", "#3c8dbc"]
 
 
@@ -49,7 +49,7 @@ class SessionFacts:
     endpoint: str
     model: str
     connection_state: str
-    strategy: str
+    strategy: Strategy
     rtt_ms: float
     warmup: str
     connections_opened: int
@@ -64,7 +64,7 @@ _MAX_PLAYER_MS = 60_000.0
 
 
 def _ms(value: float | None) -> str:
-    return "" if value is None else f"{value:,.0f}"
+    return format_ms(value, missing="", unit="", grouped=True)  # the column header says "ms"
 
 
 def current_turn_html(lat: TurnLatency | None) -> str:
@@ -89,7 +89,7 @@ def current_turn_html(lat: TurnLatency | None) -> str:
         conn += f" (connect {lat.connect_ms:,.0f} ms)"
     extra = [
         f"Turn {lat.turn} ({html.escape(lat.source)})",
-        f"strategy: {STRATEGY_SHORT.get(lat.strategy, lat.strategy)}",
+        f"strategy: {STRATEGY_SHORT_LABELS[lat.strategy]}",
         f"RTT +{lat.rtt_ms:.0f} ms",
         f"connection: <span data-fact='connection'>{conn}</span>",
     ]
@@ -168,7 +168,7 @@ def turns_rows(latencies: list[TurnLatency]) -> list[list[str]]:
     return [
         [
             str(lat.turn),
-            STRATEGY_SHORT.get(lat.strategy, lat.strategy),
+            STRATEGY_SHORT_LABELS[lat.strategy],
             f"{lat.rtt_ms:.0f}",
             lat.connection,
             tts_connection_text(lat),
@@ -229,7 +229,7 @@ def waterfall_chart(latencies: list[TurnLatency], last: int = 12) -> Figure | No
             )
             seen.add(TTS_SETUP_LABEL)
         tts = f", TTS {lat.tts_connection}" if lat.tts_connection else ""
-        labels.append(f"#{lat.turn} {STRATEGY_SHORT.get(lat.strategy, lat.strategy)}, +{lat.rtt_ms:.0f} ms{tts}")
+        labels.append(f"#{lat.turn} {STRATEGY_SHORT_LABELS[lat.strategy]}, +{lat.rtt_ms:.0f} ms{tts}")
     ax.set_yticks(range(len(turns)), labels)
     ax.invert_yaxis()
     ax.set_xlabel("ms after the end of your speech")
@@ -247,7 +247,7 @@ def facts_markdown(facts: SessionFacts) -> str:
         ("LLM endpoint", f"`{facts.endpoint}`"),
         ("Model", f"`{facts.model}`"),
         ("Connection", f"**{facts.connection_state}**"),
-        ("Strategy", STRATEGY_SHORT.get(facts.strategy, facts.strategy)),
+        ("Strategy", STRATEGY_SHORT_LABELS[facts.strategy]),
         ("Emulated RTT to the LLM", f"+{facts.rtt_ms:.0f} ms"),
         ("Warm-up", facts.warmup),
         ("Connections opened / reused", f"{facts.connections_opened} / {facts.connections_reused}"),

@@ -23,8 +23,17 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from llm import AuthError, LLMError, PooledLLMClient, RequestTiming, SplitterConfig, WarmUpResult
-from llm.latency_proxy import LatencyProxy
+from llm import (
+    STRATEGY_LABELS,
+    AuthError,
+    LatencyProxy,
+    LLMError,
+    PooledLLMClient,
+    RequestTiming,
+    SplitterConfig,
+    WarmUpResult,
+    parse_strategy,
+)
 from voice.audio import StreamingConverter
 from voice.conversation import Conversation
 from voice.endpointing import Endpointer, SpeechStarted, TurnEnded
@@ -86,11 +95,6 @@ _CONTINUATION_WORDS = frozenset(
         "which",
     }
 )
-STRATEGY_LABELS = {
-    "prewarmed": "pre-warmed pool",
-    "pooled": "pool without warm-up",
-    "cold": "new connection per request",
-}
 
 
 @dataclass
@@ -235,13 +239,14 @@ class VoiceSession:
         if silence_ms is not None and silence_ms != self._endpointer.silence_ms:
             self.settings.replace(end_of_turn_silence_ms=silence_ms)  # validates the value
             self._endpointer = self._new_endpointer(silence_ms)
-        if strategy is not None and strategy not in STRATEGY_LABELS:
-            raise ValueError(f"unknown connection strategy {strategy!r}")
+        new_strategy = None if strategy is None else parse_strategy(strategy)
         if rtt_ms is not None and not 0 <= rtt_ms <= 5000:
             raise ValueError("emulated RTT must be between 0 and 5000 ms")
-        changed = (strategy is not None and strategy != self.strategy) or (rtt_ms is not None and rtt_ms != self.rtt_ms)
-        if strategy is not None:
-            self.strategy = strategy
+        changed = (new_strategy is not None and new_strategy != self.strategy) or (
+            rtt_ms is not None and rtt_ms != self.rtt_ms
+        )
+        if new_strategy is not None:
+            self.strategy = new_strategy
         if rtt_ms is not None:
             self.rtt_ms = float(rtt_ms)
         if changed and self._client is not None:

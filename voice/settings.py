@@ -16,12 +16,11 @@ from typing import Any
 
 from dotenv import dotenv_values
 
-from llm import STRATEGIES, Secret
+from llm import EMBEDDED_MODEL, STRATEGIES, Secret, Strategy
 from voice.tts_edge_transport import DEFAULT_MAX_IDLE_S
 
 OPENAI_URL = "https://api.openai.com/v1"
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
-EMBEDDED_MODEL = "smollm2-135m-instruct"
 DEFAULT_SYSTEM_PROMPT = (
     "You are WarmVoice, a friendly voice assistant. Answer in one to three short "
     "spoken sentences. Start with a short first sentence. No lists, no markdown."
@@ -45,7 +44,7 @@ class Settings:
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     max_history_chars: int = 4000
     llm_temperature: float | None = None  # None: the endpoint's default
-    connection_strategy: str = "prewarmed"
+    connection_strategy: Strategy = "prewarmed"
     pool_limit: int = 10
     connect_timeout_s: float = 5.0
     first_byte_timeout_s: float = 30.0
