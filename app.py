@@ -17,7 +17,7 @@ import threading
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 import numpy as np
@@ -43,6 +43,9 @@ from voice.session import VoiceSession
 from voice.settings import Settings, SettingsError, load_settings
 from voice.tts import TTSError
 from voice.voices import VoiceCatalog
+
+if TYPE_CHECKING:  # voice.local_audio is imported only with --local-audio
+    from voice.local_audio import LocalMic, LocalSpeaker
 
 log = logging.getLogger("warmvoice")
 
@@ -119,13 +122,21 @@ class RuntimeLoader:
 class WarmVoiceApp:
     """The Gradio callbacks, one session per tab (keyed by Gradio's session hash)."""
 
-    def __init__(self, settings: Settings, loader: RuntimeLoader) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        loader: RuntimeLoader,
+        *,
+        local_mic: LocalMic | None = None,
+        local_speaker: LocalSpeaker | None = None,
+    ) -> None:
+        """``local_mic``/``local_speaker``: this machine's sound devices (``--local-audio``)."""
         self.settings = settings
         self.loader = loader
         self._registry: SessionRegistry | None = None
         self._reaper: asyncio.Task[None] | None = None
-        self._local_speaker: Any = None  # voice.local_audio.LocalSpeaker with --local-audio
-        self._local_mic: Any = None  # voice.local_audio.LocalMic with --local-audio
+        self._local_speaker = local_speaker
+        self._local_mic = local_mic
         self._local_capture: asyncio.Task[None] | None = None
         self._hearing: set[str] = set()  # sessions whose microphone audio has arrived (logged once)
         # Each session's page round trips, kept as long as the session object lives.
@@ -610,16 +621,16 @@ def create_app(settings: Settings) -> tuple[gr.Blocks, WarmVoiceApp]:
     hide_in_logs(settings.openai_api_key)
     loader = RuntimeLoader(settings)
     loader.start()
-    app = WarmVoiceApp(settings, loader)
+    mic, speaker = None, None
     if settings.local_audio:
         from voice.local_audio import LocalAudioError, LocalMic, LocalSpeaker
 
         try:
-            app._local_mic = LocalMic()
-            app._local_speaker = LocalSpeaker()
+            mic, speaker = LocalMic(), LocalSpeaker()
             log.info("Local audio: this machine's microphone and speaker carry the conversation")
         except LocalAudioError as exc:
             log.warning("%s; the browser microphone and player keep working", exc)
+    app = WarmVoiceApp(settings, loader, local_mic=mic, local_speaker=speaker)
     demo = app.build()
     demo.queue(default_concurrency_limit=settings.max_sessions)
     return demo, app

@@ -4,7 +4,7 @@ The public API is what this module exports; everything else is private to ``llm`
 """
 
 from llm.chat import ChatMessage
-from llm.client import PooledLLMClient
+from llm.client import ConnectionState, PooledLLMClient
 from llm.embedded_server import MODEL_ALIAS as EMBEDDED_MODEL
 from llm.embedded_server import EmbeddedLLMServer, EmbeddedServerError, free_loopback_port
 from llm.errors import (
@@ -20,20 +20,50 @@ from llm.latency_proxy import LatencyProxy
 from llm.secret import Secret, configure_logging, hide_in_logs
 from llm.sentences import SentenceSplitter, SplitterConfig
 from llm.strategies import STRATEGIES, STRATEGY_LABELS, STRATEGY_SHORT_LABELS, Strategy, parse_strategy
-from llm.timing import ClientStats, RequestTiming, WarmUpResult, format_ms
+from llm.timing import (
+    EVENT_CONNECTED,
+    EVENT_DONE,
+    EVENT_FAILED,
+    EVENT_FIRST_SENTENCE,
+    EVENT_FIRST_TOKEN,
+    EVENT_KEEP_WARM,
+    EVENT_REQUEST_STARTED,
+    EVENT_RETRY,
+    EVENT_STATUS,
+    EVENT_WARMUP_DONE,
+    EVENT_WARMUP_STARTED,
+    ClientStats,
+    LLMEvent,
+    RequestTiming,
+    WarmUpResult,
+    format_ms,
+)
 
 __all__ = [
     "EMBEDDED_MODEL",
+    "EVENT_CONNECTED",
+    "EVENT_DONE",
+    "EVENT_FAILED",
+    "EVENT_FIRST_SENTENCE",
+    "EVENT_FIRST_TOKEN",
+    "EVENT_KEEP_WARM",
+    "EVENT_REQUEST_STARTED",
+    "EVENT_RETRY",
+    "EVENT_STATUS",
+    "EVENT_WARMUP_DONE",
+    "EVENT_WARMUP_STARTED",
     "STRATEGIES",
     "STRATEGY_LABELS",
     "STRATEGY_SHORT_LABELS",
     "AuthError",
     "ChatMessage",
     "ClientStats",
+    "ConnectionState",
     "EmbeddedLLMServer",
     "EmbeddedServerError",
     "LLMConnectionError",
     "LLMError",
+    "LLMEvent",
     "LLMHTTPError",
     "LLMStreamError",
     "LLMTimeoutError",

@@ -19,7 +19,7 @@ import ssl as ssl_module
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 from yarl import URL
@@ -48,6 +48,7 @@ from llm.timing import (
     EVENT_WARMUP_STARTED,
     AttemptTrace,
     ClientStats,
+    LLMEvent,
     RequestTiming,
     WarmUpResult,
     format_ms,
@@ -59,7 +60,9 @@ PING_WAIT_S = 1.0  # a real request waits at most this long for an in-flight kee
 KEEP_WARM_MAX_FAILURES = 3
 MIN_PING_INTERVAL_S = 0.25
 
-EventCallback = Callable[[str, "RequestTiming | WarmUpResult"], None]
+EventCallback = Callable[[LLMEvent, "RequestTiming | WarmUpResult"], None]
+# What the UI says about the pooled connection (see PooledLLMClient.state).
+ConnectionState = Literal["cold", "warming", "warm", "idle", "closed"]
 
 
 @dataclass
@@ -207,7 +210,7 @@ class PooledLLMClient:
         return self._closed
 
     @property
-    def state(self) -> str:
+    def state(self) -> ConnectionState:
         """For the UI: "cold", "warming", "warm", "idle" or "closed".
 
         "warm" means a pooled connection is alive (or a request is using one); "idle" means
@@ -328,7 +331,7 @@ class PooledLLMClient:
             watch is not None and watch.alive and time.monotonic() - self._last_activity < self.idle_limit.ping_delay()
         )
 
-    async def _warm_requests(self, count: int, event: str) -> WarmUpResult:
+    async def _warm_requests(self, count: int, event: LLMEvent) -> WarmUpResult:
         """Send ``count`` concurrent ``GET /models`` (each needs its own connection)."""
         start = time.perf_counter()
         opened_before = self.stats.connections_opened
@@ -346,7 +349,13 @@ class PooledLLMClient:
         auth = next((e for e in errors if isinstance(e, AuthError)), None)
         if auth is not None:
             result = WarmUpResult(
-                ok=False, ms=ms, error=str(auth), status=auth.status, connections_opened=opened, timing=timings[0]
+                ok=False,
+                ms=ms,
+                error=str(auth),
+                failure=auth,
+                status=auth.status,
+                connections_opened=opened,
+                timing=timings[0],
             )
         elif statuses:
             status = statuses[0]
@@ -366,6 +375,7 @@ class PooledLLMClient:
                 ok=False,
                 ms=ms,
                 error=message,
+                failure=err if isinstance(err, LLMError) else None,
                 status=getattr(err, "status", None),
                 connections_opened=opened,
                 timing=timings[0],
@@ -439,7 +449,7 @@ class PooledLLMClient:
                 failures = 0
                 continue
             failures += 1
-            if (result.error or "").startswith("API key rejected") or failures >= KEEP_WARM_MAX_FAILURES:
+            if isinstance(result.failure, AuthError) or failures >= KEEP_WARM_MAX_FAILURES:
                 logger.warning("Keep-warm stopped after %d failed ping(s): %s", failures, result.error)
                 return
 
@@ -818,7 +828,7 @@ class PooledLLMClient:
         key = self._api_key.reveal()
         return text.replace(key, "<hidden>") if key else text
 
-    def _emit(self, name: str, payload: RequestTiming | WarmUpResult) -> None:
+    def _emit(self, name: LLMEvent, payload: RequestTiming | WarmUpResult) -> None:
         if self._on_event is None:
             return
         try:

@@ -11,22 +11,37 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Final, Literal
 
 import aiohttp
 
+from llm.errors import LLMError
+
 # Names passed to the ``on_event`` callback, in the order they usually happen.
-EVENT_WARMUP_STARTED = "warmup_started"  # payload: RequestTiming (kind "warmup"); not for pings
-EVENT_WARMUP_DONE = "warmup_done"  # payload: WarmUpResult
-EVENT_KEEP_WARM = "keep_warm"  # payload: WarmUpResult of a keep-warm ping
-EVENT_REQUEST_STARTED = "request_started"  # payload: RequestTiming (the rest too)
-EVENT_CONNECTED = "connected"  # a connection is ready (new or reused) for this attempt
-EVENT_RETRY = "retry"  # an attempt failed and another one follows
-EVENT_STATUS = "status"  # HTTP status received (ttfb_ms)
-EVENT_FIRST_TOKEN = "first_token"
-EVENT_FIRST_SENTENCE = "first_sentence"
-EVENT_DONE = "done"  # the stream completed
-EVENT_FAILED = "failed"  # the request failed or was abandoned; see RequestTiming.error
+LLMEvent = Literal[
+    "warmup_started",
+    "warmup_done",
+    "keep_warm",
+    "request_started",
+    "connected",
+    "retry",
+    "status",
+    "first_token",
+    "first_sentence",
+    "done",
+    "failed",
+]
+EVENT_WARMUP_STARTED: Final = "warmup_started"  # payload: RequestTiming (kind "warmup"); not for pings
+EVENT_WARMUP_DONE: Final = "warmup_done"  # payload: WarmUpResult
+EVENT_KEEP_WARM: Final = "keep_warm"  # payload: WarmUpResult of a keep-warm ping
+EVENT_REQUEST_STARTED: Final = "request_started"  # payload: RequestTiming (the rest too)
+EVENT_CONNECTED: Final = "connected"  # a connection is ready (new or reused) for this attempt
+EVENT_RETRY: Final = "retry"  # an attempt failed and another one follows
+EVENT_STATUS: Final = "status"  # HTTP status received (ttfb_ms)
+EVENT_FIRST_TOKEN: Final = "first_token"
+EVENT_FIRST_SENTENCE: Final = "first_sentence"
+EVENT_DONE: Final = "done"  # the stream completed
+EVENT_FAILED: Final = "failed"  # the request failed or was abandoned; see RequestTiming.error
 
 
 def format_ms(
@@ -59,7 +74,7 @@ class RequestTiming:
     """
 
     started_at: float = field(default_factory=time.perf_counter)
-    kind: str = "chat"  # "chat" or "warmup"
+    kind: Literal["chat", "warmup"] = "chat"
     endpoint: str = ""
     reused_connection: bool = False
     dns_ms: float | None = None
@@ -95,12 +110,15 @@ class WarmUpResult:
     ``ok``: a connection is ready (the server answered with a status other than 401/403/5xx).
     ``skipped``: nothing was sent (see ``reason``); ``ok`` is then True.  ``error`` is None
     when ok, else starts with "API key rejected" or "endpoint unreachable" (or names the
-    HTTP status).  ``connections_opened``: new TCP(+TLS) connections this warm-up made.
+    HTTP status).  ``failure``: the error itself when there was one (an :class:`AuthError`
+    for a rejected key: test its type, not the text).  ``connections_opened``: new TCP(+TLS)
+    connections this warm-up made.
     """
 
     ok: bool
     ms: float
     error: str | None = None
+    failure: LLMError | None = None
     skipped: bool = False
     reason: str = ""
     status: int | None = None

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import re
-import socket
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -344,10 +343,3 @@ class SilentServer:
         assert self._server is not None
         self._server.close()
         await self._server.wait_closed()
-
-
-def refused_port() -> int:
-    """A loopback port with nothing listening (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

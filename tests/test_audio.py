@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from voice.audio import (
-    TARGET_RATE,
+    SAMPLE_RATE,
     StreamingConverter,
     convert,
     float_to_int16,
@@ -58,9 +58,9 @@ def test_gradio_48k_int16_stereo_becomes_16k_mono_float() -> None:
     assert out.ndim == 1
     assert len(out) == 16000
     assert np.abs(out).max() <= 1.0
-    assert peak_hz(out, TARGET_RATE) == pytest.approx(440, abs=2)
+    assert peak_hz(out, SAMPLE_RATE) == pytest.approx(440, abs=2)
     # int16 scaling: a 0.5 sine stays a 0.5 sine.
-    assert magnitude_at(out, TARGET_RATE, 440) == pytest.approx(0.5, abs=0.02)
+    assert magnitude_at(out, SAMPLE_RATE, 440) == pytest.approx(0.5, abs=0.02)
 
 
 def test_44k1_stereo_downmix_averages_channels() -> None:
@@ -69,8 +69,8 @@ def test_44k1_stereo_downmix_averages_channels() -> None:
     out = to_mono_16k(np.stack([left, right], axis=1), 44100)
 
     assert len(out) == 16000
-    assert peak_hz(out, TARGET_RATE) == pytest.approx(1000, abs=2)
-    assert magnitude_at(out, TARGET_RATE, 1000) == pytest.approx(0.4, abs=0.02)
+    assert peak_hz(out, SAMPLE_RATE) == pytest.approx(1000, abs=2)
+    assert magnitude_at(out, SAMPLE_RATE, 1000) == pytest.approx(0.4, abs=0.02)
 
 
 def test_8k_int16_mono_upsampled() -> None:
@@ -78,9 +78,9 @@ def test_8k_int16_mono_upsampled() -> None:
     out = to_mono_16k(pcm, 8000)
 
     assert len(out) == 32000
-    assert peak_hz(out, TARGET_RATE) == pytest.approx(300, abs=2)
+    assert peak_hz(out, SAMPLE_RATE) == pytest.approx(300, abs=2)
     # Upsampling must not invent content above the old 4 kHz Nyquist.
-    freqs, mags = spectrum(out, TARGET_RATE)
+    freqs, mags = spectrum(out, SAMPLE_RATE)
     assert mags[freqs > 4200].max() < 1e-3
 
 
@@ -107,7 +107,7 @@ def test_int32_and_uint8_scaling() -> None:
 @pytest.mark.parametrize("rate", [48000, 44100, 22050])
 def test_tone_frequency_preserved(rate: int) -> None:
     out = to_mono_16k(tone(3000, 1.0, rate), rate)
-    assert peak_hz(out, TARGET_RATE) == pytest.approx(3000, abs=2)
+    assert peak_hz(out, SAMPLE_RATE) == pytest.approx(3000, abs=2)
 
 
 def test_content_above_8khz_is_filtered_not_aliased() -> None:
@@ -116,10 +116,10 @@ def test_content_above_8khz_is_filtered_not_aliased() -> None:
     x = tone(1000, 1.0, 48000, 0.3) + tone(12000, 1.0, 48000, 0.3)
     out = to_mono_16k(x, 48000)
 
-    assert magnitude_at(out, TARGET_RATE, 1000) == pytest.approx(0.3, abs=0.02)
-    assert magnitude_at(out, TARGET_RATE, 4000, width_hz=50) < 0.003
+    assert magnitude_at(out, SAMPLE_RATE, 1000) == pytest.approx(0.3, abs=0.02)
+    assert magnitude_at(out, SAMPLE_RATE, 4000, width_hz=50) < 0.003
     naive = x[::3]
-    assert magnitude_at(naive, TARGET_RATE, 4000, width_hz=50) > 0.2  # the check can see aliasing
+    assert magnitude_at(naive, SAMPLE_RATE, 4000, width_hz=50) > 0.2  # the check can see aliasing
 
 
 def test_nan_and_inf_become_zero_and_are_counted() -> None:
@@ -207,7 +207,7 @@ def test_streaming_has_no_seams_at_chunk_boundaries() -> None:
     rate, size = 48000, 960
     x = tone(440, 1.0, rate, 0.5)
     streamed = _stream(x, rate, [size])
-    reference = tone(440, 1.0, TARGET_RATE, 0.5)
+    reference = tone(440, 1.0, SAMPLE_RATE, 0.5)
     body = slice(1000, 15000)  # away from the very start and end of the signal
     assert np.abs(streamed[body] - reference[body]).max() < 2e-3
     per_chunk = np.concatenate([to_mono_16k(x[i : i + size], rate) for i in range(0, len(x), size)])

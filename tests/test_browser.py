@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llm.embedded_server import free_loopback_port
+from llm import free_loopback_port
 from tests.speech import synthesize
 from voice.audio import write_wav
 

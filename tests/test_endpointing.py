@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from tests.speech import Speech, chunks, first_loud_sample, last_loud_sample, resample, silence, synthesize, trimmed
-from voice.audio import StreamingConverter
-from voice.endpointing import FRAME, SAMPLE_RATE, Endpointer, Event, SpeechStarted, TurnEnded, vad_session
+from voice.audio import SAMPLE_RATE, StreamingConverter
+from voice.endpointing import FRAME, Endpointer, Event, SpeechStarted, TurnEnded, vad_session
 
 QUESTION = "What is the capital of France?"
 STATEMENT = "Tell me a joke about the weather."

@@ -23,7 +23,7 @@ import trustme
 from aiohttp import web
 
 from benchmarks.edge_standin import EdgeStandin, encode_mp3, tone
-from llm.embedded_server import EmbeddedLLMServer
+from llm import EmbeddedLLMServer, free_loopback_port
 from tests.llm_servers import (
     Handler,
     LLMServer,
@@ -32,7 +32,6 @@ from tests.llm_servers import (
     drop_after,
     hang,
     raw,
-    refused_port,
     reply,
     start_stream,
     status,
@@ -166,7 +165,7 @@ async def test_rejected_key_is_reported_once_without_retries_or_leaks(
 
 
 async def test_endpoint_down_then_back_on_the_same_port(voice_runtime) -> None:
-    port = refused_port()
+    port = free_loopback_port()
     async with loopback_session(voice_runtime, f"http://127.0.0.1:{port}/v1") as s:
         started = time.perf_counter()
         events = await typed_turn(s, "Hello?", timeout_s=10.0)
@@ -274,12 +273,6 @@ def tone_mp3() -> bytes:
     return encode_mp3(tone(440.0, 0.6))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def fresh_breaker_cooldown() -> Iterator[float]:
     """A cool-down no other test uses, so this test gets its own edge circuit breaker
@@ -290,7 +283,7 @@ def fresh_breaker_cooldown() -> Iterator[float]:
 async def test_unreachable_edge_tts_falls_back_to_piper(
     voice_runtime, server: LLMServer, monkeypatch: pytest.MonkeyPatch, fresh_breaker_cooldown: float
 ) -> None:
-    monkeypatch.setattr(edge_tts.communicate, "WSS_URL", f"wss://127.0.0.1:{free_port()}/edge/v1?x=1")
+    monkeypatch.setattr(edge_tts.communicate, "WSS_URL", f"wss://127.0.0.1:{free_loopback_port()}/edge/v1?x=1")
     tts = make_tts("auto", "en-US-AriaNeural", 1.0, edge_cooldown_s=fresh_breaker_cooldown)
     async with loopback_session(voice_runtime, server.base_url, tts=tts) as s:
         events = await typed_turn(s, "Hello?")
@@ -336,7 +329,7 @@ async def test_edge_only_engine_unreachable_shows_the_reply_as_text(
     voice_runtime, server: LLMServer, monkeypatch: pytest.MonkeyPatch, fresh_breaker_cooldown: float
 ) -> None:
     """TTS_ENGINE=edge (no fallback) with the service unreachable: text, one clear notice per turn."""
-    monkeypatch.setattr(edge_tts.communicate, "WSS_URL", f"wss://127.0.0.1:{free_port()}/edge/v1?x=1")
+    monkeypatch.setattr(edge_tts.communicate, "WSS_URL", f"wss://127.0.0.1:{free_loopback_port()}/edge/v1?x=1")
     tts = make_tts("edge", "en-US-AriaNeural", 1.0, edge_cooldown_s=fresh_breaker_cooldown)
     async with loopback_session(voice_runtime, server.base_url, tts=tts) as s:
         for _ in range(2):

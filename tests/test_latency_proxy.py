@@ -11,7 +11,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import ssl
 import sys
 from collections.abc import AsyncIterator
@@ -23,6 +22,7 @@ import pytest
 import trustme
 from aiohttp import web
 
+from llm import free_loopback_port
 from llm.latency_proxy import LatencyProxy, ProxyCounters
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -382,9 +382,7 @@ async def test_rtt_change_applies_to_new_bytes_without_restart(echo: TargetState
 
 
 async def test_upstream_down_closes_the_client_and_later_connections_still_work() -> None:
-    with socket.socket() as probe:  # a port nothing listens on: connections are refused
-        probe.bind(("127.0.0.1", 0))
-        dead_port = probe.getsockname()[1]
+    dead_port = free_loopback_port()  # nothing listens on it: connections are refused
 
     async with LatencyProxy("127.0.0.1", dead_port, rtt_ms=50) as proxy:
         reader, writer = await _connect(proxy)

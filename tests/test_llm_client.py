@@ -32,6 +32,7 @@ from llm import (
     RequestTiming,
     Secret,
     WarmUpResult,
+    free_loopback_port,
 )
 from llm.retry import RetryPolicy, retry_after_seconds, status_is_retryable
 from tests.llm_servers import (
@@ -42,7 +43,6 @@ from tests.llm_servers import (
     drop_after,
     hang,
     raw,
-    refused_port,
     reply,
     stall_after,
     status,
@@ -164,7 +164,7 @@ async def test_tls_with_untrusted_certificate_fails_without_retry(tls_server: LL
 
 async def test_connect_to_keeps_host_and_tls_identity(tls: TLS, tls_server: LLMServer) -> None:
     """Sockets go to connect_to (e.g. a latency proxy); Host header and certificate check use the URL."""
-    base = f"https://localhost:{refused_port()}/v1"
+    base = f"https://localhost:{free_loopback_port()}/v1"
     async with make_client(base, ssl=tls.client, connect_to=("127.0.0.1", tls_server.port)) as client:
         assert await collect(client) == EXPECTED
         assert await collect(client) == EXPECTED
@@ -221,13 +221,14 @@ async def test_warm_up_with_rejected_key(server: LLMServer, code: int) -> None:
         result = await client.warm_up()
         assert not result.ok
         assert result.error is not None and result.error.startswith("API key rejected")
+        assert isinstance(result.failure, AuthError) and result.failure.status == code
         assert str(code) in result.error and KEY not in result.error
         assert not client.keep_warm_running
 
 
 async def test_warm_up_unreachable_is_non_critical(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="llm.client")
-    async with make_client(f"http://127.0.0.1:{refused_port()}/v1") as client:
+    async with make_client(f"http://127.0.0.1:{free_loopback_port()}/v1") as client:
         result = await client.warm_up()
     assert not result.ok and not result.skipped
     assert result.error is not None and result.error.startswith("endpoint unreachable")
@@ -412,7 +413,7 @@ async def test_server_echoing_the_key_is_redacted(server: LLMServer, caplog: pyt
 
 
 async def test_connection_refused_is_retried_then_reported() -> None:
-    url = f"http://127.0.0.1:{refused_port()}/v1"
+    url = f"http://127.0.0.1:{free_loopback_port()}/v1"
     async with make_client(url) as client:
         with pytest.raises(LLMConnectionError) as info:
             await collect(client)

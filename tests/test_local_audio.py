@@ -21,9 +21,9 @@ import pytest
 
 from tests.loopback_session import FakeRequest
 from tests.speech import synthesize
-from voice.audio import to_mono_16k
+from voice.audio import SAMPLE_RATE, to_mono_16k
 from voice.latency import TurnLatency
-from voice.local_audio import CAPTURE_BLOCK, CAPTURE_RATE, LocalAudioError, LocalSpeaker, converse_locally
+from voice.local_audio import CAPTURE_BLOCK, LocalAudioError, LocalSpeaker, converse_locally
 from voice.tts import AudioChunk
 
 QUESTION = "What is the capital of France?"
@@ -33,7 +33,7 @@ class StandInSoundDevice:
     """What WarmVoice uses of ``sounddevice``, without a device: see the module docstring."""
 
     def __init__(self, capture: np.ndarray) -> None:
-        self.capture = capture  # float32 mono at CAPTURE_RATE; silence follows it
+        self.capture = capture  # float32 mono at SAMPLE_RATE; silence follows it
         self.played: list[tuple[int, np.ndarray]] = []  # (rate, samples) per write
         self.streams: list[Any] = []
         self.write_gate = threading.Event()
@@ -46,7 +46,7 @@ class StandInSoundDevice:
             def __init__(
                 self, *, samplerate: int, channels: int, dtype: str, blocksize: int, callback: Callable[..., None]
             ) -> None:
-                assert (samplerate, channels, dtype) == (CAPTURE_RATE, 1, "float32")
+                assert (samplerate, channels, dtype) == (SAMPLE_RATE, 1, "float32")
                 if device.input_error is not None:
                     raise device.input_error
                 self.blocksize, self.callback = blocksize, callback
@@ -72,7 +72,7 @@ class StandInSoundDevice:
                     self.callback(block.reshape(-1, 1), self.blocksize, None, None)
                     position += self.blocksize
                     # Paced like a real device: block n is delivered when its last sample was captured.
-                    time.sleep(max(0.0, started + position / CAPTURE_RATE - time.perf_counter()))
+                    time.sleep(max(0.0, started + position / SAMPLE_RATE - time.perf_counter()))
 
         class OutputStream:
             def __init__(self, *, samplerate: int, channels: int, dtype: str) -> None:
@@ -211,8 +211,9 @@ async def test_the_app_logs_a_local_microphone_that_cannot_open(
     device = StandInSoundDevice(np.zeros(CAPTURE_BLOCK, np.float32))
     device.input_error = OSError("Error opening InputStream: Device unavailable [PaErrorCode -9985]")
     monkeypatch.setitem(sys.modules, "sounddevice", device)
-    web = app.WarmVoiceApp(offline_settings, app.RuntimeLoader.loaded(offline_settings, voice_runtime))
-    web._local_mic = LocalMic()
+    web = app.WarmVoiceApp(
+        offline_settings, app.RuntimeLoader.loaded(offline_settings, voice_runtime), local_mic=LocalMic()
+    )
     tab = FakeRequest("local-tab")
     try:
         [status async for status in web.start("prewarmed", 0, "", 500, True, tab)]

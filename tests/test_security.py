@@ -28,8 +28,7 @@ import psutil
 import pytest
 
 import app
-from llm import Secret
-from llm.embedded_server import EmbeddedLLMServer, EmbeddedServerError, free_loopback_port
+from llm import EmbeddedLLMServer, EmbeddedServerError, Secret, free_loopback_port
 from tests.llm_servers import LLMServer, echo, reply, status
 from tests.loopback_session import (
     FAST_TIMEOUTS,

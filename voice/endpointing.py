@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime
 
-SAMPLE_RATE = 16000
+from voice.audio import SAMPLE_RATE
+
 FRAME = 512  # Silero v5/v6 at 16 kHz is trained on exactly this window
 _CONTEXT = 64  # samples of the previous frame the model sees in front of each window
 _STATE_SHAPE = (1, 1, 128)

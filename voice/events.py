@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
+from llm import ConnectionState
 from voice.latency import TurnLatency
 from voice.tts import AudioChunk
+
+# How loudly the page shows a status line or a notice.
+Level = Literal["info", "warning", "error"]
 
 
 @dataclass(frozen=True)
@@ -13,8 +18,8 @@ class Status:
     """Session status line and connection state (cold / warming / warm / idle / closed)."""
 
     text: str
-    connection: str
-    level: str = "info"  # info | warning | error
+    connection: ConnectionState
+    level: Level = "info"
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,7 @@ class Notice:
     """Something the user should read: a retry, a fallback, an error, a capped recording."""
 
     text: str
-    level: str = "info"  # info | warning | error
+    level: Level = "info"
 
 
 @dataclass(frozen=True)

