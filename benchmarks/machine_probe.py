@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llm.embedded_server import EmbeddedLLMServer, EmbeddedServerError
+from llm import EmbeddedLLMServer, EmbeddedServerError
 from voice.audio import to_mono_16k
 from voice.transcribe import SAMPLE_RATE, Transcriber
 from voice.tts_piper import bundled_voice_path, load_voice
