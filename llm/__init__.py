@@ -5,6 +5,8 @@ The public API is what this module exports; everything else is private to ``llm`
 
 from llm.chat import ChatMessage
 from llm.client import ConnectionState, PooledLLMClient
+from llm.clock import Clock, ManualClock, MonotonicClock
+from llm.config import KeepWarm, PoolLimits, Timeouts
 from llm.embedded_server import MODEL_ALIAS as EMBEDDED_MODEL
 from llm.embedded_server import EmbeddedLLMServer, EmbeddedServerError, free_loopback_port
 from llm.errors import (
@@ -17,6 +19,7 @@ from llm.errors import (
     public_endpoint,
 )
 from llm.latency_proxy import LatencyProxy
+from llm.retry import RetryPolicy
 from llm.secret import Secret, configure_logging, hide_in_logs
 from llm.sentences import SentenceSplitter, SplitterConfig
 from llm.strategies import STRATEGIES, STRATEGY_LABELS, STRATEGY_SHORT_LABELS, Strategy, parse_strategy
@@ -58,9 +61,11 @@ __all__ = [
     "AuthError",
     "ChatMessage",
     "ClientStats",
+    "Clock",
     "ConnectionState",
     "EmbeddedLLMServer",
     "EmbeddedServerError",
+    "KeepWarm",
     "LLMConnectionError",
     "LLMError",
     "LLMEvent",
@@ -68,12 +73,17 @@ __all__ = [
     "LLMStreamError",
     "LLMTimeoutError",
     "LatencyProxy",
+    "ManualClock",
+    "MonotonicClock",
+    "PoolLimits",
     "PooledLLMClient",
     "RequestTiming",
+    "RetryPolicy",
     "Secret",
     "SentenceSplitter",
     "SplitterConfig",
     "Strategy",
+    "Timeouts",
     "WarmUpResult",
     "configure_logging",
     "format_ms",

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-import math
 import ssl as ssl_module
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import aiohttp
@@ -26,9 +23,11 @@ from yarl import URL
 
 from llm.chat import Message, chat_request_body
 from llm.chat_stream import MAX_ERROR_BODY, ChatStreamReader, read_body
+from llm.clock import Clock, MonotonicClock
+from llm.config import KeepWarm, PoolLimits, Timeouts
 from llm.errors import AuthError, LLMError, LLMHTTPError, LLMTimeoutError, public_endpoint
 from llm.http_errors import StaleConnectionError, connection_error, http_error
-from llm.keepwarm import IdleLimit
+from llm.keepwarm import IdleLimit, KeepWarmScheduler
 from llm.pool import create_session, current_attempt
 from llm.retry import RetryPolicy
 from llm.secret import Secret, hide_in_logs
@@ -57,26 +56,10 @@ from llm.timing import (
 logger = logging.getLogger("llm.client")
 
 PING_WAIT_S = 1.0  # a real request waits at most this long for an in-flight keep-warm ping
-KEEP_WARM_MAX_FAILURES = 3
-MIN_PING_INTERVAL_S = 0.25
 
 EventCallback = Callable[[LLMEvent, "RequestTiming | WarmUpResult"], None]
 # What the UI says about the pooled connection (see PooledLLMClient.state).
 ConnectionState = Literal["cold", "warming", "warm", "idle", "closed"]
-
-
-@dataclass
-class _Watch:
-    """The idle pooled connection the keep-warm logic looks after."""
-
-    proto: Any  # aiohttp's ResponseHandler (its type is not public API)
-    released_at: float  # time.monotonic() when its last response ended
-    busy: bool = False  # a request is using it right now
-
-    @property
-    def alive(self) -> bool:
-        """Idle in the pool with its socket open."""
-        return not self.busy and self.proto.is_connected()
 
 
 class PooledLLMClient:
@@ -84,21 +67,17 @@ class PooledLLMClient:
 
     ``api_key`` may be a ``str`` or an :class:`llm.Secret`; a str is wrapped at once and the key
     is only ever revealed to build the ``Authorization`` header (sent only when a key is set).
+    Configuration travels whole, as small frozen objects (defaults when None):
+    ``timeouts`` (:class:`llm.Timeouts`: connect, first byte, between chunks), ``retry``
+    (:class:`llm.RetryPolicy`: retries after 408/409/429/5xx or a connection error before any
+    response, with back-off or the server's Retry-After, like the OpenAI SDK), ``pool``
+    (:class:`llm.PoolLimits`) and ``keep_warm`` (:class:`llm.KeepWarm`).
     ``ssl``: an :class:`ssl.SSLContext` (e.g. to trust a private CA), as aiohttp's ``ssl=``.
-    ``limit``, ``ttl_dns_cache``, ``keepalive_timeout``: the TCPConnector settings.
-    ``prewarm_connections``: how many connections :meth:`warm_up` opens at once.
-    ``connect_timeout`` (DNS+TCP+TLS, incl. waiting for a pool slot), ``first_byte_timeout``
-    (connection ready to HTTP status, and status to the first token), ``chunk_timeout`` (between
-    two reads of the body once tokens flow): seconds.
-    ``max_retries``: retries after 408/409/429/5xx or a connection error before any response,
-    with exponential back-off from ``retry_base_delay`` (capped at ``retry_max_delay``) or the
-    server's Retry-After (capped at ``retry_after_cap``), like the OpenAI SDK.
-    ``server_keepalive_s``: the server's idle limit if known in advance (else it is learned).
-    ``keep_warm_max_idle_s``: the keep-warm loop stops after this long without a real request.
     ``on_event(name, payload)``: called the moment a stage is known (see ``llm.timing.EVENT_*``).
     ``connect_to``: open TCP connections to this ``(host, port)`` instead of the URL's (e.g. a
     latency-emulating proxy); the Host header, TLS SNI and certificate check still use the URL's
     host.  No DNS lookup happens then (``dns_ms`` is None).
+    ``clock``: the keep-warm scheduler's time (:class:`llm.clock.ManualClock` in tests).
     """
 
     def __init__(
@@ -108,40 +87,21 @@ class PooledLLMClient:
         model: str = "gpt-4o-mini",
         *,
         strategy: Strategy = "prewarmed",
-        limit: int = 10,
-        ttl_dns_cache: int | None = 300,
-        keepalive_timeout: float = 30.0,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        pool: PoolLimits | None = None,
+        keep_warm: KeepWarm | None = None,
         ssl: ssl_module.SSLContext | None = None,
-        prewarm_connections: int = 1,
-        connect_timeout: float = 5.0,
-        first_byte_timeout: float = 30.0,
-        chunk_timeout: float = 15.0,
-        max_retries: int = 2,
-        retry_base_delay: float = 0.5,
-        retry_max_delay: float = 8.0,
-        retry_after_cap: float = 8.0,
-        keep_warm: bool = True,
-        keep_warm_max_idle_s: float = 600.0,
-        server_keepalive_s: float | None = None,
         splitter: SplitterConfig | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
         on_event: EventCallback | None = None,
         connect_to: tuple[str, int] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         strategy = parse_strategy(strategy)  # callers outside mypy's reach may pass any string
         if not base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
-        if limit < 1 or prewarm_connections < 1:
-            raise ValueError("limit and prewarm_connections must be >= 1")
-        for name, value in (
-            ("connect_timeout", connect_timeout),
-            ("first_byte_timeout", first_byte_timeout),
-            ("chunk_timeout", chunk_timeout),
-            ("keepalive_timeout", keepalive_timeout),
-        ):
-            if value <= 0:
-                raise ValueError(f"{name} must be greater than 0")
         self._api_key = api_key if isinstance(api_key, Secret) else Secret(api_key or "")
         if any(c in self._api_key.reveal() for c in "\r\n"):
             raise ValueError("api_key contains a line break")
@@ -153,26 +113,21 @@ class PooledLLMClient:
         self.endpoint = public_endpoint(self._base_url)
         self.model = model
         self.strategy = strategy
-        self._limit = limit
-        self._ttl_dns_cache = ttl_dns_cache
-        self._keepalive_timeout = keepalive_timeout
+        self.timeouts = timeouts or Timeouts()
+        self.retry = retry or RetryPolicy()
+        self.pool = pool or PoolLimits()
+        keep_warm = keep_warm or KeepWarm()
         self._ssl = ssl
-        self._prewarm_connections = min(prewarm_connections, limit)
-        self._connect_timeout = connect_timeout
-        self._first_byte_timeout = first_byte_timeout
-        self._chunk_timeout = chunk_timeout
-        self.retry = RetryPolicy(max_retries, retry_base_delay, retry_max_delay, retry_after_cap)
-        self._keep_warm_enabled = keep_warm and strategy == "prewarmed"
-        self._keep_warm_max_idle_s = keep_warm_max_idle_s
+        self._prewarm_connections = min(self.pool.prewarm_connections, self.pool.limit)
         self._splitter_config = splitter or SplitterConfig()
         self._max_tokens = max_tokens
         self._temperature = temperature
         self._on_event = on_event
         self._connect_to = connect_to
 
-        self.idle_limit = IdleLimit(client_s=keepalive_timeout)
-        if server_keepalive_s is not None:
-            self.idle_limit.server_s = server_keepalive_s
+        self.idle_limit = IdleLimit(client_s=self.pool.keepalive_timeout)
+        if keep_warm.server_keepalive_s is not None:
+            self.idle_limit.server_s = keep_warm.server_keepalive_s
             self.idle_limit.source = "configured"
         self.stats = ClientStats()
         self.last_request: RequestTiming | None = None
@@ -184,14 +139,14 @@ class PooledLLMClient:
         self._active = 0  # chat requests in flight
         self._responses: set[aiohttp.ClientResponse] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._keep_warm_task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._ping_idle = asyncio.Event()
-        self._ping_idle.set()
-        self._watched: _Watch | None = None
-        now = time.monotonic()
-        self._last_activity = now  # last time any request (real or ping) finished
-        self._last_real_use = now  # last time a chat request started
+        self._keep_warm = KeepWarmScheduler(
+            keep_warm,
+            self.idle_limit,
+            clock or MonotonicClock(),
+            ping=lambda: self._warm_requests(1, EVENT_KEEP_WARM),
+            busy=lambda: self._active > 0,
+            enabled=strategy == "prewarmed",
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -225,23 +180,22 @@ class PooledLLMClient:
             return "cold"
         if self._active:
             return "warm"
-        watch = self._watched
-        if watch is not None and watch.alive and time.monotonic() - watch.released_at < self.idle_limit.effective_s:
+        if self._keep_warm.connection_warm():
             return "warm"
         return "idle" if self.stats.connections_opened else "cold"
 
     @property
     def keep_warm_running(self) -> bool:
         """True while the background keep-warm loop is alive."""
-        return self._keep_warm_task is not None and not self._keep_warm_task.done()
+        return self._keep_warm.running
 
     async def close(self) -> None:
         """Stop warm-up and keep-warm, abort open streams and close every connection."""
         if self._closed:
             return
         self._closed = True
-        self._wake.set()
-        tasks = [t for t in (self._keep_warm_task, *self._tasks) if t is not None and not t.done()]
+        await self._keep_warm.close()
+        tasks = [t for t in self._tasks if not t.done()]
         for task in tasks:
             task.cancel()
         if tasks:
@@ -290,7 +244,7 @@ class PooledLLMClient:
             return self._skipped("a warm-up is already in flight")
         if self._active:
             return self._skipped("a request is using the connection")
-        if self._fresh():
+        if self._keep_warm.fresh():
             return self._skipped("the pooled connection was used recently and is still warm")
         self._warming = True
         try:
@@ -312,7 +266,7 @@ class PooledLLMClient:
                 else _connection_detail(timing)
             )
             logger.info("Warmup complete in %.0f ms - connection ready (%s)", result.ms, how)
-            self._ensure_keep_warm()
+            self._keep_warm.ensure_running()
         else:
             logger.warning(
                 "Warmup failed after %.0f ms (non-critical, the first request will connect as usual): %s",
@@ -324,12 +278,6 @@ class PooledLLMClient:
     def _skipped(self, reason: str) -> WarmUpResult:
         logger.debug("Warm-up skipped: %s", reason)
         return WarmUpResult(ok=True, ms=0.0, skipped=True, reason=reason)
-
-    def _fresh(self) -> bool:
-        watch = self._watched
-        return (
-            watch is not None and watch.alive and time.monotonic() - self._last_activity < self.idle_limit.ping_delay()
-        )
 
     async def _warm_requests(self, count: int, event: LLMEvent) -> WarmUpResult:
         """Send ``count`` concurrent ``GET /models`` (each needs its own connection)."""
@@ -391,7 +339,7 @@ class PooledLLMClient:
         self._learn_from_headers(resp)
         clean = False
         try:
-            async with asyncio.timeout(self._chunk_timeout):
+            async with asyncio.timeout(self.timeouts.chunk):
                 await resp.read()
             clean = True
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
@@ -407,115 +355,24 @@ class PooledLLMClient:
             )
         return resp.status
 
-    # ------------------------------------------------------------------ keep-warm
-
-    def _ensure_keep_warm(self) -> None:
-        if not self._keep_warm_enabled or self._closed or self.keep_warm_running:
-            return
-        self._keep_warm_task = asyncio.get_running_loop().create_task(self._keep_warm_loop(), name="llm-keep-warm")
-
-    async def _keep_warm_loop(self) -> None:
-        """Refresh the idle pooled connection shortly before it would expire, and re-open it at
-        once when the server closes it.  Bounded: stops after ``keep_warm_max_idle_s`` without a
-        real request, after repeated failures, or on close(); never pings more often than
-        every MIN_PING_INTERVAL_S."""
-        logger.debug("Keep-warm started (ping %.1f s after last use)", self.idle_limit.ping_delay())
-        failures = 0
-        last_ping = -math.inf
-        while not self._closed:
-            now = time.monotonic()
-            if now - self._last_real_use > self._keep_warm_max_idle_s:
-                logger.info("Keep-warm stopped: no request for %.0f s", now - self._last_real_use)
-                return
-            delay = self.idle_limit.ping_delay()
-            due = self._last_activity + delay
-            watch = self._watched
-            if watch is None or not watch.alive:
-                due = now  # the warm connection is gone: re-warm now, before the next turn needs it
-            if failures:
-                due = max(due, last_ping + min(delay, 2.0**failures))
-            if self._active:
-                due = now + delay  # a request holds the connection and refreshes the pool itself
-            due = max(due, last_ping + MIN_PING_INTERVAL_S)
-            if now < due:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(due - now):
-                        await self._wake.wait()
-                continue
-            last_ping = now
-            result = await self._ping()
-            if result.ok:
-                failures = 0
-                continue
-            failures += 1
-            if isinstance(result.failure, AuthError) or failures >= KEEP_WARM_MAX_FAILURES:
-                logger.warning("Keep-warm stopped after %d failed ping(s): %s", failures, result.error)
-                return
-
-    async def _ping(self) -> WarmUpResult:
-        self._ping_idle.clear()
-        try:
-            result = await self._warm_requests(1, EVENT_KEEP_WARM)
-        finally:
-            self._ping_idle.set()
-            self._last_activity = time.monotonic()
-        timing = result.timing
-        logger.debug(
-            "Keep-warm ping: %s in %.0f ms (%s)",
-            "ok" if result.ok else result.error,
-            result.ms,
-            "reused" if timing is not None and timing.reused_connection else "new connection",
-        )
-        return result
-
-    def _claim(self, proto: Any) -> None:
-        """A request is now using ``proto``: while busy, its closing is not an idle close."""
-        if self._watched is not None and self._watched.proto is proto:
-            self._watched.busy = True
+    # ------------------------------------------------------------------ connections
 
     def _finish_response(self, resp: aiohttp.ClientResponse, proto: Any, clean: bool) -> None:
         """Return a fully read response's connection to the pool, or close a dirty one."""
         self._responses.discard(resp)
-        self._last_activity = time.monotonic()
         if not clean:
+            self._keep_warm.activity()
             resp.close()  # never hand a half-read connection to the next request
             return
         resp.release()
-        if self.strategy == "cold" or proto is None or not proto.is_connected():
+        if self.strategy == "cold":
+            self._keep_warm.activity()  # its connection closes now: nothing to watch
             return
-        if self._watched is not None and self._watched.proto is proto:
-            self._watched.released_at = self._last_activity
-            self._watched.busy = False
-            return
-        watch = _Watch(proto=proto, released_at=self._last_activity)
-        self._watched = watch
-        closed = getattr(proto, "closed", None)  # a Future set when the socket closes (aiohttp >= 3.9)
-        if isinstance(closed, asyncio.Future) and not closed.done():
-            closed.add_done_callback(functools.partial(self._on_watched_closed, watch))
-
-    def _on_watched_closed(self, watch: _Watch, fut: asyncio.Future[None]) -> None:
-        if not fut.cancelled():
-            fut.exception()  # retrieve it, so asyncio does not log "never retrieved"
-        if self._closed or self._watched is not watch or watch.busy:
-            return  # closed by us, or while a request used it (that request will notice)
-        idle = time.monotonic() - watch.released_at
-        if self.idle_limit.observe_close(idle):
-            logger.info(
-                "Server closed an idle connection after %.1f s; keep-warm will re-warm every %.1f s",
-                idle,
-                self.idle_limit.ping_delay(),
-            )
-        self._wake.set()
+        self._keep_warm.released(proto)
 
     def _learn_from_headers(self, resp: aiohttp.ClientResponse) -> None:
-        if self.strategy != "cold" and self.idle_limit.observe_header(resp.headers.get("Keep-Alive")):
-            logger.info(
-                "Server keeps idle connections %.1f s (Keep-Alive header); keep-warm every %.1f s",
-                self.idle_limit.server_s,
-                self.idle_limit.ping_delay(),
-            )
-            self._wake.set()
+        if self.strategy != "cold":
+            self._keep_warm.learn_from_header(resp.headers.get("Keep-Alive"))
 
     # ------------------------------------------------------------------ streaming
 
@@ -578,19 +435,14 @@ class PooledLLMClient:
         self.last_request = timing
         self.stats.requests += 1
         self._active += 1
-        self._last_real_use = time.monotonic()
+        self._keep_warm.request_started()
         logger.info("Starting LLM %s... (model %s at %s)", label, self.model, self.endpoint)
         self._emit(EVENT_REQUEST_STARTED, timing)
         resp: aiohttp.ClientResponse | None = None
         proto: Any = None
         clean = False
         try:
-            if not self._ping_idle.is_set():
-                # A keep-warm ping holds the warm connection for about one round trip: waiting
-                # for it is faster than opening a new connection next to it.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(PING_WAIT_S):
-                        await self._ping_idle.wait()
+            await self._keep_warm.wait_for_ping(PING_WAIT_S)
             resp, proto = await self._open_chat(body, timing)
             self._responses.add(resp)
             self._learn_from_headers(resp)
@@ -603,10 +455,10 @@ class PooledLLMClient:
             reader = ChatStreamReader(
                 resp,
                 timing,
-                chunk_timeout=self._chunk_timeout,
+                chunk_timeout=self.timeouts.chunk,
                 redact=self._redact,
                 on_first_token=lambda: self._emit(EVENT_FIRST_TOKEN, timing),
-                first_token_timeout=self._first_byte_timeout,
+                first_token_timeout=self.timeouts.first_byte,
             )
             async for part in reader.parts():
                 if part is None:
@@ -637,9 +489,9 @@ class PooledLLMClient:
             if resp is not None:
                 self._finish_response(resp, proto, clean)
             else:
-                self._last_activity = time.monotonic()
+                self._keep_warm.activity()
             if not self._closed and timing.error is None:
-                self._ensure_keep_warm()
+                self._keep_warm.ensure_running()
 
     def _completed(self, timing: RequestTiming) -> None:
         self.stats.completed += 1
@@ -656,7 +508,7 @@ class PooledLLMClient:
         """POST the request, with retries; returns a 2xx response whose body is unread, and
         its connection's protocol object."""
         retries = 0
-        stale_left = self._limit  # each stale attempt discards one dead pooled connection
+        stale_left = self.pool.limit  # each stale attempt discards one dead pooled connection
         while True:
             try:
                 resp, trace = await self._attempt(
@@ -668,10 +520,7 @@ class PooledLLMClient:
                 stale_left -= 1
                 timing.stale_retries += 1
                 self.stats.stale_retries += 1
-                watch = self._watched
-                if watch is not None and watch.proto is exc.protocol:
-                    self._watched = None
-                    self.idle_limit.observe_close(time.monotonic() - watch.released_at, "dead pooled connection")
+                self._keep_warm.learn_stale(exc.protocol)
                 logger.info("Pooled connection was dead (%s); retrying at once on a fresh one", exc)
                 self._emit(EVENT_RETRY, timing)
                 continue
@@ -714,10 +563,10 @@ class PooledLLMClient:
         timing.attempts += 1
         endpoint = public_endpoint(url)
         try:
-            async with asyncio.timeout(self._connect_timeout) as deadline:
+            async with asyncio.timeout(self.timeouts.connect) as deadline:
 
                 def connected() -> None:
-                    deadline.reschedule(loop.time() + self._first_byte_timeout)
+                    deadline.reschedule(loop.time() + self.timeouts.first_byte)
                     trace.apply_to(timing)
                     if timing.kind == "chat":
                         self._emit(EVENT_CONNECTED, timing)
@@ -737,58 +586,46 @@ class PooledLLMClient:
                 finally:
                     current_attempt.reset(token)
                     # In use now: if this connection closes, it is not the server's idle limit.
-                    self._claim(trace.protocol)
+                    self._keep_warm.claim(trace.protocol)
         except TimeoutError:
             trace.apply_to(timing)
             if trace.connected:
                 raise LLMTimeoutError(
-                    f"no response from {endpoint} within {self._first_byte_timeout:g} s (first-byte timeout)",
+                    f"no response from {endpoint} within {self.timeouts.first_byte:g} s (first-byte timeout)",
                     phase="first_byte",
-                    timeout_s=self._first_byte_timeout,
+                    timeout_s=self.timeouts.first_byte,
                     endpoint=endpoint,
                 ) from None
             if trace.queued and trace.create_start is None:
                 message = (
-                    f"all {self._limit} pooled connections stayed busy for {self._connect_timeout:g} s "
+                    f"all {self.pool.limit} pooled connections stayed busy for {self.timeouts.connect:g} s "
                     f"(connect timeout, {endpoint})"
                 )
             else:
                 message = (
-                    f"endpoint unreachable: no connection to {endpoint} within {self._connect_timeout:g} s "
+                    f"endpoint unreachable: no connection to {endpoint} within {self.timeouts.connect:g} s "
                     "(connect timeout)"
                 )
             raise LLMTimeoutError(
-                message, phase="connect", timeout_s=self._connect_timeout, endpoint=endpoint
+                message, phase="connect", timeout_s=self.timeouts.connect, endpoint=endpoint
             ) from None
         except (aiohttp.ClientError, OSError) as exc:
             trace.apply_to(timing)
-            self._learn_dead_watch(trace)
+            self._keep_warm.learn_dead(trace)
             error = connection_error(exc, reused=trace.reused, endpoint=endpoint, redact=self._redact)
             if isinstance(error, StaleConnectionError):
                 error.protocol = trace.protocol
             raise error from exc
         trace.apply_to(timing)
-        self._learn_dead_watch(trace)
+        self._keep_warm.learn_dead(trace)
         timing.status = resp.status
         timing.ttfb_ms = timing.since_start()
         return resp, trace
 
-    def _learn_dead_watch(self, trace: AttemptTrace) -> None:
-        """A new connection was needed although one sat idle in the pool: it had died."""
-        watch = self._watched
-        if trace.reused or trace.create_end is None or watch is None or watch.busy or watch.proto.is_connected():
-            return
-        self._watched = None
-        if self.idle_limit.observe_close(time.monotonic() - watch.released_at, source="dead pooled connection"):
-            logger.info(
-                "Pooled connection had been closed by the server; assuming an idle limit of %.1f s",
-                self.idle_limit.server_s,
-            )
-
     async def _http_error(self, resp: aiohttp.ClientResponse, proto: Any, timing: RequestTiming) -> LLMError:
         """Turn a non-2xx response into an error; reads (a bounded part of) its body."""
         try:
-            body = await read_body(resp, MAX_ERROR_BODY, self._chunk_timeout)
+            body = await read_body(resp, MAX_ERROR_BODY, self.timeouts.chunk)
         finally:
             self._finish_response(resp, proto, clean=resp.content.at_eof())
         return http_error(resp.status, resp.headers, body, endpoint=timing.endpoint, redact=self._redact)
@@ -799,13 +636,7 @@ class PooledLLMClient:
         if self._closed:
             raise RuntimeError("PooledLLMClient is closed")
         if self._session is None:
-            self._session = create_session(
-                strategy=self.strategy,
-                limit=self._limit,
-                ttl_dns_cache=self._ttl_dns_cache,
-                keepalive_timeout=self._keepalive_timeout,
-                ssl=self._ssl,
-            )
+            self._session = create_session(strategy=self.strategy, pool=self.pool, ssl=self._ssl)
         return self._session
 
     def _headers(self, accept: str) -> dict[str, str]:

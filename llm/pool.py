@@ -14,6 +14,8 @@ from typing import Any
 
 import aiohttp
 
+from llm.config import PoolLimits
+from llm.strategies import Strategy
 from llm.timing import AttemptTrace, build_trace_config
 
 # The attempt being made in the current task; set around ``session.request()``.
@@ -33,22 +35,15 @@ class _ReportingConnector(aiohttp.TCPConnector):
         return connection
 
 
-def create_session(
-    *,
-    strategy: str,
-    limit: int,
-    ttl_dns_cache: int | None,
-    keepalive_timeout: float,
-    ssl: ssl_module.SSLContext | None,
-) -> aiohttp.ClientSession:
+def create_session(*, strategy: Strategy, pool: PoolLimits, ssl: ssl_module.SSLContext | None) -> aiohttp.ClientSession:
     """The client's one session.  "cold" gets a connector that closes every connection after
     its response and never caches DNS, so each request pays DNS, TCP and TLS again."""
     ssl_arg: ssl_module.SSLContext | bool = ssl if ssl is not None else True
     if strategy == "cold":
-        connector = _ReportingConnector(limit=limit, force_close=True, use_dns_cache=False, ssl=ssl_arg)
+        connector = _ReportingConnector(limit=pool.limit, force_close=True, use_dns_cache=False, ssl=ssl_arg)
     else:
         connector = _ReportingConnector(
-            limit=limit, ttl_dns_cache=ttl_dns_cache, keepalive_timeout=keepalive_timeout, ssl=ssl_arg
+            limit=pool.limit, ttl_dns_cache=pool.ttl_dns_cache, keepalive_timeout=pool.keepalive_timeout, ssl=ssl_arg
         )
     return aiohttp.ClientSession(
         connector=connector,

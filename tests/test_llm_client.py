@@ -13,7 +13,7 @@ import logging
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,14 +23,18 @@ from multidict import CIMultiDict
 
 from llm import (
     AuthError,
+    KeepWarm,
     LLMConnectionError,
     LLMError,
     LLMHTTPError,
     LLMStreamError,
     LLMTimeoutError,
+    ManualClock,
     PooledLLMClient,
+    PoolLimits,
     RequestTiming,
     Secret,
+    Timeouts,
     WarmUpResult,
     free_loopback_port,
 )
@@ -83,16 +87,16 @@ async def tls_server(tls: TLS) -> AsyncIterator[LLMServer]:
         yield srv
 
 
-def make_client(base_url: str, **options: Any) -> PooledLLMClient:
-    """A client with short time-outs and back-off, so every error path runs in well under a second."""
-    settings: dict[str, Any] = {
-        "api_key": KEY,
-        "model": "test-model",
-        "connect_timeout": 2.0,
-        "first_byte_timeout": 2.0,
-        "chunk_timeout": 2.0,
-        "retry_base_delay": 0.01,
-    }
+# Short time-outs and back-off, so every error path runs in well under a second.
+TIMEOUTS = Timeouts(connect=2.0, first_byte=2.0, chunk=2.0)
+RETRY = RetryPolicy(base_delay=0.01)
+
+
+def make_client(
+    base_url: str, *, timeouts: Timeouts = TIMEOUTS, retry: RetryPolicy = RETRY, **options: Any
+) -> PooledLLMClient:
+    """A client of the test key and model, with the short time-outs and back-off above."""
+    settings: dict[str, Any] = {"api_key": KEY, "model": "test-model", "timeouts": timeouts, "retry": retry}
     settings.update(options)
     return PooledLLMClient(base_url, **settings)
 
@@ -195,7 +199,7 @@ async def test_warm_up_then_state_and_skips(server: LLMServer) -> None:
 
 
 async def test_warm_up_opens_several_connections(server: LLMServer) -> None:
-    async with make_client(server.base_url, prewarm_connections=3) as client:
+    async with make_client(server.base_url, pool=PoolLimits(prewarm_connections=3)) as client:
         result = await client.warm_up()
         assert result.ok and result.connections_opened == 3
         assert server.connections == 3
@@ -294,13 +298,22 @@ async def test_close_stops_keep_warm() -> None:
         assert srv.open_connections == 0
 
 
-async def test_keep_warm_stops_after_max_idle() -> None:
-    async with (
-        LLMServer(keepalive_timeout=1.0, keep_alive_header=1.0) as srv,
-        make_client(srv.base_url, keep_warm_max_idle_s=0.8) as client,
-    ):
-        await client.warm_up()
-        await asyncio.sleep(1.6)
+async def test_keep_warm_stops_after_max_idle(server: LLMServer) -> None:
+    """On the client's own clock (a ManualClock): ten idle minutes pass in no real time, the loop
+    pings on schedule on the way, and stops once no real request came for ``max_idle_s``."""
+    clock = ManualClock()
+    async with make_client(server.base_url, keep_warm=KeepWarm(max_idle_s=600.0), clock=clock) as client:
+        assert (await client.warm_up()).ok
+        assert client.keep_warm_running and client.stats.warmups == 1
+        await clock.advance(client.idle_limit.ping_delay())  # the ping is due
+        async with asyncio.timeout(5):
+            while client.stats.warmups < 2:
+                await asyncio.sleep(0.01)
+        assert client.keep_warm_running
+        await clock.advance(600.0)
+        async with asyncio.timeout(5):
+            while client.keep_warm_running:
+                await asyncio.sleep(0.01)
         assert not client.keep_warm_running
 
 
@@ -321,7 +334,7 @@ async def test_pooled_connection_closed_by_server_is_not_a_failed_turn() -> None
 
 async def test_dead_pooled_connection_is_retried_at_once_on_a_fresh_one(server: LLMServer) -> None:
     """The server drops the connection the moment a request arrives on a reused connection."""
-    async with make_client(server.base_url, strategy="pooled", max_retries=0) as client:
+    async with make_client(server.base_url, strategy="pooled", retry=replace(RETRY, max_retries=0)) as client:
         assert await collect(client) == EXPECTED
         server.drop_reused = True
         assert await collect(client) == EXPECTED
@@ -364,7 +377,7 @@ async def test_429_honours_retry_after(server: LLMServer) -> None:
 
 async def test_retry_after_is_capped(server: LLMServer) -> None:
     server.script(status(429, headers={"Retry-After": "120"}), reply())
-    async with make_client(server.base_url, retry_after_cap=0.2) as client:
+    async with make_client(server.base_url, retry=replace(RETRY, retry_after_cap=0.2)) as client:
         started = time.perf_counter()
         assert await collect(client) == EXPECTED
         assert time.perf_counter() - started < 10  # not two minutes
@@ -423,7 +436,7 @@ async def test_connection_refused_is_retried_then_reported() -> None:
 
 
 async def test_dns_failure_fails_fast() -> None:
-    async with make_client("https://nonexistent.invalid/v1", connect_timeout=2.0) as client:
+    async with make_client("https://nonexistent.invalid/v1", timeouts=replace(TIMEOUTS, connect=2.0)) as client:
         started = time.perf_counter()
         with pytest.raises(LLMConnectionError) as info:
             await collect(client)
@@ -435,7 +448,9 @@ async def test_dns_failure_fails_fast() -> None:
 async def test_connect_timeout_when_tls_handshake_never_answers() -> None:
     async with SilentServer() as silent:
         url = f"https://127.0.0.1:{silent.port}/v1"
-        async with make_client(url, connect_timeout=0.3, max_retries=1) as client:
+        async with make_client(
+            url, timeouts=replace(TIMEOUTS, connect=0.3), retry=replace(RETRY, max_retries=1)
+        ) as client:
             with pytest.raises(LLMTimeoutError) as info:
                 await collect(client)
     assert info.value.phase == "connect"
@@ -445,7 +460,10 @@ async def test_connect_timeout_when_tls_handshake_never_answers() -> None:
 
 
 async def test_first_byte_timeout_when_server_never_answers() -> None:
-    async with SilentServer() as silent, make_client(silent.base_url, first_byte_timeout=0.3) as client:
+    async with (
+        SilentServer() as silent,
+        make_client(silent.base_url, timeouts=replace(TIMEOUTS, first_byte=0.3)) as client,
+    ):
         with pytest.raises(LLMTimeoutError) as info:
             await collect(client)
     assert info.value.phase == "first_byte" and "first-byte timeout" in str(info.value)
@@ -455,7 +473,7 @@ async def test_first_byte_timeout_when_server_never_answers() -> None:
 
 async def test_first_byte_timeout_on_a_hanging_handler(server: LLMServer) -> None:
     server.script(hang())
-    async with make_client(server.base_url, first_byte_timeout=0.3) as client:
+    async with make_client(server.base_url, timeouts=replace(TIMEOUTS, first_byte=0.3)) as client:
         with pytest.raises(LLMTimeoutError) as info:
             await collect(client)
         assert info.value.phase == "first_byte"
@@ -468,7 +486,7 @@ async def test_first_byte_timeout_on_a_hanging_handler(server: LLMServer) -> Non
 async def test_chunk_timeout_after_complete_sentences(server: LLMServer) -> None:
     server.script(stall_after("Hello there. How are"))
     got: list[str] = []
-    async with make_client(server.base_url, chunk_timeout=0.3) as client:
+    async with make_client(server.base_url, timeouts=replace(TIMEOUTS, chunk=0.3)) as client:
         with pytest.raises(LLMTimeoutError) as info:
             async for sentence in client.stream_sentences(MESSAGES):
                 got.append(sentence)
@@ -608,7 +626,7 @@ async def test_dropping_an_unfinished_stream_closes_its_connection(server: LLMSe
 
 async def test_concurrent_streams_are_bounded_by_limit(server: LLMServer) -> None:
     server.default = reply(token_delay=0.01)
-    async with make_client(server.base_url, strategy="pooled", limit=2) as client:
+    async with make_client(server.base_url, strategy="pooled", pool=PoolLimits(limit=2)) as client:
         results = await asyncio.gather(*(collect(client) for _ in range(4)))
     assert results == [EXPECTED] * 4
     assert server.connections == 2  # HTTP/1.1: one stream per connection, at most `limit` of them
@@ -689,6 +707,10 @@ def test_constructor_validates() -> None:
         PooledLLMClient("ftp://x/v1")
     with pytest.raises(ValueError):
         PooledLLMClient("http://x/v1", api_key="sk-abc\r\nX-Evil: 1")
+    with pytest.raises(ValueError):
+        Timeouts(connect=0)
+    with pytest.raises(ValueError):
+        PoolLimits(limit=0)
 
 
 async def test_closed_client_refuses_requests(server: LLMServer) -> None:
@@ -780,7 +802,13 @@ async def test_x_should_retry_false_stops_retries(server: LLMServer) -> None:
 
 async def test_busy_pool_times_out_with_a_clear_message(server: LLMServer) -> None:
     server.script(stall_after("Hello"))
-    async with make_client(server.base_url, strategy="pooled", limit=1, connect_timeout=0.3, max_retries=0) as c:
+    async with make_client(
+        server.base_url,
+        strategy="pooled",
+        pool=PoolLimits(limit=1),
+        timeouts=replace(TIMEOUTS, connect=0.3),
+        retry=replace(RETRY, max_retries=0),
+    ) as c:
         stream = c.stream_tokens(MESSAGES)
         async with contextlib.aclosing(stream):
             assert await anext(stream) == "Hello"
