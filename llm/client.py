@@ -14,27 +14,23 @@ import asyncio
 import contextlib
 import logging
 import ssl as ssl_module
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any, Literal
 
 import aiohttp
-from yarl import URL
 
 from llm.chat import Message, chat_request_body
-from llm.chat_stream import MAX_ERROR_BODY, ChatStreamReader, read_body
+from llm.chat_stream import ChatStreamReader
 from llm.clock import Clock, MonotonicClock
 from llm.config import KeepWarm, PoolLimits, Timeouts
-from llm.errors import AuthError, LLMError, LLMHTTPError, LLMTimeoutError, public_endpoint
-from llm.http_errors import StaleConnectionError, connection_error, http_error
+from llm.errors import LLMError, LLMHTTPError, public_endpoint
+from llm.http_errors import StaleConnectionError
 from llm.keepwarm import IdleLimit, KeepWarmScheduler
-from llm.pool import create_session, current_attempt
 from llm.retry import RetryPolicy
 from llm.secret import Secret, hide_in_logs
 from llm.sentences import SentenceSplitter, SplitterConfig
 from llm.strategies import Strategy, parse_strategy
 from llm.timing import (
-    EVENT_CONNECTED,
     EVENT_DONE,
     EVENT_FAILED,
     EVENT_FIRST_SENTENCE,
@@ -44,20 +40,20 @@ from llm.timing import (
     EVENT_RETRY,
     EVENT_STATUS,
     EVENT_WARMUP_DONE,
-    EVENT_WARMUP_STARTED,
-    AttemptTrace,
     ClientStats,
     LLMEvent,
     RequestTiming,
     WarmUpResult,
+    connection_detail,
     format_ms,
 )
+from llm.transport import EventCallback, Transport
+from llm.warmup import WarmUpRequests, skipped
 
 logger = logging.getLogger("llm.client")
 
 PING_WAIT_S = 1.0  # a real request waits at most this long for an in-flight keep-warm ping
 
-EventCallback = Callable[[LLMEvent, "RequestTiming | WarmUpResult"], None]
 # What the UI says about the pooled connection (see PooledLLMClient.state).
 ConnectionState = Literal["cold", "warming", "warm", "idle", "closed"]
 
@@ -117,13 +113,11 @@ class PooledLLMClient:
         self.retry = retry or RetryPolicy()
         self.pool = pool or PoolLimits()
         keep_warm = keep_warm or KeepWarm()
-        self._ssl = ssl
         self._prewarm_connections = min(self.pool.prewarm_connections, self.pool.limit)
         self._splitter_config = splitter or SplitterConfig()
         self._max_tokens = max_tokens
         self._temperature = temperature
         self._on_event = on_event
-        self._connect_to = connect_to
 
         self.idle_limit = IdleLimit(client_s=self.pool.keepalive_timeout)
         if keep_warm.server_keepalive_s is not None:
@@ -133,20 +127,30 @@ class PooledLLMClient:
         self.last_request: RequestTiming | None = None
         self.last_warm_up: WarmUpResult | None = None
 
-        self._session: aiohttp.ClientSession | None = None
         self._closed = False
         self._warming = False
         self._active = 0  # chat requests in flight
-        self._responses: set[aiohttp.ClientResponse] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._keep_warm = KeepWarmScheduler(
             keep_warm,
             self.idle_limit,
             clock or MonotonicClock(),
-            ping=lambda: self._warm_requests(1, EVENT_KEEP_WARM),
+            ping=lambda: self._warm_requests.send(1, EVENT_KEEP_WARM),
             busy=lambda: self._active > 0,
             enabled=strategy == "prewarmed",
         )
+        self._transport = Transport(
+            strategy=strategy,
+            pool=self.pool,
+            timeouts=self.timeouts,
+            api_key=self._api_key,
+            stats=self.stats,
+            keep_warm=self._keep_warm,
+            emit=self._emit,
+            ssl=ssl,
+            connect_to=connect_to,
+        )
+        self._warm_requests = WarmUpRequests(self._transport, self._models_url, self.stats, self._emit)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -200,11 +204,7 @@ class PooledLLMClient:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        for resp in list(self._responses):
-            resp.close()
-        self._responses.clear()
-        if self._session is not None:
-            await self._session.close()
+        await self._transport.close()
         logger.info(
             "LLM client closed: %d requests, %d connections opened, %d reused, %d retries, %d warm-ups",
             self.stats.requests,
@@ -239,13 +239,13 @@ class PooledLLMClient:
         if self._closed:
             return WarmUpResult(ok=False, ms=0.0, error="client is closed")
         if self.strategy != "prewarmed":
-            return self._skipped(f"strategy {self.strategy!r} does not pre-warm")
+            return skipped(f"strategy {self.strategy!r} does not pre-warm")
         if self._warming:
-            return self._skipped("a warm-up is already in flight")
+            return skipped("a warm-up is already in flight")
         if self._active:
-            return self._skipped("a request is using the connection")
+            return skipped("a request is using the connection")
         if self._keep_warm.fresh():
-            return self._skipped("the pooled connection was used recently and is still warm")
+            return skipped("the pooled connection was used recently and is still warm")
         self._warming = True
         try:
             logger.info(
@@ -254,7 +254,7 @@ class PooledLLMClient:
                 self._prewarm_connections,
                 "" if self._prewarm_connections == 1 else "s",
             )
-            result = await self._warm_requests(self._prewarm_connections, EVENT_WARMUP_DONE)
+            result = await self._warm_requests.send(self._prewarm_connections, EVENT_WARMUP_DONE)
         finally:
             self._warming = False
         self.last_warm_up = result
@@ -263,7 +263,7 @@ class PooledLLMClient:
             how = (
                 "reused pooled connection"
                 if timing is not None and timing.reused_connection
-                else _connection_detail(timing)
+                else connection_detail(timing)
             )
             logger.info("Warmup complete in %.0f ms - connection ready (%s)", result.ms, how)
             self._keep_warm.ensure_running()
@@ -274,105 +274,6 @@ class PooledLLMClient:
                 result.error,
             )
         return result
-
-    def _skipped(self, reason: str) -> WarmUpResult:
-        logger.debug("Warm-up skipped: %s", reason)
-        return WarmUpResult(ok=True, ms=0.0, skipped=True, reason=reason)
-
-    async def _warm_requests(self, count: int, event: LLMEvent) -> WarmUpResult:
-        """Send ``count`` concurrent ``GET /models`` (each needs its own connection)."""
-        start = time.perf_counter()
-        opened_before = self.stats.connections_opened
-        timings = [RequestTiming(kind="warmup", endpoint=public_endpoint(self._models_url)) for _ in range(count)]
-        if event == EVENT_WARMUP_DONE:
-            self._emit(EVENT_WARMUP_STARTED, timings[0])
-        outcomes = await asyncio.gather(*(self._warm_request(t) for t in timings), return_exceptions=True)
-        ms = (time.perf_counter() - start) * 1000.0
-        opened = self.stats.connections_opened - opened_before
-        statuses = [o for o in outcomes if isinstance(o, int)]
-        errors = [o for o in outcomes if isinstance(o, BaseException)]
-        for err in errors:
-            if not isinstance(err, Exception):
-                raise err  # CancelledError and friends
-        auth = next((e for e in errors if isinstance(e, AuthError)), None)
-        if auth is not None:
-            result = WarmUpResult(
-                ok=False,
-                ms=ms,
-                error=str(auth),
-                failure=auth,
-                status=auth.status,
-                connections_opened=opened,
-                timing=timings[0],
-            )
-        elif statuses:
-            status = statuses[0]
-            ok = status < 500
-            result = WarmUpResult(
-                ok=ok,
-                ms=ms,
-                error=None if ok else f"HTTP {status} from {public_endpoint(self._models_url)}",
-                status=status,
-                connections_opened=opened,
-                timing=timings[outcomes.index(status)],
-            )
-        else:
-            err = errors[0]
-            message = str(err) if isinstance(err, LLMError) else f"endpoint unreachable: {err or 'unexpected error'}"
-            result = WarmUpResult(
-                ok=False,
-                ms=ms,
-                error=message,
-                failure=err if isinstance(err, LLMError) else None,
-                status=getattr(err, "status", None),
-                connections_opened=opened,
-                timing=timings[0],
-            )
-        self._emit(event, result)
-        return result
-
-    async def _warm_request(self, timing: RequestTiming) -> int:
-        """One warm-up request; returns the HTTP status or raises an LLMError."""
-        self.stats.warmups += 1
-        resp, trace = await self._attempt("GET", self._models_url, timing, accept="application/json")
-        proto = trace.protocol
-        self._learn_from_headers(resp)
-        clean = False
-        try:
-            async with asyncio.timeout(self.timeouts.chunk):
-                await resp.read()
-            clean = True
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            logger.debug("Warm-up body not read completely: %s", type(exc).__name__)
-        finally:
-            timing.total_ms = timing.since_start()
-            self._finish_response(resp, proto, clean)
-        if resp.status in (401, 403):
-            raise AuthError(
-                f"API key rejected (HTTP {resp.status} from {timing.endpoint})",
-                endpoint=timing.endpoint,
-                status=resp.status,
-            )
-        return resp.status
-
-    # ------------------------------------------------------------------ connections
-
-    def _finish_response(self, resp: aiohttp.ClientResponse, proto: Any, clean: bool) -> None:
-        """Return a fully read response's connection to the pool, or close a dirty one."""
-        self._responses.discard(resp)
-        if not clean:
-            self._keep_warm.activity()
-            resp.close()  # never hand a half-read connection to the next request
-            return
-        resp.release()
-        if self.strategy == "cold":
-            self._keep_warm.activity()  # its connection closes now: nothing to watch
-            return
-        self._keep_warm.released(proto)
-
-    def _learn_from_headers(self, resp: aiohttp.ClientResponse) -> None:
-        if self.strategy != "cold":
-            self._keep_warm.learn_from_header(resp.headers.get("Keep-Alive"))
 
     # ------------------------------------------------------------------ streaming
 
@@ -444,19 +345,19 @@ class PooledLLMClient:
         try:
             await self._keep_warm.wait_for_ping(PING_WAIT_S)
             resp, proto = await self._open_chat(body, timing)
-            self._responses.add(resp)
-            self._learn_from_headers(resp)
+            self._transport.track(resp)
+            self._transport.learn_from_headers(resp)
             logger.info(
                 "Connection established (HTTP %d) - %s",
                 resp.status,
-                "reused pooled connection" if timing.reused_connection else _connection_detail(timing),
+                "reused pooled connection" if timing.reused_connection else connection_detail(timing),
             )
             self._emit(EVENT_STATUS, timing)
             reader = ChatStreamReader(
                 resp,
                 timing,
                 chunk_timeout=self.timeouts.chunk,
-                redact=self._redact,
+                redact=self._transport.redact,
                 on_first_token=lambda: self._emit(EVENT_FIRST_TOKEN, timing),
                 first_token_timeout=self.timeouts.first_byte,
             )
@@ -487,7 +388,7 @@ class PooledLLMClient:
         finally:
             self._active -= 1
             if resp is not None:
-                self._finish_response(resp, proto, clean)
+                self._transport.finish(resp, proto, clean)
             else:
                 self._keep_warm.activity()
             if not self._closed and timing.error is None:
@@ -511,7 +412,7 @@ class PooledLLMClient:
         stale_left = self.pool.limit  # each stale attempt discards one dead pooled connection
         while True:
             try:
-                resp, trace = await self._attempt(
+                resp, trace = await self._transport.attempt(
                     "POST", self._chat_url, timing, json_body=body, accept="text/event-stream"
                 )
             except StaleConnectionError as exc:
@@ -531,7 +432,7 @@ class PooledLLMClient:
                 continue
             if 200 <= resp.status < 300:
                 return resp, trace.protocol
-            error = await self._http_error(resp, trace.protocol, timing)
+            error = await self._transport.http_error(resp, trace.protocol, timing)
             if not error.retryable or retries >= self.retry.max_retries:
                 raise error
             retry_after = error.retry_after if isinstance(error, LLMHTTPError) else None
@@ -547,118 +448,6 @@ class PooledLLMClient:
         await asyncio.sleep(delay)
         return retries
 
-    async def _attempt(
-        self,
-        method: str,
-        url: str,
-        timing: RequestTiming,
-        *,
-        accept: str,
-        json_body: dict[str, Any] | None = None,
-    ) -> tuple[aiohttp.ClientResponse, AttemptTrace]:
-        """One HTTP attempt up to the status line, under the connect and first-byte deadlines."""
-        session = self._get_session()
-        loop = asyncio.get_running_loop()
-        trace = AttemptTrace(self.stats)
-        timing.attempts += 1
-        endpoint = public_endpoint(url)
-        try:
-            async with asyncio.timeout(self.timeouts.connect) as deadline:
-
-                def connected() -> None:
-                    deadline.reschedule(loop.time() + self.timeouts.first_byte)
-                    trace.apply_to(timing)
-                    if timing.kind == "chat":
-                        self._emit(EVENT_CONNECTED, timing)
-
-                trace.on_connected = connected
-                target, headers, server_hostname = self._route(url, self._headers(accept))
-                token = current_attempt.set(trace)
-                try:
-                    resp = await session.request(
-                        method,
-                        target,
-                        json=json_body,
-                        headers=headers,
-                        server_hostname=server_hostname,
-                        trace_request_ctx=trace,
-                    )
-                finally:
-                    current_attempt.reset(token)
-                    # In use now: if this connection closes, it is not the server's idle limit.
-                    self._keep_warm.claim(trace.protocol)
-        except TimeoutError:
-            trace.apply_to(timing)
-            if trace.connected:
-                raise LLMTimeoutError(
-                    f"no response from {endpoint} within {self.timeouts.first_byte:g} s (first-byte timeout)",
-                    phase="first_byte",
-                    timeout_s=self.timeouts.first_byte,
-                    endpoint=endpoint,
-                ) from None
-            if trace.queued and trace.create_start is None:
-                message = (
-                    f"all {self.pool.limit} pooled connections stayed busy for {self.timeouts.connect:g} s "
-                    f"(connect timeout, {endpoint})"
-                )
-            else:
-                message = (
-                    f"endpoint unreachable: no connection to {endpoint} within {self.timeouts.connect:g} s "
-                    "(connect timeout)"
-                )
-            raise LLMTimeoutError(
-                message, phase="connect", timeout_s=self.timeouts.connect, endpoint=endpoint
-            ) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            trace.apply_to(timing)
-            self._keep_warm.learn_dead(trace)
-            error = connection_error(exc, reused=trace.reused, endpoint=endpoint, redact=self._redact)
-            if isinstance(error, StaleConnectionError):
-                error.protocol = trace.protocol
-            raise error from exc
-        trace.apply_to(timing)
-        self._keep_warm.learn_dead(trace)
-        timing.status = resp.status
-        timing.ttfb_ms = timing.since_start()
-        return resp, trace
-
-    async def _http_error(self, resp: aiohttp.ClientResponse, proto: Any, timing: RequestTiming) -> LLMError:
-        """Turn a non-2xx response into an error; reads (a bounded part of) its body."""
-        try:
-            body = await read_body(resp, MAX_ERROR_BODY, self.timeouts.chunk)
-        finally:
-            self._finish_response(resp, proto, clean=resp.content.at_eof())
-        return http_error(resp.status, resp.headers, body, endpoint=timing.endpoint, redact=self._redact)
-
-    # ------------------------------------------------------------------ plumbing
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._closed:
-            raise RuntimeError("PooledLLMClient is closed")
-        if self._session is None:
-            self._session = create_session(strategy=self.strategy, pool=self.pool, ssl=self._ssl)
-        return self._session
-
-    def _headers(self, accept: str) -> dict[str, str]:
-        headers = {"Accept": accept}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
-        return headers
-
-    def _route(self, url: str, headers: dict[str, str]) -> tuple[URL, dict[str, str], str | None]:
-        """Where to open the socket: the URL itself, or ``connect_to`` with the URL's identity."""
-        parsed = URL(url)
-        if self._connect_to is None:
-            return parsed, headers, None
-        host, port = self._connect_to
-        headers = {**headers, "Host": parsed.host_port_subcomponent or parsed.raw_host or ""}
-        server_hostname = parsed.raw_host if parsed.scheme == "https" else None
-        return parsed.with_host(host).with_port(port), headers, server_hostname
-
-    def _redact(self, text: str) -> str:
-        key = self._api_key.reveal()
-        return text.replace(key, "<hidden>") if key else text
-
     def _emit(self, name: LLMEvent, payload: RequestTiming | WarmUpResult) -> None:
         if self._on_event is None:
             return
@@ -666,10 +455,3 @@ class PooledLLMClient:
             self._on_event(name, payload)
         except Exception:
             logger.exception("on_event callback failed for %r", name)
-
-
-def _connection_detail(timing: RequestTiming | None) -> str:
-    if timing is None:
-        return "new connection"
-    dns = "cached" if timing.dns_cache_hit else format_ms(timing.dns_duration_ms, missing="n/a")
-    return f"new connection: DNS {dns}, TCP+TLS {format_ms(timing.tcp_tls_ms, missing='n/a')}"

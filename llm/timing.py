@@ -55,6 +55,14 @@ def format_ms(
     return f"{value:{width},.0f}{unit}" if grouped else f"{value:{width}.0f}{unit}"
 
 
+def connection_detail(timing: RequestTiming | None) -> str:
+    """How a request's new connection was made, for a log line (DNS and TCP+TLS times)."""
+    if timing is None:
+        return "new connection"
+    dns = "cached" if timing.dns_cache_hit else format_ms(timing.dns_duration_ms, missing="n/a")
+    return f"new connection: DNS {dns}, TCP+TLS {format_ms(timing.tcp_tls_ms, missing='n/a')}"
+
+
 def _ms(start: float, end: float | None) -> float | None:
     return None if end is None else (end - start) * 1000.0
 
