@@ -462,7 +462,7 @@ class WarmVoiceApp:
                 self.pong,
                 pong_report,
                 None,
-                api_name=False,
+                api_visibility="private",
                 show_progress="hidden",
                 js="() => window.warmvoice ? window.warmvoice.takePongs() : '[]'",
                 concurrency_limit=limit,

@@ -16,7 +16,6 @@ import json
 import math
 import statistics
 import time
-import types
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -118,11 +117,17 @@ def page_messages(text: str, stream: str, max_chars: int) -> list[dict[str, obje
     return [item for item in items if isinstance(item, dict) and item.get("session") == stream]
 
 
-def is_number(value: object, kind: type | types.UnionType) -> bool:
-    """``value`` is a finite number of ``kind`` (never a bool; JSON lets NaN and Infinity through)."""
-    if not isinstance(value, kind) or isinstance(value, bool):
-        return False
-    return not isinstance(value, float) or math.isfinite(value)
+def positive_int(value: object) -> int | None:
+    """``value`` if it is a whole number above 0 (never a bool), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def finite_number(value: object, low: float, high: float) -> float | None:
+    """``value`` as a float if it is a finite number in [low, high] (never a bool; JSON lets NaN
+    and Infinity through), else None."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        return None
+    return float(value) if low <= value <= high else None
 
 
 def parse_pongs(text: str, stream: str) -> list[Pong]:
@@ -133,9 +138,8 @@ def parse_pongs(text: str, stream: str) -> list[Pong]:
     """
     pongs = []
     for item in page_messages(text, stream, MAX_PONG_CHARS):
-        ping, page_ms = item.get("ping"), item.get("page_ms")
-        if not is_number(ping, int) or ping <= 0:
+        ping = positive_int(item.get("ping"))
+        if ping is None:
             continue
-        plausible = is_number(page_ms, int | float) and 0 <= page_ms <= _MAX_PAGE_MS
-        pongs.append(Pong(ping, float(page_ms) if plausible else None))
+        pongs.append(Pong(ping, finite_number(item.get("page_ms"), 0, _MAX_PAGE_MS)))
     return pongs

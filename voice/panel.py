@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from llm import STRATEGY_SHORT_LABELS, Strategy, format_ms
 from voice.audio import float_to_int16
-from voice.browser_link import RoundTrips, is_number, page_messages
+from voice.browser_link import RoundTrips, finite_number, page_messages, positive_int
 from voice.events import AudioOut
 from voice.latency import STAGES, TurnLatency
 
@@ -304,11 +304,10 @@ def playback_reports(text: str, stream: str) -> list[PlaybackReport]:
     """
     reports = []
     for item in page_messages(text, stream, MAX_REPORT_CHARS):
-        turn, player_ms = item.get("turn"), item.get("player_ms")
-        if not isinstance(turn, int) or not is_number(turn, int) or turn <= 0:
+        turn = positive_int(item.get("turn"))
+        if turn is None:
             continue
-        ms = player_ms if isinstance(player_ms, int | float) and is_number(player_ms, int | float) else None
-        reports.append(PlaybackReport(turn, float(ms) if ms is not None and 0 <= ms <= _MAX_PLAYER_MS else None))
+        reports.append(PlaybackReport(turn, finite_number(item.get("player_ms"), 0, _MAX_PLAYER_MS)))
     return reports
 
 
