@@ -26,7 +26,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from llm.embedded_server import free_loopback_port
+from llm import free_loopback_port
 
 # The browser tests' Chromium: its fixture skips (or fails in CI) when there is none.
 from tests.test_browser import ARTIFACTS, CHROMIUM_FLAGS, _stage_values, chromium  # noqa: F401
