@@ -78,8 +78,7 @@ from benchmarks.pipeline_report import (
     write_json,
     write_plot,
 )
-from llm import configure_logging, public_endpoint
-from llm.latency_proxy import LatencyProxy
+from llm import LatencyProxy, configure_logging, public_endpoint
 from voice.audio import read_wav, write_wav
 from voice.headless import TurnResult, run_spoken_turn, run_typed_turn, speak_into
 from voice.llm_endpoint import LLMEndpoint

@@ -35,7 +35,7 @@ class Mp3StreamDecoder:
         return np.concatenate(parts)
 
     def _decode(self, packets: list[Any]) -> np.ndarray:
-        parts = [np.zeros(0, dtype=np.float32)]
+        parts: list[np.ndarray] = [np.zeros(0, dtype=np.float32)]
         for packet in packets:
             try:
                 frames = self._codec.decode(packet)
@@ -47,7 +47,7 @@ class Mp3StreamDecoder:
         return np.concatenate(parts)
 
     def _frames(self, frames: list[Any], *, final: bool = False) -> np.ndarray:
-        parts = [np.zeros(0, dtype=np.float32)]
+        parts: list[np.ndarray] = [np.zeros(0, dtype=np.float32)]
         for frame in frames:
             parts.extend(out.to_ndarray().reshape(-1) for out in self._resampler.resample(frame))
         if final:

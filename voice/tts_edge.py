@@ -35,7 +35,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -258,7 +258,7 @@ class EdgeTTS:
             raise
         self.breaker.reset()
 
-    async def _stream(self, bounded: str, transport: WarmEdgeTransport | None) -> AsyncIterator[AudioChunk]:
+    async def _stream(self, bounded: str, transport: WarmEdgeTransport | None) -> AsyncGenerator[AudioChunk]:
         """One attempt: on ``transport``'s warm socket, or (None) a plain ``Communicate`` call."""
         clock = _CallClock()
         loop = asyncio.get_running_loop()
@@ -329,7 +329,7 @@ class EdgeTTS:
             self.calls.append(stats)
             _log.debug("edge-tts call: %s", stats)
 
-    async def _plain(self, bounded: str, clock: _CallClock) -> AsyncIterator[bytes | TTSConnection]:
+    async def _plain(self, bounded: str, clock: _CallClock) -> AsyncGenerator[bytes | TTSConnection]:
         """edge-tts's own path: a new TLS WebSocket for this one sentence."""
         connector = _TimedConnector(clock.mark_connected)
         whole_seconds = max(1, math.ceil(self.timeout_s))  # edge-tts takes ints; ours is the real bound

@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
@@ -44,7 +44,7 @@ from voice.edge_protocol import (
     speech_config_message,
     ssml_message,
 )
-from voice.tts import TTSConnection
+from voice.tts import TTSConnection, TTSConnectionKind
 
 DEFAULT_MAX_IDLE_S = 15.0
 DEFAULT_MAX_READY = 2
@@ -267,7 +267,7 @@ class WarmEdgeTransport:
             reused = [s for s in self._ready if s.requests]
             sock = reused[-1] if reused else self._ready[0]
             self._ready.remove(sock)
-            kind = "reused" if sock.requests else "spare"
+            kind: TTSConnectionKind = "reused" if sock.requests else "spare"
             self._counts["spares_taken" if kind == "spare" else "reused"] += 1
             self._wake.set()  # the keeper opens the next spare now, if none is left
             self._busy.add(sock)
@@ -295,7 +295,7 @@ class WarmEdgeTransport:
         else:
             self._discard(sock)
 
-    async def speak(self, text: str, voice: str) -> AsyncIterator[bytes | TTSConnection]:
+    async def speak(self, text: str, voice: str) -> AsyncGenerator[bytes | TTSConnection]:
         """Send ``text`` on a warm socket; with its first audio yield the
         :class:`~voice.tts.TTSConnection` it used, then the MP3 bytes as they arrive.  Ends after
         the service's ``turn.end``.
