@@ -42,6 +42,7 @@ from voice.runtime import VoiceRuntime
 from voice.session import VoiceSession
 from voice.settings import Settings, SettingsError, load_settings
 from voice.tts import TTSError
+from voice.turn_policy import TURN_DETECTOR_LABELS
 from voice.voices import VoiceCatalog
 
 if TYPE_CHECKING:  # voice.local_audio is imported only with --local-audio
@@ -50,6 +51,7 @@ if TYPE_CHECKING:  # voice.local_audio is imported only with --local-audio
 log = logging.getLogger("warmvoice")
 
 STRATEGY_CHOICES = [(label, key) for key, label in STRATEGY_LABELS.items()]
+TURN_DETECTOR_CHOICES = [(label, key) for key, label in TURN_DETECTOR_LABELS.items()]
 # One click on "Start speaking" starts the session (Python), the browser capture (the mic's own
 # record button) and the reply player (browsers only start audio from a user gesture).
 # Gradio 6's streaming recorder loads its WAV encoder (two modules and a worker) after the page
@@ -406,8 +408,11 @@ class WarmVoiceApp:
                         2000,
                         value=s.end_of_turn_silence_ms,
                         step=50,
-                        label="End-of-turn silence (ms)",
+                        label="Silence that ends a turn (silence-only and word-list detectors, ms)",
                         elem_id="silence",
+                    )
+                    detector = gr.Dropdown(
+                        TURN_DETECTOR_CHOICES, value=s.turn_detector, label="End-of-turn detector", elem_id="detector"
                     )
                     barge = gr.Checkbox(value=s.barge_in, label="Barge-in (interrupt the reply by speaking)")
                     voices = VoiceCatalog.from_settings(s)
@@ -427,6 +432,7 @@ class WarmVoiceApp:
             )
             # "multiple": Stop then Start again must get its pump even while the old one is still
             # winding down (Gradio's default, "once", silently dropped the new one).
+            started.then(self.set_turn_detector, detector, None, api_visibility="private", show_progress="hidden")
             started.then(
                 self.pump,
                 None,
@@ -473,6 +479,7 @@ class WarmVoiceApp:
             for change in (strategy.change, rtt.change, prompt.change, silence.change, barge.change):
                 change(self.configure, controls, None, api_visibility="private", show_progress="hidden")
             voice.change(self.set_voice, voice, None, api_visibility="private")
+            detector.change(self.set_turn_detector, detector, None, api_visibility="private", show_progress="hidden")
             demo.unload(self.unload)
         return demo
 
@@ -483,6 +490,15 @@ class WarmVoiceApp:
             try:
                 await session.configure(voice=voice)
             except (ValueError, SettingsError, TTSError) as exc:
+                gr.Warning(str(exc))
+
+    async def set_turn_detector(self, detector: str, request: gr.Request) -> None:
+        """The end-of-turn detector changed (A/B): the session's next pause uses it."""
+        session = await self._session(request)
+        if session is not None and detector:
+            try:
+                await session.configure(turn_detector=detector)
+            except (ValueError, SettingsError) as exc:
                 gr.Warning(str(exc))
 
 

@@ -212,7 +212,7 @@ async def test_ten_minute_recording_is_capped_and_memory_stays_bounded(voice_run
     whisper.seconds.clear()
 
     async with loopback_session(voice_runtime, server.base_url, transcriber=whisper) as s:
-        endpointer = s._endpointer  # the bound under test is the endpointer's buffer
+        endpointer = s.turn_detector.endpointer  # the bound under test is the endpointer's buffer
         bound = int((cap_s + endpointer.pre_roll_ms / 1000 + 0.2) * 16000)
         most_buffered = 0
         events: list[SessionEvent] = []

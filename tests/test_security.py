@@ -275,7 +275,7 @@ async def test_one_huge_audio_chunk_is_cut_to_max_turn_seconds(voice_runtime, se
     async with loopback_session(voice_runtime, server.base_url, transcriber=whisper) as s:
         waiter = asyncio.create_task(_until_answered(s))
         await s.feed_audio(recording, 16000)
-        buffered = s._endpointer.buffered_samples  # the bound under test is the endpointer's
+        buffered = s.turn_detector.endpointer.buffered_samples  # the bound under test is the endpointer's
         await s.feed_audio(np.zeros(16000 * 2, np.float32), 16000)
         events = await waiter
     assert buffered <= (cap_s + 1) * 16000

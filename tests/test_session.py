@@ -11,8 +11,9 @@ from tests.speech import synthesize
 from voice.events import AudioOut, BargeIn, TurnDone
 from voice.headless import run_spoken_turn, run_typed_turn, speak_into
 from voice.latency import STAGES, TurnLatency
-from voice.session import SPECULATE_AFTER_MS, VoiceSession
+from voice.session import VoiceSession
 from voice.tts_factory import make_tts
+from voice.turn_detection import SPECULATE_AFTER_MS
 
 pytestmark = pytest.mark.slow
 

@@ -29,9 +29,42 @@ STAGES: tuple[tuple[str, str], ...] = (
 
 
 # How a turn ended ("running" until it does).
-Outcome = Literal["running", "ok", "no_speech", "error", "interrupted"]
+# "resumed": a false interruption; the cut reply was spoken again (voice.interruption).
+Outcome = Literal["running", "ok", "no_speech", "error", "interrupted", "resumed"]
 # Where the turn came from: the microphone or the text box.
 TurnSource = Literal["voice", "text"]
+
+
+@dataclass(frozen=True)
+class TurnEnd:
+    """What ended a spoken turn (the panel shows it next to the breakdown).
+
+    ``detector``: the turn detector in use (see :mod:`voice.turn_policy`); ``signal``: what
+    ended the turn ("audio+text", "hold", "max_wait", "silence", "text", "audio", "capped");
+    ``probability``: the audio model's completeness probability (None if it did not run);
+    ``text_complete``: the early transcript's verdict (None if it was not ready);
+    ``silence_waited_ms``: silence after the true end of speech when the turn was ended;
+    ``model_ms``: the audio model's compute time on that pause.
+    """
+
+    detector: str
+    signal: str
+    silence_waited_ms: float
+    probability: float | None = None
+    text_complete: bool | None = None
+    model_ms: float | None = None
+
+    def describe(self) -> str:
+        """One line for people: "audio+text after 310 ms of silence (model p=0.93, 41 ms)"."""
+        parts = [f"{self.signal} after {self.silence_waited_ms:,.0f} ms of silence"]
+        details = []
+        if self.probability is not None:
+            details.append(f"model p={self.probability:.2f}" + (f", {self.model_ms:,.0f} ms" if self.model_ms else ""))
+        if self.text_complete is not None:
+            details.append("text complete" if self.text_complete else "text unfinished")
+        if details:
+            parts.append(f"({'; '.join(details)})")
+        return " ".join(parts)
 
 
 @dataclass
@@ -75,6 +108,7 @@ class TurnLatency:
     outcome: Outcome = "running"
     error: str | None = None
     extras: dict[str, float] = field(default_factory=dict)  # e.g. speculative-STT savings
+    turn_end: TurnEnd | None = None  # what ended a spoken turn (None for typed turns)
 
     def since_speech_end(self, at: float) -> float:
         """Milliseconds between the true end of speech and ``at`` (a perf_counter stamp)."""

@@ -30,6 +30,7 @@ TURN_COLUMNS = [
     "Connection",
     "TTS connection",
     "Endpoint",
+    "Ended by",
     "STT",
     "HTTP status",
     "First token",
@@ -95,6 +96,8 @@ def current_turn_html(lat: TurnLatency | None) -> str:
     ]
     if lat.tts_connection:
         extra.append(f"TTS connection: <span data-fact='tts-connection'>{html.escape(tts_connection_text(lat))}</span>")
+    if lat.turn_end is not None:
+        extra.append(f"turn ended by <span data-fact='turn_end'>{html.escape(lat.turn_end.describe())}</span>")
     if lat.stt_compute_ms is not None:
         extra.append(f"Whisper compute {lat.stt_compute_ms:,.0f} ms")
     if "player_ms" in lat.extras:
@@ -173,6 +176,7 @@ def turns_rows(latencies: list[TurnLatency]) -> list[list[str]]:
             lat.connection,
             tts_connection_text(lat),
             _ms(lat.endpoint_ms),
+            _ended_by(lat),
             _ms(lat.transcript_ms),
             _ms(lat.status_ms),
             _ms(lat.first_token_ms),
@@ -187,6 +191,15 @@ def turns_rows(latencies: list[TurnLatency]) -> list[list[str]]:
 
 
 TTS_SETUP_LABEL = "TTS connection set-up (on the path)"
+
+
+def _ended_by(lat: TurnLatency) -> str:
+    """Short form for the table: "audio+text p=0.93 @310" (signal, model probability, silence waited)."""
+    end = lat.turn_end
+    if end is None:
+        return ""
+    probability = "" if end.probability is None else f" p={end.probability:.2f}"
+    return f"{end.signal}{probability} @{end.silence_waited_ms:,.0f}"
 
 
 def waterfall_chart(latencies: list[TurnLatency], last: int = 12) -> Figure | None:

@@ -12,6 +12,7 @@ from voice.llm_endpoint import LLMEndpoint
 from voice.native_memory import limit_malloc_arenas
 from voice.session import VoiceSession
 from voice.settings import Settings
+from voice.smart_turn import SmartTurnUnavailable, smart_turn_model
 from voice.transcribe import Transcriber
 from voice.tts import TTSEngine, TTSError
 from voice.tts_factory import tts_for
@@ -53,6 +54,8 @@ class VoiceRuntime:
         )
         try:
             transcriber.warm()
+            say("Loading the turn detector…")
+            _load_turn_model(settings)
             say("Loading the voice…")
             runtime = cls(settings, endpoint, transcriber)
             asyncio.run(_warm_tts(runtime.new_tts()))
@@ -79,6 +82,18 @@ class VoiceRuntime:
     def close(self) -> None:
         """Stop the embedded server, if any."""
         self.endpoint.close()
+
+
+def _load_turn_model(settings: Settings) -> None:
+    """Load Smart Turn now, so the first pause does not pay for it.  The page can switch to
+    a detector that uses it, so it is loaded whichever detector starts; only a detector that
+    needs it makes its absence fatal."""
+    try:
+        smart_turn_model()
+    except SmartTurnUnavailable as exc:
+        if settings.turn_policy.uses_audio_model:
+            raise SmartTurnUnavailable(f"TURN_DETECTOR={settings.turn_detector} needs the audio model: {exc}") from None
+        log.warning("The audio turn model is unavailable (%s); only the vad and text detectors will work", exc)
 
 
 async def _warm_tts(tts: TTSEngine) -> None:

@@ -18,7 +18,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -44,7 +43,7 @@ from llm import (
 )
 from voice.audio import SAMPLE_RATE, StreamingConverter
 from voice.conversation import Conversation
-from voice.endpointing import Endpointer, SpeechStarted, TurnEnded
+from voice.endpointing import SpeechStarted
 from voice.events import (
     AssistantSaid,
     AudioOut,
@@ -60,82 +59,19 @@ from voice.events import (
 from voice.latency import TurnLatency
 from voice.llm_endpoint import LLMEndpoint
 from voice.settings import Settings
-from voice.transcribe import Transcriber, Transcript
+from voice.smart_turn import smart_turn_model
+from voice.transcribe import Transcriber
 from voice.tts import AudioChunk, PrefetchedSpeech, TTSEngine, TTSError, has_speakable, prefetch
 from voice.tts_factory import tts_for
+from voice.turn_detection import DetectedTurn, Speculation, SpeculationStats, TurnDetector
 from voice.voices import VoiceCatalog
 
 log = logging.getLogger(__name__)
 
 MAX_TYPED_CHARS = 2000
 MIN_INPUT_RATE, MAX_INPUT_RATE = 4000, 384000  # microphone rates accepted by feed_audio
-# Transcribe speculatively once the voice has paused this long (and the post-roll the final
-# utterance carries is in): at the end of the turn, the transcript is then (nearly) ready.
-SPECULATE_AFTER_MS = 150
 # A first sentence longer than this is cut at its first clause boundary (comma, dash...).
 FIRST_SENTENCE_MAX_WORDS = 8
-# A pause after these words is a hesitation, not the end of a turn.
-_CONTINUATION_WORDS = frozenset(
-    {
-        "and",
-        "but",
-        "so",
-        "or",
-        "because",
-        "um",
-        "uh",
-        "er",
-        "like",
-        "the",
-        "a",
-        "an",
-        "to",
-        "of",
-        "with",
-        "my",
-        "your",
-        "is",
-        "are",
-        "was",
-        "if",
-        "then",
-        "that",
-        "which",
-    }
-)
-
-
-@dataclass
-class _Speculation:
-    """A transcript started during a pause, before the turn is known to be over.
-
-    Adopted by the turn if the pause does end it (same last voiced frame), discarded if the
-    user speaks again.  Its audio equals the turn's, so its transcript is the turn's.
-    """
-
-    speech_end_sample: int
-    started_at: float
-    task: asyncio.Task[Transcript] = field(init=False)
-    transcript: Transcript | None = None
-    done_at: float | None = None
-
-    def sounds_complete(self) -> bool:
-        """The transcript reads like a finished sentence (so a shorter pause may end the turn)."""
-        if self.transcript is None:
-            return False
-        text = self.transcript.text.strip()
-        words = text.rstrip(".?!").lower().split()
-        return bool(words) and text.endswith((".", "?", "!")) and words[-1] not in _CONTINUATION_WORDS
-
-
-@dataclass
-class SpeculationStats:
-    """How the early transcripts fared: adopted by a turn, or discarded because the user went on."""
-
-    started: int = 0
-    adopted: int = 0
-    discarded: int = 0
-    early_ends: int = 0  # turns ended on the shorter silence after a complete-sounding sentence
 
 
 class VoiceSession:
@@ -174,14 +110,19 @@ class VoiceSession:
         self._proxy: LatencyProxy | None = None
         self._warm_task: asyncio.Task[None] | None = None
         self._turn_task: asyncio.Task[None] | None = None
-        self._endpointer = self._new_endpointer(settings.end_of_turn_silence_ms)
+        self.turn_detector = TurnDetector(
+            settings.turn_policy,
+            transcriber=transcriber,
+            audio_model=smart_turn_model,
+            on_turn=self._end_of_turn,
+            clock=clock,
+            early_transcript=settings.early_transcript,
+            max_turn_s=settings.max_turn_seconds,
+        )
         self._converters: dict[int, StreamingConverter] = {}
         self._feed_lock = asyncio.Lock()
         self._turns = 0
         self._current: TurnLatency | None = None
-        self._speculation: _Speculation | None = None
-        self._last_feed: tuple[StreamingConverter, float] | None = None  # the last chunk's converter and arrival
-        self.speculation_stats = SpeculationStats()
         self._speaking_until = 0.0
         self._warned_nonfinite = False
         self._refused_audio = False
@@ -206,8 +147,8 @@ class VoiceSession:
         if self.closed:
             return
         self.closed = True
-        spec, self._speculation = self._speculation, None
-        for task in (self._turn_task, self._warm_task, spec.task if spec else None):
+        await self.turn_detector.close()
+        for task in (self._turn_task, self._warm_task):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -226,6 +167,7 @@ class VoiceSession:
         silence_ms: int | None = None,
         barge_in: bool | None = None,
         voice: str | None = None,
+        turn_detector: str | None = None,
     ) -> None:
         """Change settings mid-session.  A new strategy or distance means a new connection pool
         (and a new warm-up), so turns under each setting are measured from the same start.
@@ -244,9 +186,14 @@ class VoiceSession:
             self.conversation.system_prompt = system_prompt
         if barge_in is not None:
             self.barge_in = barge_in
-        if silence_ms is not None and silence_ms != self._endpointer.silence_ms:
-            self.settings.replace(end_of_turn_silence_ms=silence_ms)  # validates the value
-            self._endpointer = self._new_endpointer(silence_ms)
+        turn_changes = {
+            name: value
+            for name, value in (("end_of_turn_silence_ms", silence_ms), ("turn_detector", turn_detector))
+            if value is not None and value != getattr(self.settings, name)
+        }
+        if turn_changes:
+            self.settings = self.settings.replace(**turn_changes)  # validates the values
+            await self.turn_detector.set_policy(self.settings.turn_policy)
         new_strategy = None if strategy is None else parse_strategy(strategy)
         if rtt_ms is not None and not 0 <= rtt_ms <= 5000:
             raise ValueError("emulated RTT must be between 0 and 5000 ms")
@@ -280,6 +227,11 @@ class VoiceSession:
     def turns_started(self) -> int:
         """How many turns this session has begun (spoken or typed)."""
         return self._turns
+
+    @property
+    def speculation_stats(self) -> SpeculationStats:
+        """How the early transcripts fared (adopted, discarded, turns ended early)."""
+        return self.turn_detector.stats
 
     @property
     def busy(self) -> bool:
@@ -320,89 +272,28 @@ class VoiceSession:
                 )
             if converted.audio.size == 0:
                 return
-            self._last_feed = (converter, now)
-            endpointer = self._endpointer
-            found = await asyncio.to_thread(endpointer.feed, converted.audio)
+            found = await self.turn_detector.feed(converted.audio, now, converter.delay_samples)
             for event in found:
                 if isinstance(event, SpeechStarted):
                     if self.busy and self.barge_in:
                         await self._barge_in()
-                elif isinstance(event, TurnEnded):
-                    self._end_of_turn(event, converter, now)
-            self._speculate(converter, now)
+                else:
+                    self._end_of_turn(event)
 
-    def _speech_end_at(self, speech_end_sample: int, converter: StreamingConverter, now: float) -> float:
-        """Wall-clock time of a sample position: the audio received after it (plus what the
-        resampler still holds) was captured after it, so subtract its duration from ``now``."""
-        lag = self._endpointer.samples_seen - speech_end_sample + converter.delay_samples
-        return now - lag / SAMPLE_RATE
-
-    def _end_of_turn(self, event: TurnEnded, converter: StreamingConverter, now: float) -> None:
-        if event.capped:
+    def _end_of_turn(self, detected: DetectedTurn) -> None:
+        """The turn-detection stage says the user is done: start the reply."""
+        if detected.ended.capped:
             self._emit(
                 Notice(
                     f"Recording capped at {self.settings.max_turn_seconds:.0f} s: only the first part was transcribed.",
                     "warning",
                 )
             )
-        spec, self._speculation = self._speculation, None
-        if spec is not None and spec.speech_end_sample != event.speech_end_sample:
-            spec.task.cancel()
-            self.speculation_stats.discarded += 1
-            spec = None
-        elif spec is not None:
-            self.speculation_stats.adopted += 1
-        lat = TurnLatency(turn=0, speech_end_at=self._speech_end_at(event.speech_end_sample, converter, now))
-        lat.extras["silence_waited_ms"] = round(event.silence_waited_ms, 1)
-        self._begin_turn(lat, audio=event.audio, endpoint_at=self.clock(), speculation=spec)
-
-    def _speculate(self, converter: StreamingConverter, now: float) -> None:
-        """During a pause: start transcribing early; end the turn early after a finished sentence."""
-        if not self.settings.early_transcript:
-            return
-        endpointer = self._endpointer
-        pause = endpointer.pause
-        spec = self._speculation
-        if pause is None or (spec is not None and spec.speech_end_sample != pause[0]):
-            if spec is not None:  # the user went on talking: the early transcript is stale
-                spec.task.cancel()
-                self.speculation_stats.discarded += 1
-                self._speculation = spec = None
-            if pause is None:
-                return
-        speech_end, silence = pause
-        silence_ms = silence * 1000 / SAMPLE_RATE
-        if spec is None and silence_ms >= max(SPECULATE_AFTER_MS, endpointer.post_roll_ms):
-            spec = self._speculation = _Speculation(speech_end, self.clock())
-            spec.task = asyncio.create_task(
-                self._early_transcript(spec, endpointer.utterance_if_ended_now()), name="early-stt"
-            )
-            self.speculation_stats.started += 1
-        if spec is not None:
-            self._end_early_if_complete(spec, converter, now)
-
-    async def _early_transcript(self, spec: _Speculation, audio: np.ndarray) -> Transcript:
-        """Whisper on the pause's audio; then, if the silence received so far is already long
-        enough, end the turn at once instead of at the next chunk (100 ms later from a browser)."""
-        spec.transcript = await asyncio.to_thread(self.transcriber.transcribe, audio)
-        spec.done_at = self.clock()
-        async with self._feed_lock:  # the endpointer is not shared with a feed in progress
-            if not self.closed and self._last_feed is not None:
-                self._end_early_if_complete(spec, *self._last_feed)
-        return spec.transcript
-
-    def _end_early_if_complete(self, spec: _Speculation, converter: StreamingConverter, now: float) -> None:
-        """End the turn on the shorter silence when ``spec`` (still the current pause's) reads as
-        a finished sentence.  ``converter`` and ``now``: the last chunk's, as for any turn end."""
-        pause = self._endpointer.pause
-        if self._speculation is not spec or pause is None or pause[0] != spec.speech_end_sample:
-            return
-        if pause[1] * 1000 / SAMPLE_RATE < self.settings.min_end_of_turn_silence_ms or not spec.sounds_complete():
-            return
-        event = self._endpointer.end_turn_now()
-        if event is not None:
-            self.speculation_stats.early_ends += 1
-            self._end_of_turn(event, converter, now)
+        lat = TurnLatency(turn=0, speech_end_at=detected.speech_end_at, turn_end=detected.turn_end)
+        lat.extras["silence_waited_ms"] = detected.turn_end.silence_waited_ms
+        if detected.turn_end.model_ms is not None:
+            lat.extras["turn_model_ms"] = detected.turn_end.model_ms
+        self._begin_turn(lat, audio=detected.ended.audio, endpoint_at=self.clock(), speculation=detected.speculation)
 
     async def submit_text(self, text: str) -> asyncio.Task[None] | None:
         """A typed turn: the same pipeline from the LLM on, timed from submission."""
@@ -441,7 +332,7 @@ class VoiceSession:
         audio: np.ndarray | None = None,
         text: str | None = None,
         endpoint_at: float | None = None,
-        speculation: _Speculation | None = None,
+        speculation: Speculation | None = None,
     ) -> asyncio.Task[None]:
         self._turns += 1
         self._current = lat
@@ -472,13 +363,13 @@ class VoiceSession:
         lat: TurnLatency,
         audio: np.ndarray | None,
         text: str | None,
-        speculation: _Speculation | None = None,
+        speculation: Speculation | None = None,
     ) -> None:
         spoken: list[str] = []
         try:
             self._update(lat)
             if audio is not None:
-                if speculation is not None:
+                if speculation is not None and speculation.task is not None:
                     # Started during the pause on the same audio: usually done by now.
                     transcript = await speculation.task
                     lat.mark("transcript_ms", speculation.done_at or self.clock())
@@ -770,13 +661,6 @@ class VoiceSession:
             self._update(lat)
 
     # ----------------------------------------------------------------- helpers
-
-    def _new_endpointer(self, silence_ms: int) -> Endpointer:
-        # The post-roll (audio kept after the last voiced frame) is what the early transcript
-        # must wait for, so it is as short as the speculation delay.
-        return Endpointer(
-            silence_ms=silence_ms, max_turn_s=self.settings.max_turn_seconds, post_roll_ms=SPECULATE_AFTER_MS
-        )
 
     def _copy_request_timing(self, lat: TurnLatency, timing: RequestTiming | None) -> None:
         if timing is None:

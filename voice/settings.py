@@ -18,6 +18,7 @@ from dotenv import dotenv_values
 
 from llm import EMBEDDED_MODEL, STRATEGIES, Secret, Strategy
 from voice.tts_edge_transport import DEFAULT_MAX_IDLE_S
+from voice.turn_policy import TURN_DETECTORS, TurnPolicy
 
 OPENAI_URL = "https://api.openai.com/v1"
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
@@ -55,9 +56,12 @@ class Settings:
     whisper_device: str = "cpu"
     whisper_compute_type: str = "int8"
     whisper_language: str = "en"
-    # Turn-taking
-    end_of_turn_silence_ms: int = 500
-    min_end_of_turn_silence_ms: int = 300  # after a complete-sounding sentence
+    # Turn-taking (voice.turn_policy says how the detectors use these waits)
+    turn_detector: str = "combined"
+    end_of_turn_silence_ms: int = 500  # the "vad" and "text" detectors' fixed silence
+    min_end_of_turn_silence_ms: int = 300  # when the evidence says the user is done
+    end_of_turn_hold_ms: int = 1500  # when one signal says the user is not done
+    end_of_turn_max_wait_ms: int = 2500  # the longest any pause is waited for
     early_transcript: bool = True  # run Whisper during the pause, before the turn is over
     barge_in: bool = True
     max_turn_seconds: float = 60.0
@@ -95,6 +99,17 @@ class Settings:
             return self.llm_model
         return EMBEDDED_MODEL if self.uses_embedded_llm else DEFAULT_OPENAI_MODEL
 
+    @property
+    def turn_policy(self) -> TurnPolicy:
+        """The end-of-turn detector and its waits, as the turn-detection stage uses them."""
+        return TurnPolicy(
+            detector=self.turn_detector,  # type: ignore[arg-type]  # checked by _validated
+            min_silence_ms=self.min_end_of_turn_silence_ms,
+            silence_ms=self.end_of_turn_silence_ms,
+            hold_ms=self.end_of_turn_hold_ms,
+            max_wait_ms=self.end_of_turn_max_wait_ms,
+        )
+
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied and validated."""
         return _validated(dataclasses.replace(self, **changes))
@@ -118,8 +133,11 @@ ENV_NAMES: dict[str, str] = {
     "whisper_device": "WHISPER_DEVICE",
     "whisper_compute_type": "WHISPER_COMPUTE_TYPE",
     "whisper_language": "WHISPER_LANGUAGE",
+    "turn_detector": "TURN_DETECTOR",
     "end_of_turn_silence_ms": "END_OF_TURN_SILENCE_MS",
     "min_end_of_turn_silence_ms": "END_OF_TURN_MIN_SILENCE_MS",
+    "end_of_turn_hold_ms": "END_OF_TURN_HOLD_MS",
+    "end_of_turn_max_wait_ms": "END_OF_TURN_MAX_WAIT_MS",
     "early_transcript": "EARLY_TRANSCRIPT",
     "barge_in": "BARGE_IN",
     "max_turn_seconds": "MAX_TURN_SECONDS",
@@ -237,6 +255,12 @@ def _validated(s: Settings) -> Settings:
         raise bad("end_of_turn_silence_ms", "must be between 100 and 5000")
     if not 100 <= s.min_end_of_turn_silence_ms <= 5000:
         raise bad("min_end_of_turn_silence_ms", "must be between 100 and 5000")
+    if s.turn_detector not in TURN_DETECTORS:
+        raise bad("turn_detector", f"choose one of {', '.join(TURN_DETECTORS)}")
+    if not 100 <= s.end_of_turn_max_wait_ms <= 10000:
+        raise bad("end_of_turn_max_wait_ms", "must be between 100 and 10000")
+    if not s.min_end_of_turn_silence_ms <= s.end_of_turn_hold_ms <= s.end_of_turn_max_wait_ms:
+        raise bad("end_of_turn_hold_ms", "must lie between END_OF_TURN_MIN_SILENCE_MS and END_OF_TURN_MAX_WAIT_MS")
     if s.openai_base_url.rstrip("/") not in ("", OPENAI_URL) and not s.llm_model:
         # A custom endpoint (Ollama, vLLM, Groq...) has no model name we could guess.
         raise bad("llm_model", "set LLM_MODEL to the model your OPENAI_BASE_URL serves")

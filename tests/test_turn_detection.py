@@ -1,0 +1,126 @@
+"""The turn-detection stage on spoken audio: real Silero VAD, real Whisper, real Smart Turn.
+
+Speech is synthesized at test time with the bundled Piper voice (tests/speech.py) and fed
+in 100 ms chunks paced like a browser microphone, so the early transcript and the audio
+model answer while the pause goes on, as they do in the app.  The assertions are about
+behaviour (how many turns, what ended them), never about speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from tests.speech import resample, silence, synthesize, trimmed
+from voice.endpointing import SAMPLE_RATE, SpeechStarted
+from voice.smart_turn import smart_turn_model
+from voice.transcribe import Transcriber
+from voice.turn_detection import DetectedTurn, TurnDetector
+from voice.turn_policy import TurnPolicy
+
+pytestmark = pytest.mark.slow
+
+CHUNK_S = 0.1
+POLICY = TurnPolicy(detector="combined", min_silence_ms=250, silence_ms=500, hold_ms=1500, max_wait_ms=2500)
+
+
+@pytest.fixture(scope="module")
+def transcriber() -> Transcriber:
+    whisper = Transcriber("", "cpu", "int8", "en")
+    whisper.warm()
+    return whisper
+
+
+def spoken(*parts: str | float) -> np.ndarray:
+    """16 kHz audio: text parts are Piper speech (trimmed), numbers are pauses in seconds."""
+    pieces = []
+    for part in parts:
+        if isinstance(part, str):
+            speech = synthesize(part)
+            pieces.append(resample(trimmed(speech), speech.sample_rate, SAMPLE_RATE))
+        else:
+            pieces.append(silence(part, SAMPLE_RATE))
+    return np.concatenate(pieces)
+
+
+async def detect(transcriber: Transcriber, policy: TurnPolicy, audio: np.ndarray) -> list[DetectedTurn]:
+    """Feed ``audio`` (then 4 s of silence) in real time; every turn the stage reported, in order."""
+    turns: list[DetectedTurn] = []
+    detector = TurnDetector(
+        policy,
+        transcriber=transcriber,
+        audio_model=smart_turn_model,
+        on_turn=turns.append,
+        clock=time.perf_counter,
+    )
+    audio = np.concatenate([audio, silence(4.0, SAMPLE_RATE)])
+    step = int(CHUNK_S * SAMPLE_RATE)
+    start = time.perf_counter()
+    try:
+        for i, offset in enumerate(range(0, len(audio), step)):
+            await asyncio.sleep(max(0.0, start + (i + 1) * CHUNK_S - time.perf_counter()))
+            for event in await detector.feed(audio[offset : offset + step], time.perf_counter()):
+                if not isinstance(event, SpeechStarted):
+                    turns.append(event)
+    finally:
+        await detector.close()
+    return turns
+
+
+async def transcript_of(turn: DetectedTurn, transcriber: Transcriber) -> str:
+    if turn.speculation is not None and turn.speculation.task is not None:
+        return (await turn.speculation.task).text.lower()
+    return (await asyncio.to_thread(transcriber.transcribe, turn.ended.audio)).text.lower()
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        ("What is the capital of", 0.9, "France?"),
+        ("What is the capital of, um", 0.9, "France?"),
+        ("I would like to book a table for", 0.6, "two people tonight."),
+    ],
+    ids=["of-900ms", "um-900ms", "for-600ms"],
+)
+async def test_a_hesitation_stays_one_turn(transcriber: Transcriber, parts: tuple[str | float, ...]) -> None:
+    turns = await detect(transcriber, POLICY, spoken(*parts))
+    assert len(turns) == 1, [t.turn_end for t in turns]
+    text = await transcript_of(turns[0], transcriber)
+    assert str(parts[-1]).split()[0].lower().strip("?.") in text, text
+
+
+async def test_silence_only_cuts_the_same_hesitation(transcriber: Transcriber) -> None:
+    """The A/B detector: 500 ms of silence ends the turn in the middle of the question."""
+    vad = TurnPolicy(detector="vad", silence_ms=500)
+    turns = await detect(transcriber, vad, spoken("What is the capital of", 0.9, "France?"))
+    assert len(turns) == 2 and all(t.turn_end.signal == "silence" for t in turns)
+
+
+async def test_a_complete_question_ends_on_the_evidence_without_waiting(transcriber: Transcriber) -> None:
+    turns = await detect(transcriber, POLICY, spoken("What is the capital of France?"))
+    assert len(turns) == 1
+    end = turns[0].turn_end
+    assert end.signal == "audio+text" and end.text_complete is True
+    assert end.probability is not None and end.probability >= POLICY.threshold
+    assert end.model_ms is not None and end.model_ms > 0
+    # It did not sit out the wait an unfinished-sounding pause gets.
+    assert POLICY.min_silence_ms <= end.silence_waited_ms < POLICY.hold_ms
+    assert "france" in await transcript_of(turns[0], transcriber)
+
+
+async def test_the_maximum_wait_holds(transcriber: Transcriber) -> None:
+    """A trailing "um" keeps the turn open, but never past the maximum wait."""
+    turns = await detect(transcriber, POLICY, spoken("So, um"))
+    assert len(turns) == 1
+    end = turns[0].turn_end
+    # Whatever the signals said, the record agrees with the rule that ended the turn...
+    if end.text_complete is False and end.probability is not None and end.probability < POLICY.threshold:
+        assert end.signal == "max_wait"
+    else:
+        assert end.signal in ("hold", "max_wait")
+    # ...and nobody waited longer than the maximum (plus one chunk and one VAD frame).
+    assert end.silence_waited_ms <= POLICY.max_wait_ms + 1000 * CHUNK_S + 32
+    assert end.silence_waited_ms >= POLICY.hold_ms

@@ -1,0 +1,91 @@
+"""voice.turn_policy: which evidence ends a turn, and when (pure: no audio, no models)."""
+
+from __future__ import annotations
+
+import pytest
+
+from voice.turn_policy import TurnPolicy, decide, text_sounds_complete
+
+POLICY = TurnPolicy(detector="combined", min_silence_ms=250, silence_ms=500, hold_ms=1200, max_wait_ms=2500)
+
+
+def first_end(policy: TurnPolicy, text: bool | None, probability: float | None) -> tuple[int, str] | None:
+    """Walk the silence up in 32 ms frames with fixed evidence: (ms, signal) of the first end."""
+    for ms in range(0, 6000, 32):
+        signal = decide(policy, ms, text, probability)
+        if signal is not None:
+            return ms, signal
+    return None
+
+
+@pytest.mark.parametrize(
+    ("text", "complete"),
+    [
+        ("What is the capital of France?", True),
+        ("Tell me a joke.", True),
+        ("What is the capital of.", False),  # Whisper puts a full stop after fragments too
+        ("What is the capital of, um.", False),
+        ("I want to", False),
+        ("and", False),
+        ("", False),
+        ("So, um,", False),
+    ],
+)
+def test_text_reads_complete_only_without_a_dangling_word(text: str, complete: bool) -> None:
+    assert text_sounds_complete(text) is complete
+
+
+def test_both_signals_complete_end_at_the_minimum_silence() -> None:
+    assert first_end(POLICY, True, 0.9) == (256, "audio+text")
+
+
+@pytest.mark.parametrize(("text", "probability"), [(False, 0.97), (True, 0.1), (False, None), (None, 0.1)])
+def test_one_signal_incomplete_waits_for_the_hold(text: bool | None, probability: float | None) -> None:
+    ms, signal = first_end(POLICY, text, probability) or (None, None)
+    assert signal == "hold" and POLICY.hold_ms <= ms < POLICY.hold_ms + 32
+
+
+@pytest.mark.parametrize(("text", "probability"), [(False, 0.2), (None, None)])
+def test_both_incomplete_or_nothing_known_waits_for_the_maximum(text: bool | None, probability: float | None) -> None:
+    ms, signal = first_end(POLICY, text, probability) or (None, None)
+    assert signal == "max_wait" and POLICY.max_wait_ms <= ms < POLICY.max_wait_ms + 32
+
+
+def test_an_unfinished_transcript_is_not_ended_early_even_when_the_audio_sounds_final() -> None:
+    # The issue's case: a robotic "What is the capital of" sounds complete to the model (0.97).
+    assert decide(POLICY, 600, False, 0.97) is None
+    assert decide(POLICY, 1100, False, 0.97) is None
+
+
+def test_vad_only_ignores_the_evidence() -> None:
+    vad = TurnPolicy(detector="vad", silence_ms=500)
+    assert first_end(vad, True, 0.99) == (512, "silence")
+    assert first_end(vad, False, 0.01) == (512, "silence")
+
+
+def test_the_word_list_rule_is_the_previous_behaviour() -> None:
+    text = TurnPolicy(detector="text", min_silence_ms=300, silence_ms=500)
+    assert first_end(text, True, None) == (320, "text")
+    assert first_end(text, False, None) == (512, "silence")
+    assert first_end(text, True, 0.01) == (320, "text"), "the word-list rule does not read the model"
+
+
+def test_audio_model_alone() -> None:
+    audio = TurnPolicy(detector="audio", min_silence_ms=250, hold_ms=1200, max_wait_ms=2500)
+    assert first_end(audio, False, 0.8) == (256, "audio")
+    assert first_end(audio, True, 0.2) == (1216, "hold")
+    assert first_end(audio, None, None) == (2528, "max_wait")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"detector": "smart"},
+        {"min_silence_ms": 0},
+        {"hold_ms": 3000, "max_wait_ms": 2500},
+        {"min_silence_ms": 800, "hold_ms": 500},
+    ],
+)
+def test_inconsistent_waits_are_refused(bad: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        TurnPolicy(**bad)  # type: ignore[arg-type]

@@ -1,0 +1,277 @@
+"""The turn-detection stage: microphone audio in, "the user's turn is over" out.
+
+It owns the streaming endpointer (Silero VAD, :mod:`voice.endpointing`) and, on every
+pause, gathers the evidence :func:`voice.turn_policy.decide` weighs:
+
+* an early transcript (Whisper, in a thread), started once the voice has paused for
+  ``SPECULATE_AFTER_MS``: adopted by the turn if the pause ends it, so the transcript is
+  (nearly) ready when the turn ends; discarded if the user goes on;
+* the audio model's completeness probability (Smart Turn, in a thread), started at the
+  same moment: once per pause, never per chunk.
+
+The decision is re-taken on every chunk (the silence grew) and the moment a signal
+arrives (no need to wait for the next chunk, 100 ms away from a browser).  What ended
+the turn travels with it as a :class:`~voice.latency.TurnEnd`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from voice.endpointing import SAMPLE_RATE, Endpointer, SpeechStarted, TurnEnded
+from voice.latency import TurnEnd
+from voice.smart_turn import SmartTurnModel, TurnPrediction
+from voice.transcribe import Transcriber, Transcript
+from voice.turn_policy import EndSignal, TurnPolicy, decide, text_sounds_complete
+
+log = logging.getLogger(__name__)
+
+# Gather the evidence once the voice has paused this long (and the post-roll the final
+# utterance carries is in): at the end of the turn the transcript is then (nearly) ready.
+SPECULATE_AFTER_MS = 150
+
+
+@dataclass
+class Speculation:
+    """The evidence gathered on one pause, before the turn is known to be over.
+
+    Adopted by the turn if the pause does end it (same last voiced frame), discarded if the
+    user speaks again.  Its audio equals the turn's, so its transcript is the turn's.
+    """
+
+    speech_end_sample: int
+    started_at: float
+    task: asyncio.Task[Transcript] | None = None
+    transcript: Transcript | None = None
+    done_at: float | None = None
+    model_task: asyncio.Task[TurnPrediction | None] | None = None
+    prediction: TurnPrediction | None = None
+
+    def text_complete(self) -> bool | None:
+        """The early transcript's verdict, None until it is ready."""
+        return None if self.transcript is None else text_sounds_complete(self.transcript.text)
+
+    @property
+    def probability(self) -> float | None:
+        """The audio model's verdict, None until it has answered (or if it does not run)."""
+        return None if self.prediction is None else self.prediction.probability
+
+    def cancel_model(self) -> None:
+        """Stop waiting for the audio model (the transcript task may still be adopted)."""
+        if self.model_task is not None and not self.model_task.done():
+            self.model_task.cancel()
+
+    def cancel(self) -> None:
+        """Discard the whole speculation (the user went on talking, or the session stops)."""
+        self.cancel_model()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
+@dataclass
+class SpeculationStats:
+    """How the early transcripts fared: adopted by a turn, or discarded because the user went on."""
+
+    started: int = 0
+    adopted: int = 0
+    discarded: int = 0
+    early_ends: int = 0  # turns ended before the detector's longest wait, on the evidence
+
+
+@dataclass(frozen=True)
+class DetectedTurn:
+    """A finished user turn: the endpointer's event, when speech ended, and why it ended."""
+
+    ended: TurnEnded
+    speech_end_at: float  # clock() time of the true end of speech
+    turn_end: TurnEnd
+    speculation: Speculation | None = field(default=None, compare=False)
+
+
+class TurnDetector:
+    """Feed converted 16 kHz audio; get speech starts and finished turns.
+
+    ``on_turn`` receives turns that a signal ends between two chunks (a transcript or the
+    model answered); turns found while feeding are returned by :meth:`feed` in order.
+    ``audio_model`` loads Smart Turn (only called if the policy uses it).
+    """
+
+    def __init__(
+        self,
+        policy: TurnPolicy,
+        *,
+        transcriber: Transcriber,
+        audio_model: Callable[[], SmartTurnModel],
+        on_turn: Callable[[DetectedTurn], None],
+        clock: Callable[[], float],
+        early_transcript: bool = True,
+        max_turn_s: float = 60.0,
+    ) -> None:
+        self.policy = policy
+        self.transcriber = transcriber
+        self.early_transcript = early_transcript or policy.uses_text
+        self.stats = SpeculationStats()
+        self._audio_model = audio_model
+        self._on_turn = on_turn
+        self._clock = clock
+        self._max_turn_s = max_turn_s
+        self._lock = asyncio.Lock()  # the endpointer is fed by one task at a time
+        self._speculation: Speculation | None = None
+        self._last_feed: tuple[float, float] | None = None  # the last chunk's arrival and resampler delay
+        self.endpointer = self._new_endpointer()
+
+    def _new_endpointer(self) -> Endpointer:
+        # The post-roll (audio kept after the last voiced frame) is what the early transcript
+        # must wait for, so it is as short as the speculation delay.
+        return Endpointer(
+            silence_ms=self.policy.backstop_ms, max_turn_s=self._max_turn_s, post_roll_ms=SPECULATE_AFTER_MS
+        )
+
+    async def set_policy(self, policy: TurnPolicy) -> None:
+        """Switch detector or waits; a turn in progress starts over (its audio is dropped)."""
+        async with self._lock:
+            self._discard_speculation()
+            self.policy = policy
+            self.early_transcript = self.early_transcript or policy.uses_text
+            self.endpointer = self._new_endpointer()
+
+    async def close(self) -> None:
+        """Cancel the pause's work in flight."""
+        spec, self._speculation = self._speculation, None
+        if spec is not None:
+            spec.cancel()
+            for task in (spec.task, spec.model_task):
+                if task is not None:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+
+    async def feed(
+        self, audio: np.ndarray, now: float, delay_samples: float = 0.0
+    ) -> list[SpeechStarted | DetectedTurn]:
+        """Score ``audio`` (16 kHz float32); ``now``: its arrival; ``delay_samples``: audio the
+        resampler still holds (captured before ``now``, not yet fed)."""
+        async with self._lock:
+            self._last_feed = (now, delay_samples)
+            endpointer = self.endpointer
+            found = await asyncio.to_thread(endpointer.feed, audio)
+            out: list[SpeechStarted | DetectedTurn] = []
+            for event in found:
+                if isinstance(event, SpeechStarted):
+                    out.append(event)
+                else:
+                    signal: EndSignal = "capped" if event.capped else self.policy.backstop_signal
+                    out.append(self._finish(event, signal, now, delay_samples))
+            turn = self._on_pause(now, delay_samples)
+            if turn is not None:
+                out.append(turn)
+            return out
+
+    # -- the pause ----------------------------------------------------------------------
+
+    def _on_pause(self, now: float, delay_samples: float) -> DetectedTurn | None:
+        """Start gathering evidence on a new pause; end the turn if the evidence says so."""
+        pause = self.endpointer.pause
+        spec = self._speculation
+        if spec is not None and (pause is None or spec.speech_end_sample != pause[0]):
+            self._discard_speculation()  # the user went on talking: the evidence is stale
+            spec = None
+        if pause is None:
+            return None
+        speech_end, silence = pause
+        if spec is None and silence * 1000 / SAMPLE_RATE >= max(SPECULATE_AFTER_MS, self.endpointer.post_roll_ms):
+            spec = self._speculation = self._start_speculation(speech_end)
+        return self._decide(now, delay_samples)
+
+    def _start_speculation(self, speech_end: int) -> Speculation:
+        spec = Speculation(speech_end, self._clock())
+        audio = self.endpointer.utterance_if_ended_now()
+        if self.early_transcript:
+            spec.task = asyncio.create_task(self._transcribe(spec, audio), name="early-stt")
+            self.stats.started += 1
+        if self.policy.uses_audio_model:
+            spec.model_task = asyncio.create_task(self._predict(spec, audio), name="smart-turn")
+        return spec
+
+    async def _transcribe(self, spec: Speculation, audio: np.ndarray) -> Transcript:
+        spec.transcript = await asyncio.to_thread(self.transcriber.transcribe, audio)
+        spec.done_at = self._clock()
+        await self._recheck(spec)
+        return spec.transcript
+
+    async def _predict(self, spec: Speculation, audio: np.ndarray) -> TurnPrediction | None:
+        try:
+            model = await asyncio.to_thread(self._audio_model)
+            spec.prediction = await asyncio.to_thread(model.predict, audio)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the turn goes on without the model (its waits still hold)
+            log.warning("The audio turn model failed on this pause: %s", exc)
+            return None
+        await self._recheck(spec)
+        return spec.prediction
+
+    async def _recheck(self, spec: Speculation) -> None:
+        """A signal arrived between chunks: decide now instead of at the next chunk."""
+        async with self._lock:
+            if self._speculation is not spec or self._last_feed is None:
+                return
+            turn = self._decide(*self._last_feed)
+        if turn is not None:
+            self._on_turn(turn)
+
+    def _decide(self, now: float, delay_samples: float) -> DetectedTurn | None:
+        pause = self.endpointer.pause
+        spec = self._speculation
+        if pause is None:
+            return None
+        silence_ms = pause[1] * 1000 / SAMPLE_RATE
+        text = spec.text_complete() if spec is not None else None
+        probability = spec.probability if spec is not None else None
+        signal = decide(self.policy, silence_ms, text, probability)
+        if signal is None:
+            return None
+        event = self.endpointer.end_turn_now()
+        if event is None:
+            return None
+        return self._finish(event, signal, now, delay_samples)
+
+    def _finish(self, event: TurnEnded, signal: EndSignal, now: float, delay_samples: float) -> DetectedTurn:
+        spec, self._speculation = self._speculation, None
+        if spec is not None and spec.speech_end_sample != event.speech_end_sample:
+            spec.cancel()  # gathered on an earlier pause of this turn (a capped turn, say)
+            if spec.task is not None:
+                self.stats.discarded += 1
+            spec = None
+        if signal not in ("capped", self.policy.backstop_signal):
+            self.stats.early_ends += 1
+        turn_end = TurnEnd(
+            detector=self.policy.detector,
+            signal=signal,
+            silence_waited_ms=round(event.silence_waited_ms, 1),
+            probability=None if spec is None else spec.probability,
+            text_complete=None if spec is None else spec.text_complete(),
+            model_ms=None if spec is None or spec.prediction is None else round(spec.prediction.compute_ms, 1),
+        )
+        adopted: Speculation | None = None
+        if spec is not None:
+            spec.cancel_model()  # decided: the model's answer is no longer needed
+            if spec.task is not None:  # its transcript is the turn's
+                self.stats.adopted += 1
+                adopted = spec
+        # The audio received after the end of speech (plus what the resampler still holds) was
+        # captured after it: its duration before ``now`` is when the user stopped talking.
+        lag = self.endpointer.samples_seen - event.speech_end_sample + delay_samples
+        return DetectedTurn(event, now - lag / SAMPLE_RATE, turn_end, adopted)
+
+    def _discard_speculation(self) -> None:
+        spec, self._speculation = self._speculation, None
+        if spec is not None:
+            spec.cancel()
+            if spec.task is not None:
+                self.stats.discarded += 1

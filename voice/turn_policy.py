@@ -1,0 +1,152 @@
+"""When is the user done?  The end-of-turn policy, as a pure function of the evidence.
+
+Three pieces of evidence exist during a pause:
+
+* the silence so far (Silero VAD, :mod:`voice.endpointing`);
+* the early transcript's text (Whisper, started on the pause): "... capital of" is not
+  finished, "... of France?" is;
+* the audio model's probability that the turn is complete (Smart Turn v3.2,
+  :mod:`voice.smart_turn`), which hears a falling, final-sounding intonation.
+
+Each detector is a rule over them; the session, the tests and the benchmark all call
+:func:`decide`, so what the benchmark measures is what the app does.
+
+* ``vad``: a fixed silence (``silence_ms``), nothing else.
+* ``text``: the earlier rule.  A transcript that reads as a finished sentence ends the turn
+  after ``min_silence_ms``; otherwise ``silence_ms``.
+* ``audio``: the model alone.  Complete: ``min_silence_ms``; incomplete: ``hold_ms``.
+* ``combined``: end fast (``min_silence_ms``) only when the model *and* the text say
+  complete; wait ``hold_ms`` when one of them says incomplete, ``max_wait_ms`` when both
+  do.  The text catches what the model misses (a robotic "What is the capital of" sounds
+  final to it), the model catches what the text misses (Whisper ends almost every
+  fragment with a full stop).
+
+Every detector but ``vad`` ends the turn at ``max_wait_ms`` at the latest, so nobody waits
+forever for a signal that never comes (a Whisper that is slow on a loaded machine).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+TurnDetectorName = Literal["combined", "audio", "text", "vad"]
+TURN_DETECTORS: tuple[TurnDetectorName, ...] = get_args(TurnDetectorName)
+TURN_DETECTOR_LABELS: dict[str, str] = {
+    "combined": "audio model + text",
+    "audio": "audio model only",
+    "text": "word-list rule (text)",
+    "vad": "silence only (VAD)",
+}
+# What ended a turn.  "silence": vad/text's fixed silence; "hold": one signal said incomplete
+# and the shorter wait ran out; "max_wait": the longest wait ran out; "capped": max_turn_s.
+EndSignal = Literal["silence", "text", "audio", "audio+text", "hold", "max_wait", "capped"]
+
+# Pipecat's own decision threshold for Smart Turn ("prediction = probability > 0.5").
+COMPLETE_PROBABILITY = 0.5
+# A pause after these words is a hesitation, not the end of a turn.
+CONTINUATION_WORDS = frozenset(
+    {
+        "and",
+        "but",
+        "so",
+        "or",
+        "because",
+        "um",
+        "uh",
+        "er",
+        "like",
+        "the",
+        "a",
+        "an",
+        "to",
+        "of",
+        "with",
+        "my",
+        "your",
+        "is",
+        "are",
+        "was",
+        "if",
+        "then",
+        "that",
+        "which",
+    }
+)
+
+
+def text_sounds_complete(text: str) -> bool:
+    """The transcript reads like a finished sentence: final punctuation, no dangling word."""
+    text = text.strip()
+    words = text.rstrip(".?!").lower().replace(",", " ").split()
+    return bool(words) and text.endswith((".", "?", "!")) and words[-1] not in CONTINUATION_WORDS
+
+
+@dataclass(frozen=True)
+class TurnPolicy:
+    """One detector and its waits (ms of silence after the last voiced frame)."""
+
+    detector: TurnDetectorName = "combined"
+    min_silence_ms: int = 300
+    silence_ms: int = 500
+    hold_ms: int = 1500
+    max_wait_ms: int = 2500
+    threshold: float = COMPLETE_PROBABILITY
+
+    def __post_init__(self) -> None:
+        if self.detector not in TURN_DETECTORS:
+            raise ValueError(f"unknown turn detector {self.detector!r}; choose one of {', '.join(TURN_DETECTORS)}")
+        if not 0 < self.min_silence_ms <= self.hold_ms <= self.max_wait_ms:
+            raise ValueError("the waits must satisfy 0 < min silence <= hold <= max wait")
+        if self.silence_ms <= 0:
+            raise ValueError("the end-of-turn silence must be > 0")
+
+    @property
+    def uses_text(self) -> bool:
+        """Whether this detector reads the early transcript."""
+        return self.detector in ("combined", "text")
+
+    @property
+    def uses_audio_model(self) -> bool:
+        """Whether this detector runs Smart Turn on the pause."""
+        return self.detector in ("combined", "audio")
+
+    @property
+    def backstop_ms(self) -> int:
+        """The silence after which the endpointer ends the turn by itself, whatever the signals."""
+        return self.silence_ms if self.detector in ("vad", "text") else self.max_wait_ms
+
+    @property
+    def backstop_signal(self) -> EndSignal:
+        """What a turn ended by the endpointer's own timer is reported as."""
+        return "silence" if self.detector in ("vad", "text") else "max_wait"
+
+
+def decide(
+    policy: TurnPolicy, silence_ms: float, text_complete: bool | None, probability: float | None
+) -> EndSignal | None:
+    """The signal that ends the turn now, or None to keep listening.
+
+    ``text_complete`` / ``probability`` are None while the early transcript / the audio
+    model has not answered yet.  Pure: call it again whenever the silence grows or a signal
+    arrives.
+    """
+    if silence_ms >= policy.backstop_ms:
+        return policy.backstop_signal
+    if policy.detector == "vad":
+        return None
+    if policy.detector == "text":
+        return "text" if text_complete and silence_ms >= policy.min_silence_ms else None
+    audio_complete = None if probability is None else probability >= policy.threshold
+    if policy.detector == "audio":
+        if audio_complete is None:
+            return None
+        if audio_complete:
+            return "audio" if silence_ms >= policy.min_silence_ms else None
+        return "hold" if silence_ms >= policy.hold_ms else None
+    votes = (audio_complete, text_complete)
+    if votes == (True, True):
+        return "audio+text" if silence_ms >= policy.min_silence_ms else None
+    if votes.count(False) == 1 and silence_ms >= policy.hold_ms:
+        return "hold"
+    return None  # both say incomplete (or nothing is known yet): only the maximum wait ends it
