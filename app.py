@@ -558,6 +558,7 @@ class _PageView:
             connections_reused=getattr(stats, "connections_reused", 0),
             tts_engine=next((lat.tts_engine for lat in reversed(latencies) if lat.tts_engine), "—"),
             browser_rtt=self.link.summary(),
+            interruptions=session.interruptions.describe(),
         )
         chat = list(self.chat)
         current = panel.current_turn_html(self.current)

@@ -80,7 +80,7 @@ from benchmarks.pipeline_report import (
 )
 from llm import LatencyProxy, configure_logging, public_endpoint
 from voice.audio import read_wav, write_wav
-from voice.headless import TurnResult, run_spoken_turn, run_typed_turn, speak_into
+from voice.headless import TurnResult, run_spoken_turn, run_typed_turn, speak_into, trailing_silence_for
 from voice.llm_endpoint import LLMEndpoint
 from voice.runtime import VoiceRuntime
 from voice.session import VoiceSession
@@ -104,7 +104,6 @@ SOCKETS_CLOSE_S = 5.0  # how long the stand-in may take to see a stopped session
 # What the feeding does, read from voice.headless so the report cannot drift from the code.
 _FEED = inspect.signature(speak_into).parameters
 CHUNK_MS = int(_FEED["chunk_ms"].default)
-TRAILING_SILENCE_MS = int(_FEED["trailing_silence_ms"].default)
 # Versions the report records beyond the connection benchmark's.
 PACKAGES = (*MACHINE_PACKAGES, "faster-whisper", "ctranslate2", "piper-tts", "onnxruntime")
 
@@ -630,7 +629,7 @@ def config_from(args: argparse.Namespace, parser: argparse.ArgumentParser, setti
         llm_temperature=settings.llm_temperature,
         quick=args.quick,
         chunk_ms=CHUNK_MS,
-        trailing_silence_ms=TRAILING_SILENCE_MS,
+        trailing_silence_ms=trailing_silence_for(settings),
         end_of_turn_silence_ms=settings.end_of_turn_silence_ms,
         min_end_of_turn_silence_ms=settings.min_end_of_turn_silence_ms,
         early_transcript=settings.early_transcript,
@@ -647,6 +646,7 @@ def config_from(args: argparse.Namespace, parser: argparse.ArgumentParser, setti
             if args.tts == "edge-standin"
             else None
         ),
+        turn_detector=settings.turn_detector,
     )
     if not 1 <= config.questions <= len(QUESTIONS):
         parser.error(f"--questions must be between 1 and {len(QUESTIONS)}")

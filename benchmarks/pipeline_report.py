@@ -25,7 +25,8 @@ from benchmarks.common import (
 )
 from llm import ClientStats
 from voice.latency import STAGES, TurnLatency
-from voice.session import SpeculationStats
+from voice.turn_detection import SpeculationStats
+from voice.turn_policy import TURN_DETECTOR_LABELS
 
 SCHEMA = "warmvoice-voice-bench/1"
 RSS_INTERVAL_S = 0.1
@@ -108,6 +109,7 @@ class BenchConfig:
     # sentence, "warm": the spare-socket transport) and the stand-in's set-up.
     tts_connections: tuple[str, ...] = ()
     standin: StandinConfig | None = None
+    turn_detector: str = "text"  # TURN_DETECTOR (runs before it existed used the word-list rule)
 
 
 @dataclass(frozen=True)
@@ -467,7 +469,10 @@ def _describe(run: VoiceBenchRun) -> list[str]:
             f"off), written as 16-bit WAV, fed in {c.chunk_ms} ms chunks paced in real time and followed by "
             f"{c.trailing_silence_ms / 1000:g} s of silence. "
             + (
-                f"The session transcribes early, during the pause (EARLY_TRANSCRIPT on), and ends the turn after "
+                f"The session ends the turn with the `{c.turn_detector}` detector "
+                f"({TURN_DETECTOR_LABELS[c.turn_detector]}; voice/turn_policy.py), evidence gathered in the pause"
+                if c.turn_detector in ("combined", "audio")
+                else f"The session transcribes early, during the pause (EARLY_TRANSCRIPT on), and ends the turn after "
                 f"{c.end_of_turn_silence_ms} ms of silence, or after {c.min_end_of_turn_silence_ms} ms when the early "
                 f"transcript reads as a finished sentence"
                 if c.early_transcript

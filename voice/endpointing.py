@@ -180,6 +180,11 @@ class Endpointer:
         return self._speaking
 
     @property
+    def voiced_ms(self) -> float:
+        """Voiced audio (ms) in the current turn so far (0 when nobody speaks)."""
+        return self._voiced * 1000.0 / SAMPLE_RATE if self._start is not None else 0.0
+
+    @property
     def buffered_samples(self) -> int:
         """Audio samples held in memory; bounded by pre-roll + max_turn_s + a frame or two."""
         return sum(len(f) for f in self._frames) + len(self._pending)

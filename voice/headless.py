@@ -16,6 +16,7 @@ import numpy as np
 from voice.events import AssistantSaid, AudioOut, Notice, SessionEvent, TurnDone, UserSaid
 from voice.latency import TurnLatency
 from voice.session import VoiceSession
+from voice.settings import Settings
 
 
 @dataclass
@@ -40,17 +41,25 @@ class TurnResult:
         return np.concatenate(self.audio) if self.audio else np.zeros(0, np.float32)
 
 
+def trailing_silence_for(settings: Settings) -> int:
+    """Silence fed after the speech by default: a little more than the turn detector's longest wait."""
+    return max(settings.turn_policy.backstop_ms + 500, 1500)
+
+
 async def speak_into(
     session: VoiceSession,
     samples: np.ndarray,
     sample_rate: int,
     *,
     chunk_ms: int = 20,
-    trailing_silence_ms: int = 1500,
+    trailing_silence_ms: int | None = None,
     realtime: bool = True,
 ) -> None:
     """Feed ``samples`` to the session chunk by chunk, paced in real time like a microphone,
-    followed by silence so the endpointer can find the end of the turn."""
+    followed by silence so the endpointer can find the end of the turn (by default a little
+    more than the turn detector's longest wait, as a microphone would keep sending)."""
+    if trailing_silence_ms is None:
+        trailing_silence_ms = trailing_silence_for(session.settings)
     # Same channel layout as the speech: (n,) mono or (n, channels).
     silence = np.zeros((int(sample_rate * trailing_silence_ms / 1000), *samples.shape[1:]), dtype=samples.dtype)
     audio = np.concatenate([samples, silence])

@@ -57,6 +57,8 @@ class SessionFacts:
     connections_reused: int
     tts_engine: str
     browser_rtt: RoundTrips | None = None  # page <-> server, measured by pings (voice.browser_link)
+    # Speech over replies (voice.interruption.InterruptionStats), one line.
+    interruptions: str = "—"
 
 
 PLAYBACK_LABEL = "Playing in your browser (confirmed)"
@@ -266,6 +268,7 @@ def facts_markdown(facts: SessionFacts) -> str:
         ("Connections opened / reused", f"{facts.connections_opened} / {facts.connections_reused}"),
         ("Voice", facts.tts_engine),
         ("Browser ↔ server round trip", "measuring…" if facts.browser_rtt is None else facts.browser_rtt.describe()),
+        ("Speech over replies", facts.interruptions),
     ]
     return "| Session | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 

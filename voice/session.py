@@ -56,6 +56,7 @@ from voice.events import (
     TurnDone,
     UserSaid,
 )
+from voice.interruption import InterruptionStats, ReplyTracker, is_backchannel
 from voice.latency import TurnLatency
 from voice.llm_endpoint import LLMEndpoint
 from voice.settings import Settings
@@ -124,6 +125,11 @@ class VoiceSession:
         self._turns = 0
         self._current: TurnLatency | None = None
         self._speaking_until = 0.0
+        self.interruptions = InterruptionStats()
+        self._reply_track = ReplyTracker()
+        self._barge_in_pending = False  # the user speaks over the reply; not yet a barge-in
+        self._cut_reply: list[str] = []  # what a false interruption resumes
+        self._screening: set[asyncio.Task[None]] = set()
         self._warned_nonfinite = False
         self._refused_audio = False
 
@@ -148,7 +154,7 @@ class VoiceSession:
             return
         self.closed = True
         await self.turn_detector.close()
-        for task in (self._turn_task, self._warm_task):
+        for task in (self._turn_task, self._warm_task, *self._screening):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -234,6 +240,11 @@ class VoiceSession:
         return self.turn_detector.stats
 
     @property
+    def screening(self) -> bool:
+        """True while short speech over the reply is being transcribed to see if it interrupts."""
+        return bool(self._screening)
+
+    @property
     def busy(self) -> bool:
         """True while a reply is being produced or its audio is still playing."""
         running = self._turn_task is not None and not self._turn_task.done()
@@ -275,13 +286,28 @@ class VoiceSession:
             found = await self.turn_detector.feed(converted.audio, now, converter.delay_samples)
             for event in found:
                 if isinstance(event, SpeechStarted):
-                    if self.busy and self.barge_in:
-                        await self._barge_in()
+                    # Speech over the reply stops it only once it is clearly more than a
+                    # backchannel or a cough (voice.interruption).
+                    self._barge_in_pending = self.busy and self.barge_in
                 else:
                     self._end_of_turn(event)
+            if self._barge_in_pending and (
+                self.turn_detector.endpointer.voiced_ms >= self.settings.barge_in_min_speech_ms or not self.busy
+            ):
+                self._barge_in_pending = False
+                if self.busy:
+                    await self._barge_in()
 
     def _end_of_turn(self, detected: DetectedTurn) -> None:
         """The turn-detection stage says the user is done: start the reply."""
+        if self._barge_in_pending and self.busy:
+            # Short speech over the reply: what it says decides whether it interrupts.
+            self._barge_in_pending = False
+            task = asyncio.create_task(self._screen(detected), name="screen-interruption")
+            self._screening.add(task)
+            task.add_done_callback(self._screening.discard)
+            return
+        self._barge_in_pending = False
         if detected.ended.capped:
             self._emit(
                 Notice(
@@ -289,11 +315,39 @@ class VoiceSession:
                     "warning",
                 )
             )
+        self._begin_turn(
+            self._detected_latency(detected),
+            audio=detected.ended.audio,
+            endpoint_at=self.clock(),
+            speculation=detected.speculation,
+        )
+
+    def _detected_latency(self, detected: DetectedTurn) -> TurnLatency:
         lat = TurnLatency(turn=0, speech_end_at=detected.speech_end_at, turn_end=detected.turn_end)
         lat.extras["silence_waited_ms"] = detected.turn_end.silence_waited_ms
         if detected.turn_end.model_ms is not None:
             lat.extras["turn_model_ms"] = detected.turn_end.model_ms
-        self._begin_turn(lat, audio=detected.ended.audio, endpoint_at=self.clock(), speculation=detected.speculation)
+        return lat
+
+    async def _screen(self, detected: DetectedTurn) -> None:
+        """Short speech over the reply: a backchannel is ignored, anything else interrupts."""
+        endpoint_at = self.clock()
+        spec = detected.speculation
+        if spec is not None and spec.task is not None:
+            transcript = await spec.task
+        else:
+            transcript = await asyncio.to_thread(self.transcriber.transcribe, detected.ended.audio)
+        if transcript.no_speech or is_backchannel(transcript.text):
+            self.interruptions.backchannels_ignored += 1
+            log.info("Speech over the reply ignored as a backchannel: %r", transcript.text)
+            return
+        if self.closed:
+            return
+        if self.busy:
+            await self._barge_in()
+        self._begin_turn(
+            self._detected_latency(detected), audio=detected.ended.audio, endpoint_at=endpoint_at, speculation=spec
+        )
 
     async def submit_text(self, text: str) -> asyncio.Task[None] | None:
         """A typed turn: the same pipeline from the LLM on, timed from submission."""
@@ -379,6 +433,14 @@ class VoiceSession:
                     lat.mark("transcript_ms", self.clock())
                 lat.stt_compute_ms = round(transcript.compute_ms, 1)
                 lat.transcript = transcript.text
+                cut, self._cut_reply = self._cut_reply, []
+                if cut and (transcript.no_speech or is_backchannel(transcript.text)):
+                    # The reply was stopped for nothing that forms a turn: say it again from the cut.
+                    self.interruptions.false_interruptions += 1
+                    if self.settings.resume_after_false_interruption:
+                        lat.outcome = "resumed"
+                        await self._resume(lat, cut)
+                        return
                 if transcript.no_speech:
                     lat.outcome = "no_speech"
                     log.info(
@@ -428,10 +490,21 @@ class VoiceSession:
                 log.info("TIMING: First audio ready %.0f ms after speech end", lat.first_audio_ms)
             self._emit(TurnDone(lat.snapshot()))
 
+    async def _resume(self, lat: TurnLatency, sentences: list[str]) -> None:
+        """Speak ``sentences`` (the cut reply, from the sentence that was playing) again."""
+        self.interruptions.resumed += 1
+        log.info("False interruption in turn %d: resuming the reply (%d sentences)", lat.turn, len(sentences))
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        for sentence in [*sentences, None]:
+            queue.put_nowait(sentence)
+        self._reply_track.start()
+        await self._speak(lat, queue, [])
+
     async def _reply(self, lat: TurnLatency, text: str, spoken: list[str]) -> None:
         client = self._client
         assert client is not None
         self.conversation.add_user(text)
+        self._reply_track.start()
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
         speaker = asyncio.create_task(self._speak(lat, sentences, spoken), name=f"tts-{lat.turn}")
         try:
@@ -490,6 +563,7 @@ class VoiceSession:
                     slots.release()
                     continue
                 speech = prefetch(self.tts, sentence)
+                self._reply_track.add(sentence)
                 started.append(speech)
                 order.put_nowait(speech)
             order.put_nowait(None)
@@ -501,6 +575,7 @@ class VoiceSession:
                 try:
                     async for chunk in speech.chunks():
                         self._play(lat, chunk)
+                    self._reply_track.spoken(speech.text, self._speaking_until)
                     slots.release()
                 except TTSError as exc:
                     self._emit(Notice(f"Speech output failed ({exc}); the reply is shown as text.", "error"))
@@ -565,6 +640,8 @@ class VoiceSession:
 
     async def _barge_in(self) -> None:
         turn = self._turns
+        self.interruptions.barge_ins += 1
+        self._cut_reply = self._reply_track.unheard(self.clock())
         # Announce first, so front-ends flush queued audio before anything else arrives.
         self._emit(BargeIn(turn))
         await self._interrupt_turn()

@@ -64,6 +64,8 @@ class Settings:
     end_of_turn_max_wait_ms: int = 2500  # the longest any pause is waited for
     early_transcript: bool = True  # run Whisper during the pause, before the turn is over
     barge_in: bool = True
+    barge_in_min_speech_ms: int = 500  # speech over the reply that stops it at once
+    resume_after_false_interruption: bool = True
     max_turn_seconds: float = 60.0
     # Text-to-speech
     tts_engine: str = "auto"
@@ -140,6 +142,8 @@ ENV_NAMES: dict[str, str] = {
     "end_of_turn_max_wait_ms": "END_OF_TURN_MAX_WAIT_MS",
     "early_transcript": "EARLY_TRANSCRIPT",
     "barge_in": "BARGE_IN",
+    "barge_in_min_speech_ms": "BARGE_IN_MIN_SPEECH_MS",
+    "resume_after_false_interruption": "RESUME_AFTER_FALSE_INTERRUPTION",
     "max_turn_seconds": "MAX_TURN_SECONDS",
     "tts_engine": "TTS_ENGINE",
     "tts_voice": "TTS_VOICE",
@@ -255,6 +259,8 @@ def _validated(s: Settings) -> Settings:
         raise bad("end_of_turn_silence_ms", "must be between 100 and 5000")
     if not 100 <= s.min_end_of_turn_silence_ms <= 5000:
         raise bad("min_end_of_turn_silence_ms", "must be between 100 and 5000")
+    if not 0 <= s.barge_in_min_speech_ms <= 5000:
+        raise bad("barge_in_min_speech_ms", "must be between 0 and 5000")
     if s.turn_detector not in TURN_DETECTORS:
         raise bad("turn_detector", f"choose one of {', '.join(TURN_DETECTORS)}")
     if not 100 <= s.end_of_turn_max_wait_ms <= 10000:

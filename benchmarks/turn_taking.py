@@ -1,0 +1,469 @@
+"""Turn-taking benchmark: how often each end-of-turn detector cuts in, and how long it waits.
+
+    python -m benchmarks.turn_taking --markdown turns.md --json turns.json --plot docs/turn-taking.png
+
+The labelled set (:mod:`benchmarks.turn_taking_data`) is generated at run time: Piper speech
+at three speaking rates, pauses of known length, steady pink noise from sox at 20 and 10 dB
+SNR.  Each item is streamed through the app's own Silero endpointer frame by frame.  On every
+pause that reaches ``SPECULATE_AFTER_MS`` the app's own evidence is computed once, as the
+app does it: Whisper's early transcript and Smart Turn's probability, the two run side by
+side in two threads, each timed.  Every detector and wait setting is then replayed over that
+evidence with :func:`voice.turn_policy.decide` (the function the app calls), a signal counting
+only from the moment it would have existed: ``SPECULATE_AFTER_MS`` + its measured compute time
+after the voice stopped.  So one expensive pass serves every setting.
+
+What it reports per detector and wait, per class:
+
+* false cuts: items whose turn was ended inside one of their own pauses (the user had not
+  finished); for the long reading, extra turns per 40 s of speech;
+* late ends: the turn ended more than ``LATE_MS`` after the true end of speech (or never);
+* median and p90 end-of-turn delay after the true end of speech (energy-based, from the
+  item's labels, not the VAD's estimate).
+
+Approximation, stated in the report: after a (false) cut the app would start a new turn whose
+later evidence covers only the rest of the speech; the replay keeps the evidence of the whole
+utterance.  Decisions are taken every 32 ms VAD frame (the app also decides when a signal
+arrives, and on 100 ms browser chunks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import command_line, load_average, machine_info, progress
+from benchmarks.turn_taking_data import CLASS_LABELS, CLASSES, SAMPLE_RATE, Item, labelled_set
+from voice.endpointing import FRAME, Endpointer
+from voice.smart_turn import smart_turn_model
+from voice.transcribe import Transcriber
+from voice.turn_detection import SPECULATE_AFTER_MS
+from voice.turn_policy import TURN_DETECTOR_LABELS, TurnPolicy, decide, text_sounds_complete
+
+LATE_MS = 1000.0
+FRAME_MS = FRAME * 1000 / SAMPLE_RATE
+MAX_WAIT_MS = 2500
+WAITS_MS = (300, 500, 800, 1000, 1200, 1500, 2000)
+FALSE_CUT_TARGET = 0.05  # the issue's target for hesitation pauses up to 1 s
+PACKAGES = ("faster-whisper", "onnxruntime", "piper-tts", "pipecat-ai")
+
+
+@dataclass(frozen=True)
+class Pause:
+    """One pause the endpointer saw (>= SPECULATE_AFTER_MS), and the evidence computed on it."""
+
+    speech_end: int  # end of the last voiced frame (sample)
+    length_ms: float  # silence until the voice came back (or the item ended)
+    text: str
+    text_complete: bool
+    probability: float
+    whisper_ms: float
+    model_ms: float
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """An item's labels and every pause the detectors could end its turn on."""
+
+    name: str
+    kind: str
+    rate: float
+    snr_db: float | None
+    true_end: int
+    internal_ends: tuple[int, ...]  # where each internal pause's speech part ends
+    speech_s: float
+    pauses: tuple[Pause, ...]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One detector setting on one item."""
+
+    cuts: int  # turns ended inside the item's own pauses
+    delay_ms: float | None  # the final end after the true end of speech; None: never ended
+
+
+def gather(item: Item, whisper: Transcriber, pool: concurrent.futures.Executor) -> Evidence:
+    """Stream ``item`` through the endpointer; compute the evidence on every pause, as the app does."""
+    model = smart_turn_model()
+    endpointer = Endpointer(silence_ms=10_000, max_turn_s=600, post_roll_ms=SPECULATE_AFTER_MS)
+    pauses: list[Pause] = []
+    current: dict[str, object] | None = None
+    last_silence = 0.0
+
+    def close_current() -> None:
+        if current is not None:
+            pauses.append(Pause(length_ms=last_silence, **current))  # type: ignore[arg-type]
+
+    for offset in range(0, len(item.audio), FRAME):
+        endpointer.feed(item.audio[offset : offset + FRAME])
+        pause = endpointer.pause
+        if current is not None and (pause is None or pause[0] != current["speech_end"]):
+            close_current()
+            current = None
+        if pause is None:
+            continue
+        last_silence = pause[1] * 1000 / SAMPLE_RATE
+        if current is None and last_silence >= SPECULATE_AFTER_MS:
+            audio = endpointer.utterance_if_ended_now()
+            stt = pool.submit(_timed, whisper.transcribe, audio)
+            turn = pool.submit(model.predict, audio)
+            (transcript, whisper_ms), prediction = stt.result(), turn.result()
+            current = {
+                "speech_end": pause[0],
+                "text": transcript.text,
+                "text_complete": text_sounds_complete(transcript.text),
+                "probability": prediction.probability,
+                "whisper_ms": whisper_ms,
+                "model_ms": prediction.compute_ms,
+            }
+    close_current()
+    return Evidence(
+        item.name,
+        item.kind,
+        item.rate,
+        item.snr_db,
+        item.true_end,
+        item.part_ends[:-1],
+        item.speech_s,
+        tuple(pauses),
+    )
+
+
+def _timed(fn, audio):  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    result = fn(audio)
+    return result, (time.perf_counter() - started) * 1000
+
+
+def ended_at(policy: TurnPolicy, pause: Pause) -> float | None:
+    """Silence (ms) at which ``policy`` ends the turn on ``pause``, or None if the voice came back first."""
+    silence = 0.0
+    while silence <= pause.length_ms:
+        text = pause.text_complete if silence >= SPECULATE_AFTER_MS + pause.whisper_ms else None
+        probability = pause.probability if silence >= SPECULATE_AFTER_MS + pause.model_ms else None
+        if decide(policy, silence, text, probability) is not None:
+            return silence
+        silence += FRAME_MS
+    return None
+
+
+def replay(policy: TurnPolicy, evidence: Evidence) -> Outcome:
+    """Which pauses ``policy`` ends the turn on: cuts inside the item, and the final delay."""
+    cuts = 0
+    delay: float | None = None
+    tolerance = int(0.1 * SAMPLE_RATE)  # the VAD's end of a part vs the label's
+    for pause in evidence.pauses:
+        at = ended_at(policy, pause)
+        if at is None:
+            continue
+        if pause.speech_end < evidence.true_end - tolerance:
+            cuts += 1
+        else:
+            delay = (pause.speech_end - evidence.true_end) * 1000 / SAMPLE_RATE + at
+            break  # the turn is over
+    return Outcome(cuts, delay)
+
+
+def policies(min_silence_ms: int) -> list[tuple[str, int, TurnPolicy]]:
+    """(detector, wait, policy) for every detector and swept wait.
+
+    vad: the fixed silence; text: the word-list rule's silence (its short wait stays the
+    earlier default, 300 ms); audio and combined: the hold (maximum wait fixed).
+    """
+    out = []
+    for wait in WAITS_MS:
+        out.append(("vad", wait, TurnPolicy("vad", min_silence_ms=min(wait, 300), silence_ms=wait)))
+        out.append(("text", wait, TurnPolicy("text", min_silence_ms=min(wait, 300), silence_ms=wait)))
+        for detector in ("audio", "combined"):
+            hold = max(wait, min_silence_ms)
+            policy = TurnPolicy(detector, min_silence_ms=min_silence_ms, hold_ms=hold, max_wait_ms=MAX_WAIT_MS)
+            out.append((detector, wait, policy))
+    return out
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (linear interpolation), None for no values."""
+    return float(np.percentile(values, q)) if values else None
+
+
+def summarise(results: dict[tuple[str, int], list[tuple[Evidence, Outcome]]]) -> list[dict[str, object]]:
+    """One row per detector, wait and class (plus "hesitation ≤1 s", the issue's target class)."""
+    rows: list[dict[str, object]] = []
+    for (detector, wait), pairs in results.items():
+        groups: dict[str, list[tuple[Evidence, Outcome]]] = {kind: [] for kind in CLASSES}
+        groups["pauses<=1s"] = []
+        for ev, out in pairs:
+            groups[ev.kind].append((ev, out))
+            if ev.kind in ("hesitation", "filler") and ev.pauses and max(_pause_labels(ev)) <= 1.0:
+                groups["pauses<=1s"].append((ev, out))
+        for kind, members in groups.items():
+            if not members:
+                continue
+            delays = [out.delay_ms for _, out in members if out.delay_ms is not None]
+            late = sum(1 for _, out in members if out.delay_ms is None or out.delay_ms > LATE_MS)
+            row: dict[str, object] = {
+                "detector": detector,
+                "wait_ms": wait,
+                "class": kind,
+                "n": len(members),
+                "false_cut_rate": sum(1 for _, out in members if out.cuts) / len(members),
+                "late_rate": late / len(members),
+                "median_ms": statistics.median(delays) if delays else None,
+                "p90_ms": percentile(delays, 90),
+            }
+            if kind == "reading":
+                speech_s = sum(ev.speech_s for ev, _ in members)
+                row["extra_turns_per_40s"] = sum(out.cuts for _, out in members) * 40 / speech_s
+            rows.append(row)
+    return rows
+
+
+def _pause_labels(ev: Evidence) -> list[float]:
+    # The hesitation's own pause length is in the item name ("... [0.9s] ...").
+    start = ev.name.find("[")
+    return [float(ev.name[start + 1 : ev.name.index("s]", start)])] if start >= 0 else [0.0]
+
+
+def row_of(rows: list[dict[str, object]], detector: str, wait: int, kind: str) -> dict[str, object] | None:
+    """The summary row for one detector, wait and class."""
+    return next((r for r in rows if r["detector"] == detector and r["wait_ms"] == wait and r["class"] == kind), None)
+
+
+def knee(rows: list[dict[str, object]], detector: str) -> int | None:
+    """The shortest wait whose false-cut rate on hesitations up to 1 s meets the target."""
+    for wait in WAITS_MS:
+        row = row_of(rows, detector, wait, "pauses<=1s")
+        if row is not None and float(row["false_cut_rate"]) <= FALSE_CUT_TARGET:  # type: ignore[arg-type]
+            return wait
+    return None
+
+
+def cpu_flags() -> str:
+    """The vector extensions the CPU has (they decide how fast Whisper and the ONNX models run)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "unknown"
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    wanted = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni")
+    return " ".join(f for f in wanted if f in flags) or "none of " + " ".join(wanted)
+
+
+# ---- the report ---------------------------------------------------------------------------
+
+
+def _pct(value: object) -> str:
+    return "—" if value is None else f"{100 * float(value):.0f} %"  # type: ignore[arg-type]
+
+
+def _ms(value: object) -> str:
+    return "—" if value is None else f"{float(value):,.0f}"  # type: ignore[arg-type]
+
+
+def render_markdown(report: dict[str, object]) -> str:
+    """Tables per detector: false cuts, late ends, delays per class and wait."""
+    rows: list[dict[str, object]] = report["rows"]  # type: ignore[assignment]
+    m: dict[str, object] = report["machine"]  # type: ignore[assignment]
+    lines = [
+        "# Turn-taking benchmark",
+        "",
+        f"`{report['command']}`",
+        "",
+        f"Machine: {m['cpu_model']}, {m['cpu_count']} CPUs ({report['cpu_flags']}), Python {m['python']}, "
+        f"{m['platform']}; load {m['load_start']} → {m['load_end']}; {m['date']}.",
+        f"Set: {report['items']} items ({report['pauses']} pauses scored), speaking rates "
+        f"{report['rates']}, clean and {report['snrs']} dB SNR pink noise (sox).  Evidence compute on "
+        f"a pause: Whisper median {_ms(report['whisper_ms_median'])} ms (p90 {_ms(report['whisper_ms_p90'])}), "
+        f"Smart Turn median {_ms(report['model_ms_median'])} ms (p90 {_ms(report['model_ms_p90'])}), side by side.",
+        f"Late end: more than {LATE_MS:.0f} ms after the true end of speech.  audio/combined: the wait is the hold "
+        f"(one signal says unfinished), minimum silence {report['min_silence_ms']} ms, maximum wait {MAX_WAIT_MS} ms.",
+        "",
+        "## Headline: false cuts on hesitations (pauses ≤ 1 s) vs delay on complete questions",
+        "",
+        "| detector | wait ms | false cuts (pauses ≤ 1 s) | all hesitations | fillers | two sentences "
+        "| reading: extra turns / 40 s | complete: median ms | p90 ms | late |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for detector in TURN_DETECTOR_LABELS:
+        for wait in WAITS_MS:
+            short = row_of(rows, detector, wait, "pauses<=1s")
+            if short is None:
+                continue
+            hes = row_of(rows, detector, wait, "hesitation") or {}
+            fil = row_of(rows, detector, wait, "filler") or {}
+            two = row_of(rows, detector, wait, "two_sentences") or {}
+            rd = row_of(rows, detector, wait, "reading") or {}
+            comp = row_of(rows, detector, wait, "complete") or {}
+            extra = rd.get("extra_turns_per_40s")
+            lines.append(
+                f"| {TURN_DETECTOR_LABELS[detector]} | {wait} | {_pct(short['false_cut_rate'])} "
+                f"| {_pct(hes.get('false_cut_rate'))} | {_pct(fil.get('false_cut_rate'))} "
+                f"| {_pct(two.get('false_cut_rate'))} | {'—' if extra is None else f'{float(extra):.1f}'} "  # type: ignore[arg-type]
+                f"| {_ms(comp.get('median_ms'))} | {_ms(comp.get('p90_ms'))} | {_pct(comp.get('late_rate'))} |"
+            )
+    lines += ["", "## Every class: median / p90 end-of-turn delay (ms) and late ends", ""]
+    lines += [
+        "| detector | wait ms | class | n | false cuts | late | median ms | p90 ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        if row["class"] == "pauses<=1s":
+            continue
+        lines.append(
+            f"| {row['detector']} | {row['wait_ms']} | {CLASS_LABELS[str(row['class'])]} | {row['n']} "
+            f"| {_pct(row['false_cut_rate'])} | {_pct(row['late_rate'])} | {_ms(row['median_ms'])} "
+            f"| {_ms(row['p90_ms'])} |"
+        )
+    knees: dict[str, object] = report["knees"]  # type: ignore[assignment]
+    lines += [
+        "",
+        "Knee (shortest wait with ≤ 5 % false cuts on hesitation pauses up to 1 s): "
+        + ", ".join(f"{d} {'none' if w is None else f'{w} ms'}" for d, w in knees.items())
+        + ".",
+        "",
+        "Replay approximation: after a false cut the app would start a new turn whose later evidence covers only "
+        "the rest of the speech; the replay keeps the whole utterance's evidence.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_plot(report: dict[str, object], path: Path) -> None:
+    """False cuts (hesitations up to 1 s) against median delay on complete questions, one curve per detector."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows: list[dict[str, object]] = report["rows"]  # type: ignore[assignment]
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=110)
+    for detector, label in TURN_DETECTOR_LABELS.items():
+        xs, ys, waits = [], [], []
+        for wait in WAITS_MS:
+            short, comp = row_of(rows, detector, wait, "pauses<=1s"), row_of(rows, detector, wait, "complete")
+            if short is None or comp is None or comp["median_ms"] is None:
+                continue
+            xs.append(float(comp["median_ms"]))  # type: ignore[arg-type]
+            ys.append(100 * float(short["false_cut_rate"]))  # type: ignore[arg-type]
+            waits.append(wait)
+        ax.plot(xs, ys, marker="o", label=label)
+        for x, y, wait in zip(xs, ys, waits, strict=True):
+            ax.annotate(str(wait), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    ax.axhline(100 * FALSE_CUT_TARGET, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("median end-of-turn delay on complete questions (ms after the true end of speech)")
+    ax.set_ylabel("false cuts on hesitations ≤ 1 s (%)")
+    m: dict[str, object] = report["machine"]  # type: ignore[assignment]
+    ax.set_title(f"WarmVoice turn-taking — labels: wait (ms) — {m['cpu_model']}", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+
+
+# ---- the run ------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """The command line."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.turn_taking", description=__doc__.split("\n\n")[0])
+    p.add_argument("--rates", default="0.85,1.0,1.2", help="Piper length_scales (default 0.85,1.0,1.2)")
+    p.add_argument("--snr-db", default="20,10", help="noise levels besides clean (default 20,10)")
+    p.add_argument("--min-silence-ms", type=int, default=200, help="audio/combined minimum silence (default 200)")
+    p.add_argument("--limit", type=int, help="only the first N items (a quick smoke run)")
+    p.add_argument("--evidence", type=Path, help="replay the evidence of an earlier run's --json (no audio, no models)")
+    p.add_argument("--json", type=Path, help="write every measurement here")
+    p.add_argument("--markdown", type=Path, help="write the Markdown report here")
+    p.add_argument("--plot", type=Path, help="write the false cuts vs delay chart (PNG) here")
+    return p.parse_args(argv)
+
+
+def run(argv: Sequence[str]) -> dict[str, object]:
+    """Generate the set, gather the evidence, replay every detector; return the report data."""
+    args = parse_args(argv)
+    rates = tuple(float(r) for r in args.rates.split(","))
+    snrs = tuple(float(s) for s in args.snr_db.split(",") if s.strip())
+    load_start = load_average()
+    earlier: dict[str, object] = {}
+    if args.evidence is not None:
+        earlier = json.loads(args.evidence.read_text(encoding="utf-8"))
+        evidence = [_evidence_from(e) for e in earlier["evidence"]]
+        progress(f"Replaying {len(evidence)} items' evidence from {args.evidence}")
+    else:
+        evidence = _stream_all(rates, snrs, args.limit)
+    results: dict[tuple[str, int], list[tuple[Evidence, Outcome]]] = {}
+    for detector, wait, policy in policies(args.min_silence_ms):
+        results[(detector, wait)] = [(ev, replay(policy, ev)) for ev in evidence]
+    rows = summarise(results)
+    pauses = [p for ev in evidence for p in ev.pauses]
+    # A replay reports the machine the evidence (and its compute times) was measured on.
+    machine = earlier["machine"] if args.evidence is not None else asdict(machine_info(load_start, PACKAGES))
+    return {
+        "command": earlier["command"]
+        if args.evidence is not None
+        else command_line("python -m benchmarks.turn_taking", argv),
+        "replayed_with": command_line("python -m benchmarks.turn_taking", argv) if args.evidence is not None else None,
+        "machine": machine,
+        "cpu_flags": earlier["cpu_flags"] if args.evidence is not None else cpu_flags(),
+        "rates": ", ".join(f"{r:g}" for r in rates),
+        "snrs": ", ".join(f"{s:g}" for s in snrs),
+        "min_silence_ms": args.min_silence_ms,
+        "items": len(evidence),
+        "pauses": len(pauses),
+        "whisper_ms_median": percentile([p.whisper_ms for p in pauses], 50),
+        "whisper_ms_p90": percentile([p.whisper_ms for p in pauses], 90),
+        "model_ms_median": percentile([p.model_ms for p in pauses], 50),
+        "model_ms_p90": percentile([p.model_ms for p in pauses], 90),
+        "knees": {d: knee(rows, d) for d in TURN_DETECTOR_LABELS},
+        "rows": rows,
+        "evidence": [asdict(ev) for ev in evidence],
+    }
+
+
+def _stream_all(rates: Sequence[float], snrs: Sequence[float], limit: int | None) -> list[Evidence]:
+    progress("Synthesizing the labelled set with Piper (noise from sox)…")
+    items = labelled_set(rates, snrs)[:limit]
+    whisper = Transcriber("", "cpu", "int8", "en")
+    whisper.warm()
+    smart_turn_model()
+    evidence: list[Evidence] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="evidence") as pool:
+        for index, item in enumerate(items, 1):
+            evidence.append(gather(item, whisper, pool))
+            if index % 25 == 0 or index == len(items):
+                progress(f"{index}/{len(items)} items streamed")
+    return evidence
+
+
+def _evidence_from(data: dict[str, object]) -> Evidence:
+    pauses = tuple(Pause(**p) for p in data["pauses"])  # type: ignore[union-attr, arg-type]
+    fields = {**data, "pauses": pauses, "internal_ends": tuple(data["internal_ends"])}  # type: ignore[arg-type]
+    return Evidence(**fields)  # type: ignore[arg-type]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark and write what was asked for (Markdown to stdout otherwise)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    report = run(argv)
+    markdown = render_markdown(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if args.markdown:
+        args.markdown.write_text(markdown, encoding="utf-8")
+    if args.plot:
+        write_plot(report, args.plot)
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

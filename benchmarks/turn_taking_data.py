@@ -1,0 +1,227 @@
+"""The labelled turn-taking set, generated at run time: Piper speech, pauses we place, sox noise.
+
+Nothing recorded is committed.  Every item is built from text with the bundled Piper voice
+(deterministic: noise scales 0) at several speaking rates (Piper's ``length_scale``), with
+silences of known length between its parts, then mixed with steady pink noise that sox
+synthesizes, at a given signal-to-noise ratio.  Each item knows where every part of the
+speech ends, so a detector's decision can be scored: a turn ended inside one of the
+item's own pauses is a false cut; the end of the last part is the true end of speech.
+"""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+import tempfile
+import wave
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soxr
+
+SAMPLE_RATE = 16000
+ENERGY_THRESHOLD = 0.01  # about -40 dBFS: where Piper's speech starts and ends
+LEAD_IN_S = 0.5
+TAIL_S = 3.5  # longer than any wait swept, so every detector ends the last pause
+
+COMPLETE = (
+    "What is the capital of France?",
+    "Tell me a joke about the weather.",
+    "How far away is the moon?",
+    "Can you recommend a good book?",
+    "What time does the sun set today?",
+    "Turn off the lights in the kitchen.",
+    "Why is the sky blue?",
+    "Set a timer for ten minutes.",
+)
+# (unfinished first part, the rest): the pause between them is the hesitation.
+HESITATIONS = (
+    ("What is the capital of", "France?"),
+    ("I would like to book a table for", "two people tonight."),
+    ("Can you tell me how to get to", "the train station?"),
+    ("My favourite colour is", "dark green."),
+    ("Remind me to call my", "sister tomorrow."),
+)
+HESITATION_PAUSES_S = (0.3, 0.6, 0.9, 1.2)
+FILLERS = (
+    ("What is the capital of, um,", "France?"),
+    ("I need, uh,", "a recipe for pancakes."),
+    ("Could you, um,", "play some music?"),
+    ("So, uh,", "what should I cook tonight?"),
+)
+FILLER_PAUSES_S = (0.6, 0.9)
+TWO_SENTENCES = (
+    ("I am planning a trip.", "What should I pack for Iceland?"),
+    ("My printer is broken.", "How do I fix a paper jam?"),
+    ("I just moved to Berlin.", "Where can I learn German?"),
+    ("Let us play a game.", "Think of a number between one and ten."),
+)
+TWO_SENTENCE_PAUSE_S = 0.5
+READING = (
+    "The old lighthouse stood at the edge of the cliff,",
+    "its white paint worn thin by a hundred winters.",
+    "Every evening the keeper climbed the narrow stairs,",
+    "lit the great lamp,",
+    "and watched the ships pass far below.",
+    "Some nights the fog rolled in so thick",
+    "that he could not see his own hands.",
+    "On those nights he rang the bell,",
+    "slow and steady,",
+    "until the morning light returned.",
+    "He kept a journal of every ship he saw,",
+    "their names,",
+    "their flags,",
+    "and the weather they sailed through.",
+    "Years later,",
+    "when the lamp was replaced by a machine,",
+    "the journal was found in a drawer,",
+    "and it told the story of the whole coast.",
+)
+# Pauses a reader makes: after a comma-ending line, after a full stop (cycled through).
+READING_CLAUSE_PAUSES_S = (0.35, 0.5, 0.7)
+READING_SENTENCE_PAUSES_S = (0.6, 0.9, 1.1)
+
+CLASSES = ("complete", "hesitation", "filler", "two_sentences", "reading")
+CLASS_LABELS = {
+    "complete": "complete questions",
+    "hesitation": "unfinished phrase + pause",
+    "filler": "filler (um/uh) + pause",
+    "two_sentences": "two sentences",
+    "reading": "long reading",
+}
+
+
+@dataclass(frozen=True)
+class Item:
+    """One labelled utterance: 16 kHz audio with speech parts separated by known pauses.
+
+    ``part_ends``: sample where each part's speech ends (its last loud sample + 1); every
+    part but the last is followed by a pause that is *not* the end of the turn.
+    """
+
+    name: str
+    kind: str
+    rate: float  # Piper length_scale (1.0 normal, > 1 slower)
+    snr_db: float | None  # None: clean
+    audio: np.ndarray
+    part_ends: tuple[int, ...]
+    pauses_s: tuple[float, ...]
+
+    @property
+    def true_end(self) -> int:
+        """The true end of speech (sample)."""
+        return self.part_ends[-1]
+
+    @property
+    def speech_s(self) -> float:
+        """Seconds from the first part's start to the true end (pauses included)."""
+        return (self.true_end - int(LEAD_IN_S * SAMPLE_RATE)) / SAMPLE_RATE
+
+
+class Piper:
+    """The bundled Piper voice, rendering trimmed 16 kHz speech at a given speaking rate."""
+
+    def __init__(self) -> None:
+        from voice.tts_piper import bundled_voice_path, load_voice
+
+        self._voice = load_voice(bundled_voice_path())
+
+    @functools.lru_cache(maxsize=512)  # noqa: B019 - one Piper per run; the cache dies with it
+    def speech(self, text: str, rate: float) -> np.ndarray:
+        """``text`` spoken at ``rate`` (length_scale), without leading or trailing silence."""
+        from piper import SynthesisConfig
+
+        config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0, length_scale=rate)
+        chunks = list(self._voice.synthesize(text, config))
+        if not chunks:
+            raise RuntimeError(f"Piper produced no audio for {text!r}")
+        native = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32)
+        audio = soxr.resample(native, chunks[0].sample_rate, SAMPLE_RATE).astype(np.float32)
+        loud = np.flatnonzero(np.abs(audio) > ENERGY_THRESHOLD)
+        if not loud.size:
+            raise RuntimeError(f"Piper's audio for {text!r} is silent")
+        return audio[loud[0] : loud[-1] + 1]
+
+
+def pink_noise(seconds: float, directory: Path) -> np.ndarray:
+    """Steady pink noise from sox (``synth pinknoise``), 16 kHz mono, unit RMS."""
+    path = directory / "noise.wav"
+    subprocess.run(
+        ["sox", "-n", "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(path), "synth", f"{seconds:.1f}", "pinknoise"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    with wave.open(str(path), "rb") as wav:
+        data = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+    return data / float(np.sqrt(np.mean(data**2)))
+
+
+def build(piper: Piper, kind: str, name: str, rate: float, parts: Sequence[str], pauses: Sequence[float]) -> Item:
+    """Parts of speech with ``pauses`` (seconds) between them, after a lead-in, before a tail."""
+    pieces = [np.zeros(int(LEAD_IN_S * SAMPLE_RATE), np.float32)]
+    ends = []
+    position = len(pieces[0])
+    for index, text in enumerate(parts):
+        speech = piper.speech(text, rate)
+        pieces.append(speech)
+        position += len(speech)
+        ends.append(position)
+        gap = pauses[index] if index < len(pauses) else TAIL_S
+        pieces.append(np.zeros(int(gap * SAMPLE_RATE), np.float32))
+        position += int(gap * SAMPLE_RATE)
+    return Item(name, kind, rate, None, np.concatenate(pieces), tuple(ends), tuple(pauses))
+
+
+def with_noise(item: Item, noise: np.ndarray, snr_db: float, offset: int) -> Item:
+    """``item`` in steady noise at ``snr_db`` (speech RMS over its voiced parts vs noise RMS)."""
+    voiced = item.audio[np.abs(item.audio) > ENERGY_THRESHOLD]
+    speech_rms = float(np.sqrt(np.mean(voiced**2)))
+    noise_rms = speech_rms / (10 ** (snr_db / 20))
+    start = offset % max(len(noise) - len(item.audio), 1)
+    mixed = item.audio + noise[start : start + len(item.audio)] * noise_rms
+    return Item(
+        f"{item.name} @{snr_db:g}dB",
+        item.kind,
+        item.rate,
+        snr_db,
+        np.clip(mixed, -1.0, 1.0).astype(np.float32),
+        item.part_ends,
+        item.pauses_s,
+    )
+
+
+def clean_items(piper: Piper, rates: Sequence[float]) -> Iterator[Item]:
+    """Every class at every speaking rate, without noise."""
+    for rate in rates:
+        for text in COMPLETE:
+            yield build(piper, "complete", text, rate, [text], [])
+        for first, rest in HESITATIONS:
+            for pause in HESITATION_PAUSES_S:
+                yield build(piper, "hesitation", f"{first} [{pause:g}s] {rest}", rate, [first, rest], [pause])
+        for first, rest in FILLERS:
+            for pause in FILLER_PAUSES_S:
+                yield build(piper, "filler", f"{first} [{pause:g}s] {rest}", rate, [first, rest], [pause])
+        for first, rest in TWO_SENTENCES:
+            yield build(piper, "two_sentences", f"{first} {rest}", rate, [first, rest], [TWO_SENTENCE_PAUSE_S])
+    # The reading is long: one rate (the voice's own) keeps the run short.
+    pauses = []
+    for index, line in enumerate(READING[:-1]):
+        table = READING_CLAUSE_PAUSES_S if line.endswith(",") else READING_SENTENCE_PAUSES_S
+        pauses.append(table[index % len(table)])
+    yield build(piper, "reading", "lighthouse passage", 1.0, list(READING), pauses)
+
+
+def labelled_set(rates: Sequence[float], snrs: Sequence[float]) -> list[Item]:
+    """The whole set: clean items, then each again at every SNR in ``snrs`` (dB)."""
+    piper = Piper()
+    clean = list(clean_items(piper, rates))
+    longest = max(len(item.audio) for item in clean)
+    with tempfile.TemporaryDirectory(prefix="warmvoice-turns-") as tmp:
+        noise = pink_noise(longest / SAMPLE_RATE + 30, Path(tmp))
+    items = list(clean)
+    for snr in snrs:
+        items.extend(with_noise(item, noise, snr, index * 7919) for index, item in enumerate(clean))
+    return items

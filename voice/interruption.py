@@ -1,0 +1,116 @@
+"""Interruption filtering: what the user says over the reply, and whether it should stop it.
+
+A person listening says "mm-hm", "yeah", "right" without wanting the floor, and coughs.
+So speech over the reply is screened before it stops anything:
+
+* it stops the reply at once only after ``barge_in_min_speech_ms`` of voiced speech (a
+  cough or a backchannel is shorter);
+* a shorter utterance is transcribed when it ends: a backchannel (every word one of
+  :data:`BACKCHANNEL_WORDS`) or no speech at all is ignored and the reply plays on; anything
+  else ("Stop.", "Wait, no") is a real interruption, and becomes the next turn;
+* a confirmed barge-in whose turn then turns out to say nothing that forms a turn (a
+  backchannel, noise) was a false interruption: the reply is re-spoken from the sentence
+  that was cut (:class:`ReplyTracker` knows which one was playing).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+# Words a listener says to show they follow, not to take the turn.
+BACKCHANNEL_WORDS = frozenset(
+    {
+        "mm",
+        "mmm",
+        "hmm",
+        "hm",
+        "mhm",
+        "mm-hm",
+        "mm-hmm",
+        "uh-huh",
+        "uh",
+        "huh",
+        "um",
+        "yeah",
+        "yes",
+        "yep",
+        "yup",
+        "ok",
+        "okay",
+        "right",
+        "sure",
+        "alright",
+        "i",
+        "see",
+        "got",
+        "it",
+        "cool",
+        "nice",
+        "ah",
+        "oh",
+        "wow",
+        "exactly",
+        "true",
+    }
+)
+_WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
+
+
+def is_backchannel(text: str) -> bool:
+    """True if ``text`` is only listener noises ("Mm-hm.", "Yeah, right.", "Okay."), or empty."""
+    words = _WORD.findall(text.lower())
+    return all(word in BACKCHANNEL_WORDS for word in words)
+
+
+@dataclass
+class InterruptionStats:
+    """What the user's speech over replies did (shown in the session facts)."""
+
+    barge_ins: int = 0  # replies stopped by the user's speech
+    backchannels_ignored: int = 0  # short speech over a reply that did not stop it
+    false_interruptions: int = 0  # a stopped reply whose "interruption" said nothing
+    resumed: int = 0  # replies re-spoken from the cut sentence after a false interruption
+
+    def describe(self) -> str:
+        """One line for the session facts."""
+        return (
+            f"{self.barge_ins} barge-ins, {self.backchannels_ignored} backchannels ignored, "
+            f"{self.false_interruptions} false interruptions ({self.resumed} resumed)"
+        )
+
+
+@dataclass
+class ReplyTracker:
+    """Which sentences of the current reply have been heard, to resume from the one that was cut.
+
+    ``plays_until[i]``: clock time when sentence i's audio ends in the user's ear (None while
+    it is not fully synthesized yet).
+    """
+
+    sentences: list[str] = field(default_factory=list)
+    plays_until: list[float | None] = field(default_factory=list)
+
+    def start(self) -> None:
+        """A new reply begins."""
+        self.sentences.clear()
+        self.plays_until.clear()
+
+    def add(self, sentence: str) -> None:
+        """The reply produced ``sentence`` (it will be spoken in this order)."""
+        self.sentences.append(sentence)
+        self.plays_until.append(None)
+
+    def spoken(self, sentence: str, until: float) -> None:
+        """All of ``sentence``'s audio was sent; it plays until ``until``."""
+        for index, (text, end) in enumerate(zip(self.sentences, self.plays_until, strict=True)):
+            if text == sentence and end is None:
+                self.plays_until[index] = until
+                return
+
+    def unheard(self, now: float) -> list[str]:
+        """The sentence playing at ``now`` and everything after it."""
+        for index, end in enumerate(self.plays_until):
+            if end is None or end > now:
+                return list(self.sentences[index:])
+        return []
