@@ -1,0 +1,56 @@
+"""benchmarks.turn_taking's scoring: how a replayed detector's decisions become cuts and delays.
+
+The evidence is written by hand here (no audio, no models): the replay must count a turn
+ended inside an item's own pause as a cut, measure the final delay from the labelled end of
+speech, and let a signal count only once it would have been computed.
+"""
+
+from __future__ import annotations
+
+from benchmarks.turn_taking import Evidence, Pause, ended_at, replay, summarise
+from benchmarks.turn_taking_data import SAMPLE_RATE
+from voice.turn_detection import SPECULATE_AFTER_MS
+from voice.turn_policy import TurnPolicy
+
+COMBINED = TurnPolicy("combined", min_silence_ms=200, hold_ms=1000, max_wait_ms=2500)
+VAD = TurnPolicy("vad", silence_ms=500)
+
+
+def pause(at_s: float, length_ms: float, text_complete: bool, probability: float, whisper_ms: float = 100) -> Pause:
+    return Pause(int(at_s * SAMPLE_RATE), length_ms, "", text_complete, probability, whisper_ms, 40.0)
+
+
+def hesitation(gap_ms: float) -> Evidence:
+    """ "What is the capital of [gap] France?": an unfinished pause, then the true end at 3 s."""
+    return Evidence(
+        "capital [x] France",
+        "hesitation",
+        1.0,
+        None,
+        true_end=3 * SAMPLE_RATE,
+        internal_ends=(int(1.5 * SAMPLE_RATE),),
+        speech_s=2.5,
+        pauses=(pause(1.5, gap_ms, False, 0.97), pause(3.0, 3500, True, 0.9)),
+    )
+
+
+def test_silence_only_cuts_a_long_hesitation_and_the_combined_detector_does_not() -> None:
+    assert replay(VAD, hesitation(900)).cuts == 1
+    outcome = replay(COMBINED, hesitation(900))
+    assert outcome.cuts == 0
+    # The final pause: both complete, but the text only exists SPECULATE_AFTER_MS + 100 ms in.
+    assert outcome.delay_ms is not None and SPECULATE_AFTER_MS + 100 <= outcome.delay_ms < 400
+
+
+def test_a_signal_counts_only_once_it_is_computed() -> None:
+    slow = pause(1.0, 3500, True, 0.9, whisper_ms=700)
+    assert ended_at(COMBINED, slow) is not None and ended_at(COMBINED, slow) >= SPECULATE_AFTER_MS + 700
+
+
+def test_a_turn_nobody_ends_is_late_and_summaries_count_it() -> None:
+    never = Evidence("x", "complete", 1.0, None, SAMPLE_RATE, (), 1.0, (pause(1.0, 100, True, 0.9),))
+    outcome = replay(COMBINED, never)
+    assert outcome.delay_ms is None
+    rows = summarise({("combined", 1000): [(never, outcome)]})
+    complete = next(r for r in rows if r["class"] == "complete")
+    assert complete["late_rate"] == 1.0 and complete["median_ms"] is None
