@@ -92,6 +92,7 @@ class TurnEnded:
     audio_start_sample: int
     audio: np.ndarray
     capped: bool
+    voiced_ms: float = 0.0  # voiced audio in the turn (a cough is short, a sentence is not)
 
     @property
     def silence_waited_ms(self) -> float:
@@ -295,6 +296,7 @@ class Endpointer:
             audio_start_sample=audio_start,
             audio=self._slice(audio_start, audio_end),
             capped=capped,
+            voiced_ms=self._voiced * 1000.0 / SAMPLE_RATE,
         )
         self._speaking = False
         self._start = None

@@ -300,14 +300,6 @@ class VoiceSession:
 
     def _end_of_turn(self, detected: DetectedTurn) -> None:
         """The turn-detection stage says the user is done: start the reply."""
-        if self._barge_in_pending and self.busy:
-            # Short speech over the reply: what it says decides whether it interrupts.
-            self._barge_in_pending = False
-            task = asyncio.create_task(self._screen(detected), name="screen-interruption")
-            self._screening.add(task)
-            task.add_done_callback(self._screening.discard)
-            return
-        self._barge_in_pending = False
         if detected.ended.capped:
             self._emit(
                 Notice(
@@ -315,6 +307,14 @@ class VoiceSession:
                     "warning",
                 )
             )
+        if self._barge_in_pending and self.busy:
+            # Speech over the reply that ended before it was confirmed as a barge-in.
+            self._barge_in_pending = False
+            task = asyncio.create_task(self._screen(detected), name="screen-interruption")
+            self._screening.add(task)
+            task.add_done_callback(self._screening.discard)
+            return
+        self._barge_in_pending = False
         self._begin_turn(
             self._detected_latency(detected),
             audio=detected.ended.audio,
@@ -333,14 +333,16 @@ class VoiceSession:
         """Short speech over the reply: a backchannel is ignored, anything else interrupts."""
         endpoint_at = self.clock()
         spec = detected.speculation
-        if spec is not None and spec.task is not None:
-            transcript = await spec.task
-        else:
-            transcript = await asyncio.to_thread(self.transcriber.transcribe, detected.ended.audio)
-        if transcript.no_speech or is_backchannel(transcript.text):
-            self.interruptions.backchannels_ignored += 1
-            log.info("Speech over the reply ignored as a backchannel: %r", transcript.text)
-            return
+        short = not detected.ended.capped and detected.ended.voiced_ms < self.settings.barge_in_min_speech_ms
+        if short:  # (a long one arrived in one chunk with its end: it interrupts like any long speech)
+            if spec is not None and spec.task is not None:
+                transcript = await spec.task
+            else:
+                transcript = await asyncio.to_thread(self.transcriber.transcribe, detected.ended.audio)
+            if transcript.no_speech or is_backchannel(transcript.text):
+                self.interruptions.backchannels_ignored += 1
+                log.info("Speech over the reply ignored as a backchannel: %r", transcript.text)
+                return
         if self.closed:
             return
         if self.busy:
