@@ -1,0 +1,204 @@
+"""Interruption benchmark: do backchannels leave the reply alone, and do real interruptions stop it?
+
+    python -m benchmarks.interruptions --markdown interruptions.md --json interruptions.json
+
+Speech said over a reply, synthesized at run time with the bundled Piper voice at three
+speaking rates, clean and in sox pink noise at 20 and 10 dB SNR, is streamed through the
+app's endpointer frame by frame and screened by the app's rule (:mod:`voice.interruption`):
+the reply stops once ``BARGE_IN_MIN_SPEECH_MS`` of voiced speech has been heard; shorter
+speech is transcribed by Whisper when the turn detector ends it, and stops the reply only if
+it is not a backchannel.
+
+Reported: the share of backchannels that do not stop the reply (and, of those that do, how
+many the resume then re-speaks), the share of real interruptions that stop it, and when: ms
+from the start of the speech, and ms after the end of its third word (the issue's "≥ 3 words
+stop it within 300 ms").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import command_line, load_average, machine_info, progress
+from benchmarks.turn_taking import PACKAGES, cpu_flags, percentile
+from benchmarks.turn_taking_data import ENERGY_THRESHOLD, SAMPLE_RATE, Piper, pink_noise
+from voice.endpointing import FRAME, Endpointer, TurnEnded
+from voice.interruption import is_backchannel
+from voice.settings import Settings
+from voice.transcribe import Transcriber
+from voice.turn_detection import SPECULATE_AFTER_MS
+
+BACKCHANNELS = ("Yeah.", "Okay.", "Mm-hmm.", "Uh-huh.", "Right.", "Sure.", "I see.", "Okay, yeah.", "Yes.", "Got it.")
+INTERRUPTIONS = (
+    "Wait, stop please.",
+    "No, that is wrong.",
+    "Hold on a second.",
+    "Tell me about France instead.",
+    "Can you repeat that?",
+    "Sorry, I meant Paris.",
+)
+LEAD_S, TAIL_S = 0.5, 1.5
+
+
+@dataclass(frozen=True)
+class Screened:
+    """What one utterance over the reply did."""
+
+    text: str
+    kind: str  # "backchannel" or "interruption"
+    rate: float
+    snr_db: float | None
+    stopped: bool
+    how: str  # "voiced" (long enough), "words" (transcribed, not a backchannel), "ignored", "unheard"
+    heard: str  # the transcript when one was made
+    stop_after_start_ms: float | None  # from the first loud sample to the barge-in decision
+    stop_after_third_word_ms: float | None  # decision minus the end of the third word (interruptions)
+
+
+def third_word_end(piper: Piper, text: str, rate: float) -> float:
+    """Seconds into ``text``'s speech where its third word ends (Piper renders the three alone)."""
+    words = text.split()
+    return len(piper.speech(" ".join(words[:3]).rstrip(",.?!") + ".", rate)) / SAMPLE_RATE
+
+
+def screen(audio: np.ndarray, whisper: Transcriber, min_speech_ms: int) -> tuple[bool, str, str, float | None]:
+    """The session's rule on one utterance: (stopped, how, transcript, decision time in s from the start)."""
+    endpointer = Endpointer(silence_ms=500, post_roll_ms=SPECULATE_AFTER_MS)
+    for offset in range(0, len(audio), FRAME):
+        for event in endpointer.feed(audio[offset : offset + FRAME]):
+            if isinstance(event, TurnEnded):  # it ended before the voice was long enough
+                text = whisper.transcribe(event.audio)
+                if text.no_speech or is_backchannel(text.text):
+                    return False, "ignored", text.text, None
+                return True, "words", text.text, endpointer.samples_seen / SAMPLE_RATE
+        if endpointer.voiced_ms >= min_speech_ms:
+            # Stopped.  The session then transcribes the whole turn: a backchannel resumes the reply.
+            text = whisper.transcribe(audio)
+            how = "voiced, resumed" if text.no_speech or is_backchannel(text.text) else "voiced"
+            return True, how, text.text, (offset + FRAME) / SAMPLE_RATE
+    return False, "unheard", "", None
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """The command line."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.interruptions", description=__doc__.split("\n\n")[0])
+    p.add_argument("--rates", default="0.85,1.0,1.2", help="Piper length_scales (default 0.85,1.0,1.2)")
+    p.add_argument("--snr-db", default="20,10", help="noise levels besides clean (default 20,10)")
+    p.add_argument("--json", type=Path, help="write every result here")
+    p.add_argument("--markdown", type=Path, help="write the Markdown report here")
+    return p.parse_args(argv)
+
+
+def run(argv: Sequence[str]) -> dict[str, object]:
+    """Build the utterances, screen each; return the report data."""
+    args = parse_args(argv)
+    rates = [float(r) for r in args.rates.split(",")]
+    snrs: list[float | None] = [None, *(float(s) for s in args.snr_db.split(",") if s.strip())]
+    min_speech_ms = Settings().barge_in_min_speech_ms
+    load_start = load_average()
+    piper = Piper()
+    whisper = Transcriber("", "cpu", "int8", "en")
+    whisper.warm()
+    with tempfile.TemporaryDirectory(prefix="warmvoice-interruptions-") as tmp:
+        noise = pink_noise(30.0, Path(tmp))
+    results: list[Screened] = []
+    for kind, texts in (("backchannel", BACKCHANNELS), ("interruption", INTERRUPTIONS)):
+        for text in texts:
+            for rate in rates:
+                speech = piper.speech(text, rate)
+                lead = np.zeros(int(LEAD_S * SAMPLE_RATE), np.float32)
+                clean = np.concatenate([lead, speech, np.zeros(int(TAIL_S * SAMPLE_RATE), np.float32)])
+                third = third_word_end(piper, text, rate) if kind == "interruption" else None
+                for snr in snrs:
+                    audio = clean
+                    if snr is not None:
+                        voiced = speech[np.abs(speech) > ENERGY_THRESHOLD]
+                        scale = float(np.sqrt(np.mean(voiced**2))) / 10 ** (snr / 20)
+                        audio = np.clip(clean + noise[: len(clean)] * scale, -1, 1).astype(np.float32)
+                    stopped, how, heard, at_s = screen(audio, whisper, min_speech_ms)
+                    after_start = None if at_s is None else (at_s - LEAD_S) * 1000
+                    after_third = None if at_s is None or third is None else (at_s - LEAD_S - third) * 1000
+                    results.append(Screened(text, kind, rate, snr, stopped, how, heard, after_start, after_third))
+        progress(f"{kind}s screened")
+    back = [r for r in results if r.kind == "backchannel"]
+    inter = [r for r in results if r.kind == "interruption"]
+    stops = [r.stop_after_third_word_ms for r in inter if r.stop_after_third_word_ms is not None]
+    return {
+        "command": command_line("python -m benchmarks.interruptions", argv),
+        "machine": asdict(machine_info(load_start, PACKAGES)),
+        "cpu_flags": cpu_flags(),
+        "min_speech_ms": min_speech_ms,
+        "backchannels": len(back),
+        "backchannels_not_stopping": sum(not r.stopped for r in back) / len(back),
+        "backchannels_resumed": sum(r.how == "voiced, resumed" for r in back),
+        "interruptions": len(inter),
+        "interruptions_stopping": sum(r.stopped for r in inter) / len(inter),
+        "stop_after_start_ms_median": statistics.median(
+            [r.stop_after_start_ms for r in inter if r.stop_after_start_ms is not None] or [float("nan")]
+        ),
+        "stop_after_third_word_ms_median": percentile(stops, 50),
+        "stop_after_third_word_ms_p90": percentile(stops, 90),
+        "results": [asdict(r) for r in results],
+    }
+
+
+def render_markdown(report: dict[str, object]) -> str:
+    """The summary and every utterance that went the wrong way."""
+    m: dict[str, object] = report["machine"]  # type: ignore[assignment]
+    rows: list[dict[str, object]] = report["results"]  # type: ignore[assignment]
+    lines = [
+        "# Interruption benchmark",
+        "",
+        f"`{report['command']}`",
+        "",
+        f"Machine: {m['cpu_model']}, {m['cpu_count']} CPUs ({report['cpu_flags']}); load {m['load_start']} → "
+        f"{m['load_end']}; {m['date']}.  BARGE_IN_MIN_SPEECH_MS={report['min_speech_ms']}.",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| backchannels that do not stop the reply | {100 * float(report['backchannels_not_stopping']):.0f} % "  # type: ignore[arg-type]
+        f"of {report['backchannels']} |",
+        f"| backchannels that stop it, then resume it (false interruption) | {report['backchannels_resumed']} |",
+        f"| real interruptions (≥ 3 words) that stop it | {100 * float(report['interruptions_stopping']):.0f} % "  # type: ignore[arg-type]
+        f"of {report['interruptions']} |",
+        f"| stop decision after the speech starts (median) | {float(report['stop_after_start_ms_median']):.0f} ms |",  # type: ignore[arg-type]
+        f"| stop decision after the end of the third word (median / p90; negative: before it ends) "
+        f"| {float(report['stop_after_third_word_ms_median']):.0f} / "  # type: ignore[arg-type]
+        f"{float(report['stop_after_third_word_ms_p90']):.0f} ms |",  # type: ignore[arg-type]
+        "",
+        "Went the other way:",
+        "",
+    ]
+    wrong = [r for r in rows if (r["kind"] == "backchannel") == bool(r["stopped"])]
+    lines += [
+        f"- {r['kind']} {r['text']!r} at rate {r['rate']}, SNR {r['snr_db'] or 'clean'}: {r['how']} {r['heard']!r}"
+        for r in wrong
+    ] or ["- none"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run and write the report."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    report = run(argv)
+    markdown = render_markdown(report)
+    args = parse_args(argv)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if args.markdown:
+        args.markdown.write_text(markdown, encoding="utf-8")
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
