@@ -43,6 +43,7 @@ import numpy as np
 from benchmarks.common import command_line, load_average, machine_info, progress
 from benchmarks.turn_taking_data import CLASS_LABELS, CLASSES, SAMPLE_RATE, Item, labelled_set
 from voice.endpointing import FRAME, Endpointer
+from voice.settings import Settings
 from voice.smart_turn import smart_turn_model
 from voice.transcribe import Transcriber
 from voice.turn_detection import SPECULATE_AFTER_MS
@@ -50,7 +51,6 @@ from voice.turn_policy import TURN_DETECTOR_LABELS, TurnPolicy, decide, text_sou
 
 LATE_MS = 1000.0
 FRAME_MS = FRAME * 1000 / SAMPLE_RATE
-MAX_WAIT_MS = 2500
 WAITS_MS = (300, 500, 800, 1000, 1200, 1500, 2000)
 FALSE_CUT_TARGET = 0.05  # the issue's target for hesitation pauses up to 1 s
 PACKAGES = ("faster-whisper", "onnxruntime", "piper-tts", "pipecat-ai")
@@ -89,6 +89,9 @@ class Outcome:
 
     cuts: int  # turns ended inside the item's own pauses
     delay_ms: float | None  # the final end after the true end of speech; None: never ended
+    # When the LLM request can go: the turn is over *and* its transcript exists (Whisper starts
+    # on the pause whatever the detector, so a fast detector still waits for it).
+    reply_ms: float | None = None
 
 
 def gather(item: Item, whisper: Transcriber, pool: concurrent.futures.Executor) -> Evidence:
@@ -168,12 +171,14 @@ def replay(policy: TurnPolicy, evidence: Evidence) -> Outcome:
         if pause.speech_end < evidence.true_end - tolerance:
             cuts += 1
         else:
-            delay = (pause.speech_end - evidence.true_end) * 1000 / SAMPLE_RATE + at
-            break  # the turn is over
+            offset = (pause.speech_end - evidence.true_end) * 1000 / SAMPLE_RATE
+            delay = offset + at
+            reply = offset + max(at, SPECULATE_AFTER_MS + pause.whisper_ms)
+            return Outcome(cuts, delay, reply)  # the turn is over
     return Outcome(cuts, delay)
 
 
-def policies(min_silence_ms: int) -> list[tuple[str, int, TurnPolicy]]:
+def policies(min_silence_ms: int, max_wait_ms: int) -> list[tuple[str, int, TurnPolicy]]:
     """(detector, wait, policy) for every detector and swept wait.
 
     vad: the fixed silence; text: the word-list rule's silence (its short wait stays the
@@ -185,7 +190,7 @@ def policies(min_silence_ms: int) -> list[tuple[str, int, TurnPolicy]]:
         out.append(("text", wait, TurnPolicy("text", min_silence_ms=min(wait, 300), silence_ms=wait)))
         for detector in ("audio", "combined"):
             hold = max(wait, min_silence_ms)
-            policy = TurnPolicy(detector, min_silence_ms=min_silence_ms, hold_ms=hold, max_wait_ms=MAX_WAIT_MS)
+            policy = TurnPolicy(detector, min_silence_ms=min_silence_ms, hold_ms=hold, max_wait_ms=max_wait_ms)
             out.append((detector, wait, policy))
     return out
 
@@ -209,6 +214,7 @@ def summarise(results: dict[tuple[str, int], list[tuple[Evidence, Outcome]]]) ->
             if not members:
                 continue
             delays = [out.delay_ms for _, out in members if out.delay_ms is not None]
+            replies = [out.reply_ms for _, out in members if out.reply_ms is not None]
             late = sum(1 for _, out in members if out.delay_ms is None or out.delay_ms > LATE_MS)
             row: dict[str, object] = {
                 "detector": detector,
@@ -219,6 +225,7 @@ def summarise(results: dict[tuple[str, int], list[tuple[Evidence, Outcome]]]) ->
                 "late_rate": late / len(members),
                 "median_ms": statistics.median(delays) if delays else None,
                 "p90_ms": percentile(delays, 90),
+                "reply_median_ms": statistics.median(replies) if replies else None,
             }
             if kind == "reading":
                 speech_s = sum(ev.speech_s for ev, _ in members)
@@ -276,7 +283,8 @@ def render_markdown(report: dict[str, object]) -> str:
     lines = [
         "# Turn-taking benchmark",
         "",
-        f"`{report['command']}`",
+        f"`{report['command']}`"
+        + (f", replayed with `{report['replayed_with']}`" if report.get("replayed_with") else ""),
         "",
         f"Machine: {m['cpu_model']}, {m['cpu_count']} CPUs ({report['cpu_flags']}), Python {m['python']}, "
         f"{m['platform']}; load {m['load_start']} → {m['load_end']}; {m['date']}.",
@@ -285,13 +293,16 @@ def render_markdown(report: dict[str, object]) -> str:
         f"a pause: Whisper median {_ms(report['whisper_ms_median'])} ms (p90 {_ms(report['whisper_ms_p90'])}), "
         f"Smart Turn median {_ms(report['model_ms_median'])} ms (p90 {_ms(report['model_ms_p90'])}), side by side.",
         f"Late end: more than {LATE_MS:.0f} ms after the true end of speech.  audio/combined: the wait is the hold "
-        f"(one signal says unfinished), minimum silence {report['min_silence_ms']} ms, maximum wait {MAX_WAIT_MS} ms.",
+        f"(one signal says unfinished), minimum silence {report['min_silence_ms']} ms, "
+        f"maximum wait {report['max_wait_ms']} ms.  "
+        '"Transcript too": when the LLM request can go, i.e. the turn is over and Whisper\'s early transcript '
+        "(started on the pause by every detector) is ready.",
         "",
         "## Headline: false cuts on hesitations (pauses ≤ 1 s) vs delay on complete questions",
         "",
         "| detector | wait ms | false cuts (pauses ≤ 1 s) | all hesitations | fillers | two sentences "
-        "| reading: extra turns / 40 s | complete: median ms | p90 ms | late |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| reading: extra turns / 40 s | complete: median ms | p90 ms | late | transcript too: median ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for detector in TURN_DETECTOR_LABELS:
         for wait in WAITS_MS:
@@ -308,7 +319,8 @@ def render_markdown(report: dict[str, object]) -> str:
                 f"| {TURN_DETECTOR_LABELS[detector]} | {wait} | {_pct(short['false_cut_rate'])} "
                 f"| {_pct(hes.get('false_cut_rate'))} | {_pct(fil.get('false_cut_rate'))} "
                 f"| {_pct(two.get('false_cut_rate'))} | {'—' if extra is None else f'{float(extra):.1f}'} "  # type: ignore[arg-type]
-                f"| {_ms(comp.get('median_ms'))} | {_ms(comp.get('p90_ms'))} | {_pct(comp.get('late_rate'))} |"
+                f"| {_ms(comp.get('median_ms'))} | {_ms(comp.get('p90_ms'))} | {_pct(comp.get('late_rate'))} "
+                f"| {_ms(comp.get('reply_median_ms'))} |"
             )
     lines += ["", "## Every class: median / p90 end-of-turn delay (ms) and late ends", ""]
     lines += [
@@ -344,26 +356,35 @@ def write_plot(report: dict[str, object], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows: list[dict[str, object]] = report["rows"]  # type: ignore[assignment]
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=110)
-    for detector, label in TURN_DETECTOR_LABELS.items():
-        xs, ys, waits = [], [], []
-        for wait in WAITS_MS:
-            short, comp = row_of(rows, detector, wait, "pauses<=1s"), row_of(rows, detector, wait, "complete")
-            if short is None or comp is None or comp["median_ms"] is None:
-                continue
-            xs.append(float(comp["median_ms"]))  # type: ignore[arg-type]
-            ys.append(100 * float(short["false_cut_rate"]))  # type: ignore[arg-type]
-            waits.append(wait)
-        ax.plot(xs, ys, marker="o", label=label)
-        for x, y, wait in zip(xs, ys, waits, strict=True):
-            ax.annotate(str(wait), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
-    ax.axhline(100 * FALSE_CUT_TARGET, color="grey", linestyle=":", linewidth=1)
-    ax.set_xlabel("median end-of-turn delay on complete questions (ms after the true end of speech)")
-    ax.set_ylabel("false cuts on hesitations ≤ 1 s (%)")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), dpi=110, sharey=True)
+    panels = (
+        ("median_ms", "median end-of-turn decision on complete questions\n(ms after the true end of speech)"),
+        ("reply_median_ms", "median moment the reply can start: turn over, transcript ready\n(ms after the true end)"),
+    )
+    for ax, (metric, xlabel) in zip(axes, panels, strict=True):
+        for detector, label in TURN_DETECTOR_LABELS.items():
+            xs, ys, waits = [], [], []
+            for wait in WAITS_MS:
+                short, comp = row_of(rows, detector, wait, "pauses<=1s"), row_of(rows, detector, wait, "complete")
+                if short is None or comp is None or comp[metric] is None:
+                    continue
+                xs.append(float(comp[metric]))  # type: ignore[arg-type]
+                ys.append(100 * float(short["false_cut_rate"]))  # type: ignore[arg-type]
+                waits.append(wait)
+            ax.plot(xs, ys, marker="o", label=label)
+            for x, y, wait in zip(xs, ys, waits, strict=True):
+                ax.annotate(str(wait), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+        ax.axhline(100 * FALSE_CUT_TARGET, color="grey", linestyle=":", linewidth=1)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("false cuts on hesitations ≤ 1 s (%)")
+    axes[0].legend(fontsize=8)
     m: dict[str, object] = report["machine"]  # type: ignore[assignment]
-    ax.set_title(f"WarmVoice turn-taking — labels: wait (ms) — {m['cpu_model']}", fontsize=9)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    fig.suptitle(
+        f"WarmVoice turn-taking (point labels: wait, ms) — {m['cpu_model']}, {m['cpu_count']} CPUs, "
+        f"load {float(m['load_start'] or 0):.1f}→{float(m['load_end'] or 0):.1f}, {str(m['date'])[:10]}",  # type: ignore[arg-type]
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
@@ -377,7 +398,19 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.turn_taking", description=__doc__.split("\n\n")[0])
     p.add_argument("--rates", default="0.85,1.0,1.2", help="Piper length_scales (default 0.85,1.0,1.2)")
     p.add_argument("--snr-db", default="20,10", help="noise levels besides clean (default 20,10)")
-    p.add_argument("--min-silence-ms", type=int, default=200, help="audio/combined minimum silence (default 200)")
+    defaults = Settings()
+    p.add_argument(
+        "--min-silence-ms",
+        type=int,
+        default=defaults.min_end_of_turn_silence_ms,
+        help=f"audio/combined minimum silence (default {defaults.min_end_of_turn_silence_ms}, the app's)",
+    )
+    p.add_argument(
+        "--max-wait-ms",
+        type=int,
+        default=defaults.end_of_turn_max_wait_ms,
+        help=f"audio/combined maximum wait (default {defaults.end_of_turn_max_wait_ms}, the app's)",
+    )
     p.add_argument("--limit", type=int, help="only the first N items (a quick smoke run)")
     p.add_argument("--evidence", type=Path, help="replay the evidence of an earlier run's --json (no audio, no models)")
     p.add_argument("--json", type=Path, help="write every measurement here")
@@ -400,7 +433,7 @@ def run(argv: Sequence[str]) -> dict[str, object]:
     else:
         evidence = _stream_all(rates, snrs, args.limit)
     results: dict[tuple[str, int], list[tuple[Evidence, Outcome]]] = {}
-    for detector, wait, policy in policies(args.min_silence_ms):
+    for detector, wait, policy in policies(args.min_silence_ms, args.max_wait_ms):
         results[(detector, wait)] = [(ev, replay(policy, ev)) for ev in evidence]
     rows = summarise(results)
     pauses = [p for ev in evidence for p in ev.pauses]
@@ -416,6 +449,7 @@ def run(argv: Sequence[str]) -> dict[str, object]:
         "rates": ", ".join(f"{r:g}" for r in rates),
         "snrs": ", ".join(f"{s:g}" for s in snrs),
         "min_silence_ms": args.min_silence_ms,
+        "max_wait_ms": args.max_wait_ms,
         "items": len(evidence),
         "pauses": len(pauses),
         "whisper_ms_median": percentile([p.whisper_ms for p in pauses], 50),

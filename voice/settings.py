@@ -60,7 +60,7 @@ class Settings:
     turn_detector: str = "combined"
     end_of_turn_silence_ms: int = 500  # the "vad" and "text" detectors' fixed silence
     min_end_of_turn_silence_ms: int = 300  # when the evidence says the user is done
-    end_of_turn_hold_ms: int = 1500  # when one signal says the user is not done
+    end_of_turn_hold_ms: int = 1000  # when one signal says the user is not done (the benchmark's knee)
     end_of_turn_max_wait_ms: int = 2500  # the longest any pause is waited for
     early_transcript: bool = True  # run Whisper during the pause, before the turn is over
     barge_in: bool = True

@@ -89,7 +89,7 @@ class TurnPolicy:
     detector: TurnDetectorName = "combined"
     min_silence_ms: int = 300
     silence_ms: int = 500
-    hold_ms: int = 1500
+    hold_ms: int = 1000
     max_wait_ms: int = 2500
     threshold: float = COMPLETE_PROBABILITY
 
