@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import command_line, load_average, machine_info, progress
-from benchmarks.turn_taking import PACKAGES, cpu_flags, percentile
+from benchmarks.machine_probe import cpu_flags, run_probe
+from benchmarks.turn_taking import PACKAGES, percentile
 from benchmarks.turn_taking_data import ENERGY_THRESHOLD, SAMPLE_RATE, Piper, pink_noise
 from voice.endpointing import FRAME, Endpointer, TurnEnded
 from voice.interruption import is_backchannel
@@ -105,6 +106,8 @@ def run(argv: Sequence[str]) -> dict[str, object]:
     snrs: list[float | None] = [None, *(float(s) for s in args.snr_db.split(",") if s.strip())]
     min_speech_ms = Settings().barge_in_min_speech_ms
     load_start = load_average()
+    progress("timing the machine probe (CPU flags, Whisper, Piper, 20 tokens)...")
+    probe = run_probe()
     piper = Piper()
     whisper = Transcriber("", "cpu", "int8", "en")
     whisper.warm()
@@ -134,8 +137,9 @@ def run(argv: Sequence[str]) -> dict[str, object]:
     stops = [r.stop_after_third_word_ms for r in inter if r.stop_after_third_word_ms is not None]
     return {
         "command": command_line("python -m benchmarks.interruptions", argv),
-        "machine": asdict(machine_info(load_start, PACKAGES)),
-        "cpu_flags": cpu_flags(),
+        "machine": asdict(machine_info(load_start, PACKAGES, probe)),
+        "cpu_flags": " ".join(cpu_flags()),
+        "probe_line": probe.describe(),
         "min_speech_ms": min_speech_ms,
         "backchannels": len(back),
         "backchannels_not_stopping": sum(not r.stopped for r in back) / len(back),
@@ -162,6 +166,7 @@ def render_markdown(report: dict[str, object]) -> str:
         "",
         f"Machine: {m['cpu_model']}, {m['cpu_count']} CPUs ({report['cpu_flags']}); load {m['load_start']} → "
         f"{m['load_end']}; {m['date']}.  BARGE_IN_MIN_SPEECH_MS={report['min_speech_ms']}.",
+        f"Machine probe: {report['probe_line']}.",
         "",
         "| measure | value |",
         "|---|---|",

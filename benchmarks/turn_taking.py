@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import command_line, load_average, machine_info, progress
+from benchmarks.machine_probe import cpu_flags, run_probe
 from benchmarks.turn_taking_data import CLASS_LABELS, CLASSES, SAMPLE_RATE, Item, labelled_set
 from voice.endpointing import FRAME, Endpointer
 from voice.settings import Settings
@@ -254,17 +255,6 @@ def knee(rows: list[dict[str, object]], detector: str) -> int | None:
     return None
 
 
-def cpu_flags() -> str:
-    """The vector extensions the CPU has (they decide how fast Whisper and the ONNX models run)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return "unknown"
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    wanted = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni")
-    return " ".join(f for f in wanted if f in flags) or "none of " + " ".join(wanted)
-
-
 # ---- the report ---------------------------------------------------------------------------
 
 
@@ -288,6 +278,7 @@ def render_markdown(report: dict[str, object]) -> str:
         "",
         f"Machine: {m['cpu_model']}, {m['cpu_count']} CPUs ({report['cpu_flags']}), Python {m['python']}, "
         f"{m['platform']}; load {m['load_start']} → {m['load_end']}; {m['date']}.",
+        f"Machine probe: {report.get('probe_line') or 'not run'}.",
         f"Set: {report['items']} items ({report['pauses']} pauses scored), speaking rates "
         f"{report['rates']}, clean and {report['snrs']} dB SNR pink noise (sox).  Evidence compute on "
         f"a pause: Whisper median {_ms(report['whisper_ms_median'])} ms (p90 {_ms(report['whisper_ms_p90'])}), "
@@ -438,14 +429,19 @@ def run(argv: Sequence[str]) -> dict[str, object]:
     rows = summarise(results)
     pauses = [p for ev in evidence for p in ev.pauses]
     # A replay reports the machine the evidence (and its compute times) was measured on.
-    machine = earlier["machine"] if args.evidence is not None else asdict(machine_info(load_start, PACKAGES))
+    if args.evidence is not None:
+        machine, probe_line = earlier["machine"], earlier.get("probe_line")
+    else:
+        probe = run_probe()
+        machine, probe_line = asdict(machine_info(load_start, PACKAGES, probe)), probe.describe()
     return {
         "command": earlier["command"]
         if args.evidence is not None
         else command_line("python -m benchmarks.turn_taking", argv),
         "replayed_with": command_line("python -m benchmarks.turn_taking", argv) if args.evidence is not None else None,
         "machine": machine,
-        "cpu_flags": earlier["cpu_flags"] if args.evidence is not None else cpu_flags(),
+        "cpu_flags": earlier["cpu_flags"] if args.evidence is not None else " ".join(cpu_flags()),
+        "probe_line": probe_line,
         "rates": ", ".join(f"{r:g}" for r in rates),
         "snrs": ", ".join(f"{s:g}" for s in snrs),
         "min_silence_ms": args.min_silence_ms,
