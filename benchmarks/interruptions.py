@@ -94,6 +94,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.interruptions", description=__doc__.split("\n\n")[0])
     p.add_argument("--rates", default="0.85,1.0,1.2", help="Piper length_scales (default 0.85,1.0,1.2)")
     p.add_argument("--snr-db", default="20,10", help="noise levels besides clean (default 20,10)")
+    p.add_argument(
+        "--min-speech-ms",
+        type=int,
+        default=Settings().barge_in_min_speech_ms,
+        help=f"BARGE_IN_MIN_SPEECH_MS to test (default {Settings().barge_in_min_speech_ms}, the app's)",
+    )
     p.add_argument("--json", type=Path, help="write every result here")
     p.add_argument("--markdown", type=Path, help="write the Markdown report here")
     return p.parse_args(argv)
@@ -104,7 +110,7 @@ def run(argv: Sequence[str]) -> dict[str, object]:
     args = parse_args(argv)
     rates = [float(r) for r in args.rates.split(",")]
     snrs: list[float | None] = [None, *(float(s) for s in args.snr_db.split(",") if s.strip())]
-    min_speech_ms = Settings().barge_in_min_speech_ms
+    min_speech_ms = args.min_speech_ms
     load_start = load_average()
     progress("timing the machine probe (CPU flags, Whisper, Piper, 20 tokens)...")
     probe = run_probe()

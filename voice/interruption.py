@@ -55,12 +55,14 @@ BACKCHANNEL_WORDS = frozenset(
     }
 )
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
+# Hums however Whisper spells them: "Mmmm", "Hmmm", "Mhmm", "Uh-huhh", "Ahh", "Ooh".
+_HUM = re.compile(r"(?:m+|h+m+|m+h+m+|m+-h+m+|u+h+(?:-h+u+h+)?|a+h+|o+h+|o+o+h+)")
 
 
 def is_backchannel(text: str) -> bool:
     """True if ``text`` is only listener noises ("Mm-hm.", "Yeah, right.", "Okay."), or empty."""
     words = _WORD.findall(text.lower())
-    return all(word in BACKCHANNEL_WORDS for word in words)
+    return all(word in BACKCHANNEL_WORDS or _HUM.fullmatch(word) for word in words)
 
 
 @dataclass
