@@ -152,7 +152,8 @@ def ended_at(policy: TurnPolicy, pause: Pause) -> float | None:
     """Silence (ms) at which ``policy`` ends the turn on ``pause``, or None if the voice came back first."""
     silence = 0.0
     while silence <= pause.length_ms:
-        text = pause.text_complete if silence >= SPECULATE_AFTER_MS + pause.whisper_ms else None
+        # Judged now, from the stored transcript, so a replay measures the current word list.
+        text = text_sounds_complete(pause.text) if silence >= SPECULATE_AFTER_MS + pause.whisper_ms else None
         probability = pause.probability if silence >= SPECULATE_AFTER_MS + pause.model_ms else None
         if decide(policy, silence, text, probability) is not None:
             return silence

@@ -17,7 +17,9 @@ VAD = TurnPolicy("vad", silence_ms=500)
 
 
 def pause(at_s: float, length_ms: float, text_complete: bool, probability: float, whisper_ms: float = 100) -> Pause:
-    return Pause(int(at_s * SAMPLE_RATE), length_ms, "", text_complete, probability, whisper_ms, 40.0)
+    # The replay judges the transcript itself (with the current word list), not the stored verdict.
+    text = "What is the capital of France?" if text_complete else "What is the capital of."
+    return Pause(int(at_s * SAMPLE_RATE), length_ms, text, text_complete, probability, whisper_ms, 40.0)
 
 
 def hesitation(gap_ms: float) -> Evidence:
