@@ -64,7 +64,7 @@ class Settings:
     end_of_turn_max_wait_ms: int = 2500  # the longest any pause is waited for
     early_transcript: bool = True  # run Whisper during the pause, before the turn is over
     barge_in: bool = True
-    barge_in_min_speech_ms: int = 500  # speech over the reply that stops it at once
+    barge_in_min_speech_ms: int = 700  # speech over the reply that stops it at once (the benchmark's knee)
     resume_after_false_interruption: bool = True
     max_turn_seconds: float = 60.0
     # Text-to-speech
