@@ -404,6 +404,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help=f"audio/combined maximum wait (default {defaults.end_of_turn_max_wait_ms}, the app's)",
     )
     p.add_argument("--limit", type=int, help="only the first N items (a quick smoke run)")
+    p.add_argument("--classes", default=",".join(CLASSES), help=f"which classes (default {','.join(CLASSES)})")
     p.add_argument("--evidence", type=Path, help="replay the evidence of an earlier run's --json (no audio, no models)")
     p.add_argument("--json", type=Path, help="write every measurement here")
     p.add_argument("--markdown", type=Path, help="write the Markdown report here")
@@ -423,7 +424,7 @@ def run(argv: Sequence[str]) -> dict[str, object]:
         evidence = [_evidence_from(e) for e in earlier["evidence"]]
         progress(f"Replaying {len(evidence)} items' evidence from {args.evidence}")
     else:
-        evidence = _stream_all(rates, snrs, args.limit)
+        evidence = _stream_all(rates, snrs, args.limit, tuple(args.classes.split(",")))
     results: dict[tuple[str, int], list[tuple[Evidence, Outcome]]] = {}
     for detector, wait, policy in policies(args.min_silence_ms, args.max_wait_ms):
         results[(detector, wait)] = [(ev, replay(policy, ev)) for ev in evidence]
@@ -459,9 +460,11 @@ def run(argv: Sequence[str]) -> dict[str, object]:
     }
 
 
-def _stream_all(rates: Sequence[float], snrs: Sequence[float], limit: int | None) -> list[Evidence]:
+def _stream_all(
+    rates: Sequence[float], snrs: Sequence[float], limit: int | None, classes: Sequence[str]
+) -> list[Evidence]:
     progress("Synthesizing the labelled set with Piper (noise from sox)…")
-    items = labelled_set(rates, snrs)[:limit]
+    items = [item for item in labelled_set(rates, snrs) if item.kind in classes][:limit]
     whisper = Transcriber("", "cpu", "int8", "en")
     whisper.warm()
     smart_turn_model()
