@@ -34,9 +34,10 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -55,6 +56,7 @@ FRAME_MS = FRAME * 1000 / SAMPLE_RATE
 WAITS_MS = (300, 500, 800, 1000, 1200, 1500, 2000)
 FALSE_CUT_TARGET = 0.05  # the target for hesitation pauses up to 1 s
 PACKAGES = ("faster-whisper", "onnxruntime", "piper-tts", "pipecat-ai")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,7 @@ def gather(item: Item, whisper: Transcriber, pool: concurrent.futures.Executor) 
     )
 
 
-def _timed(fn, audio):  # type: ignore[no-untyped-def]
+def _timed(fn: Callable[[np.ndarray], T], audio: np.ndarray) -> tuple[T, float]:
     started = time.perf_counter()
     result = fn(audio)
     return result, (time.perf_counter() - started) * 1000
@@ -418,7 +420,7 @@ def run(argv: Sequence[str]) -> dict[str, object]:
     rates = tuple(float(r) for r in args.rates.split(","))
     snrs = tuple(float(s) for s in args.snr_db.split(",") if s.strip())
     load_start = load_average()
-    earlier: dict[str, object] = {}
+    earlier: dict[str, Any] = {}
     if args.evidence is not None:
         earlier = json.loads(args.evidence.read_text(encoding="utf-8"))
         evidence = [_evidence_from(e) for e in earlier["evidence"]]
@@ -477,10 +479,9 @@ def _stream_all(
     return evidence
 
 
-def _evidence_from(data: dict[str, object]) -> Evidence:
-    pauses = tuple(Pause(**p) for p in data["pauses"])  # type: ignore[union-attr, arg-type]
-    fields = {**data, "pauses": pauses, "internal_ends": tuple(data["internal_ends"])}  # type: ignore[arg-type]
-    return Evidence(**fields)  # type: ignore[arg-type]
+def _evidence_from(data: dict[str, Any]) -> Evidence:
+    pauses = tuple(Pause(**p) for p in data["pauses"])
+    return Evidence(**{**data, "pauses": pauses, "internal_ends": tuple(data["internal_ends"])})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
