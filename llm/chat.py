@@ -56,8 +56,13 @@ def chat_request_body(
     *,
     max_tokens: int | None = None,
     temperature: float | None = None,
+    stop: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The JSON body of a streaming ``POST /chat/completions``."""
+    """The JSON body of a streaming ``POST /chat/completions``.
+
+    ``stop``: up to four strings at which the server ends the reply (OpenAI's limit); left out
+    of the body when empty.
+    """
     if not messages:
         raise ValueError("messages must not be empty")
     body: dict[str, Any] = {
@@ -69,6 +74,10 @@ def chat_request_body(
         body["max_tokens"] = max_tokens
     if temperature is not None:
         body["temperature"] = temperature
+    if stop:
+        if len(stop) > 4 or not all(isinstance(s, str) and s for s in stop):
+            raise ValueError("stop must be at most four non-empty strings")
+        body["stop"] = list(stop)
     return body
 
 

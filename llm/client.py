@@ -278,23 +278,36 @@ class PooledLLMClient:
     # ------------------------------------------------------------------ streaming
 
     async def stream_tokens(
-        self, messages: Sequence[Message], *, max_tokens: int | None = None, temperature: float | None = None
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: Sequence[str] = (),
     ) -> AsyncIterator[str]:
         """Stream the reply to ``messages`` (OpenAI chat messages) as token strings.
+
+        ``max_tokens``, ``temperature`` (default: the constructor's) and ``stop`` (strings that
+        end the reply) go into the request body as the OpenAI API defines them.
 
         Raises an :class:`llm.errors.LLMError` subclass on failure.  Breaking out of the loop,
         ``aclose()`` or cancelling the task releases the response: its connection is closed,
         never returned to the pool half-read.
         """
         timing = RequestTiming(endpoint=public_endpoint(self._chat_url))
-        parts = self._stream(messages, timing, "stream_tokens", max_tokens, temperature)
+        parts = self._stream(messages, timing, "stream_tokens", max_tokens, temperature, stop)
         async with contextlib.aclosing(parts):
             async for part in parts:
                 if part is not None:
                     yield part
 
     async def stream_sentences(
-        self, messages: Sequence[Message], *, max_tokens: int | None = None, temperature: float | None = None
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: Sequence[str] = (),
     ) -> AsyncIterator[str]:
         """Stream the reply as sentences: each the moment it is complete, the rest at the end.
 
@@ -305,7 +318,7 @@ class PooledLLMClient:
         """
         timing = RequestTiming(endpoint=public_endpoint(self._chat_url))
         splitter = SentenceSplitter(self._splitter_config)
-        parts = self._stream(messages, timing, "stream_sentences", max_tokens, temperature)
+        parts = self._stream(messages, timing, "stream_sentences", max_tokens, temperature, stop)
         async with contextlib.aclosing(parts):
             async for part in parts:
                 for sentence in splitter.push(part) if part is not None else splitter.flush():
@@ -322,6 +335,7 @@ class PooledLLMClient:
         label: str,
         max_tokens: int | None,
         temperature: float | None,
+        stop: Sequence[str] = (),
     ) -> AsyncGenerator[str | None]:
         """Yield content tokens, then ``None`` once the content is complete (the connection is
         drained and released after that, off the caller's critical path)."""
@@ -330,6 +344,7 @@ class PooledLLMClient:
             messages,
             max_tokens=max_tokens if max_tokens is not None else self._max_tokens,
             temperature=temperature if temperature is not None else self._temperature,
+            stop=stop,
         )
         if self._closed:
             raise RuntimeError("PooledLLMClient is closed")

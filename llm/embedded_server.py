@@ -31,6 +31,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import IO
@@ -191,10 +192,11 @@ class EmbeddedLLMServer:
             self._wanted = True
             return self.base_url
 
-    def prime(self, system_prompt: str = "") -> float:
+    def prime(self, prefix: Sequence[Mapping[str, str]] = ()) -> float:
         """Run one tiny completion so the first real turn is not the model's first (which is
-        measurably slower) and the system prompt is already in the KV cache.  Returns ms."""
-        messages = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
+        measurably slower) and ``prefix`` (the messages every request starts with: the system
+        prompt, example exchanges) is already in the KV cache.  Returns ms."""
+        messages = [dict(m) for m in prefix]
         body = {
             "model": MODEL_ALIAS,
             "max_tokens": 1,
@@ -295,7 +297,7 @@ class EmbeddedLLMServer:
         env["HF_HUB_OFFLINE"] = "1"
         if self.api_key:
             env["API_KEY"] = self.api_key.reveal()  # not in argv: every local user can read that
-        log.info("Starting embedded LLM server: SmolLM2-135M-Instruct on 127.0.0.1:%d", self.port)
+        log.info("Starting embedded LLM server: %s on 127.0.0.1:%d", model.name, self.port)
         self._proc = _SPAWNER.popen(
             cmd,
             stdin=subprocess.DEVNULL,

@@ -79,3 +79,61 @@ def test_local_audio_without_portaudio_says_so_in_one_line() -> None:
         assert str(exc).startswith("local audio unavailable:") and "\n" not in str(exc)
     else:
         pytest.skip("this machine has a working sound device; the no-device path is not reachable")
+
+
+def test_wav_takes_several_files_after_one_flag_or_repeated() -> None:
+    from voice.__main__ import parse_args
+
+    assert parse_args(["--wav", "a.wav", "b.wav"]).wav == [Path("a.wav"), Path("b.wav")]
+    assert parse_args(["--wav", "a.wav", "--wav", "b.wav", "c.wav"]).wav == [
+        Path(p) for p in ("a.wav", "b.wav", "c.wav")
+    ]
+    assert parse_args(["--text", "Hi", "--text", "And you?"]).text == ["Hi", "And you?"]
+    with pytest.raises(SystemExit):
+        parse_args(["--text", "Hi", "--wav", "a.wav"])  # one kind of input per run
+
+
+def test_empty_text_is_a_clear_error() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "voice", "--text", "  "],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2
+    assert run.stderr.strip() == "error: --text needs a non-empty question"
+
+
+@pytest.mark.slow
+def test_typed_turns_print_reply_and_table(tmp_path: Path) -> None:
+    env = {**os.environ, "TTS_ENGINE": "piper", "OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", "HF_HUB_OFFLINE": "1"}
+    out = tmp_path / "reply.wav"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "voice",
+            "--text",
+            "What is the capital of France?",
+            "--text",
+            "How many legs does a spider have?",
+            "--out",
+            str(out),
+            "--pause-s",
+            "0",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    text = run.stdout
+    assert "[turn 1] you: What is the capital of France?" in text
+    assert "[turn 2] you: How many legs does a spider have?" in text
+    assert "[turn 1] assistant:" in text and "[turn 2] assistant:" in text
+    assert "First token" in text and "First audio ready" in text
+    assert read_wav(tmp_path / "reply-2.wav")[1] == 24000
+    assert "Traceback" not in run.stderr

@@ -50,3 +50,56 @@ def test_blank_assistant_text_is_not_recorded() -> None:
     conv.add_user("Hi")
     conv.add_assistant("   ")
     assert [m["role"] for m in conv.messages()] == ["system", "user"]
+
+
+def test_small_model_examples_are_sent_but_never_stored() -> None:
+    from voice.prompting import SMALL_MODEL
+
+    conv = Conversation("Be brief.", style=SMALL_MODEL)
+    conv.add_user("What is the capital of Peru?")
+    messages = conv.messages()
+    examples = [{"role": m.role, "content": m.content} for m in SMALL_MODEL.examples]
+    assert messages == [{"role": "system", "content": "Be brief."}, *examples, conv.turns[-1]]
+    assert conv.turns == [{"role": "user", "content": "What is the capital of Peru?"}]  # the visible history
+    assert conv.prefix() == messages[:-1]
+
+
+def test_small_model_sees_only_its_last_exchanges() -> None:
+    from voice.prompting import SMALL_MODEL
+
+    conv = Conversation("", style=SMALL_MODEL)
+    for i in range(6):
+        conv.add_user(f"question {i}")
+        conv.add_assistant(f"a bad answer {i}")
+    conv.add_user("And what about Germany?")
+    history = conv.messages()[len(SMALL_MODEL.examples) :]
+    assert SMALL_MODEL.max_exchanges == 2
+    assert [m["content"] for m in history] == [
+        "question 4",
+        "a bad answer 4",
+        "question 5",
+        "a bad answer 5",
+        "And what about Germany?",
+    ]
+    assert len(conv.turns) == 13  # everything is still kept for the session itself
+
+
+def test_plain_style_for_a_real_endpoint() -> None:
+    from voice.prompting import PLAIN, SMALL_MODEL, reply_style
+
+    assert reply_style(embedded=False) is PLAIN and not PLAIN.examples and PLAIN.max_exchanges is None
+    assert reply_style(embedded=True) is SMALL_MODEL
+    assert PLAIN.stop == () and PLAIN.max_tokens is None and PLAIN.temperature is None
+
+
+def test_runaway_guard_stops_after_the_limit_and_at_a_repeat() -> None:
+    from voice.prompting import RunawayGuard
+
+    guard = RunawayGuard(max_sentences=3)
+    assert guard.accept("Paris is the capital.")
+    assert guard.accept("It is big.")
+    assert not guard.accept("paris is the capital!")  # the same words again: a loop
+    assert not guard.accept("It has a tower.")  # nothing after a loop is spoken
+    limited = RunawayGuard(max_sentences=2)
+    assert limited.accept("One.") and limited.accept("Two.") and not limited.accept("Three.")
+    assert RunawayGuard(None).accept("Anything.")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.request
 
 import aiohttp
 import psutil
@@ -167,3 +168,40 @@ async def test_a_second_request_does_not_cut_off_a_streamed_reply(server: Embedd
                 finish = json.loads(line[5:])["choices"][0].get("finish_reason") or finish
     await pinger
     assert finish in ("stop", "length"), f"stream ended without a finish reason ({finish})"
+
+
+def test_embedded_model_setting_serves_the_given_file() -> None:
+    """EMBEDDED_MODEL: the bundled file given as a path is served with the chat template from the
+    file itself (llama.cpp reads it from the GGUF's metadata: no --chat_format is passed)."""
+    from voice.llm_endpoint import LLMEndpoint
+    from voice.settings import load_settings
+
+    path = bundled_model_path()
+    settings = load_settings(environ={"EMBEDDED_MODEL": str(path)}, dotenv_path=None)
+    endpoint = LLMEndpoint.from_settings(settings)
+    assert endpoint.server is not None and endpoint.server.model_path == path
+    assert path.name in endpoint.reason
+    try:
+        endpoint.start()
+        assert endpoint.server.is_running()
+        cmdline = psutil.Process(endpoint.server.pid).cmdline()
+        assert cmdline[cmdline.index("--model") + 1] == str(path)
+        assert "--chat_format" not in cmdline
+        body = {
+            "model": MODEL_ALIAS,
+            "max_tokens": 16,
+            "temperature": 0,
+            "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        }
+        request = urllib.request.Request(
+            f"{endpoint.base_url}/chat/completions",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            reply = json.loads(response.read())["choices"][0]["message"]["content"]
+        assert reply.strip()
+        assert "<|im_start|>" not in reply and "<|im_end|>" not in reply  # the template was applied
+    finally:
+        endpoint.close()
+    assert not endpoint.server.is_running()

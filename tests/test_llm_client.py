@@ -668,10 +668,10 @@ async def test_warm_up_events_and_a_failing_callback(server: LLMServer) -> None:
 async def test_request_body_and_headers(server: LLMServer) -> None:
     async with make_client(server.base_url, max_tokens=50) as client:
         await collect(client)
-        [s async for s in client.stream_sentences(MESSAGES, temperature=0.3)]
+        [s async for s in client.stream_sentences(MESSAGES, temperature=0.3, max_tokens=7, stop=("\n",))]
     first, second = (json.loads(r.body) for r in server.chat_requests())
     assert first == {"model": "test-model", "messages": MESSAGES, "stream": True, "max_tokens": 50}
-    assert second["temperature"] == 0.3
+    assert second["temperature"] == 0.3 and second["max_tokens"] == 7 and second["stop"] == ["\n"]
     request = server.chat_requests()[0]
     assert request.headers["Authorization"] == f"Bearer {KEY}"
     assert request.headers["Accept"] == "text/event-stream"

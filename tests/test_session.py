@@ -70,8 +70,8 @@ async def test_second_turn_reuses_the_connection_and_remembers(session: VoiceSes
     assert first.latency.outcome == second.latency.outcome == "ok"
     assert second.latency.reused_connection is True
     assert session.client is not None and session.client.stats.connections_opened == 1
-    roles = [m["role"] for m in session.conversation.messages()]
-    assert roles == ["system", "user", "assistant", "user", "assistant"]
+    roles = [m["role"] for m in session.conversation.turns]
+    assert roles == ["user", "assistant", "user", "assistant"]
 
 
 async def test_silence_and_noise_make_no_llm_call(session: VoiceSession) -> None:

@@ -102,3 +102,17 @@ def test_temperature_is_optional_and_bounded() -> None:
         load_settings(environ={"LLM_TEMPERATURE": "3"}, dotenv_path=None)
     with pytest.raises(SettingsError, match=r"^LLM_TEMPERATURE="):
         load_settings(environ={"LLM_TEMPERATURE": "warm"}, dotenv_path=None)
+
+
+def test_embedded_model_must_be_an_existing_gguf_file(tmp_path: Path) -> None:
+    model = tmp_path / "bigger.gguf"
+    model.write_bytes(b"GGUF")
+    s = load_settings(environ={"EMBEDDED_MODEL": str(model)}, dotenv_path=None)
+    assert s.embedded_model == str(model) and s.uses_embedded_llm
+    assert load_settings(environ={}, dotenv_path=None).embedded_model == ""  # the bundled SmolLM2
+    with pytest.raises(SettingsError, match=r"^EMBEDDED_MODEL=.* no such file$"):
+        load_settings(environ={"EMBEDDED_MODEL": str(tmp_path / "missing.gguf")}, dotenv_path=None)
+    other = tmp_path / "model.bin"
+    other.write_bytes(b"x")
+    with pytest.raises(SettingsError, match=r"^EMBEDDED_MODEL=.* \.gguf model file$"):
+        load_settings(environ={"EMBEDDED_MODEL": str(other)}, dotenv_path=None)

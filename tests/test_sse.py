@@ -151,8 +151,14 @@ def test_chat_request_body() -> None:
         "temperature": 0.2,
     }
     assert "max_tokens" not in chat_request_body("m", [ChatMessage("user", "x")])
+    assert "stop" not in chat_request_body("m", [ChatMessage("user", "x")])
+    assert chat_request_body("m", [ChatMessage("user", "x")], stop=("\n",))["stop"] == ["\n"]
     with pytest.raises(ValueError):
         chat_request_body("m", [])
+    with pytest.raises(ValueError, match="stop"):
+        chat_request_body("m", [ChatMessage("user", "x")], stop=("a", "b", "c", "d", "e"))
+    with pytest.raises(ValueError, match="stop"):
+        chat_request_body("m", [ChatMessage("user", "x")], stop=("",))
 
 
 @pytest.mark.parametrize(

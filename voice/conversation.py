@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from voice.prompting import PLAIN, ReplyStyle
+
 
 @dataclass
 class Conversation:
@@ -11,11 +13,15 @@ class Conversation:
 
     The oldest turns are dropped first; the newest user message is always kept, cut to
     ``max_chars`` if it alone is longer (a 100 kB typed turn still gets an answer).
+    ``style`` adds its example exchanges after the system prompt (they are sent, never stored
+    in ``turns``) and may bound the history to its last ``max_exchanges`` exchanges, so one bad
+    reply of a small model does not steer the rest of the conversation.
     """
 
     system_prompt: str
     max_chars: int = 4000
     turns: list[dict[str, str]] = field(default_factory=list)
+    style: ReplyStyle = PLAIN
 
     def add_user(self, text: str) -> None:
         """Append the user's message."""
@@ -30,7 +36,11 @@ class Conversation:
         """The OpenAI chat messages to send: system prompt, then recent turns within budget."""
         budget = self.max_chars
         kept: list[dict[str, str]] = []
-        for message in reversed(self.turns):
+        recent = self.turns
+        if self.style.max_exchanges is not None:
+            # The newest user message plus up to max_exchanges (user, assistant) pairs before it.
+            recent = recent[-(2 * self.style.max_exchanges + 1) :]
+        for message in reversed(recent):
             size = len(message["content"])
             if size > budget:
                 if not kept:  # the newest message must survive, truncated
@@ -41,5 +51,10 @@ class Conversation:
         kept.reverse()
         while kept and kept[0]["role"] != "user":  # a history never opens on the assistant
             kept.pop(0)
+        return self.prefix() + kept
+
+    def prefix(self) -> list[dict[str, str]]:
+        """What every request starts with (system prompt and examples): the part the embedded
+        server keeps in its prompt cache from one turn to the next."""
         system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt.strip() else []
-        return system + kept
+        return system + [{"role": m.role, "content": m.content} for m in self.style.examples]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from llm import EmbeddedLLMServer, Secret, public_endpoint
 from voice.settings import Settings
@@ -37,12 +39,17 @@ class LLMEndpoint:
         elif settings.openai_api_key:
             reason = "OPENAI_API_KEY is set and OPENAI_BASE_URL is not: using OpenAI"
         else:
+            if settings.embedded_model:
+                model_path: Path | None = Path(settings.embedded_model).expanduser()
+                what = f"{model_path.name} (EMBEDDED_MODEL)"
+            else:
+                model_path, what = None, "SmolLM2"
             return cls(
                 base_url="",
                 model=settings.resolved_model,
                 api_key=Secret(""),
-                reason="no OPENAI_API_KEY and no OPENAI_BASE_URL: embedded llama.cpp server with SmolLM2",
-                server=EmbeddedLLMServer(),
+                reason=f"no OPENAI_API_KEY and no OPENAI_BASE_URL: embedded llama.cpp server with {what}",
+                server=EmbeddedLLMServer(model_path),
             )
         return cls(settings.resolved_base_url, settings.resolved_model, settings.openai_api_key, reason)
 
@@ -51,12 +58,12 @@ class LLMEndpoint:
         """True when the LLM is the local llama.cpp child process."""
         return self.server is not None
 
-    def start(self, system_prompt: str = "") -> None:
-        """Start the embedded server if there is one and prime its model with the system prompt
-        (blocking; seconds).  Logs the choice."""
+    def start(self, prefix: Sequence[Mapping[str, str]] = ()) -> None:
+        """Start the embedded server if there is one and prime its model with ``prefix``, the
+        messages every request starts with (blocking; seconds).  Logs the choice."""
         if self.server is not None:
             self.base_url = self.server.start()
-            log.info("Embedded model primed in %.0f ms", self.server.prime(system_prompt))
+            log.info("Embedded model primed in %.0f ms", self.server.prime(prefix))
         log.info(
             "LLM backend: %s at %s (model %s) - %s",
             "embedded" if self.is_embedded else "remote",

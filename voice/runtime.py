@@ -7,9 +7,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+from voice.conversation import Conversation
 from voice.llm_endpoint import LLMEndpoint
 from voice.native_memory import limit_malloc_arenas
+from voice.prompting import reply_style
 from voice.session import VoiceSession
 from voice.settings import Settings
 from voice.smart_turn import SmartTurnUnavailable, smart_turn_model
@@ -46,8 +49,10 @@ class VoiceRuntime:
         started = time.perf_counter()
         endpoint = endpoint if endpoint is not None else LLMEndpoint.from_settings(settings)
         if endpoint.is_embedded:
-            say("Starting the embedded LLM server (SmolLM2-135M)…")
-        endpoint.start(settings.system_prompt)
+            model = Path(settings.embedded_model).name if settings.embedded_model else "SmolLM2-135M"
+            say(f"Starting the embedded LLM server ({model})…")
+        prefix = Conversation(settings.system_prompt, style=reply_style(endpoint.is_embedded)).prefix()
+        endpoint.start(prefix)
         say("Loading Whisper…")
         transcriber = Transcriber(
             settings.whisper_model, settings.whisper_device, settings.whisper_compute_type, settings.whisper_language

@@ -59,6 +59,7 @@ from voice.events import (
 from voice.interruption import InterruptionStats, ReplyTracker, is_backchannel
 from voice.latency import TurnLatency
 from voice.llm_endpoint import LLMEndpoint
+from voice.prompting import RunawayGuard, reply_style
 from voice.settings import Settings
 from voice.smart_turn import smart_turn_model
 from voice.transcribe import Transcriber
@@ -100,7 +101,9 @@ class VoiceSession:
         self.strategy = settings.connection_strategy
         self.rtt_ms = settings.emulated_rtt_ms
         self.barge_in = settings.barge_in
-        self.conversation = Conversation(settings.system_prompt, settings.max_history_chars)
+        self.conversation = Conversation(
+            settings.system_prompt, settings.max_history_chars, style=reply_style(endpoint.is_embedded)
+        )
         self.voices = VoiceCatalog.from_settings(settings)  # from the server's settings, never the page
         self.events: asyncio.Queue[SessionEvent] = asyncio.Queue()
         self.latencies: list[TurnLatency] = []
@@ -512,7 +515,12 @@ class VoiceSession:
         try:
             lat.mark("request_sent_ms", self.clock())
             try:
-                async for sentence in client.stream_sentences(self.conversation.messages()):
+                style = self.conversation.style
+                guard = RunawayGuard(style.max_sentences)
+                messages = self.conversation.messages()
+                async for sentence in client.stream_sentences(messages, max_tokens=style.max_tokens, stop=style.stop):
+                    if not guard.accept(sentence):
+                        continue  # a runaway reply: what was said so far is the answer
                     if lat.first_sentence_ms is None:
                         lat.mark("first_sentence_ms", self.clock())
                     self._copy_request_timing(lat, client.last_request)
@@ -684,7 +692,11 @@ class VoiceSession:
             connect_to=connect_to,
             ssl=self.endpoint.ssl,
             on_event=self._on_llm_event,
-            temperature=self.settings.llm_temperature,
+            temperature=(
+                self.settings.llm_temperature
+                if self.settings.llm_temperature is not None
+                else self.conversation.style.temperature
+            ),
             # Speech can start on the first clause: time to first audio grows with its length.
             splitter=SplitterConfig(first_max_words=FIRST_SENTENCE_MAX_WORDS),
         )

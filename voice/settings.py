@@ -42,6 +42,7 @@ class Settings:
     openai_api_key: Secret = field(default_factory=lambda: Secret(""))
     openai_base_url: str = ""
     llm_model: str = ""
+    embedded_model: str = ""  # a local .gguf for the embedded server; empty: the bundled SmolLM2-135M
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     max_history_chars: int = 4000
     llm_temperature: float | None = None  # None: the endpoint's default
@@ -122,6 +123,7 @@ ENV_NAMES: dict[str, str] = {
     "openai_api_key": "OPENAI_API_KEY",
     "openai_base_url": "OPENAI_BASE_URL",
     "llm_model": "LLM_MODEL",
+    "embedded_model": "EMBEDDED_MODEL",
     "system_prompt": "SYSTEM_PROMPT",
     "max_history_chars": "MAX_HISTORY_CHARS",
     "llm_temperature": "LLM_TEMPERATURE",
@@ -225,6 +227,12 @@ def _validated(s: Settings) -> Settings:
 
     if s.openai_base_url and not s.openai_base_url.startswith(("http://", "https://")):
         raise bad("openai_base_url", "must start with http:// or https://")
+    if s.embedded_model:
+        path = Path(s.embedded_model).expanduser()
+        if path.suffix.lower() != ".gguf":
+            raise bad("embedded_model", "must be the path of a .gguf model file")
+        if not path.is_file():
+            raise bad("embedded_model", "no such file")
     if s.connection_strategy not in STRATEGIES:
         raise bad("connection_strategy", f"choose one of {', '.join(STRATEGIES)}")
     if s.tts_engine not in TTS_ENGINES:

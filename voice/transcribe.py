@@ -137,11 +137,15 @@ class Transcriber:
         device: str = "cpu",
         compute_type: str = "int8",
         language: str = "en",
+        initial_prompt: str | None = None,
     ) -> None:
+        """``initial_prompt``: text Whisper reads as if it came just before the audio (vocabulary
+        it should expect); None decodes the audio alone (the default: see README, "Answer quality")."""
         self.model_name = model_name
         self.device = device
         self.compute_type = compute_type
         self.language = language or None  # "" lets a multilingual model detect it
+        self.initial_prompt = initial_prompt or None
 
     def load(self) -> WhisperModel:
         """Load (or fetch the already loaded) shared model."""
@@ -177,6 +181,7 @@ class Transcriber:
             without_timestamps=True,
             condition_on_previous_text=False,
             vad_filter=False,  # the endpointer already cut the speech out
+            initial_prompt=self.initial_prompt,
         )
         raw_parts: list[str] = []
         kept: list[str] = []
