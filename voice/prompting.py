@@ -44,14 +44,15 @@ def _exchanges(*pairs: tuple[str, str]) -> tuple[ChatMessage, ...]:
     return tuple(m for q, a in pairs for m in (ChatMessage("user", q), ChatMessage("assistant", a)))
 
 
-# Topics kept apart from the evaluation panel (benchmarks/answer_panel.py): no capitals, no
-# legs, no colours, no sums that are asked there.  The third pair shows a follow-up that needs
-# the turn before it, the last a request answered in one plain sentence.
+# Topics kept apart from the evaluation panel (benchmarks/answer_panel.py): no capitals, legs,
+# colours, sums or greetings that are asked there.  Each reply restates the question's subject
+# in one plain sentence; the fourth pair is a follow-up that needs the turn before it.  No
+# superlatives: with "the largest ocean" here, the model answered "The largest spider is...".
 SMALL_MODEL_EXAMPLES = _exchanges(
-    ("What is the tallest mountain in the world?", "The tallest mountain in the world is Mount Everest."),
+    ("What is the main ingredient of bread?", "The main ingredient of bread is flour."),
     ("How many days are in a week?", "There are seven days in a week."),
-    ("What is the largest ocean?", "The largest ocean is the Pacific Ocean."),
-    ("And the smallest one?", "The smallest ocean is the Arctic Ocean."),
+    ("Who was the first person to walk on the Moon?", "Neil Armstrong was the first person to walk on the Moon."),
+    ("And in which year?", "He walked on the Moon in 1969."),
     ("Can you recommend a good book?", "You might enjoy Pride and Prejudice by Jane Austen."),
 )
 
