@@ -31,7 +31,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.answer_panel import PANEL, PanelQuestion, judge, word_error_rate
+from benchmarks.answer_panel import (
+    MAX_SENTENCES,
+    MIN_FIRST_SENTENCE_WORDS,
+    PANEL,
+    PanelQuestion,
+    judge,
+    word_error_rate,
+)
 from benchmarks.common import (
     MACHINE_PACKAGES,
     MachineInfo,
@@ -47,7 +54,7 @@ from benchmarks.common import (
 from benchmarks.pipeline import Question, SpokenQuestion, synthesize_questions
 from llm import configure_logging, public_endpoint
 from voice.headless import TurnResult, run_spoken_turn, run_typed_turn
-from voice.prompting import reply_style
+from voice.prompting import PLAIN, ReplyStyle, reply_style
 from voice.runtime import VoiceRuntime
 from voice.session import VoiceSession
 from voice.settings import Settings, SettingsError, load_settings
@@ -183,10 +190,14 @@ async def run_mode(
     panel: Sequence[PanelQuestion],
     spoken: Sequence[SpokenQuestion],
     say: Say,
+    style: ReplyStyle | None = None,
 ) -> list[AnswerRecord]:
     """Ask every question in one fresh session; a spoken question waits for the previous reply
-    to finish playing, as a listening user would."""
+    to finish playing, as a listening user would.  ``style`` replaces the session's own (the
+    plain one, to measure how the embedded model answered before it had its own prompting)."""
     session = runtime.new_session(f"eval-{mode}")
+    if style is not None:
+        session.conversation.style = style  # before start(): the client's temperature follows it
     await session.start()
     answers: list[AnswerRecord] = []
     try:
@@ -234,9 +245,9 @@ def render_markdown(run: EvalRun) -> str:
         f"- Prompting: {', '.join(f'{k} {v}' for k, v in run.style.items())}",
         f"- Speech: Whisper {run.whisper}; questions voiced with Piper (bundled voice, noise off), "
         "fed in real time through the endpointer",
-        f"- Rules per reply: the expected word or number, English only, at most 3 sentences, a first "
-        f"sentence of at least 3 words that is not only filler. {len(run.answers) // max(1, len(run.summaries))} "
-        "questions per mode, one session per mode.",
+        f"- Rules per reply: the expected word or number, English only, at most {MAX_SENTENCES} sentences, a "
+        f"first sentence of at least {MIN_FIRST_SENTENCE_WORDS} words that is not only filler. "
+        f"{len(run.answers) // max(1, len(run.summaries))} questions per mode, one session per mode.",
         "",
         "| Mode | Accepted | Score | WER (spoken) | Whisper compute | Transcript ready | First token | First audio |",
         "|---|---|---|---|---|---|---|---|",
@@ -282,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modes", default="typed,spoken", help="comma-separated: typed, spoken (default both)")
     p.add_argument("--questions", type=int, help=f"only the first N of the {len(PANEL)} questions")
     p.add_argument(
+        "--plain-prompt",
+        action="store_true",
+        help="give the embedded model only the plain system prompt and full history, as before issue #12",
+    )
+    p.add_argument(
         "--whisper-prompt",
         help="try Whisper with this initial prompt (everyday vocabulary); the app uses none",
     )
@@ -319,6 +335,7 @@ def _run(
     """Start the app's runtime, ask the panel in every mode, then report."""
     started, load_start = time.perf_counter(), load_average()
     runtime = VoiceRuntime.create(settings, progress=progress)
+    style = PLAIN if args.plain_prompt else reply_style(runtime.endpoint.is_embedded)
     if args.whisper_prompt:
         runtime.transcriber.initial_prompt = args.whisper_prompt
     try:
@@ -326,9 +343,8 @@ def _run(
             spoken = synthesize_questions([Question(q.text, ()) for q in panel], Path(tmp)) if "spoken" in modes else []
             answers: list[AnswerRecord] = []
             for mode in modes:
-                answers += asyncio.run(run_mode(runtime, mode, panel, spoken, progress))
+                answers += asyncio.run(run_mode(runtime, mode, panel, spoken, progress, style))
         endpoint = runtime.endpoint
-        style = reply_style(endpoint.is_embedded)
         llm = f"{public_endpoint(endpoint.base_url)}, model `{endpoint.model}` ({endpoint.reason})"
         if endpoint.server is not None:
             llm += f", file {Path(endpoint.server.model_path or '').name or 'bundled SmolLM2-135M-Instruct.Q4_1.gguf'}"

@@ -103,3 +103,30 @@ def test_runaway_guard_stops_after_the_limit_and_at_a_repeat() -> None:
     limited = RunawayGuard(max_sentences=2)
     assert limited.accept("One.") and limited.accept("Two.") and not limited.accept("Three.")
     assert RunawayGuard(None).accept("Anything.")
+
+
+def test_a_reply_that_echoes_the_one_before_leaves_the_small_models_view() -> None:
+    from voice.prompting import SMALL_MODEL, is_echo
+
+    assert is_echo(
+        'The answer is not a specific planet, but rather the word "Mars".',
+        'The answer is not a specific animal, but rather the word "mice".',
+    )
+    assert not is_echo("The capital of Italy is Rome.", "The capital of Japan is Tokyo.")
+    assert not is_echo("Yes.", "Yes.")  # too short to call it a loop
+    conv = Conversation("", style=SMALL_MODEL)
+    conv.add_user("What is two plus two?")
+    conv.add_assistant("The answer is 4.")
+    conv.add_user("What animal says moo?")
+    conv.add_assistant('The answer is not a specific animal, but rather the word "mice".')
+    conv.add_user("Which planet is red?")
+    conv.add_assistant('The answer is not a specific planet, but rather the word "Mars".')
+    conv.add_user("What is a noun?")
+    seen = [m["content"] for m in conv.messages()[len(SMALL_MODEL.examples) :]]
+    assert seen == ["What is two plus two?", "The answer is 4.", "What is a noun?"]
+    assert len(conv.turns) == 7  # the session's own history keeps everything that was said
+    plain = Conversation("")
+    for text in ("Same words here again.", "Same words here again."):
+        plain.add_user("q")
+        plain.add_assistant(text)
+    assert len(plain.messages()) == 4  # a real endpoint's history is left alone

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from voice.prompting import PLAIN, ReplyStyle
+from voice.prompting import PLAIN, ReplyStyle, is_echo
 
 
 @dataclass
@@ -22,6 +22,7 @@ class Conversation:
     max_chars: int = 4000
     turns: list[dict[str, str]] = field(default_factory=list)
     style: ReplyStyle = PLAIN
+    hidden: set[int] = field(default_factory=set)  # indices in turns the model no longer sees
 
     def add_user(self, text: str) -> None:
         """Append the user's message."""
@@ -29,14 +30,21 @@ class Conversation:
 
     def add_assistant(self, text: str) -> None:
         """Append what the assistant actually said (the spoken part, after a barge-in)."""
-        if text.strip():
-            self.turns.append({"role": "assistant", "content": text})
+        if not text.strip():
+            return
+        self.turns.append({"role": "assistant", "content": text})
+        if self.style.hide_echoes:
+            earlier = [i for i, m in enumerate(self.turns[:-1]) if m["role"] == "assistant" and i not in self.hidden]
+            if earlier and is_echo(text, self.turns[earlier[-1]]["content"]):
+                # Both exchanges (each reply and the user message before it) leave the model's view.
+                for i in (earlier[-1], len(self.turns) - 1):
+                    self.hidden.update({i, i - 1} if i and self.turns[i - 1]["role"] == "user" else {i})
 
     def messages(self) -> list[dict[str, str]]:
         """The OpenAI chat messages to send: system prompt, then recent turns within budget."""
         budget = self.max_chars
         kept: list[dict[str, str]] = []
-        recent = self.turns
+        recent = [m for i, m in enumerate(self.turns) if i not in self.hidden]
         if self.style.max_exchanges is not None:
             # The newest user message plus up to max_exchanges (user, assistant) pairs before it.
             recent = recent[-(2 * self.style.max_exchanges + 1) :]

@@ -28,7 +28,9 @@ class ReplyStyle:
     ``max_exchanges``: how many earlier user+assistant exchanges the model sees (None: all that
     fit the history's character budget).  ``temperature``: used unless LLM_TEMPERATURE is set.
     ``max_tokens``/``stop``: sent to the server.  ``max_sentences``: the session stops reading
-    the reply after this many sentences (None: no limit).
+    the reply after this many sentences (None: no limit).  ``hide_echoes``: a reply that echoes
+    the one before it (see :func:`is_echo`) takes both exchanges out of what the model sees next,
+    so a pattern the model fell into does not feed itself turn after turn.
     """
 
     name: str
@@ -38,6 +40,7 @@ class ReplyStyle:
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
     max_sentences: int | None = None
+    hide_echoes: bool = False
 
 
 def _exchanges(*pairs: tuple[str, str]) -> tuple[ChatMessage, ...]:
@@ -66,6 +69,7 @@ SMALL_MODEL = ReplyStyle(
     # A new line is where SmolLM2 starts a list, a second answer or another language.
     stop=("\n",),
     max_sentences=3,
+    hide_echoes=True,
 )
 
 
@@ -75,6 +79,22 @@ def reply_style(embedded: bool) -> ReplyStyle:
 
 
 _WORDS = re.compile(r"[a-z0-9']+")
+ECHO_PREFIX_WORDS = 4  # "The capital of France is..." / "The capital of Japan is..." share only 3
+ECHO_OVERLAP = 0.7
+
+
+def is_echo(reply: str, earlier: str) -> bool:
+    """True if ``reply`` copies ``earlier``: the same first four words, or 70 % of the same words.
+
+    The bundled model, once it has said "The answer is not a specific number, but rather...",
+    says it again to every later question when it sees it in the history.
+    """
+    a, b = _WORDS.findall(reply.lower()), _WORDS.findall(earlier.lower())
+    if min(len(a), len(b)) < ECHO_PREFIX_WORDS:
+        return False
+    if a[:ECHO_PREFIX_WORDS] == b[:ECHO_PREFIX_WORDS]:
+        return True
+    return len(set(a) & set(b)) / len(set(a) | set(b)) >= ECHO_OVERLAP
 
 
 @dataclass
