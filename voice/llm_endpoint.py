@@ -39,11 +39,8 @@ class LLMEndpoint:
         elif settings.openai_api_key:
             reason = "OPENAI_API_KEY is set and OPENAI_BASE_URL is not: using OpenAI"
         else:
-            if settings.embedded_model:
-                model_path: Path | None = Path(settings.embedded_model).expanduser()
-                what = f"{model_path.name} (EMBEDDED_MODEL)"
-            else:
-                model_path, what = None, "SmolLM2"
+            model_path = Path(settings.embedded_model).expanduser() if settings.embedded_model else None
+            what = f"{model_path.name} (EMBEDDED_MODEL)" if model_path is not None else "SmolLM2"
             return cls(
                 base_url="",
                 model=settings.resolved_model,
