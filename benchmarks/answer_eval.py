@@ -44,13 +44,13 @@ from benchmarks.common import (
     MachineInfo,
     Say,
     command_line,
-    cpu_flags,
     hide_api_key,
     load_average,
     machine_info,
     progress,
     run_interruptible,
 )
+from benchmarks.machine_probe import cpu_flags
 from benchmarks.pipeline import Question, SpokenQuestion, synthesize_questions
 from llm import configure_logging, public_endpoint
 from voice.headless import TurnResult, run_spoken_turn, run_typed_turn
@@ -357,7 +357,7 @@ def _run(
         command=command_line(PROG, argv),
         argv=hide_api_key(argv),
         machine=machine_info(load_start, PACKAGES),
-        cpu_flags=cpu_flags(),
+        cpu_flags=list(cpu_flags()),
         llm=llm,
         style={
             "style": style.name,

@@ -109,20 +109,6 @@ def machine_info(
     )
 
 
-_SIMD_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni")
-
-
-def cpu_flags() -> list[str]:
-    """The SIMD flags llama.cpp and CTranslate2 speed depends on (avx2, avx512f...), from
-    /proc/cpuinfo; empty where it cannot be read."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("flags"):
-                present = set(line.split(":", 1)[1].split())
-                return [flag for flag in _SIMD_FLAGS if flag in present]
-    return []
-
-
 # ---- summaries and their Markdown ---------------------------------------------------------
 
 
