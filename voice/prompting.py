@@ -4,7 +4,8 @@ A capable remote model (OpenAI, Groq, Ollama...) gets the plain system prompt an
 The bundled SmolLM2-135M does not follow a system prompt alone: it drifts into French, repeats
 itself and copies an earlier bad reply.  For the embedded backend, :data:`SMALL_MODEL` adds
 short English example exchanges after the system prompt (few-shot priming), keeps only the last
-few real exchanges, samples nearly greedily and cuts off a runaway reply.  The examples are part
+few real exchanges (and none that echo each other), samples nearly greedily and cuts off a
+runaway reply.  The examples are part
 of every request only: they are never in the session's history, its events or the page.
 
 The numbers were chosen with ``python -m benchmarks.answer_eval`` (see README, "Answer
@@ -27,8 +28,8 @@ class ReplyStyle:
     ``examples``: user/assistant messages placed after the system prompt, before the history.
     ``max_exchanges``: how many earlier user+assistant exchanges the model sees (None: all that
     fit the history's character budget).  ``temperature``: used unless LLM_TEMPERATURE is set.
-    ``max_tokens``/``stop``: sent to the server.  ``max_sentences``: the session stops reading
-    the reply after this many sentences (None: no limit).  ``hide_echoes``: a reply that echoes
+    ``max_tokens``/``stop``: sent to the server.  ``max_sentences``: the session speaks at most
+    this many sentences of a reply (None: no limit).  ``hide_echoes``: a reply that echoes
     the one before it (see :func:`is_echo`) takes both exchanges out of what the model sees next,
     so a pattern the model fell into does not feed itself turn after turn.
     """
