@@ -64,24 +64,24 @@ def test_small_model_examples_are_sent_but_never_stored() -> None:
     assert conv.prefix() == messages[:-1]
 
 
-def test_small_model_sees_only_its_last_exchanges() -> None:
+def test_small_model_sees_only_its_last_exchanges_dropped_in_blocks() -> None:
     from voice.prompting import SMALL_MODEL
 
+    assert SMALL_MODEL.max_exchanges == 3
     conv = Conversation("", style=SMALL_MODEL)
-    for i in range(6):
+    seen: list[list[str]] = []
+    for i in range(7):
         conv.add_user(f"question {i}")
+        seen.append([m["content"] for m in conv.messages()[len(SMALL_MODEL.examples) :]])
         conv.add_assistant(f"a bad answer {i}")
-    conv.add_user("And what about Germany?")
-    history = conv.messages()[len(SMALL_MODEL.examples) :]
-    assert SMALL_MODEL.max_exchanges == 2
-    assert [m["content"] for m in history] == [
-        "question 4",
-        "a bad answer 4",
-        "question 5",
-        "a bad answer 5",
-        "And what about Germany?",
-    ]
-    assert len(conv.turns) == 13  # everything is still kept for the session itself
+    counts = [(len(s) - 1) // 2 for s in seen]
+    assert counts == [0, 1, 2, 3, 1, 2, 3]  # never more than 3 earlier exchanges, never 0 after the first
+    assert seen[-1] == [f"{kind} {i}" for i in (3, 4, 5) for kind in ("question", "a bad answer")] + ["question 6"]
+    assert seen[4] == ["question 3", "a bad answer 3", "question 4"]
+    # Most turns only append to the turn before's prompt, which is what keeps the cache warm.
+    appended = [seen[i][: len(seen[i - 1])] == seen[i - 1] for i in range(1, 7)]
+    assert appended.count(True) >= 4
+    assert len(conv.turns) == 14  # everything is still kept for the session itself
 
 
 def test_plain_style_for_a_real_endpoint() -> None:

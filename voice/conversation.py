@@ -46,8 +46,12 @@ class Conversation:
         kept: list[dict[str, str]] = []
         recent = [m for i, m in enumerate(self.turns) if i not in self.hidden]
         if self.style.max_exchanges is not None:
-            # The newest user message plus up to max_exchanges (user, assistant) pairs before it.
-            recent = recent[-(2 * self.style.max_exchanges + 1) :]
+            # The newest user message plus 1..max_exchanges (user, assistant) pairs before it,
+            # dropped in blocks rather than one per turn: most turns then only append to what the
+            # model saw the turn before, and llama.cpp's prompt cache (the common prefix) holds.
+            earlier = (len(recent) - 1) // 2
+            keep = (earlier - 1) % self.style.max_exchanges + 1 if earlier else 0
+            recent = recent[-(2 * keep + 1) :]
         for message in reversed(recent):
             size = len(message["content"])
             if size > budget:

@@ -26,8 +26,9 @@ class ReplyStyle:
     """What one kind of model is sent on every turn, and when its reply is cut off.
 
     ``examples``: user/assistant messages placed after the system prompt, before the history.
-    ``max_exchanges``: how many earlier user+assistant exchanges the model sees (None: all that
-    fit the history's character budget).  ``temperature``: used unless LLM_TEMPERATURE is set.
+    ``max_exchanges``: the model sees between 1 and this many earlier user+assistant exchanges,
+    dropped in blocks so the prompt cache holds on most turns (None: all that fit the history's
+    character budget).  ``temperature``: used unless LLM_TEMPERATURE is set.
     ``max_tokens``/``stop``: sent to the server.  ``max_sentences``: the session speaks at most
     this many sentences of a reply (None: no limit).  ``hide_echoes``: a reply that echoes
     the one before it (see :func:`is_echo`) takes both exchanges out of what the model sees next,
@@ -64,7 +65,7 @@ PLAIN = ReplyStyle("plain")
 SMALL_MODEL = ReplyStyle(
     "small-model",
     examples=SMALL_MODEL_EXAMPLES,
-    max_exchanges=2,
+    max_exchanges=3,
     temperature=0.2,
     max_tokens=80,
     # A new line is where SmolLM2 starts a list, a second answer or another language.
