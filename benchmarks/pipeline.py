@@ -60,6 +60,7 @@ from benchmarks.common import (
 )
 from benchmarks.edge_standin import EdgeStandin, encode_mp3, tone
 from benchmarks.machine_probe import run_probe
+from benchmarks.pipeline_levers import INPUT_SETS, LEVERS, input_label, lever_settings
 from benchmarks.pipeline_report import (
     RSS_INTERVAL_S,
     BenchConfig,
@@ -130,6 +131,14 @@ QUESTIONS: tuple[Question, ...] = (
     # Not "Who wrote Romeo and Juliet?": Whisper tiny.en hears Piper's "Romeo" as "Romito" every time.
     Question("Who wrote Hamlet?", ("wrote", "hamlet")),
 )
+# The harder inputs (--inputs hard): questions of 10-15 words, as people ask them.
+HARD_QUESTIONS: tuple[Question, ...] = (
+    Question("Could you please tell me the name of the capital city of France?", ("capital", "france")),
+    Question("I was wondering how many legs a spider has, could you tell me?", ("legs", "spider")),
+    Question("On a clear summer day, what color is the sky above us?", ("color/colour", "sky", "summer")),
+    Question("Please name one fruit that is yellow and that monkeys like to eat.", ("fruit", "yellow")),
+    Question("Who was the famous writer who wrote the play called Hamlet?", ("writer", "hamlet")),
+)
 
 
 def missing_key_words(transcript: str, key_words: Sequence[str]) -> list[str]:
@@ -147,6 +156,7 @@ class SpokenQuestion:
     samples: np.ndarray  # float32 mono, as read back from the WAV
     sample_rate: int
     last_voiced_s: float  # just after the last sample above ENERGY_THRESHOLD
+    inputs: str = "short ×1"  # its question set and Piper speaking rate (see benchmarks.pipeline_levers)
 
     @property
     def duration_s(self) -> float:
@@ -154,20 +164,30 @@ class SpokenQuestion:
         return len(self.samples) / self.sample_rate
 
 
-def synthesize_questions(questions: Sequence[Question], directory: Path) -> list[SpokenQuestion]:
+def synthesize_questions(
+    questions: Sequence[Question],
+    directory: Path,
+    *,
+    length_scale: float = 1.0,
+    inputs: str = "short",
+    first_index: int = 1,
+) -> list[SpokenQuestion]:
     """Render each question with the bundled Piper voice, write it as 16-bit WAV, read it back.
 
-    Blocking (Piper runs on the CPU).  The voice object is the one the app's Piper TTS uses
-    (loaded once per process), so this costs no extra model memory.
+    ``length_scale`` is Piper's speaking rate (above 1: slower).  Questions are numbered from
+    ``first_index``.  Blocking (Piper runs on the CPU).  The voice object is the one the app's
+    Piper TTS uses (loaded once per process), so this costs no extra model memory.
     """
     from piper import SynthesisConfig
 
     from voice.tts_piper import bundled_voice_path, load_voice
 
     voice = load_voice(bundled_voice_path())
-    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)  # deterministic: same text, same audio
+    # Noise off: deterministic, the same text gives the same audio.
+    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0, length_scale=length_scale)
+    label = input_label(inputs, length_scale)
     spoken: list[SpokenQuestion] = []
-    for index, question in enumerate(questions, 1):
+    for index, question in enumerate(questions, first_index):
         chunks = list(voice.synthesize(question.text, config))
         if not chunks:
             raise RuntimeError(f"Piper produced no audio for {question.text!r}")
@@ -177,7 +197,20 @@ def synthesize_questions(questions: Sequence[Question], directory: Path) -> list
         loud = np.flatnonzero(np.abs(samples) > ENERGY_THRESHOLD)
         if not loud.size:
             raise RuntimeError(f"Piper's audio for {question.text!r} is silent")
-        spoken.append(SpokenQuestion(index, question, samples, rate, (int(loud[-1]) + 1) / rate))
+        spoken.append(SpokenQuestion(index, question, samples, rate, (int(loud[-1]) + 1) / rate, label))
+    return spoken
+
+
+def spoken_inputs(config: BenchConfig, directory: Path) -> list[SpokenQuestion]:
+    """Every question the run asks: per question set of ``--inputs`` and Piper rate of
+    ``--question-rates``, the first ``--questions`` of the set, numbered through."""
+    spoken: list[SpokenQuestion] = []
+    for inputs in config.inputs:
+        bank = QUESTIONS if inputs == "short" else HARD_QUESTIONS
+        for rate in config.question_rates:
+            spoken += synthesize_questions(
+                bank[: config.questions], directory, length_scale=rate, inputs=inputs, first_index=len(spoken) + 1
+            )
     return spoken
 
 
@@ -322,7 +355,7 @@ async def _turn(
     heard = "ok" if turn.key_words_ok else f"MISSING {', '.join(missing)}"
     conn = "" if lat is None else lat.connection or "?"
     say(
-        f"[{record.rtt_ms:4.0f} ms] {record.strategy:9} s{record.index} q{q.index}: "
+        f"[{record.rtt_ms:4.0f} ms] {record.strategy:9}{_variant(record, config)} s{record.index} q{q.index}: "
         + (
             f"endpoint {format_ms(lat.endpoint_ms)} | transcript {format_ms(lat.transcript_ms)} | first token "
             f"{format_ms(lat.first_token_ms)} | first sentence {format_ms(lat.first_sentence_ms)} | first audio "
@@ -361,6 +394,12 @@ def tts_turn_record(turn: TurnRecord, standin: EdgeStandin, first_request: int, 
     )
 
 
+def _variant(record: SessionRecord, config: BenchConfig) -> str:
+    """The session's question set and levers for the progress lines, when the run varies them."""
+    inputs = f" {record.inputs}" if len(config.inputs) > 1 or len(config.question_rates) > 1 else ""
+    return inputs + (f" levers {record.levers}" if len(config.levers) > 1 else "")
+
+
 async def run_session(
     runtime: VoiceRuntime,
     questions: Sequence[SpokenQuestion],
@@ -372,16 +411,23 @@ async def run_session(
     *,
     standin: EdgeStandin | None = None,
     tts_connection: str = "",
+    levers: str = "on",
 ) -> SessionRecord:
     """One fresh session: start it, speak every question, stop it (whatever happens).
 
     With ``standin`` the session speaks with edge-tts through a latency proxy (the session's RTT)
     to the stand-in, over a new connection per sentence (``tts_connection`` "cold") or the warm
-    transport ("warm"), and the TTS hop of every turn is recorded.
+    transport ("warm"), and the TTS hop of every turn is recorded.  ``levers``: issue #14's
+    levers "on" (the app's settings) or "off" (see :mod:`benchmarks.pipeline_levers`).
     """
-    settings = runtime.settings.replace(connection_strategy=strategy, emulated_rtt_ms=rtt)
-    name = f"bench-{strategy}-{rtt:g}-{index}" + (f"-tts-{tts_connection}" if tts_connection else "")
-    record = SessionRecord(rtt_ms=rtt, strategy=strategy, index=index, tts_connection=tts_connection)
+    settings = lever_settings(runtime.settings.replace(connection_strategy=strategy, emulated_rtt_ms=rtt), levers)
+    inputs = questions[0].inputs if questions else ""
+    name = f"bench-{strategy}-{rtt:g}-{index}-{inputs.replace(' ×', '-x')}-levers-{levers}" + (
+        f"-tts-{tts_connection}" if tts_connection else ""
+    )
+    record = SessionRecord(
+        rtt_ms=rtt, strategy=strategy, index=index, tts_connection=tts_connection, levers=levers, inputs=inputs
+    )
     async with contextlib.AsyncExitStack() as stack:
         proxy: LatencyProxy | None = None
         if standin is None:
@@ -413,7 +459,7 @@ async def _run_questions(
     standin: EdgeStandin | None,
     proxy: LatencyProxy | None,
 ) -> None:
-    rtt, strategy, index = record.rtt_ms, record.strategy, record.index
+    rtt, strategy, index = record.rtt_ms, record.strategy + _variant(record, config), record.index
     started = time.perf_counter()  # the user clicks Start speaking ...
     cpu_start = cpu_mark()
     await session.start()
@@ -494,10 +540,22 @@ async def run_all(
     opposite order of the round before, so a drift of the machine (other processes starting or
     ending) does not always land on the same strategy.  One session at a time."""
     primer = await prime_server(runtime, questions[0].question.text, say)
+    for levers in config.levers:  # each variant's TTS loaded and warm, as the runtime's own is
+        tts = tts_for(lever_settings(runtime.settings, levers))
+        await tts.warm()
+        await tts.aclose()
     sessions: list[SessionRecord] = []
     if config.standin is None:
+        # Per question set, the lever variants back to back, in alternating order: an on/off pair
+        # shares the machine's state of the moment.
+        groups = [[q for q in questions if q.inputs == label] for label in dict.fromkeys(q.inputs for q in questions)]
+        flip = 0
         for rtt, index, strategy in session_plan(config):
-            sessions.append(await run_session(runtime, questions, config, rtt, strategy, index, say))
+            for group in groups:
+                order = config.levers if flip % 2 == 0 else tuple(reversed(config.levers))
+                flip += 1
+                for levers in order:
+                    sessions.append(await run_session(runtime, group, config, rtt, strategy, index, say, levers=levers))
         return primer, sessions
     import trustme
 
@@ -542,6 +600,26 @@ def _tts_connection_list(text: str) -> tuple[str, ...]:
     values = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
     if not values or any(v not in TTS_CONNECTIONS for v in values):
         raise argparse.ArgumentTypeError(f"choose from {', '.join(TTS_CONNECTIONS)} (comma-separated), got {text!r}")
+    return values
+
+
+def _choice_list(choices: Sequence[str]) -> Any:
+    def parse(text: str) -> tuple[str, ...]:
+        values = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+        if not values or any(v not in choices for v in values):
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(choices)} (comma-separated), got {text!r}")
+        return tuple(c for c in choices if c in values)
+
+    return parse
+
+
+def _rate_list(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(dict.fromkeys(float(part) for part in text.split(",") if part.strip()))
+    except ValueError:
+        values = ()
+    if not values or any(not 0.5 <= v <= 2.0 for v in values):
+        raise argparse.ArgumentTypeError(f"comma-separated numbers between 0.5 and 2, got {text!r}")
     return values
 
 
@@ -601,6 +679,24 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument(
+        "--levers",
+        type=_choice_list(LEVERS),
+        default=("on",),
+        help="issue #14's levers: on (the app's settings), off, or off,on to compare them (default on)",
+    )
+    p.add_argument(
+        "--inputs",
+        type=_choice_list(INPUT_SETS),
+        default=("short",),
+        help="question sets: short (4-7 words), long (10-15 words) or both (default short)",
+    )
+    p.add_argument(
+        "--question-rates",
+        type=_rate_list,
+        default=(1.0,),
+        help="Piper speaking rates (length_scale, above 1 slower) to speak the questions at (default 1)",
+    )
+    p.add_argument(
         "--quick", action="store_true", help="2 questions, pre-warmed only, RTT 0 (for tests; explicit options win)"
     )
     p.add_argument("--json", type=Path, help="write every raw measurement here")
@@ -635,6 +731,9 @@ def config_from(args: argparse.Namespace, parser: argparse.ArgumentParser, setti
         early_transcript=settings.early_transcript,
         turn_timeout_s=TURN_TIMEOUT_S,
         tts_connections=args.tts_connections if args.tts == "edge-standin" else (),
+        levers=args.levers,
+        inputs=args.inputs,
+        question_rates=args.question_rates,
         standin=(
             StandinConfig(
                 synthesis_ms=args.standin_synthesis_ms,
@@ -650,6 +749,10 @@ def config_from(args: argparse.Namespace, parser: argparse.ArgumentParser, setti
     )
     if not 1 <= config.questions <= len(QUESTIONS):
         parser.error(f"--questions must be between 1 and {len(QUESTIONS)}")
+    if args.tts == "edge-standin" and (
+        len(config.levers) > 1 or len(config.inputs) > 1 or len(config.question_rates) > 1
+    ):
+        parser.error("--tts edge-standin compares TTS connections: give one --levers, --inputs and --question-rates")
     if config.repeat < 1:
         parser.error("--repeat must be at least 1")
     if not 0 <= config.pause_s <= 600:
@@ -710,7 +813,7 @@ def _run(args: argparse.Namespace, settings: Settings, config: BenchConfig, argv
         tls = stack.enter_context(throwaway_tls()) if config.tls and settings.uses_embedded_llm else None
         runtime = VoiceRuntime.create(settings, progress=progress, endpoint=bench_endpoint(settings, tls))
         try:
-            questions = synthesize_questions(QUESTIONS[: config.questions], Path(tmp))
+            questions = spoken_inputs(config, Path(tmp))
             lengths = ", ".join(f"{q.duration_s:.1f} s" for q in questions)
             progress(f"{len(questions)} question(s) synthesized with Piper ({lengths})")
             startup_s = time.perf_counter() - started
@@ -741,6 +844,7 @@ def _run(args: argparse.Namespace, settings: Settings, config: BenchConfig, argv
                 q.sample_rate,
                 round(q.duration_s, 3),
                 round(q.last_voiced_s, 3),
+                q.inputs,
             )
             for q in questions
         ],

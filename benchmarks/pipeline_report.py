@@ -23,6 +23,7 @@ from benchmarks.common import (
     format_cell,
     format_improvement,
 )
+from benchmarks.pipeline_levers import main_sessions, render_levers
 from llm import ClientStats
 from voice.latency import STAGES, TurnLatency
 from voice.turn_detection import SpeculationStats
@@ -50,6 +51,7 @@ class QuestionInfo:
     sample_rate: int
     duration_s: float
     last_voiced_s: float
+    inputs: str = "short ×1"  # its set of questions and Piper speaking rate (benchmarks.pipeline_levers)
 
 
 @dataclass
@@ -110,6 +112,11 @@ class BenchConfig:
     tts_connections: tuple[str, ...] = ()
     standin: StandinConfig | None = None
     turn_detector: str = "text"  # TURN_DETECTOR (runs before it existed used the word-list rule)
+    # Issue #14: the lever variants compared ("off", "on"), the question sets and Piper speaking
+    # rates (length_scale) of the spoken questions; see benchmarks.pipeline_levers.
+    levers: tuple[str, ...] = ("on",)
+    inputs: tuple[str, ...] = ("short",)
+    question_rates: tuple[float, ...] = (1.0,)
 
 
 @dataclass(frozen=True)
@@ -199,6 +206,8 @@ class SessionRecord:
     # on a shared machine, the disturbance behind this session's numbers.
     other_cpu_share: float | None = None
     duration_s: float = 0.0
+    levers: str = "on"  # issue #14's levers: "on" (the app's settings) or "off"
+    inputs: str = "short ×1"  # the questions it was asked: set and Piper speaking rate
     # --tts edge-standin: "cold" or "warm", connections opened at the TTS proxy over the whole
     # session, and sockets still open at the stand-in after the session stopped.
     tts_connection: str = ""
@@ -248,13 +257,13 @@ def format_ms(value: float | None) -> str:
 
 def turns_of(run: VoiceBenchRun, rtt: float, strategy: str, *, first_only: bool = False) -> list[TurnRecord]:
     """The completed turns of one strategy at one distance (only each session's first question
-    with ``first_only``)."""
+    with ``first_only``); with issue #14's levers compared, only the sessions with levers on."""
     return [
         t
-        for s in run.sessions
+        for s in main_sessions(run.sessions)
         if s.rtt_ms == rtt and s.strategy == strategy
-        for t in s.turns
-        if t.ok and (not first_only or t.question == 1)
+        for n, t in enumerate(s.turns)
+        if t.ok and (not first_only or n == 0)
     ]
 
 
@@ -615,6 +624,7 @@ def render_markdown(run: VoiceBenchRun) -> str:
             tts_table(run),
             "",
         ]
+    out += render_levers(run)
     for rtt in run.config.rtt_ms:
         out += [
             f"## RTT {rtt:g} ms",

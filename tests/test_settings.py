@@ -79,6 +79,9 @@ def test_empty_system_prompt_is_allowed() -> None:
         ({"EMULATED_RTT_MS": "-5"}, "EMULATED_RTT_MS"),
         ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
         ({"WHISPER_DEVICE": "tpu"}, "WHISPER_DEVICE"),
+        ({"PIPER_THREADS": "-1"}, "PIPER_THREADS"),
+        ({"PIPER_THREADS": "two"}, "PIPER_THREADS"),
+        ({"FIRST_SENTENCE_MAX_WORDS": "101"}, "FIRST_SENTENCE_MAX_WORDS"),
     ],
 )
 def test_bad_values_name_their_variable(environ: dict[str, str], variable: str) -> None:
@@ -116,3 +119,10 @@ def test_embedded_model_must_be_an_existing_gguf_file(tmp_path: Path) -> None:
     other.write_bytes(b"x")
     with pytest.raises(SettingsError, match=r"^EMBEDDED_MODEL=.* \.gguf model file$"):
         load_settings(environ={"EMBEDDED_MODEL": str(other)}, dotenv_path=None)
+
+
+def test_first_audio_levers_default_and_parse() -> None:
+    defaults = load_settings(environ={}, dotenv_path=None)
+    assert (defaults.piper_threads, defaults.first_sentence_max_words) == (1, 6)
+    s = load_settings(environ={"PIPER_THREADS": "0", "FIRST_SENTENCE_MAX_WORDS": "8"}, dotenv_path=None)
+    assert (s.piper_threads, s.first_sentence_max_words) == (0, 8)

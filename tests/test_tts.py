@@ -215,6 +215,19 @@ async def test_piper_voice_is_loaded_once_and_shared() -> None:
     assert await PiperTTS()._voice() is await PiperTTS(path)._voice() is loaded[0]
 
 
+def test_piper_runs_on_its_threads_without_spinning() -> None:
+    """Each thread count has its own voice; a positive one is onnxruntime's intra-op pool of that
+    size, idle threads sleeping (they would spin against the LLM server's thread otherwise)."""
+    path = bundled_voice_path()
+    one, default = load_voice(path, 1), load_voice(path, 0)
+    assert one is not default and load_voice(path) is one  # 1 thread is the default
+    options = one.session.get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert default.session.get_session_options().intra_op_num_threads == 0  # onnxruntime decides
+    assert PiperTTS(threads=0).threads == 0 and make_tts("piper", "en-US-AriaNeural", 3.0).threads == 1  # type: ignore[attr-defined]
+
+
 async def test_piper_warm(piper: PiperTTS) -> None:
     await piper.warm()  # loads the voice and synthesizes once; must not raise
     await piper.aclose()

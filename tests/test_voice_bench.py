@@ -22,6 +22,7 @@ import pytest
 
 from benchmarks.common import command_line
 from benchmarks.pipeline import (
+    HARD_QUESTIONS,
     PROG,
     QUESTIONS,
     QUICK,
@@ -33,6 +34,7 @@ from benchmarks.pipeline import (
     other_cpu_share,
     session_plan,
 )
+from benchmarks.pipeline_levers import LEVERS_OFF, lever_settings
 from benchmarks.pipeline_report import HEADLINE_ROWS
 from tests.bench_process import BenchOutput, run_bench
 from tests.markdown_tables import row, section
@@ -277,6 +279,11 @@ def test_strategy_order_alternates_between_rounds() -> None:
         ["--pause-s", "-1"],
         ["--rtt-ms", "6000"],
         ["--tts", "edge"],
+        ["--levers", "half"],
+        ["--inputs", "medium"],
+        ["--question-rates", "0.1"],
+        ["--question-rates", "fast"],
+        ["--tts", "edge-standin", "--levers", "off,on"],
     ],
 )
 def test_bad_options_are_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -337,3 +344,35 @@ def test_edge_standin_mode_reports_the_tts_connection_cold_and_warm(tmp_path: Pa
             else:
                 assert tts["connection"] == "new" and tts["opened_on_path"] is True
     assert "## The text-to-speech connection" in out.markdown and "| 50 ms | warm |" in out.markdown
+
+
+def test_levers_off_put_back_what_each_lever_replaced() -> None:
+    settings = load_settings({"tts_engine": "piper"}, environ={}, dotenv_path=None)
+    assert lever_settings(settings, "on") is settings
+    off = lever_settings(settings, "off")
+    assert {k: getattr(off, k) for k in LEVERS_OFF} == LEVERS_OFF
+    assert all(getattr(settings, k) != v for k, v in LEVERS_OFF.items())  # each lever changes something
+    assert _config("--levers", "on,off").levers == ("off", "on")  # report order, whatever the order given
+
+
+@pytest.mark.slow
+def test_levers_off_and_on_hear_and_say_the_same_on_long_slow_questions(tmp_path: Path) -> None:
+    """``--levers off,on`` on the 10-15-word questions at two speaking rates: every group runs once
+    per variant, and (temperature 0) both variants hear the same transcripts and say the same text."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", "TTS_ENGINE": ""}
+    argv = ["--quick", "--questions", "1", "--inputs", "long", "--question-rates", "1,1.3", "--levers", "off,on"]
+    out = run_bench("benchmarks.pipeline", [*argv, "--pause-s", "0.5"], tmp_path, env=env, timeout_s=240)
+    r = out.report
+    groups = {(s["inputs"], s["levers"]) for s in r["sessions"]}
+    assert groups == {(i, v) for i in ("long ×1", "long ×1.3") for v in ("off", "on")}
+    questions = {q["inputs"]: q for q in r["questions"]}
+    assert questions["long ×1"]["text"] == questions["long ×1.3"]["text"] == HARD_QUESTIONS[0].text
+    assert 10 <= len(HARD_QUESTIONS[0].text.split()) <= 15
+    assert questions["long ×1.3"]["duration_s"] > questions["long ×1"]["duration_s"]  # spoken slower
+    turns = [(s["levers"], t) for s in r["sessions"] for t in s["turns"]]
+    assert all(t["ok"] for _, t in turns)
+    for q in (1, 2):
+        heard = {(t["transcript"], t["reply"]) for _, t in turns if t["question"] == q}
+        assert len(heard) == 1, heard
+    assert "## Issue #14's levers, off vs on" in out.markdown
+    assert "transcripts differ for none and reply text differs for none" in out.markdown

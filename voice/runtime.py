@@ -80,7 +80,7 @@ class VoiceRuntime:
             settings or self.settings,
             self.endpoint,
             transcriber=self.transcriber,
-            tts=self.new_tts(),
+            tts=tts_for(settings or self.settings),
             session_id=session_id,
         )
 

@@ -72,8 +72,6 @@ log = logging.getLogger(__name__)
 
 MAX_TYPED_CHARS = 2000
 MIN_INPUT_RATE, MAX_INPUT_RATE = 4000, 384000  # microphone rates accepted by feed_audio
-# A first sentence longer than this is cut at its first clause boundary (comma, dash...).
-FIRST_SENTENCE_MAX_WORDS = 8
 
 
 class VoiceSession:
@@ -698,7 +696,7 @@ class VoiceSession:
                 else self.conversation.style.temperature
             ),
             # Speech can start on the first clause: time to first audio grows with its length.
-            splitter=SplitterConfig(first_max_words=FIRST_SENTENCE_MAX_WORDS),
+            splitter=SplitterConfig(first_max_words=self.settings.first_sentence_max_words),
         )
         self.warmup = None
         if self.strategy == "prewarmed":

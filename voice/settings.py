@@ -18,6 +18,7 @@ from dotenv import dotenv_values
 
 from llm import EMBEDDED_MODEL, STRATEGIES, Secret, Strategy
 from voice.tts_edge_transport import DEFAULT_MAX_IDLE_S
+from voice.tts_piper import DEFAULT_PIPER_THREADS
 from voice.turn_policy import TURN_DETECTORS, TurnPolicy
 
 OPENAI_URL = "https://api.openai.com/v1"
@@ -74,6 +75,9 @@ class Settings:
     edge_tts_timeout_s: float = 3.0
     edge_tts_warm: bool = True  # keep a spare, already-open socket to the edge-tts service
     edge_tts_max_idle_s: float = DEFAULT_MAX_IDLE_S  # replace a spare socket idle this long
+    piper_threads: int = DEFAULT_PIPER_THREADS  # onnxruntime threads per Piper call; 0: its default (all cores)
+    # A first sentence longer than this is cut at a clause boundary, so speech starts on its first clause.
+    first_sentence_max_words: int = 6
     # Serving
     host: str = "127.0.0.1"
     port: int = 7860
@@ -152,6 +156,8 @@ ENV_NAMES: dict[str, str] = {
     "edge_tts_timeout_s": "EDGE_TTS_TIMEOUT",
     "edge_tts_warm": "EDGE_TTS_WARM",
     "edge_tts_max_idle_s": "EDGE_TTS_MAX_IDLE",
+    "piper_threads": "PIPER_THREADS",
+    "first_sentence_max_words": "FIRST_SENTENCE_MAX_WORDS",
     "host": "GRADIO_SERVER_NAME",
     "port": "GRADIO_SERVER_PORT",
     "max_sessions": "MAX_SESSIONS",
@@ -275,6 +281,10 @@ def _validated(s: Settings) -> Settings:
         raise bad("end_of_turn_max_wait_ms", "must be between 100 and 10000")
     if not s.min_end_of_turn_silence_ms <= s.end_of_turn_hold_ms <= s.end_of_turn_max_wait_ms:
         raise bad("end_of_turn_hold_ms", "must lie between END_OF_TURN_MIN_SILENCE_MS and END_OF_TURN_MAX_WAIT_MS")
+    if not 0 <= s.piper_threads <= 64:
+        raise bad("piper_threads", "must be between 0 (onnxruntime's default) and 64")
+    if not 0 <= s.first_sentence_max_words <= 100:
+        raise bad("first_sentence_max_words", "must be between 0 (no separate first-sentence limit) and 100")
     if s.openai_base_url.rstrip("/") not in ("", OPENAI_URL) and not s.llm_model:
         # A custom endpoint (Ollama, vLLM, Groq...) has no model name we could guess.
         raise bad("llm_model", "set LLM_MODEL to the model your OPENAI_BASE_URL serves")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from voice.tts import FallbackTTS, TTSEngine, TTSError
 from voice.tts_edge import EdgeTTS, shared_breaker
 from voice.tts_edge_transport import DEFAULT_MAX_IDLE_S, WarmEdgeTransport
-from voice.tts_piper import PiperTTS
+from voice.tts_piper import DEFAULT_PIPER_THREADS, PiperTTS
 
 if TYPE_CHECKING:
     from voice.settings import Settings
@@ -26,6 +26,7 @@ def make_tts(
     edge_cooldown_s: float = DEFAULT_EDGE_COOLDOWN_S,
     edge_warm: bool = True,
     edge_max_idle_s: float | None = None,
+    piper_threads: int = DEFAULT_PIPER_THREADS,
 ) -> TTSEngine:
     """Build the engine for ``Settings.tts_engine`` / ``tts_voice`` / ``edge_tts_timeout_s``.
 
@@ -41,7 +42,7 @@ def make_tts(
 
     ``edge_warm`` gives each edge engine a :class:`~voice.tts_edge_transport.WarmEdgeTransport`
     (a spare socket, opened by the engine's ``open()``, replaced after ``edge_max_idle_s`` idle);
-    without it every sentence opens its own connection.
+    without it every sentence opens its own connection.  ``piper_threads``: see :class:`PiperTTS`.
     """
 
     def edge() -> EdgeTTS:
@@ -54,13 +55,13 @@ def make_tts(
 
     local_piper_voice = voice.lower().endswith(".onnx")
     if engine == "piper" or (engine == "auto" and local_piper_voice):
-        return PiperTTS(voice if local_piper_voice else None)
+        return PiperTTS(voice if local_piper_voice else None, threads=piper_threads)
     if engine == "edge":
         if local_piper_voice:
             raise TTSError(f"TTS_ENGINE=edge needs an edge voice name, not a Piper file ({voice})")
         return edge()
     if engine == "auto":
-        return FallbackTTS(edge(), PiperTTS(None))
+        return FallbackTTS(edge(), PiperTTS(None, threads=piper_threads))
     raise TTSError(f"unknown TTS engine {engine!r}: choose auto, edge or piper")
 
 
@@ -72,4 +73,5 @@ def tts_for(settings: Settings) -> TTSEngine:
         settings.edge_tts_timeout_s,
         edge_warm=settings.edge_tts_warm,
         edge_max_idle_s=settings.edge_tts_max_idle_s,
+        piper_threads=settings.piper_threads,
     )

