@@ -189,6 +189,12 @@ class KeepWarmScheduler:
         """A request (real or ping) finished without a connection to watch."""
         self.last_activity = self.clock.now()
 
+    def lost(self) -> None:
+        """A request closed its connection half-read (a cancelled stream): if it was the warm
+        one, re-warm at once, in the background, rather than let the next request open one on
+        its path."""
+        self._wake.set()
+
     def claim(self, proto: Any) -> None:
         """A request is now using ``proto``: while busy, its closing is not an idle close."""
         if self.watched is not None and self.watched.proto is proto:

@@ -166,6 +166,7 @@ class Transport:
         if not clean:
             self._keep_warm.activity()
             resp.close()  # never hand a half-read connection to the next request
+            self._keep_warm.lost()
             return
         resp.release()
         if self.strategy == "cold":
