@@ -17,7 +17,7 @@ import pytest
 
 from llm import LLMStreamError, PooledLLMClient
 from tests.llm_servers import LLMServer, drop_after, reply
-from voice.preemptive import PreemptiveReply, PreemptiveStats
+from voice.preemptive import PreemptiveGeneration, PreemptiveReply, PreemptiveStats
 
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}]
 EXPECTED = ["Hello there.", "How are you today?", "I am fine."]  # the server's default reply
@@ -133,4 +133,38 @@ async def test_a_failed_reply_raises_after_the_sentences_it_gave(server: LLMServ
                 got.append(sentence)
         assert got == ["Hello there."]
     finally:
+        await client.close()
+
+
+async def test_the_session_controller_keeps_one_request_and_never_two_completions(server: LLMServer) -> None:
+    """start / discard / take as a session uses them: the user goes on (wasted), a new pause
+    (a new request), the turn ends on another transcript (cancelled before the final request),
+    then one that matches (adopted: no second request)."""
+    server.default = reply(LONG, token_delay=0.03)
+    client = await warm_client(server)
+    gen = PreemptiveGeneration()
+    try:
+        await gen.start(client, MESSAGES, "what is")
+        await asyncio.sleep(0.1)
+        await gen.discard()  # the user went on talking
+        await gen.start(client, MESSAGES, "what is the time")
+        await gen.start(client, MESSAGES, "what is the time")  # the same transcript again: kept, not resent
+        assert gen.pending is not None and await eventually(lambda: len(server.chat_requests()) == 2)
+        await asyncio.sleep(0.1)
+        assert len(server.chat_requests()) == 2
+        assert await gen.take("what is the time now") is None  # the final transcript differs: cancelled
+        assert gen.pending is None and gen.stats.wasted == 2
+        assert await eventually(lambda: server.open_connections == 1)  # re-warmed after the cancels
+        await gen.start(client, MESSAGES, "what time is it")
+        adopted = await gen.take("what time is it")
+        assert adopted is not None and gen.pending is None
+        assert " ".join([s async for s in adopted.adopt()]) == LONG
+        await adopted.cancel()
+        assert len(server.chat_requests()) == 3 and server.client_hangups == 2
+        s = gen.stats
+        assert (s.started, s.adopted, s.wasted) == (3, 1, 2)
+        await gen.discard()  # nothing pending: no-op
+        assert gen.stats.wasted == 2
+    finally:
+        await gen.discard()
         await client.close()

@@ -145,3 +145,48 @@ class PreemptiveReply:
             (self._clock() - self.sent_at) * 1000.0,
             "?" if self.timing is None else self.timing.tokens,
         )
+
+
+class PreemptiveGeneration:
+    """A session's preemptive requests: at most one in flight, adopted or cancelled, never both
+    it and the final request running (LiveKit #4219).
+
+    The session calls :meth:`start` when an early transcript is ready during a pause,
+    :meth:`discard` when the user goes on talking (or on barge-in and stop), and :meth:`take` when
+    the turn ends: the reply to adopt if it answers the turn's transcript, else None after
+    cancelling it, before the session sends its own request.
+    """
+
+    def __init__(self, stats: PreemptiveStats | None = None) -> None:
+        self.stats = stats if stats is not None else PreemptiveStats()
+        self._pending: PreemptiveReply | None = None
+
+    @property
+    def pending(self) -> PreemptiveReply | None:
+        """The request in flight or buffered, not yet adopted or cancelled."""
+        return self._pending
+
+    async def start(self, client: PooledLLMClient, messages: Sequence[Mapping[str, str]], transcript: str) -> None:
+        """Send ``messages`` now for ``transcript``, cancelling any earlier preemptive request
+        (unless it already answers this very transcript)."""
+        pending = self._pending
+        if pending is not None and pending.matches(transcript):
+            return
+        await self.discard()
+        self._pending = PreemptiveReply(client, messages, transcript, self.stats)
+
+    async def discard(self) -> None:
+        """Cancel the pending request, if any (counted as wasted)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            await pending.cancel()
+
+    async def take(self, transcript: str) -> PreemptiveReply | None:
+        """At the end of the turn: the pending reply if it answers ``transcript``, for the caller
+        to adopt (and cancel when done with it); otherwise cancel it and return None."""
+        pending, self._pending = self._pending, None
+        if pending is not None and pending.matches(transcript):
+            return pending
+        if pending is not None:
+            await pending.cancel()
+        return None
