@@ -1,12 +1,15 @@
 """``python -m benchmarks.stt_compute``: Whisper's compute type and threads, per CPU instruction set.
 
-CTranslate2 picks its kernels by CPU (AVX-512, AVX2, ...) when it is imported and honours
-``CT2_FORCE_CPU_ISA``: on an AVX-512 machine, forcing ``AVX2`` gives the kernels an AVX2-only
-CPU would run, in the same run.  The variable is read once per process, so each ISA runs in its
-own child process, which loads tiny.en once per (compute type, ``cpu_threads``) and decodes the
-pipeline benchmark's spoken questions (short and long, Piper with noise off) plus the machine
-probe's clip with the app's decode settings, cycling through the variants clip by clip so a
-drift of the machine's load spreads over all of them.  Rounds alternate the order of the ISAs.
+CTranslate2 picks its own kernels by CPU (AVX-512, AVX2, ...) when it is imported and honours
+``CT2_FORCE_CPU_ISA``; its int8 matrix products go to oneDNN on AMD CPUs (Intel MKL only on
+Intel's), and oneDNN picks its kernels by CPU too, honouring ``ONEDNN_MAX_CPU_ISA``.  Forcing
+both to AVX2 on an AVX-512 machine gives the kernels an AVX2-only CPU would run (without
+AVX-VNNI), in the same run; forcing only CTranslate2's is shown too.  The variables are read once
+per process, so each kernel set runs in its own child process, which loads tiny.en once per
+(compute type, ``cpu_threads``) and decodes the pipeline benchmark's spoken questions (short
+and long, Piper with noise off) plus the machine probe's clip with the app's decode settings,
+cycling through the variants clip by clip so a drift of the machine's load spreads over all of
+them.  Rounds alternate the order of the kernel sets.
 
 The report gives each variant's median decode time and whether its transcripts are the very
 words of int8 on the same ISA (a faster type must not change what is heard).  Progress goes to
@@ -30,7 +33,12 @@ import numpy as np
 from benchmarks.common import load_average, progress
 
 PROG = "python -m benchmarks.stt_compute"
-ISAS = ("native", "AVX2")
+# Kernel sets: name -> the environment that forces it.
+ISAS: dict[str, dict[str, str]] = {
+    "native": {},
+    "AVX2 (CTranslate2 only)": {"CT2_FORCE_CPU_ISA": "AVX2"},
+    "AVX2 (CTranslate2 and oneDNN)": {"CT2_FORCE_CPU_ISA": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+}
 COMPUTE_TYPES = ("int8", "int8_float32", "float32")
 THREADS = (1, 2)
 REPEATS = 2  # decodes of every clip per variant and child
@@ -88,10 +96,8 @@ def child(variants: list[tuple[str, int]], repeats: int) -> dict[str, Any]:
 
 def run_child(isa: str, variants: list[tuple[str, int]], repeats: int) -> dict[str, Any]:
     """One child process for one ISA."""
-    env = dict(os.environ)
-    env.pop("CT2_FORCE_CPU_ISA", None)
-    if isa != "native":
-        env["CT2_FORCE_CPU_ISA"] = isa
+    env = {k: v for k, v in os.environ.items() if k not in ("CT2_FORCE_CPU_ISA", "ONEDNN_MAX_CPU_ISA")}
+    env.update(ISAS[isa])
     spec = ",".join(f"{t}/{n}" for t, n in variants)
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.stt_compute", "--child", spec, "--repeats", str(repeats)],
@@ -129,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, list[dict[str, Any]]] = {isa: [] for isa in ISAS}
     load_start, started = load_average(), time.perf_counter()
     for r in range(args.rounds):
-        for isa in ISAS if r % 2 == 0 else tuple(reversed(ISAS)):
+        for isa in list(ISAS) if r % 2 == 0 else list(reversed(ISAS)):
             results[isa].append(run_child(isa, variants, args.repeats))
             progress(f"round {r + 1}, {isa}: done")
     load_end = load_average()
