@@ -60,7 +60,7 @@ from benchmarks.common import (
 )
 from benchmarks.edge_standin import EdgeStandin, encode_mp3, tone
 from benchmarks.machine_probe import run_probe
-from benchmarks.pipeline_levers import INPUT_SETS, LEVERS, input_label, lever_settings
+from benchmarks.pipeline_levers import INPUT_SETS, LEVERS, LEVERS_OFF, input_label, lever_settings
 from benchmarks.pipeline_report import (
     RSS_INTERVAL_S,
     BenchConfig,
@@ -734,6 +734,7 @@ def config_from(args: argparse.Namespace, parser: argparse.ArgumentParser, setti
         levers=args.levers,
         inputs=args.inputs,
         question_rates=args.question_rates,
+        levers_on={name: getattr(settings, name) for name in LEVERS_OFF},
         standin=(
             StandinConfig(
                 synthesis_ms=args.standin_synthesis_ms,

@@ -130,10 +130,11 @@ def render_levers(run: VoiceBenchRun) -> list[str]:
         return []
     heard, replies, both = heard_same(run)
     off = ", ".join(f"{k}={v}" for k, v in LEVERS_OFF.items())
+    on = ", ".join(f"{k}={v}" for k, v in run.config.levers_on.items()) or "the app's settings"
     out = [
         "## Issue #14's levers, off vs on",
         "",
-        f"- Off: {off} (what the levers replaced); on: the app's settings. Each session ran once per variant, "
+        f"- Off: {off} (what the levers replaced); on: {on}. Each session ran once per variant, "
         "in alternating order, on the same spoken questions.",
         f"- What is heard: of {both} question(s) answered in both variants, transcripts differ for "
         f"{', '.join(heard) or 'none'} and reply text differs for {', '.join(replies) or 'none'}"

@@ -117,6 +117,8 @@ class BenchConfig:
     levers: tuple[str, ...] = ("on",)
     inputs: tuple[str, ...] = ("short",)
     question_rates: tuple[float, ...] = (1.0,)
+    # The settings the levers change, as the "on" sessions ran them (the environment may set them).
+    levers_on: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
