@@ -38,12 +38,18 @@ RUN_TIMEOUT_S = 1800.0
 # Stage of a sample: the first rule whose pattern is in the stack wins (order matters: the probe
 # runs Whisper and Piper too, and Silero runs on onnxruntime like Piper).
 RULES: tuple[tuple[str, str], ...] = (
-    # A thread blocked on a lock in native code is waiting, not computing (py-spy counts it busy).
-    ("not a turn: waiting on a lock", r"PyThread_acquire_lock_timed[^;]*(;[^;]*\(libc\.so\.6\))*$"),
+    # A thread blocked on a lock or in epoll (the event loop with nothing to do) is waiting, not
+    # computing, though py-spy counts it busy: its stack ends in such a call and libc/libpython.
+    (
+        "not a turn: waiting (a lock, or the event loop's epoll)",
+        r"(PyThread_acquire_lock_timed|EpollSelector\.select)[^;]*(;[^;]*\((libc\.so\.6|libpython[^)]*|select[^)]*)\))*$",
+    ),
     ("not a turn: machine probe", "machine_probe"),
     # The probe's own server speaks plain HTTP; the benchmark's, HTTPS (its default --tls).
     ("not a turn: machine probe", r'^process \d+:"[^"]*llama_cpp\.server(?![^"]*--ssl_keyfile)'),
     ("not a turn: start-up and question synthesis", r"synthesize_questions|VoiceRuntime\.create|runtime\.py"),
+    ("not a turn: the benchmark's own memory sampler", r"RssSampler|psutil"),
+    ("not a turn: start-up and question synthesis", r"_find_and_load"),
     ("not a turn: start-up and question synthesis", r"llama_cpp\.server[^;]*;.*(_find_and_load|server/__main__)"),
     ("LLM server (llama.cpp) generating", r"llama_cpp\.server.*(Llama\.generate|llama_decode|_create_completion)"),
     ("LLM server (llama.cpp) HTTP and SSE", r"llama_cpp\.server"),
@@ -94,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog=PROG, description=(__doc__ or "").splitlines()[0])
     p.add_argument("--rate", type=int, default=RATE_HZ, help=f"samples per second (default {RATE_HZ})")
     p.add_argument("--raw", type=Path, help="keep py-spy's raw samples here")
+    p.add_argument("--from-raw", type=Path, help="summarize samples kept by an earlier --raw instead of running")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="-- then the pipeline benchmark's options")
     args = p.parse_args(argv)
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -101,6 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("py-spy is not installed (pip install -r requirements-dev.txt)")
     if not 1 <= args.rate <= 1000:
         p.error("--rate must be between 1 and 1000")
+    if args.from_raw is not None:
+        print(f"- Samples: {args.from_raw} (py-spy {args.rate} Hz, idle threads left out)")
+        print()
+        print(table(summarize(args.from_raw), args.rate))
+        return 0
     bench = [a for a in args.bench_args if a != "--"]
     with tempfile.TemporaryDirectory(prefix="warmvoice-profile-") as tmp:
         raw = args.raw or Path(tmp) / "samples.txt"
