@@ -94,10 +94,16 @@ def child(variants: list[tuple[str, int]], repeats: int) -> dict[str, Any]:
     return out
 
 
+def isa_env(isa: str, base: dict[str, str]) -> dict[str, str]:
+    """``base`` (an environment) with the kernel set ``isa`` forced, and no other forcing left in."""
+    env = {k: v for k, v in base.items() if k not in ("CT2_FORCE_CPU_ISA", "ONEDNN_MAX_CPU_ISA")}
+    env.update(ISAS[isa])
+    return env
+
+
 def run_child(isa: str, variants: list[tuple[str, int]], repeats: int) -> dict[str, Any]:
     """One child process for one ISA."""
-    env = {k: v for k, v in os.environ.items() if k not in ("CT2_FORCE_CPU_ISA", "ONEDNN_MAX_CPU_ISA")}
-    env.update(ISAS[isa])
+    env = isa_env(isa, dict(os.environ))
     spec = ",".join(f"{t}/{n}" for t, n in variants)
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.stt_compute", "--child", spec, "--repeats", str(repeats)],
