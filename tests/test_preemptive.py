@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from llm import LLMStreamError, PooledLLMClient
+from llm import LLMStreamError, PooledLLMClient, Timeouts
 from tests.llm_servers import LLMServer, drop_after, reply
 from voice.preemptive import PreemptiveGeneration, PreemptiveReply, PreemptiveStats
 
@@ -31,7 +31,7 @@ async def server() -> AsyncIterator[LLMServer]:
 
 
 async def warm_client(server: LLMServer) -> PooledLLMClient:
-    client = PooledLLMClient(server.base_url, model="test-model", strategy="prewarmed", chunk_timeout=2.0)
+    client = PooledLLMClient(server.base_url, model="test-model", strategy="prewarmed", timeouts=Timeouts(chunk=2.0))
     result = await client.warm_up()
     assert result.ok and server.connections == 1
     return client
