@@ -52,13 +52,15 @@ async def test_an_adopted_reply_is_the_reply_from_one_request(server: LLMServer)
         stats = PreemptiveStats()
         early = PreemptiveReply(client, MESSAGES, "hello", stats)
         await eventually(lambda: early.done)  # the whole reply buffered during the "pause"
-        assert early.matches(" hello ") and not early.matches("hello there")
+        assert early.matches(MESSAGES) and not early.matches(
+            [*MESSAGES[:1], {"role": "user", "content": "hello there"}]
+        )
         assert [s async for s in early.adopt()] == EXPECTED
         await early.cancel()  # after adoption: nothing to stop, nothing wasted
         assert len(server.chat_requests()) == 1 and server.connections == 1
         assert early.timing is not None and early.timing.reused_connection  # on the pre-warmed connection
         assert (stats.started, stats.adopted, stats.wasted) == (1, 1, 0)
-        assert not early.matches("hello")  # adopted once
+        assert not early.matches(MESSAGES)  # adopted once
         with pytest.raises(RuntimeError):
             [s async for s in early.adopt()]
     finally:
@@ -136,35 +138,42 @@ async def test_a_failed_reply_raises_after_the_sentences_it_gave(server: LLMServ
         await client.close()
 
 
+def ask(text: str) -> list[dict[str, str]]:
+    return [MESSAGES[0], {"role": "user", "content": text}]
+
+
 async def test_the_session_controller_keeps_one_request_and_never_two_completions(server: LLMServer) -> None:
     """start / discard / take as a session uses them: the user goes on (wasted), a new pause
-    (a new request), the turn ends on another transcript (cancelled before the final request),
+    (a new request), the turn ends on another transcript (stopped before the final request),
     then one that matches (adopted: no second request)."""
     server.default = reply(LONG, token_delay=0.03)
     client = await warm_client(server)
     gen = PreemptiveGeneration()
     try:
-        await gen.start(client, MESSAGES, "what is")
+        gen.start(client, ask("what is"), "what is")
         await asyncio.sleep(0.1)
-        await gen.discard()  # the user went on talking
-        await gen.start(client, MESSAGES, "what is the time")
-        await gen.start(client, MESSAGES, "what is the time")  # the same transcript again: kept, not resent
+        gen.discard()  # the user went on talking
+        gen.start(client, ask("what is the time"), "what is the time")
+        gen.start(client, ask("what is the time"), "what is the time")  # the same request again: kept
         assert gen.pending is not None and await eventually(lambda: len(server.chat_requests()) == 2)
         await asyncio.sleep(0.1)
         assert len(server.chat_requests()) == 2
-        assert await gen.take("what is the time now") is None  # the final transcript differs: cancelled
+        assert gen.take(ask("what is the time now")) is None  # the final transcript differs: stopped
         assert gen.pending is None and gen.stats.wasted == 2
-        assert await eventually(lambda: server.open_connections == 1)  # re-warmed after the cancels
-        await gen.start(client, MESSAGES, "what time is it")
-        adopted = await gen.take("what time is it")
+        assert await eventually(lambda: server.client_hangups == 2 and server.open_connections == 1)
+        gen.start(client, ask("what time is it"), "what time is it")
+        adopted = gen.take(ask("what time is it"))
         assert adopted is not None and gen.pending is None
         assert " ".join([s async for s in adopted.adopt()]) == LONG
         await adopted.cancel()
         assert len(server.chat_requests()) == 3 and server.client_hangups == 2
         s = gen.stats
         assert (s.started, s.adopted, s.wasted) == (3, 1, 2)
-        await gen.discard()  # nothing pending: no-op
+        gen.discard()  # nothing pending: no-op
         assert gen.stats.wasted == 2
+        gen.start(client, ask("one more"), "one more")
+        await gen.aclose()  # session stop: stopped and waited for
+        assert gen.pending is None and gen.stats.wasted == 3
     finally:
-        await gen.discard()
+        await gen.aclose()
         await client.close()

@@ -67,7 +67,7 @@ class PreemptiveReply:
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.transcript = transcript
-        self.messages = list(messages)
+        self.messages = [dict(m) for m in messages]
         self._clock = clock
         self.sent_at = clock()
         self.timing: RequestTiming | None = None  # the request's timing, once the client made it
@@ -99,14 +99,19 @@ class PreemptiveReply:
         if self.timing is None:
             self.timing = self._client.last_request
 
-    def matches(self, transcript: str) -> bool:
-        """True if the turn ended with the transcript this reply answers (and it is still live)."""
-        return not self._cancelled and not self._adopted and transcript.strip() == self.transcript.strip()
+    def matches(self, messages: Sequence[Mapping[str, str]]) -> bool:
+        """True if the turn's request would be exactly this one (same history, same transcript)
+        and the reply is still live (not adopted, not cancelled)."""
+        return not self._cancelled and not self._adopted and [dict(m) for m in messages] == self.messages
 
     @property
     def done(self) -> bool:
         """The request has ended (complete, failed or cancelled)."""
         return self._task.done()
+
+    def on_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the event loop) once the request has ended."""
+        self._task.add_done_callback(lambda _task: callback())
 
     async def adopt(self) -> AsyncIterator[str]:
         """The reply's sentences: those already buffered at once, then the rest as they arrive.
@@ -125,20 +130,19 @@ class PreemptiveReply:
                 return
             yield item
 
-    async def cancel(self) -> None:
-        """Stop the request (its connection is closed, so the server stops generating) and wait
-        for it to end.  Counted as wasted unless it was adopted; idempotent."""
+    def stop(self) -> None:
+        """Stop the request now (its connection is closed, so the server stops generating);
+        :meth:`cancel` also waits for it.  Counted as wasted unless it was adopted; idempotent."""
         if self._cancelled:
             return
         self._cancelled = True
         if not self._adopted:
             self._stats.wasted += 1
+            self._note_timing()
+            if self.timing is not None:
+                self._stats.wasted_tokens += self.timing.tokens
         if not self._task.done():
             self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        if not self._adopted and self.timing is not None:
-            self._stats.wasted_tokens += self.timing.tokens
         log.info(
             "Preemptive LLM request %s after %.0f ms (%s tokens generated)",
             "stopped" if self._adopted else "cancelled (wasted)",
@@ -146,47 +150,68 @@ class PreemptiveReply:
             "?" if self.timing is None else self.timing.tokens,
         )
 
+    async def cancel(self) -> None:
+        """:meth:`stop`, then wait for the request to end."""
+        self.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
 
 class PreemptiveGeneration:
     """A session's preemptive requests: at most one in flight, adopted or cancelled, never both
     it and the final request running (LiveKit #4219).
 
     The session calls :meth:`start` when an early transcript is ready during a pause,
-    :meth:`discard` when the user goes on talking (or on barge-in and stop), and :meth:`take` when
-    the turn ends: the reply to adopt if it answers the turn's transcript, else None after
-    cancelling it, before the session sends its own request.
+    :meth:`discard` when the user goes on talking (or on barge-in), and :meth:`take` when the
+    turn ends, before sending anything: the reply to adopt if it is the very request the turn
+    would send, else None after stopping it.  All three are synchronous, so no request can slip
+    in between a decision and the next; :meth:`aclose` waits for a stopped request to end.
     """
 
     def __init__(self, stats: PreemptiveStats | None = None) -> None:
         self.stats = stats if stats is not None else PreemptiveStats()
         self._pending: PreemptiveReply | None = None
+        self._stopped: set[PreemptiveReply] = set()
 
     @property
     def pending(self) -> PreemptiveReply | None:
         """The request in flight or buffered, not yet adopted or cancelled."""
         return self._pending
 
-    async def start(self, client: PooledLLMClient, messages: Sequence[Mapping[str, str]], transcript: str) -> None:
-        """Send ``messages`` now for ``transcript``, cancelling any earlier preemptive request
-        (unless it already answers this very transcript)."""
+    def start(self, client: PooledLLMClient, messages: Sequence[Mapping[str, str]], transcript: str) -> None:
+        """Send ``messages`` now for ``transcript``, stopping any earlier preemptive request
+        (unless it already is this very request)."""
         pending = self._pending
-        if pending is not None and pending.matches(transcript):
+        if pending is not None and pending.matches(messages):
             return
-        await self.discard()
+        self.discard()
         self._pending = PreemptiveReply(client, messages, transcript, self.stats)
 
-    async def discard(self) -> None:
-        """Cancel the pending request, if any (counted as wasted)."""
+    def discard(self) -> None:
+        """Stop the pending request, if any (counted as wasted)."""
         pending, self._pending = self._pending, None
         if pending is not None:
-            await pending.cancel()
+            self._stop(pending)
 
-    async def take(self, transcript: str) -> PreemptiveReply | None:
-        """At the end of the turn: the pending reply if it answers ``transcript``, for the caller
-        to adopt (and cancel when done with it); otherwise cancel it and return None."""
+    def take(self, messages: Sequence[Mapping[str, str]]) -> PreemptiveReply | None:
+        """At the end of the turn: the pending reply if it is exactly the request the turn would
+        send (``messages``), for the caller to adopt and then :meth:`~PreemptiveReply.cancel`;
+        otherwise stop it and return None."""
         pending, self._pending = self._pending, None
-        if pending is not None and pending.matches(transcript):
+        if pending is not None and pending.matches(messages):
             return pending
         if pending is not None:
-            await pending.cancel()
+            self._stop(pending)
         return None
+
+    def _stop(self, reply: PreemptiveReply) -> None:
+        reply.stop()
+        if not reply.done:
+            self._stopped.add(reply)
+            reply.on_done(lambda r=reply: self._stopped.discard(r))
+
+    async def aclose(self) -> None:
+        """Stop the pending request and wait for every stopped one to end (session stop)."""
+        self.discard()
+        for reply in list(self._stopped):
+            await reply.cancel()
