@@ -559,6 +559,7 @@ class _PageView:
             tts_engine=next((lat.tts_engine for lat in reversed(latencies) if lat.tts_engine), "—"),
             browser_rtt=self.link.summary(),
             interruptions=session.interruptions.describe(),
+            preemptive=session.preemptive.stats.describe(),
         )
         chat = list(self.chat)
         current = panel.current_turn_html(self.current)

@@ -24,9 +24,10 @@ if TYPE_CHECKING:
 
 LEVERS = ("off", "on")
 INPUT_SETS = ("short", "long")
-# What each lever replaced ("off"): one clause cut at 8 words instead of 6, and Piper on
-# onnxruntime's default threads (one per core, spin-waiting) instead of one sleeping thread.
-LEVERS_OFF: dict[str, object] = {"first_sentence_max_words": 8, "piper_threads": 0}
+# What each lever replaced ("off"): one clause cut at 8 words instead of 6, Piper on
+# onnxruntime's default threads (one per core, spin-waiting) instead of one sleeping thread, and
+# the LLM request sent when the turn ends instead of on the early transcript, during the pause.
+LEVERS_OFF: dict[str, object] = {"first_sentence_max_words": 8, "piper_threads": 0, "preemptive_generation": False}
 # Spans shown besides the stages (name -> label, later stage, earlier stage).
 SPANS: tuple[tuple[str, str, str, str], ...] = (
     ("request_to_first_token_ms", "LLM request sent → first token (a duration)", "first_token_ms", "request_sent_ms"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from voice.prompting import PLAIN, ReplyStyle, is_echo
@@ -39,6 +40,11 @@ class Conversation:
                 # Both exchanges (each reply and the user message before it) leave the model's view.
                 for i in (earlier[-1], len(self.turns) - 1):
                     self.hidden.update({i, i - 1} if i and self.turns[i - 1]["role"] == "user" else {i})
+
+    def messages_with(self, user_text: str) -> list[dict[str, str]]:
+        """:meth:`messages` as they would be after :meth:`add_user` (``user_text``), without adding it."""
+        turns = [*self.turns, {"role": "user", "content": user_text}]
+        return dataclasses.replace(self, turns=turns, hidden=set(self.hidden)).messages()
 
     def messages(self) -> list[dict[str, str]]:
         """The OpenAI chat messages to send: system prompt, then recent turns within budget."""

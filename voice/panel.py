@@ -59,6 +59,8 @@ class SessionFacts:
     browser_rtt: RoundTrips | None = None  # page <-> server, measured by pings (voice.browser_link)
     # Speech over replies (voice.interruption.InterruptionStats), one line.
     interruptions: str = "—"
+    # Preemptive LLM requests (voice.preemptive.PreemptiveStats), one line.
+    preemptive: str = "—"
 
 
 PLAYBACK_LABEL = "Playing in your browser (confirmed)"
@@ -269,6 +271,7 @@ def facts_markdown(facts: SessionFacts) -> str:
         ("Voice", facts.tts_engine),
         ("Browser ↔ server round trip", "measuring…" if facts.browser_rtt is None else facts.browser_rtt.describe()),
         ("Speech over replies", facts.interruptions),
+        ("LLM requests sent during pauses", facts.preemptive),
     ]
     return "| Session | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 

@@ -43,6 +43,13 @@ class PreemptiveStats:
     wasted: int = 0
     wasted_tokens: int = 0
 
+    def describe(self) -> str:
+        """One line for the session facts."""
+        return (
+            f"{self.started} sent during pauses, {self.adopted} adopted, {self.wasted} wasted "
+            f"({self.wasted_tokens} tokens generated before their cancel)"
+        )
+
 
 @dataclass(frozen=True)
 class _End:

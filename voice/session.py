@@ -59,6 +59,7 @@ from voice.events import (
 from voice.interruption import InterruptionStats, ReplyTracker, is_backchannel
 from voice.latency import TurnLatency
 from voice.llm_endpoint import LLMEndpoint
+from voice.preemptive import PreemptiveGeneration
 from voice.prompting import RunawayGuard, reply_style
 from voice.settings import Settings
 from voice.smart_turn import smart_turn_model
@@ -112,6 +113,7 @@ class VoiceSession:
         self._proxy: LatencyProxy | None = None
         self._warm_task: asyncio.Task[None] | None = None
         self._turn_task: asyncio.Task[None] | None = None
+        self.preemptive = PreemptiveGeneration()
         self.turn_detector = TurnDetector(
             settings.turn_policy,
             transcriber=transcriber,
@@ -120,6 +122,8 @@ class VoiceSession:
             clock=clock,
             early_transcript=settings.early_transcript,
             max_turn_s=settings.max_turn_seconds,
+            on_early_transcript=self._preempt,
+            on_discard=self.preemptive.discard,
         )
         self._converters: dict[int, StreamingConverter] = {}
         self._feed_lock = asyncio.Lock()
@@ -155,6 +159,7 @@ class VoiceSession:
             return
         self.closed = True
         await self.turn_detector.close()
+        await self.preemptive.aclose()
         for task in (self._turn_task, self._warm_task, *self._screening):
             if task is not None and not task.done():
                 task.cancel()
@@ -503,25 +508,42 @@ class VoiceSession:
         self._reply_track.start()
         await self._speak(lat, queue, [])
 
+    def _preempt(self, text: str) -> None:
+        """A pause's early transcript: send its request now, before the turn is over (voice.preemptive)."""
+        client = self._client
+        if not self.settings.preemptive_generation or self.closed or client is None:
+            return
+        if self.busy or self._barge_in_pending:  # speech over a reply: not a new turn's request
+            return
+        self.preemptive.start(client, self.conversation.messages_with(text), text)
+
     async def _reply(self, lat: TurnLatency, text: str, spoken: list[str]) -> None:
         client = self._client
         assert client is not None
         self.conversation.add_user(text)
+        messages = self.conversation.messages()
+        early = self.preemptive.take(messages)  # the very request, sent during the pause, or None
         self._reply_track.start()
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
         speaker = asyncio.create_task(self._speak(lat, sentences, spoken), name=f"tts-{lat.turn}")
         try:
-            lat.mark("request_sent_ms", self.clock())
+            lat.mark("request_sent_ms", early.sent_at if early is not None else self.clock())
+            if early is not None:
+                lat.extras["preemptive"] = 1.0
+            style = self.conversation.style
+            stream = (
+                early.adopt()
+                if early is not None
+                else client.stream_sentences(messages, max_tokens=style.max_tokens, stop=style.stop)
+            )
             try:
-                style = self.conversation.style
                 guard = RunawayGuard(style.max_sentences)
-                messages = self.conversation.messages()
-                async for sentence in client.stream_sentences(messages, max_tokens=style.max_tokens, stop=style.stop):
+                async for sentence in stream:
                     if not guard.accept(sentence):
                         continue  # a runaway reply: what was said so far is the answer
                     if lat.first_sentence_ms is None:
                         lat.mark("first_sentence_ms", self.clock())
-                    self._copy_request_timing(lat, client.last_request)
+                    self._copy_request_timing(lat, early.timing if early is not None else client.last_request)
                     lat.sentences += 1
                     lat.chars += len(sentence)
                     self._emit(AssistantSaid(lat.turn, sentence))
@@ -538,7 +560,9 @@ class VoiceSession:
                 else:
                     self._emit(Notice(f"The LLM did not answer: {exc}", "error"))
             finally:
-                self._copy_request_timing(lat, client.last_request)
+                self._copy_request_timing(lat, early.timing if early is not None else client.last_request)
+                if early is not None:
+                    await early.cancel()  # done already, or the turn was cut short: stop streaming
                 sentences.put_nowait(None)
             await speaker
         finally:

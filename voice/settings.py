@@ -78,6 +78,8 @@ class Settings:
     piper_threads: int = DEFAULT_PIPER_THREADS  # onnxruntime threads per Piper call; 0: its default (all cores)
     # A first sentence longer than this is cut at a clause boundary, so speech starts on its first clause.
     first_sentence_max_words: int = 6
+    # Send the LLM request on the early transcript, during the pause (voice.preemptive).
+    preemptive_generation: bool = True
     # Serving
     host: str = "127.0.0.1"
     port: int = 7860
@@ -158,6 +160,7 @@ ENV_NAMES: dict[str, str] = {
     "edge_tts_max_idle_s": "EDGE_TTS_MAX_IDLE",
     "piper_threads": "PIPER_THREADS",
     "first_sentence_max_words": "FIRST_SENTENCE_MAX_WORDS",
+    "preemptive_generation": "PREEMPTIVE_GENERATION",
     "host": "GRADIO_SERVER_NAME",
     "port": "GRADIO_SERVER_PORT",
     "max_sessions": "MAX_SESSIONS",

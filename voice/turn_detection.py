@@ -112,6 +112,8 @@ class TurnDetector:
         clock: Callable[[], float],
         early_transcript: bool = True,
         max_turn_s: float = 60.0,
+        on_early_transcript: Callable[[str], None] | None = None,
+        on_discard: Callable[[], None] | None = None,
     ) -> None:
         self.policy = policy
         self.transcriber = transcriber
@@ -119,6 +121,10 @@ class TurnDetector:
         self.stats = SpeculationStats()
         self._audio_model = audio_model
         self._on_turn = on_turn
+        # Preemptive generation (voice.preemptive): told of each pause's transcript while the pause
+        # goes on, and of the user going on talking.
+        self._on_early_transcript = on_early_transcript
+        self._on_discard = on_discard
         self._clock = clock
         self._max_turn_s = max_turn_s
         self._lock = asyncio.Lock()  # the endpointer is fed by one task at a time
@@ -201,6 +207,8 @@ class TurnDetector:
     async def _transcribe(self, spec: Speculation, audio: np.ndarray) -> Transcript:
         spec.transcript = await asyncio.to_thread(self.transcriber.transcribe, audio)
         spec.done_at = self._clock()
+        if self._speculation is spec and self._on_early_transcript is not None and spec.transcript.text:
+            self._on_early_transcript(spec.transcript.text)  # before the turn may end on it, just below
         await self._recheck(spec)
         return spec.transcript
 
@@ -272,6 +280,8 @@ class TurnDetector:
     def _discard_speculation(self) -> None:
         spec, self._speculation = self._speculation, None
         if spec is not None:
+            if self._on_discard is not None:
+                self._on_discard()
             spec.cancel()
             if spec.task is not None:
                 self.stats.discarded += 1
