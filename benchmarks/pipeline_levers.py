@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from benchmarks.common import STRATEGY_LABELS, Summary, format_cell
 from voice.latency import STAGES
+from voice.preemptive import PreemptiveStats
 from voice.settings import Settings
 
 if TYPE_CHECKING:
@@ -130,6 +131,11 @@ def render_levers(run: VoiceBenchRun) -> list[str]:
     if tuple(run.config.levers) != LEVERS and set(run.config.levers) != set(LEVERS):
         return []
     heard, replies, both = heard_same(run)
+    pre = PreemptiveStats()
+    for s in run.sessions:
+        if s.preemptive is not None:
+            for name in ("started", "adopted", "wasted", "wasted_tokens"):
+                setattr(pre, name, getattr(pre, name) + getattr(s.preemptive, name))
     off = ", ".join(f"{k}={v}" for k, v in LEVERS_OFF.items())
     on = ", ".join(f"{k}={v}" for k, v in run.config.levers_on.items()) or "the app's settings"
     out = [
@@ -140,6 +146,7 @@ def render_levers(run: VoiceBenchRun) -> list[str]:
         f"- What is heard: of {both} question(s) answered in both variants, transcripts differ for "
         f"{', '.join(heard) or 'none'} and reply text differs for {', '.join(replies) or 'none'}"
         + (" (temperature 0)." if run.config.llm_temperature == 0 else "."),
+        f"- Preemptive LLM requests (all sessions): {pre.describe()}.",
         "",
     ]
     labels = list(dict.fromkeys(s.inputs for s in run.sessions))

@@ -26,6 +26,7 @@ from benchmarks.common import (
 from benchmarks.pipeline_levers import main_sessions, render_levers
 from llm import ClientStats
 from voice.latency import STAGES, TurnLatency
+from voice.preemptive import PreemptiveStats
 from voice.turn_detection import SpeculationStats
 from voice.turn_policy import TURN_DETECTOR_LABELS
 
@@ -204,6 +205,7 @@ class SessionRecord:
     warmup: WarmupRecord | None = None
     client: ClientStats | None = None
     speculation: SpeculationStats | None = None  # early transcripts started / adopted / discarded
+    preemptive: PreemptiveStats | None = None  # LLM requests sent during pauses: adopted / wasted
     # Share of the whole machine's CPU that processes other than this app used meanwhile (0..1):
     # on a shared machine, the disturbance behind this session's numbers.
     other_cpu_share: float | None = None

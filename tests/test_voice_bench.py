@@ -374,5 +374,10 @@ def test_levers_off_and_on_hear_and_say_the_same_on_long_slow_questions(tmp_path
     for q in (1, 2):
         heard = {(t["transcript"], t["reply"]) for _, t in turns if t["question"] == q}
         assert len(heard) == 1, heard
+    for session in r["sessions"]:  # every request sent during a pause was adopted or wasted, never both
+        pre = session["preemptive"]
+        assert pre["started"] == pre["adopted"] + pre["wasted"]
+        assert session["levers"] == "on" or pre["started"] == 0
     assert "## Issue #14's levers, off vs on" in out.markdown
+    assert "- Preemptive LLM requests (all sessions):" in out.markdown
     assert "transcripts differ for none and reply text differs for none" in out.markdown
