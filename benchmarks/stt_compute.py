@@ -76,10 +76,20 @@ def child(variants: list[tuple[str, int]], repeats: int) -> dict[str, Any]:
         for v in variants
     }
     out: dict[str, Any] = {f"{t}/{n}": {"times_ms": [], "transcripts": []} for t, n in variants}
+
+    class OnModel(Transcriber):
+        """The app's Transcriber (its decode settings) on this variant's model."""
+
+        def __init__(self, model: WhisperModel, compute_type: str) -> None:
+            super().__init__(compute_type=compute_type)
+            self._model = model
+
+        def load(self) -> WhisperModel:
+            return self._model
+
     transcribers = {}
     for (compute_type, threads), model in models.items():
-        transcriber = Transcriber(compute_type=compute_type)
-        transcriber.load = lambda model=model: model  # type: ignore[method-assign]  # this variant's model
+        transcriber = OnModel(model, compute_type)
         transcriber.warm()
         transcribers[(compute_type, threads)] = transcriber
     for rep in range(repeats):

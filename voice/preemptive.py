@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -89,16 +90,18 @@ class PreemptiveReply:
     async def _stream(self) -> None:
         sentences = self._client.stream_sentences(self.messages)
         try:
-            async with contextlib.aclosing(sentences):
-                async for sentence in sentences:
-                    self._note_timing()
-                    self._queue.put_nowait(sentence)
+            async for sentence in sentences:
+                self._note_timing()
+                self._queue.put_nowait(sentence)
         except LLMError as exc:
             self._queue.put_nowait(_End(exc))
         else:
             self._queue.put_nowait(_End())
         finally:
             self._note_timing()
+            aclose = getattr(sentences, "aclose", None)  # a cancel closes the stream (and its connection)
+            if aclose is not None:
+                await aclose()
 
     def _note_timing(self) -> None:
         # The client sets last_request when the request starts; only this request runs meanwhile
@@ -215,7 +218,7 @@ class PreemptiveGeneration:
         reply.stop()
         if not reply.done:
             self._stopped.add(reply)
-            reply.on_done(lambda r=reply: self._stopped.discard(r))
+            reply.on_done(functools.partial(self._stopped.discard, reply))
 
     async def aclose(self) -> None:
         """Stop the pending request and wait for every stopped one to end (session stop)."""
