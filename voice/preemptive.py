@@ -72,10 +72,14 @@ class PreemptiveReply:
         transcript: str,
         stats: PreemptiveStats,
         *,
+        max_tokens: int | None = None,
+        stop: Sequence[str] = (),
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.transcript = transcript
         self.messages = [dict(m) for m in messages]
+        self.max_tokens = max_tokens
+        self.stop_sequences = tuple(stop)
         self._clock = clock
         self.sent_at = clock()
         self.timing: RequestTiming | None = None  # the request's timing, once the client made it
@@ -88,7 +92,7 @@ class PreemptiveReply:
         self._task = asyncio.get_running_loop().create_task(self._stream(), name="llm-preemptive")
 
     async def _stream(self) -> None:
-        sentences = self._client.stream_sentences(self.messages)
+        sentences = self._client.stream_sentences(self.messages, max_tokens=self.max_tokens, stop=self.stop_sequences)
         try:
             async for sentence in sentences:
                 self._note_timing()
@@ -109,10 +113,16 @@ class PreemptiveReply:
         if self.timing is None:
             self.timing = self._client.last_request
 
-    def matches(self, messages: Sequence[Mapping[str, str]]) -> bool:
+    def matches(
+        self, messages: Sequence[Mapping[str, str]], *, max_tokens: int | None = None, stop: Sequence[str] = ()
+    ) -> bool:
         """True if the turn's request would be exactly this one (same history, same transcript)
         and the reply is still live (not adopted, not cancelled)."""
-        return not self._cancelled and not self._adopted and [dict(m) for m in messages] == self.messages
+        same = [dict(m) for m in messages] == self.messages and (max_tokens, tuple(stop)) == (
+            self.max_tokens,
+            self.stop_sequences,
+        )
+        return same and not self._cancelled and not self._adopted
 
     @property
     def done(self) -> bool:
@@ -188,14 +198,22 @@ class PreemptiveGeneration:
         """The request in flight or buffered, not yet adopted or cancelled."""
         return self._pending
 
-    def start(self, client: PooledLLMClient, messages: Sequence[Mapping[str, str]], transcript: str) -> None:
+    def start(
+        self,
+        client: PooledLLMClient,
+        messages: Sequence[Mapping[str, str]],
+        transcript: str,
+        *,
+        max_tokens: int | None = None,
+        stop: Sequence[str] = (),
+    ) -> None:
         """Send ``messages`` now for ``transcript``, stopping any earlier preemptive request
         (unless it already is this very request)."""
         pending = self._pending
-        if pending is not None and pending.matches(messages):
+        if pending is not None and pending.matches(messages, max_tokens=max_tokens, stop=stop):
             return
         self.discard()
-        self._pending = PreemptiveReply(client, messages, transcript, self.stats)
+        self._pending = PreemptiveReply(client, messages, transcript, self.stats, max_tokens=max_tokens, stop=stop)
 
     def discard(self) -> None:
         """Stop the pending request, if any (counted as wasted)."""
@@ -203,12 +221,14 @@ class PreemptiveGeneration:
         if pending is not None:
             self._stop(pending)
 
-    def take(self, messages: Sequence[Mapping[str, str]]) -> PreemptiveReply | None:
+    def take(
+        self, messages: Sequence[Mapping[str, str]], *, max_tokens: int | None = None, stop: Sequence[str] = ()
+    ) -> PreemptiveReply | None:
         """At the end of the turn: the pending reply if it is exactly the request the turn would
         send (``messages``), for the caller to adopt and then :meth:`~PreemptiveReply.cancel`;
         otherwise stop it and return None."""
         pending, self._pending = self._pending, None
-        if pending is not None and pending.matches(messages):
+        if pending is not None and pending.matches(messages, max_tokens=max_tokens, stop=stop):
             return pending
         if pending is not None:
             self._stop(pending)

@@ -515,14 +515,18 @@ class VoiceSession:
             return
         if self.busy or self._barge_in_pending:  # speech over a reply: not a new turn's request
             return
-        self.preemptive.start(client, self.conversation.messages_with(text), text)
+        style = self.conversation.style
+        messages = self.conversation.messages_with(text)
+        self.preemptive.start(client, messages, text, max_tokens=style.max_tokens, stop=style.stop)
 
     async def _reply(self, lat: TurnLatency, text: str, spoken: list[str]) -> None:
         client = self._client
         assert client is not None
         self.conversation.add_user(text)
         messages = self.conversation.messages()
-        early = self.preemptive.take(messages)  # the very request, sent during the pause, or None
+        style = self.conversation.style
+        # The very request, sent during the pause (same history, transcript and options), or None.
+        early = self.preemptive.take(messages, max_tokens=style.max_tokens, stop=style.stop)
         self._reply_track.start()
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
         speaker = asyncio.create_task(self._speak(lat, sentences, spoken), name=f"tts-{lat.turn}")
@@ -530,7 +534,6 @@ class VoiceSession:
             lat.mark("request_sent_ms", early.sent_at if early is not None else self.clock())
             if early is not None:
                 lat.extras["preemptive"] = 1.0
-            style = self.conversation.style
             stream = (
                 early.adopt()
                 if early is not None
