@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
+import functools
 import statistics
 import sys
 import tempfile
@@ -48,7 +48,9 @@ from benchmarks.common import (
     load_average,
     machine_info,
     progress,
+    publish,
     run_interruptible,
+    write_json_file,
 )
 from benchmarks.machine_probe import cpu_flags
 from benchmarks.pipeline import Question, SpokenQuestion, synthesize_questions
@@ -284,7 +286,7 @@ def write_json(run: EvalRun, path: Path) -> None:
     data = dataclasses.asdict(run)
     for summary, raw in zip(run.summaries, data["summaries"], strict=True):
         raw["score"] = round(summary.score, 3)
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    write_json_file(data, path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -373,14 +375,7 @@ def _run(
         answers=answers,
         wall_time_s=round(time.perf_counter() - started, 1),
     )
-    markdown = render_markdown(run)
-    print(markdown, end="", flush=True)
-    if args.json is not None:
-        write_json(run, args.json)
-        progress(f"wrote {args.json}")
-    if args.markdown is not None:
-        args.markdown.write_text(markdown, encoding="utf-8")
-        progress(f"wrote {args.markdown}")
+    publish(render_markdown(run), [(args.json, functools.partial(write_json, run))], args.markdown)
     return 0
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib.metadata
+import json
 import math
 import os
 import platform
@@ -206,6 +208,32 @@ def command_line(prog: str, argv: Sequence[str]) -> str:
 def progress(line: str) -> None:
     """One progress line on stderr (stdout carries the report)."""
     print(line, file=sys.stderr, flush=True)
+
+
+def write_json_file(data: object, path: Path) -> None:
+    """Indented UTF-8 JSON with a final newline: the form of every benchmark's ``--json``."""
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def publish(
+    markdown: str,
+    outputs: Sequence[tuple[Path | None, Callable[[Path], None]]],
+    markdown_path: Path | None,
+    say: Say = progress,
+) -> None:
+    """Print the report on stdout, then write each output that was asked for (its path is not
+    None: ``--json``, ``--plot``…) and the Markdown to ``markdown_path``, saying each path."""
+    print(markdown, end="" if markdown.endswith("\n") else "\n", flush=True)
+    writers: list[tuple[Path | None, Callable[[Path], None]]] = [*outputs]
+    writers.append((markdown_path, functools.partial(_write_text, markdown)))
+    for path, write in writers:
+        if path is not None:
+            write(path)
+            say(f"wrote {path}")
+
+
+def _write_text(text: str, path: Path) -> None:
+    path.write_text(text, encoding="utf-8")
 
 
 # ---- the embedded server over TLS -------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import math
 import os
 import ssl
@@ -39,6 +40,7 @@ from benchmarks.common import (
     machine_info,
     parse_rtt_list,
     progress,
+    publish,
     run_interruptible,
     throwaway_tls,
 )
@@ -51,7 +53,8 @@ from benchmarks.connection_report import (
     SessionRecord,
     WarmupRecord,
     render_markdown,
-    write_outputs,
+    write_json,
+    write_plot,
 )
 from benchmarks.machine_probe import run_probe
 from llm import (
@@ -518,10 +521,8 @@ def _run(args: argparse.Namespace, config: BenchConfig, argv: list[str]) -> int:
         sessions=sessions,
         wall_time_s=time.perf_counter() - started,
     )
-    markdown = render_markdown(run)
-    print(markdown, end="", flush=True)
-    for path in write_outputs(run, markdown, json_path=args.json, plot_path=args.plot, markdown_path=args.markdown):
-        progress(f"wrote {path}")
+    outputs = [(args.json, functools.partial(write_json, run)), (args.plot, functools.partial(write_plot, run))]
+    publish(render_markdown(run), outputs, args.markdown)
     failed = sum(not r.ok for s in sessions for r in s.requests)
     if failed:
         progress(f"{failed} request(s) failed; see the report")

@@ -7,7 +7,6 @@ out.  Nothing here measures or estimates anything.
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -23,6 +22,7 @@ from benchmarks.common import (
     format_cell,
     format_improvement,
     ratio_of,
+    write_json_file,
 )
 from llm import format_ms as _fmt  # "123 ms", or "—" for a stage that never happened
 
@@ -545,7 +545,7 @@ def to_json_dict(run: BenchRun) -> dict[str, Any]:
 
 def write_json(run: BenchRun, path: Path) -> None:
     """Write :func:`to_json_dict` as indented JSON."""
-    path.write_text(json.dumps(to_json_dict(run), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_json_file(to_json_dict(run), path)
 
 
 # ---- the chart ------------------------------------------------------------------------
@@ -598,20 +598,3 @@ def write_plot(run: BenchRun, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=110)
     plt.close(fig)
-
-
-def write_outputs(
-    run: BenchRun, markdown: str, *, json_path: Path | None, plot_path: Path | None, markdown_path: Path | None
-) -> list[Path]:
-    """Write whichever outputs were asked for; returns the paths written."""
-    written: list[Path] = []
-    if json_path is not None:
-        write_json(run, json_path)
-        written.append(json_path)
-    if plot_path is not None:
-        write_plot(run, plot_path)
-        written.append(plot_path)
-    if markdown_path is not None:
-        markdown_path.write_text(markdown, encoding="utf-8")
-        written.append(markdown_path)
-    return written

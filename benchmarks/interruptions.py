@@ -18,7 +18,7 @@ stop it within 300 ms").
 from __future__ import annotations
 
 import argparse
-import json
+import functools
 import statistics
 import sys
 import tempfile
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import command_line, load_average, machine_info, progress
+from benchmarks.common import command_line, load_average, machine_info, progress, publish, write_json_file
 from benchmarks.machine_probe import cpu_flags, run_probe
 from benchmarks.turn_taking import PACKAGES, percentile
 from benchmarks.turn_taking_data import ENERGY_THRESHOLD, SAMPLE_RATE, Piper, pink_noise
@@ -201,13 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run and write the report."""
     argv = list(sys.argv[1:] if argv is None else argv)
     report = run(argv)
-    markdown = render_markdown(report)
     args = parse_args(argv)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    if args.markdown:
-        args.markdown.write_text(markdown, encoding="utf-8")
-    print(markdown)
+    publish(render_markdown(report), [(args.json, functools.partial(write_json_file, report))], args.markdown)
     return 0
 
 

@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import inspect
 import re
 import sys
@@ -55,6 +56,7 @@ from benchmarks.common import (
     machine_info,
     parse_rtt_list,
     progress,
+    publish,
     run_interruptible,
     throwaway_tls,
 )
@@ -856,17 +858,8 @@ def _run(args: argparse.Namespace, settings: Settings, config: BenchConfig, argv
         startup_s=round(startup_s, 1),
         wall_time_s=round(time.perf_counter() - started, 1),
     )
-    markdown = render_markdown(run)
-    print(markdown, end="", flush=True)
-    if args.json is not None:
-        write_json(run, args.json)
-        progress(f"wrote {args.json}")
-    if args.plot is not None:
-        write_plot(run, args.plot)
-        progress(f"wrote {args.plot}")
-    if args.markdown is not None:
-        args.markdown.write_text(markdown, encoding="utf-8")
-        progress(f"wrote {args.markdown}")
+    outputs = [(args.json, functools.partial(write_json, run)), (args.plot, functools.partial(write_plot, run))]
+    publish(render_markdown(run), outputs, args.markdown)
     failed = [t for t in run.turns if not t.ok]
     if failed:
         progress(f"{len(failed)} turn(s) failed; see the report")

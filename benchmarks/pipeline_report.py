@@ -8,7 +8,6 @@ out.  Nothing here measures or estimates anything: :mod:`benchmarks.pipeline` ru
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from benchmarks.common import (
     Summary,
     format_cell,
     format_improvement,
+    write_json_file,
 )
 from benchmarks.pipeline_levers import main_sessions, render_levers
 from llm import ClientStats
@@ -683,7 +683,7 @@ def to_json_dict(run: VoiceBenchRun) -> dict[str, Any]:
 
 def write_json(run: VoiceBenchRun, path: Path) -> None:
     """Write :func:`to_json_dict` as indented JSON."""
-    path.write_text(json.dumps(to_json_dict(run), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_json_file(to_json_dict(run), path)
 
 
 PLOT_METRICS = (

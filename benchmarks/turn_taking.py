@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import functools
 import json
 import statistics
 import sys
@@ -41,7 +42,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from benchmarks.common import command_line, load_average, machine_info, progress
+from benchmarks.common import command_line, load_average, machine_info, progress, publish, write_json_file
 from benchmarks.machine_probe import cpu_flags, run_probe
 from benchmarks.turn_taking_data import CLASS_LABELS, CLASSES, SAMPLE_RATE, Item, labelled_set
 from voice.endpointing import FRAME, Endpointer
@@ -489,14 +490,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     report = run(argv)
-    markdown = render_markdown(report)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    if args.markdown:
-        args.markdown.write_text(markdown, encoding="utf-8")
-    if args.plot:
-        write_plot(report, args.plot)
-    print(markdown)
+    outputs = [
+        (args.json, functools.partial(write_json_file, report)),
+        (args.plot, functools.partial(write_plot, report)),
+    ]
+    publish(render_markdown(report), outputs, args.markdown)
     return 0
 
 
