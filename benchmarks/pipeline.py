@@ -18,7 +18,8 @@ The embedded server serves HTTPS with a throw-away certificate unless ``--no-tls
 strategy's cost is mostly the TCP and TLS handshakes); a remote endpoint (``OPENAI_BASE_URL``)
 is used as configured.
 
-The records and their Markdown, JSON and chart are in :mod:`benchmarks.pipeline_report`.
+The records are in :mod:`benchmarks.pipeline_records`; their Markdown, JSON and chart in
+:mod:`benchmarks.pipeline_report`.
 Progress goes to stderr, the Markdown report to stdout; ``--json``, ``--markdown`` and
 ``--plot`` write files.  Exit status 1 if any turn failed, 2 on bad options.
 """
@@ -63,7 +64,7 @@ from benchmarks.common import (
 from benchmarks.edge_standin import EdgeStandin, encode_mp3, tone
 from benchmarks.machine_probe import run_probe
 from benchmarks.pipeline_levers import INPUT_SETS, LEVERS, LEVERS_OFF, input_label, lever_settings
-from benchmarks.pipeline_report import (
+from benchmarks.pipeline_records import (
     RSS_INTERVAL_S,
     BenchConfig,
     EndpointRecord,
@@ -77,10 +78,8 @@ from benchmarks.pipeline_report import (
     VoiceBenchRun,
     WarmupRecord,
     format_ms,
-    render_markdown,
-    write_json,
-    write_plot,
 )
+from benchmarks.pipeline_report import render_markdown, write_json, write_plot
 from llm import LatencyProxy, configure_logging, public_endpoint
 from voice.audio import read_wav, write_wav
 from voice.headless import TurnResult, run_spoken_turn, run_typed_turn, speak_into, trailing_silence_for

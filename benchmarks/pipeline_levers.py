@@ -13,15 +13,12 @@ every question again at other Piper speaking rates (``length_scale``: above 1 is
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from benchmarks.common import STRATEGY_LABELS, Summary, format_cell
+from benchmarks.pipeline_records import TurnRecord, VoiceBenchRun, turn_value
 from voice.latency import STAGES
 from voice.preemptive import PreemptiveStats
 from voice.settings import Settings
-
-if TYPE_CHECKING:
-    from benchmarks.pipeline_report import SessionRecord, TurnRecord, VoiceBenchRun
 
 LEVERS = ("off", "on")
 INPUT_SETS = ("short", "long")
@@ -58,11 +55,6 @@ def input_label(inputs: str, length_scale: float) -> str:
     return f"{inputs} ×{length_scale:g}"
 
 
-def main_sessions(sessions: list[SessionRecord]) -> list[SessionRecord]:
-    """The sessions the report's main tables summarise: the app as configured (levers on)."""
-    return [s for s in sessions if s.levers == "on"] or sessions
-
-
 @dataclass(frozen=True)
 class _Cell:
     off: Summary
@@ -70,8 +62,6 @@ class _Cell:
 
 
 def _value(turn: TurnRecord, attr: str) -> float | None:
-    from benchmarks.pipeline_report import turn_value
-
     for name, _label, later, earlier in SPANS:
         if attr == name:
             lat = turn.latency

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from benchmarks.common import load_average, progress
 from benchmarks.machine_probe import run_probe
-from llm.embedded_server import EmbeddedLLMServer
+from llm import EmbeddedLLMServer
 from voice.tts_piper import _SYNTHESIS, bundled_voice_path, load_voice
 
 PROG = "python -m benchmarks.piper_threads"
