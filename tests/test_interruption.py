@@ -16,6 +16,7 @@ from tests.speech import synthesize, trimmed
 from voice.events import AudioOut, BargeIn, SessionEvent, TurnDone
 from voice.headless import speak_into
 from voice.interruption import ReplyTracker, is_backchannel
+from voice.prompting import PLAIN
 from voice.session import VoiceSession
 
 LONG_REPLY = "Tell me a long story about a dragon, in ten sentences."
@@ -50,6 +51,10 @@ def test_the_tracker_resumes_from_the_sentence_still_playing() -> None:
 @pytest.fixture
 async def session(voice_runtime) -> VoiceSession:
     s = voice_runtime.new_session("interruptions")
+    # These tests speak over a reply, so it must outlast the user's speech and the pause after it:
+    # the embedded model's own style caps a reply at three short sentences (voice.prompting), so
+    # the long story is asked for in the plain style a real endpoint gets.
+    s.conversation.style = PLAIN
     await s.start()
     yield s
     await s.stop()

@@ -515,6 +515,8 @@ class VoiceSession:
             return
         if self.busy or self._barge_in_pending:  # speech over a reply: not a new turn's request
             return
+        if self._cut_reply and is_backchannel(text):  # a false interruption resumes the cut reply
+            return
         style = self.conversation.style
         messages = self.conversation.messages_with(text)
         self.preemptive.start(client, messages, text, max_tokens=style.max_tokens, stop=style.stop)
