@@ -12,6 +12,7 @@ import contextlib
 import json
 import re
 import ssl
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -343,3 +344,13 @@ class SilentServer:
         assert self._server is not None
         self._server.close()
         await self._server.wait_closed()
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 2.0) -> bool:
+    """Poll ``condition`` (for what the server notices asynchronously), at most ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True

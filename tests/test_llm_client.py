@@ -12,7 +12,7 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +45,7 @@ from tests.llm_servers import (
     SilentServer,
     chunk,
     drop_after,
+    eventually,
     hang,
     raw,
     reply,
@@ -103,16 +104,6 @@ def make_client(
 
 async def collect(client: PooledLLMClient, messages: list[dict[str, str]] = MESSAGES) -> list[str]:
     return [s async for s in client.stream_sentences(messages)]
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 2.0) -> bool:
-    """Poll ``condition`` (for what the server notices asynchronously), at most ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
 
 
 def timing(client: PooledLLMClient) -> RequestTiming:

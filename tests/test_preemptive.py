@@ -10,13 +10,12 @@ re-warmed in the background, so none is opened on its path.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
 from llm import LLMStreamError, PooledLLMClient, Timeouts
-from tests.llm_servers import LLMServer, drop_after, reply
+from tests.llm_servers import LLMServer, drop_after, eventually, reply
 from voice.preemptive import PreemptiveGeneration, PreemptiveReply, PreemptiveStats
 
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}]
@@ -37,13 +36,8 @@ async def warm_client(server: LLMServer) -> PooledLLMClient:
     return client
 
 
-async def eventually(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
+# What the server notices after a cancel can take a moment longer than in the client tests.
+WAIT_S = 3.0
 
 
 async def test_an_adopted_reply_is_the_reply_from_one_request(server: LLMServer) -> None:
@@ -51,7 +45,7 @@ async def test_an_adopted_reply_is_the_reply_from_one_request(server: LLMServer)
     try:
         stats = PreemptiveStats()
         early = PreemptiveReply(client, MESSAGES, "hello", stats)
-        await eventually(lambda: early.done)  # the whole reply buffered during the "pause"
+        await eventually(lambda: early.done, WAIT_S)  # the whole reply buffered during the "pause"
         assert early.matches(MESSAGES) and not early.matches(
             [*MESSAGES[:1], {"role": "user", "content": "hello there"}]
         )
@@ -90,10 +84,10 @@ async def test_a_cancelled_reply_stops_the_server_and_the_next_request_opens_no_
         await early.cancel()
         assert (stats.started, stats.adopted, stats.wasted) == (1, 0, 1)
         assert 0 < stats.wasted_tokens < len(LONG.split())  # stopped, not run to completion
-        assert await eventually(lambda: server.client_hangups == 1)  # the server saw it stop
+        assert await eventually(lambda: server.client_hangups == 1, WAIT_S)  # the server saw it stop
         # The cancelled stream's connection is closed (it cannot be reused half-read); the client
         # re-warms one at once, in the background, before the final request needs it.
-        assert await eventually(lambda: server.connections == 2 and server.open_connections == 1)
+        assert await eventually(lambda: server.connections == 2 and server.open_connections == 1, WAIT_S)
         before = server.connections
         final = [s async for s in client.stream_sentences(MESSAGES)]
         assert final == EXPECTED
@@ -116,7 +110,7 @@ async def test_many_cancels_each_cost_one_background_connection_and_nothing_on_t
             early = PreemptiveReply(client, MESSAGES, f"try {n}", stats)
             await asyncio.sleep(0.15)
             await early.cancel()
-            assert await eventually(lambda n=n: server.connections == n + 2 and server.open_connections == 1)
+            assert await eventually(lambda n=n: server.connections == n + 2 and server.open_connections == 1, WAIT_S)
         final = [s async for s in client.stream_sentences(MESSAGES)]
         assert final == EXPECTED and client.last_request is not None and client.last_request.reused_connection
         assert server.connections == 4 and stats.wasted == 3 and server.client_hangups == 3
@@ -155,12 +149,12 @@ async def test_the_session_controller_keeps_one_request_and_never_two_completion
         gen.discard()  # the user went on talking
         gen.start(client, ask("what is the time"), "what is the time")
         gen.start(client, ask("what is the time"), "what is the time")  # the same request again: kept
-        assert gen.pending is not None and await eventually(lambda: len(server.chat_requests()) == 2)
+        assert gen.pending is not None and await eventually(lambda: len(server.chat_requests()) == 2, WAIT_S)
         await asyncio.sleep(0.1)
         assert len(server.chat_requests()) == 2
         assert gen.take(ask("what is the time now")) is None  # the final transcript differs: stopped
         assert gen.pending is None and gen.stats.wasted == 2
-        assert await eventually(lambda: server.client_hangups == 2 and server.open_connections == 1)
+        assert await eventually(lambda: server.client_hangups == 2 and server.open_connections == 1, WAIT_S)
         gen.start(client, ask("what time is it"), "what time is it")
         adopted = gen.take(ask("what time is it"))
         assert adopted is not None and gen.pending is None
