@@ -12,7 +12,6 @@ from voice.events import AudioOut, BargeIn, TurnDone
 from voice.headless import run_spoken_turn, run_typed_turn, speak_into
 from voice.latency import STAGES, TurnLatency
 from voice.session import VoiceSession
-from voice.tts_factory import make_tts
 from voice.turn_detection import SPECULATE_AFTER_MS
 
 pytestmark = pytest.mark.slow
@@ -110,8 +109,8 @@ async def test_barge_in_cancels_the_reply_in_progress(session: VoiceSession) -> 
 
 async def test_auto_tts_falls_back_to_piper_without_failing_the_turn(voice_runtime) -> None:
     """edge-tts's real service is unreachable here: the auto engine must fall back to Piper."""
-    s = voice_runtime.new_session("edge-fallback")
-    s.tts = make_tts("auto", "en-US-AriaNeural", 1.0)
+    settings = voice_runtime.settings.replace(tts_engine="auto", tts_voice="en-US-AriaNeural", edge_tts_timeout_s=1.0)
+    s = voice_runtime.new_session("edge-fallback", settings=settings)
     await s.start()
     try:
         result = await run_typed_turn(s, "Say hello.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -76,3 +77,6 @@ class BargeIn:
 
 
 SessionEvent = Status | UserSaid | AssistantSaid | AudioOut | LatencyUpdate | TurnDone | Notice | BargeIn
+
+# How a stage hands its events to the session's queue.
+Emit = Callable[[SessionEvent], None]

@@ -1,0 +1,285 @@
+"""The reply stage: the user's words in, the assistant's sentences out, from the pooled LLM client.
+
+One :class:`ReplyStage` per session owns what talks to the LLM: the session's own
+:class:`~llm.PooledLLMClient` (pre-warmed in the background when it opens, so the TCP+TLS set-up
+overlaps the user's first sentence), the delaying proxy that emulates distance, the conversation
+history with its reply style, and the preemptive request sent during a pause
+(:mod:`voice.preemptive`).  Each LLM stage is stamped on the turn's :class:`TurnLatency` the
+moment the client reports it.  It knows nothing about audio: sentences go to a callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from llm import (
+    EVENT_CONNECTED,
+    EVENT_FIRST_TOKEN,
+    EVENT_RETRY,
+    EVENT_STATUS,
+    STRATEGY_LABELS,
+    AuthError,
+    ConnectionState,
+    LatencyProxy,
+    LLMError,
+    LLMEvent,
+    PooledLLMClient,
+    PoolLimits,
+    RequestTiming,
+    SplitterConfig,
+    Timeouts,
+    WarmUpResult,
+)
+from voice.conversation import Conversation
+from voice.events import AssistantSaid, Emit, LatencyUpdate, Level, Notice, Status
+from voice.latency import TurnLatency
+from voice.llm_endpoint import LLMEndpoint
+from voice.preemptive import PreemptiveGeneration
+from voice.prompting import RunawayGuard, reply_style
+from voice.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ReplyStage:
+    """LLM -> sentences for one session: client, proxy, history, preemptive requests.
+
+    ``settings`` is the session's (which replaces it when the page changes one): the connection
+    (strategy, emulated RTT, pool, timeouts) and the reply's shape.  A new connection setting
+    takes effect at :meth:`reconnect`.  ``emit`` receives the stage's events.
+    """
+
+    def __init__(self, settings: Settings, endpoint: LLMEndpoint, *, emit: Emit, clock: Callable[[], float]) -> None:
+        self.settings = settings
+        self.endpoint = endpoint
+        self.conversation = Conversation(
+            settings.system_prompt, settings.max_history_chars, style=reply_style(endpoint.is_embedded)
+        )
+        self.preemptive = PreemptiveGeneration()
+        self.warmup: WarmUpResult | None = None
+        # The turn whose LLM stages the client's events belong to (set by the session as a turn begins).
+        self.current: TurnLatency | None = None
+        self._emit = emit
+        self._clock = clock
+        self._client: PooledLLMClient | None = None
+        self._proxy: LatencyProxy | None = None
+        self._warm_task: asyncio.Task[None] | None = None
+
+    @property
+    def client(self) -> PooledLLMClient | None:
+        """The pooled LLM client (None before :meth:`open` and after :meth:`close`)."""
+        return self._client
+
+    @property
+    def state(self) -> ConnectionState:
+        """cold / warming / warm / idle / closed, from the client."""
+        return "closed" if self._client is None else self._client.state
+
+    # ----------------------------------------------------------------- connection
+
+    async def open(self) -> None:
+        """Open the client (through the delaying proxy for an emulated distance) and, for the
+        pre-warmed strategy, start its warm-up in the background."""
+        settings = self.settings
+        base_url = self.endpoint.base_url
+        # With an emulated distance the sockets go through the delaying proxy, while the URL
+        # (Host header, TLS name, certificate check) stays the real endpoint's.
+        connect_to: tuple[str, int] | None = None
+        if settings.emulated_rtt_ms > 0:
+            parts = urlsplit(base_url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            self._proxy = LatencyProxy(parts.hostname or "127.0.0.1", port, rtt_ms=settings.emulated_rtt_ms)
+            await self._proxy.start()
+            connect_to = (self._proxy.host, self._proxy.port)
+        style = self.conversation.style
+        self._client = PooledLLMClient(
+            base_url=base_url,
+            api_key=self.endpoint.api_key,
+            model=self.endpoint.model,
+            strategy=settings.connection_strategy,
+            pool=PoolLimits(limit=settings.pool_limit),
+            timeouts=Timeouts(
+                connect=settings.connect_timeout_s,
+                first_byte=settings.first_byte_timeout_s,
+                chunk=settings.chunk_timeout_s,
+            ),
+            connect_to=connect_to,
+            ssl=self.endpoint.ssl,
+            on_event=self._on_llm_event,
+            temperature=settings.llm_temperature if settings.llm_temperature is not None else style.temperature,
+            # Speech can start on the first clause: time to first audio grows with its length.
+            splitter=SplitterConfig(first_max_words=settings.first_sentence_max_words),
+        )
+        self.warmup = None
+        if settings.connection_strategy == "prewarmed":
+            self._emit(Status("Pre-warming…", "warming"))
+            self._warm_task = asyncio.create_task(self._warm(self._client), name="warm-up")
+        else:
+            label = STRATEGY_LABELS[settings.connection_strategy]
+            self._emit(Status(f"Ready ({label}: no pre-warm)", self.state))
+
+    async def close(self) -> None:
+        """Cancel the warm-up, close the client and the proxy.  Idempotent."""
+        await self.preemptive.aclose()
+        if self._warm_task is not None and not self._warm_task.done():
+            self._warm_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._warm_task
+        self._warm_task = None
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+        proxy, self._proxy = self._proxy, None
+        if proxy is not None:
+            await proxy.stop()
+
+    async def reconnect(self) -> None:
+        """A new pool (and warm-up) under :attr:`settings`: turns under each connection setting
+        are measured from the same start."""
+        opened = self._client is not None
+        await self.close()
+        if opened:
+            await self.open()
+
+    async def wait_warm(self) -> WarmUpResult | None:
+        """Wait for the background warm-up (if one runs) and return its result."""
+        if self._warm_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._warm_task)
+        return self.warmup
+
+    async def _warm(self, client: PooledLLMClient) -> None:
+        result = await client.warm_up()
+        if client is not self._client:
+            return
+        self.warmup = result
+        if result.ok:
+            self._emit(Status(f"Connection ready in {result.ms:.0f} ms", client.state))
+        else:
+            level: Level = "error" if isinstance(result.failure, AuthError) else "warning"
+            self._emit(Status(result.error or "warm-up failed", client.state, level))
+
+    async def ensure_endpoint(self, lat: TurnLatency) -> bool:
+        """Restart the embedded server if it died (and reopen the pool to it); False, with the
+        turn marked as an error and the user told, if it could not be restarted."""
+        try:
+            restarted = await self.endpoint.ensure_running()
+        except Exception as exc:  # e.g. another program took its port: the next turn tries again
+            log.error("The embedded LLM server could not be restarted: %s", exc)
+            lat.outcome, lat.error = "error", "the local LLM server could not be restarted"
+            self._emit(
+                Notice(
+                    "The local LLM server stopped and could not be restarted; "
+                    "it will be tried again on your next turn.",
+                    "error",
+                )
+            )
+            return False
+        if restarted:
+            self._emit(Notice("The local LLM server had stopped; it was restarted.", "warning"))
+            await self.reconnect()
+        return True
+
+    # ----------------------------------------------------------------- the reply
+
+    def preempt(self, text: str) -> None:
+        """Send the request for ``text`` (a pause's early transcript) now, before the turn is over."""
+        client = self._client
+        if not self.settings.preemptive_generation or client is None:
+            return
+        style = self.conversation.style
+        messages = self.conversation.messages_with(text)
+        self.preemptive.start(client, messages, text, max_tokens=style.max_tokens, stop=style.stop)
+
+    async def run(self, lat: TurnLatency, text: str, on_sentence: Callable[[str], None]) -> None:
+        """Ask the LLM to answer ``text`` and hand each sentence of the reply to ``on_sentence``.
+
+        The request sent during the pause is adopted when it asked exactly this; otherwise one
+        request is sent now.  A rejected key or a failed request ends the turn as an error, said
+        to the user; what was said before a failure stays said.
+        """
+        client = self._client
+        assert client is not None, "the reply stage is not open"
+        self.conversation.add_user(text)
+        messages = self.conversation.messages()
+        style = self.conversation.style
+        # The very request, sent during the pause (same history, transcript and options), or None.
+        early = self.preemptive.take(messages, max_tokens=style.max_tokens, stop=style.stop)
+        lat.mark("request_sent_ms", early.sent_at if early is not None else self._clock())
+        if early is not None:
+            lat.extras["preemptive"] = 1.0
+        stream = (
+            early.adopt()
+            if early is not None
+            else client.stream_sentences(messages, max_tokens=style.max_tokens, stop=style.stop)
+        )
+        try:
+            guard = RunawayGuard(style.max_sentences)
+            async for sentence in stream:
+                if not guard.accept(sentence):
+                    continue  # a runaway reply: what was said so far is the answer
+                if lat.first_sentence_ms is None:
+                    lat.mark("first_sentence_ms", self._clock())
+                self._copy_request_timing(lat, early.timing if early is not None else client.last_request)
+                lat.sentences += 1
+                lat.chars += len(sentence)
+                self._emit(AssistantSaid(lat.turn, sentence))
+                self._emit(LatencyUpdate(lat.snapshot()))
+                on_sentence(sentence)
+        except AuthError as exc:
+            lat.outcome, lat.error = "error", str(exc)
+            self._emit(Status("API key rejected", self.state, "error"))
+            self._emit(Notice(str(exc), "error"))
+        except LLMError as exc:
+            lat.outcome, lat.error = "error", str(exc)
+            if lat.sentences:
+                self._emit(Notice(f"The reply was cut off: {exc}", "warning"))
+            else:
+                self._emit(Notice(f"The LLM did not answer: {exc}", "error"))
+        finally:
+            self._copy_request_timing(lat, early.timing if early is not None else client.last_request)
+            if early is not None:
+                await early.cancel()  # done already, or the turn was cut short: stop streaming
+
+    def remember(self, said: str) -> None:
+        """What the assistant said in a turn (only what reached the speaker), for the history."""
+        self.conversation.add_assistant(said)
+
+    # ----------------------------------------------------------------- the client's stages
+
+    def _on_llm_event(self, name: LLMEvent, payload: RequestTiming | WarmUpResult) -> None:
+        """The client's stage callbacks: show each LLM stage the moment it is known."""
+        lat = self.current
+        if lat is None or lat.outcome != "running" or not isinstance(payload, RequestTiming):
+            return
+        if payload.kind != "chat":
+            return
+        if name in (EVENT_STATUS, EVENT_FIRST_TOKEN, EVENT_CONNECTED):
+            self._copy_request_timing(lat, payload)
+            self._emit(LatencyUpdate(lat.snapshot()))
+        elif name == EVENT_RETRY:
+            lat.llm_attempts = payload.attempts
+            # A dead pooled connection is replayed at once on a fresh one (stale_retries, no back-off):
+            # the user waits for nothing, so only real retries (payload.retries) are announced.
+            if payload.retries > lat.extras.get("llm_retries", 0):
+                lat.extras["llm_retries"] = payload.retries
+                why = payload.error or (f"HTTP {payload.status}" if payload.status else "connection failed")
+                self._emit(Notice(f"LLM request failed ({why}); retrying…", "warning"))
+            self._emit(LatencyUpdate(lat.snapshot()))
+
+    @staticmethod
+    def _copy_request_timing(lat: TurnLatency, timing: RequestTiming | None) -> None:
+        if timing is None:
+            return
+        offset = lat.since_speech_end(timing.started_at)
+        for stage, value in (("status_ms", timing.ttfb_ms), ("first_token_ms", timing.first_token_ms)):
+            if value is not None and getattr(lat, stage) is None:
+                setattr(lat, stage, round(offset + value, 1))
+        lat.reused_connection = timing.reused_connection
+        lat.dns_ms = timing.dns_ms
+        lat.connect_ms = timing.connect_ms
+        lat.llm_attempts = timing.attempts
