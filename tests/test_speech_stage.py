@@ -1,0 +1,109 @@
+"""The speech stage on its own: real Piper (and the real edge-tts engine, which cannot reach its
+service here and fails), no LLM, no session.  A manual clock makes "what is playing" exact."""
+
+from __future__ import annotations
+
+import asyncio
+
+from llm import ManualClock
+from voice.events import AudioOut, Notice, SessionEvent
+from voice.latency import TurnLatency
+from voice.settings import Settings
+from voice.speech import SpeechStage
+from voice.tts_factory import make_tts, tts_for
+
+
+def _queue(*sentences: str) -> asyncio.Queue[str | None]:
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+    for sentence in [*sentences, None]:
+        queue.put_nowait(sentence)
+    return queue
+
+
+async def test_sentences_are_spoken_in_order_and_the_first_audio_is_stamped() -> None:
+    clock, events = ManualClock(), []
+    stage = SpeechStage(tts_for(Settings(tts_engine="piper")), emit=events.append, clock=clock.now)
+    lat = TurnLatency(turn=3, source="text", speech_end_at=clock.now())
+    spoken: list[str] = []
+    try:
+        stage.new_reply()
+        await stage.speak(lat, _queue("Hello there.", "...", "How are you today?"), spoken)
+    finally:
+        await stage.tts.aclose()
+    assert spoken == ["Hello there.", "...", "How are you today?"]  # the unspeakable one is kept as text
+    audio = _audio(events)
+    assert audio and all(e.turn == 3 for e in audio)
+    assert lat.first_audio_ms == 0.0 and lat.tts_engine == "piper"  # the manual clock stood still
+    assert not [e for e in events if isinstance(e, Notice)]
+    # Time stood still: everything sent is still to be heard, and it plays for as long as the audio lasts.
+    seconds = sum(e.chunk.duration_s for e in audio)
+    assert stage.speaking
+    await clock.advance(seconds - 0.01)
+    assert stage.speaking
+    await clock.advance(0.02)
+    assert not stage.speaking
+
+
+async def test_a_cut_returns_the_sentence_playing_and_what_follows() -> None:
+    clock, events = ManualClock(), []
+    stage = SpeechStage(tts_for(Settings(tts_engine="piper")), emit=events.append, clock=clock.now)
+    lat = TurnLatency(turn=1, source="text", speech_end_at=clock.now())
+    first, second = "The first sentence is here.", "The second one follows it."
+    try:
+        stage.new_reply()
+        await stage.speak(lat, _queue(first, second), [])
+    finally:
+        await stage.tts.aclose()
+    assert _audio(events)
+    await clock.advance(0.1)  # the first sentence is playing
+    assert stage.cut() == [first, second]
+    assert not stage.speaking  # a cut stops what is playing
+
+
+async def test_a_cut_after_the_first_sentence_was_heard_resumes_from_the_second() -> None:
+    clock, events = ManualClock(), []
+    stage = SpeechStage(tts_for(Settings(tts_engine="piper")), emit=events.append, clock=clock.now)
+    lat = TurnLatency(turn=1, source="text", speech_end_at=clock.now())
+    first, second = "One.", "And here is a much longer second sentence to hear."
+    spoken: list[str] = []
+    try:
+        stage.new_reply()
+        await stage.speak(lat, _queue(first), spoken)
+        first_ends = sum(e.chunk.duration_s for e in _audio(events))
+        await stage.speak(lat, _queue(second), spoken)  # same reply, more sentences
+    finally:
+        await stage.tts.aclose()
+    await clock.advance(first_ends + 0.05)
+    assert stage.cut() == [second]
+
+
+async def test_a_failing_engine_is_said_once_and_the_reply_stays_text() -> None:
+    # The real edge-tts engine: its service is unreachable here, so it fails (fast) with TTSError.
+    clock, events = ManualClock(), []
+    stage = SpeechStage(make_tts("edge", "en-US-AriaNeural", 1.0, edge_warm=False), emit=events.append, clock=clock.now)
+    lat = TurnLatency(turn=1, source="text", speech_end_at=clock.now())
+    spoken: list[str] = []
+    try:
+        await asyncio.wait_for(stage.speak(lat, _queue("Hello.", "Still here.", "And here."), spoken), 30)
+    finally:
+        await stage.tts.aclose()
+    failures = [e for e in events if isinstance(e, Notice) and e.level == "error"]
+    assert len(failures) == 1 and "shown as text" in failures[0].text
+    assert spoken == ["Hello.", "Still here.", "And here."]
+    assert lat.tts_engine == "none (failed)" and not _audio(events)
+
+
+async def test_speak_again_says_the_cut_sentences_as_a_new_reply() -> None:
+    clock, events = ManualClock(), []
+    stage = SpeechStage(tts_for(Settings(tts_engine="piper")), emit=events.append, clock=clock.now)
+    lat = TurnLatency(turn=2, source="text", speech_end_at=clock.now())
+    try:
+        await stage.speak_again(lat, ["Where was I.", "Right, here."])
+    finally:
+        await stage.tts.aclose()
+    assert _audio(events)
+    assert stage.cut() == ["Where was I.", "Right, here."]
+
+
+def _audio(events: list[SessionEvent]) -> list[AudioOut]:
+    return [e for e in events if isinstance(e, AudioOut)]
