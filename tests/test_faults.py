@@ -15,7 +15,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import edge_tts.communicate
 import pytest
@@ -273,18 +273,11 @@ def tone_mp3() -> bytes:
     return encode_mp3(tone(440.0, 0.6))
 
 
-@pytest.fixture
-def fresh_breaker_cooldown() -> Iterator[float]:
-    """A cool-down no other test uses, so this test gets its own edge circuit breaker
-    (breakers are shared per cool-down across the process, see ``voice.tts_edge``)."""
-    yield 1000.0 + time.perf_counter() % 1000
-
-
 async def test_unreachable_edge_tts_falls_back_to_piper(
-    voice_runtime, server: LLMServer, monkeypatch: pytest.MonkeyPatch, fresh_breaker_cooldown: float
+    voice_runtime, server: LLMServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(edge_tts.communicate, "WSS_URL", f"wss://127.0.0.1:{free_loopback_port()}/edge/v1?x=1")
-    tts = make_tts("auto", "en-US-AriaNeural", 1.0, edge_cooldown_s=fresh_breaker_cooldown)
+    tts = make_tts("auto", "en-US-AriaNeural", 1.0)  # an engine of its own: its own edge breaker
     async with loopback_session(voice_runtime, server.base_url, tts=tts) as s:
         events = await typed_turn(s, "Hello?")
         assert_presentable(events)
@@ -302,12 +295,11 @@ async def test_edge_tts_dropping_mid_reply_hands_over_to_piper(
     ca: trustme.CA,
     tone_mp3: bytes,
     monkeypatch: pytest.MonkeyPatch,
-    fresh_breaker_cooldown: float,
 ) -> None:
     server.script(reply("First sentence from edge. Second sentence. Third sentence.", token_delay=0.1))
     async with EdgeStandin(tone_mp3, ca, pace_s=0.01) as standin:
         standin.install(monkeypatch)
-        tts = make_tts("auto", "en-US-AriaNeural", 2.0, edge_cooldown_s=fresh_breaker_cooldown)
+        tts = make_tts("auto", "en-US-AriaNeural", 2.0)  # an engine of its own: its own edge breaker
         async with loopback_session(voice_runtime, server.base_url, tts=tts) as s:
             waiter = asyncio.create_task(events_until_done(s))
             await s.submit_text("Hello?")
@@ -326,11 +318,11 @@ async def test_edge_tts_dropping_mid_reply_hands_over_to_piper(
 
 
 async def test_edge_only_engine_unreachable_shows_the_reply_as_text(
-    voice_runtime, server: LLMServer, monkeypatch: pytest.MonkeyPatch, fresh_breaker_cooldown: float
+    voice_runtime, server: LLMServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """TTS_ENGINE=edge (no fallback) with the service unreachable: text, one clear notice per turn."""
     monkeypatch.setattr(edge_tts.communicate, "WSS_URL", f"wss://127.0.0.1:{free_loopback_port()}/edge/v1?x=1")
-    tts = make_tts("edge", "en-US-AriaNeural", 1.0, edge_cooldown_s=fresh_breaker_cooldown)
+    tts = make_tts("edge", "en-US-AriaNeural", 1.0)  # an engine of its own: its own edge breaker
     async with loopback_session(voice_runtime, server.base_url, tts=tts) as s:
         for _ in range(2):
             server.script(reply("Hello there. Nice to meet you."))

@@ -141,7 +141,7 @@ def new_session(voice_runtime, run: SessionRun) -> VoiceSession:
     if not run.edge:
         return voice_runtime.new_session(run.name)
     s = voice_runtime.settings
-    tts = make_tts("auto", "en-US-AriaNeural", 5.0, edge_cooldown_s=4343.0)  # its own breaker
+    tts = make_tts("auto", "en-US-AriaNeural", 5.0)  # its own edge breaker
     return VoiceSession(s, voice_runtime.endpoint, transcriber=voice_runtime.transcriber, tts=tts, session_id=run.name)
 
 

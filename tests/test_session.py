@@ -12,6 +12,8 @@ from voice.events import AudioOut, BargeIn, TurnDone
 from voice.headless import run_spoken_turn, run_typed_turn, speak_into
 from voice.latency import STAGES, TurnLatency
 from voice.session import VoiceSession
+from voice.tts import FallbackTTS
+from voice.tts_edge import EdgeTTS
 from voice.turn_detection import SPECULATE_AFTER_MS
 
 pytestmark = pytest.mark.slow
@@ -111,6 +113,8 @@ async def test_auto_tts_falls_back_to_piper_without_failing_the_turn(voice_runti
     """edge-tts's real service is unreachable here: the auto engine must fall back to Piper."""
     settings = voice_runtime.settings.replace(tts_engine="auto", tts_voice="en-US-AriaNeural", edge_tts_timeout_s=1.0)
     s = voice_runtime.new_session("edge-fallback", settings=settings)
+    assert isinstance(s.tts, FallbackTTS) and isinstance(s.tts.primary, EdgeTTS)
+    assert s.tts.primary.breaker is voice_runtime.edge_breaker  # what the host taught is shared
     await s.start()
     try:
         result = await run_typed_turn(s, "Say hello.")

@@ -36,7 +36,7 @@ from voice.tts import (
     bound_text,
     prefetch,
 )
-from voice.tts_edge import EdgeTTS, EdgeTTSError, shared_breaker
+from voice.tts_edge import CircuitBreaker, EdgeTTS, EdgeTTSError
 from voice.tts_factory import make_tts
 from voice.tts_piper import PiperTTS, bundled_voice_path, load_voice, sanitize_for_speech
 
@@ -487,19 +487,20 @@ async def test_fallback_warm_survives_unreachable_edge(unreachable_edge: None, p
 
 
 async def test_factory_engines_share_what_warm_up_learned(unreachable_edge: None) -> None:
-    """The runtime warms a throwaway engine; the sessions' engines must not retry edge."""
-    breaker = shared_breaker(123.0)
-    try:
-        warmed = make_tts("auto", "en-US-AriaNeural", 3.0, edge_cooldown_s=123.0)
-        await warmed.warm()
-        await warmed.aclose()
-        session_tts = make_tts("auto", "en-US-AriaNeural", 3.0, edge_cooldown_s=123.0)
-        assert isinstance(session_tts, FallbackTTS)
-        async with contextlib.aclosing(session_tts.synthesize("First turn.")) as stream:
-            first = await anext(stream)
-        assert first.engine == "piper" and session_tts.events[-1].stage == "skipped"
-    finally:
-        breaker.reset()
+    """The runtime warms a throwaway engine; the sessions' engines (given the runtime's breaker)
+    must not retry edge."""
+    breaker = CircuitBreaker()
+    warmed = make_tts("auto", "en-US-AriaNeural", 3.0, breaker=breaker)
+    await warmed.warm()
+    await warmed.aclose()
+    session_tts = make_tts("auto", "en-US-AriaNeural", 3.0, breaker=breaker)
+    assert isinstance(session_tts, FallbackTTS)
+    async with contextlib.aclosing(session_tts.synthesize("First turn.")) as stream:
+        first = await anext(stream)
+    assert first.engine == "piper" and session_tts.events[-1].stage == "skipped"
+    # An engine built without the shared breaker has its own, closed one: it would try edge.
+    own = make_tts("auto", "en-US-AriaNeural", 3.0)
+    assert isinstance(own, FallbackTTS) and isinstance(own.primary, EdgeTTS) and not own.primary.breaker.is_open
 
 
 # --- prefetch ---------------------------------------------------------------------------
@@ -554,9 +555,10 @@ def test_make_tts_builds_what_settings_ask_for() -> None:
     assert isinstance(auto.primary, EdgeTTS) and auto.primary.timeout_s == 2.0
     assert isinstance(auto.fallback, PiperTTS) and auto.fallback.model_path == bundled_voice_path()
 
-    # Reachability is the host's: every edge engine the factory builds shares one breaker.
-    assert edge.breaker is auto.primary.breaker is shared_breaker()
-    assert make_tts("edge", "en-US-AriaNeural", 3.0, edge_cooldown_s=5.0).breaker is shared_breaker(5.0)
+    # Reachability is the host's: the breaker handed in is the one every engine uses.
+    shared = CircuitBreaker(5.0)
+    assert make_tts("edge", "en-US-AriaNeural", 3.0, breaker=shared).breaker is shared
+    assert edge.breaker is not auto.primary.breaker  # none handed in: each its own
 
     assert isinstance(make_tts("auto", "/voices/mine.onnx", 3.0), PiperTTS)
     with pytest.raises(TTSError):

@@ -193,7 +193,7 @@ async def test_session_turn_speaks_on_the_spare_and_stop_leaves_no_socket(
     standin.idle_limit_s = None
     async with LLMServer() as server:
         server.script(reply("Hello there. Nice to meet you."))
-        tts = make_tts("auto", "en-US-AriaNeural", 3.0, edge_cooldown_s=4242.0)
+        tts = make_tts("auto", "en-US-AriaNeural", 3.0)  # its own edge breaker
         async with loopback_session(voice_runtime, server.base_url, tts=tts) as session:
             assert isinstance(tts, FallbackTTS) and isinstance(tts.primary, EdgeTTS)
             edge = tts.primary

@@ -1,4 +1,11 @@
-"""What one process shares between its sessions: the LLM endpoint and the read-only models."""
+"""What one process shares between its sessions: the LLM endpoint, the read-only models and what
+the host's network taught (the edge-tts circuit breaker).
+
+The runtime owns them and hands them to each session it makes; a session owns everything else
+(its client, history, endpointer, TTS engine).  The read-only models themselves are loaded once
+per process by their modules' cached getters (Whisper, Silero, Smart Turn, Piper voices), like
+faster-whisper's model cache; the runtime loads them before the first session so no user waits.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from voice.conversation import Conversation
@@ -18,6 +25,7 @@ from voice.settings import Settings
 from voice.smart_turn import SmartTurnUnavailable, smart_turn_model
 from voice.transcribe import Transcriber
 from voice.tts import TTSEngine, TTSError
+from voice.tts_edge import CircuitBreaker
 from voice.tts_factory import tts_for
 
 log = logging.getLogger(__name__)
@@ -34,6 +42,9 @@ class VoiceRuntime:
     settings: Settings
     endpoint: LLMEndpoint
     transcriber: Transcriber
+    # Whether the edge service is reachable is the host's property, not one session's: a
+    # failure seen while warming up, or by one session, spares every other session the time-out.
+    edge_breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
 
     @classmethod
     def create(
@@ -71,17 +82,19 @@ class VoiceRuntime:
         return runtime
 
     def new_tts(self) -> TTSEngine:
-        """A TTS engine for one session (models are shared underneath)."""
-        return tts_for(self.settings)
+        """A TTS engine for one session (models and the edge breaker are shared underneath)."""
+        return tts_for(self.settings, self.edge_breaker)
 
     def new_session(self, session_id: str = "", settings: Settings | None = None) -> VoiceSession:
         """A fresh session (not started) with its own history, endpointer and client."""
+        settings = settings or self.settings
         return VoiceSession(
-            settings or self.settings,
+            settings,
             self.endpoint,
             transcriber=self.transcriber,
-            tts=tts_for(settings or self.settings),
+            tts=tts_for(settings, self.edge_breaker),
             session_id=session_id,
+            edge_breaker=self.edge_breaker,
         )
 
     def close(self) -> None:

@@ -43,6 +43,7 @@ from voice.smart_turn import smart_turn_model
 from voice.speech import SpeechStage
 from voice.transcribe import Transcriber, Transcript
 from voice.tts import TTSEngine
+from voice.tts_edge import CircuitBreaker
 from voice.tts_factory import tts_for
 from voice.turn_detection import DetectedTurn, Speculation, SpeculationStats, TurnDetector
 from voice.voices import VoiceCatalog
@@ -54,7 +55,11 @@ MIN_INPUT_RATE, MAX_INPUT_RATE = 4000, 384000  # microphone rates accepted by fe
 
 
 class VoiceSession:
-    """A conversation with its own connection pool, history, endpointer and numbers."""
+    """A conversation with its own connection pool, history, endpointer and numbers.
+
+    ``edge_breaker``: the runtime's edge-tts circuit breaker, shared by the engines of the voices
+    the page switches to (None: each new engine has its own).
+    """
 
     def __init__(
         self,
@@ -65,6 +70,7 @@ class VoiceSession:
         tts: TTSEngine,
         session_id: str = "",
         clock: Callable[[], float] = time.perf_counter,
+        edge_breaker: CircuitBreaker | None = None,
     ) -> None:
         self.settings = settings
         self.endpoint = endpoint
@@ -93,6 +99,7 @@ class VoiceSession:
             on_early_transcript=self._preempt,
             on_discard=self.reply.preemptive.discard,
         )
+        self._edge_breaker = edge_breaker  # the runtime's, for the engine of a new voice
         self._converters: dict[int, StreamingConverter] = {}
         self._feed_lock = asyncio.Lock()
         self._turns = 0
@@ -170,7 +177,8 @@ class VoiceSession:
         if "system_prompt" in changed:
             self.reply.conversation.system_prompt = self.settings.system_prompt
         if "tts_voice" in changed:
-            await self.speech.replace_engine(tts_for(self.settings), open_it=self.reply.client is not None)
+            engine = tts_for(self.settings, self._edge_breaker)
+            await self.speech.replace_engine(engine, open_it=self.reply.client is not None)
         if self.settings.turn_policy != old.turn_policy:
             await self.turn_detector.set_policy(self.settings.turn_policy)
         if "connection_strategy" in changed or "emulated_rtt_ms" in changed:

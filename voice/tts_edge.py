@@ -87,7 +87,7 @@ class EdgeCallStats:
 class CircuitBreaker:
     """Open after a failure, refuse for ``cooldown_s``, then let one attempt through."""
 
-    def __init__(self, cooldown_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, cooldown_s: float = DEFAULT_COOLDOWN_S, clock: Callable[[], float] = time.monotonic) -> None:
         self.cooldown_s = cooldown_s
         self._clock = clock
         self._open_until: float | None = None
@@ -115,19 +115,6 @@ class CircuitBreaker:
         """Record a success: close the breaker."""
         self._open_until = None
         self.reason = None
-
-
-_shared_breakers: dict[float, CircuitBreaker] = {}
-
-
-def shared_breaker(cooldown_s: float = DEFAULT_COOLDOWN_S) -> CircuitBreaker:
-    """The process-wide breaker for this cool-down, shared by the engines ``voice.tts_factory.make_tts`` builds.
-
-    Whether the edge service is reachable is a property of the host, not of one session:
-    a failure seen while warming up, or by one session, spares every other session the
-    timeout.  (Plain attribute updates: safe to share across threads and event loops.)
-    """
-    return _shared_breakers.setdefault(cooldown_s, CircuitBreaker(cooldown_s))
 
 
 class _TimedConnector(aiohttp.TCPConnector):
@@ -181,8 +168,8 @@ class EdgeTTS:
             raise TTSError(f"invalid edge-tts voice {voice!r}: {exc}") from exc
         self.voice = voice
         self.timeout_s = timeout_s
-        # Own breaker unless one is shared in (see shared_breaker); then cooldown_s and
-        # clock are the shared breaker's.
+        # Own breaker unless one is shared in (the runtime's, see voice.runtime); then
+        # cooldown_s and clock are the shared breaker's.
         self.breaker = breaker if breaker is not None else CircuitBreaker(cooldown_s, clock)
         self.transport = transport
         # A failure of the warm path sends sentences down the plain path for a cool-down.

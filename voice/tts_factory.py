@@ -8,14 +8,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from voice.tts import FallbackTTS, TTSEngine, TTSError
-from voice.tts_edge import EdgeTTS, shared_breaker
+from voice.tts_edge import CircuitBreaker, EdgeTTS
 from voice.tts_edge_transport import DEFAULT_MAX_IDLE_S, WarmEdgeTransport
 from voice.tts_piper import DEFAULT_PIPER_THREADS, PiperTTS
 
 if TYPE_CHECKING:
     from voice.settings import Settings
-
-DEFAULT_EDGE_COOLDOWN_S = 60.0
 
 
 def make_tts(
@@ -23,7 +21,7 @@ def make_tts(
     voice: str,
     edge_timeout_s: float,
     *,
-    edge_cooldown_s: float = DEFAULT_EDGE_COOLDOWN_S,
+    breaker: CircuitBreaker | None = None,
     edge_warm: bool = True,
     edge_max_idle_s: float | None = None,
     piper_threads: int = DEFAULT_PIPER_THREADS,
@@ -36,9 +34,9 @@ def make_tts(
     ``.onnx`` is a local Piper voice file: ``piper`` and ``auto`` then speak with that voice
     only (an edge voice cannot be derived from it), and ``edge`` is refused.
 
-    Every edge engine built here shares one circuit breaker per cool-down
-    (``voice.tts_edge.shared_breaker``): a failure while warming up or in one session sends
-    every session straight to Piper for the cool-down instead of each waiting out a timeout.
+    ``breaker``: the edge circuit breaker to share (the runtime passes its own to every session,
+    so a failure while warming up or in one session sends every session straight to Piper for
+    the cool-down instead of each waiting out a timeout); None gives the engine its own.
 
     ``edge_warm`` gives each edge engine a :class:`~voice.tts_edge_transport.WarmEdgeTransport`
     (a spare socket, opened by the engine's ``open()``, replaced after ``edge_max_idle_s`` idle);
@@ -51,7 +49,7 @@ def make_tts(
             if edge_warm
             else None
         )
-        return EdgeTTS(voice, timeout_s=edge_timeout_s, breaker=shared_breaker(edge_cooldown_s), transport=transport)
+        return EdgeTTS(voice, timeout_s=edge_timeout_s, breaker=breaker, transport=transport)
 
     local_piper_voice = voice.lower().endswith(".onnx")
     if engine == "piper" or (engine == "auto" and local_piper_voice):
@@ -65,8 +63,9 @@ def make_tts(
     raise TTSError(f"unknown TTS engine {engine!r}: choose auto, edge or piper")
 
 
-def tts_for(settings: Settings) -> TTSEngine:
-    """:func:`make_tts` with what ``settings`` say (engine, voice, edge time-out and warm sockets)."""
+def tts_for(settings: Settings, breaker: CircuitBreaker | None = None) -> TTSEngine:
+    """:func:`make_tts` with what ``settings`` say (engine, voice, edge time-out and warm sockets)
+    and the edge ``breaker`` to share."""
     return make_tts(
         settings.tts_engine,
         settings.tts_voice,
@@ -74,4 +73,5 @@ def tts_for(settings: Settings) -> TTSEngine:
         edge_warm=settings.edge_tts_warm,
         edge_max_idle_s=settings.edge_tts_max_idle_s,
         piper_threads=settings.piper_threads,
+        breaker=breaker,
     )
