@@ -22,7 +22,6 @@ timer fired: the latency breakdown measures from the former.
 from __future__ import annotations
 
 import os
-import threading
 from collections import deque
 from dataclasses import dataclass
 
@@ -30,6 +29,7 @@ import numpy as np
 import onnxruntime
 
 from voice.audio import SAMPLE_RATE
+from voice.model_cache import load_once
 
 FRAME = 512  # Silero v5/v6 at 16 kHz is trained on exactly this window
 _CONTEXT = 64  # samples of the previous frame the model sees in front of each window
@@ -38,34 +38,28 @@ _NEG_THRESHOLD_GAP = 0.15  # Silero's default distance between start and stop th
 _CANDIDATE_GAP_MS = 160  # a gap this long before min_speech is reached drops the candidate
 _MODEL_FILE = "silero_vad_v6.onnx"
 
-_session: onnxruntime.InferenceSession | None = None
-_session_lock = threading.Lock()
 
-
+@load_once
 def vad_session() -> onnxruntime.InferenceSession:
     """The process-wide Silero ONNX session (loaded on first use, thread-safe).
 
     One intra-op thread: a 32 ms frame costs well under a millisecond, and more
     threads would only fight Whisper and the TTS for the CPU.
     """
-    global _session
-    with _session_lock:
-        if _session is None:
-            from faster_whisper.utils import get_assets_path
+    from faster_whisper.utils import get_assets_path
 
-            path = os.path.join(get_assets_path(), _MODEL_FILE)
-            if not os.path.isfile(path):
-                raise FileNotFoundError(
-                    f"Silero VAD model not found at {path}; the installed faster-whisper does not ship {_MODEL_FILE}"
-                )
-            opts = onnxruntime.SessionOptions()
-            opts.intra_op_num_threads = 1
-            opts.inter_op_num_threads = 1
-            opts.log_severity_level = 3
-            # No memory arena: it keeps the high-water mark of every concurrent session's run.
-            opts.enable_cpu_mem_arena = False
-            _session = onnxruntime.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
-        return _session
+    path = os.path.join(get_assets_path(), _MODEL_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"Silero VAD model not found at {path}; the installed faster-whisper does not ship {_MODEL_FILE}"
+        )
+    opts = onnxruntime.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    # No memory arena: it keeps the high-water mark of every concurrent session's run.
+    opts.enable_cpu_mem_arena = False
+    return onnxruntime.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +39,9 @@ from types import ModuleType
 import numpy as np
 import onnxruntime
 
-SAMPLE_RATE = 16000
+from voice.audio import SAMPLE_RATE
+from voice.model_cache import load_once
+
 WINDOW_SAMPLES = 8 * SAMPLE_RATE  # the model sees the last 8 s
 _DISTRIBUTION = "pipecat-ai"
 _MODEL_PATH = "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
@@ -123,14 +124,7 @@ class SmartTurnModel:
         return TurnPrediction(probability=probability, compute_ms=(time.perf_counter() - started) * 1000.0)
 
 
-_model: SmartTurnModel | None = None
-_model_lock = threading.Lock()
-
-
+@load_once
 def smart_turn_model() -> SmartTurnModel:
     """The process-wide model (loaded on first use, thread-safe); read-only once loaded."""
-    global _model
-    with _model_lock:
-        if _model is None:
-            _model = SmartTurnModel()
-        return _model
+    return SmartTurnModel()

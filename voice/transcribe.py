@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import threading
 import time
 from dataclasses import dataclass
 from importlib.resources import files
@@ -24,6 +23,7 @@ import numpy as np
 from faster_whisper import WhisperModel
 
 from voice.audio import SAMPLE_RATE
+from voice.model_cache import load_once
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +34,6 @@ NO_SPEECH_PROB = 0.6
 # Non-speech annotations Whisper writes instead of words: [BLANK_AUDIO], (music), *sigh*, ♪.
 _ANNOTATION = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*|[♪♫]+")
 _WARM_SECONDS = 0.5
-
-_models: dict[tuple[str, str, str], WhisperModel] = {}
-_models_lock = threading.Lock()
 
 
 class ModelUnavailableError(RuntimeError):
@@ -86,40 +83,39 @@ def get_model(model_name: str = "", device: str = "cpu", compute_type: str = "in
     ``model_name`` "" means the bundled tiny.en; otherwise a local directory or a
     faster-whisper model name that must already be in the Hugging Face cache.
     """
-    key = (model_name, device, compute_type)
-    with _models_lock:
-        model = _models.get(key)
-        if model is not None:
-            return model
-        source = model_name if model_name else str(bundled_model_path())
-        started = time.perf_counter()
-        try:
-            model = WhisperModel(
-                source,
-                device=device,
-                compute_type=compute_type,
-                cpu_threads=_cpu_threads(),
-                num_workers=1,
-                local_files_only=True,
-            )
-        except ModelUnavailableError:
-            raise
-        except Exception as exc:  # huggingface_hub / CTranslate2 raise many unrelated types
-            if os.path.isdir(source) or not model_name:
-                raise ModelUnavailableError(f"could not load Whisper model from {source}: {exc}") from exc
-            raise ModelUnavailableError(
-                f"WHISPER_MODEL={model_name!r} is neither a local directory nor in the local "
-                f"Hugging Face cache, and WarmVoice does not download models ({exc})"
-            ) from exc
-        log.info(
-            "whisper model %s loaded on %s/%s in %.0f ms",
-            model_name or "bundled tiny.en",
-            device,
-            compute_type,
-            (time.perf_counter() - started) * 1000,
+    return _load_model(model_name, device, compute_type)
+
+
+@load_once
+def _load_model(model_name: str, device: str, compute_type: str) -> WhisperModel:
+    source = model_name if model_name else str(bundled_model_path())
+    started = time.perf_counter()
+    try:
+        model = WhisperModel(
+            source,
+            device=device,
+            compute_type=compute_type,
+            cpu_threads=_cpu_threads(),
+            num_workers=1,
+            local_files_only=True,
         )
-        _models[key] = model
-        return model
+    except ModelUnavailableError:
+        raise
+    except Exception as exc:  # huggingface_hub / CTranslate2 raise many unrelated types
+        if os.path.isdir(source) or not model_name:
+            raise ModelUnavailableError(f"could not load Whisper model from {source}: {exc}") from exc
+        raise ModelUnavailableError(
+            f"WHISPER_MODEL={model_name!r} is neither a local directory nor in the local "
+            f"Hugging Face cache, and WarmVoice does not download models ({exc})"
+        ) from exc
+    log.info(
+        "whisper model %s loaded on %s/%s in %.0f ms",
+        model_name or "bundled tiny.en",
+        device,
+        compute_type,
+        (time.perf_counter() - started) * 1000,
+    )
+    return model
 
 
 def clean_text(text: str) -> str:

