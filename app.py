@@ -208,7 +208,7 @@ class WarmVoiceApp:
                 self._local_capture.cancel()
             self._local_capture = asyncio.create_task(self._local_mic.run(session), name="local-mic")
             self._local_capture.add_done_callback(_log_capture_failure)
-        yield "Pre-warming…" if session.strategy == "prewarmed" else "Listening…"
+        yield "Pre-warming…" if session.settings.connection_strategy == "prewarmed" else "Listening…"
 
     async def stop(self, request: gr.Request) -> str:
         """'Stop': cancel work in flight, close the connection, end the session."""
@@ -507,7 +507,7 @@ class _PageView:
 
     def __init__(self, session: VoiceSession) -> None:
         self.session = session
-        self.status = "Pre-warming…" if session.strategy == "prewarmed" else "Listening…"
+        self.status = "Pre-warming…" if session.settings.connection_strategy == "prewarmed" else "Listening…"
         self.chat: list[dict[str, str]] = []
         self.current: TurnLatency | None = None
         self._assistant_turn = -1
@@ -545,21 +545,21 @@ class _PageView:
         latencies = list(session.latencies)
         client = session.client
         stats = getattr(client, "stats", None)
-        warm = session.warmup
+        warm = session.reply.warmup
         warm_text = "—" if warm is None else (f"{warm.ms:,.0f} ms" if warm.ok else f"failed: {warm.error}")
         facts = panel.SessionFacts(
             endpoint=public_endpoint(session.endpoint.base_url),
             model=session.endpoint.model,  # no user:password
             connection_state=session.connection_state,
-            strategy=session.strategy,
-            rtt_ms=session.rtt_ms,
+            strategy=session.settings.connection_strategy,
+            rtt_ms=session.settings.emulated_rtt_ms,
             warmup=warm_text,
             connections_opened=getattr(stats, "connections_opened", 0),
             connections_reused=getattr(stats, "connections_reused", 0),
             tts_engine=next((lat.tts_engine for lat in reversed(latencies) if lat.tts_engine), "—"),
             browser_rtt=self.link.summary(),
             interruptions=session.interruptions.describe(),
-            preemptive=session.preemptive.stats.describe(),
+            preemptive=session.reply.preemptive.stats.describe(),
         )
         chat = list(self.chat)
         current = panel.current_turn_html(self.current)

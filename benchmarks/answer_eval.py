@@ -199,7 +199,7 @@ async def run_mode(
     plain one, to measure how the embedded model answered before it had its own prompting)."""
     session = runtime.new_session(f"eval-{mode}")
     if style is not None:
-        session.conversation.style = style  # before start(): the client's temperature follows it
+        session.reply.conversation.style = style  # before start(): the client's temperature follows it
     await session.start()
     answers: list[AnswerRecord] = []
     try:

@@ -484,8 +484,8 @@ async def _run_questions(
         if session.client is not None:
             record.client = dataclasses.replace(session.client.stats)
         record.speculation = dataclasses.replace(session.speculation_stats)
-        record.preemptive = dataclasses.replace(session.preemptive.stats)
-        warm = session.warmup
+        record.preemptive = dataclasses.replace(session.reply.preemptive.stats)
+        warm = session.reply.warmup
         if warm is not None:
             finished = warm.timing.started_at + warm.ms / 1000.0 - started if warm.timing is not None else None
             record.warmup = WarmupRecord(

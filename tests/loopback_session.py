@@ -70,7 +70,7 @@ async def loopback_session(
         yield session
     finally:
         await session.stop()
-        await session.tts.aclose()
+        await session.speech.tts.aclose()
 
 
 async def events_until_done(session: VoiceSession, timeout_s: float = TURN_LIMIT_S) -> list[SessionEvent]:

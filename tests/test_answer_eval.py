@@ -38,7 +38,7 @@ async def test_panel_questions_get_english_answers_with_the_expected_word(voice_
         assert result is not None and "france" in result.transcript.lower()
         assert is_english(result.reply_text) and "paris" in result.reply_text.lower(), result.reply_text
         # The examples were sent, never stored: the session's history is only what was said.
-        assert [m["role"] for m in session.conversation.turns] == ["user", "assistant"] * 4
+        assert [m["role"] for m in session.reply.conversation.turns] == ["user", "assistant"] * 4
     finally:
         await session.stop()
 

@@ -159,7 +159,7 @@ async def test_start_opens_the_requested_pool_directly(voice_runtime, offline_se
     session = await web._session(tab)
     try:
         assert statuses[-1] == "Listening…"
-        assert session is not None and session.strategy == "cold" and not session.barge_in
+        assert session is not None and session.settings.connection_strategy == "cold" and not session.settings.barge_in
         assert session.client is not None and session.client.stats.warmups == 0
         statuses_sent = []
         while not session.events.empty():

@@ -211,7 +211,7 @@ async def test_drop_mid_stream_speaks_what_arrived_then_says_cut_off(voice_runti
         assert audio_seconds(events) > 1.0, "the two complete sentences must be spoken"
         assert outcome(events).outcome == "error"
         # What was spoken is what the history remembers.
-        assert s.conversation.turns[-1] == {
+        assert s.reply.conversation.turns[-1] == {
             "role": "assistant",
             "content": "The first sentence arrived. So did the second one.",
         }
@@ -346,7 +346,7 @@ async def test_piper_failing_still_shows_the_reply_as_text(voice_runtime, server
         errors = notices(events, "error")
         assert len(errors) == 1 and "Speech output failed" in errors[0] and "shown as text" in errors[0]
         assert lat.outcome == "ok" and lat.tts_engine == "none (failed)"
-        assert s.conversation.turns[-1]["content"] == " ".join(said(events))
+        assert s.reply.conversation.turns[-1]["content"] == " ".join(said(events))
         # The next turn still shows its text (and says so again, once).
         server.script(reply("Still here."))
         again = await typed_turn(s, "And now?", timeout_s=30.0)

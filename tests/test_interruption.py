@@ -54,7 +54,7 @@ async def session(voice_runtime) -> VoiceSession:
     # These tests speak over a reply, so it must outlast the user's speech and the pause after it:
     # the embedded model's own style caps a reply at three short sentences (voice.prompting), so
     # the long story is asked for in the plain style a real endpoint gets.
-    s.conversation.style = PLAIN
+    s.reply.conversation.style = PLAIN
     await s.start()
     yield s
     await s.stop()

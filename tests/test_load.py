@@ -120,7 +120,7 @@ async def drive(session: VoiceSession, run: SessionRun, deadline: float, rng: ra
         run.pool_limit = session.settings.pool_limit
     finally:
         await session.stop()
-        await session.tts.aclose()
+        await session.speech.tts.aclose()
 
 
 async def warm_everything(voice_runtime) -> None:
@@ -134,7 +134,7 @@ async def warm_everything(voice_runtime) -> None:
         await run_spoken_turn(session, said.samples, said.sample_rate, realtime=False, timeout_s=TURN_TIMEOUT_S)
     finally:
         await session.stop()
-        await session.tts.aclose()
+        await session.speech.tts.aclose()
 
 
 def new_session(voice_runtime, run: SessionRun) -> VoiceSession:

@@ -38,7 +38,7 @@ async def test_the_request_goes_out_during_the_pause_and_is_adopted(voice_runtim
             assert lat.transcript_ms is not None and lat.transcript_ms <= lat.request_sent_ms + 1
             assert result.reply_text.strip() == REPLY
             assert len(server.chat_requests()) == 1 and server.client_hangups == 0
-            stats = session.preemptive.stats
+            stats = session.reply.preemptive.stats
             assert (stats.started, stats.adopted, stats.wasted) == (1, 1, 0)
             assert "1 adopted, 0 wasted" in stats.describe()
 
@@ -55,7 +55,7 @@ async def test_going_on_after_a_pause_cancels_the_early_request(voice_runtime) -
             result = await run_spoken_turn(session, audio, first.sample_rate)
             assert result is not None and result.latency.outcome == "ok" and session.turns_started == 1
             assert "france" in result.transcript.lower()
-            stats = session.preemptive.stats
+            stats = session.reply.preemptive.stats
             # The final pause's request is adopted if its transcript came before the turn ended,
             # else the turn sends it: either way one request answered, one stopped.
             assert stats.wasted == 1 and stats.adopted == stats.started - 1, stats
@@ -74,7 +74,7 @@ async def test_preemptive_generation_off_sends_at_the_end_of_the_turn(voice_runt
             result = await run_spoken_turn(session, speech.samples, speech.sample_rate)
             assert result is not None and result.latency.outcome == "ok"
             lat = result.latency
-            assert "preemptive" not in lat.extras and session.preemptive.stats.started == 0
+            assert "preemptive" not in lat.extras and session.reply.preemptive.stats.started == 0
             assert lat.request_sent_ms is not None and lat.endpoint_ms is not None
             assert lat.request_sent_ms >= lat.endpoint_ms
             assert len(server.chat_requests()) == 1

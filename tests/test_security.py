@@ -129,7 +129,7 @@ async def test_api_key_travels_only_in_the_authorization_header(
             repr(s.latencies),
             repr(s.settings),
             repr(s.endpoint),
-            repr(s.conversation),
+            repr(s.reply.conversation),
         ]
         view = app._PageView(s)
         for event in events:
@@ -241,7 +241,7 @@ async def test_tabs_never_see_each_other(voice_runtime, server: LLMServer) -> No
             registry = await web.registry()
             session_a, session_b = registry.get("tab-a"), registry.get("tab-b")
             assert session_a is not None and session_b is not None and session_a is not session_b
-            history_a, history_b = repr(session_a.conversation), repr(session_b.conversation)
+            history_a, history_b = repr(session_a.reply.conversation), repr(session_b.reply.conversation)
             latencies_a, latencies_b = list(session_a.latencies), list(session_b.latencies)
             assert session_a.client is not session_b.client
             # Another tab's hash reaches nothing: there is no session to type into.
@@ -349,16 +349,16 @@ async def test_a_voice_path_from_the_page_is_refused_and_never_opened(
     async with open_tab(web, "voice-tab"):
         session = (await web.registry()).get("voice-tab")
         assert session is not None
-        engine, voice = session.tts, session.settings.tts_voice
+        engine, voice = session.speech.tts, session.settings.tts_voice
         with pytest.warns(UserWarning, match="refused: a Piper voice file can only be set in the server's settings"):
             await web.set_voice(str(trap), request)
-        assert session.tts is engine and session.settings.tts_voice == voice
+        assert session.speech.tts is engine and session.settings.tts_voice == voice
         with pytest.raises(VoiceRefused):
             await session.configure(voice=str(trap))
-        assert session.tts is engine
+        assert session.speech.tts is engine
 
         await web.set_voice("en-US-GuyNeural", request)
-        assert session.settings.tts_voice == "en-US-GuyNeural" and session.tts is not engine
+        assert session.settings.tts_voice == "en-US-GuyNeural" and session.speech.tts is not engine
     config = web.build().get_config_file()
     box = next(c for c in config["components"] if c["props"].get("label") == "Voice")
     assert box["props"]["allow_custom_value"] is False

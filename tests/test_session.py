@@ -73,7 +73,7 @@ async def test_second_turn_reuses_the_connection_and_remembers(session: VoiceSes
     assert first.latency.outcome == second.latency.outcome == "ok"
     assert second.latency.reused_connection is True
     assert session.client is not None and session.client.stats.connections_opened == 1
-    roles = [m["role"] for m in session.conversation.turns]
+    roles = [m["role"] for m in session.reply.conversation.turns]
     assert roles == ["user", "assistant", "user", "assistant"]
 
 
@@ -113,8 +113,8 @@ async def test_auto_tts_falls_back_to_piper_without_failing_the_turn(voice_runti
     """edge-tts's real service is unreachable here: the auto engine must fall back to Piper."""
     settings = voice_runtime.settings.replace(tts_engine="auto", tts_voice="en-US-AriaNeural", edge_tts_timeout_s=1.0)
     s = voice_runtime.new_session("edge-fallback", settings=settings)
-    assert isinstance(s.tts, FallbackTTS) and isinstance(s.tts.primary, EdgeTTS)
-    assert s.tts.primary.breaker is voice_runtime.edge_breaker  # what the host taught is shared
+    assert isinstance(s.speech.tts, FallbackTTS) and isinstance(s.speech.tts.primary, EdgeTTS)
+    assert s.speech.tts.primary.breaker is voice_runtime.edge_breaker  # what the host taught is shared
     await s.start()
     try:
         result = await run_typed_turn(s, "Say hello.")

@@ -15,7 +15,9 @@ Two ways in:
 
 from __future__ import annotations
 
+import logging
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,3 +201,54 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
         raise ValueError(f"{path}: unsupported sample width {width} bytes")
     frames = _as_float_frames(ints.reshape(-1, channels))[0]
     return (frames[:, 0].copy() if channels == 1 else frames), rate
+
+
+MIN_INPUT_RATE, MAX_INPUT_RATE = 4000, 384000  # microphone rates a session accepts
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MicrophoneChunk:
+    """A microphone chunk at 16 kHz mono; ``delay_samples`` is its converter's look-ahead."""
+
+    audio: np.ndarray
+    delay_samples: float
+
+
+class MicrophoneInput:
+    """One session's microphone: any rate, dtype and layout in, 16 kHz mono out, seamless per rate.
+
+    A broken source must not take the session down: unusable audio (a rate out of range, a shape
+    or dtype that is not audio) is dropped and invalid samples (NaN/Inf) become silence, and
+    ``warn`` is told each of them once, in words for the user.
+    """
+
+    def __init__(self, warn: Callable[[str], None]) -> None:
+        self._warn = warn
+        self._converters: dict[int, StreamingConverter] = {}
+        self._refused = False
+        self._warned_nonfinite = False
+
+    def convert(self, samples: np.ndarray, sample_rate: int) -> MicrophoneChunk | None:
+        """The chunk at 16 kHz, or None when there is nothing usable in it (yet)."""
+        try:
+            # A rate far off would be resampled into minutes of audio per chunk (1 Hz -> x16000).
+            if not MIN_INPUT_RATE <= sample_rate <= MAX_INPUT_RATE:
+                raise ValueError(f"sample rate {sample_rate} Hz (expected {MIN_INPUT_RATE}-{MAX_INPUT_RATE} Hz)")
+            converter = self._converters.get(sample_rate)
+            if converter is None:
+                converter = self._converters[sample_rate] = StreamingConverter(sample_rate)
+            converted = converter.process(samples)
+        except (ValueError, TypeError) as exc:
+            if not self._refused:
+                self._refused = True
+                _log.warning("Unusable microphone audio ignored (%s)", exc)
+                self._warn("The microphone sent audio WarmVoice cannot use; it was ignored.")
+            return None
+        if converted.nonfinite and not self._warned_nonfinite:
+            self._warned_nonfinite = True
+            self._warn("The microphone sent invalid samples (NaN/Inf); they were replaced by silence.")
+        if converted.audio.size == 0:
+            return None
+        return MicrophoneChunk(converted.audio, converter.delay_samples)

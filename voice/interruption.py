@@ -116,3 +116,63 @@ class ReplyTracker:
             if end is None or end > now:
                 return list(self.sentences[index:])
         return []
+
+
+class InterruptionScreen:
+    """One session's judge of speech over its reply (the rules in this module's docstring).
+
+    The session tells it what happens (speech started, a reply was cut, a turn's transcript) and
+    asks it what to do; it keeps the counts in :attr:`stats` and the cut reply to resume.
+    """
+
+    def __init__(self, min_speech_ms: float) -> None:
+        self.min_speech_ms = min_speech_ms
+        self.stats = InterruptionStats()
+        self.pending = False  # the user speaks over the reply; not yet a barge-in
+        self._cut: list[str] = []
+
+    def speech_started(self, over_reply: bool) -> None:
+        """The user started talking (``over_reply``: while the reply is being produced or heard)."""
+        self.pending = over_reply
+
+    def confirms_barge_in(self, voiced_ms: float, busy: bool) -> bool:
+        """Speech over the reply has gone on for ``voiced_ms``: True when it now stops the reply."""
+        if not self.pending or (voiced_ms < self.min_speech_ms and busy):
+            return False
+        self.pending = False
+        return busy
+
+    def needs_screening(self, busy: bool) -> bool:
+        """A turn ended: True when it is speech over the reply that never became a barge-in (to be
+        transcribed before it may interrupt)."""
+        screen, self.pending = self.pending and busy, False
+        return screen
+
+    def is_short(self, voiced_ms: float, capped: bool) -> bool:
+        """Too short to interrupt unheard (a long one arrived in one chunk with its end)."""
+        return not capped and voiced_ms < self.min_speech_ms
+
+    def ignored(self, no_speech: bool, text: str) -> bool:
+        """A screened utterance: True (and counted) when it is a backchannel or no speech."""
+        if no_speech or is_backchannel(text):
+            self.stats.backchannels_ignored += 1
+            return True
+        return False
+
+    def barged_in(self, unheard: list[str]) -> None:
+        """The reply was stopped; ``unheard`` is what a false interruption would say again."""
+        self.stats.barge_ins += 1
+        self._cut = unheard
+
+    def resumes_cut(self, text: str) -> bool:
+        """True when ``text`` (an early transcript) would only resume the cut reply: no new turn."""
+        return bool(self._cut) and is_backchannel(text)
+
+    def false_interruption(self, no_speech: bool, text: str) -> list[str]:
+        """The turn after a barge-in said ``text``: the cut reply to speak again when it said
+        nothing that forms a turn (counted), else []."""
+        cut, self._cut = self._cut, []
+        if cut and (no_speech or is_backchannel(text)):
+            self.stats.false_interruptions += 1
+            return cut
+        return []

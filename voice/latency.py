@@ -142,6 +142,20 @@ class TurnLatency:
             return None
         return round(max(self.playback_confirmed_ms - self.first_audio_ms - player_ms, 0.0), 1)
 
+    def confirm_playback(self, at: float, player_ms: float | None = None) -> bool:
+        """The front-end says the first audio started playing; the report arrived at ``at``.
+
+        Stamps ``playback_confirmed_ms`` (the report's arrival: an upper bound of when the user
+        heard it) once, and only after the first audio was sent; returns True if it did.
+        ``player_ms`` is the front-end's own share (the chunk's arrival to the report).
+        """
+        if self.first_audio_ms is None or self.playback_confirmed_ms is not None:
+            return False
+        self.playback_confirmed_ms = round(self.since_speech_end(at), 1)
+        if player_ms is not None:
+            self.extras["player_ms"] = round(player_ms, 1)
+        return True
+
     def set_tts_connection(self, connection: TTSConnection | None) -> None:
         """Record the TTS connection of the first audio (nothing for an engine without one)."""
         if connection is not None:

@@ -28,30 +28,28 @@ from collections.abc import Callable
 
 import numpy as np
 
-from llm import STRATEGY_LABELS, ConnectionState, PooledLLMClient, Strategy, WarmUpResult, parse_strategy
-from voice.audio import SAMPLE_RATE, StreamingConverter
-from voice.conversation import Conversation
+from llm import STRATEGY_LABELS, ConnectionState, PooledLLMClient, WarmUpResult, parse_strategy
+from voice.audio import MicrophoneInput
 from voice.endpointing import SpeechStarted
-from voice.events import BargeIn, LatencyUpdate, Notice, SessionEvent, Status, TurnDone, UserSaid
-from voice.interruption import InterruptionStats, is_backchannel
+from voice.events import BargeIn, LatencyUpdate, Notice, SessionEvent, Status, TurnDone
+from voice.interruption import InterruptionScreen
 from voice.latency import TurnLatency
 from voice.llm_endpoint import LLMEndpoint
-from voice.preemptive import PreemptiveGeneration
 from voice.reply import ReplyStage
 from voice.settings import Settings
 from voice.smart_turn import smart_turn_model
 from voice.speech import SpeechStage
-from voice.transcribe import Transcriber, Transcript
+from voice.transcribe import Transcriber
 from voice.tts import TTSEngine
 from voice.tts_edge import CircuitBreaker
 from voice.tts_factory import tts_for
+from voice.turn import TurnRunner
 from voice.turn_detection import DetectedTurn, Speculation, SpeculationStats, TurnDetector
 from voice.voices import VoiceCatalog
 
 log = logging.getLogger(__name__)
 
 MAX_TYPED_CHARS = 2000
-MIN_INPUT_RATE, MAX_INPUT_RATE = 4000, 384000  # microphone rates accepted by feed_audio
 
 
 class VoiceSession:
@@ -85,7 +83,8 @@ class VoiceSession:
         self.latencies: list[TurnLatency] = []
         self.closed = False
         self.last_activity = clock()
-        self.interruptions = InterruptionStats()
+        self.interruption = InterruptionScreen(settings.barge_in_min_speech_ms)
+        self.interruptions = self.interruption.stats
         self.reply = ReplyStage(settings, endpoint, emit=self._emit, clock=clock)
         self.speech = SpeechStage(tts, emit=self._emit, clock=clock)
         self.turn_detector = TurnDetector(
@@ -100,15 +99,20 @@ class VoiceSession:
             on_discard=self.reply.preemptive.discard,
         )
         self._edge_breaker = edge_breaker  # the runtime's, for the engine of a new voice
-        self._converters: dict[int, StreamingConverter] = {}
+        self._runner = TurnRunner(
+            transcriber=transcriber,
+            reply=self.reply,
+            speech=self.speech,
+            interruption=self.interruption,
+            resume_cut=settings.resume_after_false_interruption,
+            emit=self._emit,
+            clock=clock,
+        )
+        self._microphone = MicrophoneInput(lambda text: self._emit(Notice(text, "warning")))
         self._feed_lock = asyncio.Lock()
         self._turns = 0
         self._turn_task: asyncio.Task[None] | None = None
-        self._barge_in_pending = False  # the user speaks over the reply; not yet a barge-in
-        self._cut_reply: list[str] = []  # what a false interruption resumes
         self._screening: set[asyncio.Task[None]] = set()
-        self._warned_nonfinite = False
-        self._refused_audio = False
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -121,8 +125,8 @@ class VoiceSession:
         log.info(
             "Session %s started (%s, emulated RTT %.0f ms)",
             self.session_id,
-            STRATEGY_LABELS[self.strategy],
-            self.rtt_ms,
+            STRATEGY_LABELS[self.settings.connection_strategy],
+            self.settings.emulated_rtt_ms,
         )
 
     async def stop(self) -> None:
@@ -188,41 +192,6 @@ class VoiceSession:
     # ----------------------------------------------------------------- state
 
     @property
-    def strategy(self) -> Strategy:
-        """How the session connects to the LLM (``settings.connection_strategy``)."""
-        return self.settings.connection_strategy
-
-    @property
-    def rtt_ms(self) -> float:
-        """The emulated round trip to the LLM (``settings.emulated_rtt_ms``)."""
-        return self.settings.emulated_rtt_ms
-
-    @property
-    def barge_in(self) -> bool:
-        """Whether speech over the reply can interrupt it (``settings.barge_in``)."""
-        return self.settings.barge_in
-
-    @property
-    def tts(self) -> TTSEngine:
-        """The engine speaking the replies."""
-        return self.speech.tts
-
-    @property
-    def conversation(self) -> Conversation:
-        """The history and reply style the LLM sees."""
-        return self.reply.conversation
-
-    @property
-    def preemptive(self) -> PreemptiveGeneration:
-        """The requests sent during pauses, and their counts."""
-        return self.reply.preemptive
-
-    @property
-    def warmup(self) -> WarmUpResult | None:
-        """The last warm-up's result (None while it runs, or without pre-warm)."""
-        return self.reply.warmup
-
-    @property
     def connection_state(self) -> ConnectionState:
         """cold / warming / warm / idle / closed, from the client."""
         return "closed" if self.closed else self.reply.state
@@ -261,45 +230,22 @@ class VoiceSession:
             return
         now = received_at if received_at is not None else self.clock()
         self.last_activity = now
-        if self.busy and not self.barge_in:
+        if self.busy and not self.settings.barge_in:
             return  # without barge-in, the user's speech over the reply is not a turn
         async with self._feed_lock:
-            try:
-                # A rate far off would be resampled into minutes of audio per chunk (1 Hz -> x16000).
-                if not MIN_INPUT_RATE <= sample_rate <= MAX_INPUT_RATE:
-                    raise ValueError(f"sample rate {sample_rate} Hz (expected {MIN_INPUT_RATE}-{MAX_INPUT_RATE} Hz)")
-                converter = self._converters.get(sample_rate)
-                if converter is None:
-                    converter = self._converters[sample_rate] = StreamingConverter(sample_rate)
-                converted = converter.process(samples)
-            except (ValueError, TypeError) as exc:
-                # A broken source must not take the session down; say so once, keep listening.
-                if not self._refused_audio:
-                    self._refused_audio = True
-                    log.warning("Session %s: unusable audio ignored (%s)", self.session_id, exc)
-                    self._emit(Notice("The microphone sent audio WarmVoice cannot use; it was ignored.", "warning"))
+            chunk = self._microphone.convert(samples, sample_rate)
+            if chunk is None:
                 return
-            if converted.nonfinite and not self._warned_nonfinite:
-                self._warned_nonfinite = True
-                self._emit(
-                    Notice("The microphone sent invalid samples (NaN/Inf); they were replaced by silence.", "warning")
-                )
-            if converted.audio.size == 0:
-                return
-            found = await self.turn_detector.feed(converted.audio, now, converter.delay_samples)
+            found = await self.turn_detector.feed(chunk.audio, now, chunk.delay_samples)
             for event in found:
                 if isinstance(event, SpeechStarted):
                     # Speech over the reply stops it only once it is clearly more than a
                     # backchannel or a cough (voice.interruption).
-                    self._barge_in_pending = self.busy and self.barge_in
+                    self.interruption.speech_started(self.busy and self.settings.barge_in)
                 else:
                     self._end_of_turn(event)
-            if self._barge_in_pending and (
-                self.turn_detector.endpointer.voiced_ms >= self.settings.barge_in_min_speech_ms or not self.busy
-            ):
-                self._barge_in_pending = False
-                if self.busy:
-                    await self._barge_in()
+            if self.interruption.confirms_barge_in(self.turn_detector.endpointer.voiced_ms, self.busy):
+                await self._barge_in()
 
     def _end_of_turn(self, detected: DetectedTurn) -> None:
         """The turn-detection stage says the user is done: start the reply."""
@@ -310,14 +256,11 @@ class VoiceSession:
                     "warning",
                 )
             )
-        if self._barge_in_pending and self.busy:
-            # Speech over the reply that ended before it was confirmed as a barge-in.
-            self._barge_in_pending = False
+        if self.interruption.needs_screening(self.busy):
             task = asyncio.create_task(self._screen(detected), name="screen-interruption")
             self._screening.add(task)
             task.add_done_callback(self._screening.discard)
             return
-        self._barge_in_pending = False
         self._begin_turn(
             self._detected_latency(detected),
             audio=detected.ended.audio,
@@ -336,14 +279,12 @@ class VoiceSession:
         """Short speech over the reply: a backchannel is ignored, anything else interrupts."""
         endpoint_at = self.clock()
         spec = detected.speculation
-        short = not detected.ended.capped and detected.ended.voiced_ms < self.settings.barge_in_min_speech_ms
-        if short:  # (a long one arrived in one chunk with its end: it interrupts like any long speech)
+        if self.interruption.is_short(detected.ended.voiced_ms, detected.ended.capped):
             if spec is not None and spec.task is not None:
                 transcript = await spec.task
             else:
                 transcript = await asyncio.to_thread(self.transcriber.transcribe, detected.ended.audio)
-            if transcript.no_speech or is_backchannel(transcript.text):
-                self.interruptions.backchannels_ignored += 1
+            if self.interruption.ignored(transcript.no_speech, transcript.text):
                 log.info("Speech over the reply ignored as a backchannel: %r", transcript.text)
                 return
         if self.closed:
@@ -393,17 +334,18 @@ class VoiceSession:
         self._turns += 1
         self.reply.current = lat
         lat.turn = self._turns
-        lat.strategy = self.strategy
-        lat.rtt_ms = self.rtt_ms
-        lat.warmup_ms = self.warmup.ms if self.warmup is not None and self.warmup.ok else None
+        lat.strategy = self.settings.connection_strategy
+        lat.rtt_ms = self.settings.emulated_rtt_ms
+        warmup = self.reply.warmup
+        lat.warmup_ms = warmup.ms if warmup is not None and warmup.ok else None
         if endpoint_at is not None:
             lat.mark("endpoint_ms", endpoint_at)
         self.latencies.append(lat)
         previous = self._turn_task
         if previous is not None and not previous.done():
             previous.cancel()
-        self._turn_task = asyncio.create_task(self._run_turn(lat, audio, text, speculation), name=f"turn-{lat.turn}")
-        # A task cancelled before its first step never runs _run_turn's finally: end the turn here.
+        self._turn_task = asyncio.create_task(self._runner.run(lat, audio, text, speculation), name=f"turn-{lat.turn}")
+        # A task cancelled before its first step never runs TurnRunner.run's finally: end the turn here.
         self._turn_task.add_done_callback(lambda _task: self._end_unstarted(lat))
         return self._turn_task
 
@@ -414,114 +356,20 @@ class VoiceSession:
             lat.outcome = "interrupted"
             self._emit(TurnDone(lat.snapshot()))
 
-    async def _run_turn(
-        self,
-        lat: TurnLatency,
-        audio: np.ndarray | None,
-        text: str | None,
-        speculation: Speculation | None = None,
-    ) -> None:
-        spoken: list[str] = []
-        try:
-            self._update(lat)
-            if audio is not None:
-                transcript = await self._transcript(lat, audio, speculation)
-                cut, self._cut_reply = self._cut_reply, []
-                if cut and (transcript.no_speech or is_backchannel(transcript.text)):
-                    # The reply was stopped for nothing that forms a turn: say it again from the cut.
-                    self.interruptions.false_interruptions += 1
-                    if self.settings.resume_after_false_interruption:
-                        lat.outcome = "resumed"
-                        self.interruptions.resumed += 1
-                        log.info("False interruption in turn %d: resuming the reply (%d sentences)", lat.turn, len(cut))
-                        await self.speech.speak_again(lat, cut)
-                        return
-                if transcript.no_speech:
-                    lat.outcome = "no_speech"
-                    log.info(
-                        "Turn %d: no speech in %.0f ms of audio; no LLM call", lat.turn, len(audio) / SAMPLE_RATE * 1000
-                    )
-                    return
-                text = transcript.text
-            assert text is not None
-            lat.transcript = text
-            self._emit(UserSaid(lat.turn, text))
-            self._update(lat)
-            if await self.reply.ensure_endpoint(lat):
-                await self._reply(lat, text, spoken)
-            if lat.outcome == "running":
-                lat.outcome = "ok"
-        except asyncio.CancelledError:
-            lat.outcome = "interrupted"
-            raise
-        except Exception as exc:  # a turn must never take the session down
-            lat.outcome, lat.error = "error", _describe(exc)
-            log.exception("Turn %d failed", lat.turn)
-            self._emit(Notice(f"Something went wrong in this turn: {lat.error}", "error"))
-        finally:
-            if spoken:
-                self.reply.remember(" ".join(spoken))
-            if lat.outcome != "no_speech":
-                lat.reply_done_ms = round(lat.since_speech_end(self.clock()), 1)
-            if lat.first_sentence_ms is not None:
-                log.info("TIMING: First sentence ready %.0f ms after speech end", lat.first_sentence_ms)
-            if lat.first_audio_ms is not None:
-                log.info("TIMING: First audio ready %.0f ms after speech end", lat.first_audio_ms)
-            self._emit(TurnDone(lat.snapshot()))
-
-    async def _transcript(self, lat: TurnLatency, audio: np.ndarray, speculation: Speculation | None) -> Transcript:
-        """The turn's transcript: the one started during the pause on the same audio (usually done
-        by now), else Whisper on a worker thread."""
-        if speculation is not None and speculation.task is not None:
-            transcript = await speculation.task
-            lat.mark("transcript_ms", speculation.done_at or self.clock())
-            lat.extras["stt_started_ms"] = round(lat.since_speech_end(speculation.started_at), 1)
-        else:
-            transcript = await asyncio.to_thread(self.transcriber.transcribe, audio)
-            lat.mark("transcript_ms", self.clock())
-        lat.stt_compute_ms = round(transcript.compute_ms, 1)
-        lat.transcript = transcript.text
-        return transcript
-
     def _preempt(self, text: str) -> None:
         """A pause's early transcript: its request can go now, before the turn is over (voice.preemptive)."""
-        if self.closed or self.busy or self._barge_in_pending:  # speech over a reply: not a new turn's request
+        if self.closed or self.busy or self.interruption.pending:  # speech over a reply: not a new turn's request
             return
-        if self._cut_reply and is_backchannel(text):  # a false interruption resumes the cut reply
+        if self.interruption.resumes_cut(text):  # a false interruption resumes the cut reply
             return
         self.reply.preempt(text)
 
-    async def _reply(self, lat: TurnLatency, text: str, spoken: list[str]) -> None:
-        """The reply stage's sentences, spoken by the speech stage as they arrive."""
-        self.speech.new_reply()
-        sentences: asyncio.Queue[str | None] = asyncio.Queue()
-        speaker = asyncio.create_task(self.speech.speak(lat, sentences, spoken), name=f"tts-{lat.turn}")
-        try:
-            try:
-                await self.reply.run(lat, text, sentences.put_nowait)
-            finally:
-                sentences.put_nowait(None)
-            await speaker
-        finally:
-            if not speaker.done():
-                speaker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await speaker
-
     def playback_started(self, turn: int, player_ms: float | None = None) -> bool:
-        """The front-end reports that turn ``turn``'s first audio has started playing.
-
-        Stamps ``playback_confirmed_ms`` now (the report's arrival: an upper bound of when the
-        user heard it) once per turn, and only after the turn's first audio was sent; returns
-        True if it did.  ``player_ms`` is the front-end's own share (the chunk's arrival to the
-        report), kept in ``extras``.  Reports of unknown turns are ignored.
-        """
+        """The front-end reports that turn ``turn``'s first audio has started playing: stamp it
+        (:meth:`TurnLatency.confirm_playback`).  Reports of unknown turns are ignored."""
         lat = next((lat for lat in reversed(self.latencies) if lat.turn == turn), None)
-        if lat is None or lat.first_audio_ms is None or lat.playback_confirmed_ms is not None:
+        if lat is None or not lat.confirm_playback(self.clock(), player_ms):
             return False
-        lat.playback_confirmed_ms = round(lat.since_speech_end(self.clock()), 1)
-        if player_ms is not None:
-            lat.extras["player_ms"] = round(player_ms, 1)
         log.info(
             "TIMING: Playback confirmed by the browser %.0f ms after speech end (turn %d; first audio "
             "sent at %.0f ms, %s ms of the gap in the browser's player)",
@@ -535,8 +383,7 @@ class VoiceSession:
 
     async def _barge_in(self) -> None:
         turn = self._turns
-        self.interruptions.barge_ins += 1
-        self._cut_reply = self.speech.cut()
+        self.interruption.barged_in(self.speech.cut())
         # Announce first, so front-ends flush queued audio before anything else arrives.
         self._emit(BargeIn(turn))
         await self._interrupt_turn()
@@ -557,9 +404,3 @@ class VoiceSession:
 
     def _emit(self, event: SessionEvent) -> None:
         self.events.put_nowait(event)
-
-
-def _describe(exc: BaseException) -> str:
-    # Shown to the user: the message only; the class and the traceback are in the log.
-    text = str(exc).strip()
-    return text or "an unexpected error (details are in the log)"
