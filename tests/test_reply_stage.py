@@ -3,6 +3,7 @@ server (connections counted server-side).  No audio anywhere: the stage does not
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -18,38 +19,42 @@ from voice.reply import ReplyStage
 from voice.settings import Settings
 
 TWO_SENTENCES = "Paris is the capital of France. It lies on the Seine."
+QUESTION = "What is the capital of France?"
 
 
 @pytest.fixture
 async def server() -> AsyncIterator[LLMServer]:
     async with LLMServer() as srv:
+        srv.default = reply(TWO_SENTENCES)
         yield srv
 
 
-def _stage(server: LLMServer, events: list[SessionEvent], **settings: object) -> ReplyStage:
+@contextlib.asynccontextmanager
+async def opened_stage(server: LLMServer, events: list[SessionEvent], **settings: object) -> AsyncIterator[ReplyStage]:
+    """A reply stage talking to ``server``, opened (and warmed, when pre-warmed); closed on exit."""
     endpoint = LLMEndpoint(base_url=server.base_url, model="test-model", api_key=Secret("sk-test"), reason="test")
-    return ReplyStage(Settings().replace(**settings), endpoint, emit=events.append, clock=time.perf_counter)
+    stage = ReplyStage(Settings().replace(**settings), endpoint, emit=events.append, clock=time.perf_counter)
+    await stage.open()
+    try:
+        await stage.wait_warm()
+        yield stage
+    finally:
+        await stage.close()
 
 
-def _turn(stage: ReplyStage, turn: int = 1) -> TurnLatency:
-    lat = TurnLatency(turn=turn, source="text", speech_end_at=time.perf_counter())
+def _turn(stage: ReplyStage) -> TurnLatency:
+    lat = TurnLatency(turn=1, source="text", speech_end_at=time.perf_counter())
     stage.current = lat
     return lat
 
 
 async def test_the_reply_streams_sentences_over_the_warm_connection(server: LLMServer) -> None:
-    server.default = reply(TWO_SENTENCES)
     events: list[SessionEvent] = []
-    stage = _stage(server, events, connection_strategy="prewarmed")
-    await stage.open()
-    try:
-        warm = await stage.wait_warm()
-        assert warm is not None and warm.ok
+    async with opened_stage(server, events, connection_strategy="prewarmed") as stage:
+        assert stage.warmup is not None and stage.warmup.ok
         lat, got = _turn(stage), []
-        await stage.run(lat, "What is the capital of France?", got.append)
+        await stage.run(lat, QUESTION, got.append)
         stage.remember(" ".join(got))
-    finally:
-        await stage.close()
     assert got == ["Paris is the capital of France.", "It lies on the Seine."]
     assert [e.text for e in events if isinstance(e, AssistantSaid)] == got
     assert lat.sentences == 2 and lat.outcome == "running"  # the session decides the outcome
@@ -63,67 +68,38 @@ async def test_the_reply_streams_sentences_over_the_warm_connection(server: LLMS
 async def test_a_rejected_key_ends_the_turn_as_an_error_said_once(server: LLMServer) -> None:
     server.script(status(401, "Incorrect API key provided"))
     events: list[SessionEvent] = []
-    stage = _stage(server, events, connection_strategy="pooled")
-    await stage.open()
-    try:
+    async with opened_stage(server, events, connection_strategy="pooled") as stage:
         lat, got = _turn(stage), []
         await stage.run(lat, "Hello?", got.append)
-    finally:
-        await stage.close()
     assert got == [] and lat.outcome == "error" and "401" in (lat.error or "")
     errors = [e for e in events if isinstance(e, Notice) and e.level == "error"]
     assert len(errors) == 1 and "sk-test" not in errors[0].text
     assert len(server.chat_requests()) == 1  # a 401 is not retried
 
 
-async def test_a_preempted_request_is_adopted_without_a_second_one(server: LLMServer) -> None:
-    server.default = reply(TWO_SENTENCES)
-    events: list[SessionEvent] = []
-    stage = _stage(server, events, connection_strategy="prewarmed", preemptive_generation=True)
-    await stage.open()
-    try:
-        await stage.wait_warm()
-        stage.preempt("What is the capital of France?")  # the pause's early transcript
+@pytest.mark.parametrize("early", [QUESTION, "What is the capital"])
+async def test_a_preempted_request_is_adopted_only_for_the_same_words(server: LLMServer, early: str) -> None:
+    async with opened_stage(server, [], connection_strategy="prewarmed", preemptive_generation=True) as stage:
+        stage.preempt(early)  # the pause's early transcript
         lat, got = _turn(stage), []
-        await stage.run(lat, "What is the capital of France?", got.append)
-    finally:
-        await stage.close()
+        await stage.run(lat, QUESTION, got.append)
     assert got == ["Paris is the capital of France.", "It lies on the Seine."]
-    assert lat.extras.get("preemptive") == 1.0
-    assert len(server.chat_requests()) == 1 and stage.preemptive.stats.adopted == 1
-
-
-async def test_a_preempted_request_for_other_words_is_dropped(server: LLMServer) -> None:
-    server.default = reply(TWO_SENTENCES)
-    events: list[SessionEvent] = []
-    stage = _stage(server, events, connection_strategy="prewarmed", preemptive_generation=True)
-    await stage.open()
-    try:
-        await stage.wait_warm()
-        stage.preempt("What is the capital")  # the user went on after the pause
-        lat = _turn(stage)
-        await stage.run(lat, "What is the capital of France?", lambda _s: None)
-    finally:
-        await stage.close()
     asked = [json.loads(r.body)["messages"][-1]["content"] for r in server.chat_requests()]
-    assert asked[-1] == "What is the capital of France?" and "preemptive" not in lat.extras
-    assert stage.preemptive.stats.wasted == 1
+    stats = stage.preemptive.stats
+    if early == QUESTION:  # the very request: adopted, no second one
+        assert asked == [QUESTION] and lat.extras.get("preemptive") == 1.0 and stats.adopted == 1
+    else:  # the user went on after the pause: that request is dropped, the turn's own one answers
+        assert asked[-1] == QUESTION and "preemptive" not in lat.extras and stats.wasted == 1
 
 
 async def test_reconnect_applies_a_new_distance_with_a_new_pool(server: LLMServer) -> None:
-    server.default = reply(TWO_SENTENCES)
-    events: list[SessionEvent] = []
-    stage = _stage(server, events, connection_strategy="pooled")
-    await stage.open()
-    try:
+    async with opened_stage(server, [], connection_strategy="pooled") as stage:
         first = stage.client
         stage.settings = stage.settings.replace(emulated_rtt_ms=40.0)
         await stage.reconnect()
         assert stage.client is not None and stage.client is not first
         lat, got = _turn(stage), []
         await stage.run(lat, "Hello?", got.append)
-    finally:
-        await stage.close()
     assert got and lat.outcome == "running"
     assert server.connections == 1  # one connection, opened by the new pool
     # Through the delaying proxy: the answer cannot come back sooner than one emulated round trip.
