@@ -17,42 +17,30 @@ import ssl as ssl_module
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any, Literal
 
-import aiohttp
-
 from llm.chat import Message, chat_request_body
-from llm.chat_stream import ChatStreamReader
+from llm.chat_request import ChatRequests
 from llm.clock import Clock, MonotonicClock
 from llm.config import KeepWarm, PoolLimits, Timeouts
-from llm.errors import LLMError, LLMHTTPError, public_endpoint
-from llm.http_errors import StaleConnectionError
+from llm.errors import public_endpoint
 from llm.keepwarm import IdleLimit, KeepWarmScheduler
 from llm.retry import RetryPolicy
 from llm.secret import Secret, hide_in_logs
 from llm.sentences import SentenceSplitter, SplitterConfig
 from llm.strategies import Strategy, parse_strategy
 from llm.timing import (
-    EVENT_DONE,
-    EVENT_FAILED,
     EVENT_FIRST_SENTENCE,
-    EVENT_FIRST_TOKEN,
     EVENT_KEEP_WARM,
-    EVENT_REQUEST_STARTED,
-    EVENT_RETRY,
-    EVENT_STATUS,
     EVENT_WARMUP_DONE,
     ClientStats,
     LLMEvent,
     RequestTiming,
     WarmUpResult,
     connection_detail,
-    format_ms,
 )
 from llm.transport import EventCallback, Transport
 from llm.warmup import WarmUpRequests, skipped
 
 logger = logging.getLogger("llm.client")
-
-PING_WAIT_S = 1.0  # a real request waits at most this long for an in-flight keep-warm ping
 
 # What the UI says about the pooled connection (see PooledLLMClient.state).
 ConnectionState = Literal["cold", "warming", "warm", "idle", "closed"]
@@ -129,14 +117,13 @@ class PooledLLMClient:
 
         self._closed = False
         self._warming = False
-        self._active = 0  # chat requests in flight
         self._tasks: set[asyncio.Task[Any]] = set()
         self._keep_warm = KeepWarmScheduler(
             keep_warm,
             self.idle_limit,
             clock or MonotonicClock(),
             ping=lambda: self._warm_requests.send(1, EVENT_KEEP_WARM),
-            busy=lambda: self._active > 0,
+            busy=lambda: self._requests.active > 0,
             enabled=strategy == "prewarmed",
         )
         self._transport = Transport(
@@ -151,6 +138,16 @@ class PooledLLMClient:
             connect_to=connect_to,
         )
         self._warm_requests = WarmUpRequests(self._transport, self._models_url, self.stats, self._emit)
+        self._requests = ChatRequests(
+            transport=self._transport,
+            keep_warm=self._keep_warm,
+            retry=self.retry,
+            stats=self.stats,
+            emit=self._emit,
+            chat_url=self._chat_url,
+            endpoint=self.endpoint,
+            stale_budget=self.pool.limit,
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -182,7 +179,7 @@ class PooledLLMClient:
             return "warming"
         if self.strategy == "cold":
             return "cold"
-        if self._active:
+        if self._requests.active:
             return "warm"
         if self._keep_warm.connection_warm():
             return "warm"
@@ -242,7 +239,7 @@ class PooledLLMClient:
             return skipped(f"strategy {self.strategy!r} does not pre-warm")
         if self._warming:
             return skipped("a warm-up is already in flight")
-        if self._active:
+        if self._requests.active:
             return skipped("a request is using the connection")
         if self._keep_warm.fresh():
             return skipped("the pooled connection was used recently and is still warm")
@@ -328,7 +325,7 @@ class PooledLLMClient:
                         self._emit(EVENT_FIRST_SENTENCE, timing)
                     yield sentence
 
-    async def _stream(
+    def _stream(
         self,
         messages: Sequence[Message],
         timing: RequestTiming,
@@ -337,8 +334,7 @@ class PooledLLMClient:
         temperature: float | None,
         stop: Sequence[str] = (),
     ) -> AsyncGenerator[str | None]:
-        """Yield content tokens, then ``None`` once the content is complete (the connection is
-        drained and released after that, off the caller's critical path)."""
+        """Content tokens, then ``None`` once the content is complete (see :class:`ChatRequests`)."""
         body = chat_request_body(
             self.model,
             messages,
@@ -349,119 +345,7 @@ class PooledLLMClient:
         if self._closed:
             raise RuntimeError("PooledLLMClient is closed")
         self.last_request = timing
-        self.stats.requests += 1
-        self._active += 1
-        self._keep_warm.request_started()
-        logger.info("Starting LLM %s... (model %s at %s)", label, self.model, self.endpoint)
-        self._emit(EVENT_REQUEST_STARTED, timing)
-        resp: aiohttp.ClientResponse | None = None
-        proto: Any = None
-        clean = False
-        try:
-            await self._keep_warm.wait_for_ping(PING_WAIT_S)
-            resp, proto = await self._open_chat(body, timing)
-            self._transport.track(resp)
-            self._transport.learn_from_headers(resp)
-            logger.info(
-                "Connection established (HTTP %d) - %s",
-                resp.status,
-                "reused pooled connection" if timing.reused_connection else connection_detail(timing),
-            )
-            self._emit(EVENT_STATUS, timing)
-            reader = ChatStreamReader(
-                resp,
-                timing,
-                chunk_timeout=self.timeouts.chunk,
-                redact=self._transport.redact,
-                on_first_token=lambda: self._emit(EVENT_FIRST_TOKEN, timing),
-                first_token_timeout=self.timeouts.first_byte,
-            )
-            async for part in reader.parts():
-                if part is None:
-                    timing.total_ms = timing.since_start()
-                    yield None
-                    clean = await reader.drain()
-                    break
-                yield part
-            self._completed(timing)
-        except LLMError as exc:
-            timing.error = str(exc)
-            timing.total_ms = timing.since_start()
-            self.stats.failed += 1
-            logger.warning("LLM %s failed after %.0f ms: %s", label, timing.total_ms, exc)
-            self._emit(EVENT_FAILED, timing)
-            raise
-        except (GeneratorExit, asyncio.CancelledError):
-            if timing.total_ms is not None:
-                self._completed(timing)  # the caller stopped after the last token: a complete turn
-            elif timing.error is None:
-                timing.error = "cancelled"
-                timing.total_ms = timing.since_start()
-                logger.info("LLM %s cancelled after %.0f ms; its connection is closed", label, timing.total_ms)
-                self._emit(EVENT_FAILED, timing)
-            raise
-        finally:
-            self._active -= 1
-            if resp is not None:
-                self._transport.finish(resp, proto, clean)
-            else:
-                self._keep_warm.activity()
-            if not self._closed and timing.error is None:
-                self._keep_warm.ensure_running()
-
-    def _completed(self, timing: RequestTiming) -> None:
-        self.stats.completed += 1
-        logger.info(
-            "LLM stream complete: first token %s, total %.0f ms, %d tokens, %s",
-            format_ms(timing.first_token_ms, missing="n/a"),
-            timing.total_ms or 0.0,
-            timing.tokens,
-            "reused connection" if timing.reused_connection else "new connection",
-        )
-        self._emit(EVENT_DONE, timing)
-
-    async def _open_chat(self, body: dict[str, Any], timing: RequestTiming) -> tuple[aiohttp.ClientResponse, Any]:
-        """POST the request, with retries; returns a 2xx response whose body is unread, and
-        its connection's protocol object."""
-        retries = 0
-        stale_left = self.pool.limit  # each stale attempt discards one dead pooled connection
-        while True:
-            try:
-                resp, trace = await self._transport.attempt(
-                    "POST", self._chat_url, timing, json_body=body, accept="text/event-stream"
-                )
-            except StaleConnectionError as exc:
-                if stale_left <= 0:
-                    raise
-                stale_left -= 1
-                timing.stale_retries += 1
-                self.stats.stale_retries += 1
-                self._keep_warm.learn_stale(exc.protocol)
-                logger.info("Pooled connection was dead (%s); retrying at once on a fresh one", exc)
-                self._emit(EVENT_RETRY, timing)
-                continue
-            except LLMError as exc:
-                if not exc.retryable or retries >= self.retry.max_retries:
-                    raise
-                retries = await self._back_off(timing, retries, None, exc)
-                continue
-            if 200 <= resp.status < 300:
-                return resp, trace.protocol
-            error = await self._transport.http_error(resp, trace.protocol, timing)
-            if not error.retryable or retries >= self.retry.max_retries:
-                raise error
-            retry_after = error.retry_after if isinstance(error, LLMHTTPError) else None
-            retries = await self._back_off(timing, retries, retry_after, error)
-
-    async def _back_off(self, timing: RequestTiming, retries: int, retry_after: float | None, exc: LLMError) -> int:
-        delay = self.retry.delay(retries, retry_after)
-        retries += 1
-        timing.retries = retries
-        self.stats.retries += 1
-        logger.warning("LLM request failed (%s); retry %d/%d in %.2f s", exc, retries, self.retry.max_retries, delay)
-        self._emit(EVENT_RETRY, timing)
-        await asyncio.sleep(delay)
-        return retries
+        return self._requests.stream(body, timing, label)
 
     def _emit(self, name: LLMEvent, payload: RequestTiming | WarmUpResult) -> None:
         if self._on_event is None:
