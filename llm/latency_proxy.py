@@ -7,9 +7,8 @@ trip, as a TCP handshake over that distance would.  This is what makes a pre-war
 connection pool measurably better than opening a connection per request: the proxy charges
 the handshake for real.  TLS is forwarded untouched, so a TLS handshake pays its round trips too.
 
-Bytes are delayed, not the connection serialized: each direction has a FIFO of
-``(deliver_at, data)`` filled by one reader and drained by one writer, so many chunks are in
-flight at once and throughput is preserved while order is kept.
+Bytes are delayed, not the connection serialized (see :mod:`llm.proxy_relay`, which carries
+each connection's bytes); this module accepts, bounds and counts the connections.
 
 Run it on its own with ``python -m llm.latency_proxy --target 127.0.0.1:8000 --rtt-ms 150``.
 """
@@ -26,18 +25,9 @@ import sys
 from dataclasses import dataclass
 from types import TracebackType
 
+from llm.proxy_relay import CHUNK_BYTES, DelayingRelay, Traffic
+
 log = logging.getLogger(__name__)
-
-# One read's worth; also the StreamReader buffer limit.
-_CHUNK_BYTES = 64 * 1024
-# Chunks in flight per direction (at most 4 MiB): the proxy's "window".  At 150 ms RTT
-# that still allows ~50 MB/s, far above what an LLM stream needs, while a stalled peer
-# cannot make the proxy buffer without bound.
-_QUEUE_CHUNKS = 64
-# How long a finished connection may take to flush and close before it is aborted.
-_CLOSE_GRACE_S = 5.0
-
-_Delayed = tuple[float, bytes | None]  # (deliver_at on the loop clock, data or None for EOF)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +76,6 @@ class LatencyProxy:
         self._listen_host = listen_host
         self._listen_port = listen_port
         self._max_connections = max_connections
-        self._connect_timeout_s = connect_timeout_s
         self._rtt_s = 0.0
         self.rtt_ms = rtt_ms  # validated by the setter
         self._server: asyncio.Server | None = None
@@ -96,11 +85,15 @@ class LatencyProxy:
         # Every open socket's writer, so stop() can close even a connection whose task
         # was cancelled before it ever ran.
         self._writers: set[asyncio.StreamWriter] = set()
+        self._relay = DelayingRelay(
+            (target_host, target_port),
+            connect_timeout_s=connect_timeout_s,
+            one_way_delay=lambda: self._rtt_s / 2,
+            writers=self._writers,
+        )
         self._opened = 0
         self._active = 0
         self._refused = 0
-        self._bytes_to_target = 0
-        self._bytes_to_client = 0
 
     # ---- configuration -------------------------------------------------------------
 
@@ -167,12 +160,12 @@ class LatencyProxy:
     @property
     def bytes_to_target(self) -> int:
         """Bytes delivered from clients to the target."""
-        return self._bytes_to_target
+        return self._relay.traffic.to_target
 
     @property
     def bytes_to_client(self) -> int:
         """Bytes delivered from the target to clients."""
-        return self._bytes_to_client
+        return self._relay.traffic.to_client
 
     def counters(self) -> ProxyCounters:
         """All counters at once, as an immutable snapshot."""
@@ -180,16 +173,15 @@ class LatencyProxy:
             connections_opened=self._opened,
             active_connections=self._active,
             connections_refused=self._refused,
-            bytes_to_target=self._bytes_to_target,
-            bytes_to_client=self._bytes_to_client,
+            bytes_to_target=self._relay.traffic.to_target,
+            bytes_to_client=self._relay.traffic.to_client,
         )
 
     def reset_counters(self) -> None:
         """Zero the totals; ``active_connections`` is live state and is left alone."""
         self._opened = 0
         self._refused = 0
-        self._bytes_to_target = 0
-        self._bytes_to_client = 0
+        self._relay.traffic = Traffic()
 
     # ---- lifecycle -----------------------------------------------------------------
 
@@ -198,7 +190,7 @@ class LatencyProxy:
         if self._server is not None:
             raise RuntimeError("LatencyProxy is already started")
         self._stopping = False
-        server = await asyncio.start_server(self._on_accept, self._listen_host, self._listen_port, limit=_CHUNK_BYTES)
+        server = await asyncio.start_server(self._on_accept, self._listen_host, self._listen_port, limit=CHUNK_BYTES)
         sockname = server.sockets[0].getsockname()
         self._server = server
         self._address = (str(sockname[0]), int(sockname[1]))
@@ -263,126 +255,18 @@ class LatencyProxy:
         self._writers.add(writer)
         # The handshake is charged at the RTT in force when the client connected.
         task = asyncio.get_running_loop().create_task(
-            self._serve(reader, writer, self._rtt_s), name=f"latency-proxy-conn-{self._opened}"
+            self._relay.serve(reader, writer, self._rtt_s), name=f"latency-proxy-conn-{self._opened}"
         )
         self._tasks.add(task)
         task.add_done_callback(self._on_connection_done)
 
     def _on_connection_done(self, task: asyncio.Task[None]) -> None:
-        # Here rather than in _serve's finally: a task cancelled before its first step
+        # Here rather than in the relay's finally: a task cancelled before its first step
         # never runs its body, but it does run its done callbacks.
         self._tasks.discard(task)
         self._active -= 1
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("latency proxy connection failed", exc_info=exc)
-
-    async def _serve(
-        self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter, rtt_s: float
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        accepted_at = loop.time()
-        upstream_writer: asyncio.StreamWriter | None = None
-        clean = False
-        try:
-            try:
-                async with asyncio.timeout(self._connect_timeout_s):
-                    upstream_reader, upstream_writer = await asyncio.open_connection(
-                        self._target_host, self._target_port, limit=_CHUNK_BYTES
-                    )
-            except OSError as exc:  # includes refusal and TimeoutError
-                # The client already has a connection; resetting it at once is the closest
-                # thing to the refusal it would have seen without the proxy.
-                log.warning(
-                    "latency proxy: target %s:%d unreachable (%s); closing the client",
-                    self._target_host,
-                    self._target_port,
-                    exc,
-                )
-                return
-            self._writers.add(upstream_writer)
-            # The emulated handshake: nothing flows until one round trip after the client
-            # connected.  The client's early bytes wait in the socket buffer meanwhile.
-            remaining = accepted_at + rtt_s - loop.time()
-            if remaining > 0:
-                await asyncio.sleep(remaining)
-            clean = await self._relay(client_reader, client_writer, upstream_reader, upstream_writer)
-        finally:
-            await self._close(client_writer, upstream_writer, clean=clean)
-
-    async def _relay(
-        self,
-        client_reader: asyncio.StreamReader,
-        client_writer: asyncio.StreamWriter,
-        upstream_reader: asyncio.StreamReader,
-        upstream_writer: asyncio.StreamWriter,
-    ) -> bool:
-        """Pump both directions until both have seen EOF; False if either side broke."""
-        broken = False
-        try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self._pump(client_reader, upstream_writer, to_target=True))
-                group.create_task(self._pump(upstream_reader, client_writer, to_target=False))
-        except* OSError as errors:  # ConnectionResetError, BrokenPipeError, ...
-            # A reset on either side ends the whole connection, as it would end the
-            # application's use of it; whatever was still in flight is dropped.
-            log.debug("latency proxy connection reset: %s", errors.exceptions)
-            broken = True
-        return not broken
-
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, to_target: bool) -> None:
-        """One direction: a reader stamps chunks with their delivery time, a writer honours it."""
-        queue: asyncio.Queue[_Delayed] = asyncio.Queue(maxsize=_QUEUE_CHUNKS)
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._receive(reader, queue))
-            await self._deliver(queue, writer, to_target=to_target)
-
-    async def _receive(self, reader: asyncio.StreamReader, queue: asyncio.Queue[_Delayed]) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            data = await reader.read(_CHUNK_BYTES)
-            await queue.put((loop.time() + self._rtt_s / 2, data or None))
-            if not data:
-                return
-
-    async def _deliver(self, queue: asyncio.Queue[_Delayed], writer: asyncio.StreamWriter, *, to_target: bool) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            deliver_at, data = await queue.get()
-            # FIFO: after an RTT decrease a chunk may be due before the one ahead of it;
-            # it then waits its turn, so order is never broken.
-            delay = deliver_at - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if data is None:
-                # Half-close: pass the EOF on and keep the other direction running.
-                if writer.can_write_eof():
-                    writer.write_eof()
-                return
-            writer.write(data)
-            if to_target:
-                self._bytes_to_target += len(data)
-            else:
-                self._bytes_to_client += len(data)
-            await writer.drain()
-
-    async def _close(self, client: asyncio.StreamWriter, upstream: asyncio.StreamWriter | None, *, clean: bool) -> None:
-        writers = [w for w in (client, upstream) if w is not None]
-        for writer in writers:
-            if clean:
-                writer.close()  # both EOFs already passed on: flush and close politely
-            else:
-                writer.transport.abort()  # reset, so the peer learns at once
-        try:
-            async with asyncio.timeout(_CLOSE_GRACE_S):
-                for writer in writers:
-                    with contextlib.suppress(Exception):
-                        await writer.wait_closed()
-        except TimeoutError:
-            # A peer that stopped reading must not keep a finished connection alive.
-            for writer in writers:
-                writer.transport.abort()
-        finally:
-            self._writers.difference_update(writers)
 
 
 # ---- command line -------------------------------------------------------------------
