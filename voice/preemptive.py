@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from llm import LLMError, PooledLLMClient, RequestTiming
+from voice.stream_buffer import StreamBuffer
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +51,6 @@ class PreemptiveStats:
             f"{self.started} sent during pauses, {self.adopted} adopted, {self.wasted} wasted "
             f"({self.wasted_tokens} tokens generated before their cancel)"
         )
-
-
-@dataclass(frozen=True)
-class _End:
-    error: BaseException | None = None
 
 
 class PreemptiveReply:
@@ -85,7 +81,7 @@ class PreemptiveReply:
         self.timing: RequestTiming | None = None  # the request's timing, once the client made it
         self._client = client
         self._stats = stats
-        self._queue: asyncio.Queue[str | _End] = asyncio.Queue()
+        self._sentences: StreamBuffer[str] = StreamBuffer()
         self._adopted = False
         self._cancelled = False
         stats.started += 1
@@ -96,11 +92,11 @@ class PreemptiveReply:
         try:
             async for sentence in sentences:
                 self._note_timing()
-                self._queue.put_nowait(sentence)
+                self._sentences.put(sentence)
         except LLMError as exc:
-            self._queue.put_nowait(_End(exc))
+            self._sentences.end(exc)
         else:
-            self._queue.put_nowait(_End())
+            self._sentences.end()
         finally:
             self._note_timing()
             aclose = getattr(sentences, "aclose", None)  # a cancel closes the stream (and its connection)
@@ -142,13 +138,8 @@ class PreemptiveReply:
             raise RuntimeError("a preemptive reply can be adopted once, and not after a cancel")
         self._adopted = True
         self._stats.adopted += 1
-        while True:
-            item = await self._queue.get()
-            if isinstance(item, _End):
-                if item.error is not None:
-                    raise item.error
-                return
-            yield item
+        async for sentence in self._sentences:
+            yield sentence
 
     def stop(self) -> None:
         """Stop the request now (its connection is closed, so the server stops generating);

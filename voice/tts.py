@@ -47,6 +47,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from voice.stream_buffer import StreamBuffer
+
 OUTPUT_SAMPLE_RATE = 24000
 MAX_TEXT_CHARS = 1000
 
@@ -307,11 +309,6 @@ async def _aclose(stream: AsyncIterator[AudioChunk]) -> None:
 # --- prefetch ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _End:
-    error: BaseException | None = None
-
-
 class PrefetchedSpeech:
     """One sentence whose synthesis started ahead of playback; chunks buffer until read.
 
@@ -325,7 +322,7 @@ class PrefetchedSpeech:
         self.text = text
         # Unbounded on purpose: the producer must drain the network as fast as it can;
         # one bounded sentence (MAX_TEXT_CHARS) of audio is at most a few MB.
-        self._queue: asyncio.Queue[AudioChunk | _End] = asyncio.Queue()
+        self._chunks: StreamBuffer[AudioChunk] = StreamBuffer()
         self._task = asyncio.get_running_loop().create_task(self._produce(), name="tts-prefetch")
         self._consumed = False
 
@@ -334,13 +331,13 @@ class PrefetchedSpeech:
             stream = self.engine.synthesize(self.text)
             try:
                 async for chunk in stream:
-                    self._queue.put_nowait(chunk)
+                    self._chunks.put(chunk)
             finally:
                 await _aclose(stream)
         except Exception as exc:
-            self._queue.put_nowait(_End(exc))
+            self._chunks.end(exc)
         else:
-            self._queue.put_nowait(_End())
+            self._chunks.end()
 
     @property
     def done(self) -> bool:
@@ -352,13 +349,8 @@ class PrefetchedSpeech:
         if self._consumed:
             raise RuntimeError("PrefetchedSpeech.chunks() can be read only once")
         self._consumed = True
-        while True:
-            item = await self._queue.get()
-            if isinstance(item, _End):
-                if item.error is not None:
-                    raise item.error
-                return
-            yield item
+        async for chunk in self._chunks:
+            yield chunk
 
     async def aclose(self) -> None:
         """Cancel the synthesis if still running and wait for it to stop."""
