@@ -15,6 +15,9 @@ WebSocket upgrade) of a few fresh sockets, the time to the first audio on an alr
 socket, whether a second request on the same socket is answered, and when the service closes
 an idle socket (waiting at most ``--max-idle-s``).  Exit status 0 when it could measure, 1 if
 the service could not be reached.  The same code runs against the local stand-in in the tests.
+The sockets are opened and spoken to by the warm transport's own exchanges
+(:func:`voice.edge_protocol.open_socket`, :func:`voice.edge_protocol.request_audio`), so the
+handshake time is the transport's ``setup_ms`` (the ``speech.config`` write included).
 """
 
 from __future__ import annotations
@@ -30,15 +33,7 @@ from dataclasses import dataclass
 import aiohttp
 from edge_tts import communicate
 
-from voice.edge_protocol import (
-    END_OF_TURN,
-    WarmTransportError,
-    audio_of,
-    connect_service,
-    escape_text,
-    speech_config_message,
-    ssml_message,
-)
+from voice.edge_protocol import WarmTransportError, escape_text, open_socket, request_audio
 
 PROG = "python -m benchmarks.edge_probe"
 DEFAULT_VOICE = "en-US-AriaNeural"
@@ -62,26 +57,21 @@ class ProbeResult:
 async def _request(ws: aiohttp.ClientWebSocketResponse, voice: str) -> float:
     """Send one sentence and read it to ``turn.end``; returns ms to the first audio bytes."""
     sent = time.perf_counter()
-    await ws.send_str(ssml_message(escape_text(TEXT), voice))
     first: float | None = None
     async with asyncio.timeout(REQUEST_TIMEOUT_S):
-        while True:
-            data = audio_of(await ws.receive())
-            if data is END_OF_TURN:
-                break
-            if data and first is None:
+        async for _audio in request_audio(ws, ws.receive, escape_text(TEXT), voice):
+            if first is None:
                 first = (time.perf_counter() - sent) * 1000.0
-    if first is None:
+    if first is None:  # request_audio raises first when no audio came; kept for the type checker
         raise WarmTransportError("the service answered without audio")
     return first
 
 
 async def _open(session: aiohttp.ClientSession) -> tuple[aiohttp.ClientWebSocketResponse, float]:
+    """A socket opened and configured as the warm transport opens its spares, and how long that took."""
     started = time.perf_counter()
-    ws = await connect_service(session)
-    elapsed = (time.perf_counter() - started) * 1000.0
-    await ws.send_str(speech_config_message())
-    return ws, elapsed
+    ws = await open_socket(session)
+    return ws, (time.perf_counter() - started) * 1000.0
 
 
 async def probe(voice: str = DEFAULT_VOICE, samples: int = 3, max_idle_s: float = 300.0) -> ProbeResult:

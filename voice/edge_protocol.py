@@ -8,10 +8,14 @@ connect so a stand-in can replace them), the request-signing helper (``DRM``), t
 ``get_headers_and_data``.  Two steps have no public API -- ``Communicate`` builds the
 ``speech.config`` message and parses the responses inside its private ``__stream`` -- so
 :func:`speech_config_message` and :func:`audio_of` follow edge-tts 7.3's code.
+
+:func:`open_socket` and :func:`request_audio` are the two exchanges built from those pieces:
+the warm transport and ``python -m benchmarks.edge_probe`` both speak through them.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
 from xml.sax.saxutils import escape
 
 import aiohttp
@@ -97,3 +101,49 @@ def audio_of(message: aiohttp.WSMessage) -> bytes | object:
             raise WarmTransportError("edge-tts sent audio with an unexpected Content-Type")
         return audio
     raise WarmTransportError(f"edge-tts socket closed mid-request ({message.type.name})")
+
+
+async def open_socket(session: aiohttp.ClientSession) -> aiohttp.ClientWebSocketResponse:
+    """Connect, upgrade and configure (``speech.config`` sent) one socket to the service."""
+    try:
+        ws = await connect_service(session)
+    except aiohttp.WSServerHandshakeError as exc:
+        if exc.status != 403:
+            raise
+        # As edge-tts does: a 403 means our clock is off; correct it from the server's Date
+        # header and sign again.
+        DRM.handle_client_response_error(exc)
+        ws = await connect_service(session)
+    await ws.send_str(speech_config_message())
+    return ws
+
+
+async def request_audio(
+    ws: aiohttp.ClientWebSocketResponse,
+    receive: Callable[[], Awaitable[aiohttp.WSMessage]],
+    escaped_text: str,
+    voice: str,
+) -> AsyncIterator[bytes]:
+    """One request on an open socket: send the SSML, then yield the MP3 bytes until ``turn.end``.
+
+    ``receive`` returns the socket's next message (``ws.receive``, or a reader task's queue).
+    Every failure (send, malformed or unexpected message, no audio at all) raises
+    :class:`WarmTransportError`.
+    """
+    try:
+        await ws.send_str(ssml_message(escaped_text, voice))
+    except (aiohttp.ClientError, OSError, ConnectionError) as exc:
+        raise WarmTransportError(f"edge-tts socket broke on send: {type(exc).__name__}: {exc}") from exc
+    audio = 0
+    while True:
+        try:
+            data = audio_of(await receive())
+        except ValueError as exc:  # edge-tts's header parser on a malformed message
+            raise WarmTransportError(f"edge-tts sent a malformed message: {exc}") from exc
+        if data is END_OF_TURN:
+            break
+        if isinstance(data, bytes) and data:
+            audio += len(data)
+            yield data
+    if not audio:
+        raise WarmTransportError("edge-tts answered without audio")

@@ -28,22 +28,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 import aiohttp
-from edge_tts.drm import DRM
 
-from voice.edge_protocol import (
-    END_OF_TURN,
-    MAX_REQUEST_BYTES,
-    WarmTransportError,
-    audio_of,
-    connect_service,
-    escape_text,
-    speech_config_message,
-    ssml_message,
-)
+from voice.edge_protocol import MAX_REQUEST_BYTES, WarmTransportError, escape_text, open_socket, request_audio
 from voice.tts import TTSConnection, TTSConnectionKind
 
 DEFAULT_MAX_IDLE_S = 15.0
@@ -237,16 +227,7 @@ class WarmEdgeTransport:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.connect_timeout_s):
-                try:
-                    ws = await connect_service(self._session)
-                except aiohttp.WSServerHandshakeError as exc:
-                    if exc.status != 403:
-                        raise
-                    # As edge-tts does: a 403 means our clock is off; correct it from the
-                    # server's Date header and sign again.
-                    DRM.handle_client_response_error(exc)
-                    ws = await connect_service(self._session)
-                await ws.send_str(speech_config_message())
+                ws = await open_socket(self._session)
         except TimeoutError:
             self._failing = True
             raise WarmTransportError(f"edge-tts socket not open within {self.connect_timeout_s:g} s") from None
@@ -316,7 +297,7 @@ class WarmEdgeTransport:
             finished = False
             audio = 0
             try:
-                async for data in self._request(sock, escaped, voice):
+                async for data in request_audio(sock.ws, sock.inbox.get, escaped, voice):
                     if not audio:
                         yield connection
                     audio += len(data)
@@ -331,23 +312,3 @@ class WarmEdgeTransport:
                 self._release(sock, finished)
             sock = await self._open_on_path()
             connection = TTSConnection("new", round(sock.setup_ms, 1), round((time.perf_counter() - asked) * 1000, 1))
-
-    async def _request(self, sock: _Socket, escaped: str, voice: str) -> AsyncIterator[bytes]:
-        """One request on ``sock``: the MP3 bytes until ``turn.end``."""
-        try:
-            await sock.ws.send_str(ssml_message(escaped, voice))
-        except (aiohttp.ClientError, OSError, ConnectionError) as exc:
-            raise WarmTransportError(f"edge-tts socket broke on send: {type(exc).__name__}: {exc}") from exc
-        audio = 0
-        while True:
-            try:
-                data = audio_of(await sock.inbox.get())
-            except ValueError as exc:  # edge-tts's header parser on a malformed message
-                raise WarmTransportError(f"edge-tts sent a malformed message: {exc}") from exc
-            if data is END_OF_TURN:
-                break
-            if isinstance(data, bytes) and data:
-                audio += len(data)
-                yield data
-        if not audio:
-            raise WarmTransportError("edge-tts answered without audio")
