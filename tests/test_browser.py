@@ -11,10 +11,7 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +19,7 @@ import numpy as np
 import pytest
 
 from llm import free_loopback_port
+from tests.app_process import running_app
 from tests.speech import synthesize
 from voice.audio import write_wav
 
@@ -91,46 +89,18 @@ def app_url() -> Iterator[str]:
     }
     log_path = ARTIFACTS / "browser-app.log"
     ARTIFACTS.mkdir(exist_ok=True)
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "app.py", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_for(lambda: _answers(url), 120, "the app to serve its page", proc, log_path)
-            _wait_for(lambda: b"Ready in" in log_path.read_bytes(), 180, "the models to load", proc, log_path)
-            yield url
-        finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    assert b"Traceback" not in log_path.read_bytes(), "the app logged a traceback"
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def _wait_for(check, timeout_s: float, what: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"app exited while waiting for {what}: {log_path.read_text()[-2000:]}")
-        if check():
-            return
-        time.sleep(0.25)
-    pytest.fail(f"timed out waiting for {what}: {log_path.read_text()[-2000:]}")
+    with running_app(
+        ["app.py", "--port", str(port)],
+        port=port,
+        log_path=log_path,
+        cwd=ROOT,
+        env=env,
+        stop_signal=signal.SIGINT,
+        stop_timeout_s=20,
+    ) as app:
+        app.wait_until_ready(page_timeout_s=120, ready_timeout_s=180)
+        yield app.url
+    assert "Traceback" not in app.log(), "the app logged a traceback"
 
 
 def _stage_values(page) -> dict[str, str]:

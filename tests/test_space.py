@@ -29,6 +29,7 @@ from packaging.version import Version
 from llm import free_loopback_port
 
 # The browser tests' Chromium: its fixture skips (or fails in CI) when there is none.
+from tests.app_process import AppProcess, running_app, stop_process
 from tests.test_browser import ARTIFACTS, CHROMIUM_FLAGS, _stage_values, chromium  # noqa: F401
 from voice.audio import write_wav
 
@@ -100,24 +101,6 @@ SPACE_ENV = {
 _NOT_ON_A_FRESH_SPACE = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "LLM_MODEL", "TTS_ENGINE", "GRADIO_SERVER_PORT")
 
 
-@dataclass
-class SpaceApp:
-    """``app.py`` running as a Space runs it."""
-
-    proc: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-
-    @property
-    def url(self) -> str:
-        """The page, reached over loopback (the app binds 0.0.0.0)."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        """Everything the app printed so far."""
-        return self.log_path.read_text(errors="replace")
-
-
 def _children(pid: int) -> set[int]:
     """Direct child processes of ``pid`` (Linux /proc)."""
     found: set[int] = set()
@@ -137,27 +120,8 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _wait_for(check, timeout_s: float, what: str, app: SpaceApp) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if app.proc.poll() is not None:
-            pytest.fail(f"app exited (code {app.proc.returncode}) while waiting for {what}: {app.log()[-3000:]}")
-        if check():
-            return
-        time.sleep(0.25)
-    pytest.fail(f"timed out waiting for {what}: {app.log()[-3000:]}")
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
-def space_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpaceApp]:
+def space_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppProcess]:
     """``python /repo/app.py`` from an empty working directory (no .env), the Space's environment,
     the port from the environment; stopped with SIGTERM as a Space restart stops it."""
     workdir = tmp_path_factory.mktemp("space-workdir")
@@ -166,41 +130,40 @@ def space_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpaceApp]:
     env.update(SPACE_ENV)
     env["GRADIO_SERVER_PORT"] = str(port)
     env["PORT"] = str(port)
-    log_path = workdir / "app.log"
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py")], cwd=workdir, env=env, stdout=log_file, stderr=subprocess.STDOUT
-        )
-        app = SpaceApp(proc, port, log_path)
-        children: set[int] = set()
-        try:
-            _wait_for(lambda: _answers(app.url), 120, "the page", app)
-            _wait_for(lambda: "Ready in" in app.log(), 240, "the models and the embedded server", app)
-            children = _children(proc.pid)
+    children: set[int] = set()
+    try:
+        with running_app(
+            [str(ROOT / "app.py")],
+            port=port,
+            log_path=workdir / "app.log",
+            cwd=workdir,
+            env=env,
+            stop_signal=signal.SIGTERM,
+            stop_timeout_s=30,
+        ) as app:
+            app.wait_until_ready(page_timeout_s=120, ready_timeout_s=240)
+            children = _children(app.proc.pid)
             assert children, "the embedded LLM server should run as the app's child process"
-            yield app
-        finally:
-            children |= _children(proc.pid) if proc.poll() is None else set()
-            proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                pytest.fail(f"app ignored SIGTERM for 30 s: {app.log()[-2000:]}")
-            deadline = time.monotonic() + 10
-            while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            orphans = [pid for pid in children if _alive(pid)]
-            for pid in orphans:
-                os.kill(pid, signal.SIGKILL)
-            assert not orphans, f"child processes outlived the app: {orphans}"
-            assert "Embedded LLM server stopped" in app.log(), "SIGTERM stops the app as Ctrl-C does"
+                yield app
+            finally:
+                children |= _children(app.proc.pid) if app.proc.poll() is None else set()
+    finally:
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        orphans = [pid for pid in children if _alive(pid)]
+        for pid in orphans:
+            os.kill(pid, signal.SIGKILL)
+    if not app.stopped_on_signal:
+        pytest.fail(f"app ignored SIGTERM for 30 s: {app.log()[-2000:]}")
+    assert not orphans, f"child processes outlived the app: {orphans}"
+    assert "Embedded LLM server stopped" in app.log(), "SIGTERM stops the app as Ctrl-C does"
     assert "Traceback" not in app.log(), app.log()[-3000:]
 
 
 @pytest.mark.slow
-def test_app_starts_as_a_space_starts_it(space_app: SpaceApp) -> None:
+def test_app_starts_as_a_space_starts_it(space_app: AppProcess) -> None:
     with urllib.request.urlopen(space_app.url, timeout=10) as response:
         page = response.read().decode()
     assert "WarmVoice" in page and "warmvoice" in page, "the page and its player script are served"
@@ -268,12 +231,7 @@ def latency_proxy(target_port: int, rtt_ms: float, log_path: Path) -> Iterator[s
                 time.sleep(0.1)
             yield f"http://127.0.0.1:{match.group(1)}"
         finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, signal.SIGINT, 15)
 
 
 def _number(text: str) -> float:
@@ -321,7 +279,7 @@ def _typed_turn(browser, url: str, name: str) -> Visit:
 @pytest.mark.slow
 @pytest.mark.browser
 def test_a_far_away_visitor_sees_the_distance_as_network_not_pipeline(
-    space_app: SpaceApp,
+    space_app: AppProcess,
     chromium: str,  # noqa: F811 (the fixture imported above)
     tmp_path: Path,
 ) -> None:
