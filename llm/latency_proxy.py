@@ -23,7 +23,6 @@ import math
 import signal
 import sys
 from dataclasses import dataclass
-from types import TracebackType
 
 from llm.proxy_relay import CHUNK_BYTES, DelayingRelay, Traffic
 
@@ -232,12 +231,7 @@ class LatencyProxy:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *_exc: object) -> None:
         await self.stop()
 
     # ---- connections ---------------------------------------------------------------
