@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -41,7 +40,6 @@ logger = logging.getLogger("llm.client")
 PING_WAIT_S = 1.0  # a real request waits at most this long for an in-flight keep-warm ping
 
 
-@dataclass(eq=False)
 class ChatRequests:
     """Sends chat-completion requests for one client; ``active`` counts those in flight.
 
@@ -49,15 +47,27 @@ class ChatRequests:
     up (the pool's size: each stale attempt takes one out).
     """
 
-    transport: Transport
-    keep_warm: KeepWarmScheduler
-    retry: RetryPolicy
-    stats: ClientStats
-    emit: EventCallback
-    chat_url: str
-    endpoint: str
-    stale_budget: int
-    active: int = field(default=0, init=False)
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        keep_warm: KeepWarmScheduler,
+        retry: RetryPolicy,
+        stats: ClientStats,
+        emit: EventCallback,
+        chat_url: str,
+        endpoint: str,
+        stale_budget: int,
+    ) -> None:
+        self._transport = transport
+        self._keep_warm = keep_warm
+        self._retry = retry
+        self._stats = stats
+        self._emit = emit
+        self._chat_url = chat_url
+        self._endpoint = endpoint
+        self._stale_budget = stale_budget
+        self.active = 0
 
     async def stream(self, body: dict[str, Any], timing: RequestTiming, label: str) -> AsyncGenerator[str | None]:
         """Send ``body``; yield content tokens, then ``None`` once the content is complete (the
@@ -66,32 +76,32 @@ class ChatRequests:
         Raises an :class:`llm.errors.LLMError` subclass on failure.  Closing the generator early
         (or cancelling its task) closes the response's connection instead of pooling it half-read.
         """
-        self.stats.requests += 1
+        self._stats.requests += 1
         self.active += 1
-        self.keep_warm.request_started()
-        logger.info("Starting LLM %s... (model %s at %s)", label, body.get("model"), self.endpoint)
-        self.emit(EVENT_REQUEST_STARTED, timing)
+        self._keep_warm.request_started()
+        logger.info("Starting LLM %s... (model %s at %s)", label, body.get("model"), self._endpoint)
+        self._emit(EVENT_REQUEST_STARTED, timing)
         resp: aiohttp.ClientResponse | None = None
         proto: Any = None
         clean = False
         try:
-            await self.keep_warm.wait_for_ping(PING_WAIT_S)
+            await self._keep_warm.wait_for_ping(PING_WAIT_S)
             resp, proto = await self._open(body, timing)
-            self.transport.track(resp)
-            self.transport.learn_from_headers(resp)
+            self._transport.track(resp)
+            self._transport.learn_from_headers(resp)
             logger.info(
                 "Connection established (HTTP %d) - %s",
                 resp.status,
                 "reused pooled connection" if timing.reused_connection else connection_detail(timing),
             )
-            self.emit(EVENT_STATUS, timing)
+            self._emit(EVENT_STATUS, timing)
             reader = ChatStreamReader(
                 resp,
                 timing,
-                chunk_timeout=self.transport.timeouts.chunk,
-                redact=self.transport.redact,
-                on_first_token=lambda: self.emit(EVENT_FIRST_TOKEN, timing),
-                first_token_timeout=self.transport.timeouts.first_byte,
+                chunk_timeout=self._transport.timeouts.chunk,
+                redact=self._transport.redact,
+                on_first_token=lambda: self._emit(EVENT_FIRST_TOKEN, timing),
+                first_token_timeout=self._transport.timeouts.first_byte,
             )
             async for part in reader.parts():
                 if part is None:
@@ -104,9 +114,9 @@ class ChatRequests:
         except LLMError as exc:
             timing.error = str(exc)
             timing.total_ms = timing.since_start()
-            self.stats.failed += 1
+            self._stats.failed += 1
             logger.warning("LLM %s failed after %.0f ms: %s", label, timing.total_ms, exc)
-            self.emit(EVENT_FAILED, timing)
+            self._emit(EVENT_FAILED, timing)
             raise
         except (GeneratorExit, asyncio.CancelledError):
             if timing.total_ms is not None:
@@ -115,19 +125,19 @@ class ChatRequests:
                 timing.error = "cancelled"
                 timing.total_ms = timing.since_start()
                 logger.info("LLM %s cancelled after %.0f ms; its connection is closed", label, timing.total_ms)
-                self.emit(EVENT_FAILED, timing)
+                self._emit(EVENT_FAILED, timing)
             raise
         finally:
             self.active -= 1
             if resp is not None:
-                self.transport.finish(resp, proto, clean)
+                self._transport.finish(resp, proto, clean)
             else:
-                self.keep_warm.activity()
+                self._keep_warm.activity()
             if timing.error is None:
-                self.keep_warm.ensure_running()  # a no-op once the client (and so the scheduler) is closed
+                self._keep_warm.ensure_running()  # a no-op once the client (and so the scheduler) is closed
 
     def _completed(self, timing: RequestTiming) -> None:
-        self.stats.completed += 1
+        self._stats.completed += 1
         logger.info(
             "LLM stream complete: first token %s, total %.0f ms, %d tokens, %s",
             format_ms(timing.first_token_ms, missing="n/a"),
@@ -135,47 +145,47 @@ class ChatRequests:
             timing.tokens,
             "reused connection" if timing.reused_connection else "new connection",
         )
-        self.emit(EVENT_DONE, timing)
+        self._emit(EVENT_DONE, timing)
 
     async def _open(self, body: dict[str, Any], timing: RequestTiming) -> tuple[aiohttp.ClientResponse, Any]:
         """POST the request, with retries; returns a 2xx response whose body is unread, and
         its connection's protocol object."""
         retries = 0
-        stale_left = self.stale_budget
+        stale_left = self._stale_budget
         while True:
             try:
-                resp, trace = await self.transport.attempt(
-                    "POST", self.chat_url, timing, json_body=body, accept="text/event-stream"
+                resp, trace = await self._transport.attempt(
+                    "POST", self._chat_url, timing, json_body=body, accept="text/event-stream"
                 )
             except StaleConnectionError as exc:
                 if stale_left <= 0:
                     raise
                 stale_left -= 1
                 timing.stale_retries += 1
-                self.stats.stale_retries += 1
-                self.keep_warm.learn_stale(exc.protocol)
+                self._stats.stale_retries += 1
+                self._keep_warm.learn_stale(exc.protocol)
                 logger.info("Pooled connection was dead (%s); retrying at once on a fresh one", exc)
-                self.emit(EVENT_RETRY, timing)
+                self._emit(EVENT_RETRY, timing)
                 continue
             except LLMError as exc:
-                if not exc.retryable or retries >= self.retry.max_retries:
+                if not exc.retryable or retries >= self._retry.max_retries:
                     raise
                 retries = await self._back_off(timing, retries, None, exc)
                 continue
             if 200 <= resp.status < 300:
                 return resp, trace.protocol
-            error = await self.transport.http_error(resp, trace.protocol, timing)
-            if not error.retryable or retries >= self.retry.max_retries:
+            error = await self._transport.http_error(resp, trace.protocol, timing)
+            if not error.retryable or retries >= self._retry.max_retries:
                 raise error
             retry_after = error.retry_after if isinstance(error, LLMHTTPError) else None
             retries = await self._back_off(timing, retries, retry_after, error)
 
     async def _back_off(self, timing: RequestTiming, retries: int, retry_after: float | None, exc: LLMError) -> int:
-        delay = self.retry.delay(retries, retry_after)
+        delay = self._retry.delay(retries, retry_after)
         retries += 1
         timing.retries = retries
-        self.stats.retries += 1
-        logger.warning("LLM request failed (%s); retry %d/%d in %.2f s", exc, retries, self.retry.max_retries, delay)
-        self.emit(EVENT_RETRY, timing)
+        self._stats.retries += 1
+        logger.warning("LLM request failed (%s); retry %d/%d in %.2f s", exc, retries, self._retry.max_retries, delay)
+        self._emit(EVENT_RETRY, timing)
         await asyncio.sleep(delay)
         return retries
