@@ -45,6 +45,10 @@ class Speech:
         """Length of the whole buffer including Piper's own leading/trailing silence."""
         return len(self.samples) / self.sample_rate
 
+    def at(self, rate: int) -> np.ndarray:
+        """The samples resampled to ``rate`` (see :func:`resample`)."""
+        return resample(self.samples, self.sample_rate, rate)
+
 
 @functools.lru_cache(maxsize=1)
 def _voice() -> PiperVoice:

@@ -50,10 +50,10 @@ QUESTION = "What is the capital of France?"
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[LLMServer]:
-    async with LLMServer() as srv:
-        srv.default = echo()
-        yield srv
+def server(server: LLMServer) -> LLMServer:
+    """The shared loopback server, quoting the user (``echo``) unless a test scripts it."""
+    server.default = echo()
+    return server
 
 
 @pytest.fixture
@@ -63,8 +63,7 @@ async def session(voice_runtime, server: LLMServer) -> AsyncIterator[VoiceSessio
 
 
 def question(rate: int = 16000) -> np.ndarray:
-    speech = synthesize(QUESTION)
-    return resample(speech.samples, speech.sample_rate, rate)
+    return synthesize(QUESTION).at(rate)
 
 
 def heard_the_question(result: Any) -> bool:

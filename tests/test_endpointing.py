@@ -35,10 +35,6 @@ def starts(events: list[Event]) -> list[SpeechStarted]:
     return [e for e in events if isinstance(e, SpeechStarted)]
 
 
-def at_rate(speech: Speech, rate: int) -> np.ndarray:
-    return resample(speech.samples, speech.sample_rate, rate)
-
-
 @pytest.fixture(scope="module")
 def question() -> Speech:
     return synthesize(QUESTION)
@@ -57,7 +53,7 @@ def statement() -> Speech:
 def test_end_of_speech_found_within_100ms_across_rates_and_chunk_sizes(question: Speech, rate: int, chunk: int) -> None:
     # The speech as the microphone would deliver it at `rate`, after a lead-in whose
     # length is not a multiple of the 32 ms frame (so frame boundaries fall anywhere).
-    spoken = at_rate(question, rate)
+    spoken = question.at(rate)
     lead_s = 0.6 + chunk / 100_000
     mic = np.concatenate([silence(lead_s, rate), spoken, silence(1.5, rate)])
     true_start_s = lead_s + first_loud_sample(spoken) / rate
@@ -85,7 +81,7 @@ def test_end_of_speech_found_within_100ms_across_rates_and_chunk_sizes(question:
 
 @pytest.mark.parametrize("silence_ms", [300, 500, 800])
 def test_turn_fires_after_silence_ms_of_silence(statement: Speech, silence_ms: int) -> None:
-    audio = np.concatenate([silence(0.5, SAMPLE_RATE), at_rate(statement, SAMPLE_RATE), silence(2.0, SAMPLE_RATE)])
+    audio = np.concatenate([silence(0.5, SAMPLE_RATE), statement.at(SAMPLE_RATE), silence(2.0, SAMPLE_RATE)])
     ep = Endpointer(silence_ms=silence_ms)
     ended = turns(run(ep, audio, chunk=160))
 
@@ -98,7 +94,7 @@ def test_turn_fires_after_silence_ms_of_silence(statement: Speech, silence_ms: i
 def test_caller_can_map_the_end_of_speech_to_its_own_clock(question: Speech) -> None:
     # The session knows only when the latest chunk arrived; samples_seen tells it how
     # far behind that the end of speech lies.
-    audio = np.concatenate([silence(0.4, SAMPLE_RATE), at_rate(question, SAMPLE_RATE), silence(1.5, SAMPLE_RATE)])
+    audio = np.concatenate([silence(0.4, SAMPLE_RATE), question.at(SAMPLE_RATE), silence(1.5, SAMPLE_RATE)])
     ep = Endpointer()
     fed = 0
     for part in chunks(audio, 320):
@@ -227,7 +223,7 @@ def test_ten_minutes_of_talk_stays_bounded() -> None:
 
 
 def test_is_speaking_soon_after_speech_starts(question: Speech) -> None:
-    spoken = at_rate(question, SAMPLE_RATE)
+    spoken = question.at(SAMPLE_RATE)
     audio = np.concatenate([silence(0.5, SAMPLE_RATE), spoken, silence(1.5, SAMPLE_RATE)])
     onset_s = 0.5 + first_loud_sample(spoken) / SAMPLE_RATE
     ep = Endpointer(min_speech_ms=200)
@@ -266,7 +262,7 @@ def test_zero_length_chunks_and_sample_count() -> None:
 
 
 def test_reset_gives_identical_results(question: Speech) -> None:
-    audio = np.concatenate([silence(0.3, SAMPLE_RATE), at_rate(question, SAMPLE_RATE), silence(1.0, SAMPLE_RATE)])
+    audio = np.concatenate([silence(0.3, SAMPLE_RATE), question.at(SAMPLE_RATE), silence(1.0, SAMPLE_RATE)])
     ep = Endpointer()
     first = turns(run(ep, audio))
     ep.reset()
@@ -278,8 +274,8 @@ def test_reset_gives_identical_results(question: Speech) -> None:
 
 
 def test_session_is_shared_but_state_is_per_instance(question: Speech, statement: Speech) -> None:
-    a_audio = np.concatenate([silence(0.3, SAMPLE_RATE), at_rate(question, SAMPLE_RATE), silence(1.0, SAMPLE_RATE)])
-    b_audio = np.concatenate([silence(1.0, SAMPLE_RATE), at_rate(statement, SAMPLE_RATE), silence(1.0, SAMPLE_RATE)])
+    a_audio = np.concatenate([silence(0.3, SAMPLE_RATE), question.at(SAMPLE_RATE), silence(1.0, SAMPLE_RATE)])
+    b_audio = np.concatenate([silence(1.0, SAMPLE_RATE), statement.at(SAMPLE_RATE), silence(1.0, SAMPLE_RATE)])
     n = max(len(a_audio), len(b_audio))
     a_audio = np.pad(a_audio, (0, n - len(a_audio)))
     b_audio = np.pad(b_audio, (0, n - len(b_audio)))

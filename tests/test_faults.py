@@ -15,14 +15,12 @@ import os
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator
 
-import edge_tts.communicate
 import pytest
 import trustme
 from aiohttp import web
 
-from benchmarks.edge_standin import EdgeStandin, encode_mp3, tone
+from benchmarks.edge_standin import EdgeStandin
 from llm import EmbeddedLLMServer, free_loopback_port
 from tests.llm_servers import (
     Handler,
@@ -58,12 +56,6 @@ from voice.tts_factory import make_tts
 pytestmark = pytest.mark.slow
 
 KEY = "sk-fault-test-KEY-9f8e7d6c5b4a"
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[LLMServer]:
-    async with LLMServer() as srv:
-        yield srv
 
 
 async def next_turn_works(session: VoiceSession, server: LLMServer | None = None) -> None:
@@ -263,20 +255,9 @@ async def test_hanging_handler_then_recovery(voice_runtime, server: LLMServer) -
 # --------------------------------------------------------------------------- speech output
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def tone_mp3() -> bytes:
-    return encode_mp3(tone(440.0, 0.6))
-
-
 async def test_unreachable_edge_tts_falls_back_to_piper(
-    voice_runtime, server: LLMServer, monkeypatch: pytest.MonkeyPatch
+    voice_runtime, server: LLMServer, unreachable_edge: None
 ) -> None:
-    monkeypatch.setattr(edge_tts.communicate, "WSS_URL", f"wss://127.0.0.1:{free_loopback_port()}/edge/v1?x=1")
     tts = make_tts("auto", "en-US-AriaNeural", 1.0)  # an engine of its own: its own edge breaker
     async with loopback_session(voice_runtime, server.base_url, tts=tts) as s:
         events = await typed_turn(s, "Hello?")
@@ -318,10 +299,9 @@ async def test_edge_tts_dropping_mid_reply_hands_over_to_piper(
 
 
 async def test_edge_only_engine_unreachable_shows_the_reply_as_text(
-    voice_runtime, server: LLMServer, monkeypatch: pytest.MonkeyPatch
+    voice_runtime, server: LLMServer, unreachable_edge: None
 ) -> None:
     """TTS_ENGINE=edge (no fallback) with the service unreachable: text, one clear notice per turn."""
-    monkeypatch.setattr(edge_tts.communicate, "WSS_URL", f"wss://127.0.0.1:{free_loopback_port()}/edge/v1?x=1")
     tts = make_tts("edge", "en-US-AriaNeural", 1.0)  # an engine of its own: its own edge breaker
     async with loopback_session(voice_runtime, server.base_url, tts=tts) as s:
         for _ in range(2):

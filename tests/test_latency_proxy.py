@@ -19,11 +19,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-import trustme
 from aiohttp import web
 
 from llm import free_loopback_port
 from llm.latency_proxy import LatencyProxy, ProxyCounters
+from tests.loopback_tls import TLS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HANG_GUARD_S = 10.0
@@ -139,14 +139,9 @@ class TlsTarget:
 
 
 @pytest.fixture
-async def tls_target() -> AsyncIterator[TlsTarget]:
-    ca = trustme.CA()
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_context)
-    client_context = ssl.create_default_context()
-    ca.configure_trust(client_context)
-    runner, port = await _start_http(server_context)
-    yield TlsTarget(port, client_context)
+async def tls_target(tls: TLS) -> AsyncIterator[TlsTarget]:
+    runner, port = await _start_http(tls.server)
+    yield TlsTarget(port, tls.client)
     await runner.cleanup()
 
 

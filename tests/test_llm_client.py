@@ -10,15 +10,13 @@ import asyncio
 import contextlib
 import json
 import logging
-import ssl
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import trustme
 from multidict import CIMultiDict
 
 from llm import (
@@ -53,33 +51,11 @@ from tests.llm_servers import (
     status,
     tokens,
 )
+from tests.loopback_tls import TLS
 
 KEY = "sk-test-0123456789abcdefSECRET"
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}]
 EXPECTED = ["Hello there.", "How are you today?", "I am fine."]  # DEFAULT_REPLY as sentences
-
-
-@dataclass
-class TLS:
-    server: ssl.SSLContext
-    client: ssl.SSLContext
-
-
-@pytest.fixture(scope="module")
-def tls() -> TLS:
-    ca = trustme.CA()
-    cert = ca.issue_cert("localhost", "127.0.0.1")
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
-    ca.configure_trust(client_ctx)
-    return TLS(server_ctx, client_ctx)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[LLMServer]:
-    async with LLMServer() as srv:
-        yield srv
 
 
 @pytest.fixture

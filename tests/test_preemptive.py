@@ -10,7 +10,6 @@ re-warmed in the background, so none is opened on its path.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -21,12 +20,6 @@ from voice.preemptive import PreemptiveGeneration, PreemptiveReply, PreemptiveSt
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}]
 EXPECTED = ["Hello there.", "How are you today?", "I am fine."]  # the server's default reply
 LONG = "One two three. Four five six. Seven eight nine. Ten eleven twelve. Thirteen fourteen."
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[LLMServer]:
-    async with LLMServer() as srv:
-        yield srv
 
 
 async def warm_client(server: LLMServer) -> PooledLLMClient:

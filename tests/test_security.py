@@ -55,10 +55,10 @@ QUESTION = "What is the capital of France?"
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[LLMServer]:
-    async with LLMServer() as srv:
-        srv.default = echo()
-        yield srv
+def server(server: LLMServer) -> LLMServer:
+    """The shared loopback server, quoting the user (``echo``) unless a test scripts it."""
+    server.default = echo()
+    return server
 
 
 def loopback_app(voice_runtime: Any, base_url: str, key: str = "") -> app.WarmVoiceApp:

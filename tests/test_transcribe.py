@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import voice.transcribe as transcribe_module
-from tests.speech import Speech, chunks, resample, silence, synthesize
+from tests.speech import Speech, chunks, silence, synthesize
 from voice.audio import SAMPLE_RATE, StreamingConverter
 from voice.endpointing import Endpointer, TurnEnded
 from voice.transcribe import ModelUnavailableError, Transcriber, Transcript, clean_text, get_model
@@ -41,7 +41,7 @@ def question() -> Speech:
 
 @pytest.mark.slow
 def test_spoken_question_is_transcribed(transcriber: Transcriber, question: Speech) -> None:
-    audio = resample(question.samples, question.sample_rate, SAMPLE_RATE)
+    audio = question.at(SAMPLE_RATE)
     result = transcriber.transcribe(audio)
 
     assert isinstance(result, Transcript)
@@ -54,9 +54,7 @@ def test_spoken_question_is_transcribed(transcriber: Transcriber, question: Spee
 @pytest.mark.slow
 def test_gradio_chunks_through_the_whole_input_pipeline(transcriber: Transcriber, question: Speech) -> None:
     # What the browser sends: 48 kHz int16 stereo in 100 ms chunks, then the user is quiet.
-    mic = np.concatenate(
-        [silence(0.5, 48000), resample(question.samples, question.sample_rate, 48000), silence(1.5, 48000)]
-    )
+    mic = np.concatenate([silence(0.5, 48000), question.at(48000), silence(1.5, 48000)])
     pcm = np.round(np.stack([mic, mic], axis=1) * 32767).astype(np.int16)
     conv, ep = StreamingConverter(48000), Endpointer()
     ended: list[TurnEnded] = []
@@ -105,7 +103,7 @@ def test_noise_never_becomes_a_spoken_turn(transcriber: Transcriber, kind: str, 
 async def test_concurrent_sessions_share_one_model(transcriber: Transcriber) -> None:
     # Two sessions transcribing at the same moment from worker threads, as the app does.
     texts = [QUESTION, "Tell me a joke about the weather."]
-    audios = [resample(s.samples, s.sample_rate, SAMPLE_RATE) for s in map(synthesize, texts)]
+    audios = [synthesize(text).at(SAMPLE_RATE) for text in texts]
     other = Transcriber()
     assert other.load() is transcriber.load()
 

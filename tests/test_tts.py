@@ -15,15 +15,13 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import edge_tts.communicate
 import numpy as np
 import pytest
-import trustme
 
 from benchmarks.edge_standin import EdgeStandin, SilentTcpServer, encode_mp3, tone
-from llm import free_loopback_port
 from voice.mp3_decoder import Mp3StreamDecoder
 from voice.tts import (
     MAX_TEXT_CHARS,
@@ -81,30 +79,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def tone_mp3() -> bytes:
-    return encode_mp3(tone(440.0, 1.0))
-
-
-@pytest.fixture
-async def standin(ca: trustme.CA, tone_mp3: bytes, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[EdgeStandin]:
-    async with EdgeStandin(tone_mp3, ca) as server:
-        server.install(monkeypatch)
-        yield server
-
-
-@pytest.fixture
-def unreachable_edge(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """edge-tts pointed at a loopback port where nothing listens."""
-    monkeypatch.setattr(edge_tts.communicate, "WSS_URL", f"wss://127.0.0.1:{free_loopback_port()}/edge/v1?x=1")
-    yield
 
 
 @pytest.fixture(scope="module")

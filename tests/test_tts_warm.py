@@ -12,16 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import edge_tts.communicate
 import psutil
 import pytest
-import trustme
 
 from benchmarks import edge_probe
 from benchmarks.edge_probe import probe, report
-from benchmarks.edge_standin import EdgeStandin, encode_mp3, tone
+from benchmarks.edge_standin import EdgeStandin
 from tests.llm_servers import LLMServer, reply
 from tests.loopback_session import assert_presentable, loopback_session, outcome, typed_turn
 from voice.tts import AudioChunk, FallbackTTS, TTSConnection
@@ -31,23 +30,6 @@ from voice.tts_factory import make_tts
 from voice.tts_piper import PiperTTS
 
 WAIT_S = 20.0  # bound for every wait on the background keeper (generous for a loaded machine)
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def tone_mp3() -> bytes:
-    return encode_mp3(tone(440.0, 0.5))
-
-
-@pytest.fixture
-async def standin(ca: trustme.CA, tone_mp3: bytes, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[EdgeStandin]:
-    async with EdgeStandin(tone_mp3, ca) as server:
-        server.install(monkeypatch)
-        yield server
 
 
 def warm_edge(**transport: float | bool) -> EdgeTTS:
