@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parent.parent
 LOG_TAIL_CHARS = 3000  # how much of the log a failure message quotes
 
 
@@ -89,12 +90,13 @@ def running_app(
     *,
     port: int,
     log_path: Path,
-    cwd: Path,
     env: Mapping[str, str],
-    stop_signal: signal.Signals,
-    stop_timeout_s: float,
+    cwd: Path = ROOT,
+    stop_signal: signal.Signals = signal.SIGINT,
+    stop_timeout_s: float = 20.0,
 ) -> Iterator[AppProcess]:
-    """``python <app_args>`` in ``cwd`` with ``env``; stopped with ``stop_signal`` on exit."""
+    """``python <app_args>`` in ``cwd`` with ``env``; stopped on exit with ``stop_signal`` (Ctrl-C
+    unless told otherwise), killed if it has not ended ``stop_timeout_s`` later."""
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
             [sys.executable, *app_args], cwd=cwd, env=dict(env), stdout=log_file, stderr=subprocess.STDOUT

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from benchmarks.answer_panel import PANEL, is_english, judge
+from tests.bench_process import offline_env, run_module
 from tests.speech import synthesize
 from voice.headless import run_spoken_turn, run_typed_turn
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
 # Facts the bundled SmolLM2-135M answers with the embedded prompting (see README, "Answer quality").
 FACTS = [q for q in PANEL if q.text in ("What is the capital of France?", "How many legs does a spider have?")]
 
@@ -45,14 +42,8 @@ async def test_panel_questions_get_english_answers_with_the_expected_word(voice_
 
 def test_command_prints_markdown_and_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "eval.json"
-    env = {**os.environ, "OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", "HF_HUB_OFFLINE": "1"}
-    run = subprocess.run(
-        [sys.executable, "-m", "benchmarks.answer_eval", "--questions", "2", "--json", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    run = run_module(
+        "benchmarks.answer_eval", ["--questions", "2", "--json", str(out)], env=offline_env(), timeout_s=300
     )
     assert run.returncode == 0, run.stderr[-2000:]
     report = run.stdout

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,15 +88,7 @@ def app_url() -> Iterator[str]:
     }
     log_path = ARTIFACTS / "browser-app.log"
     ARTIFACTS.mkdir(exist_ok=True)
-    with running_app(
-        ["app.py", "--port", str(port)],
-        port=port,
-        log_path=log_path,
-        cwd=ROOT,
-        env=env,
-        stop_signal=signal.SIGINT,
-        stop_timeout_s=20,
-    ) as app:
+    with running_app(["app.py", "--port", str(port)], port=port, log_path=log_path, env=env) as app:
         app.wait_until_ready(page_timeout_s=120, ready_timeout_s=180)
         yield app.url
     assert "Traceback" not in app.log(), "the app logged a traceback"

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.bench_process import offline_env, run_module
 from tests.speech import synthesize
 from voice.audio import read_wav, write_wav
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
@@ -24,28 +20,11 @@ def test_wav_turns_print_transcript_reply_and_table(tmp_path: Path) -> None:
     silent = tmp_path / "silence.wav"
     write_wav(silent, np.zeros(32000, np.float32), 16000)
     out = tmp_path / "reply.wav"
-    env = {**os.environ, "TTS_ENGINE": "piper", "OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", "HF_HUB_OFFLINE": "1"}
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "voice",
-            "--wav",
-            str(wav),
-            "--wav",
-            str(silent),
-            "--out",
-            str(out),
-            "--strategy",
-            "prewarmed",
-            "--pause-s",
-            "0.2",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
+    run = run_module(
+        "voice",
+        ["--wav", str(wav), "--wav", str(silent), "--out", str(out), "--strategy", "prewarmed", "--pause-s", "0.2"],
+        env=offline_env(TTS_ENGINE="piper"),
+        timeout_s=240,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     text = run.stdout
@@ -59,13 +38,7 @@ def test_wav_turns_print_transcript_reply_and_table(tmp_path: Path) -> None:
 
 
 def test_missing_wav_is_a_clear_error(tmp_path: Path) -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "voice", "--wav", str(tmp_path / "nope.wav")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    run = run_module("voice", ["--wav", str(tmp_path / "nope.wav")], timeout_s=60)
     assert run.returncode == 2
     assert run.stderr.strip() == f"error: no such WAV file: {tmp_path / 'nope.wav'}"
 
@@ -94,40 +67,17 @@ def test_wav_takes_several_files_after_one_flag_or_repeated() -> None:
 
 
 def test_empty_text_is_a_clear_error() -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "voice", "--text", "  "],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    run = run_module("voice", ["--text", "  "], timeout_s=60)
     assert run.returncode == 2
     assert run.stderr.strip() == "error: --text needs a non-empty question"
 
 
 @pytest.mark.slow
 def test_typed_turns_print_reply_and_table(tmp_path: Path) -> None:
-    env = {**os.environ, "TTS_ENGINE": "piper", "OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", "HF_HUB_OFFLINE": "1"}
     out = tmp_path / "reply.wav"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "voice",
-            "--text",
-            "What is the capital of France?",
-            "--text",
-            "How many legs does a spider have?",
-            "--out",
-            str(out),
-            "--pause-s",
-            "0",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
+    questions = ["--text", "What is the capital of France?", "--text", "How many legs does a spider have?"]
+    run = run_module(
+        "voice", [*questions, "--out", str(out), "--pause-s", "0"], env=offline_env(TTS_ENGINE="piper"), timeout_s=240
     )
     assert run.returncode == 0, run.stderr[-2000:]
     text = run.stdout
