@@ -23,10 +23,10 @@ QUESTION = "What is the capital of France?"
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[LLMServer]:
-    async with LLMServer() as srv:
-        srv.default = reply(TWO_SENTENCES)
-        yield srv
+def server(server: LLMServer) -> LLMServer:
+    """The shared loopback server, answering TWO_SENTENCES unless a test scripts it."""
+    server.default = reply(TWO_SENTENCES)
+    return server
 
 
 @contextlib.asynccontextmanager

@@ -77,8 +77,9 @@ async def test_a_cut_after_the_first_sentence_was_heard_resumes_from_the_second(
     assert stage.cut() == [second]
 
 
-async def test_a_failing_engine_is_said_once_and_the_reply_stays_text() -> None:
-    # The real edge-tts engine: its service is unreachable here, so it fails (fast) with TTSError.
+async def test_a_failing_engine_is_said_once_and_the_reply_stays_text(unreachable_edge: None) -> None:
+    # The real edge-tts engine pointed at a loopback port where nothing listens: it fails (fast) with
+    # TTSError, and the test never reaches out to the real service even where there is internet.
     clock, events = ManualClock(), []
     stage = SpeechStage(make_tts("edge", "en-US-AriaNeural", 1.0, edge_warm=False), emit=events.append, clock=clock.now)
     lat = TurnLatency(turn=1, source="text", speech_end_at=clock.now())
