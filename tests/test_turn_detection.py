@@ -17,7 +17,7 @@ import pytest
 from tests.speech import resample, silence, synthesize, trimmed
 from voice.endpointing import SAMPLE_RATE, SpeechStarted
 from voice.smart_turn import smart_turn_model
-from voice.transcribe import Transcriber
+from voice.transcribe import Transcriber, Transcript
 from voice.turn_detection import DetectedTurn, TurnDetector
 from voice.turn_policy import TurnPolicy
 
@@ -110,6 +110,30 @@ async def test_a_complete_question_ends_on_the_evidence_without_waiting(transcri
     assert end.model_ms is not None and end.model_ms > 0
     # It did not sit out the wait an unfinished-sounding pause gets.
     assert POLICY.min_silence_ms <= end.silence_waited_ms < POLICY.hold_ms
+    assert "france" in await transcript_of(turns[0], transcriber)
+
+
+class LateTranscriber(Transcriber):
+    """The real Whisper, answering ``delay_s`` late: what a loaded machine does to the early
+    transcript (the delay is injected, the transcription is real)."""
+
+    def __init__(self, inner: Transcriber, delay_s: float) -> None:
+        super().__init__(inner.model_name, inner.device, inner.compute_type, inner.language or "")
+        self.delay_s = delay_s
+
+    def transcribe(self, audio_16k: np.ndarray) -> Transcript:
+        time.sleep(self.delay_s)  # runs in the detector's worker thread, like Whisper itself
+        return super().transcribe(audio_16k)
+
+
+async def test_a_hesitation_stays_one_turn_when_the_transcript_is_late(transcriber: Transcriber) -> None:
+    """The model hears "What is the capital of, um" as unfinished at once; the transcript only
+    comes after the pause.  A pending transcript is unknown, not a vote: the hold must not end
+    the turn on the model's word alone (it did when a loaded machine slowed Whisper down)."""
+    late = LateTranscriber(transcriber, delay_s=2.2)
+    pause_s = (POLICY.hold_ms + 300) / 1000  # past the hold, short of the maximum wait
+    turns = await detect(late, POLICY, spoken("What is the capital of, um", pause_s, "France?"))
+    assert len(turns) == 1, [t.turn_end for t in turns]
     assert "france" in await transcript_of(turns[0], transcriber)
 
 

@@ -29,6 +29,10 @@ def first_end(policy: TurnPolicy, text: bool | None, probability: float | None) 
         ("and", False),
         ("", False),
         ("So, um,", False),
+        ("I need a...", False),  # Whisper heard the voice trail off
+        ("Could you...", False),
+        ("Remind me to call my s-", False),  # stopped inside a word
+        ("Can you tell me how to get to the train station?", True),
     ],
 )
 def test_text_reads_complete_only_without_a_dangling_word(text: str, complete: bool) -> None:
@@ -39,16 +43,36 @@ def test_both_signals_complete_end_at_the_minimum_silence() -> None:
     assert first_end(POLICY, True, 0.9) == (256, "audio+text")
 
 
-@pytest.mark.parametrize(("text", "probability"), [(False, 0.97), (True, 0.1), (False, None), (None, 0.1)])
+@pytest.mark.parametrize(("text", "probability"), [(False, 0.97), (True, 0.1)])
 def test_one_signal_incomplete_waits_for_the_hold(text: bool | None, probability: float | None) -> None:
     ms, signal = first_end(POLICY, text, probability) or (None, None)
     assert signal == "hold" and POLICY.hold_ms <= ms < POLICY.hold_ms + 32
 
 
-@pytest.mark.parametrize(("text", "probability"), [(False, 0.2), (None, None)])
-def test_both_incomplete_or_nothing_known_waits_for_the_maximum(text: bool | None, probability: float | None) -> None:
+@pytest.mark.parametrize(
+    ("text", "probability"),
+    [(False, 0.2), (None, None), (None, 0.97), (True, None), (False, None), (None, 0.1)],
+    ids=["both-incomplete", "nothing-known", "text-pending", "model-pending", "model-pending-2", "text-pending-2"],
+)
+def test_both_incomplete_or_a_signal_still_pending_waits_for_the_maximum(
+    text: bool | None, probability: float | None
+) -> None:
+    """A signal that has not answered is unknown, not a vote for either side: a slow Whisper must
+    not turn "the model hears an unfinished phrase" into a hold that cuts the speaker."""
     ms, signal = first_end(POLICY, text, probability) or (None, None)
     assert signal == "max_wait" and POLICY.max_wait_ms <= ms < POLICY.max_wait_ms + 32
+
+
+@pytest.mark.parametrize(("late_text", "expected"), [(True, (1504, "hold")), (False, (2528, "max_wait"))])
+def test_a_late_transcript_decides_as_if_it_had_been_there(late_text: bool, expected: tuple[int, str]) -> None:
+    """The model says unfinished at once, the transcript only 1.5 s into the pause (a loaded
+    machine): the turn ends on both verdicts, never on the missing one."""
+    for ms in range(0, 6000, 32):
+        signal = decide(POLICY, ms, late_text if ms >= 1500 else None, 0.1)
+        if signal is not None:
+            assert (ms, signal) == expected
+            return
+    pytest.fail("the turn never ended")
 
 
 def test_an_unfinished_transcript_is_not_ended_early_even_when_the_audio_sounds_final() -> None:

@@ -17,7 +17,9 @@ Each detector is a rule over them; the session, the tests and the benchmark all 
 * ``audio``: the model alone.  Complete: ``min_silence_ms``; incomplete: ``hold_ms``.
 * ``combined``: end fast (``min_silence_ms``) only when the model *and* the text say
   complete; wait ``hold_ms`` when one of them says incomplete, ``max_wait_ms`` when both
-  do.  The text catches what the model misses (a robotic "What is the capital of" sounds
+  do.  A signal not computed yet is unknown, never a vote: until both have answered only
+  ``max_wait_ms`` ends the turn, so the verdict does not depend on how fast they answer.
+  The text catches what the model misses (a robotic "What is the capital of" sounds
   final to it), the model catches what the text misses (Whisper ends almost every
   fragment with a full stop).
 
@@ -118,11 +120,21 @@ CONTINUATION_WORDS = frozenset(
 )
 
 
+# How Whisper writes speech that trails off or stops inside a word: "I need a...", "call my s-".
+TRAILING_OFF = ("...", "…", "-", "—")
+
+
 def text_sounds_complete(text: str) -> bool:
-    """The transcript reads like a finished sentence: final punctuation, no dangling word."""
+    """The transcript reads like a finished sentence: final punctuation, no dangling word, and
+    no sign that Whisper heard the voice trail off ("...") or stop inside a word ("s-")."""
     text = text.strip()
     words = text.rstrip(".?!").lower().replace(",", " ").split()
-    return bool(words) and text.endswith((".", "?", "!")) and words[-1] not in CONTINUATION_WORDS
+    return (
+        bool(words)
+        and text.endswith((".", "?", "!"))
+        and not text.rstrip("?!").endswith(TRAILING_OFF)
+        and words[-1] not in CONTINUATION_WORDS
+    )
 
 
 @dataclass(frozen=True)
@@ -187,9 +199,13 @@ def decide(
         if audio_complete:
             return "audio" if silence_ms >= policy.min_silence_ms else None
         return "hold" if silence_ms >= policy.hold_ms else None
-    votes = (audio_complete, text_complete)
-    if votes == (True, True):
+    if audio_complete is None or text_complete is None:
+        # A signal still being computed is unknown, not a vote: deciding without it would make
+        # the verdict depend on how fast the machine is (a slow Whisper would turn "one says
+        # unfinished, the other has not answered" into a hold).  Only the maximum wait ends it.
+        return None
+    if audio_complete and text_complete:
         return "audio+text" if silence_ms >= policy.min_silence_ms else None
-    if votes.count(False) == 1 and silence_ms >= policy.hold_ms:
-        return "hold"
-    return None  # both say incomplete (or nothing is known yet): only the maximum wait ends it
+    if audio_complete != text_complete and silence_ms >= policy.hold_ms:
+        return "hold"  # the two disagree: the hold gives an unfinished speaker time to go on
+    return None  # both say incomplete: only the maximum wait ends it
