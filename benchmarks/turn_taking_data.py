@@ -3,9 +3,13 @@
 Nothing recorded is committed.  Every item is built from text with the bundled Piper voice
 (deterministic: noise scales 0) at several speaking rates (Piper's ``length_scale``), with
 silences of known length between its parts, then mixed with steady pink noise that sox
-synthesizes, at a given signal-to-noise ratio.  Each item knows where every part of the
-speech ends, so a detector's decision can be scored: a turn ended inside one of the
-item's own pauses is a false cut; the end of the last part is the true end of speech.
+synthesizes, at a given signal-to-noise ratio.  Each hesitation is built twice: cut from the
+whole sentence spoken at once (the unfinished part keeps the prosody of a phrase that goes
+on, as a person pausing mid-sentence sounds) and with the unfinished part spoken alone (it
+ends with a sentence's final fall: the robotic hard case the issue's probe found).  Each
+item knows where every part of the speech ends, so a detector's decision can be scored: a
+turn ended inside one of the item's own pauses is a false cut; the end of the last part is
+the true end of speech.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import wave
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soxr
@@ -83,14 +88,18 @@ READING = (
 READING_CLAUSE_PAUSES_S = (0.35, 0.5, 0.7)
 READING_SENTENCE_PAUSES_S = (0.6, 0.9, 1.1)
 
-CLASSES = ("complete", "hesitation", "filler", "two_sentences", "reading")
+CLASSES = ("complete", "hesitation", "hesitation_final", "filler", "filler_final", "two_sentences", "reading")
 CLASS_LABELS = {
     "complete": "complete questions",
-    "hesitation": "unfinished phrase + pause",
-    "filler": "filler (um/uh) + pause",
+    "hesitation": "unfinished phrase + pause (cut from the whole sentence)",
+    "hesitation_final": "unfinished phrase + pause (phrase said alone: final intonation)",
+    "filler": "filler (um/uh) + pause (cut from the whole sentence)",
+    "filler_final": "filler (um/uh) + pause (phrase said alone: final intonation)",
     "two_sentences": "two sentences",
     "reading": "long reading",
 }
+# The issue's target class: a speaker who pauses mid-sentence, however the pause was voiced.
+HESITATION_CLASSES = ("hesitation", "hesitation_final", "filler", "filler_final")
 
 
 @dataclass(frozen=True)
@@ -127,6 +136,7 @@ class Piper:
         from voice.tts_piper import bundled_voice_path, load_voice
 
         self._voice = load_voice(bundled_voice_path())
+        self._aligned: Any = None  # the same voice with phoneme alignments, loaded on first use
 
     @functools.lru_cache(maxsize=512)  # noqa: B019 - one Piper per run; the cache dies with it
     def speech(self, text: str, rate: float) -> np.ndarray:
@@ -138,11 +148,59 @@ class Piper:
         if not chunks:
             raise RuntimeError(f"Piper produced no audio for {text!r}")
         native = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32)
-        audio = soxr.resample(native, chunks[0].sample_rate, SAMPLE_RATE).astype(np.float32)
-        loud = np.flatnonzero(np.abs(audio) > ENERGY_THRESHOLD)
-        if not loud.size:
-            raise RuntimeError(f"Piper's audio for {text!r} is silent")
-        return audio[loud[0] : loud[-1] + 1]
+        return _trimmed(soxr.resample(native, chunks[0].sample_rate, SAMPLE_RATE), text)
+
+    @functools.lru_cache(maxsize=512)  # noqa: B019 - as above
+    def speech_in_parts(self, parts: tuple[str, ...], rate: float) -> tuple[np.ndarray, ...]:
+        """The whole sentence ``" ".join(parts)`` spoken at once, cut at the word boundaries
+        between the parts (Piper's phoneme alignments say where).
+
+        Each part but the last keeps the prosody of a phrase that goes on (no final fall, no
+        final lengthening), which is what a speaker who pauses mid-sentence sounds like; the
+        same part synthesized alone (:meth:`speech`) ends like a finished sentence.
+        """
+        from piper import PiperVoice, SynthesisConfig
+
+        if self._aligned is None:  # the model patched in memory for alignments (needs ``onnx``)
+            from voice.tts_piper import bundled_voice_path
+
+            self._aligned = PiperVoice.load(bundled_voice_path(), include_alignments=True)
+        text = " ".join(parts)
+        config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0, length_scale=rate)
+        chunks = list(self._aligned.synthesize(text, config, include_alignments=True))
+        if len(chunks) != 1 or not chunks[0].phoneme_alignments:
+            raise RuntimeError(f"Piper gave no single aligned sentence for {text!r}")
+        chunk = chunks[0]
+        # Word boundaries: the start and end (native samples) of each space phoneme.
+        spaces, position = [], 0
+        for alignment in chunk.phoneme_alignments:
+            if alignment.phoneme == " ":
+                spaces.append((position, position + int(alignment.num_samples)))
+            position += int(alignment.num_samples)
+        if len(spaces) != len(text.split()) - 1:
+            raise RuntimeError(f"Piper's words for {text!r} do not match its spaces")
+        native = chunk.audio_float_array.astype(np.float32)
+        pieces, start, word = [], 0, 0
+        for part in parts[:-1]:
+            word += len(part.split())
+            cut_start, cut_end = spaces[word - 1]
+            pieces.append(native[start:cut_start])
+            start = cut_end
+        pieces.append(native[start:])
+        rate_in = chunk.sample_rate
+        return tuple(
+            _trimmed(soxr.resample(piece, rate_in, SAMPLE_RATE), part)
+            for piece, part in zip(pieces, parts, strict=True)
+        )
+
+
+def _trimmed(audio: np.ndarray, text: str) -> np.ndarray:
+    """``audio`` (16 kHz) from its first to its last sample above the energy threshold."""
+    audio = np.asarray(audio, dtype=np.float32)
+    loud = np.flatnonzero(np.abs(audio) > ENERGY_THRESHOLD)
+    if not loud.size:
+        raise RuntimeError(f"Piper's audio for {text!r} is silent")
+    return audio[loud[0] : loud[-1] + 1]
 
 
 def pink_noise(seconds: float, directory: Path) -> np.ndarray:
@@ -159,13 +217,26 @@ def pink_noise(seconds: float, directory: Path) -> np.ndarray:
     return data / float(np.sqrt(np.mean(data**2)))
 
 
-def build(piper: Piper, kind: str, name: str, rate: float, parts: Sequence[str], pauses: Sequence[float]) -> Item:
-    """Parts of speech with ``pauses`` (seconds) between them, after a lead-in, before a tail."""
+def build(
+    piper: Piper,
+    kind: str,
+    name: str,
+    rate: float,
+    parts: Sequence[str],
+    pauses: Sequence[float],
+    *,
+    whole: bool = False,
+) -> Item:
+    """Parts of speech with ``pauses`` (seconds) between them, after a lead-in, before a tail.
+
+    ``whole``: the parts are cut from one sentence spoken at once (mid-sentence prosody);
+    otherwise each part is spoken on its own (each ends with a sentence's final intonation).
+    """
     pieces = [np.zeros(int(LEAD_IN_S * SAMPLE_RATE), np.float32)]
     ends = []
     position = len(pieces[0])
-    for index, text in enumerate(parts):
-        speech = piper.speech(text, rate)
+    spoken = piper.speech_in_parts(tuple(parts), rate) if whole else tuple(piper.speech(t, rate) for t in parts)
+    for index, speech in enumerate(spoken):
         pieces.append(speech)
         position += len(speech)
         ends.append(position)
@@ -198,12 +269,15 @@ def clean_items(piper: Piper, rates: Sequence[float]) -> Iterator[Item]:
     for rate in rates:
         for text in COMPLETE:
             yield build(piper, "complete", text, rate, [text], [])
-        for first, rest in HESITATIONS:
-            for pause in HESITATION_PAUSES_S:
-                yield build(piper, "hesitation", f"{first} [{pause:g}s] {rest}", rate, [first, rest], [pause])
-        for first, rest in FILLERS:
-            for pause in FILLER_PAUSES_S:
-                yield build(piper, "filler", f"{first} [{pause:g}s] {rest}", rate, [first, rest], [pause])
+        for kind, phrases, pauses_s in (
+            ("hesitation", HESITATIONS, HESITATION_PAUSES_S),
+            ("filler", FILLERS, FILLER_PAUSES_S),
+        ):
+            for first, rest in phrases:
+                for pause in pauses_s:
+                    name = f"{first} [{pause:g}s] {rest}"
+                    yield build(piper, kind, name, rate, [first, rest], [pause], whole=True)
+                    yield build(piper, f"{kind}_final", f"{name} (alone)", rate, [first, rest], [pause])
         for first, rest in TWO_SENTENCES:
             yield build(piper, "two_sentences", f"{first} {rest}", rate, [first, rest], [TWO_SENTENCE_PAUSE_S])
     # The reading is long: one rate (the voice's own) keeps the run short.

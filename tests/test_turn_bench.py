@@ -56,3 +56,38 @@ def test_a_turn_nobody_ends_is_late_and_summaries_count_it() -> None:
     rows = summarise({("combined", 1000): [(never, outcome)]})
     complete = next(r for r in rows if r["class"] == "complete")
     assert complete["late_rate"] == 1.0 and complete["median_ms"] is None
+
+
+def test_instant_signals_bound_the_cuts_from_above() -> None:
+    """A slow transcript can hide a cut (the voice came back before it answered); the replay
+    with instant signals counts it, so that figure does not depend on the machine's load."""
+    slow_but_wrong = Evidence(
+        "book a table for [0.6s] two",
+        "hesitation",
+        1.0,
+        None,
+        true_end=3 * SAMPLE_RATE,
+        internal_ends=(int(1.5 * SAMPLE_RATE),),
+        speech_s=2.5,
+        # Both signals wrongly say "complete" on the hesitation; Whisper needs 700 ms for it.
+        pauses=(pause(1.5, 600, True, 0.9, whisper_ms=700), pause(3.0, 3500, True, 0.9)),
+    )
+    outcome = replay(COMBINED, slow_but_wrong)
+    assert outcome.cuts == 0 and outcome.cuts_if_instant == 1
+    rows = summarise({("combined", 1000): [(slow_but_wrong, outcome)]})
+    row = next(r for r in rows if r["class"] == "hesitation")
+    assert row["false_cut_rate"] == 0.0 and row["false_cut_rate_instant"] == 1.0
+
+
+def test_a_hesitation_cut_from_the_whole_sentence_keeps_its_words_apart() -> None:
+    """The set's mid-sentence hesitations: the parts are slices of one rendering of the whole
+    sentence, in order, cut at the word boundary (Whisper hears each part's own words)."""
+    from benchmarks.turn_taking_data import Piper
+    from voice.transcribe import Transcriber
+
+    first, rest = Piper().speech_in_parts(("Can you tell me how to get to", "the train station?"), 1.0)
+    whole = Piper().speech("Can you tell me how to get to the train station?", 1.0)
+    assert len(first) > 0 and len(rest) > 0 and len(first) + len(rest) <= len(whole)
+    whisper = Transcriber("", "cpu", "int8", "en")
+    assert "station" not in whisper.transcribe(first).text.lower()
+    assert "station" in whisper.transcribe(rest).text.lower()
