@@ -23,13 +23,16 @@ LONG_REPLY = "Tell me a long story about a dragon, in ten sentences."
 
 
 @pytest.mark.parametrize(
-    "text", ["Yeah.", "Okay.", "Mm-hmm.", "Uh-huh, right.", "Okay, yeah, sure.", "", "Oh", "MMMM.", "Hmmm, okay."]
+    "text",
+    ["Yeah.", "Okay.", "Mm-hmm.", "Uh-huh, right.", "Okay, yeah, sure.", "", "Oh", "MMMM.", "Hmmm, okay.", "Mm-mm."],
 )
 def test_listener_noises_are_backchannels(text: str) -> None:
     assert is_backchannel(text)
 
 
-@pytest.mark.parametrize("text", ["Stop.", "Wait, tell me about France.", "Yeah, but why?", "No.", "Mom, hold on."])
+@pytest.mark.parametrize(
+    "text", ["Stop.", "Wait, tell me about France.", "Yeah, but why?", "No.", "Mom, hold on.", "Hum-drum day."]
+)
 def test_anything_else_is_not(text: str) -> None:
     assert not is_backchannel(text)
 

@@ -55,8 +55,10 @@ BACKCHANNEL_WORDS = frozenset(
     }
 )
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
-# Hums however Whisper spells them: "Mmmm", "Hmmm", "Mhmm", "Uh-huhh", "Ahh", "Ooh".
-_HUM = re.compile(r"(?:m+|h+m+|m+h+m+|m+-h+m+|u+h+(?:-h+u+h+)?|a+h+|o+h+|o+o+h+)")
+# Hums however Whisper spells them: "Mmmm", "Hmmm", "Mhmm", "Ahh", "Ooh", and any of them joined
+# by hyphens: "Mm-hmm", "Uh-huhh", "Mm-mm", "Hmm-mm".
+_HUM_PIECE = r"(?:m+|h+m+|m+h+m+|u+h+|h+u+h+|a+h+|o+h+|o+o+h+)"
+_HUM = re.compile(rf"{_HUM_PIECE}(?:-{_HUM_PIECE})*")
 
 
 def is_backchannel(text: str) -> bool:
