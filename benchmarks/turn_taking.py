@@ -59,6 +59,12 @@ FALSE_CUT_TARGET = 0.05  # the issue's target for hesitation pauses up to 1 s
 # Summary groups besides the classes: hesitation pauses up to 1 s (the target), all of them and
 # split by how the unfinished part was voiced (cut from the whole sentence / said alone).
 SHORT_PAUSES = ("pauses<=1s", "pauses<=1s, whole", "pauses<=1s, final")
+# The curves: each detector with its wait swept, and the combined detector's other lever.
+CURVES = {
+    "combined": "audio model + text (hold swept)",
+    "combined_min": "audio model + text (minimum silence swept)",
+    **{d: label for d, label in TURN_DETECTOR_LABELS.items() if d != "combined"},
+}
 PACKAGES = ("faster-whisper", "onnxruntime", "piper-tts", "pipecat-ai")
 T = TypeVar("T")
 
@@ -88,6 +94,11 @@ class Evidence:
     internal_ends: tuple[int, ...]  # where each internal pause's speech part ends
     speech_s: float
     pauses: tuple[Pause, ...]
+    # Where the last part's speech starts: a turn ended on a pause before it (or on any pause
+    # the voice came back after) is a cut; the last pause after it is the real end, even when
+    # the VAD heard the last word end early (a soft "s" in noise).  None in evidence written
+    # before this field existed (then: the last pause ending within 100 ms of the true end).
+    last_part_start: int | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +160,7 @@ def gather(item: Item, whisper: Transcriber, pool: concurrent.futures.Executor) 
         item.part_ends[:-1],
         item.speech_s,
         tuple(pauses),
+        item.part_ends[-2] + int(item.pauses_s[-1] * SAMPLE_RATE) if len(item.part_ends) > 1 else 0,
     )
 
 
@@ -186,11 +198,13 @@ def replay(policy: TurnPolicy, evidence: Evidence) -> Outcome:
 def _walk(policy: TurnPolicy, evidence: Evidence, *, instant: bool) -> Outcome:
     cuts = 0
     tolerance = int(0.1 * SAMPLE_RATE)  # the VAD's end of a part vs the label's
-    for pause in evidence.pauses:
+    last_start = evidence.true_end - tolerance if evidence.last_part_start is None else evidence.last_part_start
+    for index, pause in enumerate(evidence.pauses):
         at = ended_at(policy, pause, instant=instant)
         if at is None:
             continue
-        if pause.speech_end < evidence.true_end - tolerance:
+        # Inside the turn: the voice came back after this pause, or the last part had not begun.
+        if index < len(evidence.pauses) - 1 or pause.speech_end < last_start:
             cuts += 1
         else:
             offset = (pause.speech_end - evidence.true_end) * 1000 / SAMPLE_RATE
@@ -200,11 +214,13 @@ def _walk(policy: TurnPolicy, evidence: Evidence, *, instant: bool) -> Outcome:
     return Outcome(cuts, None)
 
 
-def policies(min_silence_ms: int, max_wait_ms: int) -> list[tuple[str, int, TurnPolicy]]:
-    """(detector, wait, policy) for every detector and swept wait.
+def policies(min_silence_ms: int, hold_ms: int, max_wait_ms: int) -> list[tuple[str, int, TurnPolicy]]:
+    """(curve, wait, policy) for every curve of :data:`CURVES` and swept wait.
 
     vad: the fixed silence; text: the word-list rule's silence (its short wait stays the
-    earlier default, 300 ms); audio and combined: the hold (maximum wait fixed).
+    earlier default, 300 ms); audio and combined: the hold (minimum silence and maximum wait
+    fixed); combined_min: the combined detector's minimum silence, the wait when both signals
+    say complete (hold fixed, raised to the minimum silence when that is longer).
     """
     out = []
     for wait in WAITS_MS:
@@ -214,6 +230,9 @@ def policies(min_silence_ms: int, max_wait_ms: int) -> list[tuple[str, int, Turn
             hold = max(wait, min_silence_ms)
             policy = TurnPolicy(detector, min_silence_ms=min_silence_ms, hold_ms=hold, max_wait_ms=max_wait_ms)
             out.append((detector, wait, policy))
+        if wait <= max_wait_ms:
+            policy = TurnPolicy("combined", min_silence_ms=wait, hold_ms=max(hold_ms, wait), max_wait_ms=max_wait_ms)
+            out.append(("combined_min", wait, policy))
     return out
 
 
@@ -308,7 +327,8 @@ def render_markdown(report: dict[str, object]) -> str:
         f"Smart Turn median {_ms(report['model_ms_median'])} ms (p90 {_ms(report['model_ms_p90'])}), side by side.",
         f"Late end: more than {LATE_MS:.0f} ms after the true end of speech.  audio/combined: the wait is the hold "
         f"(one signal says unfinished), minimum silence {report['min_silence_ms']} ms, "
-        f"maximum wait {report['max_wait_ms']} ms.  "
+        f"maximum wait {report['max_wait_ms']} ms; minimum silence swept: the wait is the minimum silence "
+        f"(both signals say complete), hold {report.get('hold_ms', '—')} ms.  "
         '"Transcript too": when the LLM request can go, i.e. the turn is over and Whisper\'s early transcript '
         "(started on the pause by every detector) is ready.",
         "",
@@ -322,7 +342,7 @@ def render_markdown(report: dict[str, object]) -> str:
         "| reading: extra turns / 40 s | complete: median ms | p90 ms | late | transcript too: median ms |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for detector in TURN_DETECTOR_LABELS:
+    for detector in CURVES:
         for wait in WAITS_MS:
             short = row_of(rows, detector, wait, "pauses<=1s")
             if short is None:
@@ -334,7 +354,7 @@ def render_markdown(report: dict[str, object]) -> str:
             comp = row_of(rows, detector, wait, "complete") or {}
             extra = rd.get("extra_turns_per_40s")
             lines.append(
-                f"| {TURN_DETECTOR_LABELS[detector]} | {wait} | {_pct(short['false_cut_rate'])} "
+                f"| {CURVES[detector]} | {wait} | {_pct(short['false_cut_rate'])} "
                 f"| {_pct(short['false_cut_rate_instant'])} | {_pct(whole.get('false_cut_rate_instant'))} "
                 f"| {_pct(final.get('false_cut_rate_instant'))} "
                 f"| {_pct(two.get('false_cut_rate'))} | {'—' if extra is None else f'{float(extra):.1f}'} "  # type: ignore[arg-type]
@@ -381,7 +401,7 @@ def write_plot(report: dict[str, object], path: Path) -> None:
         ("reply_median_ms", "median moment the reply can start: turn over, transcript ready\n(ms after the true end)"),
     )
     for ax, (metric, xlabel) in zip(axes, panels, strict=True):
-        for detector, label in TURN_DETECTOR_LABELS.items():
+        for detector, label in CURVES.items():
             xs, ys, waits = [], [], []
             for wait in WAITS_MS:
                 short, comp = row_of(rows, detector, wait, "pauses<=1s"), row_of(rows, detector, wait, "complete")
@@ -425,6 +445,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help=f"audio/combined minimum silence (default {defaults.min_end_of_turn_silence_ms}, the app's)",
     )
     p.add_argument(
+        "--hold-ms",
+        type=int,
+        default=defaults.end_of_turn_hold_ms,
+        help=f"combined hold while its minimum silence is swept (default {defaults.end_of_turn_hold_ms}, the app's)",
+    )
+    p.add_argument(
         "--max-wait-ms",
         type=int,
         default=defaults.end_of_turn_max_wait_ms,
@@ -453,7 +479,7 @@ def run(argv: Sequence[str]) -> dict[str, object]:
     else:
         evidence = _stream_all(rates, snrs, args.limit, tuple(args.classes.split(",")))
     results: dict[tuple[str, int], list[tuple[Evidence, Outcome]]] = {}
-    for detector, wait, policy in policies(args.min_silence_ms, args.max_wait_ms):
+    for detector, wait, policy in policies(args.min_silence_ms, args.hold_ms, args.max_wait_ms):
         results[(detector, wait)] = [(ev, replay(policy, ev)) for ev in evidence]
     rows = summarise(results)
     pauses = [p for ev in evidence for p in ev.pauses]
@@ -474,6 +500,7 @@ def run(argv: Sequence[str]) -> dict[str, object]:
         "rates": ", ".join(f"{r:g}" for r in rates),
         "snrs": ", ".join(f"{s:g}" for s in snrs),
         "min_silence_ms": args.min_silence_ms,
+        "hold_ms": args.hold_ms,
         "max_wait_ms": args.max_wait_ms,
         "items": len(evidence),
         "pauses": len(pauses),
@@ -481,7 +508,7 @@ def run(argv: Sequence[str]) -> dict[str, object]:
         "whisper_ms_p90": percentile([p.whisper_ms for p in pauses], 90),
         "model_ms_median": percentile([p.model_ms for p in pauses], 50),
         "model_ms_p90": percentile([p.model_ms for p in pauses], 90),
-        "knees": {d: knee(rows, d) for d in TURN_DETECTOR_LABELS},
+        "knees": {d: knee(rows, d) for d in CURVES},
         "rows": rows,
         "evidence": [asdict(ev) for ev in evidence],
     }

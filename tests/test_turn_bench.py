@@ -91,3 +91,25 @@ def test_a_hesitation_cut_from_the_whole_sentence_keeps_its_words_apart() -> Non
     whisper = Transcriber("", "cpu", "int8", "en")
     assert "station" not in whisper.transcribe(first).text.lower()
     assert "station" in whisper.transcribe(rest).text.lower()
+
+
+def test_the_last_pause_after_the_last_part_began_is_the_end_not_a_cut() -> None:
+    """In noise the VAD may hear the last word end early (a soft final "s"): that pause is still
+    the end of the turn; a pause the voice came back after is a cut wherever it lies."""
+    early_end = Evidence(
+        "capital [x] France @10dB",
+        "hesitation",
+        1.0,
+        10.0,
+        true_end=3 * SAMPLE_RATE,
+        internal_ends=(int(1.5 * SAMPLE_RATE),),
+        speech_s=2.5,
+        pauses=(pause(1.5, 600, False, 0.1), pause(2.8, 3500, True, 0.9)),
+        last_part_start=int(2.1 * SAMPLE_RATE),
+    )
+    outcome = replay(COMBINED, early_end)
+    assert outcome.cuts == 0 and outcome.delay_ms is not None and outcome.delay_ms < 200
+    inside_last_part = Evidence(
+        **{**early_end.__dict__, "pauses": (pause(2.5, 400, True, 0.9), pause(3.0, 3500, True, 0.9))}
+    )
+    assert replay(COMBINED, inside_last_part).cuts == 1
