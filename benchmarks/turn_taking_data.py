@@ -15,6 +15,7 @@ the true end of speech.
 from __future__ import annotations
 
 import functools
+import itertools
 import subprocess
 import tempfile
 import wave
@@ -88,7 +89,16 @@ READING = (
 READING_CLAUSE_PAUSES_S = (0.35, 0.5, 0.7)
 READING_SENTENCE_PAUSES_S = (0.6, 0.9, 1.1)
 
-CLASSES = ("complete", "hesitation", "hesitation_final", "filler", "filler_final", "two_sentences", "reading")
+CLASSES = (
+    "complete",
+    "hesitation",
+    "hesitation_final",
+    "filler",
+    "filler_final",
+    "two_sentences",
+    "reading",
+    "reading_final",
+)
 CLASS_LABELS = {
     "complete": "complete questions",
     "hesitation": "unfinished phrase + pause (cut from the whole sentence)",
@@ -96,7 +106,8 @@ CLASS_LABELS = {
     "filler": "filler (um/uh) + pause (cut from the whole sentence)",
     "filler_final": "filler (um/uh) + pause (phrase said alone: final intonation)",
     "two_sentences": "two sentences",
-    "reading": "long reading",
+    "reading": "long reading (sentences cut at their clauses)",
+    "reading_final": "long reading (each line said alone)",
 }
 # The issue's target class: a speaker who pauses mid-sentence, however the pause was voiced.
 HESITATION_CLASSES = ("hesitation", "hesitation_final", "filler", "filler_final")
@@ -171,19 +182,26 @@ class Piper:
         if len(chunks) != 1 or not chunks[0].phoneme_alignments:
             raise RuntimeError(f"Piper gave no single aligned sentence for {text!r}")
         chunk = chunks[0]
-        # Word boundaries: the start and end (native samples) of each space phoneme.
-        spaces, position = [], 0
+        # Boundaries: the start and end (native samples) of each space phoneme, and of each comma.
+        spaces, commas, position = [], [], 0
         for alignment in chunk.phoneme_alignments:
+            span = (position, position + int(alignment.num_samples))
             if alignment.phoneme == " ":
-                spaces.append((position, position + int(alignment.num_samples)))
+                spaces.append(span)
+            elif alignment.phoneme == ",":
+                commas.append(span)
             position += int(alignment.num_samples)
-        if len(spaces) != len(text.split()) - 1:
-            raise RuntimeError(f"Piper's words for {text!r} do not match its spaces")
+        if len(spaces) == len(text.split()) - 1:  # one space per word boundary: cut after the part's last word
+            ends = list(itertools.accumulate(len(part.split()) for part in parts[:-1]))
+            cuts = [spaces[word - 1] for word in ends]
+        elif all(part.endswith(",") for part in parts[:-1]) and len(commas) == text.count(","):
+            # espeak joined some words ("of the" -> one word), but every part ends at a comma.
+            cuts = [commas[count - 1] for count in itertools.accumulate(part.count(",") for part in parts[:-1])]
+        else:
+            raise RuntimeError(f"cannot find the part boundaries of {text!r} in Piper's phonemes")
         native = chunk.audio_float_array.astype(np.float32)
-        pieces, start, word = [], 0, 0
-        for part in parts[:-1]:
-            word += len(part.split())
-            cut_start, cut_end = spaces[word - 1]
+        pieces, start = [], 0
+        for cut_start, cut_end in cuts:
             pieces.append(native[start:cut_start])
             start = cut_end
         pieces.append(native[start:])
@@ -229,13 +247,23 @@ def build(
 ) -> Item:
     """Parts of speech with ``pauses`` (seconds) between them, after a lead-in, before a tail.
 
-    ``whole``: the parts are cut from one sentence spoken at once (mid-sentence prosody);
-    otherwise each part is spoken on its own (each ends with a sentence's final intonation).
+    ``whole``: each sentence (parts up to one ending in ".", "?" or "!") is spoken at once and
+    cut into its parts (mid-sentence prosody); otherwise each part is spoken on its own (each
+    ends with a sentence's final intonation).
     """
     pieces = [np.zeros(int(LEAD_IN_S * SAMPLE_RATE), np.float32)]
     ends = []
     position = len(pieces[0])
-    spoken = piper.speech_in_parts(tuple(parts), rate) if whole else tuple(piper.speech(t, rate) for t in parts)
+    spoken: list[np.ndarray] = []
+    sentence: list[str] = []
+    for index, text in enumerate(parts):
+        if not whole:
+            spoken.append(piper.speech(text, rate))
+            continue
+        sentence.append(text)
+        if text.endswith((".", "?", "!")) or index == len(parts) - 1:
+            spoken.extend(piper.speech_in_parts(tuple(sentence), rate))
+            sentence = []
     for index, speech in enumerate(spoken):
         pieces.append(speech)
         position += len(speech)
@@ -280,12 +308,14 @@ def clean_items(piper: Piper, rates: Sequence[float]) -> Iterator[Item]:
                     yield build(piper, f"{kind}_final", f"{name} (alone)", rate, [first, rest], [pause])
         for first, rest in TWO_SENTENCES:
             yield build(piper, "two_sentences", f"{first} {rest}", rate, [first, rest], [TWO_SENTENCE_PAUSE_S])
-    # The reading is long: one rate (the voice's own) keeps the run short.
+    # The reading is long: one rate (the voice's own) keeps the run short.  Read as a person
+    # reads (each sentence at once, its clauses cut apart) and line by line (each line alone).
     pauses = []
     for index, line in enumerate(READING[:-1]):
         table = READING_CLAUSE_PAUSES_S if line.endswith(",") else READING_SENTENCE_PAUSES_S
         pauses.append(table[index % len(table)])
-    yield build(piper, "reading", "lighthouse passage", 1.0, list(READING), pauses)
+    yield build(piper, "reading", "lighthouse passage", 1.0, list(READING), pauses, whole=True)
+    yield build(piper, "reading_final", "lighthouse passage (lines alone)", 1.0, list(READING), pauses)
 
 
 def labelled_set(rates: Sequence[float], snrs: Sequence[float]) -> list[Item]:
