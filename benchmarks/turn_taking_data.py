@@ -222,10 +222,12 @@ def _trimmed(audio: np.ndarray, text: str) -> np.ndarray:
 
 
 def pink_noise(seconds: float, directory: Path) -> np.ndarray:
-    """Steady pink noise from sox (``synth pinknoise``), 16 kHz mono, unit RMS."""
+    """Steady pink noise from sox (``synth pinknoise``), 16 kHz mono, unit RMS; the same every run
+    (``-R``: sox seeds its generator), so two runs hear the same noise."""
     path = directory / "noise.wav"
+    output = ["-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(path)]
     subprocess.run(
-        ["sox", "-n", "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(path), "synth", f"{seconds:.1f}", "pinknoise"],
+        ["sox", "-R", "-n", *output, "synth", f"{seconds:.1f}", "pinknoise"],
         check=True,
         capture_output=True,
         timeout=60,
