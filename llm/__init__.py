@@ -19,6 +19,7 @@ from llm.errors import (
     public_endpoint,
 )
 from llm.latency_proxy import LatencyProxy
+from llm.prompt_cache import PromptCacheReport, parse_prompt_cache_log
 from llm.retry import RetryPolicy
 from llm.secret import Secret, configure_logging, hide_in_logs
 from llm.sentences import SentenceSplitter, SplitterConfig
@@ -77,6 +78,7 @@ __all__ = [
     "MonotonicClock",
     "PoolLimits",
     "PooledLLMClient",
+    "PromptCacheReport",
     "RequestTiming",
     "RetryPolicy",
     "Secret",
@@ -89,6 +91,7 @@ __all__ = [
     "format_ms",
     "free_loopback_port",
     "hide_in_logs",
+    "parse_prompt_cache_log",
     "parse_strategy",
     "public_endpoint",
 ]

@@ -36,6 +36,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import IO
 
+from llm.prompt_cache import PromptCacheReport, parse_prompt_cache_log
 from llm.secret import Secret
 
 log = logging.getLogger(__name__)
@@ -246,6 +247,27 @@ class EmbeddedLLMServer:
                 log.info("Embedded LLM server stopped (pid %d)", proc.pid)
             atexit.unregister(self.stop)
             self._discard_log()  # also after a failed restart, when no process is left
+
+    def log_position(self) -> int:
+        """How many bytes the server has written to its log so far (a mark for
+        :meth:`prompt_cache_since`); 0 before the first start."""
+        return os.fstat(self._log.fileno()).st_size if self._log is not None else 0
+
+    def prompt_cache_since(self, start: int, end: int | None = None) -> list[PromptCacheReport]:
+        """What llama.cpp did with the prompt of each completion it ran between two
+        :meth:`log_position` marks (``end`` None: up to now), in order: the prompt tokens it
+        found in its cache and those it evaluated, from its own log lines.
+
+        Empty when the server is not verbose (``--verbose False`` in ``extra_args``) or ran
+        no completion.  Blocking file I/O: call it in a thread from async code.
+        """
+        if self._log is None:
+            return []
+        fd = self._log.fileno()
+        stop = os.fstat(fd).st_size if end is None else end
+        # pread: the child shares this file's offset, which must keep pointing at the end.
+        text = os.pread(fd, max(0, stop - start), start).decode("utf-8", "replace")
+        return parse_prompt_cache_log(text)
 
     def _discard_log(self) -> None:
         if self._log is not None:
