@@ -138,3 +138,44 @@ def test_the_server_log_shows_the_prefix_cache_holding_from_turn_to_turn() -> No
     assert any(lengths[n] < lengths[n - 1] for n in range(1, len(lengths)))  # a block drop happened
     assert changed.reused_tokens is not None and changed.reused_tokens < 10
     assert changed.evaluated_tokens > first.reused_tokens
+
+
+def test_the_changed_prefix_differs_only_in_its_first_line() -> None:
+    from benchmarks.prompt_cache import changed_prefix
+
+    messages = Conversation("Be brief.", style=SMALL_MODEL).messages_with("Hi")
+    a, b = changed_prefix(messages, "0-1"), changed_prefix(messages, "0-2")
+    assert a[1:] == b[1:] == messages[1:] and a[0] != b[0]
+    assert a[0]["content"].endswith("Be brief.") and a[0]["role"] == "system"
+
+
+def test_prompt_cache_bench_refuses_an_unbounded_run(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.prompt_cache import main
+
+    for runs in ("0", "21"):
+        with pytest.raises(SystemExit) as exc:
+            main(["--runs", runs])
+        assert exc.value.code == 2
+    assert "--runs must be between 1 and 20" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_prompt_cache_bench_measures_both_variants(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.prompt_cache import QUESTIONS, main
+
+    assert main(["--runs", "1", "--json", str(tmp_path / "pc.json"), "--markdown", str(tmp_path / "pc.md")]) == 0
+    report = json.loads((tmp_path / "pc.json").read_text())
+    markdown = (tmp_path / "pc.md").read_text()
+    assert markdown == capsys.readouterr().out
+    assert "Machine probe: CPU AVX2" in markdown and "load average" in markdown
+    rows = [line for line in markdown.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert len(rows) == len(report["turns"]) == len(QUESTIONS)
+    seen = [t["seen_exchanges"] for t in report["turns"]]
+    assert seen[:4] == [0, 1, 2, 3] and max(seen) == SMALL_MODEL.max_exchanges and seen[4] < 3  # then a block drop
+    for turn in report["turns"]:
+        (warm,), (changed,) = turn["cache"]["warm"], turn["cache"]["changed"]
+        assert len(turn["first_token_ms"]["warm"]) == len(turn["first_token_ms"]["changed"]) == 1
+        # The warm prefix is found in the cache; the changed one only up to its changed first line.
+        assert warm["reused_tokens"] > 100 > changed["reused_tokens"]
+        assert changed["evaluated_tokens"] > warm["evaluated_tokens"]
+    assert all(report["replies"]) and report["machine"]["probe"]["whisper_ms"] > 0
