@@ -80,7 +80,7 @@ from benchmarks.pipeline_records import (
     format_ms,
 )
 from benchmarks.pipeline_report import render_markdown, write_json, write_plot
-from llm import LatencyProxy, configure_logging, public_endpoint
+from llm import EmbeddedLLMServer, LatencyProxy, configure_logging, public_endpoint
 from voice.audio import read_wav, write_wav
 from voice.headless import TurnResult, run_spoken_turn, run_typed_turn, speak_into, trailing_silence_for
 from voice.llm_endpoint import LLMEndpoint
@@ -318,8 +318,17 @@ async def _wait_playback(session: VoiceSession, longest_s: float) -> None:
 
 
 async def _turn(
-    session: VoiceSession, q: SpokenQuestion, record: SessionRecord, started: float, config: BenchConfig, say: Say
+    session: VoiceSession,
+    q: SpokenQuestion,
+    record: SessionRecord,
+    started: float,
+    config: BenchConfig,
+    say: Say,
+    server: EmbeddedLLMServer | None = None,
 ) -> TurnRecord:
+    """Speak one question into ``session`` and record the turn; with the embedded ``server``, also
+    what llama.cpp did with the prompt of the turn's last completion (the reply's request)."""
+    log_mark = await asyncio.to_thread(server.log_position) if server is not None else 0
     fed_at = time.perf_counter()
     result: TurnResult | None = None
     outcome = "no_turn"
@@ -353,6 +362,8 @@ async def _turn(
         outcome=lat.outcome if lat is not None else outcome,
         latency=lat,
     )
+    if server is not None:  # the stream has ended: llama.cpp has logged its completion
+        turn.prompt_cache = next(reversed(await asyncio.to_thread(server.prompt_cache_since, log_mark)), None)
     heard = "ok" if turn.key_words_ok else f"MISSING {', '.join(missing)}"
     conn = "" if lat is None else lat.connection or "?"
     say(
@@ -361,6 +372,7 @@ async def _turn(
             f"endpoint {format_ms(lat.endpoint_ms)} | transcript {format_ms(lat.transcript_ms)} | first token "
             f"{format_ms(lat.first_token_ms)} | first sentence {format_ms(lat.first_sentence_ms)} | first audio "
             f"{format_ms(lat.first_audio_ms)} ms | {conn} | heard {transcript!r} ({heard})"
+            + ("" if turn.prompt_cache is None else f" | prompt: {turn.prompt_cache.describe()}")
             if lat is not None
             else f"no turn ({outcome})"
         )
@@ -440,7 +452,7 @@ async def run_session(
             session = VoiceSession(
                 settings, runtime.endpoint, transcriber=runtime.transcriber, tts=tts_for(settings), session_id=name
             )
-        await _run_questions(session, questions, config, record, say, standin, proxy)
+        await _run_questions(session, questions, config, record, say, standin, proxy, runtime.endpoint.server)
         if standin is not None and proxy is not None:
             record.tts_proxy_connections = proxy.connections_opened
             with contextlib.suppress(TimeoutError):
@@ -459,6 +471,7 @@ async def _run_questions(
     say: Say,
     standin: EdgeStandin | None,
     proxy: LatencyProxy | None,
+    server: EmbeddedLLMServer | None = None,
 ) -> None:
     rtt, strategy, index = record.rtt_ms, record.strategy + _variant(record, config), record.index
     started = time.perf_counter()  # the user clicks Start speaking ...
@@ -472,7 +485,7 @@ async def _run_questions(
                 await asyncio.sleep(config.pause_s)
             first_request = len(standin.requests) if standin is not None else 0
             opened_before = proxy.connections_opened if proxy is not None else 0
-            turn = await _turn(session, q, record, started, config, say)
+            turn = await _turn(session, q, record, started, config, say, server)
             if standin is not None and proxy is not None:
                 turn.tts = tts_turn_record(turn, standin, first_request, proxy.connections_opened - opened_before)
                 say(

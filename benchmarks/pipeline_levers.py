@@ -150,3 +150,38 @@ def render_levers(run: VoiceBenchRun) -> list[str]:
                     "",
                 ]
     return out
+
+
+def render_prompt_cache(run: VoiceBenchRun) -> list[str]:
+    """Lever 3: per question of a session (the history grows), what llama.cpp took from its prefix
+    cache and evaluated for the reply's request, measured from its log, next to the request's time
+    to first token ([] when no turn has it: a remote endpoint)."""
+    by_turn: dict[int, list[TurnRecord]] = {}
+    for s in run.sessions:
+        for n, t in enumerate(s.turns):
+            if t.ok and t.prompt_cache is not None:
+                by_turn.setdefault(n, []).append(t)
+    if not by_turn:
+        return []
+    lines = [
+        "## The LLM's prompt cache, per question of a session",
+        "",
+        "What llama.cpp did with the prompt of each turn's reply request, from the embedded server's own log "
+        "(`Llama.generate: N prefix-match hit`): tokens taken from its cache + tokens evaluated (medians), and "
+        "the request's time to first token. A session's first question follows the previous session's last "
+        "request, so only the system prompt and examples are shared then.",
+        "",
+        "| Question of the session | Turns | Prefix cache hit | Tokens cached + evaluated | LLM request sent → first "
+        "token |",
+        "|---|---|---|---|---|",
+    ]
+    for n, turns in sorted(by_turn.items()):
+        reports = [t.prompt_cache for t in turns if t.prompt_cache is not None]
+        cached = Summary.of(r.reused_tokens for r in reports).median
+        evaluated = Summary.of(r.evaluated_tokens for r in reports).median
+        ttft = Summary.of(_value(t, "request_to_first_token_ms") for t in turns)
+        lines.append(
+            f"| {n + 1} | {len(turns)} | {sum(r.hit for r in reports)}/{len(reports)} | "
+            f"{'all' if cached is None else f'{cached:.0f}'} + {evaluated or 0:.0f} | {format_cell(ttft)} |"
+        )
+    return [*lines, ""]

@@ -13,7 +13,7 @@ from typing import Any
 
 import llm
 from benchmarks.common import MachineInfo
-from llm import ClientStats
+from llm import ClientStats, PromptCacheReport
 from voice.latency import TurnLatency
 from voice.preemptive import PreemptiveStats
 from voice.turn_detection import SpeculationStats
@@ -162,6 +162,9 @@ class TurnRecord:
     outcome: str  # TurnLatency.outcome, or "no_turn" / "timeout" when the session made none
     latency: TurnLatency | None
     tts: TtsTurnRecord | None = None  # --tts edge-standin only
+    # The embedded server only: what llama.cpp did with the prompt of the turn's last completion
+    # (the reply's request), read from its log: tokens taken from its prefix cache, tokens evaluated.
+    prompt_cache: PromptCacheReport | None = None
 
     @property
     def ok(self) -> bool:

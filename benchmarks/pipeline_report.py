@@ -21,7 +21,7 @@ from benchmarks.common import (
     format_improvement,
     write_json_file,
 )
-from benchmarks.pipeline_levers import render_levers
+from benchmarks.pipeline_levers import render_levers, render_prompt_cache
 from benchmarks.pipeline_records import (
     DERIVED,
     SCHEMA,
@@ -367,6 +367,7 @@ def render_markdown(run: VoiceBenchRun) -> str:
             "",
         ]
     out += render_levers(run)
+    out += render_prompt_cache(run)
     for rtt in run.config.rtt_ms:
         out += [
             f"## RTT {rtt:g} ms",

@@ -63,6 +63,7 @@ TURN_FIELDS = {
     "outcome",
     "latency",
     "tts",  # None unless --tts edge-standin
+    "prompt_cache",  # the embedded server only
     "ok",
 }
 
@@ -213,6 +214,18 @@ def test_markdown_has_the_headline_rows_and_matches_the_json(run: BenchOutput) -
     assert "2 of 2 question(s) got the very same reply in every session that answered it" in md
     share = run.report["sessions"][0]["other_cpu_share"]
     assert row(stages, "CPU used by other processes meanwhile (share of the machine)") == [f"{100 * share:.0f} %"]
+
+
+@pytest.mark.slow
+def test_every_turn_shows_the_prompt_cache_measured_in_the_servers_log(run: BenchOutput) -> None:
+    for session in run.report["sessions"]:
+        reports = [t["prompt_cache"] for t in session["turns"]]
+        # After the primer and any earlier session, the system prompt and examples are cached;
+        # the second question's request appends to the first's, whose prompt was cached whole.
+        assert all(r is not None and r["reused_tokens"] > 100 and r["completed"] for r in reports)
+        assert reports[1]["reused_tokens"] > reports[0]["reused_tokens"] + reports[0]["evaluated_tokens"] // 2
+    assert "## The LLM's prompt cache, per question of a session" in run.markdown
+    assert "| 2 | 1 | 1/1 |" in run.markdown and "prompt: " in run.stderr
 
 
 @pytest.mark.slow
