@@ -19,13 +19,20 @@ from benchmarks.pipeline_records import TurnRecord, VoiceBenchRun, turn_value
 from voice.latency import STAGES
 from voice.preemptive import PreemptiveStats
 from voice.settings import Settings
+from voice.turn_detection import SpeculationStats
 
 LEVERS = ("off", "on")
 INPUT_SETS = ("short", "long")
 # What each lever replaced ("off"): one clause cut at 8 words instead of 6, Piper on
-# onnxruntime's default threads (one per core, spin-waiting) instead of one sleeping thread, and
-# the LLM request sent when the turn ends instead of on the early transcript, during the pause.
-LEVERS_OFF: dict[str, object] = {"first_sentence_max_words": 8, "piper_threads": 0, "preemptive_generation": False}
+# onnxruntime's default threads (one per core, spin-waiting) instead of one sleeping thread,
+# the LLM request sent when the turn ends instead of on the early transcript, during the pause,
+# and Whisper started 150 ms into the pause instead of at its first silent frame.
+LEVERS_OFF: dict[str, object] = {
+    "first_sentence_max_words": 8,
+    "piper_threads": 0,
+    "preemptive_generation": False,
+    "early_transcript_after_ms": 150,
+}
 # Spans shown besides the stages (name -> label, later stage, earlier stage).
 SPANS: tuple[tuple[str, str, str, str], ...] = (
     ("request_to_first_token_ms", "LLM request sent → first token (a duration)", "first_token_ms", "request_sent_ms"),
@@ -36,8 +43,10 @@ SPANS: tuple[tuple[str, str, str, str], ...] = (
         "first_token_ms",
     ),
     ("sentence_to_audio_ms", "First sentence → first audio (a duration)", "first_audio_ms", "first_sentence_ms"),
+    ("endpoint_to_transcript_ms", "Transcript ready after the end of the turn", "transcript_ms", "endpoint_ms"),
 )
 EXTRA: tuple[tuple[str, str, str], ...] = (
+    ("stt_started_ms", "Whisper started (ms after the end of speech)", " ms"),
     ("stt_compute_ms", "Whisper compute time (a duration)", " ms"),
     ("first_sentence_chars", "First sentence length", " chars"),
 )
@@ -122,10 +131,14 @@ def render_levers(run: VoiceBenchRun) -> list[str]:
         return []
     heard, replies, both = heard_same(run)
     pre = PreemptiveStats()
+    spec = {v: SpeculationStats() for v in LEVERS}
     for s in run.sessions:
         if s.preemptive is not None:
             for name in ("started", "adopted", "wasted", "wasted_tokens"):
                 setattr(pre, name, getattr(pre, name) + getattr(s.preemptive, name))
+        if s.speculation is not None and s.levers in spec:
+            for name in ("started", "adopted", "discarded"):
+                setattr(spec[s.levers], name, getattr(spec[s.levers], name) + getattr(s.speculation, name))
     off = ", ".join(f"{k}={v}" for k, v in LEVERS_OFF.items())
     on = ", ".join(f"{k}={v}" for k, v in run.config.levers_on.items()) or "the app's settings"
     out = [
@@ -137,6 +150,12 @@ def render_levers(run: VoiceBenchRun) -> list[str]:
         f"{', '.join(heard) or 'none'} and reply text differs for {', '.join(replies) or 'none'}"
         + (" (temperature 0)." if run.config.llm_temperature == 0 else "."),
         f"- Preemptive LLM requests (all sessions): {pre.describe()}.",
+        "- Early transcripts (Whisper runs during pauses): "
+        + "; ".join(
+            f"levers {v}: {st.started} started, {st.adopted} adopted, {st.discarded} discarded (the user went on)"
+            for v, st in spec.items()
+        )
+        + ".",
         "",
     ]
     labels = list(dict.fromkeys(s.inputs for s in run.sessions))

@@ -198,16 +198,19 @@ class Endpointer:
             return None
         return self._last_voiced_end, self._processed - self._last_voiced_end
 
-    def utterance_if_ended_now(self) -> np.ndarray:
+    def utterance_if_ended_now(self, post_roll_ms: int | None = None) -> np.ndarray:
         """The audio a :class:`TurnEnded` would carry if the current pause ended the turn.
 
         Identical to the event's ``audio`` when the pause does end it (same start, same
         post-roll), so a transcript made from it early is the transcript of the turn.
+        ``post_roll_ms`` keeps that much audio after the end of speech instead (as far as
+        it has been scored), for a model that wants more of the pause than the turn keeps.
         """
         if not self._speaking or self._start is None:
             return np.zeros(0, dtype=np.float32)
         audio_start = max(self._start - self._pre_roll_samples, self._frames_start)
-        return self._slice(audio_start, min(self._last_voiced_end + self._post_roll_samples, self._processed))
+        post_roll = self._post_roll_samples if post_roll_ms is None else post_roll_ms * SAMPLE_RATE // 1000
+        return self._slice(audio_start, min(self._last_voiced_end + post_roll, self._processed))
 
     def end_turn_now(self) -> TurnEnded | None:
         """End the current turn at once, during a pause (adaptive endpointing: the caller

@@ -19,7 +19,7 @@ from dotenv import dotenv_values
 from llm import EMBEDDED_MODEL, STRATEGIES, Secret, Strategy
 from voice.tts_edge_transport import DEFAULT_MAX_IDLE_S
 from voice.tts_piper import DEFAULT_PIPER_THREADS
-from voice.turn_policy import TURN_DETECTORS, TurnPolicy
+from voice.turn_policy import DEFAULT_TRANSCRIPT_AFTER_MS, TURN_DETECTORS, TurnPolicy
 
 OPENAI_URL = "https://api.openai.com/v1"
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
@@ -65,6 +65,7 @@ class Settings:
     end_of_turn_hold_ms: int = 1000  # when one signal says the user is not done (the benchmark's knee)
     end_of_turn_max_wait_ms: int = 2500  # the longest any pause is waited for
     early_transcript: bool = True  # run Whisper during the pause, before the turn is over
+    early_transcript_after_ms: int = DEFAULT_TRANSCRIPT_AFTER_MS  # ... this far into it (0: first silent frame)
     barge_in: bool = True
     barge_in_min_speech_ms: int = 700  # speech over the reply that stops it at once (the benchmark's knee)
     resume_after_false_interruption: bool = True
@@ -117,6 +118,7 @@ class Settings:
             silence_ms=self.end_of_turn_silence_ms,
             hold_ms=self.end_of_turn_hold_ms,
             max_wait_ms=self.end_of_turn_max_wait_ms,
+            transcript_after_ms=self.early_transcript_after_ms,
         )
 
     def replace(self, **changes: Any) -> Settings:
@@ -149,6 +151,7 @@ ENV_NAMES: dict[str, str] = {
     "end_of_turn_hold_ms": "END_OF_TURN_HOLD_MS",
     "end_of_turn_max_wait_ms": "END_OF_TURN_MAX_WAIT_MS",
     "early_transcript": "EARLY_TRANSCRIPT",
+    "early_transcript_after_ms": "EARLY_TRANSCRIPT_AFTER_MS",
     "barge_in": "BARGE_IN",
     "barge_in_min_speech_ms": "BARGE_IN_MIN_SPEECH_MS",
     "resume_after_false_interruption": "RESUME_AFTER_FALSE_INTERRUPTION",
@@ -276,6 +279,8 @@ def _validated(s: Settings) -> Settings:
         raise bad("end_of_turn_silence_ms", "must be between 100 and 5000")
     if not 100 <= s.min_end_of_turn_silence_ms <= 5000:
         raise bad("min_end_of_turn_silence_ms", "must be between 100 and 5000")
+    if not 0 <= s.early_transcript_after_ms <= 500:
+        raise bad("early_transcript_after_ms", "must be between 0 (the first silent frame) and 500")
     if not 0 <= s.barge_in_min_speech_ms <= 5000:
         raise bad("barge_in_min_speech_ms", "must be between 0 and 5000")
     if s.turn_detector not in TURN_DETECTORS:

@@ -3,11 +3,12 @@
 It owns the streaming endpointer (Silero VAD, :mod:`voice.endpointing`) and, on every
 pause, gathers the evidence :func:`voice.turn_policy.decide` weighs:
 
-* an early transcript (Whisper, in a thread), started once the voice has paused for
-  ``SPECULATE_AFTER_MS``: adopted by the turn if the pause ends it, so the transcript is
-  (nearly) ready when the turn ends; discarded if the user goes on;
-* the audio model's completeness probability (Smart Turn, in a thread), started at the
-  same moment: once per pause, never per chunk.
+* an early transcript (Whisper, in a thread), started at the pause's first silent frame (or
+  ``TurnPolicy.transcript_after_ms`` into it): adopted by the turn if the pause ends it, so
+  the transcript is (nearly) ready when the turn ends; discarded if the user goes on, and
+  started again on the next pause;
+* the audio model's completeness probability (Smart Turn, in a thread), started once the
+  voice has paused for ``SPECULATE_AFTER_MS``: once per pause, never per chunk.
 
 The decision is re-taken on every chunk (the silence grew) and the moment a signal
 arrives (no need to wait for the next chunk, 100 ms away from a browser).  What ended
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from voice.endpointing import SAMPLE_RATE, Endpointer, SpeechStarted, TurnEnded
+from voice.endpointing import FRAME, SAMPLE_RATE, Endpointer, SpeechStarted, TurnEnded
 from voice.latency import TurnEnd
 from voice.smart_turn import SmartTurnModel, TurnPrediction
 from voice.transcribe import Transcriber, Transcript
@@ -32,9 +33,9 @@ from voice.turn_policy import EndSignal, TurnPolicy, decide, text_sounds_complet
 
 log = logging.getLogger(__name__)
 
-# Gather the evidence once the voice has paused this long (and the post-roll the final
-# utterance carries is in): at the end of the turn the transcript is then (nearly) ready.
+# Ask the audio model once the voice has paused this long, on the audio up to there.
 SPECULATE_AFTER_MS = 150
+FRAME_MS = FRAME * 1000 // SAMPLE_RATE  # the VAD's frame: the earliest a pause can be seen
 
 
 @dataclass
@@ -134,10 +135,9 @@ class TurnDetector:
 
     def _new_endpointer(self) -> Endpointer:
         # The post-roll (audio kept after the last voiced frame) is what the early transcript
-        # must wait for, so it is as short as the speculation delay.
-        return Endpointer(
-            silence_ms=self.policy.backstop_ms, max_turn_s=self._max_turn_s, post_roll_ms=SPECULATE_AFTER_MS
-        )
+        # must wait for, so it is as short as its start: its audio is then the turn's.
+        post_roll = max(self.policy.transcript_after_ms, FRAME_MS)
+        return Endpointer(silence_ms=self.policy.backstop_ms, max_turn_s=self._max_turn_s, post_roll_ms=post_roll)
 
     async def set_policy(self, policy: TurnPolicy) -> None:
         """Switch detector or waits; a turn in progress starts over (its audio is dropped)."""
@@ -190,19 +190,25 @@ class TurnDetector:
         if pause is None:
             return None
         speech_end, silence = pause
-        if spec is None and silence * 1000 / SAMPLE_RATE >= max(SPECULATE_AFTER_MS, self.endpointer.post_roll_ms):
+        silence_ms = silence * 1000 / SAMPLE_RATE
+        if spec is None and silence_ms >= self.endpointer.post_roll_ms:  # the transcript's audio is in
             spec = self._speculation = self._start_speculation(speech_end)
+        if spec is not None and spec.model_task is None and silence_ms >= SPECULATE_AFTER_MS:
+            self._start_model(spec)
         return self._decide(now, delay_samples)
 
     def _start_speculation(self, speech_end: int) -> Speculation:
         spec = Speculation(speech_end, self._clock())
-        audio = self.endpointer.utterance_if_ended_now()
         if self.early_transcript:
+            audio = self.endpointer.utterance_if_ended_now()
             spec.task = asyncio.create_task(self._transcribe(spec, audio), name="early-stt")
             self.stats.started += 1
-        if self.policy.uses_audio_model:
-            spec.model_task = asyncio.create_task(self._predict(spec, audio), name="smart-turn")
         return spec
+
+    def _start_model(self, spec: Speculation) -> None:
+        if self.policy.uses_audio_model:
+            audio = self.endpointer.utterance_if_ended_now(post_roll_ms=SPECULATE_AFTER_MS)
+            spec.model_task = asyncio.create_task(self._predict(spec, audio), name="smart-turn")
 
     async def _transcribe(self, spec: Speculation, audio: np.ndarray) -> Transcript:
         spec.transcript = await asyncio.to_thread(self.transcriber.transcribe, audio)

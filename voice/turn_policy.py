@@ -44,6 +44,9 @@ TURN_DETECTOR_LABELS: dict[str, str] = {
 # and the shorter wait ran out; "max_wait": the longest wait ran out; "capped": max_turn_s.
 EndSignal = Literal["silence", "text", "audio", "audio+text", "hold", "max_wait", "capped"]
 
+# Whisper starts on a pause this long (ms of silence after the last voiced frame), on the audio
+# up to there; 0: at the first silent frame (one 32 ms VAD frame).  EARLY_TRANSCRIPT_AFTER_MS.
+DEFAULT_TRANSCRIPT_AFTER_MS = 0
 # Pipecat's own decision threshold for Smart Turn ("prediction = probability > 0.5").
 COMPLETE_PROBABILITY = 0.5
 # A pause after these words is a hesitation, not the end of a turn.
@@ -147,6 +150,7 @@ class TurnPolicy:
     hold_ms: int = 1000
     max_wait_ms: int = 2500
     threshold: float = COMPLETE_PROBABILITY
+    transcript_after_ms: int = DEFAULT_TRANSCRIPT_AFTER_MS  # when the early transcript starts
 
     def __post_init__(self) -> None:
         if self.detector not in TURN_DETECTORS:
@@ -155,6 +159,8 @@ class TurnPolicy:
             raise ValueError("the waits must satisfy 0 < min silence <= hold <= max wait")
         if self.silence_ms <= 0:
             raise ValueError("the end-of-turn silence must be > 0")
+        if self.transcript_after_ms < 0:
+            raise ValueError("the early transcript's start must be >= 0 ms into the pause")
 
     @property
     def uses_text(self) -> bool:
