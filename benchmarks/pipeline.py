@@ -63,7 +63,7 @@ from benchmarks.common import (
 )
 from benchmarks.edge_standin import EdgeStandin, encode_mp3, tone
 from benchmarks.machine_probe import run_probe
-from benchmarks.pipeline_levers import INPUT_SETS, LEVERS, LEVERS_OFF, input_label, lever_settings
+from benchmarks.pipeline_levers import INPUT_SETS, LEVERS, LEVERS_OFF, input_label, lever_settings, off_values
 from benchmarks.pipeline_records import (
     RSS_INTERVAL_S,
     BenchConfig,
@@ -433,7 +433,8 @@ async def run_session(
     transport ("warm"), and the TTS hop of every turn is recorded.  ``levers``: issue #14's
     levers "on" (the app's settings) or "off" (see :mod:`benchmarks.pipeline_levers`).
     """
-    settings = lever_settings(runtime.settings.replace(connection_strategy=strategy, emulated_rtt_ms=rtt), levers)
+    settings = runtime.settings.replace(connection_strategy=strategy, emulated_rtt_ms=rtt)
+    settings = lever_settings(settings, levers, config.off_levers)
     inputs = questions[0].inputs if questions else ""
     name = f"bench-{strategy}-{rtt:g}-{index}-{inputs.replace(' ×', '-x')}-levers-{levers}" + (
         f"-tts-{tts_connection}" if tts_connection else ""
@@ -556,7 +557,7 @@ async def run_all(
     ending) does not always land on the same strategy.  One session at a time."""
     primer = await prime_server(runtime, questions[0].question.text, say)
     for levers in config.levers:  # each variant's TTS loaded and warm, as the runtime's own is
-        tts = tts_for(lever_settings(runtime.settings, levers))
+        tts = tts_for(lever_settings(runtime.settings, levers, config.off_levers))
         await tts.warm()
         await tts.aclose()
     sessions: list[SessionRecord] = []
@@ -700,6 +701,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="issue #14's levers: on (the app's settings), off, or off,on to compare them (default on)",
     )
     p.add_argument(
+        "--off-levers",
+        type=_choice_list(tuple(LEVERS_OFF)),
+        default=(),
+        help="the levers the off variant puts back (default: all of them), to compare one lever against the app",
+    )
+    p.add_argument(
         "--inputs",
         type=_choice_list(INPUT_SETS),
         default=("short",),
@@ -749,7 +756,8 @@ def config_from(args: argparse.Namespace, parser: argparse.ArgumentParser, setti
         levers=args.levers,
         inputs=args.inputs,
         question_rates=args.question_rates,
-        levers_on={name: getattr(settings, name) for name in LEVERS_OFF},
+        levers_on={name: getattr(settings, name) for name in off_values(args.off_levers)},
+        off_levers=args.off_levers,
         standin=(
             StandinConfig(
                 synthesis_ms=args.standin_synthesis_ms,

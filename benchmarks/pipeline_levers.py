@@ -52,11 +52,20 @@ EXTRA: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def lever_settings(settings: Settings, levers: str) -> Settings:
-    """``settings`` for one variant: "on" unchanged, "off" with :data:`LEVERS_OFF` applied."""
+def lever_settings(settings: Settings, levers: str, only: tuple[str, ...] = ()) -> Settings:
+    """``settings`` for one variant: "on" unchanged, "off" with :data:`LEVERS_OFF` applied (only
+    the levers named in ``only``, when given: one lever against the app as configured)."""
     if levers not in LEVERS:
         raise ValueError(f"levers must be one of {', '.join(LEVERS)}, got {levers!r}")
-    return settings if levers == "on" else settings.replace(**LEVERS_OFF)
+    return settings if levers == "on" else settings.replace(**off_values(only))
+
+
+def off_values(only: tuple[str, ...] = ()) -> dict[str, object]:
+    """What the "off" variant sets: :data:`LEVERS_OFF`, or the part of it named in ``only``."""
+    unknown = set(only) - set(LEVERS_OFF)
+    if unknown:
+        raise ValueError(f"unknown lever(s) {', '.join(sorted(unknown))}; choose from {', '.join(LEVERS_OFF)}")
+    return {k: v for k, v in LEVERS_OFF.items() if not only or k in only}
 
 
 def input_label(inputs: str, length_scale: float) -> str:
@@ -139,7 +148,7 @@ def render_levers(run: VoiceBenchRun) -> list[str]:
         if s.speculation is not None and s.levers in spec:
             for name in ("started", "adopted", "discarded"):
                 setattr(spec[s.levers], name, getattr(spec[s.levers], name) + getattr(s.speculation, name))
-    off = ", ".join(f"{k}={v}" for k, v in LEVERS_OFF.items())
+    off = ", ".join(f"{k}={v}" for k, v in off_values(tuple(run.config.off_levers)).items())
     on = ", ".join(f"{k}={v}" for k, v in run.config.levers_on.items()) or "the app's settings"
     out = [
         "## Issue #14's levers, off vs on",

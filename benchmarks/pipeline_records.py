@@ -108,6 +108,8 @@ class BenchConfig:
     question_rates: tuple[float, ...] = (1.0,)
     # The settings the levers change, as the "on" sessions ran them (the environment may set them).
     levers_on: dict[str, Any] = field(default_factory=dict)
+    # The levers the "off" sessions put back (settings names); empty: all of them.
+    off_levers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

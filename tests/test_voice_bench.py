@@ -371,6 +371,20 @@ def test_levers_off_put_back_what_each_lever_replaced() -> None:
     assert _config("--levers", "on,off").levers == ("off", "on")  # report order, whatever the order given
 
 
+def test_off_levers_puts_back_only_the_named_lever() -> None:
+    settings = load_settings({"tts_engine": "piper"}, environ={}, dotenv_path=None)
+    off = lever_settings(settings, "off", ("early_transcript_after_ms",))
+    assert off.early_transcript_after_ms == LEVERS_OFF["early_transcript_after_ms"] == 150
+    others = [k for k in LEVERS_OFF if k != "early_transcript_after_ms"]
+    assert all(getattr(off, k) == getattr(settings, k) for k in others)
+    config = _config("--levers", "off,on", "--off-levers", "early_transcript_after_ms")
+    assert config.off_levers == ("early_transcript_after_ms",)
+    assert config.levers_on == {"early_transcript_after_ms": 0}
+    assert _config("--levers", "off,on").off_levers == ()  # all of them
+    with pytest.raises(ValueError, match="unknown lever"):
+        lever_settings(settings, "off", ("warp_drive",))
+
+
 @pytest.mark.slow
 def test_levers_off_and_on_hear_and_say_the_same_on_long_slow_questions(tmp_path: Path) -> None:
     """``--levers off,on`` on the 10-15-word questions at two speaking rates: every group runs once
