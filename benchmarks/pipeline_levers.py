@@ -26,7 +26,8 @@ INPUT_SETS = ("short", "long")
 # What each lever replaced ("off"): one clause cut at 8 words instead of 6, Piper on
 # onnxruntime's default threads (one per core, spin-waiting) instead of one sleeping thread,
 # the LLM request sent when the turn ends instead of on the early transcript, during the pause,
-# and Whisper started 150 ms into the pause instead of at its first silent frame.
+# and Whisper started 150 ms into the pause instead of at its first silent frame.  That last one is
+# measured but not on by default (EARLY_TRANSCRIPT_AFTER_MS=0 turns it on; see the README).
 LEVERS_OFF: dict[str, object] = {
     "first_sentence_max_words": 8,
     "piper_threads": 0,

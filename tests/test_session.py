@@ -14,7 +14,7 @@ from voice.latency import STAGES, TurnLatency
 from voice.session import VoiceSession
 from voice.tts import FallbackTTS
 from voice.tts_edge import EdgeTTS
-from voice.turn_detection import FRAME_MS
+from voice.turn_detection import SPECULATE_AFTER_MS
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +55,7 @@ async def test_spoken_turn_produces_speech_and_an_ordered_breakdown(session: Voi
     assert transcript <= sent <= status <= token <= sentence <= first_audio
     assert sent < endpoint + 1 if "preemptive" in lat.extras else endpoint <= sent
     assert "stt_started_ms" in lat.extras, "the transcript should have been started during the pause"
-    assert FRAME_MS <= lat.extras["stt_started_ms"] < endpoint
+    assert SPECULATE_AFTER_MS <= lat.extras["stt_started_ms"] < endpoint
     # The endpointer waits at least the shorter, complete-sentence silence after the true end of speech.
     assert endpoint >= session.settings.min_end_of_turn_silence_ms * 0.8
     assert lat.stt_compute_ms and lat.stt_compute_ms > 0

@@ -3,8 +3,8 @@
 It owns the streaming endpointer (Silero VAD, :mod:`voice.endpointing`) and, on every
 pause, gathers the evidence :func:`voice.turn_policy.decide` weighs:
 
-* an early transcript (Whisper, in a thread), started at the pause's first silent frame (or
-  ``TurnPolicy.transcript_after_ms`` into it): adopted by the turn if the pause ends it, so
+* an early transcript (Whisper, in a thread), started ``TurnPolicy.transcript_after_ms`` into
+  the pause (0: at its first silent frame): adopted by the turn if the pause ends it, so
   the transcript is (nearly) ready when the turn ends; discarded if the user goes on, and
   started again on the next pause;
 * the audio model's completeness probability (Smart Turn, in a thread), started once the
