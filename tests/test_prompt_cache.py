@@ -179,3 +179,30 @@ def test_prompt_cache_bench_measures_both_variants(tmp_path, capsys: pytest.Capt
         assert warm["reused_tokens"] > 100 > changed["reused_tokens"]
         assert changed["evaluated_tokens"] > warm["evaluated_tokens"]
     assert all(report["replies"]) and report["machine"]["probe"]["whisper_ms"] > 0
+
+
+def test_the_panel_shows_the_turns_prompt_cache_once_known() -> None:
+    from voice.latency import TurnLatency
+    from voice.panel import current_turn_html
+
+    lat = TurnLatency(turn=2, speech_end_at=10.0)
+    assert "prompt-cache" not in current_turn_html(lat)  # a remote endpoint: nothing to show
+    lat.extras.update(prompt_cached_tokens=207.0, prompt_evaluated_tokens=19.0)
+    assert "<span data-fact='prompt-cache'>207 tokens from the cache + 19 evaluated</span>" in current_turn_html(lat)
+
+
+@pytest.mark.slow
+async def test_a_sessions_turns_carry_the_prompt_cache_measured_by_the_server(voice_runtime) -> None:
+    from voice.headless import run_typed_turn
+
+    session = voice_runtime.new_session("prompt-cache")
+    await session.start()
+    try:
+        first = (await run_typed_turn(session, "What is the capital of France?")).latency
+        second = (await run_typed_turn(session, "How many legs does a spider have?")).latency
+    finally:
+        await session.stop()
+    for lat in (first, second):
+        assert lat.outcome == "ok" and lat.extras["prompt_cached_tokens"] > 100  # system prompt + examples
+    # The second request appends to the first one's prompt and reply, which llama.cpp still holds.
+    assert second.extras["prompt_cached_tokens"] > first.extras["prompt_cached_tokens"]

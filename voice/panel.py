@@ -104,6 +104,12 @@ def current_turn_html(lat: TurnLatency | None) -> str:
         extra.append(f"turn ended by <span data-fact='turn_end'>{html.escape(lat.turn_end.describe())}</span>")
     if lat.stt_compute_ms is not None:
         extra.append(f"Whisper compute {lat.stt_compute_ms:,.0f} ms")
+    if "prompt_cached_tokens" in lat.extras:  # the embedded server's own count (voice.reply)
+        cached, evaluated = lat.extras["prompt_cached_tokens"], lat.extras.get("prompt_evaluated_tokens", 0.0)
+        extra.append(
+            f"LLM prompt: <span data-fact='prompt-cache'>{cached:,.0f} tokens from the cache + "
+            f"{evaluated:,.0f} evaluated</span>"
+        )
     if "player_ms" in lat.extras:
         extra.append(f"browser player {lat.extras['player_ms']:,.0f} ms (chunk arrival → playing)")
     if lat.llm_attempts > 1:

@@ -24,11 +24,13 @@ from llm import (
     STRATEGY_LABELS,
     AuthError,
     ConnectionState,
+    EmbeddedLLMServer,
     LatencyProxy,
     LLMError,
     LLMEvent,
     PooledLLMClient,
     PoolLimits,
+    PromptCacheReport,
     RequestTiming,
     SplitterConfig,
     Timeouts,
@@ -68,6 +70,7 @@ class ReplyStage:
         self._client: PooledLLMClient | None = None
         self._proxy: LatencyProxy | None = None
         self._warm_task: asyncio.Task[None] | None = None
+        self._log_mark = 0  # the embedded server's log, read up to here (see _note_prompt_cache)
 
     @property
     def client(self) -> PooledLLMClient | None:
@@ -115,6 +118,8 @@ class ReplyStage:
             splitter=SplitterConfig(first_max_words=settings.first_sentence_max_words),
         )
         self.warmup = None
+        if self.endpoint.server is not None:
+            self._log_mark = await asyncio.to_thread(self.endpoint.server.log_position)
         if settings.connection_strategy == "prewarmed":
             self._emit(Status("Pre-warming…", "warming"))
             self._warm_task = asyncio.create_task(self._warm(self._client), name="warm-up")
@@ -244,6 +249,22 @@ class ReplyStage:
             self._copy_request_timing(lat, early.timing if early is not None else client.last_request)
             if early is not None:
                 await early.cancel()  # done already, or the turn was cut short: stop streaming
+        await self._note_prompt_cache(lat)
+
+    async def _note_prompt_cache(self, lat: TurnLatency) -> None:
+        """The embedded server only: what llama.cpp took from its prompt cache for this reply (the
+        last completion it logged since the previous turn's reply), in ``lat.extras`` as
+        ``prompt_cached_tokens`` and ``prompt_evaluated_tokens``.  Read from its log, off the
+        event loop.  With several sessions on one server, that completion may be another's."""
+        server = self.endpoint.server
+        if server is None:
+            return
+        start = self._log_mark
+        self._log_mark, reports = await asyncio.to_thread(_log_since, server, start)
+        if reports and reports[-1].reused_tokens is not None:
+            lat.extras["prompt_cached_tokens"] = float(reports[-1].reused_tokens)
+            lat.extras["prompt_evaluated_tokens"] = float(reports[-1].evaluated_tokens)
+            self._emit(LatencyUpdate(lat.snapshot()))
 
     def remember(self, said: str) -> None:
         """What the assistant said in a turn (only what reached the speaker), for the history."""
@@ -283,3 +304,9 @@ class ReplyStage:
         lat.dns_ms = timing.dns_ms
         lat.connect_ms = timing.connect_ms
         lat.llm_attempts = timing.attempts
+
+
+def _log_since(server: EmbeddedLLMServer, start: int) -> tuple[int, list[PromptCacheReport]]:
+    """(the log's end now, the prompt reports of the completions logged from ``start`` to it)."""
+    end = server.log_position()
+    return end, server.prompt_cache_since(start, end)
