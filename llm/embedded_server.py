@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import queue
+import re
 import signal
 import socket
 import ssl
@@ -45,6 +46,13 @@ MODEL_ALIAS = "smollm2-135m-instruct"
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Environment variables the child must not inherit (see _spawn).
 _CHILD_ENV_DROP = frozenset({"HOST", "PORT", "CONFIG_FILE", "API_KEY"})
+
+
+def fallback_chat_format(server_log: str) -> str | None:
+    """The chat format llama-cpp-python fell back to for a model file without a chat template
+    (from its start-up log), or None when the file's own template is used."""
+    found = re.search(r"Using fallback chat format: (\S+)", server_log)
+    return found.group(1) if found is not None else None
 
 
 class EmbeddedServerError(RuntimeError):
@@ -143,6 +151,9 @@ class EmbeddedLLMServer:
         """``ssl_certfile``/``ssl_keyfile`` serve HTTPS (``client_ssl`` is the context that
         trusts the certificate, for the readiness probe); ``api_key`` makes the server require it."""
         self.model_path = model_path
+        # The name it serves the model under (/v1/models, the "model" of requests): the bundled
+        # model's, or the file's own name, so another model is never presented as SmolLM2.
+        self.model_alias = MODEL_ALIAS if model_path is None else model_path.stem
         self.n_ctx = n_ctx
         # One core is left to Whisper, Piper and the event loop: with every core, llama.cpp's
         # threads stall for seconds whenever one of them is preempted (measured by benchmarks.connection),
@@ -191,7 +202,22 @@ class EmbeddedLLMServer:
                 self._discard_log()  # its tail is in the error; no temp file outlives a failed start
                 raise
             self._wanted = True
+            self._warn_on_fallback_format()
             return self.base_url
+
+    def _warn_on_fallback_format(self) -> None:
+        """A GGUF without a chat template is served in llama-cpp-python's fallback format (it says
+        so only on the child's stderr): say it in the app's log, since the replies suffer."""
+        if self._log is None:
+            return
+        fd = self._log.fileno()
+        fallback = fallback_chat_format(os.pread(fd, os.fstat(fd).st_size, 0).decode("utf-8", "replace"))
+        if fallback is not None:
+            log.warning(
+                "%s has no chat template: llama.cpp formats the chat as %r, which the model may not follow",
+                (self.model_path or bundled_model_path()).name,
+                fallback,
+            )
 
     def prime(self, prefix: Sequence[Mapping[str, str]] = ()) -> float:
         """Run one tiny completion so the first real turn is not the model's first (which is
@@ -199,7 +225,7 @@ class EmbeddedLLMServer:
         prompt, example exchanges) is already in the KV cache.  Returns ms."""
         messages = [dict(m) for m in prefix]
         body = {
-            "model": MODEL_ALIAS,
+            "model": self.model_alias,
             "max_tokens": 1,
             "temperature": 0,
             "messages": [*messages, {"role": "user", "content": "Hi"}],
@@ -291,7 +317,7 @@ class EmbeddedLLMServer:
             "--model",
             str(model),
             "--model_alias",
-            MODEL_ALIAS,
+            self.model_alias,
             "--host",
             "127.0.0.1",
             "--port",

@@ -15,7 +15,7 @@ import aiohttp
 import psutil
 import pytest
 
-from llm.embedded_server import MODEL_ALIAS, EmbeddedLLMServer, bundled_model_path
+from llm.embedded_server import MODEL_ALIAS, EmbeddedLLMServer, bundled_model_path, fallback_chat_format
 
 pytestmark = pytest.mark.slow
 
@@ -170,7 +170,13 @@ async def test_a_second_request_does_not_cut_off_a_streamed_reply(server: Embedd
     assert finish in ("stop", "length"), f"stream ended without a finish reason ({finish})"
 
 
-def test_embedded_model_setting_serves_the_given_file() -> None:
+def test_a_model_file_without_a_chat_template_is_recognised_from_the_server_log() -> None:
+    log = "llama_model_loader: loaded meta data\nUsing fallback chat format: llama-2\nINFO: Started server\n"
+    assert fallback_chat_format(log) == "llama-2"
+    assert fallback_chat_format("Using gguf chat template: tokenizer.chat_template\nINFO: Started\n") is None
+
+
+def test_embedded_model_setting_serves_the_given_file(caplog: pytest.LogCaptureFixture) -> None:
     """EMBEDDED_MODEL: the bundled file given as a path is served with the chat template from the
     file itself (llama.cpp reads it from the GGUF's metadata: no --chat_format is passed)."""
     from voice.llm_endpoint import LLMEndpoint
@@ -181,14 +187,17 @@ def test_embedded_model_setting_serves_the_given_file() -> None:
     endpoint = LLMEndpoint.from_settings(settings)
     assert endpoint.server is not None and endpoint.server.model_path == path
     assert path.name in endpoint.reason
+    # Served under the file's own name, never presented as the bundled model's alias.
+    assert endpoint.model == path.stem != MODEL_ALIAS
     try:
         endpoint.start()
         assert endpoint.server.is_running()
+        assert "no chat template" not in caplog.text  # the file's own template is used
         cmdline = psutil.Process(endpoint.server.pid).cmdline()
         assert cmdline[cmdline.index("--model") + 1] == str(path)
         assert "--chat_format" not in cmdline
         body = {
-            "model": MODEL_ALIAS,
+            "model": endpoint.model,
             "max_tokens": 16,
             "temperature": 0,
             "messages": [{"role": "user", "content": "What is the capital of France?"}],

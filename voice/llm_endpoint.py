@@ -41,12 +41,13 @@ class LLMEndpoint:
         else:
             model_path = Path(settings.embedded_model).expanduser() if settings.embedded_model else None
             what = f"{model_path.name} (EMBEDDED_MODEL)" if model_path is not None else "SmolLM2"
+            server = EmbeddedLLMServer(model_path)
             return cls(
                 base_url="",
-                model=settings.resolved_model,
+                model=settings.llm_model or server.model_alias,
                 api_key=Secret(""),
                 reason=f"no OPENAI_API_KEY and no OPENAI_BASE_URL: embedded llama.cpp server with {what}",
-                server=EmbeddedLLMServer(model_path),
+                server=server,
             )
         return cls(settings.resolved_base_url, settings.resolved_model, settings.openai_api_key, reason)
 

@@ -104,7 +104,8 @@ class Settings:
 
     @property
     def resolved_model(self) -> str:
-        """The model name sent to the endpoint."""
+        """The model name sent to the endpoint (for the embedded server, the bundled model's; a file
+        given as ``EMBEDDED_MODEL`` is served under its own name, ``EmbeddedLLMServer.model_alias``)."""
         if self.llm_model:
             return self.llm_model
         return EMBEDDED_MODEL if self.uses_embedded_llm else DEFAULT_OPENAI_MODEL
