@@ -17,6 +17,8 @@ import numpy as np
 import soxr
 from piper import PiperVoice, SynthesisConfig
 
+from voice.audio import SAMPLE_RATE
+
 # Anything quieter than this (about -40 dBFS) counts as silence when locating the
 # true start and end of synthesized speech.
 ENERGY_THRESHOLD = 0.01
@@ -106,3 +108,16 @@ def trimmed(speech: Speech) -> np.ndarray:
 def chunks(samples: np.ndarray, size: int) -> list[np.ndarray]:
     """Split into consecutive chunks of ``size`` samples (the last may be shorter)."""
     return [samples[i : i + size] for i in range(0, len(samples), size)]
+
+
+def spoken(*parts: str | float, tail_s: float = 0.0) -> np.ndarray:
+    """16 kHz audio: text parts are Piper speech (trimmed), numbers are pauses in seconds;
+    ``tail_s`` of silence after the last part."""
+    pieces = []
+    for part in parts:
+        if isinstance(part, str):
+            speech = synthesize(part)
+            pieces.append(resample(trimmed(speech), speech.sample_rate, SAMPLE_RATE))
+        else:
+            pieces.append(silence(part, SAMPLE_RATE))
+    return np.concatenate([*pieces, silence(tail_s, SAMPLE_RATE)])

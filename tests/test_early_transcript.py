@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.speech import resample, silence, synthesize, trimmed
+from tests.speech import spoken
 from voice.endpointing import FRAME, SAMPLE_RATE, Endpointer, SpeechStarted
 from voice.settings import SettingsError, load_settings
 from voice.smart_turn import smart_turn_model
@@ -36,18 +36,6 @@ def transcriber() -> RecordingTranscriber:
     whisper = RecordingTranscriber()
     whisper.warm()
     return whisper
-
-
-def spoken(*parts: str | float) -> np.ndarray:
-    """16 kHz audio: text parts are Piper speech (trimmed), numbers are pauses in seconds."""
-    pieces = []
-    for part in parts:
-        if isinstance(part, str):
-            speech = synthesize(part)
-            pieces.append(resample(trimmed(speech), speech.sample_rate, SAMPLE_RATE))
-        else:
-            pieces.append(silence(part, SAMPLE_RATE))
-    return np.concatenate([*pieces, silence(3.0, SAMPLE_RATE)])
 
 
 def policy(after_ms: int) -> TurnPolicy:
@@ -92,7 +80,7 @@ async def test_whisper_starts_at_the_configured_point_of_the_pause(
     detector = detector_for(transcriber, after_ms, discards)
     transcriber.clips.clear()
     try:
-        turns, starts = await feed_frames(detector, spoken("What is the capital of France?"))
+        turns, starts = await feed_frames(detector, spoken("What is the capital of France?", tail_s=3.0))
         assert len(turns) == 1 and starts
         turn = turns[0]
         assert turn.speculation is not None and turn.speculation.task is not None
@@ -115,7 +103,7 @@ async def test_speech_resuming_discards_it_and_the_next_pause_runs_it_again(tran
     discards: list[int] = []
     detector = detector_for(transcriber, 0, discards)
     try:
-        turns, starts = await feed_frames(detector, spoken("What is the capital", 0.2, "of France?"))
+        turns, starts = await feed_frames(detector, spoken("What is the capital", 0.2, "of France?", tail_s=3.0))
         assert len(turns) == 1, "a 200 ms pause is under the shortest end-of-turn silence"
         assert turns[0].speculation is not None and turns[0].speculation.task is not None
         text = (await turns[0].speculation.task).text.lower()
@@ -130,7 +118,7 @@ async def test_speech_resuming_discards_it_and_the_next_pause_runs_it_again(tran
 @pytest.mark.slow
 def test_the_audio_model_can_hear_more_of_the_pause_than_the_turn_keeps() -> None:
     endpointer = Endpointer(silence_ms=2000, post_roll_ms=FRAME_MS)
-    audio = spoken("What is the capital of France?")
+    audio = spoken("What is the capital of France?", tail_s=3.0)
     fed = 0
     while endpointer.pause is None or endpointer.pause[1] * 1000 / SAMPLE_RATE < SPECULATE_AFTER_MS:
         endpointer.feed(audio[fed : fed + FRAME])

@@ -9,6 +9,7 @@ import urllib.request
 
 import pytest
 
+from benchmarks.prompt_cache import QUESTIONS as BENCHMARK_QUESTIONS
 from llm import PromptCacheReport, parse_prompt_cache_log
 from llm.embedded_server import MODEL_ALIAS, EmbeddedLLMServer
 from voice.conversation import Conversation
@@ -29,14 +30,7 @@ MISS_LOG = """\
 llama_perf_context_print: prompt eval time =     210.50 ms /   201 tokens (    1.05 ms per token,   954.87 tokens
 llama_perf_context_print:        eval time =      41.36 ms /     6 runs   (    6.89 ms per token,   145.09 tokens
 """
-QUESTIONS = (
-    "What is the capital of France?",
-    "How many legs does a spider have?",
-    "What color is the sky?",
-    "Who wrote Hamlet?",
-    "Name a fruit that is yellow.",
-    "How many days are in a year?",
-)
+QUESTIONS = BENCHMARK_QUESTIONS[:6]  # the benchmark's turns, up to the first block drop and one past it
 
 
 def test_a_hit_line_and_the_timings_make_one_report() -> None:
@@ -85,7 +79,7 @@ def test_every_request_starts_with_the_same_bytes() -> None:
     conv = Conversation(DEFAULT_SYSTEM_PROMPT, style=SMALL_MODEL)
     prefix = json.dumps(conv.prefix())[:-1]  # without the closing bracket: more messages follow
     # Replies that do not echo each other (an echo would hide its exchanges: voice.prompting).
-    replies = ["Paris.", "Eight legs.", "Blue, mostly.", "William Shakespeare did.", "A banana.", "About 365."]
+    replies = ["Paris.", "Eight legs.", "Blue, mostly.", "William Shakespeare did.", "A banana.", "Honey."]
     sent = _turns(conv, replies)
     assert all(s.startswith(prefix + ", ") for s in sent)
     # Between two block drops a request only appends to the one before: its whole prompt is cached.
@@ -161,7 +155,7 @@ def test_prompt_cache_bench_refuses_an_unbounded_run(capsys: pytest.CaptureFixtu
 
 @pytest.mark.slow
 def test_prompt_cache_bench_measures_both_variants(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
-    from benchmarks.prompt_cache import QUESTIONS, main
+    from benchmarks.prompt_cache import main
 
     assert main(["--runs", "1", "--json", str(tmp_path / "pc.json"), "--markdown", str(tmp_path / "pc.md")]) == 0
     report = json.loads((tmp_path / "pc.json").read_text())
@@ -169,7 +163,7 @@ def test_prompt_cache_bench_measures_both_variants(tmp_path, capsys: pytest.Capt
     assert markdown == capsys.readouterr().out
     assert "Machine probe: CPU AVX2" in markdown and "load average" in markdown
     rows = [line for line in markdown.splitlines() if line.startswith("| ") and line[2].isdigit()]
-    assert len(rows) == len(report["turns"]) == len(QUESTIONS)
+    assert len(rows) == len(report["turns"]) == len(BENCHMARK_QUESTIONS)
     seen = [t["seen_exchanges"] for t in report["turns"]]
     assert seen[:4] == [0, 1, 2, 3] and max(seen) == SMALL_MODEL.max_exchanges and seen[4] < 3  # then a block drop
     for turn in report["turns"]:

@@ -22,23 +22,24 @@ def pause(at_s: float, length_ms: float, text_complete: bool, probability: float
     return Pause(int(at_s * SAMPLE_RATE), length_ms, text, text_complete, probability, whisper_ms, 40.0)
 
 
-def hesitation(gap_ms: float) -> Evidence:
-    """ "What is the capital of [gap] France?": an unfinished pause, then the true end at 3 s."""
+def hesitation(first: Pause, name: str = "capital [x] France") -> Evidence:
+    """A hesitation: the pause ``first`` 1.5 s in, then the true end at 3 s (both complete)."""
     return Evidence(
-        "capital [x] France",
+        name,
         "hesitation",
         1.0,
         None,
         true_end=3 * SAMPLE_RATE,
         internal_ends=(int(1.5 * SAMPLE_RATE),),
         speech_s=2.5,
-        pauses=(pause(1.5, gap_ms, False, 0.97), pause(3.0, 3500, True, 0.9)),
+        pauses=(first, pause(3.0, 3500, True, 0.9)),
     )
 
 
 def test_silence_only_cuts_a_long_hesitation_and_the_combined_detector_does_not() -> None:
-    assert replay(VAD, hesitation(900)).cuts == 1
-    outcome = replay(COMBINED, hesitation(900))
+    unfinished = hesitation(pause(1.5, 900, False, 0.97))  # "What is the capital of [0.9 s] France?"
+    assert replay(VAD, unfinished).cuts == 1
+    outcome = replay(COMBINED, unfinished)
     assert outcome.cuts == 0
     # The final pause: both complete, but the text only exists SPECULATE_AFTER_MS + 100 ms in.
     assert outcome.delay_ms is not None and SPECULATE_AFTER_MS + 100 <= outcome.delay_ms < 400
@@ -61,17 +62,8 @@ def test_a_turn_nobody_ends_is_late_and_summaries_count_it() -> None:
 def test_instant_signals_bound_the_cuts_from_above() -> None:
     """A slow transcript can hide a cut (the voice came back before it answered); the replay
     with instant signals counts it, so that figure does not depend on the machine's load."""
-    slow_but_wrong = Evidence(
-        "book a table for [0.6s] two",
-        "hesitation",
-        1.0,
-        None,
-        true_end=3 * SAMPLE_RATE,
-        internal_ends=(int(1.5 * SAMPLE_RATE),),
-        speech_s=2.5,
-        # Both signals wrongly say "complete" on the hesitation; Whisper needs 700 ms for it.
-        pauses=(pause(1.5, 600, True, 0.9, whisper_ms=700), pause(3.0, 3500, True, 0.9)),
-    )
+    # Both signals wrongly say "complete" on the hesitation; Whisper needs 700 ms for it.
+    slow_but_wrong = hesitation(pause(1.5, 600, True, 0.9, whisper_ms=700), "book a table for [0.6s] two")
     outcome = replay(COMBINED, slow_but_wrong)
     assert outcome.cuts == 0 and outcome.cuts_if_instant == 1
     rows = summarise({("combined", 1000): [(slow_but_wrong, outcome)]})

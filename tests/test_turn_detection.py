@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.speech import resample, silence, synthesize, trimmed
+from tests.speech import silence, spoken
 from voice.endpointing import SAMPLE_RATE, SpeechStarted
 from voice.smart_turn import smart_turn_model
 from voice.transcribe import Transcriber, Transcript
@@ -32,18 +32,6 @@ def transcriber() -> Transcriber:
     whisper = Transcriber("", "cpu", "int8", "en")
     whisper.warm()
     return whisper
-
-
-def spoken(*parts: str | float) -> np.ndarray:
-    """16 kHz audio: text parts are Piper speech (trimmed), numbers are pauses in seconds."""
-    pieces = []
-    for part in parts:
-        if isinstance(part, str):
-            speech = synthesize(part)
-            pieces.append(resample(trimmed(speech), speech.sample_rate, SAMPLE_RATE))
-        else:
-            pieces.append(silence(part, SAMPLE_RATE))
-    return np.concatenate(pieces)
 
 
 async def detect(transcriber: Transcriber, policy: TurnPolicy, audio: np.ndarray) -> list[DetectedTurn]:
