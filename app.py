@@ -558,7 +558,7 @@ class _PageView:
             connections_reused=getattr(stats, "connections_reused", 0),
             tts_engine=next((lat.tts_engine for lat in reversed(latencies) if lat.tts_engine), "—"),
             browser_rtt=self.link.summary(),
-            interruptions=session.interruptions.describe(),
+            interruptions=session.interruption.stats.describe(),
             preemptive=session.reply.preemptive.stats.describe(),
         )
         chat = list(self.chat)

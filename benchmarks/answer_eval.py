@@ -53,19 +53,17 @@ from benchmarks.common import (
     write_json_file,
 )
 from benchmarks.machine_probe import cpu_flags
-from benchmarks.pipeline import Question, SpokenQuestion, synthesize_questions
+from benchmarks.pipeline import PLAYBACK_SLACK_S, Question, SpokenQuestion, synthesize_questions, wait_playback
 from llm import configure_logging, public_endpoint
 from voice.headless import TurnResult, run_spoken_turn, run_typed_turn
 from voice.prompting import PLAIN, ReplyStyle, reply_style
 from voice.runtime import VoiceRuntime
-from voice.session import VoiceSession
 from voice.settings import Settings, SettingsError, load_settings
 
 PROG = "python -m benchmarks.answer_eval"
 MODES = ("typed", "spoken")
 TURN_TIMEOUT_S = 120.0
 PAUSE_S = 0.5  # after a spoken reply has played, before the next question
-PLAYBACK_SLACK_S = 5.0
 PACKAGES = (*MACHINE_PACKAGES, "faster-whisper", "piper-tts")
 
 
@@ -180,12 +178,6 @@ def record(mode: str, index: int, q: PanelQuestion, result: TurnResult | None) -
     )
 
 
-async def _wait_playback(session: VoiceSession, longest_s: float) -> None:
-    deadline = time.perf_counter() + longest_s
-    while session.busy and time.perf_counter() < deadline:
-        await asyncio.sleep(0.05)
-
-
 async def run_mode(
     runtime: VoiceRuntime,
     mode: str,
@@ -211,7 +203,7 @@ async def run_mode(
                 sq = spoken[index - 1]
                 result = await run_spoken_turn(session, sq.samples, sq.sample_rate, timeout_s=TURN_TIMEOUT_S)
                 audio_s = len(result.reply_audio) / result.sample_rate if result and result.sample_rate else 0.0
-                await _wait_playback(session, audio_s + PLAYBACK_SLACK_S)
+                await wait_playback(session, audio_s + PLAYBACK_SLACK_S)
                 await asyncio.sleep(PAUSE_S)
             answer = record(mode, index, q, result)
             answers.append(answer)

@@ -310,7 +310,7 @@ def other_cpu_share(start: CpuMark, end: CpuMark) -> float | None:
 # ---- running sessions -------------------------------------------------------------------
 
 
-async def _wait_playback(session: VoiceSession, longest_s: float) -> None:
+async def wait_playback(session: VoiceSession, longest_s: float) -> None:
     """Wait (bounded) until the reply has finished playing, as a listening user would."""
     deadline = time.perf_counter() + longest_s
     while session.busy and time.perf_counter() < deadline:
@@ -482,7 +482,7 @@ async def _run_questions(
         for n, q in enumerate(questions):
             if n:  # ... and asks the first question at once; later ones after the reply and a pause
                 previous = record.turns[-1]
-                await _wait_playback(session, previous.reply_audio_s + PLAYBACK_SLACK_S)
+                await wait_playback(session, previous.reply_audio_s + PLAYBACK_SLACK_S)
                 await asyncio.sleep(config.pause_s)
             first_request = len(standin.requests) if standin is not None else 0
             opened_before = proxy.connections_opened if proxy is not None else 0

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import soxr
 
-SAMPLE_RATE = 16000
+from voice.audio import SAMPLE_RATE
+
 ENERGY_THRESHOLD = 0.01  # about -40 dBFS: where Piper's speech starts and ends
 LEAD_IN_S = 0.5
 TAIL_S = 3.5  # longer than any wait swept, so every detector ends the last pause

@@ -87,7 +87,7 @@ async def test_a_backchannel_does_not_stop_the_reply(session: VoiceSession, back
     events = await speak_over_reply(session, backchannel)
     assert not any(isinstance(e, BargeIn) for e in events)
     assert session.turns_started == 1, "a backchannel is not a turn"
-    assert session.interruptions.backchannels_ignored == 1 and session.interruptions.barge_ins == 0
+    assert session.interruption.stats.backchannels_ignored == 1 and session.interruption.stats.barge_ins == 0
     assert session.busy, "the reply is still playing"
     assert session.latencies[0].outcome in ("running", "ok")
 
@@ -97,7 +97,7 @@ async def test_a_real_interruption_stops_the_reply_and_is_the_next_turn(session:
     events = await speak_over_reply(session, "Wait, tell me about France instead.")
     barge = next(i for i, e in enumerate(events) if isinstance(e, BargeIn))
     assert not any(isinstance(e, AudioOut) and e.turn == 1 for e in events[barge + 1 :]), "audio after barge-in"
-    assert session.interruptions.barge_ins == 1
+    assert session.interruption.stats.barge_ins == 1
     async with asyncio.timeout(90):
         while not any(isinstance(e, TurnDone) and e.latency.turn == 2 for e in events):
             events.append(await session.events.get())
@@ -115,7 +115,7 @@ async def test_a_false_interruption_resumes_the_reply_from_the_cut_sentence(sess
             events.append(await session.events.get())
     resumed = session.latencies[1]
     assert resumed.outcome == "resumed"
-    assert session.interruptions.false_interruptions == 1 and session.interruptions.resumed == 1
+    assert session.interruption.stats.false_interruptions == 1 and session.interruption.stats.resumed == 1
     again = [e.chunk.samples for e in events if isinstance(e, AudioOut) and e.turn == 2]
     assert again and float(np.sqrt(np.mean(np.concatenate(again) ** 2))) > 0.01, "the reply was spoken again"
     assert session.client is not None and session.client.stats.requests == 1, "resuming asks the LLM nothing"

@@ -84,7 +84,6 @@ class VoiceSession:
         self.closed = False
         self.last_activity = clock()
         self.interruption = InterruptionScreen(settings.barge_in_min_speech_ms)
-        self.interruptions = self.interruption.stats
         self.reply = ReplyStage(settings, endpoint, emit=self._emit, clock=clock)
         self.speech = SpeechStage(tts, emit=self._emit, clock=clock)
         self.turn_detector = TurnDetector(
