@@ -44,7 +44,15 @@ import numpy as np
 
 from benchmarks.common import command_line, load_average, machine_info, progress, publish, write_json_file
 from benchmarks.machine_probe import cpu_flags, run_probe
-from benchmarks.turn_taking_data import CLASS_LABELS, CLASSES, HESITATION_CLASSES, SAMPLE_RATE, Item, labelled_set
+from benchmarks.turn_taking_data import (
+    CLASS_LABELS,
+    CLASSES,
+    HESITATION_CLASSES,
+    SAMPLE_RATE,
+    TEXT_SETS,
+    Item,
+    labelled_set,
+)
 from voice.endpointing import FRAME, Endpointer
 from voice.settings import Settings
 from voice.smart_turn import smart_turn_model
@@ -326,7 +334,8 @@ def render_markdown(report: dict[str, object]) -> str:
         f"Machine: {m['cpu_model']}, {m['cpu_count']} CPUs ({report['cpu_flags']}), Python {m['python']}, "
         f"{m['platform']}; load {m['load_start']} → {m['load_end']}; {m['date']}.",
         f"Machine probe: {report.get('probe_line') or 'not run'}.",
-        f"Set: {report['items']} items ({report['pauses']} pauses scored), speaking rates "
+        f"Set: {report.get('text_set', 'tuning')}, {report['items']} items ({report['pauses']} pauses scored), "
+        f"speaking rates "
         f"{report['rates']}, clean and {report['snrs']} dB SNR pink noise (sox).  Evidence compute on "
         f"a pause: Whisper median {_ms(report['whisper_ms_median'])} ms (p90 {_ms(report['whisper_ms_p90'])}), "
         f"Smart Turn median {_ms(report['model_ms_median'])} ms (p90 {_ms(report['model_ms_p90'])}), side by side.",
@@ -466,6 +475,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=defaults.end_of_turn_max_wait_ms,
         help=f"audio/combined maximum wait (default {defaults.end_of_turn_max_wait_ms}, the app's)",
     )
+    p.add_argument(
+        "--set",
+        dest="text_set",
+        choices=tuple(TEXT_SETS),
+        default="tuning",
+        help="which sentences: tuning (the defaults were chosen on it) or heldout (never used to choose)",
+    )
     p.add_argument("--limit", type=int, help="only the first N items (a quick smoke run)")
     p.add_argument("--classes", default=",".join(CLASSES), help=f"which classes (default {','.join(CLASSES)})")
     p.add_argument("--evidence", type=Path, help="replay the evidence of an earlier run's --json (no audio, no models)")
@@ -487,7 +503,7 @@ def run(argv: Sequence[str]) -> dict[str, object]:
         evidence = [_evidence_from(e) for e in earlier["evidence"]]
         progress(f"Replaying {len(evidence)} items' evidence from {args.evidence}")
     else:
-        evidence = _stream_all(rates, snrs, args.limit, tuple(args.classes.split(",")))
+        evidence = _stream_all(rates, snrs, args.limit, tuple(args.classes.split(",")), args.text_set)
     results: dict[tuple[str, int], list[tuple[Evidence, Outcome]]] = {}
     for detector, wait, policy in policies(args.min_silence_ms, args.hold_ms, args.max_wait_ms):
         results[(detector, wait)] = [(ev, replay(policy, ev)) for ev in evidence]
@@ -507,6 +523,7 @@ def run(argv: Sequence[str]) -> dict[str, object]:
         "machine": machine,
         "cpu_flags": earlier["cpu_flags"] if args.evidence is not None else " ".join(cpu_flags()),
         "probe_line": probe_line,
+        "text_set": earlier.get("text_set", "tuning") if args.evidence is not None else args.text_set,
         "rates": ", ".join(f"{r:g}" for r in rates),
         "snrs": ", ".join(f"{s:g}" for s in snrs),
         "min_silence_ms": args.min_silence_ms,
@@ -525,10 +542,10 @@ def run(argv: Sequence[str]) -> dict[str, object]:
 
 
 def _stream_all(
-    rates: Sequence[float], snrs: Sequence[float], limit: int | None, classes: Sequence[str]
+    rates: Sequence[float], snrs: Sequence[float], limit: int | None, classes: Sequence[str], text_set: str
 ) -> list[Evidence]:
-    progress("Synthesizing the labelled set with Piper (noise from sox)…")
-    items = [item for item in labelled_set(rates, snrs) if item.kind in classes][:limit]
+    progress(f"Synthesizing the {text_set} set with Piper (noise from sox)…")
+    items = [item for item in labelled_set(rates, snrs, TEXT_SETS[text_set]) if item.kind in classes][:limit]
     whisper = Transcriber("", "cpu", "int8", "en")
     whisper.warm()
     smart_turn_model()
