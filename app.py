@@ -527,6 +527,8 @@ class _PageView:
             else:
                 self.chat[-1]["content"] += " " + event.text
         elif isinstance(event, LatencyUpdate | TurnDone):
+            if isinstance(event, TurnDone) and event.latency.outcome == "continued":
+                self._withdraw(event.latency.transcript)
             # A late word about an earlier turn (its playback confirmed) updates the table only.
             if self.current is None or event.latency.turn >= self.current.turn:
                 self.current = event.latency
@@ -538,6 +540,11 @@ class _PageView:
         elif isinstance(event, AudioOut):
             return event
         return None
+
+    def _withdraw(self, text: str) -> None:
+        # The user went on talking: the turn carries on, and its words come again, whole.
+        if self.chat and self.chat[-1] == {"role": "user", "content": text}:
+            self.chat.pop()
 
     def render(self, *, audio: str | None = None, chart: bool = False) -> tuple[Any, ...]:
         """Values for (status, chat, reply audio payload, current, table, chart, facts)."""
@@ -558,7 +565,8 @@ class _PageView:
             connections_reused=getattr(stats, "connections_reused", 0),
             tts_engine=next((lat.tts_engine for lat in reversed(latencies) if lat.tts_engine), "—"),
             browser_rtt=self.link.summary(),
-            interruptions=session.interruption.stats.describe(),
+            interruptions=f"{session.interruption.stats.describe()}, "
+            f"{session.speculation_stats.continued} turns continued before the reply was heard",
             preemptive=session.reply.preemptive.stats.describe(),
         )
         chat = list(self.chat)

@@ -29,6 +29,12 @@ class Conversation:
         """Append the user's message."""
         self.turns.append({"role": "user", "content": text})
 
+    def withdraw_user(self, text: str) -> None:
+        """Take back the newest message if it is the user's ``text`` with no reply after it (a
+        turn the user went on with: the continued turn says it again, whole)."""
+        if self.turns and self.turns[-1] == {"role": "user", "content": text}:
+            self.turns.pop()
+
     def add_assistant(self, text: str) -> None:
         """Append what the assistant actually said (the spoken part, after a barge-in)."""
         if not text.strip():

@@ -156,6 +156,9 @@ class Endpointer:
         self._voiced = 0  # voiced samples in the current candidate
         self._last_voiced_end = 0
         self._silence_start: int | None = None
+        # The last turn ended on a pause, (first voiced sample, voiced samples): kept (its audio
+        # too) until the next turn starts, so that turn can carry on from it (resume_turn).
+        self._ended: tuple[int, int] | None = None
 
     # -- public views -------------------------------------------------------------------
 
@@ -218,6 +221,22 @@ class Endpointer:
         if self.pause is None:
             return None
         return self._end_turn(self._processed, capped=False)
+
+    def resume_turn(self, started: SpeechStarted) -> bool:
+        """Make the turn that ``started`` began the continuation of the turn that ended before it:
+        its audio, voiced time and pauses run on from that turn's start, as if the pause between
+        them had not ended it.  Call it on the :class:`SpeechStarted` event, before the new turn
+        ends; False (nothing changed) when there is no such turn (it was capped, or is gone).
+        """
+        ended, self._ended = self._ended, None
+        if ended is None or not self._speaking or self._start != started.start_sample:
+            return False
+        start, voiced = ended
+        if start < self._frames_start:
+            return False  # its audio is no longer buffered
+        self._start = start
+        self._voiced += voiced
+        return True
 
     # -- feeding ------------------------------------------------------------------------
 
@@ -295,6 +314,7 @@ class Endpointer:
             capped=capped,
             voiced_ms=self._voiced * 1000.0 / SAMPLE_RATE,
         )
+        self._ended = None if capped else (self._start, self._voiced)
         self._speaking = False
         self._start = None
         self._voiced = 0
@@ -307,10 +327,15 @@ class Endpointer:
         return event
 
     def _trim_idle(self) -> None:
-        """Outside a turn keep only the pre-roll (plus a pending candidate's audio)."""
+        """Outside a turn keep only the pre-roll (plus a pending candidate's audio, and the ended
+        turn's while it may still be resumed: at most ``max_turn_s`` back)."""
         keep_from = self._processed - self._pre_roll_samples - FRAME
         if self._start is not None:
             keep_from = min(keep_from, self._start - self._pre_roll_samples)
+        if self._ended is not None and self._processed - self._ended[0] >= self._max_turn_samples:
+            self._ended = None  # a turn resumed from it would already be over the cap
+        if self._ended is not None:
+            keep_from = min(keep_from, self._ended[0] - self._pre_roll_samples)
         while self._frames and self._frames_start + len(self._frames[0]) <= keep_from:
             self._frames_start += len(self._frames.popleft())
 

@@ -30,7 +30,9 @@ STAGES: tuple[tuple[str, str], ...] = (
 
 # How a turn ended ("running" until it does).
 # "resumed": a false interruption; the cut reply was spoken again (voice.interruption).
-Outcome = Literal["running", "ok", "no_speech", "error", "interrupted", "resumed"]
+# "continued": the user went on talking before any of the reply was heard; the turn carried on
+# into the next one (voice.turn_detection.TurnDetector.resume).
+Outcome = Literal["running", "ok", "no_speech", "error", "interrupted", "resumed", "continued"]
 # Where the turn came from: the microphone or the text box.
 TurnSource = Literal["voice", "text"]
 

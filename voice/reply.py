@@ -266,6 +266,10 @@ class ReplyStage:
             lat.extras["prompt_evaluated_tokens"] = float(reports[-1].evaluated_tokens)
             self._emit(LatencyUpdate(lat.snapshot()))
 
+    def withdraw(self, text: str) -> None:
+        """Take the user's ``text`` back out of the history: the turn carried on into the next."""
+        self.conversation.withdraw_user(text)
+
     def remember(self, said: str) -> None:
         """What the assistant said in a turn (only what reached the speaker), for the history."""
         self.conversation.add_assistant(said)

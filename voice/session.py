@@ -238,6 +238,8 @@ class VoiceSession:
             found = await self.turn_detector.feed(chunk.audio, now, chunk.delay_samples)
             for event in found:
                 if isinstance(event, SpeechStarted):
+                    if await self._continue_turn(event):
+                        continue
                     # Speech over the reply stops it only once it is clearly more than a
                     # backchannel or a cough (voice.interruption).
                     self.interruption.speech_started(self.busy and self.settings.barge_in)
@@ -273,6 +275,29 @@ class VoiceSession:
         if detected.turn_end.model_ms is not None:
             lat.extras["turn_model_ms"] = detected.turn_end.model_ms
         return lat
+
+    async def _continue_turn(self, started: SpeechStarted) -> bool:
+        """The user speaks again before any of the last turn's reply has reached them: the turn
+        was not over (a hesitation taken for its end).  Nothing of its reply was heard, so it is
+        withdrawn, and the new speech carries the turn on: the next pause is judged, and
+        transcribed, on the whole utterance ("What is the capital of … France?", not "What is
+        the capital?" and then "France?").  True when that happened."""
+        lat, task = self.reply.current, self._turn_task
+        if (
+            not self.settings.continue_unheard_turns
+            or lat is None
+            or lat.source != "voice"
+            or task is None
+            or task.done()
+            or lat.first_audio_ms is not None  # some of the reply is out: this is speech over it
+            or self.speech.speaking
+            or not self.turn_detector.resume(started)
+        ):
+            return False
+        lat.outcome = "continued"
+        await self._interrupt_turn()
+        log.info("The user went on before hearing turn %d's reply: the turn continues", lat.turn)
+        return True
 
     async def _screen(self, detected: DetectedTurn) -> None:
         """Short speech over the reply: a backchannel is ignored, anything else interrupts."""

@@ -69,6 +69,7 @@ class Settings:
     barge_in: bool = True
     barge_in_min_speech_ms: int = 700  # speech over the reply that stops it at once (the benchmark's knee)
     resume_after_false_interruption: bool = True
+    continue_unheard_turns: bool = True  # speech before any of the reply was heard continues the turn
     max_turn_seconds: float = 60.0
     # Text-to-speech
     tts_engine: str = "auto"
@@ -156,6 +157,7 @@ ENV_NAMES: dict[str, str] = {
     "barge_in": "BARGE_IN",
     "barge_in_min_speech_ms": "BARGE_IN_MIN_SPEECH_MS",
     "resume_after_false_interruption": "RESUME_AFTER_FALSE_INTERRUPTION",
+    "continue_unheard_turns": "CONTINUE_UNHEARD_TURNS",
     "max_turn_seconds": "MAX_TURN_SECONDS",
     "tts_engine": "TTS_ENGINE",
     "tts_voice": "TTS_VOICE",

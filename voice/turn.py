@@ -84,7 +84,8 @@ class TurnRunner:
             if lat.outcome == "running":
                 lat.outcome = "ok"
         except asyncio.CancelledError:
-            lat.outcome = "interrupted"
+            if lat.outcome != "continued":  # the session marks a turn it carries on before cancelling it
+                lat.outcome = "interrupted"
             raise
         except Exception as exc:  # a turn must never take the session down
             lat.outcome, lat.error = "error", _describe(exc)
@@ -93,6 +94,8 @@ class TurnRunner:
         finally:
             if spoken:
                 self.reply.remember(" ".join(spoken))
+            if lat.outcome == "continued" and lat.transcript:
+                self.reply.withdraw(lat.transcript)
             if lat.outcome != "no_speech":
                 lat.reply_done_ms = round(lat.since_speech_end(self._clock()), 1)
             if lat.first_sentence_ms is not None:

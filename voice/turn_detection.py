@@ -83,6 +83,7 @@ class SpeculationStats:
     adopted: int = 0
     discarded: int = 0
     early_ends: int = 0  # turns ended before the detector's longest wait, on the evidence
+    continued: int = 0  # ended turns the user went on with before hearing the reply (resume)
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,17 @@ class TurnDetector:
             if turn is not None:
                 out.append(turn)
             return out
+
+    def resume(self, started: SpeechStarted) -> bool:
+        """The user went on talking before hearing any reply to the turn that just ended: that
+        pause was a hesitation, not the end.  The speech ``started`` carries that turn on (its
+        audio from the turn's start), so the next pause is judged, and transcribed, on the whole
+        utterance.  Call it on the event, before feeding more audio; False when the turn cannot
+        be carried on (it was capped)."""
+        if not self.endpointer.resume_turn(started):
+            return False
+        self.stats.continued += 1
+        return True
 
     # -- the pause ----------------------------------------------------------------------
 
