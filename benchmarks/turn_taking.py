@@ -18,7 +18,13 @@ What it reports per detector and wait, per class:
   finished); for the long reading, extra turns per 40 s of speech;
 * late ends: the turn ended more than ``LATE_MS`` after the true end of speech (or never);
 * median and p90 end-of-turn delay after the true end of speech (energy-based, from the
-  item's labels, not the VAD's estimate).
+  item's labels, not the VAD's estimate);
+* heard cut-ins (``--reply-json``): the false cuts whose reply the user would hear.  The app
+  carries a turn on when the user speaks again before any of its reply has played
+  (``CONTINUE_UNHEARD_TURNS``), so a cut is only heard when the reply's first audio (the
+  decision plus the decision-to-first-audio time measured by the pipeline benchmark, whose
+  JSON is given) comes before the voice does; a cut that is not heard is no cut, and the
+  replay goes on through the item's later pauses, as the app does.
 
 Approximation, stated in the report: after a (false) cut the app would start a new turn whose
 later evidence covers only the rest of the speech; the replay keeps the evidence of the whole
@@ -122,6 +128,10 @@ class Outcome:
     # machine).  A signal can only end a turn earlier, never later, so this is the most cuts
     # the detector's logic makes on this item on any machine: independent of load.
     cuts_if_instant: int = 0
+    # The cuts whose reply would be heard before the user went on (None: no reply time given),
+    # with the measured signal times and with instant signals (the most on any machine).
+    heard_cuts: int | None = None
+    heard_cuts_if_instant: int | None = None
 
 
 def gather(item: Item, whisper: Transcriber, pool: concurrent.futures.Executor) -> Evidence:
@@ -178,17 +188,25 @@ def _timed(fn: Callable[[np.ndarray], T], audio: np.ndarray) -> tuple[T, float]:
     return result, (time.perf_counter() - started) * 1000
 
 
+def transcript_start(policy: TurnPolicy) -> float:
+    """Silence (ms) at which the app starts the early transcript: at the first silent VAD frame at
+    the earliest.  (The evidence's transcript is of the audio up to ``SPECULATE_AFTER_MS`` into the
+    pause; one started earlier hears a little less of the pause, not fewer words.)"""
+    return max(float(policy.transcript_after_ms), FRAME_MS)
+
+
 def ended_at(policy: TurnPolicy, pause: Pause, *, instant: bool = False) -> float | None:
     """Silence (ms) at which ``policy`` ends the turn on ``pause``, or None if the voice came back first.
 
-    A signal counts from ``SPECULATE_AFTER_MS`` plus its measured compute time, or (``instant``)
-    from ``SPECULATE_AFTER_MS`` itself.
+    A signal counts from when the app starts it (the audio model at ``SPECULATE_AFTER_MS``, the
+    transcript at the policy's ``transcript_after_ms``) plus its measured compute time, or
+    (``instant``) from that start itself.
     """
     whisper_ms, model_ms = (0.0, 0.0) if instant else (pause.whisper_ms, pause.model_ms)
     silence = 0.0
     while silence <= pause.length_ms:
         # Judged now, from the stored transcript, so a replay measures the current word list.
-        text = text_sounds_complete(pause.text) if silence >= SPECULATE_AFTER_MS + whisper_ms else None
+        text = text_sounds_complete(pause.text) if silence >= transcript_start(policy) + whisper_ms else None
         probability = pause.probability if silence >= SPECULATE_AFTER_MS + model_ms else None
         if decide(policy, silence, text, probability) is not None:
             return silence
@@ -196,14 +214,22 @@ def ended_at(policy: TurnPolicy, pause: Pause, *, instant: bool = False) -> floa
     return None
 
 
-def replay(policy: TurnPolicy, evidence: Evidence) -> Outcome:
+def replay(policy: TurnPolicy, evidence: Evidence, reply_ms: float | None = None) -> Outcome:
     """Which pauses ``policy`` ends the turn on: cuts inside the item, and the final delay
-    (with the signals' measured compute times), and the cuts with instant signals."""
+    (with the signals' measured compute times), and the cuts with instant signals; with
+    ``reply_ms`` (decision to first audio), also the cuts the user would hear."""
     measured = _walk(policy, evidence, instant=False)
-    return replace(measured, cuts_if_instant=_walk(policy, evidence, instant=True).cuts)
+    outcome = replace(measured, cuts_if_instant=_walk(policy, evidence, instant=True).cuts)
+    if reply_ms is None:
+        return outcome
+    return replace(
+        outcome,
+        heard_cuts=_walk(policy, evidence, instant=False, reply_ms=reply_ms).cuts,
+        heard_cuts_if_instant=_walk(policy, evidence, instant=True, reply_ms=reply_ms).cuts,
+    )
 
 
-def _walk(policy: TurnPolicy, evidence: Evidence, *, instant: bool) -> Outcome:
+def _walk(policy: TurnPolicy, evidence: Evidence, *, instant: bool, reply_ms: float | None = None) -> Outcome:
     cuts = 0
     tolerance = int(0.1 * SAMPLE_RATE)  # the VAD's end of a part vs the label's
     last_start = evidence.true_end - tolerance if evidence.last_part_start is None else evidence.last_part_start
@@ -213,11 +239,13 @@ def _walk(policy: TurnPolicy, evidence: Evidence, *, instant: bool) -> Outcome:
             continue
         # Inside the turn: the voice came back after this pause, or the last part had not begun.
         if index < len(evidence.pauses) - 1 or pause.speech_end < last_start:
+            if reply_ms is not None and at + reply_ms >= pause.length_ms:
+                continue  # the voice came back before the reply: the app carries the turn on
             cuts += 1
         else:
             offset = (pause.speech_end - evidence.true_end) * 1000 / SAMPLE_RATE
             whisper_ms = 0.0 if instant else pause.whisper_ms
-            reply = offset + max(at, SPECULATE_AFTER_MS + whisper_ms)
+            reply = offset + max(at, transcript_start(policy) + whisper_ms)
             return Outcome(cuts, offset + at, reply)  # the turn is over
     return Outcome(cuts, None)
 
@@ -272,6 +300,8 @@ def summarise(results: dict[tuple[str, int], list[tuple[Evidence, Outcome]]]) ->
                 "n": len(members),
                 "false_cut_rate": sum(1 for _, out in members if out.cuts) / len(members),
                 "false_cut_rate_instant": sum(1 for _, out in members if out.cuts_if_instant) / len(members),
+                "heard_cut_rate": _share(members, "heard_cuts"),
+                "heard_cut_rate_instant": _share(members, "heard_cuts_if_instant"),
                 "late_rate": late / len(members),
                 "median_ms": statistics.median(delays) if delays else None,
                 "p90_ms": percentile(delays, 90),
@@ -281,8 +311,17 @@ def summarise(results: dict[tuple[str, int], list[tuple[Evidence, Outcome]]]) ->
                 speech_s = sum(ev.speech_s for ev, _ in members)
                 row["extra_turns_per_40s"] = sum(out.cuts for _, out in members) * 40 / speech_s
                 row["extra_turns_per_40s_instant"] = sum(out.cuts_if_instant for _, out in members) * 40 / speech_s
+                if members[0][1].heard_cuts_if_instant is not None:
+                    heard = sum(out.heard_cuts_if_instant or 0 for _, out in members)
+                    row["heard_extra_turns_per_40s_instant"] = heard * 40 / speech_s
             rows.append(row)
     return rows
+
+
+def _share(members: list[tuple[Evidence, Outcome]], field: str) -> float | None:
+    """The share of ``members`` whose outcome ``field`` (a cut count) is non-zero; None if not replayed."""
+    counts = [getattr(out, field) for _, out in members]
+    return None if None in counts else sum(1 for c in counts if c) / len(members)
 
 
 def _pause_labels(ev: Evidence) -> list[float]:
@@ -296,14 +335,39 @@ def row_of(rows: list[dict[str, object]], detector: str, wait: int, kind: str) -
     return next((r for r in rows if r["detector"] == detector and r["wait_ms"] == wait and r["class"] == kind), None)
 
 
-def knee(rows: list[dict[str, object]], detector: str) -> int | None:
-    """The shortest wait whose false-cut rate on hesitations up to 1 s meets the target on any
-    machine (every signal instant: the most cuts the logic makes)."""
+def knee(rows: list[dict[str, object]], detector: str, metric: str = "false_cut_rate_instant") -> int | None:
+    """The shortest wait whose ``metric`` on hesitations up to 1 s (by default the false cuts with
+    every signal instant: the most the logic makes on any machine) meets the target."""
     for wait in WAITS_MS:
         row = row_of(rows, detector, wait, "pauses<=1s")
-        if row is not None and float(row["false_cut_rate_instant"]) <= FALSE_CUT_TARGET:  # type: ignore[arg-type]
+        if row is not None and row[metric] is not None and float(row[metric]) <= FALSE_CUT_TARGET:  # type: ignore[arg-type]
             return wait
     return None
+
+
+@dataclass(frozen=True)
+class ReplyTime:
+    """How long after the end-of-turn decision the reply's first audio plays, from a pipeline run."""
+
+    ms: float  # median over the turns below
+    turns: int
+    command: str
+    date: str
+
+
+def reply_time(pipeline: dict[str, Any]) -> ReplyTime:
+    """The median decision-to-first-audio time of a pipeline benchmark's pre-warmed turns at no
+    emulated distance (``first_audio_ms - endpoint_ms``, both measured from the end of speech)."""
+    gaps = [
+        float(turn["latency"]["first_audio_ms"]) - float(turn["latency"]["endpoint_ms"])
+        for session in pipeline["sessions"]
+        if session["strategy"] == "prewarmed" and not session["rtt_ms"]
+        for turn in session["turns"]
+        if turn["latency"].get("first_audio_ms") is not None and turn["latency"].get("endpoint_ms") is not None
+    ]
+    if not gaps:
+        raise ValueError("the pipeline JSON has no pre-warmed turn at RTT 0 with a first audio")
+    return ReplyTime(statistics.median(gaps), len(gaps), str(pipeline["command"]), str(pipeline["machine"]["date"]))
 
 
 # ---- the report ---------------------------------------------------------------------------
@@ -379,6 +443,7 @@ def render_markdown(report: dict[str, object]) -> str:
                 f"| {_ms(comp.get('median_ms'))} | {_ms(comp.get('p90_ms'))} | {_pct(comp.get('late_rate'))} "
                 f"| {_ms(comp.get('reply_median_ms'))} |"
             )
+    lines += _heard_table(report)
     lines += ["", "## Every class: median / p90 end-of-turn delay (ms) and late ends", ""]
     lines += [
         "| detector | wait ms | class | n | false cuts | signals instant | late | median ms | p90 ms |",
@@ -403,6 +468,53 @@ def render_markdown(report: dict[str, object]) -> str:
         "the rest of the speech; the replay keeps the whole utterance's evidence.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _heard_table(report: dict[str, object]) -> list[str]:
+    """The false cuts the user would hear: the reply's first audio before the voice came back."""
+    reply: dict[str, object] | None = report.get("reply")  # type: ignore[assignment]
+    if reply is None:
+        return []
+    rows: list[dict[str, object]] = report["rows"]  # type: ignore[assignment]
+    heard_knees: dict[str, object] = report["heard_knees"]  # type: ignore[assignment]
+    lines = [
+        "",
+        "## Heard cut-ins: false cuts whose reply plays before the user goes on",
+        "",
+        f"The app carries a turn on when the user speaks again before any of its reply has played "
+        f"(`CONTINUE_UNHEARD_TURNS`), so a false cut is heard only when the reply's first audio comes first: "
+        f"{_ms(reply['ms'])} ms after the decision, the median of {reply['turns']} pre-warmed turns of "
+        f"`{reply['command']}` ({reply['date']}).  A cut that is not heard is no cut: the replay goes on through "
+        "the item's later pauses, as the app does.",
+        "",
+        "| detector | wait ms | heard cut-ins, pauses ≤ 1 s: this run | signals instant (any machine) "
+        "| two sentences | reading: extra turns heard / 40 s (sentences / lines alone) "
+        "| complete: median ms | p90 ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for detector in CURVES:
+        for wait in WAITS_MS:
+            short = row_of(rows, detector, wait, "pauses<=1s")
+            if short is None:
+                continue
+            two = row_of(rows, detector, wait, "two_sentences") or {}
+            rd = row_of(rows, detector, wait, "reading") or {}
+            rd_final = row_of(rows, detector, wait, "reading_final") or {}
+            comp = row_of(rows, detector, wait, "complete") or {}
+            lines.append(
+                f"| {CURVES[detector]} | {wait} | {_pct(short['heard_cut_rate'])} "
+                f"| {_pct(short['heard_cut_rate_instant'])} | {_pct(two.get('heard_cut_rate_instant'))} "
+                f"| {_per40(rd.get('heard_extra_turns_per_40s_instant'))} "
+                f"/ {_per40(rd_final.get('heard_extra_turns_per_40s_instant'))} "
+                f"| {_ms(comp.get('median_ms'))} | {_ms(comp.get('p90_ms'))} |"
+            )
+    lines += [
+        "",
+        "Knee (shortest wait with ≤ 5 % heard cut-ins on hesitation pauses up to 1 s, signals instant): "
+        + ", ".join(f"{d} {'none' if w is None else f'{w} ms'}" for d, w in heard_knees.items())
+        + ".",
+    ]
+    return lines
 
 
 def write_plot(report: dict[str, object], path: Path) -> None:
@@ -484,6 +596,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     p.add_argument("--limit", type=int, help="only the first N items (a quick smoke run)")
     p.add_argument("--classes", default=",".join(CLASSES), help=f"which classes (default {','.join(CLASSES)})")
+    p.add_argument(
+        "--reply-json",
+        type=Path,
+        help="a pipeline benchmark's --json (python -m benchmarks.pipeline): its median time from the end-of-turn "
+        "decision to the reply's first audio (pre-warmed turns, no emulated distance) decides which cuts are heard",
+    )
     p.add_argument("--evidence", type=Path, help="replay the evidence of an earlier run's --json (no audio, no models)")
     p.add_argument("--json", type=Path, help="write every measurement here")
     p.add_argument("--markdown", type=Path, help="write the Markdown report here")
@@ -504,9 +622,10 @@ def run(argv: Sequence[str]) -> dict[str, object]:
         progress(f"Replaying {len(evidence)} items' evidence from {args.evidence}")
     else:
         evidence = _stream_all(rates, snrs, args.limit, tuple(args.classes.split(",")), args.text_set)
+    reply = reply_time(json.loads(args.reply_json.read_text(encoding="utf-8"))) if args.reply_json else None
     results: dict[tuple[str, int], list[tuple[Evidence, Outcome]]] = {}
     for detector, wait, policy in policies(args.min_silence_ms, args.hold_ms, args.max_wait_ms):
-        results[(detector, wait)] = [(ev, replay(policy, ev)) for ev in evidence]
+        results[(detector, wait)] = [(ev, replay(policy, ev, reply and reply.ms)) for ev in evidence]
     rows = summarise(results)
     pauses = [p for ev in evidence for p in ev.pauses]
     # A replay reports the machine the evidence (and its compute times) was measured on.
@@ -536,6 +655,8 @@ def run(argv: Sequence[str]) -> dict[str, object]:
         "model_ms_median": percentile([p.model_ms for p in pauses], 50),
         "model_ms_p90": percentile([p.model_ms for p in pauses], 90),
         "knees": {d: knee(rows, d) for d in CURVES},
+        "reply": None if reply is None else asdict(reply),
+        "heard_knees": {d: knee(rows, d, "heard_cut_rate_instant") for d in CURVES} if reply else None,
         "rows": rows,
         "evidence": [asdict(ev) for ev in evidence],
     }

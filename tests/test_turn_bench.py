@@ -7,7 +7,7 @@ speech, and let a signal count only once it would have been computed.
 
 from __future__ import annotations
 
-from benchmarks.turn_taking import Evidence, Pause, ended_at, replay, summarise
+from benchmarks.turn_taking import Evidence, Pause, ended_at, replay, reply_time, summarise
 from benchmarks.turn_taking_data import SAMPLE_RATE
 from voice.turn_detection import SPECULATE_AFTER_MS
 from voice.turn_policy import TurnPolicy
@@ -105,3 +105,36 @@ def test_the_last_pause_after_the_last_part_began_is_the_end_not_a_cut() -> None
         **{**early_end.__dict__, "pauses": (pause(2.5, 400, True, 0.9), pause(3.0, 3500, True, 0.9))}
     )
     assert replay(COMBINED, inside_last_part).cuts == 1
+
+
+def test_a_cut_is_heard_only_if_the_reply_plays_before_the_voice_comes_back() -> None:
+    """The app carries a turn on when the user goes on before any reply was heard: a cut at 200 ms
+    into a 600 ms pause is heard with a reply 300 ms after the decision, and is no cut with one
+    500 ms after it (the turn then ends at its real end, as in the app)."""
+    wrong = hesitation(pause(1.5, 600, True, 0.9), "book a table for [0.6s] two")
+    fast = replay(COMBINED, wrong, reply_ms=300)
+    assert fast.cuts_if_instant == 1 and fast.heard_cuts_if_instant == 1
+    slow = replay(COMBINED, wrong, reply_ms=500)
+    assert slow.cuts_if_instant == 1 and slow.heard_cuts_if_instant == 0
+    assert slow.delay_ms is not None, "the carried-on turn still ends at the true end"
+    rows = summarise({("combined", 1000): [(wrong, slow)]})
+    row = next(r for r in rows if r["class"] == "hesitation")
+    assert row["false_cut_rate_instant"] == 1.0 and row["heard_cut_rate_instant"] == 0.0
+    assert replay(COMBINED, wrong).heard_cuts is None, "no reply time given: nothing said about hearing"
+
+
+def test_the_reply_time_is_the_median_of_pre_warmed_turns_at_no_distance() -> None:
+    def turn(endpoint: float, first_audio: float | None) -> dict[str, object]:
+        return {"latency": {"endpoint_ms": endpoint, "first_audio_ms": first_audio}}
+
+    pipeline = {
+        "command": "python -m benchmarks.pipeline",
+        "machine": {"date": "2026-11-29"},
+        "sessions": [
+            {"strategy": "prewarmed", "rtt_ms": 0.0, "turns": [turn(400, 600), turn(450, 750), turn(500, None)]},
+            {"strategy": "prewarmed", "rtt_ms": 150.0, "turns": [turn(400, 1400)]},
+            {"strategy": "cold", "rtt_ms": 0.0, "turns": [turn(400, 1400)]},
+        ],
+    }
+    measured = reply_time(pipeline)
+    assert measured.ms == 250.0 and measured.turns == 2
