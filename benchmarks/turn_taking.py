@@ -250,24 +250,29 @@ def _walk(policy: TurnPolicy, evidence: Evidence, *, instant: bool, reply_ms: fl
     return Outcome(cuts, None)
 
 
-def policies(min_silence_ms: int, hold_ms: int, max_wait_ms: int) -> list[tuple[str, int, TurnPolicy]]:
+def policies(
+    min_silence_ms: int, hold_ms: int, max_wait_ms: int, transcript_after_ms: int
+) -> list[tuple[str, int, TurnPolicy]]:
     """(curve, wait, policy) for every curve of :data:`CURVES` and swept wait.
 
     vad: the fixed silence; text: the word-list rule's silence (its short wait stays the
     earlier default, 300 ms); audio and combined: the hold (minimum silence and maximum wait
     fixed); combined_min: the combined detector's minimum silence, the wait when both signals
-    say complete (hold fixed, raised to the minimum silence when that is longer).
+    say complete (hold fixed, raised to the minimum silence when that is longer).  Every
+    detector starts the early transcript ``transcript_after_ms`` into the pause.
     """
     out = []
+    after = {"transcript_after_ms": transcript_after_ms}
     for wait in WAITS_MS:
-        out.append(("vad", wait, TurnPolicy("vad", min_silence_ms=min(wait, 300), silence_ms=wait)))
-        out.append(("text", wait, TurnPolicy("text", min_silence_ms=min(wait, 300), silence_ms=wait)))
+        out.append(("vad", wait, TurnPolicy("vad", min_silence_ms=min(wait, 300), silence_ms=wait, **after)))
+        out.append(("text", wait, TurnPolicy("text", min_silence_ms=min(wait, 300), silence_ms=wait, **after)))
         for detector in ("audio", "combined"):
             hold = max(wait, min_silence_ms)
-            policy = TurnPolicy(detector, min_silence_ms=min_silence_ms, hold_ms=hold, max_wait_ms=max_wait_ms)
+            policy = TurnPolicy(detector, min_silence_ms=min_silence_ms, hold_ms=hold, max_wait_ms=max_wait_ms, **after)
             out.append((detector, wait, policy))
         if wait <= max_wait_ms:
-            policy = TurnPolicy("combined", min_silence_ms=wait, hold_ms=max(hold_ms, wait), max_wait_ms=max_wait_ms)
+            hold = max(hold_ms, wait)
+            policy = TurnPolicy("combined", min_silence_ms=wait, hold_ms=hold, max_wait_ms=max_wait_ms, **after)
             out.append(("combined_min", wait, policy))
     return out
 
@@ -406,7 +411,8 @@ def render_markdown(report: dict[str, object]) -> str:
         f"Late end: more than {LATE_MS:.0f} ms after the true end of speech.  audio/combined: the wait is the hold "
         f"(one signal says unfinished), minimum silence {report['min_silence_ms']} ms, "
         f"maximum wait {report['max_wait_ms']} ms; minimum silence swept: the wait is the minimum silence "
-        f"(both signals say complete), hold {report.get('hold_ms', '—')} ms.  "
+        f"(both signals say complete), hold {report.get('hold_ms', '—')} ms.  Every detector starts the early "
+        f"transcript {report.get('transcript_after_ms', 150)} ms into the pause.  "
         '"Transcript too": when the LLM request can go, i.e. the turn is over and Whisper\'s early transcript '
         "(started on the pause by every detector) is ready.",
         "",
@@ -594,6 +600,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default="tuning",
         help="which sentences: tuning (the defaults were chosen on it) or heldout (never used to choose)",
     )
+    p.add_argument(
+        "--transcript-after-ms",
+        dest="transcript_after",
+        type=int,
+        default=defaults.early_transcript_after_ms,
+        help=f"when every detector starts the early transcript, ms into the pause "
+        f"(default {defaults.early_transcript_after_ms}, the app's)",
+    )
     p.add_argument("--limit", type=int, help="only the first N items (a quick smoke run)")
     p.add_argument("--classes", default=",".join(CLASSES), help=f"which classes (default {','.join(CLASSES)})")
     p.add_argument(
@@ -624,8 +638,8 @@ def run(argv: Sequence[str]) -> dict[str, object]:
         evidence = _stream_all(rates, snrs, args.limit, tuple(args.classes.split(",")), args.text_set)
     reply = reply_time(json.loads(args.reply_json.read_text(encoding="utf-8"))) if args.reply_json else None
     results: dict[tuple[str, int], list[tuple[Evidence, Outcome]]] = {}
-    for detector, wait, policy in policies(args.min_silence_ms, args.hold_ms, args.max_wait_ms):
-        results[(detector, wait)] = [(ev, replay(policy, ev, reply and reply.ms)) for ev in evidence]
+    for detector, wait, policy in policies(args.min_silence_ms, args.hold_ms, args.max_wait_ms, args.transcript_after):
+        results[(detector, wait)] = [(ev, replay(policy, ev, reply.ms if reply else None)) for ev in evidence]
     rows = summarise(results)
     pauses = [p for ev in evidence for p in ev.pauses]
     # A replay reports the machine the evidence (and its compute times) was measured on.
@@ -648,6 +662,7 @@ def run(argv: Sequence[str]) -> dict[str, object]:
         "min_silence_ms": args.min_silence_ms,
         "hold_ms": args.hold_ms,
         "max_wait_ms": args.max_wait_ms,
+        "transcript_after_ms": args.transcript_after,
         "items": len(evidence),
         "pauses": len(pauses),
         "whisper_ms_median": percentile([p.whisper_ms for p in pauses], 50),
