@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from benchmarks.answer_panel import words
 from benchmarks.common import STRATEGY_LABELS, Summary, format_cell
 from benchmarks.pipeline_records import TurnRecord, VoiceBenchRun, turn_value
 from voice.latency import STAGES
@@ -122,13 +123,14 @@ def lever_table(run: VoiceBenchRun, rtt: float, strategy: str, inputs: str) -> s
 
 
 def heard_same(run: VoiceBenchRun) -> tuple[list[str], list[str], int]:
-    """Questions whose transcripts, and whose replies, differ between levers off and on; and how
-    many questions were answered in both variants."""
+    """Questions whose transcripts (their words: "City" and "city" sound the same), and whose
+    replies, differ between levers off and on; and how many questions were answered in both."""
     by_question: dict[int, dict[str, set[tuple[str, str]]]] = {}
     for s in run.sessions:
         for t in s.turns:
             if t.ok:
-                by_question.setdefault(t.question, {}).setdefault(s.levers, set()).add((t.transcript, t.reply))
+                heard = " ".join(words(t.transcript))
+                by_question.setdefault(t.question, {}).setdefault(s.levers, set()).add((heard, t.reply))
     both = {q: v for q, v in by_question.items() if all(lv in v for lv in LEVERS)}
     heard_differs = [f"q{q}" for q, v in both.items() if {tr for tr, _ in v["off"]} != {tr for tr, _ in v["on"]}]
     reply_differs = [f"q{q}" for q, v in both.items() if {r for _, r in v["off"]} != {r for _, r in v["on"]}]

@@ -7,9 +7,10 @@ speech, and let a signal count only once it would have been computed.
 
 from __future__ import annotations
 
-from benchmarks.turn_taking import Evidence, Pause, ended_at, replay, reply_time, summarise
+from dataclasses import replace
+
+from benchmarks.turn_taking import Evidence, Pause, ended_at, replay, reply_time, summarise, transcript_start
 from benchmarks.turn_taking_data import SAMPLE_RATE
-from voice.turn_detection import SPECULATE_AFTER_MS
 from voice.turn_policy import TurnPolicy
 
 COMBINED = TurnPolicy("combined", min_silence_ms=200, hold_ms=1000, max_wait_ms=2500)
@@ -41,13 +42,15 @@ def test_silence_only_cuts_a_long_hesitation_and_the_combined_detector_does_not(
     assert replay(VAD, unfinished).cuts == 1
     outcome = replay(COMBINED, unfinished)
     assert outcome.cuts == 0
-    # The final pause: both complete, but the text only exists SPECULATE_AFTER_MS + 100 ms in.
-    assert outcome.delay_ms is not None and SPECULATE_AFTER_MS + 100 <= outcome.delay_ms < 400
+    # The final pause: both complete, but the text only exists 100 ms after Whisper started.
+    assert outcome.delay_ms is not None and transcript_start(COMBINED) + 100 <= outcome.delay_ms < 400
 
 
 def test_a_signal_counts_only_once_it_is_computed() -> None:
     slow = pause(1.0, 3500, True, 0.9, whisper_ms=700)
-    assert ended_at(COMBINED, slow) is not None and ended_at(COMBINED, slow) >= SPECULATE_AFTER_MS + 700
+    assert ended_at(COMBINED, slow) is not None and ended_at(COMBINED, slow) >= transcript_start(COMBINED) + 700
+    late_start = replace(COMBINED, transcript_after_ms=300)
+    assert ended_at(late_start, slow) is not None and ended_at(late_start, slow) >= 300 + 700
 
 
 def test_a_turn_nobody_ends_is_late_and_summaries_count_it() -> None:

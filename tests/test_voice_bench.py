@@ -380,7 +380,7 @@ def test_off_levers_puts_back_only_the_named_lever() -> None:
     assert all(getattr(off, k) == getattr(settings, k) for k in others)
     config = _config("--levers", "off,on", "--off-levers", "early_transcript_after_ms")
     assert config.off_levers == ("early_transcript_after_ms",)
-    assert config.levers_on == {"early_transcript_after_ms": 150}  # the default: the app does not turn it on
+    assert config.levers_on == {"early_transcript_after_ms": 0}  # the app's default: at the first silent frame
     assert _config("--levers", "off,on").off_levers == ()  # all of them
     with pytest.raises(ValueError, match="unknown lever"):
         lever_settings(settings, "off", ("warp_drive",))
@@ -402,8 +402,8 @@ def test_levers_off_and_on_hear_and_say_the_same_on_long_slow_questions(tmp_path
     assert questions["long ×1.3"]["duration_s"] > questions["long ×1"]["duration_s"]  # spoken slower
     turns = [(s["levers"], t) for s in r["sessions"] for t in s["turns"]]
     assert all(t["ok"] for _, t in turns)
-    for q in (1, 2):
-        heard = {(t["transcript"], t["reply"]) for _, t in turns if t["question"] == q}
+    for q in (1, 2):  # the same words (Whisper's capitals may differ with a little less audio after them)
+        heard = {(t["transcript"].lower(), t["reply"]) for _, t in turns if t["question"] == q}
         assert len(heard) == 1, heard
     for session in r["sessions"]:  # every request sent during a pause was adopted or wasted, never both
         pre = session["preemptive"]

@@ -61,7 +61,7 @@ class Settings:
     # Turn-taking (voice.turn_policy says how the detectors use these waits)
     turn_detector: str = "combined"
     end_of_turn_silence_ms: int = 500  # the "vad" and "text" detectors' fixed silence
-    min_end_of_turn_silence_ms: int = 300  # when the evidence says the user is done
+    min_end_of_turn_silence_ms: int = 400  # when the evidence says the user is done (the benchmark's knee)
     end_of_turn_hold_ms: int = 1000  # when one signal says the user is not done (the benchmark's knee)
     end_of_turn_max_wait_ms: int = 2500  # the longest any pause is waited for
     early_transcript: bool = True  # run Whisper during the pause, before the turn is over

@@ -46,9 +46,11 @@ EndSignal = Literal["silence", "text", "audio", "audio+text", "hold", "max_wait"
 
 # Whisper starts on a pause this long (ms of silence after the last voiced frame), on the audio
 # up to there; 0: at the first silent frame (one 32 ms VAD frame).  EARLY_TRANSCRIPT_AFTER_MS.
-# Not 0 by default: the text then arrives while a 300-400 ms pause in the middle of a sentence
-# still goes on, and the combined detector ends the turn there (README, issue #14's levers).
-DEFAULT_TRANSCRIPT_AFTER_MS = 150
+# 0: the text is there ~100 ms sooner.  That once ended turns on 300-400 ms pauses inside a
+# sentence; the minimum silence (400 ms) now outlasts those, and a turn the user goes on with
+# before hearing its reply is carried on (CONTINUE_UNHEARD_TURNS).  The turn-taking benchmark's
+# knee, on its tuning and held-out sets (README, Turn-taking).
+DEFAULT_TRANSCRIPT_AFTER_MS = 0
 # Pipecat's own decision threshold for Smart Turn ("prediction = probability > 0.5").
 COMPLETE_PROBABILITY = 0.5
 # A pause after these words is a hesitation, not the end of a turn.
