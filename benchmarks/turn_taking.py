@@ -525,7 +525,8 @@ def _heard_table(report: dict[str, object]) -> list[str]:
 
 def write_plot(report: dict[str, object], path: Path) -> None:
     """False cuts (hesitations up to 1 s, signals instant: independent of load) against the median delay on
-    complete questions (measured: it waits for the transcript, so it depends on the machine), one curve each."""
+    complete questions (measured: it waits for the transcript, so it depends on the machine), one curve each;
+    beside it the cuts the user would hear (with ``--reply-json``), else against when the reply can start."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -533,11 +534,15 @@ def write_plot(report: dict[str, object], path: Path) -> None:
 
     rows: list[dict[str, object]] = report["rows"]  # type: ignore[assignment]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), dpi=110, sharey=True)
-    panels = (
-        ("median_ms", "median end-of-turn decision on complete questions\n(ms after the true end of speech)"),
-        ("reply_median_ms", "median moment the reply can start: turn over, transcript ready\n(ms after the true end)"),
-    )
-    for ax, (metric, xlabel) in zip(axes, panels, strict=True):
+    decision = "median end-of-turn decision on complete questions\n(ms after the true end of speech)"
+    panels = [("median_ms", "false_cut_rate_instant", decision, "false cuts (turn ended inside a pause)")]
+    if report.get("reply") is not None:
+        heard = "heard cut-ins (the reply played before the user went on)"
+        panels.append(("median_ms", "heard_cut_rate_instant", decision, heard))
+    else:
+        ready = "median moment the reply can start: turn over, transcript ready\n(ms after the true end)"
+        panels.append(("reply_median_ms", "false_cut_rate_instant", ready, "false cuts"))
+    for ax, (metric, cut_metric, xlabel, title) in zip(axes, panels, strict=True):
         for detector, label in CURVES.items():
             xs, ys, waits = [], [], []
             for wait in WAITS_MS:
@@ -545,15 +550,16 @@ def write_plot(report: dict[str, object], path: Path) -> None:
                 if short is None or comp is None or comp[metric] is None:
                     continue
                 xs.append(float(comp[metric]))  # type: ignore[arg-type]
-                ys.append(100 * float(short["false_cut_rate_instant"]))  # type: ignore[arg-type]
+                ys.append(100 * float(short[cut_metric]))  # type: ignore[arg-type]
                 waits.append(wait)
             ax.plot(xs, ys, marker="o", label=label)
             for x, y, wait in zip(xs, ys, waits, strict=True):
                 ax.annotate(str(wait), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
         ax.axhline(100 * FALSE_CUT_TARGET, color="grey", linestyle=":", linewidth=1)
         ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_title(title, fontsize=9)
         ax.grid(True, alpha=0.3)
-    axes[0].set_ylabel("false cuts on hesitations ≤ 1 s (%),\nsignals instant: the most on any machine")
+    axes[0].set_ylabel("hesitations ≤ 1 s (%),\nsignals instant: the most on any machine")
     axes[0].legend(fontsize=8)
     m: dict[str, object] = report["machine"]  # type: ignore[assignment]
     fig.suptitle(
