@@ -94,6 +94,9 @@ class Pause:
     probability: float
     whisper_ms: float
     model_ms: float
+    # How sure Whisper was of ``text`` (Transcript.avg_logprob); 0.0 in evidence written before it
+    # was kept (then every transcript counts as sure).
+    text_logprob: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -134,8 +137,12 @@ class Outcome:
     heard_cuts_if_instant: int | None = None
 
 
-def gather(item: Item, whisper: Transcriber, pool: concurrent.futures.Executor) -> Evidence:
-    """Stream ``item`` through the endpointer; compute the evidence on every pause, as the app does."""
+def gather(
+    item: Item, whisper: Transcriber, pool: concurrent.futures.Executor, transcript_after_ms: int = 0
+) -> Evidence:
+    """Stream ``item`` through the endpointer; compute the evidence on every pause, as the app does:
+    Whisper on the audio up to ``transcript_after_ms`` into the pause (one VAD frame at least), the
+    audio model on the audio up to ``SPECULATE_AFTER_MS`` into it."""
     model = smart_turn_model()
     endpointer = Endpointer(silence_ms=10_000, max_turn_s=600, post_roll_ms=SPECULATE_AFTER_MS)
     pauses: list[Pause] = []
@@ -156,14 +163,15 @@ def gather(item: Item, whisper: Transcriber, pool: concurrent.futures.Executor) 
             continue
         last_silence = pause[1] * 1000 / SAMPLE_RATE
         if current is None and last_silence >= SPECULATE_AFTER_MS:
-            audio = endpointer.utterance_if_ended_now()
-            stt = pool.submit(_timed, whisper.transcribe, audio)
-            turn = pool.submit(model.predict, audio)
+            heard = endpointer.utterance_if_ended_now(max(transcript_after_ms, int(FRAME_MS)))
+            stt = pool.submit(_timed, whisper.transcribe, heard)
+            turn = pool.submit(model.predict, endpointer.utterance_if_ended_now())
             (transcript, whisper_ms), prediction = stt.result(), turn.result()
             current = {
                 "speech_end": pause[0],
                 "text": transcript.text,
                 "text_complete": text_sounds_complete(transcript.text),
+                "text_logprob": transcript.avg_logprob,
                 "probability": prediction.probability,
                 "whisper_ms": whisper_ms,
                 "model_ms": prediction.compute_ms,
@@ -641,7 +649,8 @@ def run(argv: Sequence[str]) -> dict[str, object]:
         evidence = [_evidence_from(e) for e in earlier["evidence"]]
         progress(f"Replaying {len(evidence)} items' evidence from {args.evidence}")
     else:
-        evidence = _stream_all(rates, snrs, args.limit, tuple(args.classes.split(",")), args.text_set)
+        classes = tuple(args.classes.split(","))
+        evidence = _stream_all(rates, snrs, args.limit, classes, args.text_set, args.transcript_after)
     reply = reply_time(json.loads(args.reply_json.read_text(encoding="utf-8"))) if args.reply_json else None
     results: dict[tuple[str, int], list[tuple[Evidence, Outcome]]] = {}
     for detector, wait, policy in policies(args.min_silence_ms, args.hold_ms, args.max_wait_ms, args.transcript_after):
@@ -684,7 +693,12 @@ def run(argv: Sequence[str]) -> dict[str, object]:
 
 
 def _stream_all(
-    rates: Sequence[float], snrs: Sequence[float], limit: int | None, classes: Sequence[str], text_set: str
+    rates: Sequence[float],
+    snrs: Sequence[float],
+    limit: int | None,
+    classes: Sequence[str],
+    text_set: str,
+    transcript_after_ms: int,
 ) -> list[Evidence]:
     progress(f"Synthesizing the {text_set} set with Piper (noise from sox)…")
     items = [item for item in labelled_set(rates, snrs, TEXT_SETS[text_set]) if item.kind in classes][:limit]
@@ -694,7 +708,7 @@ def _stream_all(
     evidence: list[Evidence] = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="evidence") as pool:
         for index, item in enumerate(items, 1):
-            evidence.append(gather(item, whisper, pool))
+            evidence.append(gather(item, whisper, pool, transcript_after_ms))
             if index % 25 == 0 or index == len(items):
                 progress(f"{index}/{len(items)} items streamed")
     return evidence

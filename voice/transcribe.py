@@ -47,6 +47,9 @@ class Transcript:
     ``text`` is the cleaned transcript ("" when ``no_speech``); ``raw_text`` is what
     Whisper produced before annotations and noise segments were removed (for logs).
     ``compute_ms`` is measured wall time of the decode; ``audio_ms`` the input length.
+    ``avg_logprob`` is how sure Whisper was of ``text``: the mean log-probability per token of
+    its least sure kept segment (free, from the decode itself); near 0 is sure, a short
+    utterance below about -0.5 is mostly a guess (0.0 when there is no text).
     """
 
     text: str
@@ -54,6 +57,7 @@ class Transcript:
     audio_ms: float
     no_speech: bool
     raw_text: str = ""
+    avg_logprob: float = 0.0
 
 
 def bundled_model_path() -> Path:
@@ -181,6 +185,7 @@ class Transcriber:
         )
         raw_parts: list[str] = []
         kept: list[str] = []
+        logprobs: list[float] = []
         for seg in segments:  # a lazy generator: decoding happens here, inside the timing
             raw_parts.append(seg.text.strip())
             if seg.no_speech_prob > NO_SPEECH_PROB:
@@ -188,6 +193,7 @@ class Transcriber:
             cleaned = clean_text(seg.text)
             if cleaned:
                 kept.append(cleaned)
+                logprobs.append(seg.avg_logprob)
         compute_ms = (time.perf_counter() - started) * 1000.0
         text = " ".join(kept)
         return Transcript(
@@ -196,4 +202,5 @@ class Transcriber:
             audio_ms=audio_ms,
             no_speech=not text,
             raw_text=" ".join(p for p in raw_parts if p),
+            avg_logprob=min(logprobs, default=0.0),
         )
