@@ -94,8 +94,8 @@ class Pause:
     probability: float
     whisper_ms: float
     model_ms: float
-    # How sure Whisper was of ``text`` (Transcript.avg_logprob); 0.0 in evidence written before it
-    # was kept (then every transcript counts as sure).
+    # How sure Whisper was of ``text`` (Transcript.avg_logprob; 0.0 in evidence written before it
+    # was kept).  Kept for analysis: no detector uses it (README, Turn-taking).
     text_logprob: float = 0.0
 
 

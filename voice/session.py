@@ -296,6 +296,7 @@ class VoiceSession:
             return False
         lat.outcome = "continued"
         await self._interrupt_turn()
+        self.reply.preemptive.discard()  # a request sent for the fragment, if the turn had not taken it
         log.info("The user went on before hearing turn %d's reply: the turn continues", lat.turn)
         return True
 
