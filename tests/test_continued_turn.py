@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 
+import app
 from tests.llm_servers import LLMServer, echo
 from tests.loopback_session import loopback_session
 from tests.speech import silence, spoken
@@ -86,6 +87,11 @@ async def test_going_on_before_the_reply_is_heard_continues_the_turn(voice_runti
         assert user_messages(server)[-1] == [whole.transcript]
         assert session.speculation_stats.continued == 1
         assert any(isinstance(e, TurnDone) and e.latency.outcome == "continued" for e in events)
+        # The page's chat takes the fragment back too: the user sees the question once, whole.
+        view = app._PageView(session)
+        for event in events:
+            view.apply(event)
+        assert [m["content"] for m in view.chat if m["role"] == "user"] == [whole.transcript]
 
 
 async def test_it_can_be_switched_off(voice_runtime, server: LLMServer) -> None:
