@@ -72,9 +72,13 @@ def user_messages(server: LLMServer) -> list[list[str]]:
     return out
 
 
-async def test_going_on_before_the_reply_is_heard_continues_the_turn(voice_runtime, server: LLMServer) -> None:
+@pytest.mark.parametrize("barge_in", [True, False], ids=["barge-in", "no-barge-in"])
+async def test_going_on_before_the_reply_is_heard_continues_the_turn(
+    voice_runtime, server: LLMServer, barge_in: bool
+) -> None:
+    """Also without barge-in: speech before any reply is heard is not speech over the reply."""
     server.default = slow_echo()
-    async with loopback_session(voice_runtime, server.base_url, **CUTS_AT_THE_PAUSE) as session:
+    async with loopback_session(voice_runtime, server.base_url, **CUTS_AT_THE_PAUSE, barge_in=barge_in) as session:
         events = await say(session, spoken(*HESITANT))
         outcomes = [lat.outcome for lat in session.latencies]
         assert outcomes == ["continued", "ok"], outcomes

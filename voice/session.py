@@ -229,7 +229,7 @@ class VoiceSession:
             return
         now = received_at if received_at is not None else self.clock()
         self.last_activity = now
-        if self.busy and not self.settings.barge_in:
+        if self.busy and not self.settings.barge_in and not self._unheard_turn():
             return  # without barge-in, the user's speech over the reply is not a turn
         async with self._feed_lock:
             chunk = self._microphone.convert(samples, sample_rate)
@@ -282,6 +282,18 @@ class VoiceSession:
         withdrawn, and the new speech carries the turn on: the next pause is judged, and
         transcribed, on the whole utterance ("What is the capital of … France?", not "What is
         the capital?" and then "France?").  True when that happened."""
+        lat = self._unheard_turn()
+        if lat is None or not self.turn_detector.resume(started):
+            return False
+        lat.outcome = "continued"
+        await self._interrupt_turn()
+        self.reply.preemptive.discard()  # a request sent for the fragment, if the turn had not taken it
+        log.info("The user went on before hearing turn %d's reply: the turn continues", lat.turn)
+        return True
+
+    def _unheard_turn(self) -> TurnLatency | None:
+        """The spoken turn in progress if none of its reply has been heard yet and the user's
+        speech may carry it on (``CONTINUE_UNHEARD_TURNS``), else None."""
         lat, task = self.reply.current, self._turn_task
         if (
             not self.settings.continue_unheard_turns
@@ -291,14 +303,9 @@ class VoiceSession:
             or task.done()
             or lat.first_audio_ms is not None  # some of the reply is out: this is speech over it
             or self.speech.speaking
-            or not self.turn_detector.resume(started)
         ):
-            return False
-        lat.outcome = "continued"
-        await self._interrupt_turn()
-        self.reply.preemptive.discard()  # a request sent for the fragment, if the turn had not taken it
-        log.info("The user went on before hearing turn %d's reply: the turn continues", lat.turn)
-        return True
+            return None
+        return lat
 
     async def _screen(self, detected: DetectedTurn) -> None:
         """Short speech over the reply: a backchannel is ignored, anything else interrupts."""
