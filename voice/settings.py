@@ -19,7 +19,7 @@ from dotenv import dotenv_values
 from llm import EMBEDDED_MODEL, STRATEGIES, Secret, Strategy
 from voice.tts_edge_transport import DEFAULT_MAX_IDLE_S
 from voice.tts_piper import DEFAULT_PIPER_THREADS
-from voice.turn_policy import DEFAULT_TRANSCRIPT_AFTER_MS, TURN_DETECTORS, TurnPolicy
+from voice.turn_policy import TURN_DETECTORS, TurnPolicy
 
 OPENAI_URL = "https://api.openai.com/v1"
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
@@ -59,13 +59,13 @@ class Settings:
     whisper_compute_type: str = "int8"
     whisper_language: str = "en"
     # Turn-taking (voice.turn_policy says how the detectors use these waits)
-    turn_detector: str = "combined"
-    end_of_turn_silence_ms: int = 500  # the "vad" and "text" detectors' fixed silence
-    min_end_of_turn_silence_ms: int = 400  # when the evidence says the user is done (the benchmark's knee)
-    end_of_turn_hold_ms: int = 1000  # when one signal says the user is not done (the benchmark's knee)
-    end_of_turn_max_wait_ms: int = 2500  # the longest any pause is waited for
+    turn_detector: str = TurnPolicy.detector
+    end_of_turn_silence_ms: int = TurnPolicy.silence_ms  # the "vad" and "text" detectors' fixed silence
+    min_end_of_turn_silence_ms: int = TurnPolicy.min_silence_ms  # when the evidence says the user is done
+    end_of_turn_hold_ms: int = TurnPolicy.hold_ms  # when one signal says the user is not done
+    end_of_turn_max_wait_ms: int = TurnPolicy.max_wait_ms  # the longest any pause is waited for
     early_transcript: bool = True  # run Whisper during the pause, before the turn is over
-    early_transcript_after_ms: int = DEFAULT_TRANSCRIPT_AFTER_MS  # ... this far into it (0: first silent frame)
+    early_transcript_after_ms: int = TurnPolicy.transcript_after_ms  # ... this far into it (0: first silent frame)
     barge_in: bool = True
     barge_in_min_speech_ms: int = 700  # speech over the reply that stops it at once (the benchmark's knee)
     resume_after_false_interruption: bool = True

@@ -146,13 +146,14 @@ def text_sounds_complete(text: str) -> bool:
 
 @dataclass(frozen=True)
 class TurnPolicy:
-    """One detector and its waits (ms of silence after the last voiced frame)."""
+    """One detector and its waits (ms of silence after the last voiced frame).  Its defaults are
+    the app's (``Settings`` takes them from here): the turn-taking benchmark's knee (README)."""
 
     detector: TurnDetectorName = "combined"
-    min_silence_ms: int = 300
-    silence_ms: int = 500
-    hold_ms: int = 1000
-    max_wait_ms: int = 2500
+    min_silence_ms: int = 400  # both signals say complete
+    silence_ms: int = 500  # vad and text: the fixed silence
+    hold_ms: int = 1000  # one signal says unfinished
+    max_wait_ms: int = 2500  # the longest any pause is waited for
     threshold: float = COMPLETE_PROBABILITY
     transcript_after_ms: int = DEFAULT_TRANSCRIPT_AFTER_MS  # when the early transcript starts
 
