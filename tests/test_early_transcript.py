@@ -130,10 +130,10 @@ def test_the_audio_model_can_hear_more_of_the_pause_than_the_turn_keeps() -> Non
 
 def test_the_start_point_is_a_setting_with_its_default_in_one_place() -> None:
     default = load_settings(environ={}, dotenv_path=None)
-    assert default.early_transcript_after_ms == DEFAULT_TRANSCRIPT_AFTER_MS == 0
-    assert default.turn_policy.transcript_after_ms == 0 and TurnPolicy().transcript_after_ms == 0
-    later = load_settings(environ={"EARLY_TRANSCRIPT_AFTER_MS": "150"}, dotenv_path=None)
-    assert later.turn_policy.transcript_after_ms == 150
+    assert default.early_transcript_after_ms == DEFAULT_TRANSCRIPT_AFTER_MS == 96
+    assert default.turn_policy.transcript_after_ms == 96 and TurnPolicy().transcript_after_ms == 96
+    first_frame = load_settings(environ={"EARLY_TRANSCRIPT_AFTER_MS": "0"}, dotenv_path=None)
+    assert first_frame.turn_policy.transcript_after_ms == 0
     for bad in ("-1", "501", "soon"):
         with pytest.raises(SettingsError, match="EARLY_TRANSCRIPT_AFTER_MS"):
             load_settings(environ={"EARLY_TRANSCRIPT_AFTER_MS": bad}, dotenv_path=None)

@@ -380,7 +380,7 @@ def test_off_levers_puts_back_only_the_named_lever() -> None:
     assert all(getattr(off, k) == getattr(settings, k) for k in others)
     config = _config("--levers", "off,on", "--off-levers", "early_transcript_after_ms")
     assert config.off_levers == ("early_transcript_after_ms",)
-    assert config.levers_on == {"early_transcript_after_ms": 0}  # the app's default: at the first silent frame
+    assert config.levers_on == {"early_transcript_after_ms": 96}  # the app's default: three VAD frames in
     assert _config("--levers", "off,on").off_levers == ()  # all of them
     with pytest.raises(ValueError, match="unknown lever"):
         lever_settings(settings, "off", ("warp_drive",))

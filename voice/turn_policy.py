@@ -46,11 +46,13 @@ EndSignal = Literal["silence", "text", "audio", "audio+text", "hold", "max_wait"
 
 # Whisper starts on a pause this long (ms of silence after the last voiced frame), on the audio
 # up to there; 0: at the first silent frame (one 32 ms VAD frame).  EARLY_TRANSCRIPT_AFTER_MS.
-# 0: the text is there ~100 ms sooner.  That once ended turns on 300-400 ms pauses inside a
-# sentence; the minimum silence (400 ms) now outlasts those, and a turn the user goes on with
-# before hearing its reply is carried on (CONTINUE_UNHEARD_TURNS).  The turn-taking benchmark's
-# knee, on its tuning and held-out sets (README, Turn-taking).
-DEFAULT_TRANSCRIPT_AFTER_MS = 0
+# 96 ms (three VAD frames): the text is there ~50 ms sooner than at 150, still before the 400 ms
+# minimum silence, while the 32-64 ms dips between words inside speech start no Whisper run (at 0,
+# 40 runs in 76 s of continuous speech; each holds the CPU, and on a long turn a minute of audio).
+# Sooner once ended turns on 300-400 ms pauses inside a sentence; the minimum silence now outlasts
+# those, and a turn the user goes on with before hearing its reply is carried on
+# (CONTINUE_UNHEARD_TURNS).  README, Turn-taking.
+DEFAULT_TRANSCRIPT_AFTER_MS = 96
 # Pipecat's own decision threshold for Smart Turn ("prediction = probability > 0.5").
 COMPLETE_PROBABILITY = 0.5
 # A pause after these words is a hesitation, not the end of a turn.
