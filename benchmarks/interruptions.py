@@ -20,9 +20,11 @@ from __future__ import annotations
 import argparse
 import functools
 import statistics
+import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+import wave
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -47,6 +49,46 @@ INTERRUPTIONS = (
     "Can you repeat that?",
     "Sorry, I meant Paris.",
 )
+COUGH = "(cough)"  # not Piper: a double burst sox synthesizes (cough())
+
+
+@dataclass(frozen=True)
+class PhraseSet:
+    """Speech to say over a reply: what must not stop it and what must."""
+
+    backchannels: tuple[str, ...]
+    interruptions: tuple[str, ...]  # three words or more: stops it within 300 ms of the third word
+    commands: tuple[str, ...]  # shorter, but said to stop it ("Stop.")
+
+
+# The rule is tuned on "tuning" only; "heldout" checks that it was not fitted to those phrases.
+SETS = {
+    "tuning": PhraseSet(BACKCHANNELS, INTERRUPTIONS, ("No.", "Hold on.", "Cancel.", "Why not?")),
+    "heldout": PhraseSet(
+        (
+            "Mhm.",
+            "Yep.",
+            "Uh huh, right.",
+            "Cool.",
+            "Alright.",
+            "Oh, okay.",
+            "Hmm.",
+            "Ah, I see.",
+            "Yeah, yeah.",
+            "Makes sense.",
+            COUGH,
+        ),
+        (
+            "What about Germany then?",
+            "No, I asked about Spain.",
+            "Stop talking for a moment.",
+            "Let me ask something else.",
+            "That is not what I meant.",
+            "Actually, skip that part.",
+        ),
+        ("Stop.", "Wait.", "No, no.", "Pause.", "Hang on.", "Why?"),
+    ),
+}
 LEAD_S, TAIL_S = 0.5, 1.5
 
 
@@ -54,14 +96,16 @@ LEAD_S, TAIL_S = 0.5, 1.5
 class Screened:
     """What one utterance over the reply did."""
 
+    set: str  # "tuning" or "heldout"
     text: str
-    kind: str  # "backchannel" or "interruption"
+    kind: str  # "backchannel", "interruption" (3+ words) or "command" (shorter)
     rate: float
     snr_db: float | None
     stopped: bool
     how: str  # "voiced" (long enough), "words" (transcribed, not a backchannel), "ignored", "unheard"
     heard: str  # the transcript when one was made
     stop_after_start_ms: float | None  # from the first loud sample to the barge-in decision
+    stop_after_end_ms: float | None  # decision minus the end of the speech
     stop_after_third_word_ms: float | None  # decision minus the end of the third word (interruptions)
 
 
@@ -69,6 +113,27 @@ def third_word_end(piper: Piper, text: str, rate: float) -> float:
     """Seconds into ``text``'s speech where its third word ends (Piper renders the three alone)."""
     words = text.split()
     return len(piper.speech(" ".join(words[:3]).rstrip(",.?!") + ".", rate)) / SAMPLE_RATE
+
+
+def cough(directory: Path, rate: float) -> np.ndarray:
+    """A double cough-like burst from sox: pink noise plus a 140 Hz buzz through a vocal-tract-like
+    band, sharp attack, each burst ``0.25 * rate`` s, 120 ms apart (``-R``: the same every run)."""
+    path = directory / f"cough-{rate}.wav"
+    burst = 0.25 * rate
+    effects = ["band", "600", "900", "fade", "q", "0.005", f"{burst:.3f}", f"{0.8 * burst:.3f}", "gain", "-n", "-6"]
+    subprocess.run(
+        [
+            *("sox", "-R", "-n", "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(path)),
+            *("synth", f"{burst:.3f}", "pinknoise", "synth", f"{burst:.3f}", "sawtooth", "mix", "140"),
+            *effects,
+            *("pad", "0", "0.12", "repeat", "1"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    with wave.open(str(path), "rb") as wav:
+        return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
 
 
 def screen(audio: np.ndarray, whisper: Transcriber, min_speech_ms: int) -> tuple[bool, str, str, float | None]:
@@ -92,6 +157,13 @@ def screen(audio: np.ndarray, whisper: Transcriber, min_speech_ms: int) -> tuple
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """The command line."""
     p = argparse.ArgumentParser(prog="python -m benchmarks.interruptions", description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--set",
+        choices=(*SETS, "all"),
+        default="all",
+        help="phrases to say over the reply: the ones the rule was tuned on, the held-out ones, or both "
+        "(each reported on its own; default all)",
+    )
     p.add_argument("--rates", default="0.85,1.0,1.2", help="Piper length_scales (default 0.85,1.0,1.2)")
     p.add_argument("--snr-db", default="20,10", help="noise levels besides clean (default 20,10)")
     p.add_argument(
@@ -105,9 +177,35 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def summarise(results: Sequence[Screened]) -> dict[str, object]:
+    """One set's figures."""
+    back = [r for r in results if r.kind == "backchannel"]
+    inter = [r for r in results if r.kind == "interruption"]
+    commands = [r for r in results if r.kind == "command"]
+    third = [r.stop_after_third_word_ms for r in inter if r.stop_after_third_word_ms is not None]
+    after_end = [r.stop_after_end_ms for r in commands if r.stop_after_end_ms is not None]
+    return {
+        "backchannels": len(back),
+        "backchannels_not_stopping": sum(not r.stopped for r in back) / len(back),
+        "backchannels_resumed": sum(r.how == "voiced, resumed" for r in back),
+        "interruptions": len(inter),
+        "interruptions_stopping": sum(r.stopped for r in inter) / len(inter),
+        "stop_after_start_ms_median": statistics.median(
+            [r.stop_after_start_ms for r in inter if r.stop_after_start_ms is not None] or [float("nan")]
+        ),
+        "stop_after_third_word_ms_median": percentile(third, 50),
+        "stop_after_third_word_ms_p90": percentile(third, 90),
+        "commands": len(commands),
+        "commands_stopping": sum(r.stopped for r in commands) / len(commands),
+        "command_stop_after_end_ms_median": percentile(after_end, 50),
+        "command_stop_after_end_ms_p90": percentile(after_end, 90),
+    }
+
+
 def run(argv: Sequence[str]) -> dict[str, object]:
     """Build the utterances, screen each; return the report data."""
     args = parse_args(argv)
+    names = list(SETS) if args.set == "all" else [args.set]
     rates = [float(r) for r in args.rates.split(",")]
     snrs: list[float | None] = [None, *(float(s) for s in args.snr_db.split(",") if s.strip())]
     min_speech_ms = args.min_speech_ms
@@ -117,54 +215,73 @@ def run(argv: Sequence[str]) -> dict[str, object]:
     piper = Piper()
     whisper = Transcriber("", "cpu", "int8", "en")
     whisper.warm()
+    results: list[Screened] = []
     with tempfile.TemporaryDirectory(prefix="warmvoice-interruptions-") as tmp:
         noise = pink_noise(30.0, Path(tmp))
-    results: list[Screened] = []
-    for kind, texts in (("backchannel", BACKCHANNELS), ("interruption", INTERRUPTIONS)):
-        for text in texts:
-            for rate in rates:
-                speech = piper.speech(text, rate)
-                lead = np.zeros(int(LEAD_S * SAMPLE_RATE), np.float32)
-                clean = np.concatenate([lead, speech, np.zeros(int(TAIL_S * SAMPLE_RATE), np.float32)])
-                third = third_word_end(piper, text, rate) if kind == "interruption" else None
-                for snr in snrs:
-                    audio = clean
-                    if snr is not None:
-                        voiced = speech[np.abs(speech) > ENERGY_THRESHOLD]
-                        scale = float(np.sqrt(np.mean(voiced**2))) / 10 ** (snr / 20)
-                        audio = np.clip(clean + noise[: len(clean)] * scale, -1, 1).astype(np.float32)
-                    stopped, how, heard, at_s = screen(audio, whisper, min_speech_ms)
-                    after_start = None if at_s is None else (at_s - LEAD_S) * 1000
-                    after_third = None if at_s is None or third is None else (at_s - LEAD_S - third) * 1000
-                    results.append(Screened(text, kind, rate, snr, stopped, how, heard, after_start, after_third))
-        progress(f"{kind}s screened")
-    back = [r for r in results if r.kind == "backchannel"]
-    inter = [r for r in results if r.kind == "interruption"]
-    stops = [r.stop_after_third_word_ms for r in inter if r.stop_after_third_word_ms is not None]
+        for name in names:
+            phrases = SETS[name]
+            for kind, texts in (
+                ("backchannel", phrases.backchannels),
+                ("interruption", phrases.interruptions),
+                ("command", phrases.commands),
+            ):
+                for text in texts:
+                    for rate in rates:
+                        speech = cough(Path(tmp), rate) if text == COUGH else piper.speech(text, rate)
+                        lead = np.zeros(int(LEAD_S * SAMPLE_RATE), np.float32)
+                        clean = np.concatenate([lead, speech, np.zeros(int(TAIL_S * SAMPLE_RATE), np.float32)])
+                        third = third_word_end(piper, text, rate) if kind == "interruption" else None
+                        end_s = LEAD_S + len(speech) / SAMPLE_RATE
+                        for snr in snrs:
+                            audio = clean
+                            if snr is not None:
+                                voiced = speech[np.abs(speech) > ENERGY_THRESHOLD]
+                                scale = float(np.sqrt(np.mean(voiced**2))) / 10 ** (snr / 20)
+                                audio = np.clip(clean + noise[: len(clean)] * scale, -1, 1).astype(np.float32)
+                            stopped, how, heard, at_s = screen(audio, whisper, min_speech_ms)
+                            after_start = None if at_s is None else (at_s - LEAD_S) * 1000
+                            after_end = None if at_s is None else (at_s - end_s) * 1000
+                            after_third = None if at_s is None or third is None else (at_s - LEAD_S - third) * 1000
+                            results.append(
+                                Screened(
+                                    name,
+                                    text,
+                                    kind,
+                                    rate,
+                                    snr,
+                                    stopped,
+                                    how,
+                                    heard,
+                                    after_start,
+                                    after_end,
+                                    after_third,
+                                )
+                            )
+                progress(f"{name}: {kind}s screened")
     return {
         "command": command_line("python -m benchmarks.interruptions", argv),
         "machine": asdict(machine_info(load_start, PACKAGES, probe)),
         "cpu_flags": " ".join(cpu_flags()),
         "probe_line": probe.describe(),
         "min_speech_ms": min_speech_ms,
-        "backchannels": len(back),
-        "backchannels_not_stopping": sum(not r.stopped for r in back) / len(back),
-        "backchannels_resumed": sum(r.how == "voiced, resumed" for r in back),
-        "interruptions": len(inter),
-        "interruptions_stopping": sum(r.stopped for r in inter) / len(inter),
-        "stop_after_start_ms_median": statistics.median(
-            [r.stop_after_start_ms for r in inter if r.stop_after_start_ms is not None] or [float("nan")]
-        ),
-        "stop_after_third_word_ms_median": percentile(stops, 50),
-        "stop_after_third_word_ms_p90": percentile(stops, 90),
+        "sets": {name: summarise([r for r in results if r.set == name]) for name in names},
         "results": [asdict(r) for r in results],
     }
 
 
+def _ms(value: object) -> str:
+    return "–" if value is None else f"{float(value):+.0f}"  # type: ignore[arg-type]
+
+
+def _pct(value: object) -> str:
+    return f"{100 * float(value):.0f} %"  # type: ignore[arg-type]
+
+
 def render_markdown(report: dict[str, object]) -> str:
-    """The summary and every utterance that went the wrong way."""
+    """The summary per phrase set and every utterance that went the wrong way."""
     m: dict[str, object] = report["machine"]  # type: ignore[assignment]
     rows: list[dict[str, object]] = report["results"]  # type: ignore[assignment]
+    sets: dict[str, dict[str, object]] = report["sets"]  # type: ignore[assignment]
     lines = [
         "# Interruption benchmark",
         "",
@@ -174,24 +291,37 @@ def render_markdown(report: dict[str, object]) -> str:
         f"{m['load_end']}; {m['date']}.  BARGE_IN_MIN_SPEECH_MS={report['min_speech_ms']}.",
         f"Machine probe: {report['probe_line']}.",
         "",
-        "| measure | value |",
-        "|---|---|",
-        f"| backchannels that do not stop the reply | {100 * float(report['backchannels_not_stopping']):.0f} % "  # type: ignore[arg-type]
-        f"of {report['backchannels']} |",
-        f"| backchannels that stop it, then resume it (false interruption) | {report['backchannels_resumed']} |",
-        f"| real interruptions (≥ 3 words) that stop it | {100 * float(report['interruptions_stopping']):.0f} % "  # type: ignore[arg-type]
-        f"of {report['interruptions']} |",
-        f"| stop decision after the speech starts (median) | {float(report['stop_after_start_ms_median']):.0f} ms |",  # type: ignore[arg-type]
-        f"| stop decision after the end of the third word (median / p90; negative: before it ends) "
-        f"| {float(report['stop_after_third_word_ms_median']):.0f} / "  # type: ignore[arg-type]
-        f"{float(report['stop_after_third_word_ms_p90']):.0f} ms |",  # type: ignore[arg-type]
-        "",
-        "Went the other way:",
-        "",
+        "| measure | " + " | ".join(sets) + " |",
+        "|---|" + "---|" * len(sets),
     ]
+
+    def row(label: str, cell: Callable[[dict[str, object]], str]) -> None:
+        lines.append(f"| {label} | " + " | ".join(cell(s) for s in sets.values()) + " |")
+
+    row(
+        "backchannels that do not stop the reply",
+        lambda s: f"{_pct(s['backchannels_not_stopping'])} of {s['backchannels']}",
+    )
+    row("backchannels that stop it, then resume it (false interruption)", lambda s: str(s["backchannels_resumed"]))
+    row(
+        "real interruptions (≥ 3 words) that stop it",
+        lambda s: f"{_pct(s['interruptions_stopping'])} of {s['interruptions']}",
+    )
+    row("stop decision after the speech starts (median)", lambda s: f"{_ms(s['stop_after_start_ms_median'])} ms")
+    row(
+        "stop decision after the end of the third word (median / p90; negative: before it ends)",
+        lambda s: f"{_ms(s['stop_after_third_word_ms_median'])} / {_ms(s['stop_after_third_word_ms_p90'])} ms",
+    )
+    row("short commands (< 3 words) that stop it", lambda s: f"{_pct(s['commands_stopping'])} of {s['commands']}")
+    row(
+        "command stop decision after the speech ends (median / p90)",
+        lambda s: f"{_ms(s['command_stop_after_end_ms_median'])} / {_ms(s['command_stop_after_end_ms_p90'])} ms",
+    )
+    lines += ["", "Went the other way:", ""]
     wrong = [r for r in rows if (r["kind"] == "backchannel") == bool(r["stopped"])]
     lines += [
-        f"- {r['kind']} {r['text']!r} at rate {r['rate']}, SNR {r['snr_db'] or 'clean'}: {r['how']} {r['heard']!r}"
+        f"- {r['set']} {r['kind']} {r['text']!r} at rate {r['rate']}, SNR {r['snr_db'] or 'clean'}: "
+        f"{r['how']} {r['heard']!r}"
         for r in wrong
     ] or ["- none"]
     return "\n".join(lines) + "\n"
