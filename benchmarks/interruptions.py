@@ -3,16 +3,21 @@
     python -m benchmarks.interruptions --markdown interruptions.md --json interruptions.json
 
 Speech said over a reply, synthesized at run time with the bundled Piper voice at three
-speaking rates, clean and in sox pink noise at 20 and 10 dB SNR, is streamed through the
-app's endpointer frame by frame and screened by the app's rule (:mod:`voice.interruption`):
-the reply stops once ``BARGE_IN_MIN_SPEECH_MS`` of voiced speech has been heard; shorter
-speech is transcribed by Whisper when the turn detector ends it, and stops the reply only if
-it is not a backchannel.
+speaking rates (and a cough-like burst from sox), clean and in sox pink noise at 20 and 10 dB
+SNR, is streamed through the app's endpointer frame by frame and screened by the app's rule
+(:class:`voice.interruption.InterruptionScreen`): from ``BARGE_IN_MIN_SPEECH_MS`` of voice on,
+Whisper looks at the words so far (the decision waits for Whisper's measured time); speech that
+ends first is transcribed whole.  Either stops the reply unless it is a backchannel, no speech,
+or a guess (``avg_logprob`` below ``BARGE_IN_MIN_LOGPROB`` without a word asking for the floor).
+
+Two phrase sets: ``tuning`` (the rule was tuned on it) and ``heldout`` (other backchannels, other
+interruptions, other short commands; never used to tune), reported side by side.
 
 Reported: the share of backchannels that do not stop the reply (and, of those that do, how
 many the resume then re-speaks), the share of real interruptions that stop it, and when: ms
 from the start of the speech, and ms after the end of its third word (the issue's "≥ 3 words
-stop it within 300 ms").
+stop it within 300 ms"); the share of short commands ("Stop.") that stop it, and ms after
+their end.
 """
 
 from __future__ import annotations
@@ -35,9 +40,9 @@ from benchmarks.machine_probe import cpu_flags, run_probe
 from benchmarks.turn_taking import PACKAGES, percentile
 from benchmarks.turn_taking_data import ENERGY_THRESHOLD, SAMPLE_RATE, Piper, pink_noise
 from voice.endpointing import FRAME, Endpointer, TurnEnded
-from voice.interruption import is_backchannel
+from voice.interruption import InterruptionScreen
 from voice.settings import Settings
-from voice.transcribe import Transcriber
+from voice.transcribe import Transcriber, Transcript
 from voice.turn_detection import SPECULATE_AFTER_MS
 
 BACKCHANNELS = ("Yeah.", "Okay.", "Mm-hmm.", "Uh-huh.", "Right.", "Sure.", "I see.", "Okay, yeah.", "Yes.", "Got it.")
@@ -103,7 +108,8 @@ class Screened:
     snr_db: float | None
     stopped: bool
     how: str  # "voiced" (long enough), "words" (transcribed, not a backchannel), "ignored", "unheard"
-    heard: str  # the transcript when one was made
+    heard: str  # the transcript that decided, when one was made
+    logprob: float | None  # Whisper's avg_logprob for it
     stop_after_start_ms: float | None  # from the first loud sample to the barge-in decision
     stop_after_end_ms: float | None  # decision minus the end of the speech
     stop_after_third_word_ms: float | None  # decision minus the end of the third word (interruptions)
@@ -136,22 +142,38 @@ def cough(directory: Path, rate: float) -> np.ndarray:
         return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
 
 
-def screen(audio: np.ndarray, whisper: Transcriber, min_speech_ms: int) -> tuple[bool, str, str, float | None]:
-    """The session's rule on one utterance: (stopped, how, transcript, decision time in s from the start)."""
+def screen(
+    audio: np.ndarray, whisper: Transcriber, rule: InterruptionScreen
+) -> tuple[bool, str, Transcript | None, float | None]:
+    """The session's rule on one utterance over a reply: (stopped, how, the transcript that decided,
+    decision time in s from the start).  A look at the words so far is ready only once Whisper's
+    measured time for it has passed in the audio, as in the session, where the speech goes on
+    meanwhile."""
     endpointer = Endpointer(silence_ms=500, post_roll_ms=SPECULATE_AFTER_MS)
+    rule.speech_started(over_reply=True)
+    check: tuple[int, Transcript, float] | None = None  # (utterance, words so far, ready at s)
     for offset in range(0, len(audio), FRAME):
+        now_s = (offset + FRAME) / SAMPLE_RATE
         for event in endpointer.feed(audio[offset : offset + FRAME]):
-            if isinstance(event, TurnEnded):  # it ended before the voice was long enough
-                text = whisper.transcribe(event.audio)
-                if text.no_speech or is_backchannel(text.text):
-                    return False, "ignored", text.text, None
-                return True, "words", text.text, endpointer.samples_seen / SAMPLE_RATE
-        if endpointer.voiced_ms >= min_speech_ms:
-            # Stopped.  The session then transcribes the whole turn: a backchannel resumes the reply.
-            text = whisper.transcribe(audio)
-            how = "voiced, resumed" if text.no_speech or is_backchannel(text.text) else "voiced"
-            return True, how, text.text, (offset + FRAME) / SAMPLE_RATE
-    return False, "unheard", "", None
+            if isinstance(event, TurnEnded):  # it ended before it stopped the reply
+                rule.needs_screening(busy=True)
+                # The session's transcript is the early one, made during the pause (ready at the end).
+                heard = whisper.transcribe(event.audio)
+                if rule.ignored(heard):
+                    return False, "ignored", heard, None
+                return True, "words", heard, endpointer.samples_seen / SAMPLE_RATE
+        stops = rule.confirms_barge_in(endpointer.voiced_ms, busy=True)
+        if check is not None and now_s >= check[2]:
+            stops = rule.checked(check[0], check[1], endpointer.voiced_ms, busy=True)
+            check = None
+        if stops:
+            heard = whisper.transcribe(audio)  # the whole turn's transcript: a backchannel resumes
+            return True, "voiced, resumed" if rule.ignored(heard) else "voiced", heard, now_s
+        looking = rule.wants_check(endpointer.voiced_ms, busy=True)
+        if looking is not None:
+            so_far = whisper.transcribe(endpointer.current_utterance())
+            check = (looking, so_far, now_s + so_far.compute_ms / 1000)
+    return False, "unheard", None, None
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -171,6 +193,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         type=int,
         default=Settings().barge_in_min_speech_ms,
         help=f"BARGE_IN_MIN_SPEECH_MS to test (default {Settings().barge_in_min_speech_ms}, the app's)",
+    )
+    p.add_argument(
+        "--min-logprob",
+        type=float,
+        default=Settings().barge_in_min_logprob,
+        help=f"BARGE_IN_MIN_LOGPROB to test (default {Settings().barge_in_min_logprob}, the app's)",
     )
     p.add_argument("--json", type=Path, help="write every result here")
     p.add_argument("--markdown", type=Path, help="write the Markdown report here")
@@ -238,7 +266,8 @@ def run(argv: Sequence[str]) -> dict[str, object]:
                                 voiced = speech[np.abs(speech) > ENERGY_THRESHOLD]
                                 scale = float(np.sqrt(np.mean(voiced**2))) / 10 ** (snr / 20)
                                 audio = np.clip(clean + noise[: len(clean)] * scale, -1, 1).astype(np.float32)
-                            stopped, how, heard, at_s = screen(audio, whisper, min_speech_ms)
+                            rule = InterruptionScreen(min_speech_ms, args.min_logprob)
+                            stopped, how, heard, at_s = screen(audio, whisper, rule)
                             after_start = None if at_s is None else (at_s - LEAD_S) * 1000
                             after_end = None if at_s is None else (at_s - end_s) * 1000
                             after_third = None if at_s is None or third is None else (at_s - LEAD_S - third) * 1000
@@ -251,7 +280,8 @@ def run(argv: Sequence[str]) -> dict[str, object]:
                                     snr,
                                     stopped,
                                     how,
-                                    heard,
+                                    heard.text if heard else "",
+                                    heard.avg_logprob if heard else None,
                                     after_start,
                                     after_end,
                                     after_third,
@@ -264,6 +294,7 @@ def run(argv: Sequence[str]) -> dict[str, object]:
         "cpu_flags": " ".join(cpu_flags()),
         "probe_line": probe.describe(),
         "min_speech_ms": min_speech_ms,
+        "min_logprob": args.min_logprob,
         "sets": {name: summarise([r for r in results if r.set == name]) for name in names},
         "results": [asdict(r) for r in results],
     }
@@ -288,7 +319,8 @@ def render_markdown(report: dict[str, object]) -> str:
         f"`{report['command']}`",
         "",
         f"Machine: {m['cpu_model']}, {m['cpu_count']} CPUs ({report['cpu_flags']}); load {m['load_start']} → "
-        f"{m['load_end']}; {m['date']}.  BARGE_IN_MIN_SPEECH_MS={report['min_speech_ms']}.",
+        f"{m['load_end']}; {m['date']}.  BARGE_IN_MIN_SPEECH_MS={report['min_speech_ms']}, "
+        f"BARGE_IN_MIN_LOGPROB={report['min_logprob']}.",
         f"Machine probe: {report['probe_line']}.",
         "",
         "| measure | " + " | ".join(sets) + " |",
@@ -321,7 +353,7 @@ def render_markdown(report: dict[str, object]) -> str:
     wrong = [r for r in rows if (r["kind"] == "backchannel") == bool(r["stopped"])]
     lines += [
         f"- {r['set']} {r['kind']} {r['text']!r} at rate {r['rate']}, SNR {r['snr_db'] or 'clean'}: "
-        f"{r['how']} {r['heard']!r}"
+        f"{r['how']} {r['heard']!r} (avg_logprob {r['logprob']})"
         for r in wrong
     ] or ["- none"]
     return "\n".join(lines) + "\n"

@@ -1,4 +1,5 @@
-"""Speech over the reply: backchannels do not stop it, real interruptions do, false ones resume it.
+"""Speech over the reply: backchannels do not stop it, real interruptions and short commands do,
+what Whisper only guesses at does not, false interruptions resume it.
 
 The session tests run whole turns with the real models and the embedded LLM; the user's
 speech is Piper's, synthesized at test time and fed in real time while the reply plays
@@ -12,12 +13,14 @@ import asyncio
 import numpy as np
 import pytest
 
-from tests.speech import synthesize, trimmed
+from tests.speech import resample, synthesize, trimmed
 from voice.events import AudioOut, BargeIn, SessionEvent, TurnDone
 from voice.headless import speak_into
-from voice.interruption import ReplyTracker, is_backchannel
+from voice.interruption import InterruptionScreen, ReplyTracker, is_backchannel
 from voice.prompting import PLAIN
 from voice.session import VoiceSession
+from voice.settings import Settings
+from voice.transcribe import Transcriber, Transcript
 
 LONG_REPLY = "Tell me a long story about a dragon, in ten sentences."
 
@@ -63,16 +66,28 @@ async def session(voice_runtime) -> VoiceSession:
     await s.stop()
 
 
-async def speak_over_reply(session: VoiceSession, text: str) -> list[SessionEvent]:
-    """Start a long reply, say ``text`` over it once its audio plays; every event until turn 1 is done
-    and the user's speech has been dealt with."""
+def in_noise(text: str, snr_db: float) -> np.ndarray:
+    """Piper's ``text`` with half a second of white noise (seeded: the same every run) either side,
+    ``snr_db`` below the voice, at Piper's rate."""
+    voice = trimmed(synthesize(text))
+    pad = np.zeros(synthesize(text).sample_rate // 2, np.float32)
+    audio = np.concatenate([pad, voice, pad])
+    level = float(np.sqrt(np.mean(voice[np.abs(voice) > 0.01] ** 2))) / 10 ** (snr_db / 20)
+    noise = np.random.default_rng(7).standard_normal(len(audio)).astype(np.float32) * level
+    return (audio + noise).astype(np.float32)
+
+
+async def speak_over_reply(session: VoiceSession, text: str, audio: np.ndarray | None = None) -> list[SessionEvent]:
+    """Start a long reply, say ``text`` (or play ``audio`` at Piper's rate) over it once its audio
+    plays; every event until turn 1 is done and the user's speech has been dealt with."""
     await session.submit_text(LONG_REPLY)
     events: list[SessionEvent] = []
     async with asyncio.timeout(90):
         while not any(isinstance(e, AudioOut) for e in events):
             events.append(await session.events.get())
     speech = synthesize(text)
-    await speak_into(session, trimmed(speech), speech.sample_rate, chunk_ms=100, trailing_silence_ms=3000)
+    samples = trimmed(speech) if audio is None else audio
+    await speak_into(session, samples, speech.sample_rate, chunk_ms=100, trailing_silence_ms=3000)
     async with asyncio.timeout(90):  # the screening (a transcript) finishes, then settle
         while session.screening:
             await asyncio.sleep(0.05)
@@ -82,8 +97,34 @@ async def speak_over_reply(session: VoiceSession, text: str) -> list[SessionEven
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backchannel", ["Yeah.", "Okay."])
+def test_a_hum_whisper_only_guesses_at_is_ignored_and_the_same_rule_lets_sure_words_through() -> None:
+    """The low-confidence rule both ways, on real Whisper: Piper's "Mm-hmm." in noise is heard as
+    words, unsurely; "Why not?" surely; "Cancel." unsurely, but it asks for the floor."""
+    rule = Settings()
+    screen = InterruptionScreen(rule.barge_in_min_speech_ms, rule.barge_in_min_logprob)
+    trusting = InterruptionScreen(rule.barge_in_min_speech_ms, min_logprob=-10)
+
+    whisper = Transcriber()
+
+    def hear(text: str, snr_db: float) -> Transcript:
+        return whisper.transcribe(resample(in_noise(text, snr_db), synthesize(text).sample_rate, 16000))
+
+    hum = hear("Mm-hmm.", 10)
+    assert hum.text and not is_backchannel(hum.text), f"Whisper heard words in the hum: {hum.text!r}"
+    assert hum.avg_logprob < rule.barge_in_min_logprob
+    assert screen.ignored(hum) and not trusting.ignored(hum), "ignored because it is a guess"
+    sure = hear("Why not?", 20)
+    assert sure.avg_logprob >= rule.barge_in_min_logprob and not screen.ignored(sure)
+    command = hear("Cancel.", 20)
+    assert "cancel" in command.text.lower() and command.avg_logprob < rule.barge_in_min_logprob
+    assert not screen.ignored(command), "an unsure 'Cancel' still stops the reply"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backchannel", ["Yeah.", "Okay.", "Okay, yeah, sure."])
 async def test_a_backchannel_does_not_stop_the_reply(session: VoiceSession, backchannel: str) -> None:
+    """ "Okay, yeah, sure." lasts long enough to be looked at while it goes on: its words are a
+    backchannel, so the reply plays on."""
     events = await speak_over_reply(session, backchannel)
     assert not any(isinstance(e, BargeIn) for e in events)
     assert session.turns_started == 1, "a backchannel is not a turn"
@@ -93,8 +134,19 @@ async def test_a_backchannel_does_not_stop_the_reply(session: VoiceSession, back
 
 
 @pytest.mark.slow
-async def test_a_real_interruption_stops_the_reply_and_is_the_next_turn(session: VoiceSession) -> None:
-    events = await speak_over_reply(session, "Wait, tell me about France instead.")
+async def test_a_hum_in_noise_does_not_stop_the_reply(session: VoiceSession) -> None:
+    events = await speak_over_reply(session, "Mm-hmm.", in_noise("Mm-hmm.", 10))
+    assert not any(isinstance(e, BargeIn) for e in events)
+    assert session.turns_started == 1 and session.interruption.stats.barge_ins == 0
+    assert session.busy, "the reply is still playing"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("said", ["Wait, tell me about France instead.", "Stop."])
+async def test_a_real_interruption_or_a_short_command_stops_the_reply_and_is_the_next_turn(
+    session: VoiceSession, said: str
+) -> None:
+    events = await speak_over_reply(session, said)
     barge = next(i for i, e in enumerate(events) if isinstance(e, BargeIn))
     assert not any(isinstance(e, AudioOut) and e.turn == 1 for e in events[barge + 1 :]), "audio after barge-in"
     assert session.interruption.stats.barge_ins == 1
@@ -102,12 +154,14 @@ async def test_a_real_interruption_stops_the_reply_and_is_the_next_turn(session:
         while not any(isinstance(e, TurnDone) and e.latency.turn == 2 for e in events):
             events.append(await session.events.get())
     follow_up = session.latencies[1]
-    assert "france" in follow_up.transcript.lower() and follow_up.outcome == "ok"
+    assert said.split()[-1].strip(".").lower() in follow_up.transcript.lower() and follow_up.outcome == "ok"
 
 
 @pytest.mark.slow
 async def test_a_false_interruption_resumes_the_reply_from_the_cut_sentence(session: VoiceSession) -> None:
-    """ "Okay, yeah, sure." is long enough to stop the reply, but says nothing that forms a turn."""
+    """With BARGE_IN_MIN_SPEECH_MS=0 any voice stops the reply at once; "Okay, yeah, sure." then
+    says nothing that forms a turn, so the reply is spoken again."""
+    session.interruption.min_speech_ms = 0
     events = await speak_over_reply(session, "Okay, yeah, sure.")
     assert any(isinstance(e, BargeIn) for e in events)
     async with asyncio.timeout(90):

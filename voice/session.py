@@ -24,7 +24,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 
 import numpy as np
 
@@ -83,7 +83,7 @@ class VoiceSession:
         self.latencies: list[TurnLatency] = []
         self.closed = False
         self.last_activity = clock()
-        self.interruption = InterruptionScreen(settings.barge_in_min_speech_ms)
+        self.interruption = InterruptionScreen(settings.barge_in_min_speech_ms, settings.barge_in_min_logprob)
         self.reply = ReplyStage(settings, endpoint, emit=self._emit, clock=clock)
         self.speech = SpeechStage(tts, emit=self._emit, clock=clock)
         self.turn_detector = TurnDetector(
@@ -245,8 +245,12 @@ class VoiceSession:
                     self.interruption.speech_started(self.busy and self.settings.barge_in)
                 else:
                     self._end_of_turn(event)
-            if self.interruption.confirms_barge_in(self.turn_detector.endpointer.voiced_ms, self.busy):
+            voiced_ms = self.turn_detector.endpointer.voiced_ms
+            if self.interruption.confirms_barge_in(voiced_ms, self.busy):
                 await self._barge_in()
+            utterance = self.interruption.wants_check(voiced_ms, self.busy)
+            if utterance is not None:  # long speech over the reply: are its words so far a backchannel?
+                self._screen_in_background(self._check(utterance, self.turn_detector.endpointer.current_utterance()))
 
     def _end_of_turn(self, detected: DetectedTurn) -> None:
         """The turn-detection stage says the user is done: start the reply."""
@@ -258,9 +262,7 @@ class VoiceSession:
                 )
             )
         if self.interruption.needs_screening(self.busy):
-            task = asyncio.create_task(self._screen(detected), name="screen-interruption")
-            self._screening.add(task)
-            task.add_done_callback(self._screening.discard)
+            self._screen_in_background(self._screen(detected))
             return
         self._begin_turn(
             self._detected_latency(detected),
@@ -307,16 +309,30 @@ class VoiceSession:
             return None
         return lat
 
+    def _screen_in_background(self, coro: Coroutine[None, None, None]) -> None:
+        task = asyncio.create_task(coro, name="screen-interruption")
+        self._screening.add(task)
+        task.add_done_callback(self._screening.discard)
+
+    async def _check(self, utterance: int, audio: np.ndarray) -> None:
+        """Long speech over the reply, still going on: its words so far stop the reply unless
+        they are a backchannel (the reply plays on meanwhile)."""
+        heard = await asyncio.to_thread(self.transcriber.transcribe, audio)
+        voiced_ms = self.turn_detector.endpointer.voiced_ms
+        if not self.closed and self.interruption.checked(utterance, heard, voiced_ms, self.busy):
+            await self._barge_in()
+
     async def _screen(self, detected: DetectedTurn) -> None:
-        """Short speech over the reply: a backchannel is ignored, anything else interrupts."""
+        """Speech over the reply that ended before stopping it: a backchannel or a short guess is
+        ignored, anything else interrupts (a capped turn without looking: it is long)."""
         endpoint_at = self.clock()
         spec = detected.speculation
-        if self.interruption.is_short(detected.ended.voiced_ms, detected.ended.capped):
+        if not detected.ended.capped:
             if spec is not None and spec.task is not None:
                 transcript = await spec.task
             else:
                 transcript = await asyncio.to_thread(self.transcriber.transcribe, detected.ended.audio)
-            if self.interruption.ignored(transcript.no_speech, transcript.text):
+            if self.interruption.ignored(transcript):
                 log.info("Speech over the reply ignored as a backchannel: %r", transcript.text)
                 return
         if self.closed:

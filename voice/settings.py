@@ -67,7 +67,8 @@ class Settings:
     early_transcript: bool = True  # run Whisper during the pause, before the turn is over
     early_transcript_after_ms: int = TurnPolicy.transcript_after_ms  # ... this far into it (0: first silent frame)
     barge_in: bool = True
-    barge_in_min_speech_ms: int = 700  # speech over the reply that stops it at once (the benchmark's knee)
+    barge_in_min_speech_ms: int = 400  # voice over the reply after which its words so far are looked at
+    barge_in_min_logprob: float = -0.5  # speech over the reply heard less surely is a guess (voice.interruption)
     resume_after_false_interruption: bool = True
     continue_unheard_turns: bool = True  # speech before any of the reply was heard continues the turn
     max_turn_seconds: float = 60.0
@@ -156,6 +157,7 @@ ENV_NAMES: dict[str, str] = {
     "early_transcript_after_ms": "EARLY_TRANSCRIPT_AFTER_MS",
     "barge_in": "BARGE_IN",
     "barge_in_min_speech_ms": "BARGE_IN_MIN_SPEECH_MS",
+    "barge_in_min_logprob": "BARGE_IN_MIN_LOGPROB",
     "resume_after_false_interruption": "RESUME_AFTER_FALSE_INTERRUPTION",
     "continue_unheard_turns": "CONTINUE_UNHEARD_TURNS",
     "max_turn_seconds": "MAX_TURN_SECONDS",
@@ -286,6 +288,8 @@ def _validated(s: Settings) -> Settings:
         raise bad("early_transcript_after_ms", "must be between 0 (the first silent frame) and 500")
     if not 0 <= s.barge_in_min_speech_ms <= 5000:
         raise bad("barge_in_min_speech_ms", "must be between 0 and 5000")
+    if not -10 <= s.barge_in_min_logprob <= 0:
+        raise bad("barge_in_min_logprob", "must be between -10 (trust every transcript) and 0")
     if s.turn_detector not in TURN_DETECTORS:
         raise bad("turn_detector", f"choose one of {', '.join(TURN_DETECTORS)}")
     if not 100 <= s.end_of_turn_max_wait_ms <= 10000:
