@@ -248,9 +248,8 @@ class VoiceSession:
             voiced_ms = self.turn_detector.endpointer.voiced_ms
             if self.interruption.confirms_barge_in(voiced_ms, self.busy):
                 await self._barge_in()
-            utterance = self.interruption.wants_check(voiced_ms, self.busy)
-            if utterance is not None:  # long speech over the reply: are its words so far a backchannel?
-                self._screen_in_background(self._check(utterance, self.turn_detector.endpointer.current_utterance()))
+            elif (look := self.interruption.wants_check(voiced_ms, self.busy)) is not None:
+                self._screen_in_background(self._check(look, self.turn_detector.endpointer.current_utterance()))
 
     def _end_of_turn(self, detected: DetectedTurn) -> None:
         """The turn-detection stage says the user is done: start the reply."""
@@ -315,16 +314,14 @@ class VoiceSession:
         task.add_done_callback(self._screening.discard)
 
     async def _check(self, utterance: int, audio: np.ndarray) -> None:
-        """Long speech over the reply, still going on: its words so far stop the reply unless
-        they are a backchannel (the reply plays on meanwhile)."""
+        """Speech over the reply goes on: its words so far may stop it (voice.interruption)."""
         heard = await asyncio.to_thread(self.transcriber.transcribe, audio)
         voiced_ms = self.turn_detector.endpointer.voiced_ms
         if not self.closed and self.interruption.checked(utterance, heard, voiced_ms, self.busy):
             await self._barge_in()
 
     async def _screen(self, detected: DetectedTurn) -> None:
-        """Speech over the reply that ended before stopping it: a backchannel or a short guess is
-        ignored, anything else interrupts (a capped turn without looking: it is long)."""
+        """Speech over the reply ended before stopping it: it is ignored or interrupts (capped: interrupts)."""
         endpoint_at = self.clock()
         spec = detected.speculation
         if not detected.ended.capped:
