@@ -167,8 +167,11 @@ def screen(
             stops = rule.checked(check[0], check[1], endpointer.voiced_ms, busy=True)
             check = None
         if stops:
-            heard = whisper.transcribe(audio)  # the whole turn's transcript: a backchannel resumes
-            return True, "voiced, resumed" if rule.ignored(heard) else "voiced", heard, now_s
+            # The session then transcribes the whole turn: one that says nothing resumes the reply.
+            heard = whisper.transcribe(audio)
+            rule.barged_in(["the cut sentence"])
+            resumed = rule.false_interruption(heard.no_speech, heard.text)
+            return True, "voiced, resumed" if resumed else "voiced", heard, now_s
         looking = rule.wants_check(endpointer.voiced_ms, busy=True)
         if looking is not None:
             so_far = whisper.transcribe(endpointer.current_utterance())
