@@ -43,7 +43,7 @@ from voice.endpointing import FRAME, Endpointer, TurnEnded
 from voice.interruption import InterruptionScreen
 from voice.settings import Settings
 from voice.transcribe import Transcriber, Transcript
-from voice.turn_detection import SPECULATE_AFTER_MS
+from voice.turn_detection import FRAME_MS
 
 BACKCHANNELS = ("Yeah.", "Okay.", "Mm-hmm.", "Uh-huh.", "Right.", "Sure.", "I see.", "Okay, yeah.", "Yes.", "Got it.")
 INTERRUPTIONS = (
@@ -149,7 +149,9 @@ def screen(
     decision time in s from the start).  A look at the words so far is ready only once Whisper's
     measured time for it has passed in the audio, as in the session, where the speech goes on
     meanwhile."""
-    endpointer = Endpointer(silence_ms=500, post_roll_ms=SPECULATE_AFTER_MS)
+    # The turn keeps what the app's does after the speech (voice.turn_detection): Whisper hears the same audio.
+    post_roll_ms = max(Settings().early_transcript_after_ms, FRAME_MS)
+    endpointer = Endpointer(silence_ms=500, post_roll_ms=post_roll_ms)
     rule.speech_started(over_reply=True)
     check: tuple[int, Transcript, float] | None = None  # (utterance, words so far, ready at s)
     for offset in range(0, len(audio), FRAME):
