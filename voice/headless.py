@@ -117,6 +117,9 @@ async def run_spoken_turn(
     collector = asyncio.create_task(collect_turn(session, timeout_s))
     try:
         await speak_into(session, samples, sample_rate, realtime=realtime)
+        async with asyncio.timeout(timeout_s):
+            while session.screening:  # speech over a reply is transcribed before it may be a turn
+                await asyncio.sleep(0.02)
         if session.turns_started == turns_before:
             return None
         return await collector
