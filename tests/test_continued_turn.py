@@ -162,3 +162,27 @@ def test_a_capped_turn_is_not_resumed() -> None:
             elif last is not None and last.capped:
                 after_cap.append(endpointer.resume_turn(event))
     assert after_cap and not any(after_cap)
+
+
+def test_a_turn_not_carried_on_lets_go_of_the_ended_turns_audio() -> None:
+    """The ended turn's audio is kept only until the next turn's start has been handed out: fed on
+    without resuming, the endpointer holds the new turn (and its pre-roll), no more."""
+    endpointer = Endpointer(silence_ms=400)
+    audio = np.concatenate([spoken(*HESITANT), silence(1.0, SAMPLE_RATE)])
+    started: SpeechStarted | None = None
+    held_after_start = None
+    ends = 0
+    for offset in range(0, len(audio), 1600):
+        if started is not None and held_after_start is None:
+            held_after_start = endpointer.buffered_samples  # the next feed lets go
+        for event in endpointer.feed(audio[offset : offset + 1600]):
+            if isinstance(event, TurnEnded):
+                ends += 1
+            elif ends == 1 and started is None:
+                started = event
+        if held_after_start is not None and endpointer.is_speaking:
+            new_turn = endpointer.current_utterance()
+            assert endpointer.buffered_samples <= len(new_turn) + 1600 + 512
+            assert not endpointer.resume_turn(started), "too late: the ended turn is gone"
+            break
+    assert started is not None and held_after_start is not None

@@ -157,8 +157,10 @@ class Endpointer:
         self._last_voiced_end = 0
         self._silence_start: int | None = None
         # The last turn ended on a pause, (first voiced sample, voiced samples): kept (its audio
-        # too) until the next turn starts, so that turn can carry on from it (resume_turn).
+        # too) until the next turn has started and its SpeechStarted has been handed out, so that
+        # turn can carry on from it (resume_turn); let go at the next feed if it did not.
         self._ended: tuple[int, int] | None = None
+        self._resume_offered = False
 
     # -- public views -------------------------------------------------------------------
 
@@ -229,6 +231,7 @@ class Endpointer:
         ends; False (nothing changed) when there is no such turn (it was capped, or is gone).
         """
         ended, self._ended = self._ended, None
+        self._resume_offered = False
         if ended is None or not self._speaking or self._start != started.start_sample:
             return False
         start, voiced = ended
@@ -246,6 +249,10 @@ class Endpointer:
         if samples.ndim != 1:
             raise ValueError(f"expected 1-D 16 kHz mono audio, got shape {samples.shape}")
         self._samples_seen += len(samples)
+        if self._resume_offered:  # the caller had its SpeechStarted and did not resume: let go
+            self._resume_offered = False
+            self._ended = None
+            self._trim_idle()  # in a turn: the frames before its pre-roll
         if not len(samples):
             return []
         buf = np.concatenate([self._pending, samples]) if len(self._pending) else samples
@@ -287,6 +294,7 @@ class Endpointer:
                 if self._voiced >= self._min_speech_samples:
                     self._speaking = True
                     events.append(SpeechStarted(start_sample=self._start))
+                    self._resume_offered = self._ended is not None
                 elif self._silence_start is not None and frame_end - self._silence_start >= self._candidate_gap_samples:
                     self._start = None  # a click or a breath, not a turn
                     self._silence_start = None
