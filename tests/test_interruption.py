@@ -89,8 +89,7 @@ async def speak_over_reply(session: VoiceSession, text: str, audio: np.ndarray |
     samples = trimmed(speech) if audio is None else audio
     await speak_into(session, samples, speech.sample_rate, chunk_ms=100, trailing_silence_ms=3000)
     async with asyncio.timeout(90):  # the screening (a transcript) finishes, then settle
-        while session.screening:
-            await asyncio.sleep(0.05)
+        await session.screened()
     while not session.events.empty():
         events.append(session.events.get_nowait())
     return events

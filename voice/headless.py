@@ -118,8 +118,7 @@ async def run_spoken_turn(
     try:
         await speak_into(session, samples, sample_rate, realtime=realtime)
         async with asyncio.timeout(timeout_s):
-            while session.screening:  # speech over a reply is transcribed before it may be a turn
-                await asyncio.sleep(0.02)
+            await session.screened()  # speech over a reply is transcribed before it may be a turn
         if session.turns_started == turns_before:
             return None
         return await collector

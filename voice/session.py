@@ -210,10 +210,11 @@ class VoiceSession:
         """How the early transcripts fared (adopted, discarded, turns ended early)."""
         return self.turn_detector.stats
 
-    @property
-    def screening(self) -> bool:
-        """True while short speech over the reply is being transcribed to see if it interrupts."""
-        return bool(self._screening)
+    async def screened(self) -> None:
+        """Wait until speech over the reply has been judged: every transcript that decides whether
+        it stops the reply (or becomes a turn) is done, including any started meanwhile."""
+        while self._screening:
+            await asyncio.wait(set(self._screening))
 
     @property
     def busy(self) -> bool:
