@@ -41,7 +41,7 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -436,27 +436,19 @@ def render_markdown(report: dict[str, object]) -> str:
         "| complete: median ms | p90 ms | late | transcript too: median ms |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for detector in CURVES:
-        for wait in WAITS_MS:
-            short = row_of(rows, detector, wait, "pauses<=1s")
-            if short is None:
-                continue
-            whole = row_of(rows, detector, wait, "pauses<=1s, whole") or {}
-            final = row_of(rows, detector, wait, "pauses<=1s, final") or {}
-            two = row_of(rows, detector, wait, "two_sentences") or {}
-            rd = row_of(rows, detector, wait, "reading") or {}
-            rd_final = row_of(rows, detector, wait, "reading_final") or {}
-            comp = row_of(rows, detector, wait, "complete") or {}
-            extra = rd.get("extra_turns_per_40s_instant")
-            extra_final = rd_final.get("extra_turns_per_40s_instant")
-            lines.append(
-                f"| {CURVES[detector]} | {wait} | {_pct(short['false_cut_rate'])} "
-                f"| {_pct(short['false_cut_rate_instant'])} | {_pct(whole.get('false_cut_rate_instant'))} "
-                f"| {_pct(final.get('false_cut_rate_instant'))} "
-                f"| {_pct(two.get('false_cut_rate_instant'))} | {_per40(extra)} / {_per40(extra_final)} "
-                f"| {_ms(comp.get('median_ms'))} | {_ms(comp.get('p90_ms'))} | {_pct(comp.get('late_rate'))} "
-                f"| {_ms(comp.get('reply_median_ms'))} |"
-            )
+    for detector, wait, by_class in _curve_points(rows):
+        short, comp = by_class["pauses<=1s"], by_class["complete"]
+        lines.append(
+            f"| {CURVES[detector]} | {wait} | {_pct(short['false_cut_rate'])} "
+            f"| {_pct(short['false_cut_rate_instant'])} "
+            f"| {_pct(by_class['pauses<=1s, whole'].get('false_cut_rate_instant'))} "
+            f"| {_pct(by_class['pauses<=1s, final'].get('false_cut_rate_instant'))} "
+            f"| {_pct(by_class['two_sentences'].get('false_cut_rate_instant'))} "
+            f"| {_per40(by_class['reading'].get('extra_turns_per_40s_instant'))} "
+            f"/ {_per40(by_class['reading_final'].get('extra_turns_per_40s_instant'))} "
+            f"| {_ms(comp.get('median_ms'))} | {_ms(comp.get('p90_ms'))} | {_pct(comp.get('late_rate'))} "
+            f"| {_ms(comp.get('reply_median_ms'))} |"
+        )
     lines += _heard_table(report)
     lines += ["", "## Every class: median / p90 end-of-turn delay (ms) and late ends", ""]
     lines += [
@@ -484,6 +476,17 @@ def render_markdown(report: dict[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _curve_points(rows: list[dict[str, object]]) -> Iterator[tuple[str, int, dict[str, dict[str, object]]]]:
+    """Every detector and wait that has hesitations up to 1 s, with its rows by class (a class
+    with no items: an empty row), in the order of the tables."""
+    kinds = (*CLASSES, *SHORT_PAUSES)
+    for detector in CURVES:
+        for wait in WAITS_MS:
+            if row_of(rows, detector, wait, "pauses<=1s") is None:
+                continue
+            yield detector, wait, {kind: row_of(rows, detector, wait, kind) or {} for kind in kinds}
+
+
 def _heard_table(report: dict[str, object]) -> list[str]:
     """The false cuts the user would hear: the reply's first audio before the voice came back."""
     reply: dict[str, object] | None = report.get("reply")  # type: ignore[assignment]
@@ -506,22 +509,16 @@ def _heard_table(report: dict[str, object]) -> list[str]:
         "| complete: median ms | p90 ms |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for detector in CURVES:
-        for wait in WAITS_MS:
-            short = row_of(rows, detector, wait, "pauses<=1s")
-            if short is None:
-                continue
-            two = row_of(rows, detector, wait, "two_sentences") or {}
-            rd = row_of(rows, detector, wait, "reading") or {}
-            rd_final = row_of(rows, detector, wait, "reading_final") or {}
-            comp = row_of(rows, detector, wait, "complete") or {}
-            lines.append(
-                f"| {CURVES[detector]} | {wait} | {_pct(short['heard_cut_rate'])} "
-                f"| {_pct(short['heard_cut_rate_instant'])} | {_pct(two.get('heard_cut_rate_instant'))} "
-                f"| {_per40(rd.get('heard_extra_turns_per_40s_instant'))} "
-                f"/ {_per40(rd_final.get('heard_extra_turns_per_40s_instant'))} "
-                f"| {_ms(comp.get('median_ms'))} | {_ms(comp.get('p90_ms'))} |"
-            )
+    for detector, wait, by_class in _curve_points(rows):
+        short, comp = by_class["pauses<=1s"], by_class["complete"]
+        lines.append(
+            f"| {CURVES[detector]} | {wait} | {_pct(short['heard_cut_rate'])} "
+            f"| {_pct(short['heard_cut_rate_instant'])} "
+            f"| {_pct(by_class['two_sentences'].get('heard_cut_rate_instant'))} "
+            f"| {_per40(by_class['reading'].get('heard_extra_turns_per_40s_instant'))} "
+            f"/ {_per40(by_class['reading_final'].get('heard_extra_turns_per_40s_instant'))} "
+            f"| {_ms(comp.get('median_ms'))} | {_ms(comp.get('p90_ms'))} |"
+        )
     lines += [
         "",
         "Knee (shortest wait with ≤ 5 % heard cut-ins on hesitation pauses up to 1 s, signals instant): "
