@@ -14,13 +14,17 @@ import pytest
 
 import app
 from tests.loopback_session import FakeRequest
+from voice import panel
+from voice.runtime import RuntimeLoader
 from voice.settings import load_settings
+from web.callbacks import PageCallbacks
+from web.page import PLAYER_HEAD, build_page
 
 
 def test_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GRADIO_SERVER_PORT", "9000")
     monkeypatch.setenv("TTS_ENGINE", "edge")
-    settings = app.settings_from_args(app.parse_args(["--port", "7000", "--strategy", "cold"]))
+    settings = app.app_settings(app.parse_args(["--port", "7000", "--strategy", "cold"]))
     assert settings.port == 7000 and settings.connection_strategy == "cold" and settings.tts_engine == "edge"
     assert settings.host == "127.0.0.1", "the default bind must be loopback"
 
@@ -34,8 +38,8 @@ def test_bad_configuration_is_one_clear_line(capsys: pytest.CaptureFixture[str])
 
 def test_page_has_the_controls_a_demo_needs() -> None:
     settings = load_settings({"tts_engine": "piper"}, environ={}, dotenv_path=None)
-    web = app.WarmVoiceApp(settings, app.RuntimeLoader(settings))
-    demo = web.build()
+    web = PageCallbacks(settings, RuntimeLoader(settings))
+    demo = build_page(web)
     config = demo.get_config_file()
     labels = {c["props"].get("value") for c in config["components"] if c["type"] == "button"}
     assert {"Start speaking", "Stop", "Send"} <= labels
@@ -43,7 +47,7 @@ def test_page_has_the_controls_a_demo_needs() -> None:
     assert {"mic", "reply-audio", "chat", "current-turn", "turns", "chart", "facts", "strategy", "rtt"} <= ids
     audio = {c["props"]["elem_id"]: c["props"] for c in config["components"] if c["type"] == "audio"}
     assert audio["mic"]["streaming"] and audio["mic"]["sources"] == ["microphone"]
-    assert "window.warmvoice.play" in app.PLAYER_HEAD or "warmvoice" in app.PLAYER_HEAD
+    assert "window.warmvoice.play" in PLAYER_HEAD or "warmvoice" in PLAYER_HEAD
 
 
 async def _pump_until(pump, predicate, timeout_s: float = 90.0):
@@ -56,7 +60,7 @@ async def _pump_until(pump, predicate, timeout_s: float = 90.0):
 
 @pytest.mark.slow
 async def test_a_typed_turn_flows_through_the_callbacks(voice_runtime, offline_settings) -> None:
-    web = app.WarmVoiceApp(offline_settings, app.RuntimeLoader.loaded(offline_settings, voice_runtime))
+    web = PageCallbacks(offline_settings, RuntimeLoader.loaded(offline_settings, voice_runtime))
     tab = FakeRequest("tab-one")
     statuses = [s async for s in web.start("prewarmed", 0, offline_settings.system_prompt, 500, True, tab)]
     assert statuses[-1] == "Pre-warming…"
@@ -81,7 +85,7 @@ async def test_a_typed_turn_flows_through_the_callbacks(voice_runtime, offline_s
 async def _first_audio(voice_runtime, offline_settings, key: str):
     """A started tab that typed "Hi!", up to the page update that carried the first audio chunk:
     (app, tab, session, pump, that update)."""
-    web = app.WarmVoiceApp(offline_settings, app.RuntimeLoader.loaded(offline_settings, voice_runtime))
+    web = PageCallbacks(offline_settings, RuntimeLoader.loaded(offline_settings, voice_runtime))
     tab = FakeRequest(key)
     [s async for s in web.start("prewarmed", 0, "", 500, True, tab)]
     session = await web._session(tab)
@@ -122,7 +126,7 @@ async def test_audio_chunks_reach_the_reply_player_in_order(voice_runtime, offli
 @pytest.mark.slow
 async def test_the_players_report_puts_playback_in_the_panel(voice_runtime, offline_settings) -> None:
     web, tab, session, pump, _ = await _first_audio(voice_runtime, offline_settings, "tab-played")
-    column = app.panel.TURN_COLUMNS.index("Playing (browser)")
+    column = panel.TURN_COLUMNS.index("Playing (browser)")
 
     # Reports of another stream (an older session of this tab), of unknown turns, or garbage: nothing.
     for report in (
@@ -136,7 +140,7 @@ async def test_the_players_report_puts_playback_in_the_panel(voice_runtime, offl
     assert session.latencies[0].playback_confirmed_ms is None
 
     await web.playback_started(json.dumps([{"session": session.instance_id, "turn": 1, "player_ms": 12}]), tab)
-    out = await _pump_until(pump, lambda o: isinstance(o[3], str) and app.panel.PLAYBACK_LABEL in o[3])
+    out = await _pump_until(pump, lambda o: isinstance(o[3], str) and panel.PLAYBACK_LABEL in o[3])
     lat = session.latencies[0]
     assert lat.playback_confirmed_ms is not None and lat.first_audio_ms is not None
     assert lat.playback_confirmed_ms >= lat.first_audio_ms and lat.extras["player_ms"] == 12.0
@@ -146,14 +150,14 @@ async def test_the_players_report_puts_playback_in_the_panel(voice_runtime, offl
 
 
 async def test_typing_before_start_is_a_clear_error(offline_settings) -> None:
-    web = app.WarmVoiceApp(offline_settings, app.RuntimeLoader(offline_settings))
+    web = PageCallbacks(offline_settings, RuntimeLoader(offline_settings))
     with pytest.raises(gr.Error, match="Start speaking"):
         await web.type_turn("hello", FakeRequest("nobody"))
 
 
 async def test_start_opens_the_requested_pool_directly(voice_runtime, offline_settings) -> None:
     """The A/B choice made before clicking applies to the session's first (and only) pool."""
-    web = app.WarmVoiceApp(offline_settings, app.RuntimeLoader.loaded(offline_settings, voice_runtime))
+    web = PageCallbacks(offline_settings, RuntimeLoader.loaded(offline_settings, voice_runtime))
     tab = FakeRequest("tab-cold")
     statuses = [s async for s in web.start("cold", 0, "", 700, False, tab)]
     session = await web._session(tab)
@@ -173,7 +177,7 @@ async def test_start_opens_the_requested_pool_directly(voice_runtime, offline_se
 async def test_the_page_round_trip_is_measured_on_the_servers_clock(voice_runtime, offline_settings) -> None:
     """The pump pings the page through the player's payload (never together with audio); the
     player's answer, minus the time it spent in the page, is the round trip the facts show."""
-    web = app.WarmVoiceApp(offline_settings, app.RuntimeLoader.loaded(offline_settings, voice_runtime))
+    web = PageCallbacks(offline_settings, RuntimeLoader.loaded(offline_settings, voice_runtime))
     tab = FakeRequest("tab-ping")
     [s async for s in web.start("prewarmed", 0, "", 500, True, tab)]
     session = await web._session(tab)
@@ -218,7 +222,7 @@ def test_the_pong_report_is_bounded_and_not_an_api() -> None:
     from voice.browser_link import MAX_PONG_CHARS, parse_pongs
 
     settings = load_settings({"tts_engine": "piper"}, environ={}, dotenv_path=None)
-    config = app.WarmVoiceApp(settings, app.RuntimeLoader(settings)).build().get_config_file()
+    config = build_page(PageCallbacks(settings, RuntimeLoader(settings))).get_config_file()
     by_elem = {c["props"].get("elem_id"): c for c in config["components"]}
     assert by_elem["pong-report"]["props"]["max_length"] == MAX_PONG_CHARS
     assert parse_pongs('[{"session": "s", "ping": 1}' + " " * MAX_PONG_CHARS + "]", "s") == []

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("llm", "voice", "benchmarks")
+PACKAGES = ("llm", "voice", "web", "benchmarks")
 
 
 def module_name(path: Path) -> str:
@@ -52,7 +52,7 @@ def top(name: str) -> str:
 
 @pytest.mark.parametrize("module", sorted(m for m in GRAPH if top(m) == "llm"))
 def test_llm_knows_nothing_of_audio_pages_or_benchmarks(module: str) -> None:
-    forbidden = {"voice", "app", "benchmarks", "gradio", "numpy", "soxr", "edge_tts", "piper", "faster_whisper"}
+    forbidden = {"voice", "web", "app", "benchmarks", "gradio", "numpy", "soxr", "edge_tts", "piper", "faster_whisper"}
     assert not {top(name) for name in GRAPH[module]} & forbidden
 
 
@@ -64,12 +64,12 @@ def test_llm_is_used_only_through_its_public_api(module: str) -> None:
 
 @pytest.mark.parametrize("module", sorted(m for m in GRAPH if top(m) == "voice"))
 def test_voice_knows_no_page_and_no_benchmark(module: str) -> None:
-    assert not {top(name) for name in GRAPH[module]} & {"app", "gradio", "benchmarks"}
+    assert not {top(name) for name in GRAPH[module]} & {"app", "web", "gradio", "benchmarks"}
 
 
 def test_nothing_in_the_product_imports_the_page_or_the_benchmarks() -> None:
     for module, names in GRAPH.items():
-        if top(module) in ("llm", "voice"):
+        if top(module) in ("llm", "voice", "web"):
             assert not {top(name) for name in names} & {"app", "benchmarks"}, module
 
 

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-import app
 from llm import Secret
 from tests.llm_servers import LLMServer, echo, reply
 from tests.loopback_session import (
@@ -41,8 +40,9 @@ from tests.speech import resample, synthesize, trimmed
 from voice.events import SessionEvent, Status, TurnDone
 from voice.headless import run_spoken_turn, speak_into
 from voice.llm_endpoint import LLMEndpoint
-from voice.runtime import VoiceRuntime
+from voice.runtime import RuntimeLoader, VoiceRuntime
 from voice.session import MAX_TYPED_CHARS, VoiceSession
+from web.callbacks import PageCallbacks
 
 pytestmark = pytest.mark.slow
 
@@ -311,13 +311,13 @@ async def test_empty_system_prompt_is_allowed(voice_runtime, server: LLMServer) 
 
 
 @contextlib.asynccontextmanager
-async def app_tab(voice_runtime, server: LLMServer, tab: str) -> AsyncIterator[tuple[app.WarmVoiceApp, list]]:
+async def app_tab(voice_runtime, server: LLMServer, tab: str) -> AsyncIterator[tuple[PageCallbacks, list]]:
     """A WarmVoiceApp over the real models and the loopback LLM, its tab started, and the
     list every rendered page update is appended to (by a background pump reader)."""
     settings = voice_runtime.settings.replace(**FAST_TIMEOUTS)
     endpoint = LLMEndpoint(base_url=server.base_url, model="test-model", api_key=Secret(""), reason="test")
     runtime = VoiceRuntime(settings, endpoint, voice_runtime.transcriber)
-    web = app.WarmVoiceApp(settings, app.RuntimeLoader.loaded(settings, runtime))
+    web = PageCallbacks(settings, RuntimeLoader.loaded(settings, runtime))
     request = FakeRequest(tab)
     [s async for s in web.start("pooled", 0, settings.system_prompt, 500, True, request)]
     outputs: list[tuple[Any, ...]] = []

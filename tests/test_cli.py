@@ -87,3 +87,20 @@ def test_typed_turns_print_reply_and_table(tmp_path: Path) -> None:
     assert "First token" in text and "First audio ready" in text
     assert read_wav(tmp_path / "reply-2.wav")[1] == 24000
     assert "Traceback" not in run.stderr
+
+
+def test_the_page_and_the_headless_runner_share_their_settings_flags() -> None:
+    import app
+    from voice.__main__ import parse_args as headless_args
+    from voice.cli import settings_from_args
+
+    flags = ["--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--tts", "piper", "--strategy", "cold"]
+    page = app.app_settings(app.parse_args(flags))
+    headless = settings_from_args(headless_args(["--text", "hi", *flags]))
+    for field in ("openai_base_url", "llm_model", "tts_engine", "connection_strategy"):
+        assert getattr(page, field) == getattr(headless, field)
+    assert (page.openai_base_url, page.tts_engine, page.connection_strategy) == (
+        "http://127.0.0.1:9/v1",
+        "piper",
+        "cold",
+    )

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-import app
 from tests.llm_servers import LLMServer, echo
 from tests.loopback_session import loopback_session
 from tests.speech import silence, spoken
@@ -26,6 +25,7 @@ from voice.endpointing import SAMPLE_RATE, Endpointer, SpeechStarted, TurnEnded
 from voice.events import SessionEvent, TurnDone
 from voice.headless import speak_into
 from voice.session import VoiceSession
+from web.view import PageView
 
 pytestmark = pytest.mark.slow
 
@@ -92,7 +92,7 @@ async def test_going_on_before_the_reply_is_heard_continues_the_turn(
         assert session.speculation_stats.continued == 1
         assert any(isinstance(e, TurnDone) and e.latency.outcome == "continued" for e in events)
         # The page's chat takes the fragment back too: the user sees the question once, whole.
-        view = app._PageView(session)
+        view = PageView(session)
         for event in events:
             view.apply(event)
         assert [m["content"] for m in view.chat if m["role"] == "user"] == [whole.transcript]

@@ -24,7 +24,9 @@ from tests.speech import synthesize
 from voice.audio import SAMPLE_RATE, to_mono_16k
 from voice.latency import TurnLatency
 from voice.local_audio import CAPTURE_BLOCK, LocalAudioError, LocalSpeaker, converse_locally
+from voice.runtime import RuntimeLoader
 from voice.tts import AudioChunk
+from web.callbacks import PageCallbacks
 
 QUESTION = "What is the capital of France?"
 
@@ -205,15 +207,12 @@ async def test_the_app_logs_a_local_microphone_that_cannot_open(
     voice_runtime, offline_settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """``app.py --local-audio``: nobody awaits the capture task, so its failure must be logged."""
-    import app
     from voice.local_audio import LocalMic
 
     device = StandInSoundDevice(np.zeros(CAPTURE_BLOCK, np.float32))
     device.input_error = OSError("Error opening InputStream: Device unavailable [PaErrorCode -9985]")
     monkeypatch.setitem(sys.modules, "sounddevice", device)
-    web = app.WarmVoiceApp(
-        offline_settings, app.RuntimeLoader.loaded(offline_settings, voice_runtime), local_mic=LocalMic()
-    )
+    web = PageCallbacks(offline_settings, RuntimeLoader.loaded(offline_settings, voice_runtime), local_mic=LocalMic())
     tab = FakeRequest("local-tab")
     try:
         [status async for status in web.start("prewarmed", 0, "", 500, True, tab)]

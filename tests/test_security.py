@@ -45,10 +45,13 @@ from voice import panel
 from voice.events import SessionEvent, TurnDone
 from voice.headless import run_spoken_turn
 from voice.llm_endpoint import LLMEndpoint
-from voice.runtime import VoiceRuntime
+from voice.runtime import RuntimeLoader, VoiceRuntime
 from voice.session import VoiceSession
 from voice.settings import Settings, load_settings
 from voice.voices import EDGE_VOICES, VoiceCatalog, VoiceRefused
+from web.callbacks import PageCallbacks
+from web.page import build_page
+from web.view import PageView
 
 KEY = "sk-SECURITY-canary-7c1e5a9b3d"
 QUESTION = "What is the capital of France?"
@@ -61,16 +64,16 @@ def server(server: LLMServer) -> LLMServer:
     return server
 
 
-def loopback_app(voice_runtime: Any, base_url: str, key: str = "") -> app.WarmVoiceApp:
+def loopback_app(voice_runtime: Any, base_url: str, key: str = "") -> PageCallbacks:
     """The real WarmVoiceApp over the shared models, talking to a loopback LLM."""
     settings = voice_runtime.settings.replace(openai_api_key=Secret(key), **FAST_TIMEOUTS)
     endpoint = LLMEndpoint(base_url=base_url, model="test-model", api_key=Secret(key), reason="test")
     runtime = VoiceRuntime(settings, endpoint, voice_runtime.transcriber)
-    return app.WarmVoiceApp(settings, app.RuntimeLoader.loaded(settings, runtime))
+    return PageCallbacks(settings, RuntimeLoader.loaded(settings, runtime))
 
 
 @contextlib.asynccontextmanager
-async def open_tab(web: app.WarmVoiceApp, tab: str) -> AsyncIterator[list[tuple[Any, ...]]]:
+async def open_tab(web: PageCallbacks, tab: str) -> AsyncIterator[list[tuple[Any, ...]]]:
     """Start the tab's session and collect every page update its event pump renders."""
     request = FakeRequest(tab)
     [s async for s in web.start("prewarmed", 0, web.settings.system_prompt, 500, True, request)]
@@ -131,7 +134,7 @@ async def test_api_key_travels_only_in_the_authorization_header(
             repr(s.endpoint),
             repr(s.reply.conversation),
         ]
-        view = app._PageView(s)
+        view = PageView(s)
         for event in events:
             view.apply(event)
         seen.append(page_text(view.render(chart=True)))
@@ -167,7 +170,7 @@ async def test_credentials_in_the_endpoint_url_are_not_shown(voice_runtime) -> N
         base_url="http://user:pa55word-canary@127.0.0.1:9/v1", model="m", api_key=Secret(""), reason="test"
     )
     session = VoiceSession(settings, endpoint, transcriber=voice_runtime.transcriber, tts=voice_runtime.new_tts())
-    facts = page_text(app._PageView(session).render(chart=False))
+    facts = page_text(PageView(session).render(chart=False))
     assert "pa55word-canary" not in facts and "127.0.0.1:9" in facts
 
 
@@ -298,8 +301,8 @@ async def _until_answered(session: Any) -> list[SessionEvent]:
 def test_page_inputs_are_bounded(voice_runtime) -> None:
     """The browser can stream the microphone for at most a session's length, type at most
     100 kB (the session then sends 2,000 characters) and set a prompt of at most 4,000."""
-    web = app.WarmVoiceApp(voice_runtime.settings, app.RuntimeLoader(voice_runtime.settings))
-    config = web.build().get_config_file()
+    web = PageCallbacks(voice_runtime.settings, RuntimeLoader(voice_runtime.settings))
+    config = build_page(web).get_config_file()
     components = {c["id"]: c for c in config["components"]}
     by_elem = {c["props"].get("elem_id"): c for c in config["components"]}
     assert by_elem["typed"]["props"]["max_length"] == 100_000
@@ -359,7 +362,7 @@ async def test_a_voice_path_from_the_page_is_refused_and_never_opened(
 
         await web.set_voice("en-US-GuyNeural", request)
         assert session.settings.tts_voice == "en-US-GuyNeural" and session.speech.tts is not engine
-    config = web.build().get_config_file()
+    config = build_page(web).get_config_file()
     box = next(c for c in config["components"] if c["props"].get("label") == "Voice")
     assert box["props"]["allow_custom_value"] is False
     assert [choice[1] for choice in box["props"]["choices"]] == session.voices.names

@@ -16,20 +16,21 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
-from llm import STRATEGIES, configure_logging, hide_in_logs
+from llm import configure_logging, hide_in_logs
 from voice.audio import read_wav, write_wav
+from voice.cli import add_settings_flags, settings_from_args
 from voice.headless import TurnResult, run_spoken_turn, run_typed_turn
 from voice.latency import format_table
 from voice.runtime import VoiceRuntime
 from voice.session import VoiceSession
-from voice.settings import SettingsError, load_settings
+from voice.settings import SettingsError
 
 log = logging.getLogger("voice")
 T = TypeVar("T")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line options; LLM/TTS settings come from the environment and .env as in the app."""
+    """Command-line options; the rest of the settings come from the environment and .env, as in the app."""
     p = argparse.ArgumentParser(prog="python -m voice", description=__doc__.splitlines()[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument(
@@ -41,9 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     src.add_argument("--text", action="append", help="a typed turn (repeat for more turns)")
     src.add_argument("--mic", action="store_true", help="use the default microphone and speaker")
-    p.add_argument("--strategy", choices=STRATEGIES, help="LLM connection strategy")
-    p.add_argument("--rtt-ms", type=float, help="emulated network distance to the LLM")
-    p.add_argument("--tts", choices=("auto", "edge", "piper"), help="TTS engine")
+    add_settings_flags(p)
     p.add_argument(
         "--out",
         type=Path,
@@ -51,7 +50,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="reply audio (turn N goes to reply-N.wav when there are several)",
     )
     p.add_argument("--pause-s", type=float, default=1.0, help="pause between turns")
-    p.add_argument("--log-level", default=None)
     return p.parse_args(argv)
 
 
@@ -127,14 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the process exit code."""
     args = parse_args(argv)
     try:
-        settings = load_settings(
-            {
-                "connection_strategy": args.strategy,
-                "emulated_rtt_ms": args.rtt_ms,
-                "tts_engine": args.tts,
-                "log_level": args.log_level,
-            }
-        )
+        settings = settings_from_args(args)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ import base64
 import html
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -17,11 +18,14 @@ matplotlib.use("Agg")  # no display on a server; must precede pyplot
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from llm import STRATEGY_SHORT_LABELS, Strategy, format_ms
+from llm import STRATEGY_SHORT_LABELS, Strategy, format_ms, public_endpoint
 from voice.audio import float_to_int16
 from voice.browser_link import RoundTrips, finite_number, page_messages, positive_int
 from voice.events import AudioOut
 from voice.latency import STAGES, TurnLatency
+
+if TYPE_CHECKING:
+    from voice.session import VoiceSession
 
 TURN_COLUMNS = [
     "Turn",
@@ -61,6 +65,27 @@ class SessionFacts:
     interruptions: str = "—"
     # Preemptive LLM requests (voice.preemptive.PreemptiveStats), one line.
     preemptive: str = "—"
+
+
+def session_facts(session: VoiceSession, browser_rtt: RoundTrips | None = None) -> SessionFacts:
+    """What the panel says about ``session`` now; ``browser_rtt``: the page's measured round trips."""
+    stats = getattr(session.client, "stats", None)
+    warm = session.reply.warmup
+    return SessionFacts(
+        endpoint=public_endpoint(session.endpoint.base_url),
+        model=session.endpoint.model,  # no user:password
+        connection_state=session.connection_state,
+        strategy=session.settings.connection_strategy,
+        rtt_ms=session.settings.emulated_rtt_ms,
+        warmup="—" if warm is None else (f"{warm.ms:,.0f} ms" if warm.ok else f"failed: {warm.error}"),
+        connections_opened=getattr(stats, "connections_opened", 0),
+        connections_reused=getattr(stats, "connections_reused", 0),
+        tts_engine=next((lat.tts_engine for lat in reversed(session.latencies) if lat.tts_engine), "—"),
+        browser_rtt=browser_rtt,
+        interruptions=f"{session.interruption.stats.describe()}, "
+        f"{session.speculation_stats.continued} turns continued before the reply was heard",
+        preemptive=session.reply.preemptive.stats.describe(),
+    )
 
 
 PLAYBACK_LABEL = "Playing in your browser (confirmed)"

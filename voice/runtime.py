@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -122,3 +123,54 @@ async def _warm_tts(tts: TTSEngine) -> None:
         log.warning("Text-to-speech could not warm up: %s", exc)
     finally:
         await tts.aclose()
+
+
+class RuntimeLoader:
+    """Loads the models and starts the LLM backend in a thread, so the page is up at once
+    and shows progress instead of a silent wait."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.progress = "Starting…"
+        self.error: str | None = None
+        self.runtime: VoiceRuntime | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._load, name="runtime-loader", daemon=True)
+
+    @classmethod
+    def loaded(cls, settings: Settings, runtime: VoiceRuntime) -> RuntimeLoader:
+        """A loader that is already done (tests, or a caller that built the runtime itself)."""
+        loader = cls(settings)
+        loader.runtime = runtime
+        loader.progress = "Ready"
+        loader._done.set()
+        return loader
+
+    def start(self) -> None:
+        """Begin loading in the background."""
+        self._thread.start()
+
+    def _load(self) -> None:
+        def say(text: str) -> None:
+            self.progress = text
+            log.info("%s", text)
+
+        try:
+            self.runtime = VoiceRuntime.create(self.settings, progress=say)
+        except Exception as exc:
+            self.error = f"WarmVoice could not start: {exc}"
+            log.error("%s", self.error)
+        finally:
+            self._done.set()
+
+    async def wait(self) -> VoiceRuntime:
+        """The runtime once loaded; raises RuntimeError with the reason if loading failed."""
+        await asyncio.to_thread(self._done.wait)
+        if self.runtime is None:
+            raise RuntimeError(self.error or "WarmVoice could not start")
+        return self.runtime
+
+    @property
+    def ready(self) -> bool:
+        """True once loading has finished (successfully or not)."""
+        return self._done.is_set()
