@@ -157,7 +157,7 @@ async def test_a_complete_question_in_an_espeak_voice_ends_at_the_minimum_silenc
     """Issue #22: on voices other than Piper's, Smart Turn hears finished questions as unfinished
     and the word list read "from" as dangling, so these waited the 1 s hold or longer.  The text
     model reads them complete: the turn ends at the minimum silence."""
-    turns = await detect(transcriber, DEFAULT, spoken(question, espeak_voice=voice))
+    turns = await detect(transcriber, DEFAULT, spoken(question, espeak_voice=voice), tail_s=7.0)
     assert len(turns) == 1, [t.turn_end for t in turns]
     turn, end = turns[0], turns[0].turn_end
     assert end.signal == "text_model", end
