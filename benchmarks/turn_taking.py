@@ -59,6 +59,7 @@ from benchmarks.turn_taking_data import (
     Item,
     labelled_set,
 )
+from voice.end_of_turn_text import load_text_end_of_turn
 from voice.endpointing import FRAME, Endpointer
 from voice.settings import Settings
 from voice.smart_turn import smart_turn_model
@@ -211,12 +212,16 @@ def ended_at(policy: TurnPolicy, pause: Pause, *, instant: bool = False) -> floa
     (``instant``) from that start itself.
     """
     whisper_ms, model_ms = (0.0, 0.0) if instant else (pause.whisper_ms, pause.model_ms)
+    # Judged now, from the stored transcript, so a replay measures the current word list and model
+    # (its ~1 ms runs in the app's Whisper thread, so it is counted in whisper_ms's place).
+    words_complete = text_sounds_complete(pause.text)
+    text_p = load_text_end_of_turn().probability(pause.text)
     silence = 0.0
     while silence <= pause.length_ms:
-        # Judged now, from the stored transcript, so a replay measures the current word list.
-        text = text_sounds_complete(pause.text) if silence >= transcript_start(policy) + whisper_ms else None
+        ready = silence >= transcript_start(policy) + whisper_ms
+        text, text_probability = (words_complete, text_p) if ready else (None, None)
         probability = pause.probability if silence >= SPECULATE_AFTER_MS + model_ms else None
-        if decide(policy, silence, text, probability) is not None:
+        if decide(policy, silence, text, probability, text_probability) is not None:
             return silence
         silence += FRAME_MS
     return None
@@ -264,7 +269,7 @@ def policies(
     """(curve, wait, policy) for every curve of :data:`CURVES` and swept wait.
 
     vad: the fixed silence; text: the word-list rule's silence (its short wait stays the
-    earlier default, 300 ms); audio and combined: the hold (minimum silence and maximum wait
+    earlier default, 300 ms); audio, combined and text_model(+audio): the hold (minimum silence and maximum wait
     fixed); combined_min: the combined detector's minimum silence, the wait when both signals
     say complete (hold fixed, raised to the minimum silence when that is longer).  Every
     detector starts the early transcript ``transcript_after_ms`` into the pause.
@@ -274,7 +279,7 @@ def policies(
     for wait in WAITS_MS:
         out.append(("vad", wait, TurnPolicy("vad", min_silence_ms=min(wait, 300), silence_ms=wait, **after)))
         out.append(("text", wait, TurnPolicy("text", min_silence_ms=min(wait, 300), silence_ms=wait, **after)))
-        for detector in ("audio", "combined"):
+        for detector in ("audio", "combined", "text_model", "text_model+audio"):
             hold = max(wait, min_silence_ms)
             policy = TurnPolicy(detector, min_silence_ms=min_silence_ms, hold_ms=hold, max_wait_ms=max_wait_ms, **after)
             out.append((detector, wait, policy))
