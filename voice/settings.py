@@ -83,6 +83,9 @@ class Settings:
     first_sentence_max_words: int = 6
     # Send the LLM request on the early transcript, during the pause (voice.preemptive).
     preemptive_generation: bool = True
+    # Synthesize that request's first sentence as soon as it is complete, before the turn is
+    # confirmed (voice.preemptive_speech).
+    preemptive_tts: bool = True
     # Serving
     host: str = "127.0.0.1"
     port: int = 7860
@@ -169,6 +172,7 @@ ENV_NAMES: dict[str, str] = {
     "piper_threads": "PIPER_THREADS",
     "first_sentence_max_words": "FIRST_SENTENCE_MAX_WORDS",
     "preemptive_generation": "PREEMPTIVE_GENERATION",
+    "preemptive_tts": "PREEMPTIVE_TTS",
     "host": "GRADIO_SERVER_NAME",
     "port": "GRADIO_SERVER_PORT",
     "max_sessions": "MAX_SESSIONS",
