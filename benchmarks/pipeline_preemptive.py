@@ -89,10 +89,18 @@ async def replay_hesitations(runtime: VoiceRuntime, count: int, say: Say) -> Hes
             while session.busy and time.perf_counter() < deadline:
                 await asyncio.sleep(0.05)
             await session.preemptive_speech.settled()
+            lat = result.latency if result is not None else None
+            after = (
+                None
+                if lat is None or lat.first_audio_ms is None or lat.endpoint_ms is None
+                else lat.first_audio_ms - lat.endpoint_ms
+            )
             line = (
                 f"{item.name}: {session.turns_started - turns} turn(s), "
                 f"{stats.tts_dropped - dropped} synthesis(es) dropped, heard "
-                f"{result.transcript if result is not None else '(no turn)'!r}"
+                f"{result.transcript if result is not None else '(no turn)'!r}; last turn: "
+                + ("first sentence from the pause's buffer" if lat and "tts_buffered" in lat.extras else "no buffer")
+                + ("" if after is None else f", turn confirmed → first audio {after:,.0f} ms")
             )
             per_item.append(line)
             say(f"[hesitations] {line}")
