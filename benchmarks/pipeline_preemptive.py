@@ -25,6 +25,7 @@ from benchmarks.pipeline_records import HesitationReplay, SessionRecord, TurnRec
 from benchmarks.turn_taking_data import TUNING, Item, Piper, build
 from voice.audio import SAMPLE_RATE
 from voice.headless import run_spoken_turn
+from voice.latency import TurnLatency
 from voice.preemptive import PreemptiveStats
 from voice.runtime import VoiceRuntime
 
@@ -83,24 +84,16 @@ async def replay_hesitations(runtime: VoiceRuntime, count: int, say: Say) -> Hes
         await session.wait_warm()
         stats = session.reply.preemptive.stats
         for item in items:
-            turns, dropped = session.turns_started, stats.tts_dropped
-            result = await run_spoken_turn(session, item.audio, SAMPLE_RATE, timeout_s=REPLAY_TURN_TIMEOUT_S)
+            first, dropped = len(session.latencies), stats.tts_dropped
+            await run_spoken_turn(session, item.audio, SAMPLE_RATE, timeout_s=REPLAY_TURN_TIMEOUT_S)
             deadline = time.perf_counter() + PLAYBACK_WAIT_S
             while session.busy and time.perf_counter() < deadline:
                 await asyncio.sleep(0.05)
             await session.preemptive_speech.settled()
-            lat = result.latency if result is not None else None
-            after = (
-                None
-                if lat is None or lat.first_audio_ms is None or lat.endpoint_ms is None
-                else lat.first_audio_ms - lat.endpoint_ms
-            )
-            line = (
-                f"{item.name}: {session.turns_started - turns} turn(s), "
-                f"{stats.tts_dropped - dropped} synthesis(es) dropped, heard "
-                f"{result.transcript if result is not None else '(no turn)'!r}; last turn: "
-                + ("first sentence from the pause's buffer" if lat and "tts_buffered" in lat.extras else "no buffer")
-                + ("" if after is None else f", turn confirmed → first audio {after:,.0f} ms")
+            while not session.events.empty():  # a second turn's events (a cut hesitation) are this item's
+                session.events.get_nowait()
+            line = f"{item.name}: {stats.tts_dropped - dropped} synthesis(es) dropped; " + "; ".join(
+                _turn_line(lat) for lat in session.latencies[first:]
             )
             per_item.append(line)
             say(f"[hesitations] {line}")
@@ -108,6 +101,17 @@ async def replay_hesitations(runtime: VoiceRuntime, count: int, say: Say) -> Hes
     finally:
         await session.stop()
     return HesitationReplay(len(items), turns, dataclasses.replace(session.reply.preemptive.stats), per_item)
+
+
+def _turn_line(lat: TurnLatency) -> str:
+    """One turn of a replayed item: what was heard, how it ended, whether the pause's buffer played."""
+    end = lat.turn_end.signal if lat.turn_end is not None else "?"
+    after = None if lat.first_audio_ms is None or lat.endpoint_ms is None else lat.first_audio_ms - lat.endpoint_ms
+    return (
+        f"turn heard {lat.transcript!r} ({lat.outcome}, ended by {end}), "
+        + ("first sentence from the pause's buffer" if "tts_buffered" in lat.extras else "no buffer")
+        + ("" if after is None else f", turn confirmed → first audio {after:,.0f} ms")
+    )
 
 
 # ---- the report ----------------------------------------------------------------------------
@@ -131,6 +135,11 @@ def _confirmed_to_audio(turn: TurnRecord) -> float | None:
 
 def _extra(turn: TurnRecord, name: str) -> float | None:
     return None if turn.latency is None else turn.latency.extras.get(name)
+
+
+def _held(turn: TurnRecord) -> bool:
+    end = turn.latency.turn_end if turn.latency is not None else None
+    return end is not None and end.signal in ("hold", "max_wait")
 
 
 def _share(part: int, whole: int) -> str:
@@ -161,6 +170,12 @@ def comparison_rows(run: VoiceBenchRun) -> list[str]:
     summary("Turn confirmed → first audio (what follows the decision)", _confirmed_to_audio)
     adopted = {v: [t for t in turns[v] if _extra(t, "preemptive") == 1.0] for v in LEVERS}
     buffered = {v: [t for t in turns[v] if _extra(t, "tts_buffered") == 1.0] for v in LEVERS}
+    rows.append(
+        (
+            "Turns the detector held (ended by hold or max wait, not the shorter silence)",
+            [_share(sum(_held(t) for t in turns[v]), len(turns[v])) for v in LEVERS],
+        )
+    )
     rows.append(
         ("Turns that adopted the pause's LLM request", [_share(len(adopted[v]), len(turns[v])) for v in LEVERS])
     )
