@@ -237,9 +237,11 @@ def render_preemptive(run: VoiceBenchRun) -> list[str]:
         out += [
             "## Preemptive speech (issue #23), off vs on",
             "",
-            'Each session ran once per variant, in alternating order, on the same spoken questions; "on" is the '
-            'app as configured, "off" differs only in `PREEMPTIVE_TTS=false`. Turn confirmed = the end-of-turn '
-            "decision (`endpoint_ms`); first audio = the first chunk sent to the player, as measured.",
+            'Each session ran once per variant, in alternating order, on the same spoken questions; "on" ran with '
+            f"`PREEMPTIVE_TTS={'true' if run.config.levers_on.get('preemptive_tts') else 'false'}` (the run's "
+            'settings: it is off by default, `PREEMPTIVE_TTS=true` in the environment turns it on), "off" differs '
+            "only in `PREEMPTIVE_TTS=false`. Turn confirmed = the end-of-turn decision (`endpoint_ms`); first audio = "
+            "the first chunk sent to the player, as measured.",
             "",
             *comparison_rows(run),
             "",

@@ -15,7 +15,7 @@ from voice.settings import load_settings
 
 
 def test_the_off_variant_turns_only_preemptive_speech_off() -> None:
-    settings = load_settings({}, environ={}, dotenv_path=None)
+    settings = load_settings({"preemptive_tts": True}, environ={}, dotenv_path=None)  # off by default
     off = lever_settings(settings, "off", ("preemptive_tts",))
     assert settings.preemptive_tts and not off.preemptive_tts
     assert off.replace(preemptive_tts=True) == settings  # nothing else changed
@@ -44,7 +44,7 @@ def test_preemptive_speech_off_and_on_side_by_side_with_the_hesitation_replay(tm
         "benchmarks.pipeline",
         [*argv, "--hesitations", "1", "--pause-s", "0.5"],
         tmp_path,
-        env=offline_env(TTS_ENGINE=""),
+        env=offline_env(TTS_ENGINE="", PREEMPTIVE_TTS="true"),  # the variant "on" turns it on
         timeout_s=300,
     )
     sessions = out.report["sessions"]

@@ -80,7 +80,12 @@ async def test_a_spoken_turn_that_adopts_the_pause_request_plays_its_buffered_fi
         # A long fixed silence: the transcript (seconds on a busy machine), the first sentence and
         # its synthesis are all done before the turn ends.
         async with loopback_session(
-            voice_runtime, server.base_url, tts=piper, turn_detector="vad", end_of_turn_silence_ms=5000
+            voice_runtime,
+            server.base_url,
+            tts=piper,
+            turn_detector="vad",
+            end_of_turn_silence_ms=5000,
+            preemptive_tts=True,
         ) as session:
             await session.wait_warm()
             speech = synthesize(QUESTION)
@@ -105,7 +110,12 @@ async def test_going_on_after_a_pause_drops_the_buffered_sentence_and_counts_it(
     async with LLMServer() as server:
         server.default = reply(REPLY, token_delay=0.03)
         async with loopback_session(
-            voice_runtime, server.base_url, tts=piper, end_of_turn_hold_ms=6000, end_of_turn_max_wait_ms=7000
+            voice_runtime,
+            server.base_url,
+            tts=piper,
+            end_of_turn_hold_ms=6000,
+            end_of_turn_max_wait_ms=7000,
+            preemptive_tts=True,
         ) as session:
             await session.wait_warm()
             first, second = synthesize("What is the capital of"), synthesize("France?")
@@ -129,7 +139,7 @@ async def test_a_turn_that_asks_something_else_drops_the_buffer(voice_runtime) -
     piper = RecordingPiper()
     async with LLMServer() as server:
         server.default = reply(REPLY, token_delay=0.03)
-        async with loopback_session(voice_runtime, server.base_url, tts=piper) as session:
+        async with loopback_session(voice_runtime, server.base_url, tts=piper, preemptive_tts=True) as session:
             await session.wait_warm()
             session.reply.preempt(QUESTION)  # what the pause's early transcript does
             await until(lambda: buffered_done(session), "the first sentence synthesized ahead")
@@ -140,6 +150,10 @@ async def test_a_turn_that_asks_something_else_drops_the_buffer(voice_runtime) -
             assert (stats.tts_started, stats.tts_played, stats.tts_dropped) == (1, 0, 1)
             assert stats.tts_dropped_cpu_ms > 0
             assert piper.texts().count(FIRST) == 2  # the dropped one, and the turn's own
+
+
+def test_preemptive_tts_is_off_unless_asked_for(voice_runtime) -> None:
+    assert not voice_runtime.settings.preemptive_tts  # measured not to help by default (the README says why)
 
 
 async def test_preemptive_tts_off_synthesizes_nothing_ahead(voice_runtime) -> None:
@@ -163,7 +177,7 @@ async def test_one_preemptive_synthesis_per_session_at_a_time(voice_runtime) -> 
         # No clause boundary: one long first sentence, a long synthesis.
         long_first = "Paris has been a centre of art and fashion and trade for many hundreds of years."
         server.script(reply(long_first), reply(REPLY))
-        async with loopback_session(voice_runtime, server.base_url, tts=piper) as session:
+        async with loopback_session(voice_runtime, server.base_url, tts=piper, preemptive_tts=True) as session:
             await session.wait_warm()
             session.reply.preempt("Tell me about Paris.")
             await until(lambda: bool(piper.calls), "the first synthesis started")
@@ -190,8 +204,12 @@ async def test_a_confirmed_synthesis_in_another_session_goes_first(voice_runtime
     async with LLMServer() as server:
         server.default = reply(long_reply)
         async with (
-            loopback_session(voice_runtime, server.base_url, tts=speaking, session_id="answering") as a,
-            loopback_session(voice_runtime, server.base_url, tts=guessing, session_id="pausing") as b,
+            loopback_session(
+                voice_runtime, server.base_url, tts=speaking, session_id="answering", preemptive_tts=True
+            ) as a,
+            loopback_session(
+                voice_runtime, server.base_url, tts=guessing, session_id="pausing", preemptive_tts=True
+            ) as b,
         ):
             gate = voice_runtime.synthesis_gate
             assert a.preemptive_speech.gate is gate and b.preemptive_speech.gate is gate
@@ -214,7 +232,9 @@ async def test_the_warm_edge_transport_plays_the_buffered_sentence(voice_runtime
     edge = EdgeTTS(timeout_s=3.0, cooldown_s=60.0, transport=WarmEdgeTransport(connect_timeout_s=3.0))
     async with LLMServer() as server:
         server.default = reply(REPLY, token_delay=0.03)
-        async with loopback_session(voice_runtime, server.base_url, tts=edge, tts_engine="edge") as session:
+        async with loopback_session(
+            voice_runtime, server.base_url, tts=edge, tts_engine="edge", preemptive_tts=True
+        ) as session:
             await session.wait_warm()
             session.reply.preempt(QUESTION)
             await until(lambda: buffered_done(session), "the first sentence synthesized ahead")

@@ -84,8 +84,10 @@ class Settings:
     # Send the LLM request on the early transcript, during the pause (voice.preemptive).
     preemptive_generation: bool = True
     # Synthesize that request's first sentence as soon as it is complete, before the turn is
-    # confirmed (voice.preemptive_speech).
-    preemptive_tts: bool = True
+    # confirmed (voice.preemptive_speech).  Off by default: on this machine class the turn is
+    # confirmed before the first sentence exists except on held turns, where it mostly made a
+    # cut hesitation heard at once (docs/measurements/pipeline_preemptive_tts.md).
+    preemptive_tts: bool = False
     # Serving
     host: str = "127.0.0.1"
     port: int = 7860
