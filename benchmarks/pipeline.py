@@ -64,6 +64,7 @@ from benchmarks.common import (
 from benchmarks.edge_standin import EdgeStandin, encode_mp3, tone
 from benchmarks.machine_probe import run_probe
 from benchmarks.pipeline_levers import INPUT_SETS, LEVERS, LEVERS_OFF, input_label, lever_settings, off_values
+from benchmarks.pipeline_preemptive import replay_hesitations
 from benchmarks.pipeline_records import (
     RSS_INTERVAL_S,
     BenchConfig,
@@ -451,7 +452,12 @@ async def run_session(
             stack.enter_context(standin.patched(port=proxy.port))
             settings = settings.replace(tts_engine="edge", edge_tts_warm=tts_connection == "warm")
             session = VoiceSession(
-                settings, runtime.endpoint, transcriber=runtime.transcriber, tts=tts_for(settings), session_id=name
+                settings,
+                runtime.endpoint,
+                transcriber=runtime.transcriber,
+                tts=tts_for(settings),
+                session_id=name,
+                synthesis_gate=runtime.synthesis_gate,
             )
         await _run_questions(session, questions, config, record, say, standin, proxy, runtime.endpoint.server)
         if standin is not None and proxy is not None:
@@ -719,6 +725,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="Piper speaking rates (length_scale, above 1 slower) to speak the questions at (default 1)",
     )
     p.add_argument(
+        "--hesitations",
+        type=int,
+        default=0,
+        help="also replay this many of the turn-taking set's hesitations with preemptive speech on (default 0)",
+    )
+    p.add_argument(
         "--quick", action="store_true", help="2 questions, pre-warmed only, RTT 0 (for tests; explicit options win)"
     )
     p.add_argument("--json", type=Path, help="write every raw measurement here")
@@ -770,7 +782,10 @@ def config_from(args: argparse.Namespace, parser: argparse.ArgumentParser, setti
             else None
         ),
         turn_detector=settings.turn_detector,
+        hesitations=args.hesitations,
     )
+    if not 0 <= config.hesitations <= 64:
+        parser.error("--hesitations must be between 0 and 64")
     if not 1 <= config.questions <= len(QUESTIONS):
         parser.error(f"--questions must be between 1 and {len(QUESTIONS)}")
     if args.tts == "edge-standin" and (
@@ -843,6 +858,9 @@ def _run(args: argparse.Namespace, settings: Settings, config: BenchConfig, argv
             startup_s = time.perf_counter() - started
             sampler.phase = "turns"
             primer, sessions = asyncio.run(run_all(runtime, questions, config, progress))
+            hesitations = (
+                asyncio.run(replay_hesitations(runtime, config.hesitations, progress)) if config.hesitations else None
+            )
             server = runtime.endpoint.server
             endpoint = EndpointRecord(
                 embedded=runtime.endpoint.is_embedded,
@@ -877,6 +895,7 @@ def _run(args: argparse.Namespace, settings: Settings, config: BenchConfig, argv
         memory=sampler.peak,
         startup_s=round(startup_s, 1),
         wall_time_s=round(time.perf_counter() - started, 1),
+        hesitations=hesitations,
     )
     outputs = [(args.json, functools.partial(write_json, run)), (args.plot, functools.partial(write_plot, run))]
     publish(render_markdown(run), outputs, args.markdown)

@@ -34,6 +34,7 @@ LEVERS_OFF: dict[str, object] = {
     "piper_threads": 0,
     "preemptive_generation": False,
     "early_transcript_after_ms": 150,
+    "preemptive_tts": False,  # issue #23: the pause's first sentence synthesized before the turn ends
 }
 # Spans shown besides the stages (name -> label, later stage, earlier stage).
 SPANS: tuple[tuple[str, str, str, str], ...] = (

@@ -110,6 +110,8 @@ class BenchConfig:
     levers_on: dict[str, Any] = field(default_factory=dict)
     # The levers the "off" sessions put back (settings names); empty: all of them.
     off_levers: tuple[str, ...] = ()
+    # Issue #23: how many of the turn-taking set's hesitations are replayed (0: none).
+    hesitations: int = 0
 
 
 @dataclass(frozen=True)
@@ -223,6 +225,17 @@ class PrimerRecord:
 
 
 @dataclass
+class HesitationReplay:
+    """The turn-taking set's hesitations spoken into one session with preemptive speech on
+    (issue #23's waste): what its preemptive requests and syntheses did, in total and per item."""
+
+    items: int
+    turns: int  # turns the session started (more than items when a hesitation was cut)
+    preemptive: PreemptiveStats
+    per_item: list[str] = field(default_factory=list)  # one line each: name, turns, syntheses dropped
+
+
+@dataclass
 class VoiceBenchRun:
     """A whole run: how, where, against what, and every turn."""
 
@@ -237,6 +250,7 @@ class VoiceBenchRun:
     memory: MemoryPeak
     startup_s: float
     wall_time_s: float
+    hesitations: HesitationReplay | None = None  # --hesitations
 
     @property
     def turns(self) -> list[TurnRecord]:

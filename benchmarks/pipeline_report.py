@@ -22,6 +22,7 @@ from benchmarks.common import (
     write_json_file,
 )
 from benchmarks.pipeline_levers import render_levers, render_prompt_cache
+from benchmarks.pipeline_preemptive import render_preemptive
 from benchmarks.pipeline_records import (
     DERIVED,
     SCHEMA,
@@ -366,6 +367,7 @@ def render_markdown(run: VoiceBenchRun) -> str:
             tts_table(run),
             "",
         ]
+    out += render_preemptive(run)
     out += render_levers(run)
     out += render_prompt_cache(run)
     for rtt in run.config.rtt_ms:

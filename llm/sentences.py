@@ -60,7 +60,9 @@ _INITIALISM = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]")
 # Clause boundaries used to break an over-long sentence: punctuation followed by a space, or a dash.
 _WORD = re.compile(r"\S+")
 UNDECIDED = -1  # a stop at the end of the text so far: the next character decides
-_CLAUSE = re.compile(r"[,;:](?=\s)|\s[-–—]+(?=\s)|[–—]")
+# A dash next to a number is arithmetic or a range ("10 - 3", "1990–2000"), not a clause: cut there,
+# the first piece would end on "ten minus".
+_CLAUSE = re.compile(r"[,;:](?=\s)|(?<!\d)\s[-–—]+(?=\s)(?!\s\d)|(?<![\d\s])[–—](?!\d)")
 
 
 @dataclass(frozen=True)

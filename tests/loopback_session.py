@@ -64,6 +64,7 @@ async def loopback_session(
         transcriber=transcriber or runtime.transcriber,
         tts=tts if tts is not None else runtime.new_tts(),
         session_id=session_id,
+        synthesis_gate=getattr(runtime, "synthesis_gate", None),  # one gate per process, as the app's
     )
     await session.start()
     try:

@@ -6,6 +6,7 @@ import dataclasses
 
 from voice import panel
 from voice.latency import STAGES, TurnEnd, TurnLatency, format_table
+from voice.preemptive import PreemptiveStats
 from voice.tts import TTSConnection
 
 
@@ -192,3 +193,20 @@ def test_the_text_models_probability_is_shown_beside_the_audio_models() -> None:
     assert "text_model text=0.97 audio=0.12 @410" in row
     html_text = panel.current_turn_html(lat)
     assert "text model p=0.97, 0.2 ms; audio model p=0.12" in html_text
+def test_a_first_sentence_synthesized_during_the_pause_is_shown_against_the_decision() -> None:
+    lat = _turn(endpoint_ms=900.0, first_audio_ms=912.0)
+    assert "data-fact='tts-buffered'" not in panel.current_turn_html(lat)
+    lat.extras.update(tts_buffered=1.0, tts_buffer_started_ms=610.0, tts_buffer_ready_ms=870.0)
+    assert "synthesized during the pause: 610–870 ms (done before 900 ms" in panel.current_turn_html(lat)
+    lat.extras["tts_buffer_ready_ms"] = 1010.0  # still synthesizing when the turn was confirmed
+    assert "610–1,010 ms (turn confirmed at 900 ms)" in panel.buffered_speech_text(lat)
+
+
+def test_the_pause_facts_count_the_dropped_syntheses() -> None:
+    stats = PreemptiveStats(started=3, adopted=2, wasted=1, tts_started=3, tts_played=2, tts_dropped=1)
+    stats.tts_dropped_cpu_ms, stats.tts_dropped_ms = 212.4, 240.0
+    facts = panel.SessionFacts("u", "m", "warm", "prewarmed", 0, "—", 1, 0, "piper", preemptive=stats.describe())
+    text = panel.facts_markdown(facts)
+    assert "| LLM requests sent during pauses | 3 sent during pauses, 2 adopted, 1 wasted" in text
+    assert "3 synthesized during pauses, 2 played, 1 dropped (212 ms of CPU, 240 ms of synthesis)" in text
+    assert "spoken ahead" not in PreemptiveStats(started=1).describe()  # nothing synthesized: no claim

@@ -122,6 +122,11 @@ def test_long_run_cut_happens_while_streaming_not_only_at_flush() -> None:
             "alpha beta gamma delta epsilon—zeta eta theta iota kappa",
             ["alpha beta gamma delta epsilon—", "zeta eta theta iota kappa"],
         ),
+        # A dash next to a number is a minus or a range, not a clause boundary.
+        (
+            "ten minus three is 10 - 3 and 1990–2000 was long",
+            ["ten minus three is 10 - 3 and 1990–2000 was long"],
+        ),
         # "1,000" and "10:30" are not clause boundaries: no space after the mark.
         (
             "we have 1,000 apples at 10:30 today and many more tomorrow",

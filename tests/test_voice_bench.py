@@ -363,8 +363,9 @@ def test_edge_standin_mode_reports_the_tts_connection_cold_and_warm(tmp_path: Pa
 
 
 def test_levers_off_put_back_what_each_lever_replaced() -> None:
-    # Whisper at the first silent frame is a lever the app does not turn on by default.
-    settings = load_settings({"tts_engine": "piper", "early_transcript_after_ms": 0}, environ={}, dotenv_path=None)
+    # Whisper at the first silent frame and preemptive speech are levers the app does not turn on by default.
+    on = {"tts_engine": "piper", "early_transcript_after_ms": 0, "preemptive_tts": True}
+    settings = load_settings(on, environ={}, dotenv_path=None)
     assert lever_settings(settings, "on") is settings
     off = lever_settings(settings, "off")
     assert {k: getattr(off, k) for k in LEVERS_OFF} == LEVERS_OFF

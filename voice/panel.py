@@ -129,6 +129,8 @@ def current_turn_html(lat: TurnLatency | None) -> str:
         extra.append(f"turn ended by <span data-fact='turn_end'>{html.escape(lat.turn_end.describe())}</span>")
     if lat.stt_compute_ms is not None:
         extra.append(f"Whisper compute {lat.stt_compute_ms:,.0f} ms")
+    if "tts_buffered" in lat.extras:
+        extra.append(f"<span data-fact='tts-buffered'>{html.escape(buffered_speech_text(lat))}</span>")
     if "prompt_cached_tokens" in lat.extras:  # the embedded server's own count (voice.reply)
         cached, evaluated = lat.extras["prompt_cached_tokens"], lat.extras.get("prompt_evaluated_tokens", 0.0)
         extra.append(
@@ -179,6 +181,20 @@ def _playback_split(lat: TurnLatency) -> str:
         "(the audio's way down, the report's way back) + "
         f"browser player <span data-split='player'>{lat.extras['player_ms']:,.0f} ms</span></p>"
     )
+
+
+def buffered_speech_text(lat: TurnLatency) -> str:
+    """The first sentence synthesized during the pause (voice.preemptive_speech): when its
+    synthesis ran, measured, against when the turn was confirmed."""
+    started, ready = lat.extras.get("tts_buffer_started_ms"), lat.extras.get("tts_buffer_ready_ms")
+    text = "first sentence synthesized during the pause"
+    if started is not None:
+        text += f": {started:,.0f}–" + ("…" if ready is None else f"{ready:,.0f}") + " ms"
+    if lat.endpoint_ms is not None:
+        done_before = ready is not None and ready <= lat.endpoint_ms
+        text += f" ({'done before' if done_before else 'turn confirmed at'} {lat.endpoint_ms:,.0f} ms"
+        text += ", the turn's confirmation)" if done_before else ")"
+    return text
 
 
 def tts_connection_text(lat: TurnLatency) -> str:

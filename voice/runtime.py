@@ -25,6 +25,7 @@ from voice.prompting import reply_style
 from voice.session import VoiceSession
 from voice.settings import Settings
 from voice.smart_turn import SmartTurnUnavailable, smart_turn_model
+from voice.synthesis_gate import SynthesisGate
 from voice.transcribe import Transcriber
 from voice.tts import TTSEngine, TTSError
 from voice.tts_edge import CircuitBreaker
@@ -47,6 +48,9 @@ class VoiceRuntime:
     # Whether the edge service is reachable is the host's property, not one session's: a
     # failure seen while warming up, or by one session, spares every other session the time-out.
     edge_breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    # The CPU is the process's too: a turn being answered in one session synthesizes before any
+    # other session's preemptive synthesis (voice.synthesis_gate).
+    synthesis_gate: SynthesisGate = field(default_factory=SynthesisGate)
 
     @classmethod
     def create(
@@ -97,6 +101,7 @@ class VoiceRuntime:
             tts=tts_for(settings, self.edge_breaker),
             session_id=session_id,
             edge_breaker=self.edge_breaker,
+            synthesis_gate=self.synthesis_gate,
         )
 
     def close(self) -> None:

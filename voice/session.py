@@ -35,10 +35,12 @@ from voice.events import BargeIn, LatencyUpdate, Notice, SessionEvent, Status, T
 from voice.interruption import InterruptionScreen
 from voice.latency import TurnLatency
 from voice.llm_endpoint import LLMEndpoint
+from voice.preemptive_speech import PreemptiveSpeech
 from voice.reply import ReplyStage
 from voice.settings import Settings
 from voice.smart_turn import smart_turn_model
 from voice.speech import SpeechStage
+from voice.synthesis_gate import SynthesisGate
 from voice.transcribe import Transcriber
 from voice.tts import TTSEngine
 from voice.tts_edge import CircuitBreaker
@@ -56,7 +58,8 @@ class VoiceSession:
     """A conversation with its own connection pool, history, endpointer and numbers.
 
     ``edge_breaker``: the runtime's edge-tts circuit breaker, shared by the engines of the voices
-    the page switches to (None: each new engine has its own).
+    the page switches to (None: each new engine has its own).  ``synthesis_gate``: the runtime's
+    priority rule between sessions' syntheses (None: a gate of this session's own).
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class VoiceSession:
         session_id: str = "",
         clock: Callable[[], float] = time.perf_counter,
         edge_breaker: CircuitBreaker | None = None,
+        synthesis_gate: SynthesisGate | None = None,
     ) -> None:
         self.settings = settings
         self.endpoint = endpoint
@@ -85,7 +89,16 @@ class VoiceSession:
         self.last_activity = clock()
         self.interruption = InterruptionScreen(settings.barge_in_min_speech_ms, settings.barge_in_min_logprob)
         self.reply = ReplyStage(settings, endpoint, emit=self._emit, clock=clock)
-        self.speech = SpeechStage(tts, emit=self._emit, clock=clock)
+        # The first sentence of the pause's reply, synthesized before the turn is confirmed.
+        self.preemptive_speech = PreemptiveSpeech(
+            lambda: self.speech.tts,
+            synthesis_gate if synthesis_gate is not None else SynthesisGate(),
+            self.reply.preemptive.stats,
+            enabled=lambda: self.settings.preemptive_tts,
+            clock=clock,
+        )
+        self.reply.preemptive.listener = self.preemptive_speech
+        self.speech = SpeechStage(tts, emit=self._emit, clock=clock, synthesis=self.preemptive_speech.synthesis)
         self.turn_detector = TurnDetector(
             settings.turn_policy,
             transcriber=transcriber,
@@ -140,6 +153,7 @@ class VoiceSession:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         await self.reply.close()
+        await self.preemptive_speech.aclose()
         await self.speech.tts.aclose()
         self._emit(Status("Session ended", "closed"))
         log.info("Session %s stopped after %d turns", self.session_id, len(self.latencies))

@@ -86,6 +86,11 @@ class Settings:
     first_sentence_max_words: int = 6
     # Send the LLM request on the early transcript, during the pause (voice.preemptive).
     preemptive_generation: bool = True
+    # Synthesize that request's first sentence as soon as it is complete, before the turn is
+    # confirmed (voice.preemptive_speech).  Off by default: on this machine class the turn is
+    # confirmed before the first sentence exists except on held turns, where it mostly made a
+    # cut hesitation heard at once (docs/measurements/pipeline_preemptive_tts.md).
+    preemptive_tts: bool = False
     # Serving
     host: str = "127.0.0.1"
     port: int = 7860
@@ -176,6 +181,7 @@ ENV_NAMES: dict[str, str] = {
     "piper_threads": "PIPER_THREADS",
     "first_sentence_max_words": "FIRST_SENTENCE_MAX_WORDS",
     "preemptive_generation": "PREEMPTIVE_GENERATION",
+    "preemptive_tts": "PREEMPTIVE_TTS",
     "host": "GRADIO_SERVER_NAME",
     "port": "GRADIO_SERVER_PORT",
     "max_sessions": "MAX_SESSIONS",

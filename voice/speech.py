@@ -18,12 +18,31 @@ from voice.interruption import ReplyTracker
 from voice.latency import TurnLatency
 from voice.tts import AudioChunk, PrefetchedSpeech, TTSEngine, TTSError, has_speakable, prefetch
 
+# Where a sentence's synthesis comes from: (the engine, the turn, the sentence) -> its prefetch.
+SynthesisSource = Callable[[TTSEngine, TurnLatency, str], PrefetchedSpeech]
+
+
+def _synthesize_now(engine: TTSEngine, _lat: TurnLatency, text: str) -> PrefetchedSpeech:
+    return prefetch(engine, text)
+
 
 class SpeechStage:
-    """TTS scheduling and playback bookkeeping for one session."""
+    """TTS scheduling and playback bookkeeping for one session.
 
-    def __init__(self, tts: TTSEngine, *, emit: Emit, clock: Callable[[], float]) -> None:
+    ``synthesis``: where each sentence's synthesis comes from (the session's preemptive speech,
+    which may hand over one made during the pause); default: a new one, started at once.
+    """
+
+    def __init__(
+        self,
+        tts: TTSEngine,
+        *,
+        emit: Emit,
+        clock: Callable[[], float],
+        synthesis: SynthesisSource = _synthesize_now,
+    ) -> None:
         self.tts = tts
+        self._synthesis = synthesis
         self._emit = emit
         self._clock = clock
         self._speaking_until = 0.0
@@ -87,7 +106,7 @@ class SpeechStage:
                 if tts_failed:  # speech output broke: the rest of the reply is shown as text only
                     slots.release()
                     continue
-                speech = prefetch(self.tts, sentence)
+                speech = self._synthesis(self.tts, lat, sentence)
                 self._heard.add(sentence)
                 started.append(speech)
                 order.put_nowait(speech)

@@ -194,6 +194,9 @@ class PiperCallStats:
     first_chunk_ms: float | None  # call start -> first chunk handed to the caller
     total_ms: float
     stopped_early: bool  # the caller closed the stream before the last sentence
+    # CPU time of the worker thread (phonemizer and, on one onnxruntime thread, the model itself;
+    # with PIPER_THREADS=0 onnxruntime's own pool threads are not counted).
+    cpu_ms: float = 0.0
 
 
 class PiperTTS:
@@ -276,6 +279,7 @@ class PiperTTS:
                 first_chunk_ms=first_chunk_ms,
                 total_ms=(time.perf_counter() - started) * 1000,
                 stopped_early=not finished,
+                cpu_ms=round(progress.cpu_s * 1000.0, 1),
             )
 
     async def open(self) -> None:
@@ -289,6 +293,7 @@ class PiperTTS:
 class _Progress:
     sentences: int = 0
     audio_s: float = 0.0
+    cpu_s: float = 0.0
 
 
 def _produce(
@@ -299,6 +304,7 @@ def _produce(
     progress: _Progress,
 ) -> None:
     """Worker thread: synthesize sentence by sentence, posting each; None marks the end."""
+    cpu_start = time.thread_time()
     try:
         for sentence in voice.synthesize(text, syn_config=_SYNTHESIS):
             if stop.is_set():
@@ -312,3 +318,5 @@ def _produce(
         post(None)
     except Exception as exc:
         post(exc)
+    finally:  # read by the caller once this thread is done (it waits for it)
+        progress.cpu_s = time.thread_time() - cpu_start
