@@ -193,6 +193,8 @@ def test_the_text_models_probability_is_shown_beside_the_audio_models() -> None:
     assert "text_model text=0.97 audio=0.12 @410" in row
     html_text = panel.current_turn_html(lat)
     assert "text model p=0.97, 0.2 ms; audio model p=0.12" in html_text
+
+
 def test_a_first_sentence_synthesized_during_the_pause_is_shown_against_the_decision() -> None:
     lat = _turn(endpoint_ms=900.0, first_audio_ms=912.0)
     assert "data-fact='tts-buffered'" not in panel.current_turn_html(lat)
