@@ -31,15 +31,17 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from benchmarks.report import Output, Table, progress, publish
+# Writing a report lives in benchmarks.report; these names are the benchmarks' way in.
+from benchmarks.report import Output as Output
+from benchmarks.report import Table as Table
+from benchmarks.report import progress as progress
+from benchmarks.report import publish as publish
 from llm import EmbeddedLLMServer, Secret, Strategy
 
 if TYPE_CHECKING:
     from benchmarks.machine_probe import MachineProbe
 
 Say = Callable[[str], None]
-# Writing a report lives in benchmarks.report; these names are the benchmarks' way in.
-__all__ = ["Output", "Table", "progress", "publish"]
 
 # The strategies (llm.STRATEGIES) in the reports' order, and how the reports name them.
 STRATEGY_ORDER: tuple[Strategy, ...] = ("cold", "pooled", "prewarmed")
@@ -84,7 +86,7 @@ class MachineInfo:
 
     def markdown(self) -> str:
         """The report's "- Machine:" and "- Machine probe:" lines: one form for every benchmark."""
-        flags = ", ".join(self.flags) or "no AVX2"
+        flags = ", ".join(self.flags) or "no AVX2/AVX-512 flag read"
         load = " → ".join("unknown" if v is None else f"{v:.2f}" for v in (self.load_start, self.load_end))
         versions = ", ".join(f"{name} {version}" for name, version in self.versions.items())
         return (
