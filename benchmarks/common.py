@@ -1,17 +1,18 @@
-"""What the two benchmarks share: :mod:`benchmarks.connection` and :mod:`benchmarks.pipeline`.
+"""What the benchmarks share.
 
-The strategy names, labels and colours of their tables and charts; the machine a run happened
-on; median (min–max) summaries and their Markdown cells; the ``--rtt-ms`` option; the exact
-command line with any API key hidden; the embedded server over TLS with a throw-away
-certificate; and the Ctrl-C / SIGTERM handling that lets a run clean up (servers, proxies,
-temp files) before it exits.  Nothing here measures anything.
+The strategy names, labels and colours of the connection and pipeline tables and charts; the
+machine a run happened on and its Markdown lines; median (min–max) summaries and their cells;
+the ``--rtt-ms`` option; the exact command line with any API key hidden; the embedded server
+over TLS with a throw-away certificate; and the Ctrl-C / SIGTERM handling that lets a run clean
+up (servers, proxies, temp files) before it exits.  Reports are built with
+:class:`benchmarks.report.Table` and written by :func:`benchmarks.report.publish` (re-exported
+here).  Nothing here measures anything.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import importlib.metadata
 import json
 import math
@@ -21,7 +22,6 @@ import shlex
 import signal
 import ssl
 import statistics
-import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -31,6 +31,11 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+# Writing a report lives in benchmarks.report; these names are the benchmarks' way in.
+from benchmarks.report import Output as Output
+from benchmarks.report import Table as Table
+from benchmarks.report import progress as progress
+from benchmarks.report import publish as publish
 from llm import EmbeddedLLMServer, Secret, Strategy
 
 if TYPE_CHECKING:
@@ -50,6 +55,11 @@ STRATEGY_COLOURS = {"cold": "#c0392b", "pooled": "#e67e22", "prewarmed": "#27ae6
 MACHINE_PACKAGES = ("aiohttp", "llama_cpp_python", "uvicorn")
 HIDDEN = "<hidden>"
 INTERRUPTED_EXIT = 130  # what a shell reports for a process ended by Ctrl-C
+# The CPU features that move the models' speed (Linux /proc/cpuinfo names), and how reports name them.
+PROBED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+FLAG_LABELS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI"}
+FLAG_LABELS["amx_int8"] = "AMX-INT8"
+CPUINFO = Path("/proc/cpuinfo")
 
 
 # ---- the machine --------------------------------------------------------------------------
@@ -72,6 +82,19 @@ class MachineInfo:
     ram_bytes: int  # total physical memory
     # CPU flags and a fixed workload timed before the runs: tells a slow machine from a slow change
     probe: MachineProbe | None = None
+    flags: tuple[str, ...] = ()  # those of PROBED_FLAGS the CPU has
+
+    def markdown(self) -> str:
+        """The report's "- Machine:" and "- Machine probe:" lines: one form for every benchmark."""
+        flags = ", ".join(self.flags) or "no AVX2/AVX-512 flag read"
+        load = " → ".join("unknown" if v is None else f"{v:.2f}" for v in (self.load_start, self.load_end))
+        versions = ", ".join(f"{name} {version}" for name, version in self.versions.items())
+        return (
+            f"- Machine: {self.cpu_model}, {self.cpu_count} CPUs ({flags}), {self.ram_bytes / 2**30:.1f} GiB RAM, "
+            f"Python {self.python}, {self.platform}; load average (1 min) {load} from start to end"
+            + (f"; {versions}" if versions else "")
+            + f"\n- Machine probe: {self.probe.describe() if self.probe is not None else 'not run'}"
+        )
 
 
 def load_average() -> float | None:
@@ -87,12 +110,7 @@ def machine_info(
 ) -> MachineInfo:
     """CPU model and count, total RAM, Python, OS, the date, the load now and at ``load_start``,
     and the installed versions of ``packages`` (those not installed are left out)."""
-    model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+    model = _cpuinfo_field("model name") or platform.processor() or platform.machine()
     versions = {}
     for dist in packages:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
@@ -108,7 +126,23 @@ def machine_info(
         load_end=load_average(),
         ram_bytes=psutil.virtual_memory().total,
         probe=probe,
+        flags=cpu_flags(),
     )
+
+
+def _cpuinfo_field(name: str, cpuinfo: Path = CPUINFO) -> str | None:
+    """The first CPU's ``name`` line of /proc/cpuinfo (None where there is no such file or line)."""
+    with contextlib.suppress(OSError):
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith(name):
+                return line.split(":", 1)[1].strip()
+    return None
+
+
+def cpu_flags(cpuinfo: Path = CPUINFO) -> tuple[str, ...]:
+    """Which of :data:`PROBED_FLAGS` the CPU reports (empty where /proc/cpuinfo is missing)."""
+    have = set((_cpuinfo_field("flags", cpuinfo) or "").split())
+    return tuple(f for f in PROBED_FLAGS if f in have)
 
 
 # ---- summaries and their Markdown ---------------------------------------------------------
@@ -205,35 +239,9 @@ def command_line(prog: str, argv: Sequence[str]) -> str:
     return shlex.join([*shlex.split(prog), *hide_api_key(argv)])
 
 
-def progress(line: str) -> None:
-    """One progress line on stderr (stdout carries the report)."""
-    print(line, file=sys.stderr, flush=True)
-
-
 def write_json_file(data: object, path: Path) -> None:
     """Indented UTF-8 JSON with a final newline: the form of every benchmark's ``--json``."""
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def publish(
-    markdown: str,
-    outputs: Sequence[tuple[Path | None, Callable[[Path], None]]],
-    markdown_path: Path | None,
-    say: Say = progress,
-) -> None:
-    """Print the report on stdout, then write each output that was asked for (its path is not
-    None: ``--json``, ``--plot``…) and the Markdown to ``markdown_path``, saying each path."""
-    print(markdown, end="" if markdown.endswith("\n") else "\n", flush=True)
-    writers: list[tuple[Path | None, Callable[[Path], None]]] = [*outputs]
-    writers.append((markdown_path, functools.partial(_write_text, markdown)))
-    for path, write in writers:
-        if path is not None:
-            write(path)
-            say(f"wrote {path}")
-
-
-def _write_text(text: str, path: Path) -> None:
-    path.write_text(text, encoding="utf-8")
 
 
 # ---- the embedded server over TLS -------------------------------------------------------------

@@ -57,6 +57,7 @@ from benchmarks.connection_report import (
     write_plot,
 )
 from benchmarks.machine_probe import run_probe
+from benchmarks.report import image
 from llm import (
     EMBEDDED_MODEL,
     ChatMessage,
@@ -74,6 +75,7 @@ from llm import (
 )
 
 PROG = "python -m benchmarks.connection"
+REPORT = "connection"  # docs/measurements/connection.md
 SYSTEM_PROMPT = "You are a friendly voice assistant. Answer in two or three short sentences."
 PROMPT = "What is a good way to start the day?"
 DEFAULT_RTTS = (0.0, 50.0, 150.0, 300.0)
@@ -522,7 +524,8 @@ def _run(args: argparse.Namespace, config: BenchConfig, argv: list[str]) -> int:
         wall_time_s=time.perf_counter() - started,
     )
     outputs = [(args.json, functools.partial(write_json, run)), (args.plot, functools.partial(write_plot, run))]
-    publish(render_markdown(run), outputs, args.markdown)
+    markdown = render_markdown(run) + image(args.plot, "First token against the emulated RTT, per strategy")
+    publish(REPORT, markdown, run.command, run.machine, outputs=outputs, markdown_path=args.markdown)
     failed = sum(not r.ok for s in sessions for r in s.requests)
     if failed:
         progress(f"{failed} request(s) failed; see the report")

@@ -19,6 +19,7 @@ from benchmarks.common import (
     STRATEGY_ORDER,
     MachineInfo,
     Summary,
+    Table,
     format_cell,
     format_improvement,
     ratio_of,
@@ -406,8 +407,7 @@ def _reuse_cell(run: BenchRun, rtt: float, strategy: str) -> str:
 
 def table_for(run: BenchRun, rtt: float) -> str:
     """The per-distance table in the original's shape, plus the pooled column."""
-    head = ["Metric", STRATEGY_LABELS["cold"], STRATEGY_LABELS["pooled"], STRATEGY_LABELS["prewarmed"], "Improvement"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    table = Table(["Metric", *(STRATEGY_LABELS[st] for st in STRATEGY_ORDER), "Improvement"])
     for row in ROWS:
         cells = {st: row.summarise(run, rtt, st) for st in STRATEGY_ORDER}
         unit = "" if row.count else " ms"
@@ -417,10 +417,9 @@ def table_for(run: BenchRun, rtt: float) -> str:
             # A set-up that did not happen has no time: show how many requests paid one.
             values = [_setup_cell(run, rtt, st) for st in STRATEGY_ORDER]
             improvement = "—"
-        lines.append("| " + " | ".join([row.label, *values, improvement]) + " |")
-    reuse = [_reuse_cell(run, rtt, st) for st in STRATEGY_ORDER]
-    lines.append("| " + " | ".join(["Requests on a reused connection", *reuse, "—"]) + " |")
-    return "\n".join(lines)
+        table.add(row.label, *values, improvement)
+    table.add("Requests on a reused connection", *(_reuse_cell(run, rtt, st) for st in STRATEGY_ORDER), "—")
+    return table.markdown()
 
 
 def _setup_cell(run: BenchRun, rtt: float, strategy: str) -> str:
@@ -446,12 +445,8 @@ def _failures(run: BenchRun, rtt: float) -> list[str]:
     return lines
 
 
-def _load(value: float | None) -> str:
-    return "unknown" if value is None else f"{value:.2f}"
-
-
 def _describe(run: BenchRun) -> list[str]:
-    c, m, e = run.config, run.machine, run.endpoint
+    c, e = run.config, run.endpoint
     idle = (
         f", then one more turn after {c.idle_pause_s:g} s idle (longer than the server's keep-alive; uvicorn's is 5 s)"
         if c.idle_pause_s > 0
@@ -459,10 +454,7 @@ def _describe(run: BenchRun) -> list[str]:
     )
     server = run.baseline.median_ms
     return [
-        f"- Machine: {m.cpu_model}, {m.cpu_count} CPUs, Python {m.python}, {m.platform}; {m.date}; "
-        f"load average {_load(m.load_start)} at the start, {_load(m.load_end)} at the end",
-        *([f"- Machine probe: {m.probe.describe()}"] if m.probe is not None else []),
-        f"- Command: `{run.command}` (wall time {run.wall_time_s:.0f} s)",
+        f"- Wall time: {run.wall_time_s:.0f} s",
         f"- Endpoint: {e.description}; model `{e.model}`"
         + (f"; {c.server_threads} llama.cpp thread(s)" if c.server_threads else ""),
         (
@@ -500,19 +492,14 @@ def render_markdown(run: BenchRun) -> str:
         if failures:
             out += ["", "Failures:", *failures]
         out.append("")
-    out += ["## Summary: first request, first token", ""]
-    out += ["| RTT | " + " | ".join(STRATEGY_LABELS[s] for s in STRATEGY_ORDER) + " | Cold / pre-warmed | Bar |"]
-    out += ["|---|---|---|---|---|---|"]
+    summary = Table(["RTT", *(STRATEGY_LABELS[s] for s in STRATEGY_ORDER), "Cold / pre-warmed", "Bar"])
     for rtt in rtts(run):
         cells = [_metric(run, rtt, st, ("first",), "first_token_ms") for st in STRATEGY_ORDER]
         ratio = ratio_of(cells[0].median, cells[2].median)
         verdicts = [c for c in checks_for(run, rtt) if c.passed is not None]
         bar = f"{sum(bool(c.passed) for c in verdicts)}/{len(verdicts)} PASS" if verdicts else "—"
-        out.append(
-            f"| {rtt:g} ms | "
-            + " | ".join(format_cell(c) for c in cells)
-            + f" | {'—' if ratio is None else f'{ratio:.2f}×'} | {bar} |"
-        )
+        summary.add(f"{rtt:g} ms", *(format_cell(c) for c in cells), "—" if ratio is None else f"{ratio:.2f}×", bar)
+    out += ["## Summary: first request, first token", "", summary.markdown()]
     return "\n".join(out).rstrip() + "\n"
 
 

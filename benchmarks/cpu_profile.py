@@ -20,6 +20,8 @@ the thread arrangement (Whisper's ``cpu_threads``, the server's ``n_threads``, P
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import re
 import shutil
@@ -30,9 +32,12 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.common import load_average, progress
+from benchmarks.common import Table, command_line, load_average, machine_info, progress, publish
+from benchmarks.machine_probe import MachineProbe
+from benchmarks.report import MEASUREMENTS_ENV
 
 PROG = "python -m benchmarks.cpu_profile"
+REPORT = "cpu_profile"  # docs/measurements/cpu_profile.md
 RATE_HZ = 50
 RUN_TIMEOUT_S = 1800.0
 # Stage of a sample: the first rule whose pattern is in the stack wins (order matters: the probe
@@ -86,13 +91,21 @@ def table(totals: Counter[str], rate_hz: int) -> str:
     """Markdown: stage, CPU seconds, share of the turns' busy samples."""
     turn = {k: v for k, v in totals.items() if not k.startswith("not a turn")}
     busy = sum(turn.values()) or 1
-    lines = ["| Stage (busy samples while turns ran) | CPU time | Share |", "|---|---:|---:|"]
+    out = Table(["Stage (busy samples while turns ran)", "CPU time", "Share"], right=(1, 2))
     for stage, n in sorted(turn.items(), key=lambda kv: -kv[1]):
-        lines.append(f"| {stage} | {n / rate_hz:.1f} s | {100 * n / busy:.0f} % |")
-    outside = {k: v for k, v in totals.items() if k.startswith("not a turn")}
-    for stage, n in outside.items():
-        lines.append(f"| ({stage}, left out) | {n / rate_hz:.1f} s | — |")
-    return "\n".join(lines)
+        out.add(stage, f"{n / rate_hz:.1f} s", f"{100 * n / busy:.0f} %")
+    for stage, n in totals.items():
+        if stage.startswith("not a turn"):
+            out.add(f"({stage}, left out)", f"{n / rate_hz:.1f} s", "—")
+    return out.markdown()
+
+
+def _probe_of(pipeline_json: Path) -> MachineProbe | None:
+    """The machine probe the profiled pipeline run timed (from its --json), None if it has none."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        probe = json.loads(pipeline_json.read_text(encoding="utf-8"))["machine"]["probe"]
+        return MachineProbe(**{**probe, "flags": tuple(probe["flags"])})
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -116,20 +129,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench = [a for a in args.bench_args if a != "--"]
     with tempfile.TemporaryDirectory(prefix="warmvoice-profile-") as tmp:
         raw = args.raw or Path(tmp) / "samples.txt"
+        pipeline_json = Path(tmp) / "pipeline.json"
         command = [py_spy, "record", "--format", "raw", "--rate", str(args.rate), "--subprocesses", "--native"]
         command += ["-o", str(raw), "--", sys.executable, "-m", "benchmarks.pipeline", *bench]
+        command += ["--json", str(pipeline_json)]
         load_start = load_average()
-        progress(f"profiling: {' '.join(command[-len(bench) - 3 :])}")
-        done = subprocess.run(command, stdout=subprocess.DEVNULL, timeout=RUN_TIMEOUT_S, check=False)
+        progress(f"profiling: {' '.join(command[-len(bench) - 5 :])}")
+        # The profiled run is not the pipeline's published report: it would replace it with a run under py-spy.
+        env = {**os.environ, MEASUREMENTS_ENV: tmp}
+        done = subprocess.run(command, stdout=subprocess.DEVNULL, env=env, timeout=RUN_TIMEOUT_S, check=False)
         if done.returncode != 0 or not raw.is_file():
             progress(f"the profiled run failed (exit {done.returncode})")
             return 1
         totals = summarize(raw)
-    shown = " ".join(argv if argv is not None else sys.argv[1:])
-    print(f"- Command: `{PROG} {shown}`; {os.cpu_count()} CPUs; load average (1 min) {load_start} → {load_average()}")
-    print(f"- py-spy {args.rate} Hz over every thread of the app and the llama.cpp server, idle threads left out")
-    print()
-    print(table(totals, args.rate))
+        probe = _probe_of(pipeline_json)
+    lines = [
+        "# Where the CPU goes in a turn",
+        "",
+        f"- py-spy {args.rate} Hz over every thread of the app and the llama.cpp server, idle threads left out; "
+        "the machine probe is the one the profiled pipeline run timed",
+        "",
+        table(totals, args.rate),
+    ]
+    shown = command_line(PROG, sys.argv[1:] if argv is None else list(argv))
+    publish(REPORT, "\n".join(lines) + "\n", shown, machine_info(load_start, probe=probe))
     return 0
 
 

@@ -35,8 +35,17 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import command_line, load_average, machine_info, progress, publish, write_json_file
-from benchmarks.machine_probe import cpu_flags, run_probe
+from benchmarks.common import (
+    MachineInfo,
+    Table,
+    command_line,
+    load_average,
+    machine_info,
+    progress,
+    publish,
+    write_json_file,
+)
+from benchmarks.machine_probe import run_probe
 from benchmarks.turn_taking import PACKAGES, percentile
 from benchmarks.turn_taking_data import ENERGY_THRESHOLD, SAMPLE_RATE, Piper, pink_noise
 from voice.endpointing import FRAME, Endpointer, TurnEnded
@@ -54,6 +63,8 @@ INTERRUPTIONS = (
     "Can you repeat that?",
     "Sorry, I meant Paris.",
 )
+PROG = "python -m benchmarks.interruptions"
+REPORT = "interruptions"  # docs/measurements/interruptions.md
 COUGH = "(cough)"  # not Piper: a double burst sox synthesizes (cough())
 
 
@@ -183,7 +194,7 @@ def screen(
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """The command line."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks.interruptions", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--set",
         choices=(*SETS, "all"),
@@ -210,32 +221,65 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def summarise(results: Sequence[Screened]) -> dict[str, object]:
+@dataclass(frozen=True)
+class SetSummary:
+    """One phrase set's figures (shares are 0-1; times in ms, None when nothing was measured)."""
+
+    backchannels: int
+    backchannels_not_stopping: float
+    backchannels_resumed: int  # stopped it, then the resume re-spoke it (a false interruption)
+    interruptions: int
+    interruptions_stopping: float
+    stop_after_start_ms_median: float | None
+    stop_after_third_word_ms_median: float | None
+    stop_after_third_word_ms_p90: float | None
+    commands: int
+    commands_stopping: float
+    command_stop_after_end_ms_median: float | None
+    command_stop_after_end_ms_p90: float | None
+
+
+@dataclass(frozen=True)
+class InterruptionsRun:
+    """The whole run: where, with which rule settings, each set's figures and every utterance."""
+
+    command: str
+    machine: MachineInfo
+    min_speech_ms: int
+    min_logprob: float
+    sets: dict[str, SetSummary]
+    results: list[Screened]
+
+
+def _share(hits: int, items: Sequence[Screened]) -> float:
+    return hits / len(items) if items else 0.0
+
+
+def summarise(results: Sequence[Screened]) -> SetSummary:
     """One set's figures."""
     back = [r for r in results if r.kind == "backchannel"]
     inter = [r for r in results if r.kind == "interruption"]
     commands = [r for r in results if r.kind == "command"]
     third = [r.stop_after_third_word_ms for r in inter if r.stop_after_third_word_ms is not None]
     after_end = [r.stop_after_end_ms for r in commands if r.stop_after_end_ms is not None]
-    return {
-        "backchannels": len(back),
-        "backchannels_not_stopping": sum(not r.stopped for r in back) / len(back),
-        "backchannels_resumed": sum(r.how == "voiced, resumed" for r in back),
-        "interruptions": len(inter),
-        "interruptions_stopping": sum(r.stopped for r in inter) / len(inter),
-        "stop_after_start_ms_median": statistics.median(
-            [r.stop_after_start_ms for r in inter if r.stop_after_start_ms is not None] or [float("nan")]
-        ),
-        "stop_after_third_word_ms_median": percentile(third, 50),
-        "stop_after_third_word_ms_p90": percentile(third, 90),
-        "commands": len(commands),
-        "commands_stopping": sum(r.stopped for r in commands) / len(commands),
-        "command_stop_after_end_ms_median": percentile(after_end, 50),
-        "command_stop_after_end_ms_p90": percentile(after_end, 90),
-    }
+    after_start = [r.stop_after_start_ms for r in inter if r.stop_after_start_ms is not None]
+    return SetSummary(
+        backchannels=len(back),
+        backchannels_not_stopping=_share(sum(not r.stopped for r in back), back),
+        backchannels_resumed=sum(r.how == "voiced, resumed" for r in back),
+        interruptions=len(inter),
+        interruptions_stopping=_share(sum(r.stopped for r in inter), inter),
+        stop_after_start_ms_median=statistics.median(after_start) if after_start else None,
+        stop_after_third_word_ms_median=percentile(third, 50),
+        stop_after_third_word_ms_p90=percentile(third, 90),
+        commands=len(commands),
+        commands_stopping=_share(sum(r.stopped for r in commands), commands),
+        command_stop_after_end_ms_median=percentile(after_end, 50),
+        command_stop_after_end_ms_p90=percentile(after_end, 90),
+    )
 
 
-def run(argv: Sequence[str]) -> dict[str, object]:
+def run(argv: Sequence[str]) -> InterruptionsRun:
     """Build the utterances, screen each; return the report data."""
     args = parse_args(argv)
     names = list(SETS) if args.set == "all" else [args.set]
@@ -293,74 +337,67 @@ def run(argv: Sequence[str]) -> dict[str, object]:
                                 )
                             )
                 progress(f"{name}: {kind}s screened")
-    return {
-        "command": command_line("python -m benchmarks.interruptions", argv),
-        "machine": asdict(machine_info(load_start, PACKAGES, probe)),
-        "cpu_flags": " ".join(cpu_flags()),
-        "probe_line": probe.describe(),
-        "min_speech_ms": min_speech_ms,
-        "min_logprob": args.min_logprob,
-        "sets": {name: summarise([r for r in results if r.set == name]) for name in names},
-        "results": [asdict(r) for r in results],
-    }
+    return InterruptionsRun(
+        command=command_line(PROG, argv),
+        machine=machine_info(load_start, PACKAGES, probe),
+        min_speech_ms=min_speech_ms,
+        min_logprob=args.min_logprob,
+        sets={name: summarise([r for r in results if r.set == name]) for name in names},
+        results=results,
+    )
 
 
-def _ms(value: object) -> str:
-    return "–" if value is None else f"{float(value):+.0f}"  # type: ignore[arg-type]
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.0f}"
 
 
-def _pct(value: object) -> str:
-    return f"{100 * float(value):.0f} %"  # type: ignore[arg-type]
+def _pct(value: float) -> str:
+    return f"{100 * value:.0f} %"
 
 
-def render_markdown(report: dict[str, object]) -> str:
+def render_markdown(report: InterruptionsRun) -> str:
     """The summary per phrase set and every utterance that went the wrong way."""
-    m: dict[str, object] = report["machine"]  # type: ignore[assignment]
-    rows: list[dict[str, object]] = report["results"]  # type: ignore[assignment]
-    sets: dict[str, dict[str, object]] = report["sets"]  # type: ignore[assignment]
+    sets = report.sets
+    table = Table(["measure", *sets])
+
+    def row(label: str, cell: Callable[[SetSummary], str]) -> None:
+        table.add(label, *(cell(s) for s in sets.values()))
+
+    row("backchannels that do not stop the reply", lambda s: f"{_pct(s.backchannels_not_stopping)} of {s.backchannels}")
+    row("backchannels that stop it, then resume it (false interruption)", lambda s: str(s.backchannels_resumed))
+    row(
+        "real interruptions (≥ 3 words) that stop it",
+        lambda s: f"{_pct(s.interruptions_stopping)} of {s.interruptions}",
+    )
+    row("stop decision after the speech starts (median)", lambda s: f"{_ms(s.stop_after_start_ms_median)} ms")
+    row(
+        "stop decision after the end of the third word (median / p90; negative: before it ends)",
+        lambda s: f"{_ms(s.stop_after_third_word_ms_median)} / {_ms(s.stop_after_third_word_ms_p90)} ms",
+    )
+    row("short commands (< 3 words) that stop it", lambda s: f"{_pct(s.commands_stopping)} of {s.commands}")
+    row(
+        "command stop decision after the speech ends (median / p90)",
+        lambda s: f"{_ms(s.command_stop_after_end_ms_median)} / {_ms(s.command_stop_after_end_ms_p90)} ms",
+    )
+    wrong = [r for r in report.results if (r.kind == "backchannel") == r.stopped]
     lines = [
         "# Interruption benchmark",
         "",
-        f"`{report['command']}`",
+        f"BARGE_IN_MIN_SPEECH_MS={report.min_speech_ms}, BARGE_IN_MIN_LOGPROB={report.min_logprob}.",
         "",
-        f"Machine: {m['cpu_model']}, {m['cpu_count']} CPUs ({report['cpu_flags']}); load {m['load_start']} → "
-        f"{m['load_end']}; {m['date']}.  BARGE_IN_MIN_SPEECH_MS={report['min_speech_ms']}, "
-        f"BARGE_IN_MIN_LOGPROB={report['min_logprob']}.",
-        f"Machine probe: {report['probe_line']}.",
+        table.markdown(),
         "",
-        "| measure | " + " | ".join(sets) + " |",
-        "|---|" + "---|" * len(sets),
+        "Went the other way:",
+        "",
+        *(
+            [
+                f"- {r.set} {r.kind} {r.text!r} at rate {r.rate}, SNR {r.snr_db or 'clean'}: "
+                f"{r.how} {r.heard!r} (avg_logprob {r.logprob})"
+                for r in wrong
+            ]
+            or ["- none"]
+        ),
     ]
-
-    def row(label: str, cell: Callable[[dict[str, object]], str]) -> None:
-        lines.append(f"| {label} | " + " | ".join(cell(s) for s in sets.values()) + " |")
-
-    row(
-        "backchannels that do not stop the reply",
-        lambda s: f"{_pct(s['backchannels_not_stopping'])} of {s['backchannels']}",
-    )
-    row("backchannels that stop it, then resume it (false interruption)", lambda s: str(s["backchannels_resumed"]))
-    row(
-        "real interruptions (≥ 3 words) that stop it",
-        lambda s: f"{_pct(s['interruptions_stopping'])} of {s['interruptions']}",
-    )
-    row("stop decision after the speech starts (median)", lambda s: f"{_ms(s['stop_after_start_ms_median'])} ms")
-    row(
-        "stop decision after the end of the third word (median / p90; negative: before it ends)",
-        lambda s: f"{_ms(s['stop_after_third_word_ms_median'])} / {_ms(s['stop_after_third_word_ms_p90'])} ms",
-    )
-    row("short commands (< 3 words) that stop it", lambda s: f"{_pct(s['commands_stopping'])} of {s['commands']}")
-    row(
-        "command stop decision after the speech ends (median / p90)",
-        lambda s: f"{_ms(s['command_stop_after_end_ms_median'])} / {_ms(s['command_stop_after_end_ms_p90'])} ms",
-    )
-    lines += ["", "Went the other way:", ""]
-    wrong = [r for r in rows if (r["kind"] == "backchannel") == bool(r["stopped"])]
-    lines += [
-        f"- {r['set']} {r['kind']} {r['text']!r} at rate {r['rate']}, SNR {r['snr_db'] or 'clean'}: "
-        f"{r['how']} {r['heard']!r} (avg_logprob {r['logprob']})"
-        for r in wrong
-    ] or ["- none"]
     return "\n".join(lines) + "\n"
 
 
@@ -369,7 +406,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     report = run(argv)
     args = parse_args(argv)
-    publish(render_markdown(report), [(args.json, functools.partial(write_json_file, report))], args.markdown)
+    outputs = [(args.json, functools.partial(write_json_file, asdict(report)))]
+    publish(
+        REPORT, render_markdown(report), report.command, report.machine, outputs=outputs, markdown_path=args.markdown
+    )
     return 0
 
 

@@ -10,26 +10,21 @@ embedded model, each the median of a few runs after one warm-up.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import statistics
 import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import FLAG_LABELS, PROBED_FLAGS, cpu_flags
 from llm import EmbeddedLLMServer, EmbeddedServerError
 from voice.audio import to_mono_16k
 from voice.transcribe import SAMPLE_RATE, Transcriber
 from voice.tts_piper import bundled_voice_path, load_voice
 
-# The CPU features that move the models' speed (Linux /proc/cpuinfo names).
-PROBED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
-FLAG_LABELS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI"}
-FLAG_LABELS["amx_int8"] = "AMX-INT8"
 # The fixed workload. Changing any of these makes old probes incomparable: don't.
 WHISPER_CLIP_S = 3.0
 WHISPER_SENTENCE = "The quick brown fox jumps over the lazy dog, and then it runs back home."
@@ -62,16 +57,6 @@ class MachineProbe:
             f"CPU {flags}; Whisper tiny.en on a fixed {WHISPER_CLIP_S:g} s clip {self.whisper_ms:.0f} ms; "
             f"Piper on a fixed sentence {self.piper_ms:.0f} ms; {llm} (medians of {self.runs} after a warm-up)"
         )
-
-
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, ...]:
-    """Which of :data:`PROBED_FLAGS` the CPU reports (empty where /proc/cpuinfo is missing)."""
-    with contextlib.suppress(OSError):
-        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("flags"):
-                have = set(line.split(":", 1)[1].split())
-                return tuple(f for f in PROBED_FLAGS if f in have)
-    return ()
 
 
 def _median_ms(work: Callable[[], object], runs: int) -> float:

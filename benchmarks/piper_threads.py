@@ -21,12 +21,13 @@ import time
 import urllib.request
 from collections.abc import Sequence
 
-from benchmarks.common import load_average, progress
+from benchmarks.common import Table, command_line, load_average, machine_info, progress, publish
 from benchmarks.machine_probe import run_probe
 from llm import EmbeddedLLMServer
 from voice.tts_piper import _SYNTHESIS, bundled_voice_path, load_voice
 
 PROG = "python -m benchmarks.piper_threads"
+REPORT = "piper_threads"  # docs/measurements/piper_threads.md
 SENTENCES = {
     4: "Spiders have eight legs.",
     6: "The capital of France is Paris.",
@@ -90,18 +91,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         for busy in (True, False):
             progress(f"Piper with the LLM {'generating' if busy else 'idle'}...")
             results[busy] = measure(args.rounds, busy, server.base_url)
-    shown = " ".join(sys.argv[1:] if argv is None else argv)
-    print(f"- Command: `{PROG}{' ' + shown if shown else ''}`; load average (1 min) {load_start} → {load_average()}")
-    print(f"- Machine probe: {probe.describe()}")
-    print()
     label = {1: "1 (sleeping)", 2: "2 (sleeping)", 0: "onnxruntime default"}
-    head = " | ".join(f"{w} words" for w in SENTENCES)
-    print(f"| LLM | PIPER_THREADS | {head} |")
-    print("|---|---|" + "---:|" * len(SENTENCES))
+    table = Table(["LLM", "PIPER_THREADS", *(f"{w} words" for w in SENTENCES)], right=range(2, 2 + len(SENTENCES)))
     for busy in (True, False):
         for t in THREADS:
-            cells = " | ".join(f"{statistics.median(results[busy][(t, w)]):.0f} ms" for w in SENTENCES)
-            print(f"| {'generating' if busy else 'idle'} | {label[t]} | {cells} |")
+            cells = (f"{statistics.median(results[busy][(t, w)]):.0f} ms" for w in SENTENCES)
+            table.add("generating" if busy else "idle", label[t], *cells)
+    lines = [
+        "# Piper's first sentence while the LLM generates",
+        "",
+        f"- {args.rounds} syntheses per cell, the thread settings in rotating order; medians",
+        "",
+        table.markdown(),
+    ]
+    command = command_line(PROG, sys.argv[1:] if argv is None else list(argv))
+    publish(REPORT, "\n".join(lines) + "\n", command, machine_info(load_start, probe=probe))
     return 0
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import sys
 import time
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ from pathlib import Path
 from benchmarks.common import (
     MachineInfo,
     Summary,
+    Table,
     command_line,
     format_cell,
     load_average,
@@ -51,6 +53,7 @@ from voice.prompting import SMALL_MODEL
 from voice.settings import DEFAULT_SYSTEM_PROMPT
 
 PROG = "python -m benchmarks.prompt_cache"
+REPORT = "prompt_cache"  # docs/measurements/prompt_cache.md
 VARIANTS = ("warm", "changed")
 # Seven turns: histories of 0-3 earlier exchanges, then past the cap of 3 (the block drop).
 QUESTIONS = (
@@ -150,32 +153,39 @@ def _tokens(reports: list[PromptCacheReport]) -> str:
 
 
 def render_markdown(run: PromptCacheRun) -> str:
-    """The report: machine, probe, command, then one row per turn."""
-    m = run.machine
-    load = " → ".join("unknown" if v is None else f"{v:.2f}" for v in (m.load_start, m.load_end))
+    """The report: how it was run, then one row per turn (publish() adds the machine and probe)."""
+    table = Table(
+        [
+            "Turn (earlier exchanges)",
+            "Exchanges the model sees",
+            "Kept prefix: tokens cached + evaluated",
+            "Kept prefix: request → first token",
+            "Changed prefix: tokens cached + evaluated",
+            "Changed prefix: request → first token",
+        ]
+    )
+    for c in run.turns:
+        warm, changed = (Summary.of(c.first_token_ms.get(v, [])) for v in VARIANTS)
+        table.add(
+            c.turn,
+            c.seen_exchanges,
+            _tokens(c.cache.get("warm", [])),
+            format_cell(warm),
+            _tokens(c.cache.get("changed", [])),
+            format_cell(changed),
+        )
     lines = [
-        "# LLM first token against history length, prefix cache warm or broken",
+        "# LLM first token against history length, prefix cache kept or broken",
         "",
-        f"- Machine: {m.cpu_model}, {m.cpu_count} CPUs, Python {m.python}; {m.date}; load average (1 min) {load} "
-        "from start to end",
-        *([f"- Machine probe: {m.probe.describe()}"] if m.probe is not None else []),
-        f"- Command: `{run.command}` (wall time {run.wall_time_s:.0f} s); embedded SmolLM2-135M, "
+        f"- Wall time {run.wall_time_s:.0f} s; embedded SmolLM2-135M, "
         f"{run.server_threads} llama.cpp thread(s); the app's small-model prompting (system prompt, "
         f"{len(SMALL_MODEL.examples) // 2} example exchanges, the last 1–{SMALL_MODEL.max_exchanges} exchanges "
         "dropped in blocks), temperature 0, each reply streamed to its end",
         f"- Request → first token: the pooled client's stamp, median (min–max) of {run.runs} run(s). Tokens: "
         "taken from llama.cpp's cache + evaluated for the request, from the server's own log (medians).",
         "",
-        "| Turn (earlier exchanges) | Exchanges the model sees | Warm: tokens cached + evaluated | Warm: request → "
-        "first token | Changed prefix: tokens cached + evaluated | Changed prefix: request → first token |",
-        "|---|---|---|---|---|---|",
+        table.markdown(),
     ]
-    for c in run.turns:
-        warm, changed = (Summary.of(c.first_token_ms.get(v, [])) for v in VARIANTS)
-        lines.append(
-            f"| {c.turn} | {c.seen_exchanges} | {_tokens(c.cache.get('warm', []))} | {format_cell(warm)} | "
-            f"{_tokens(c.cache.get('changed', []))} | {format_cell(changed)} |"
-        )
     return "\n".join(lines) + "\n"
 
 
@@ -209,7 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         replies=replies,
         wall_time_s=round(time.perf_counter() - started, 1),
     )
-    publish(render_markdown(run), [(args.json, lambda path: write_json(run, path))], args.markdown)
+    outputs = [(args.json, functools.partial(write_json, run))]
+    publish(REPORT, render_markdown(run), run.command, run.machine, outputs=outputs, markdown_path=args.markdown)
     return 0
 
 

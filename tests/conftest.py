@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import edge_tts.communicate
 import pytest
 import trustme
 
 from benchmarks.edge_standin import EdgeStandin, encode_mp3, tone
+from benchmarks.report import MEASUREMENTS_ENV
 from llm import free_loopback_port
 from tests.llm_servers import LLMServer
 from tests.loopback_tls import TLS, loopback_tls
@@ -23,6 +25,16 @@ def pytest_configure(config: pytest.Config) -> None:
     from voice.native_memory import limit_malloc_arenas
 
     limit_malloc_arenas()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def measurements_elsewhere(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Benchmarks a test runs (in-process or as a subprocess) publish their reports here, never
+    over the committed ones in docs/measurements/."""
+    path = tmp_path_factory.mktemp("measurements")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(MEASUREMENTS_ENV, str(path))
+        yield path
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
-"""The helpers both benchmarks share (benchmarks.common): summaries and their cells, options, the
-command line with the key hidden, the machine, and clean unwinding on SIGTERM."""
+"""The helpers the benchmarks share (benchmarks.common, benchmarks.report): summaries and their
+cells, options, the command line with the key hidden, the machine and its Markdown lines, tables,
+publishing a report, and clean unwinding on SIGTERM."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ from benchmarks.common import (
     STRATEGY_COLOURS,
     STRATEGY_LABELS,
     STRATEGY_ORDER,
+    MachineInfo,
     Summary,
+    Table,
     command_line,
+    cpu_flags,
     format_cell,
     format_improvement,
     hide_api_key,
@@ -25,6 +29,8 @@ from benchmarks.common import (
     ratio_of,
     run_interruptible,
 )
+from benchmarks.report import image
+from tests.markdown_tables import row
 
 
 def test_summary_ignores_missing_values() -> None:
@@ -115,8 +121,8 @@ def test_probe_line_names_every_flag_and_the_workload() -> None:
     assert "embedded model unavailable" in MachineProbe((), 1, 1, None, 0, 3).describe()
 
 
-def test_publish_prints_the_report_and_writes_only_what_was_asked(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_publish_older_form_prints_the_report_and_writes_only_what_was_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], measurements_elsewhere: Path
 ) -> None:
     import functools
 
@@ -128,10 +134,115 @@ def test_publish_prints_the_report_and_writes_only_what_was_asked(
         (json_path, functools.partial(write_json_file, {"é": 1})),
         (None, functools.partial(write_json_file, {})),
     ]
-    publish("# Report\n", outputs, md_path, say=said.append)
+    assert publish("# Report\n", outputs, md_path, say=said.append) is None
     assert capsys.readouterr().out == "# Report\n"
     assert json_path.read_text(encoding="utf-8") == '{\n  "é": 1\n}\n'
     assert md_path.read_text(encoding="utf-8") == "# Report\n"
     assert said == [f"wrote {json_path}", f"wrote {md_path}"]
     publish("no newline", [], None, say=said.append)
     assert capsys.readouterr().out == "no newline\n" and len(said) == 2
+    assert not list(measurements_elsewhere.iterdir())  # the older form publishes nothing
+
+
+def _machine(probe: object = None) -> MachineInfo:
+    from benchmarks.machine_probe import MachineProbe
+
+    assert probe is None or isinstance(probe, MachineProbe)
+    return MachineInfo(
+        cpu_model="Some CPU",
+        cpu_count=2,
+        python="3.11.7",
+        platform="Linux 6.1",
+        date="2026-12-07T18:00:00+00:00",
+        versions={"aiohttp": "3.11.0"},
+        load_start=0.25,
+        load_end=None,
+        ram_bytes=16 * 2**30,
+        probe=probe,
+        flags=("avx2",),
+    )
+
+
+def test_one_machine_line_and_one_probe_line_for_every_report() -> None:
+    from benchmarks.machine_probe import MachineProbe
+
+    lines = _machine(MachineProbe(("avx2",), 250.4, 160.0, 150.0, 20, 3)).markdown().splitlines()
+    assert lines[0] == (
+        "- Machine: Some CPU, 2 CPUs (avx2), 16.0 GiB RAM, Python 3.11.7, Linux 6.1; "
+        "load average (1 min) 0.25 → unknown from start to end; aiohttp 3.11.0"
+    )
+    assert lines[1].startswith("- Machine probe: CPU AVX2 yes, AVX-512 no") and "clip 250 ms" in lines[1]
+    assert _machine().markdown().splitlines()[1] == "- Machine probe: not run"
+    assert machine_info(None).flags == cpu_flags()  # this machine's, read once from /proc/cpuinfo
+
+
+def test_table_rows_match_the_header_and_escape_pipes() -> None:
+    table = Table(["Stage", "ms"], right=(1,)).add("a | b", 12).add("c", "—")
+    assert table.markdown() == "| Stage | ms |\n|---|---:|\n| a \\| b | 12 |\n| c | — |"
+    assert row(table.markdown(), "c") == ["—"]
+    with pytest.raises(ValueError, match="a row of 1 cells in a table of 2 columns"):
+        table.add("only one")
+
+
+def test_publish_heads_the_report_with_command_time_and_machine_and_writes_it_to_measurements(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], measurements_elsewhere: Path
+) -> None:
+    from benchmarks.common import publish
+
+    said: list[str] = []
+    copy = tmp_path / "copy.md"
+    path = publish("unit_test", "# Title\n\nBody\n", "python -m x --y", _machine(), markdown_path=copy, say=said.append)
+    assert path == measurements_elsewhere / "unit_test.md"
+    document = path.read_text(encoding="utf-8")
+    assert document == copy.read_text(encoding="utf-8") == capsys.readouterr().out
+    head, _, body = document.partition("\n\nBody")
+    assert head.startswith("# Title\n\n<!-- Written by") and body == "\n"
+    assert "- Command: `python -m x --y`" in head and "- Finished: 2026-12-07T18:00:00+00:00 (UTC)" in head
+    assert _machine().markdown() in head
+    assert said == [f"wrote {copy}", f"wrote {path}"]
+    for bad in ("../x", "Report", "a/b", ""):
+        with pytest.raises(ValueError):
+            publish(bad, "x", "cmd", _machine())
+
+
+def test_a_chart_is_linked_relative_to_the_published_report(measurements_elsewhere: Path) -> None:
+    chart = measurements_elsewhere.parent / "chart.png"
+    assert image(chart, "A chart") == "\n![A chart](../chart.png)\n"
+    assert image(None, "A chart") == ""
+
+
+def test_the_interruptions_report_reads_its_typed_records() -> None:
+    from benchmarks.interruptions import InterruptionsRun, Screened, render_markdown, summarise
+
+    results = [
+        Screened("tuning", "Yeah.", "backchannel", 1.0, None, False, "ignored", "Yeah.", -0.1, None, None, None),
+        Screened("tuning", "Okay.", "backchannel", 1.0, 10.0, True, "voiced", "Okay then", -0.2, 400.0, 80.0, None),
+        Screened(
+            "tuning",
+            "Hold on a second.",
+            "interruption",
+            1.0,
+            None,
+            True,
+            "voiced",
+            "Hold on",
+            -0.1,
+            600.0,
+            -200.0,
+            50.0,
+        ),
+    ]
+    summary = summarise(results)
+    assert (summary.backchannels, summary.backchannels_not_stopping, summary.interruptions_stopping) == (2, 0.5, 1.0)
+    assert (
+        summary.commands == 0 and summary.commands_stopping == 0.0 and summary.command_stop_after_end_ms_median is None
+    )
+    report = render_markdown(
+        InterruptionsRun("python -m benchmarks.interruptions", _machine(), 400, -0.5, {"tuning": summary}, results)
+    )
+    assert row(report, "backchannels that do not stop the reply") == ["50 % of 2"]
+    assert row(report, "short commands (< 3 words) that stop it") == ["0 % of 0"]
+    assert row(report, "command stop decision after the speech ends (median / p90)") == ["– / – ms"]
+    # Only the backchannel that stopped the reply went the wrong way.
+    assert "- tuning backchannel 'Okay.' at rate 1.0, SNR 10.0: voiced 'Okay then' (avg_logprob -0.2)" in report
+    assert "Yeah." not in report.split("Went the other way:", 1)[1]

@@ -39,7 +39,7 @@ UPGRADE_HOW = (
     "(what a Space installs), requirements.txt's `gradio>=X.Y,<X.Y+1` (what pip installs) and the "
     "installed package (what this suite ran). To upgrade: pip install 'gradio==X.Y.Z', run the "
     "whole suite (the browser tests above all), then set `sdk_version: X.Y.Z` and the range "
-    "`gradio>=X.Y,<X.(Y+1)` in one commit (README: 'Upgrading Gradio')."
+    "`gradio>=X.Y,<X.(Y+1)` in one commit (CONTRIBUTING.md: 'Upgrading Gradio')."
 )
 
 

@@ -1,0 +1,158 @@
+"""Writing a benchmark's report: :class:`Table` for its Markdown tables, :func:`publish` for the file.
+
+Every benchmark prints its report on stdout and writes it to ``docs/measurements/<name>.md``,
+which the README's results table links to.  The command, the UTC time, the machine and its
+probe head the file, so a figure is never pasted by hand and always says where it was measured.
+Tests point :data:`MEASUREMENTS_ENV` at a temporary directory, so a test run never replaces a
+published report.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, overload
+
+if TYPE_CHECKING:
+    from benchmarks.common import MachineInfo
+
+Say = Callable[[str], None]
+# An optional output of a run (``--json``, ``--plot``…): where to write it (None: not asked for), and how.
+Output = tuple[Path | None, Callable[[Path], None]]
+
+MEASUREMENTS = Path(__file__).resolve().parent.parent / "docs" / "measurements"
+MEASUREMENTS_ENV = "WARMVOICE_MEASUREMENTS_DIR"  # where publish() writes instead, when set
+_NAME = re.compile(r"[a-z0-9][a-z0-9_]*")
+GENERATED = "<!-- Written by the command below (benchmarks.report.publish); re-run it rather than edit this file. -->"
+
+
+def progress(line: str) -> None:
+    """One progress line on stderr (stdout carries the report)."""
+    print(line, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Table:
+    """A Markdown table built row by row: every row has one cell per header, ``|`` in a cell is escaped."""
+
+    headers: Sequence[str]
+    right: Sequence[int] = ()  # indices of the columns aligned right (numbers)
+    rows: list[tuple[str, ...]] = field(default_factory=list)
+
+    def add(self, *cells: object) -> Table:
+        """Append one row (each cell shown with ``str``); returns the table, so rows chain."""
+        if len(cells) != len(self.headers):
+            raise ValueError(f"a row of {len(cells)} cells in a table of {len(self.headers)} columns")
+        self.rows.append(tuple(_cell(c) for c in cells))
+        return self
+
+    def markdown(self) -> str:
+        """The table, header and rule first, without a trailing newline."""
+        rule = "|" + "|".join("---:" if i in self.right else "---" for i in range(len(self.headers))) + "|"
+        lines = [_row(tuple(_cell(h) for h in self.headers)), rule, *(_row(r) for r in self.rows)]
+        return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _row(cells: tuple[str, ...]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def measurements_dir() -> Path:
+    """Where published reports go: ``$WARMVOICE_MEASUREMENTS_DIR`` if set, else docs/measurements."""
+    return Path(os.environ.get(MEASUREMENTS_ENV) or MEASUREMENTS)
+
+
+def image(path: Path | None, alt: str) -> str:
+    """A Markdown image line for a chart a run wrote (its path relative to the published report), or ""."""
+    if path is None:
+        return ""
+    return f"\n![{alt}]({os.path.relpath(path.resolve(), measurements_dir().resolve())})\n"
+
+
+def with_header(markdown: str, command: str, machine: MachineInfo) -> str:
+    """``markdown`` with the run's command, time, machine and probe after its title (its first line,
+    when that is a ``# `` heading), so every copy of the report says where it was measured."""
+    title, body = "", markdown
+    if markdown.startswith("# "):
+        title, _, body = markdown.partition("\n")
+        title += "\n\n"
+    header = [GENERATED, "", f"- Command: `{command}`", f"- Finished: {machine.date} (UTC)", machine.markdown()]
+    return title + "\n".join(header) + "\n\n" + body.lstrip("\n")
+
+
+@overload
+def publish(
+    name: str,
+    markdown: str,
+    command: str,
+    machine: MachineInfo,
+    *,
+    outputs: Sequence[Output] = (),
+    markdown_path: Path | None = None,
+    say: Say = progress,
+) -> Path: ...
+
+
+@overload
+def publish(
+    name: str, markdown: Sequence[Output], command: Path | None, machine: Say = progress, *, say: Say = progress
+) -> None: ...
+
+
+def publish(
+    name: str,
+    markdown: str | Sequence[Output],
+    command: str | Path | None,
+    machine: MachineInfo | Say = progress,
+    *,
+    outputs: Sequence[Output] = (),
+    markdown_path: Path | None = None,
+    say: Say = progress,
+) -> Path | None:
+    """Print the report headed by ``command``, the time and ``machine`` on stdout, write it to
+    ``docs/measurements/<name>.md`` (see :func:`measurements_dir`) and to ``markdown_path``, and
+    write each of ``outputs`` that was asked for, saying each path; returns the published file.
+
+    The older form ``publish(markdown, outputs, markdown_path[, say])`` only prints and writes
+    what was asked for, and publishes nothing: benchmarks not yet moved to the named form
+    (pipeline, turn_taking, answer_eval when this was written) call it so.
+    """
+    if not isinstance(markdown, str):  # the older form: (markdown, outputs, markdown_path, say)
+        assert callable(machine) and not isinstance(command, str)
+        legacy_say = say if machine is progress else machine  # ``say`` came by keyword or 4th
+        _write_all(name, [*markdown, (command, functools.partial(_write_text, name))], legacy_say)
+        return None
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"a report name is lower-case letters, digits and _, not {name!r}")
+    assert isinstance(command, str) and not callable(machine)
+    document = with_header(markdown, command, machine)
+    directory = measurements_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{name}.md"
+    written = [
+        (markdown_path, functools.partial(_write_text, document)),
+        (target, functools.partial(_write_text, document)),
+    ]
+    _write_all(document, [*outputs, *written], say)
+    return target
+
+
+def _write_all(markdown: str, outputs: Sequence[Output], say: Say) -> None:
+    print(markdown, end="" if markdown.endswith("\n") else "\n", flush=True)
+    for path, write in outputs:
+        if path is not None:
+            write(path)
+            say(f"wrote {path}")
+
+
+def _write_text(text: str, path: Path) -> None:
+    path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
