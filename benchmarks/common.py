@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import psutil
 
@@ -37,9 +36,6 @@ from benchmarks.report import Table as Table
 from benchmarks.report import progress as progress
 from benchmarks.report import publish as publish
 from llm import EmbeddedLLMServer, Secret, Strategy
-
-if TYPE_CHECKING:
-    from benchmarks.machine_probe import MachineProbe
 
 Say = Callable[[str], None]
 
@@ -60,6 +56,33 @@ PROBED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
 FLAG_LABELS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI"}
 FLAG_LABELS["amx_int8"] = "AMX-INT8"
 CPUINFO = Path("/proc/cpuinfo")
+# The probe's fixed Whisper clip (benchmarks/machine_probe.py holds the rest of its workload).
+WHISPER_CLIP_S = 3.0
+
+
+@dataclass(frozen=True)
+class MachineProbe:
+    """CPU flags and the fixed workload's medians (ms)."""
+
+    flags: tuple[str, ...]  # those of PROBED_FLAGS the CPU has
+    whisper_ms: float  # Whisper tiny.en (int8, the app's settings) on a fixed 3 s clip
+    piper_ms: float  # Piper (the bundled voice) on a fixed sentence, whole synthesis
+    llm_ms: float | None  # LLM_TOKENS tokens from the embedded model (None: the server could not start)
+    llm_tokens: int  # tokens the server reported generating
+    runs: int
+
+    def describe(self) -> str:
+        """One Markdown-friendly line, for the header of a report."""
+        flags = ", ".join(f"{FLAG_LABELS[f]} {'yes' if f in self.flags else 'no'}" for f in PROBED_FLAGS)
+        llm = (
+            f"{self.llm_tokens} tokens from the embedded model {self.llm_ms:.0f} ms"
+            if self.llm_ms is not None
+            else "embedded model unavailable"
+        )
+        return (
+            f"CPU {flags}; Whisper tiny.en on a fixed {WHISPER_CLIP_S:g} s clip {self.whisper_ms:.0f} ms; "
+            f"Piper on a fixed sentence {self.piper_ms:.0f} ms; {llm} (medians of {self.runs} after a warm-up)"
+        )
 
 
 # ---- the machine --------------------------------------------------------------------------

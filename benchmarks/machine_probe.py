@@ -15,48 +15,21 @@ import statistics
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks.common import FLAG_LABELS, PROBED_FLAGS, cpu_flags
+from benchmarks.common import WHISPER_CLIP_S, MachineProbe, cpu_flags
 from llm import EmbeddedLLMServer, EmbeddedServerError
 from voice.audio import to_mono_16k
 from voice.transcribe import SAMPLE_RATE, Transcriber
 from voice.tts_piper import bundled_voice_path, load_voice
 
-# The fixed workload. Changing any of these makes old probes incomparable: don't.
-WHISPER_CLIP_S = 3.0
+# The fixed workload (and common.WHISPER_CLIP_S). Changing any of these makes old probes incomparable: don't.
 WHISPER_SENTENCE = "The quick brown fox jumps over the lazy dog, and then it runs back home."
 PIPER_SENTENCE = "Paris is the capital of France, and it sits on the river Seine."
 LLM_TOKENS = 20
 LLM_PROMPT = "Count from one to thirty in words, separated by commas."
 RUNS = 3
-
-
-@dataclass(frozen=True)
-class MachineProbe:
-    """CPU flags and the fixed workload's medians (ms)."""
-
-    flags: tuple[str, ...]  # those of PROBED_FLAGS the CPU has
-    whisper_ms: float  # Whisper tiny.en (int8, the app's settings) on a fixed 3 s clip
-    piper_ms: float  # Piper (the bundled voice) on a fixed sentence, whole synthesis
-    llm_ms: float | None  # LLM_TOKENS tokens from the embedded model (None: the server could not start)
-    llm_tokens: int  # tokens the server reported generating
-    runs: int
-
-    def describe(self) -> str:
-        """One Markdown-friendly line, for the header of a report."""
-        flags = ", ".join(f"{FLAG_LABELS[f]} {'yes' if f in self.flags else 'no'}" for f in PROBED_FLAGS)
-        llm = (
-            f"{self.llm_tokens} tokens from the embedded model {self.llm_ms:.0f} ms"
-            if self.llm_ms is not None
-            else "embedded model unavailable"
-        )
-        return (
-            f"CPU {flags}; Whisper tiny.en on a fixed {WHISPER_CLIP_S:g} s clip {self.whisper_ms:.0f} ms; "
-            f"Piper on a fixed sentence {self.piper_ms:.0f} ms; {llm} (medians of {self.runs} after a warm-up)"
-        )
 
 
 def _median_ms(work: Callable[[], object], runs: int) -> float:

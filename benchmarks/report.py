@@ -16,10 +16,20 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, overload
+from typing import Protocol, overload
 
-if TYPE_CHECKING:
-    from benchmarks.common import MachineInfo
+
+class MachineInfo(Protocol):
+    """What a report's header needs of :class:`benchmarks.common.MachineInfo` (a protocol, so this
+    module need not import the one that re-exports it)."""
+
+    @property
+    def date(self) -> str: ...
+
+    def markdown(self) -> str:
+        """The machine and probe lines."""
+        ...
+
 
 Say = Callable[[str], None]
 # An optional output of a run (``--json``, ``--plot``…): where to write it (None: not asked for), and how.
