@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -43,6 +44,7 @@ from voice.session import VoiceSession
 from voice.settings import Settings, SettingsError, load_settings
 from voice.tts import TTSError
 from voice.turn_policy import TURN_DETECTOR_LABELS
+from voice.uplink import PageUplink, captured_ms
 from voice.voices import VoiceCatalog
 
 if TYPE_CHECKING:  # voice.local_audio is imported only with --local-audio
@@ -67,7 +69,9 @@ START_MIC_JS = f"""(...args) => {{ window.warmvoice && window.warmvoice.ensure()
 STOP_MIC_JS = """(...args) => { document.querySelector('#mic button.stop-button')?.click(); return args; }"""
 
 
-PLAYER_HEAD = f"<script>{(Path(__file__).parent / 'web' / 'player.js').read_text()}</script>"
+PLAYER_HEAD = "".join(
+    f"<script>{(Path(__file__).parent / 'web' / name).read_text()}</script>" for name in ("player.js", "uplink.js")
+)
 
 
 class RuntimeLoader:
@@ -141,8 +145,8 @@ class WarmVoiceApp:
         self._local_mic = local_mic
         self._local_capture: asyncio.Task[None] | None = None
         self._hearing: set[str] = set()  # sessions whose microphone audio has arrived (logged once)
-        # Each session's page round trips, kept as long as the session object lives.
-        self._links: weakref.WeakKeyDictionary[VoiceSession, BrowserLink] = weakref.WeakKeyDictionary()
+        # Each session's page round trips and microphone capture times, kept as long as the session lives.
+        self._links: weakref.WeakKeyDictionary[VoiceSession, PageUplink] = weakref.WeakKeyDictionary()
 
     # ------------------------------------------------------------------ sessions
 
@@ -220,8 +224,12 @@ class WarmVoiceApp:
             await self._registry.close(request.session_hash or "")
         return "Session ended. Click **Start speaking** to talk again."
 
-    async def hear(self, chunk: tuple[int, np.ndarray] | None, request: gr.Request) -> None:
-        """A chunk of browser microphone audio (48 kHz int16, usually)."""
+    async def hear(
+        self, chunk: tuple[int, np.ndarray] | None, request: gr.Request, evt: gr.EventData | None = None
+    ) -> None:
+        """A chunk of browser microphone audio (48 kHz int16, usually); web/uplink.js puts its
+        capture time in the event data."""
+        arrived_at = time.perf_counter()
         session = await self._session(request)
         if session is None or chunk is None:
             return
@@ -239,7 +247,11 @@ class WarmVoiceApp:
                     audio.shape,
                     audio.dtype,
                 )
-            await session.feed_audio(audio, int(rate))
+            uplink = self._links.get(session)  # the chunk's capture time, where the page gives it
+            capture = None if uplink is None or evt is None else uplink.arrived(captured_ms(evt._data), arrived_at)
+            if capture is not None:
+                session.chunk_captured(capture)
+            await session.feed_audio(audio, int(rate), received_at=arrived_at)
         except (ValueError, TypeError) as exc:
             log.warning("Unusable audio chunk ignored: %s", exc)
 
@@ -258,7 +270,7 @@ class WarmVoiceApp:
         if session is None or link is None or session.closed:
             return
         for answer in parse_pongs(report, session.instance_id):
-            trip = link.pong(answer)
+            trip = link.link.pong(answer)
             if trip is not None:
                 log.debug("Page <-> server round trip for session %s: %.0f ms", session.session_id, trip)
 
@@ -309,7 +321,7 @@ class WarmVoiceApp:
         if session is None:
             return
         view = _PageView(session)
-        self._links[session] = view.link
+        self._links[session] = view.uplink
         yield view.render(chart=True)
         seq = 0
         while not session.closed:
@@ -512,6 +524,7 @@ class _PageView:
         self.current: TurnLatency | None = None
         self._assistant_turn = -1
         self.link = BrowserLink()  # how far the page is: pings ride with the reply audio
+        self.uplink = PageUplink(self.link)  # when the microphone's chunks were captured
 
     def apply(self, event: object) -> AudioOut | None:
         """Fold one event into the view; returns the event if it is audio to play."""
@@ -565,6 +578,7 @@ class _PageView:
             connections_reused=getattr(stats, "connections_reused", 0),
             tts_engine=next((lat.tts_engine for lat in reversed(latencies) if lat.tts_engine), "—"),
             browser_rtt=self.link.summary(),
+            page_clock=self.uplink.describe(),
             interruptions=f"{session.interruption.stats.describe()}, "
             f"{session.speculation_stats.continued} turns continued before the reply was heard",
             preemptive=session.reply.preemptive.stats.describe(),
