@@ -44,7 +44,7 @@ from voice.session import VoiceSession
 from voice.settings import Settings, SettingsError, load_settings
 from voice.tts import TTSError
 from voice.turn_policy import TURN_DETECTOR_LABELS
-from voice.uplink import PageUplink, captured_ms
+from voice.uplink import PageTimes, PageUplink, page_times
 from voice.voices import VoiceCatalog
 
 if TYPE_CHECKING:  # voice.local_audio is imported only with --local-audio
@@ -224,11 +224,15 @@ class WarmVoiceApp:
             await self._registry.close(request.session_hash or "")
         return "Session ended. Click **Start speaking** to talk again."
 
+    async def hear_stream(self, chunk: tuple[int, np.ndarray] | None, request: gr.Request, evt: gr.EventData) -> None:
+        """The microphone stream's handler: web/uplink.js puts each chunk's capture time in its event data."""
+        await self.hear(chunk, request, page_times(evt._data))
+
     async def hear(
-        self, chunk: tuple[int, np.ndarray] | None, request: gr.Request, evt: gr.EventData | None = None
+        self, chunk: tuple[int, np.ndarray] | None, request: gr.Request, page: PageTimes | None = None
     ) -> None:
-        """A chunk of browser microphone audio (48 kHz int16, usually); web/uplink.js puts its
-        capture time in the event data."""
+        """A chunk of browser microphone audio (48 kHz int16, usually), and when the page captured
+        and sent it on its clock (None: the page did not say)."""
         arrived_at = time.perf_counter()
         session = await self._session(request)
         if session is None or chunk is None:
@@ -248,7 +252,7 @@ class WarmVoiceApp:
                     audio.dtype,
                 )
             uplink = self._links.get(session)  # the chunk's capture time, where the page gives it
-            capture = None if uplink is None or evt is None else uplink.arrived(captured_ms(evt._data), arrived_at)
+            capture = None if uplink is None else uplink.arrived(page, arrived_at)
             if capture is not None:
                 session.chunk_captured(capture)
             await session.feed_audio(audio, int(rate), received_at=arrived_at)
@@ -455,7 +459,7 @@ class WarmVoiceApp:
                 trigger_mode="multiple",
             )
             mic.stream(
-                self.hear,
+                self.hear_stream,
                 mic,
                 None,
                 stream_every=0.1,

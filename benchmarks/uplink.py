@@ -49,6 +49,7 @@ from voice.audio import SAMPLE_RATE, write_wav
 ROOT = Path(__file__).resolve().parent.parent
 QUESTION = "What is the capital of France?"
 LOOP_SILENCE_S = 9.0  # after the question: the reply is heard before the question comes again
+SETTLE_MS = 10_000  # page age at the click on "Start speaking"
 CHROMIUM_FLAGS = (
     "--no-sandbox",
     "--disable-gpu",
@@ -71,6 +72,8 @@ class TurnFigures:
     uplink_ms: float
     first_audio_ms: float | None
     playing_ms: float | None
+    in_page_ms: float | None = None  # of the uplink: capture -> the request that hands the chunk over
+    to_server_ms: float | None = None  # of the uplink: that request -> the server's handler
 
 
 @dataclass
@@ -87,6 +90,10 @@ class Visit:
     def uplinks(self) -> list[float]:
         """The uplink of every turn (ms)."""
         return [t.uplink_ms for t in self.turns]
+
+    def to_server(self) -> list[float]:
+        """Every turn's uplink after the chunk left the page (ms)."""
+        return [t.to_server_ms for t in self.turns if t.to_server_ms is not None]
 
 
 def question_wav(path: Path) -> Path:
@@ -171,12 +178,17 @@ def _number(text: str) -> float | None:
 # The current turn's figures once turn N shows its uplink and its playback (else null).
 READ_TURN = """(n) => {
     const panel = document.querySelector('#current-turn');
-    if (!panel || !new RegExp('Turn ' + n + ' \\(voice\\)').test(panel.textContent)) return null;
+    if (!panel || !panel.textContent.includes('Turn ' + n + ' (voice)')) return null;
     const ms = (sel) => { const cell = panel.querySelector(sel + ' .wv-ms'); return cell ? cell.textContent : ''; };
     const uplink = ms('tr[data-stage=uplink_ms]'), playing = ms('tr[data-measure=playback_confirmed_ms]');
     if (!/[0-9]/.test(uplink) || !/[0-9]/.test(playing)) return null;
     const clock = panel.querySelector('[data-fact=clock]');
-    return { uplink, playing, first_audio: ms('tr[data-stage=first_audio_ms]'), clock: clock ? clock.textContent : '' };
+    const split = (name) => {
+        const part = panel.querySelector('[data-split=' + name + ']');
+        return part ? part.textContent : '';
+    };
+    return { uplink, playing, first_audio: ms('tr[data-stage=first_audio_ms]'), clock: clock ? clock.textContent : '',
+             in_page: split('in_page'), to_server: split('to_server') };
 }"""
 
 
@@ -190,6 +202,10 @@ def visit(browser: Any, name: str, url: str, turns: int) -> Visit:
     try:
         page.goto(url, timeout=60_000)
         page.locator("#mic button.record-button").wait_for(state="visible", timeout=60_000)
+        # Clicked as a person would, once the page has settled: Gradio's recorder loads its WAV
+        # encoder after the page renders, and through the proxy that takes longer than the 3 s
+        # app.py waits before pressing record (a press before it finds no recorder).
+        page.wait_for_function(f"() => performance.now() > {SETTLE_MS}", timeout=60_000)
         page.get_by_role("button", name="Start speaking").click()
         for n in range(1, turns + 1):
             try:
@@ -201,7 +217,12 @@ def visit(browser: Any, name: str, url: str, turns: int) -> Visit:
                 break
             result.turns.append(
                 TurnFigures(
-                    n, _number(shown["uplink"]) or 0.0, _number(shown["first_audio"]), _number(shown["playing"])
+                    n,
+                    _number(shown["uplink"]) or 0.0,
+                    _number(shown["first_audio"]),
+                    _number(shown["playing"]),
+                    _number(shown["in_page"]),
+                    _number(shown["to_server"]),
                 )
             )
             result.clocks.append(shown["clock"])
@@ -255,15 +276,20 @@ def render_markdown(report: Report) -> str:
         "“uplink” is the stage “Your audio reached the server”: from the capture of the last sample "
         "of the chunk that held the end of speech to that chunk's arrival in the server's handler.",
         "",
-        "| Page | Turn | Uplink | First audio | Playing (browser) | Playing − uplink (the old figure) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "“In the page” is the uplink's part from the capture to the request that hands the chunk to "
+        "Gradio's queue (the chunk's wait, its encoding, its upload's round trip: one clock, the page's); "
+        "“to the server” is the rest (that request's way, Gradio's queue), across the two clocks.",
+        "",
+        "| Page | Turn | Uplink | in the page | to the server | First audio | Playing (browser) "
+        "| Playing − uplink (the old figure) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for v in report.visits:
         for t in v.turns:
             old = None if t.playing_ms is None else t.playing_ms - t.uplink_ms
             lines.append(
-                f"| {v.name} | {t.turn} | {_fmt(t.uplink_ms)} | {_fmt(t.first_audio_ms)} | "
-                f"{_fmt(t.playing_ms)} | {_fmt(old)} |"
+                f"| {v.name} | {t.turn} | {_fmt(t.uplink_ms)} | {_fmt(t.in_page_ms)} | {_fmt(t.to_server_ms)} | "
+                f"{_fmt(t.first_audio_ms)} | {_fmt(t.playing_ms)} | {_fmt(old)} |"
             )
     lines += ["", "| Page | Page clock → server clock (facts) | Browser ↔ server round trip (facts) |", "|---|---|---|"]
     lines += [f"| {v.name} | {v.page_clock} | {v.round_trip} |" for v in report.visits]
@@ -279,6 +305,15 @@ def render_markdown(report: Report) -> str:
             f"{diff / one_way:.2f}× the proxy's one-way delay ({one_way:g} ms) and "
             f"{diff / report.rtt_ms:.2f}× its added round trip ({report.rtt_ms:g} ms).",
         ]
+        near_out, far_out = (_median(v.to_server()) for v in report.visits[:2])
+        if near_out is not None and far_out is not None:
+            out = far_out - near_out
+            lines += [
+                "",
+                f"After the chunk left the page: near {near_out:,.1f} ms, far {far_out:,.1f} ms; far − near "
+                f"**{out:,.1f} ms**, {out / one_way:.2f}× the proxy's one-way delay ({one_way:g} ms; "
+                f"{100 * (out - one_way) / one_way:+.0f} %).",
+            ]
     return "\n".join(lines) + "\n"
 
 

@@ -13,7 +13,7 @@ import pytest
 from voice import panel
 from voice.browser_link import PING_EVERY_S, BrowserLink, Pong, parse_pongs
 from voice.latency import TurnLatency
-from voice.uplink import EVENT_KEY, CaptureBook, ChunkCapture, PageUplink, captured_ms
+from voice.uplink import EVENT_KEY, SENT_KEY, CaptureBook, ChunkCapture, PageTimes, PageUplink, page_times
 
 PAGE_AHEAD_MS = 7_654_321.0  # the page's clock reads this much more than the server's (ms)
 
@@ -97,23 +97,38 @@ def test_a_chunk_s_way_up_is_its_arrival_minus_its_capture_on_one_clock() -> Non
     uplink = PageUplink(link)
     captured = clock.page_ms()
     clock.now += 0.120
-    assert uplink.arrived(captured, clock.now) is None, "no offset yet: the clocks are not mapped"
+    assert uplink.arrived(PageTimes(captured), clock.now) is None, "no offset yet: the clocks are not mapped"
     assert uplink.describe() == "measuring…"
     _exchange(link, clock, 10.0, 10.0)
     assert "no microphone chunk timed yet" in uplink.describe()
     captured = clock.page_ms()
-    clock.now += 0.120
-    capture = uplink.arrived(captured, clock.now)
-    assert capture == ChunkCapture(clock.now, pytest.approx(120.0, abs=0.1), 10.0)
+    clock.now += 0.090  # in the page: the chunk's wait, its upload
+    sent = clock.page_ms()
+    clock.now += 0.030  # to the server's handler
+    capture = uplink.arrived(PageTimes(captured, sent), clock.now)
+    assert capture == ChunkCapture(clock.now, pytest.approx(120.0, abs=0.1), 10.0, pytest.approx(90.0, abs=0.1))
     assert uplink.arrived(None, clock.now) is None, "a chunk the page did not time"
     assert "±10 ms (best of 1 pings); last microphone chunk reached the server 120 ms" in uplink.describe()
 
 
 def test_the_capture_time_comes_in_the_chunk_s_event_data_and_is_not_trusted() -> None:
-    assert captured_ms({EVENT_KEY: 1234.5}) == 1234.5
-    for bad in (None, "1234", [1234], {}, {EVENT_KEY: "1"}, {EVENT_KEY: -3}, {EVENT_KEY: True}, {EVENT_KEY: 1e12}):
-        assert captured_ms(bad) is None, bad
-    assert captured_ms({EVENT_KEY: float("nan")}) is None
+    file = {"path": "/tmp/gradio/x/audio.wav", "meta": {"_type": "gradio.FileData"}}  # Gradio's own
+    assert page_times({**file, EVENT_KEY: 1234.5, SENT_KEY: 1300.0}) == PageTimes(1234.5, 1300.0)
+    assert page_times({EVENT_KEY: 1234.5}) == PageTimes(1234.5, None)
+    assert page_times({EVENT_KEY: 1234.5, SENT_KEY: 1000.0}) == PageTimes(1234.5, None), "sent before captured"
+    for bad in (
+        None,
+        "1234",
+        [1234],
+        {},
+        file,
+        {EVENT_KEY: "1"},
+        {EVENT_KEY: -3},
+        {EVENT_KEY: True},
+        {EVENT_KEY: 1e12},
+    ):
+        assert page_times(bad) is None, bad
+    assert page_times({EVENT_KEY: float("nan")}) is None
 
 
 def _spoken(**stages: float) -> TurnLatency:
@@ -145,10 +160,11 @@ def test_starting_at_capture_moves_every_figure_by_the_way_up() -> None:
 
 def test_a_turn_starts_at_the_capture_of_the_chunk_its_end_was_stamped_from() -> None:
     book = CaptureBook()
-    book.add(ChunkCapture(10.0, 90.0, 5.0))
+    book.add(ChunkCapture(10.0, 90.0, 5.0, 60.0))
     book.add(ChunkCapture(10.1, 95.0, 5.0))
     lat = _spoken(endpoint_ms=400.0)
     assert book.attach(lat, heard_at=10.0) and lat.endpoint_ms == 490.0 and lat.uplink_ms == 90.0
+    assert lat.extras["uplink_in_page_ms"] == 60.0
     untimed = _spoken(endpoint_ms=400.0)
     assert not book.attach(untimed, heard_at=10.2), "a chunk the page did not time"
     assert untimed.clock == "arrival" and untimed.endpoint_ms == 400.0
@@ -160,7 +176,10 @@ def test_the_panel_says_which_clock_a_turn_counts_from() -> None:
     assert "as its audio reached the server" in text and "data-stage='uplink_ms'" in text
     spoken.start_at_capture(80.0, 9.0)
     text = panel.current_turn_html(spoken)
-    assert "as your page captured it" in text and "±9 ms" in text
+    assert "as your page captured it" in text and "±9 ms" in text and "data-split" not in text
+    spoken.extras["uplink_in_page_ms"] = 55.0
+    text = panel.current_turn_html(spoken)
+    assert "<span data-split='in_page'>55 ms</span>" in text and "<span data-split='to_server'>25 ms</span>" in text
     assert "Your audio reached the server" in text and "80 ms" in text
     assert panel.turns_rows([spoken])[0][panel.TURN_COLUMNS.index("Uplink")] == "80"
     typed = TurnLatency(turn=2, source="text", clock="typed", speech_end_at=1.0, first_audio_ms=500.0)

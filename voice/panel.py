@@ -150,9 +150,17 @@ def clock_note(lat: TurnLatency) -> str:
     if lat.clock == "typed":
         return "Zero: when your typed turn reached the server."
     if lat.clock == "page":
+        in_page = lat.extras.get("uplink_in_page_ms")
+        split = (
+            ""
+            if in_page is None or lat.uplink_ms is None
+            else f" Its way up: <span data-split='in_page'>{in_page:,.0f} ms</span> in the page (the chunk, "
+            f"its encoding and upload) + <span data-split='to_server'>{lat.uplink_ms - in_page:,.0f} ms</span> "
+            "to the server's handler (network, Gradio's queue)."
+        )
         return (
             "Zero: the end of your speech as your page captured it (the page's clock mapped to the "
-            f"server's, ±{lat.clock_uncertainty_ms or 0:,.0f} ms)."
+            f"server's, ±{lat.clock_uncertainty_ms or 0:,.0f} ms).{split}"
         )
     return (
         "Zero: the end of your speech as its audio reached the server: no capture time from the page "

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from voice.browser_link import BrowserLink, finite_number
 from voice.latency import TurnLatency
 
-EVENT_KEY = "warmvoice_captured_ms"  # web/uplink.js's key in the chunk's event data
+EVENT_KEY = "warmvoice_captured_ms"  # web/uplink.js's keys in the chunk's event data
+SENT_KEY = "warmvoice_sent_ms"
 _MAX_PAGE_CLOCK_MS = 1e11  # performance.now() of a page open for three years
 _KEEP_CHUNKS = 64  # chunks remembered for a turn that ends on one (~6 s of chunks)
 
@@ -29,19 +30,33 @@ _KEEP_CHUNKS = 64  # chunks remembered for a turn that ends on one (~6 s of chun
 @dataclass(frozen=True)
 class ChunkCapture:
     """A chunk that arrived at ``arrived_at`` (server ``perf_counter``) was captured ``uplink_ms``
-    before, true to within ``uncertainty_ms`` (the clock offset's)."""
+    before, true to within ``uncertainty_ms`` (the clock offset's); ``in_page_ms`` of it were spent
+    in the page, from the capture to the request that handed the chunk to the queue (None: not said)."""
 
     arrived_at: float
     uplink_ms: float
     uncertainty_ms: float
+    in_page_ms: float | None = None
 
 
-def captured_ms(event_data: object) -> float | None:
-    """The capture time (page clock, ms) the page put in a chunk's event data, or None (an older
-    page, another front-end, or anything implausible: the page is not trusted)."""
+@dataclass(frozen=True)
+class PageTimes:
+    """What the page said of a chunk, on its clock (ms): its last sample's capture and when it left."""
+
+    captured_ms: float
+    sent_ms: float | None = None
+
+
+def page_times(event_data: object) -> PageTimes | None:
+    """The times the page put in a chunk's event data, or None (an older page, another front-end,
+    or anything implausible: the page is not trusted; a send before the capture is dropped)."""
     if not isinstance(event_data, dict):
         return None
-    return finite_number(event_data.get(EVENT_KEY), 0, _MAX_PAGE_CLOCK_MS)
+    captured = finite_number(event_data.get(EVENT_KEY), 0, _MAX_PAGE_CLOCK_MS)
+    if captured is None:
+        return None
+    sent = finite_number(event_data.get(SENT_KEY), captured, _MAX_PAGE_CLOCK_MS)
+    return PageTimes(captured, sent)
 
 
 class PageUplink:
@@ -52,14 +67,15 @@ class PageUplink:
         self.last: ChunkCapture | None = None
         self.timed = 0  # chunks whose way up was measured
 
-    def arrived(self, page_ms: float | None, at: float) -> ChunkCapture | None:
-        """A chunk captured at ``page_ms`` (the page's clock; None: not said) arrived at ``at``;
-        its way up, or None when the page did not say or the clocks are not mapped yet."""
+    def arrived(self, times: PageTimes | None, at: float) -> ChunkCapture | None:
+        """A chunk the page timed (None: it did not) arrived at ``at``; its way up, or None when
+        the page did not say or the clocks are not mapped yet."""
         offset = self.link.offset()
-        if page_ms is None or offset is None:
+        if times is None or offset is None:
             return None
-        uplink_ms = (at - offset.to_server(page_ms)) * 1000.0
-        self.last = ChunkCapture(at, round(uplink_ms, 1), offset.uncertainty_ms)
+        uplink_ms = (at - offset.to_server(times.captured_ms)) * 1000.0
+        in_page = None if times.sent_ms is None else round(times.sent_ms - times.captured_ms, 1)
+        self.last = ChunkCapture(at, round(uplink_ms, 1), offset.uncertainty_ms, in_page)
         self.timed += 1
         return self.last
 
@@ -97,4 +113,8 @@ class CaptureBook:
         """``lat``'s end of speech was stamped from the chunk that arrived at ``heard_at``: it
         starts at that chunk's capture if its way up is known; True if it does."""
         capture = self._known.get(heard_at)
-        return capture is not None and lat.start_at_capture(capture.uplink_ms, capture.uncertainty_ms)
+        if capture is None or not lat.start_at_capture(capture.uplink_ms, capture.uncertainty_ms):
+            return False
+        if capture.in_page_ms is not None:
+            lat.extras["uplink_in_page_ms"] = capture.in_page_ms
+        return True

@@ -3,7 +3,7 @@
 // of speech as the page captured it rather than as its audio arrived (voice/uplink.py).
 //
 // Gradio's streaming microphone gives no capture times, so this watches its steps from the
-// outside, changing none of them but one field:
+// outside, adding one field to one of them:
 //  1. the recorder's chunk (its "dataavailable" event): the chunk's last sample was captured by
 //     then.  The event comes late by the recorder's timer and encoder, and by more under load, so
 //     the capture time of a recording's sample n is taken as t0 + n / rate, where t0 is the
@@ -13,7 +13,7 @@
 //     first chunk, .../stream/<event> for the others): the chunk's capture time goes into its
 //     event data, which Gradio passes to the server's handler with that very chunk.
 window.warmvoiceUplink = (() => {
-  const KEY = "warmvoice_captured_ms";  // voice/uplink.py reads it
+  const KEY = "warmvoice_captured_ms", SENT_KEY = "warmvoice_sent_ms";  // voice/uplink.py reads them
   const state = { recorders: new WeakMap(), latest: null, uploads: new Map(), chunks: 0 };
   const originalFetch = window.fetch.bind(window);
 
@@ -80,8 +80,14 @@ window.warmvoiceUplink = (() => {
     }
     if (!found) return originalFetch(input, init);
     const body = JSON.parse(init.body);
-    if (body && typeof body === "object" && body.event_data == null) {
-      body.event_data = { [KEY]: Math.round(found[1].captured * 10) / 10 };
+    // Gradio's own event data for a stream is the chunk's file description (or nothing): the
+    // capture time is one more key beside it, which nothing else reads.
+    const data = body && typeof body === "object" ? body.event_data : undefined;
+    if (data == null || (typeof data === "object" && !Array.isArray(data))) {
+      // Also when the chunk left: the part of its way up spent in this page (the chunk's wait,
+      // its encoding and its upload's round trip), a duration on one clock.
+      body.event_data = { ...(data || {}), [KEY]: Math.round(found[1].captured * 10) / 10,
+                          [SENT_KEY]: Math.round(performance.now() * 10) / 10 };
       init = { ...init, body: JSON.stringify(body) };
       state.chunks += 1;
     }
