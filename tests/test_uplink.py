@@ -174,6 +174,7 @@ def test_the_panel_says_which_clock_a_turn_counts_from() -> None:
     spoken = _spoken(endpoint_ms=400.0)
     text = panel.current_turn_html(spoken)
     assert "as its audio reached the server" in text and "data-stage='uplink_ms'" in text
+    assert "<td class='wv-ms'>not timed</td>" in text, "no capture time will come for this turn"
     spoken.start_at_capture(80.0, 9.0)
     text = panel.current_turn_html(spoken)
     assert "as your page captured it" in text and "±9 ms" in text and "data-split" not in text

@@ -86,6 +86,9 @@ def current_turn_html(lat: TurnLatency | None) -> str:
         for attr, label in PANEL_STAGES
         if attr != "uplink_ms" or lat.source == "voice"  # a typed turn has no microphone audio
     ]
+    if lat.source == "voice" and lat.clock == "arrival":
+        # The way up is known when the turn is stamped, or never (no capture time): not "…".
+        rows[0] = rows[0].replace("<td class='wv-ms'>…</td>", "<td class='wv-ms'>not timed</td>")
     if lat.playback_confirmed_ms is not None:
         # Not a pipeline stage: shown once the page's player has said so (never in the CLI).
         rows.append(
