@@ -7,13 +7,15 @@
 //  1. the recorder's chunk (its "dataavailable" event): the chunk's last sample was captured by
 //     then.  The event comes late by the recorder's timer and encoder, and by more under load, so
 //     the capture time of a recording's sample n is taken as t0 + n / rate, where t0 is the
-//     smallest (event time - audio so far) of the recording: the least delayed event;
+//     smallest (event time - audio so far) of the last 2 s of events: the least delayed one.
+//     Only the recent ones: audio the page failed to capture (a starved CPU) moves t0 for good;
 //  2. the chunk's upload (POST .../upload of "audio.wav"), whose answer names the file's path;
 //  3. the request that hands that path to Gradio's queue (POST .../queue/join for a recording's
 //     first chunk, .../stream/<event> for the others): the chunk's capture time goes into its
 //     event data, which Gradio passes to the server's handler with that very chunk.
 window.warmvoiceUplink = (() => {
   const KEY = "warmvoice_captured_ms", SENT_KEY = "warmvoice_sent_ms";  // voice/uplink.py reads them
+  const WINDOW = 20;  // chunk events (100 ms each) the capture clock is taken from
   const state = { recorders: new WeakMap(), latest: null, uploads: new Map(), chunks: 0 };
   const originalFetch = window.fetch.bind(window);
 
@@ -22,7 +24,7 @@ window.warmvoiceUplink = (() => {
     let recorder = state.recorders.get(target);
     if (!recorder) {
       // A recording's first chunk starts with the WAV header, which gives the rate and channels.
-      recorder = { values: Math.max(0, blob.size - 44) / 2, perMs: null, t0: Infinity, lastAt: now };
+      recorder = { values: Math.max(0, blob.size - 44) / 2, perMs: null, origins: [], lastAt: now };
       state.recorders.set(target, recorder);
       blob.slice(0, 44).arrayBuffer().then((bytes) => {
         const view = new DataView(bytes);
@@ -33,12 +35,15 @@ window.warmvoiceUplink = (() => {
       recorder.values += blob.size / 2;
       recorder.lastAt = now;
     }
-    if (recorder.perMs) recorder.t0 = Math.min(recorder.t0, now - recorder.values / recorder.perMs);
+    if (recorder.perMs) {
+      recorder.origins.push(now - recorder.values / recorder.perMs);
+      if (recorder.origins.length > WINDOW) recorder.origins.shift();
+    }
     state.latest = recorder;
   }
 
   function capturedAt(recorder) {
-    if (recorder.perMs && Number.isFinite(recorder.t0)) return recorder.t0 + recorder.values / recorder.perMs;
+    if (recorder.perMs && recorder.origins.length) return Math.min(...recorder.origins) + recorder.values / recorder.perMs;
     return recorder.lastAt;
   }
 
