@@ -7,7 +7,7 @@ through the proxy ("far"), ``--turns`` spoken turns each; the panel's own figure
 the uplink stage (capture in the page -> arrival at the server), the clock offset's
 uncertainty, first audio and "playing in your browser", all from the end of speech as the page
 captured it.  The far page's uplink minus the near page's is compared with the proxy's one-way
-delay (half ``--rtt-ms``).
+delay (half ``--rtt-ms``), whole and for the part after the chunk left the page.
 
     flock /tmp/warmvoice-bench.lock python -m benchmarks.uplink --markdown docs/measurements/uplink.md
 """
@@ -303,7 +303,10 @@ def render_markdown(report: Report) -> str:
         lines += [
             f"Median uplink: near {near:,.1f} ms, far {far:,.1f} ms; far − near **{diff:,.1f} ms**, "
             f"{diff / one_way:.2f}× the proxy's one-way delay ({one_way:g} ms) and "
-            f"{diff / report.rtt_ms:.2f}× its added round trip ({report.rtt_ms:g} ms).",
+            f"{diff / report.rtt_ms:.2f}× its added round trip ({report.rtt_ms:g} ms). What the distance "
+            "must add at least: Gradio's microphone uploads each chunk (one round trip) and then hands its "
+            f"path to the queue in a second request (one way more), {1.5 * report.rtt_ms:g} ms; anything above "
+            "is chunks queueing behind each other (the page's connections, the server's queue).",
         ]
         near_out, far_out = (_median(v.to_server()) for v in report.visits[:2])
         if near_out is not None and far_out is not None:
