@@ -195,21 +195,21 @@ async def test_the_page_round_trip_is_measured_on_the_servers_clock(voice_runtim
         "[" * 5000,
     ):
         await web.pong(report, tab)
-    assert web._links[session].summary() is None
+    assert web._links[session].link.summary() is None
 
     await asyncio.sleep(0.2)  # the "network"
     await web.pong(json.dumps([{"session": session.instance_id, "ping": 1, "page_ms": 3}]), tab)
-    trips = web._links[session].summary()
+    trips = web._links[session].link.summary()
     assert trips is not None and trips.count == 1 and 190 <= trips.last_ms < 5000
     out = await anext(pump)
     assert f"Browser ↔ server round trip | {trips.last_ms:,.0f} ms (1 ping)" in out[6]
     # A repeated answer is not a second measurement.
     await web.pong(json.dumps([{"session": session.instance_id, "ping": 1, "page_ms": 3}]), tab)
-    assert web._links[session].summary().count == 1
+    assert web._links[session].link.summary().count == 1
     await web.aclose()
     [o async for o in pump]
     await web.pong(json.dumps([{"session": session.instance_id, "ping": 2, "page_ms": 3}]), tab)
-    assert web._links[session].summary().count == 1, "a closed session measures nothing more"
+    assert web._links[session].link.summary().count == 1, "a closed session measures nothing more"
     link = weakref.ref(web._links[session])
     del session
     gc.collect()

@@ -8,6 +8,12 @@ both ends with its own ``perf_counter``.  The page adds how long the ping sat in
 (its own clock, a duration: no clock offset involved), which is taken out.  What remains is
 the round trip: the network both ways plus Gradio carrying the message in the server and the
 page, exactly what a reply chunk and its playback report go through.
+
+The same pings also map the page's clock to the server's, as NTP does: the page says when it
+answered (its ``performance.now()``), so each ping gives the offset between the two clocks if
+the way down took as long as the way up; whatever the two ways differ by, the error is at most
+half the round trip.  The ping with the shortest trip has the least room for that error, so the
+offset comes from it (:meth:`BrowserLink.offset`).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ UNANSWERED_S = 10.0  # a ping with no answer by then is given up (a page gone, a
 KEEP = 10  # the summary covers the last KEEP round trips
 MAX_PONG_CHARS = 1024  # a pong names one or two pings; anything longer is not from our player
 _MAX_PAGE_MS = 10_000.0
+_MAX_PAGE_CLOCK_MS = 1e11  # performance.now() of a page open for three years
 
 
 @dataclass(frozen=True)
@@ -49,11 +56,27 @@ class RoundTrips:
 
 
 @dataclass(frozen=True)
+class ClockOffset:
+    """The page's clock against the server's: ``page_ms = server_s * 1000 + offset_ms``, true to
+    within ``uncertainty_ms`` (half the round trip of the ping it comes from)."""
+
+    offset_ms: float
+    uncertainty_ms: float
+    pings: int  # how many pings it was chosen from
+
+    def to_server(self, page_ms: float) -> float:
+        """A time on the page's clock (ms) as a time on the server's (``perf_counter`` seconds)."""
+        return (page_ms - self.offset_ms) / 1000.0
+
+
+@dataclass(frozen=True)
 class Pong:
-    """The page's answer to ping ``ping``, after ``page_ms`` in the page (None: not given)."""
+    """The page's answer to ping ``ping``, after ``page_ms`` in the page (None: not given), sent
+    at ``answered_ms`` on the page's clock (None: an older player that does not say)."""
 
     ping: int
     page_ms: float | None
+    answered_ms: float | None = None
 
 
 class BrowserLink:
@@ -65,6 +88,7 @@ class BrowserLink:
         self._in_flight: tuple[int, float] | None = None  # (ping id, sent at)
         self._last_sent = -math.inf
         self._trips: deque[float] = deque(maxlen=KEEP)
+        self._offsets: deque[tuple[float, float]] = deque(maxlen=KEEP)  # (round trip, offset) in ms
 
     def ping(self) -> int | None:
         """A new ping id to send now, or None when one is in flight or the last went too recently."""
@@ -90,7 +114,20 @@ class BrowserLink:
         trip = (now - sent_at) * 1000.0 - (answer.page_ms or 0.0)
         trip = round(max(trip, 0.0), 1)
         self._trips.append(trip)
+        if answer.answered_ms is not None and answer.page_ms is not None:
+            # NTP's four stamps: sent (server), received and answered (page), back (server).
+            received_ms = answer.answered_ms - answer.page_ms
+            offset = ((received_ms - sent_at * 1000.0) + (answer.answered_ms - now * 1000.0)) / 2.0
+            self._offsets.append((trip, offset))
         return trip
+
+    def offset(self) -> ClockOffset | None:
+        """The page's clock against the server's, from the recent ping with the shortest round
+        trip; None before a page that stamps its answers has answered."""
+        if not self._offsets:
+            return None
+        trip, offset = min(self._offsets)
+        return ClockOffset(round(offset, 1), round(trip / 2.0, 1), len(self._offsets))
 
     def summary(self) -> RoundTrips | None:
         """The recent round trips, or None before the first answer."""
@@ -134,12 +171,14 @@ def parse_pongs(text: str, stream: str) -> list[Pong]:
     """The pongs in the player's JSON (``[{"session": stream, "ping": n, "page_ms": ms}, ...]``).
 
     Only this stream's well-formed entries count; an implausible ``page_ms`` is dropped (the
-    round trip is then taken whole).
+    round trip is then taken whole), and so is an implausible ``answered_ms`` (the page's clock).
     """
     pongs = []
     for item in page_messages(text, stream, MAX_PONG_CHARS):
         ping = positive_int(item.get("ping"))
         if ping is None:
             continue
-        pongs.append(Pong(ping, finite_number(item.get("page_ms"), 0, _MAX_PAGE_MS)))
+        page_ms = finite_number(item.get("page_ms"), 0, _MAX_PAGE_MS)
+        answered_ms = finite_number(item.get("answered_ms"), 0, _MAX_PAGE_CLOCK_MS)
+        pongs.append(Pong(ping, page_ms, answered_ms))
     return pongs

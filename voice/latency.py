@@ -26,6 +26,14 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("first_sentence_ms", "First sentence ready"),
     ("first_audio_ms", "First audio ready"),
 )
+# Before them in the panel: the microphone audio's way up from the page (voice.uplink).  Known
+# only where a page reports its chunks' capture times, so the headless pipeline has no such stage.
+UPLINK_STAGE = ("uplink_ms", "Your audio reached the server")
+PANEL_STAGES: tuple[tuple[str, str], ...] = (UPLINK_STAGE, *STAGES)
+# What the zero of a turn's figures is: the end of speech as the page captured it ("page"), as
+# its audio reached the server ("arrival": no capture time from the page, e.g. the local
+# microphone, headless WAV turns, an older browser), or when a typed turn reached it ("typed").
+Clock = Literal["page", "arrival", "typed"]
 
 
 # How a turn ended ("running" until it does).
@@ -89,6 +97,9 @@ class TurnLatency:
     strategy: Strategy = "prewarmed"
     rtt_ms: float = 0.0
     speech_end_at: float = 0.0  # perf_counter() of the last voiced frame (or of text submission)
+    clock: Clock = "arrival"
+    uplink_ms: float | None = None  # the chunk that held the speech end: capture -> server
+    clock_uncertainty_ms: float | None = None  # the page clock's offset, known to within this
     endpoint_ms: float | None = None
     transcript_ms: float | None = None
     stt_compute_ms: float | None = None
@@ -167,6 +178,26 @@ class TurnLatency:
         self.playback_confirmed_ms = round(self.since_speech_end(at), 1)
         if player_ms is not None:
             self.extras["player_ms"] = round(player_ms, 1)
+        return True
+
+    def start_at_capture(self, uplink_ms: float, uncertainty_ms: float) -> bool:
+        """Move the zero from the audio's arrival to its capture in the page: the end of speech
+        is ``uplink_ms`` earlier, so every figure grows by it, those already stamped too.
+
+        A negative way up (the clock offset's error, at most ``uncertainty_ms``) moves nothing.
+        Once per turn, and only for a spoken turn timed from arrival; returns True if it did.
+        """
+        if self.source != "voice" or self.clock != "arrival":
+            return False
+        shift = round(max(uplink_ms, 0.0), 1)
+        self.speech_end_at -= shift / 1000.0
+        for attr in (*(attr for attr, _ in STAGES), "reply_done_ms", "playback_confirmed_ms"):
+            value = getattr(self, attr)
+            if value is not None:
+                setattr(self, attr, round(value + shift, 1))
+        self.clock = "page"
+        self.uplink_ms = shift
+        self.clock_uncertainty_ms = round(uncertainty_ms, 1)
         return True
 
     def set_tts_connection(self, connection: TTSConnection | None) -> None:

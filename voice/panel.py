@@ -22,7 +22,7 @@ from llm import STRATEGY_SHORT_LABELS, Strategy, format_ms, public_endpoint
 from voice.audio import float_to_int16
 from voice.browser_link import RoundTrips, finite_number, page_messages, positive_int
 from voice.events import AudioOut
-from voice.latency import STAGES, TurnLatency
+from voice.latency import PANEL_STAGES, TurnLatency
 
 if TYPE_CHECKING:
     from voice.session import VoiceSession
@@ -33,6 +33,7 @@ TURN_COLUMNS = [
     "RTT ms",
     "Connection",
     "TTS connection",
+    "Uplink",
     "Endpoint",
     "Ended by",
     "STT",
@@ -44,7 +45,7 @@ TURN_COLUMNS = [
     "LLM tries",
     "Outcome",
 ]
-_SEGMENT_COLOURS = ["#9aa5b1", "#6c8ebf", "#b85450", "#d79b00", "#82b366", "#9673a6", "#3c8dbc"]
+_SEGMENT_COLOURS = ["#c9b8a6", "#9aa5b1", "#6c8ebf", "#b85450", "#d79b00", "#82b366", "#9673a6", "#3c8dbc"]
 
 
 @dataclass(frozen=True)
@@ -61,14 +62,17 @@ class SessionFacts:
     connections_reused: int
     tts_engine: str
     browser_rtt: RoundTrips | None = None  # page <-> server, measured by pings (voice.browser_link)
+    # The page's clock against the server's and the microphone's way up (voice.uplink), one line.
+    page_clock: str = "—"
     # Speech over replies (voice.interruption.InterruptionStats), one line.
     interruptions: str = "—"
     # Preemptive LLM requests (voice.preemptive.PreemptiveStats), one line.
     preemptive: str = "—"
 
 
-def session_facts(session: VoiceSession, browser_rtt: RoundTrips | None = None) -> SessionFacts:
-    """What the panel says about ``session`` now; ``browser_rtt``: the page's measured round trips."""
+def session_facts(session: VoiceSession, browser_rtt: RoundTrips | None = None, page_clock: str = "—") -> SessionFacts:
+    """What the panel says about ``session`` now; ``browser_rtt``: the page's measured round trips;
+    ``page_clock``: the page's clock against the server's (its offset and uncertainty)."""
     stats = getattr(session.client, "stats", None)
     warm = session.reply.warmup
     return SessionFacts(
@@ -82,6 +86,7 @@ def session_facts(session: VoiceSession, browser_rtt: RoundTrips | None = None) 
         connections_reused=getattr(stats, "connections_reused", 0),
         tts_engine=next((lat.tts_engine for lat in reversed(session.latencies) if lat.tts_engine), "—"),
         browser_rtt=browser_rtt,
+        page_clock=page_clock,
         interruptions=f"{session.interruption.stats.describe()}, "
         f"{session.speculation_stats.continued} turns continued before the reply was heard",
         preemptive=session.reply.preemptive.stats.describe(),
@@ -101,9 +106,16 @@ def current_turn_html(lat: TurnLatency | None) -> str:
     """The current turn's stages, each shown the moment it is known, as bars from speech end."""
     if lat is None:
         return "<div class='wv-panel'><p>No turn yet. Click <b>Start speaking</b> and ask something.</p></div>"
-    known = [ms for _, ms in lat.stages() if ms is not None]
+    known = [getattr(lat, attr) for attr, _ in PANEL_STAGES if getattr(lat, attr) is not None]
     scale = max([*known, lat.playback_confirmed_ms or 0.0, 1.0])
-    rows = [_bar_row(f"data-stage='{attr}'", label, getattr(lat, attr), scale) for attr, label in STAGES]
+    rows = [
+        _bar_row(f"data-stage='{attr}'", label, getattr(lat, attr), scale)
+        for attr, label in PANEL_STAGES
+        if attr != "uplink_ms" or lat.source == "voice"  # a typed turn has no microphone audio
+    ]
+    if lat.source == "voice" and lat.clock == "arrival":
+        # The way up is known when the turn is stamped, or never (no capture time): not "…".
+        rows[0] = rows[0].replace("<td class='wv-ms'>…</td>", "<td class='wv-ms'>not timed</td>")
     if lat.playback_confirmed_ms is not None:
         # Not a pipeline stage: shown once the page's player has said so (never in the CLI).
         rows.append(
@@ -157,10 +169,35 @@ def current_turn_html(lat: TurnLatency | None) -> str:
     return (
         "<div class='wv-panel'>"
         f"<p class='wv-meta'>{' · '.join(extra)}</p>"
+        f"<p class='wv-meta' data-fact='clock'>{clock_note(lat)}</p>"
         f"<table class='wv-stages'>{''.join(rows)}</table>{total}"
         f"<p class='wv-meta'>outcome: <span data-fact='outcome'>{html.escape(lat.outcome)}</span>"
         + (f" — {html.escape(lat.error)}" if lat.error else "")
         + "</p></div>"
+    )
+
+
+def clock_note(lat: TurnLatency) -> str:
+    """Where this turn's zero is, in words: every figure of the panel counts from it."""
+    if lat.clock == "typed":
+        return "Zero: when your typed turn reached the server."
+    if lat.clock == "page":
+        in_page = lat.extras.get("uplink_in_page_ms")
+        split = (
+            ""
+            if in_page is None or lat.uplink_ms is None
+            else f" Its way up: <span data-split='in_page'>{in_page:,.0f} ms</span> in the page (the chunk, "
+            f"its encoding and upload) + <span data-split='to_server'>{lat.uplink_ms - in_page:,.0f} ms</span> "
+            "to the server's handler (network, Gradio's queue)."
+        )
+        return (
+            "Zero: the end of your speech as your page captured it (the page's clock mapped to the "
+            f"server's, ±{lat.clock_uncertainty_ms or 0:,.0f} ms).{split}"
+        )
+    return (
+        "Zero: the end of your speech as its audio reached the server: no capture time from the page "
+        "for this turn (this machine's microphone, a WAV file, or a browser that does not say), so the "
+        "audio's way up is not counted."
     )
 
 
@@ -226,6 +263,7 @@ def turns_rows(latencies: list[TurnLatency]) -> list[list[str]]:
             f"{lat.rtt_ms:.0f}",
             lat.connection,
             tts_connection_text(lat),
+            _ms(lat.uplink_ms),
             _ms(lat.endpoint_ms),
             _ended_by(lat),
             _ms(lat.transcript_ms),
@@ -266,7 +304,7 @@ def waterfall_chart(latencies: list[TurnLatency], last: int = 12) -> Figure | No
     seen: set[str] = set()
     for row, lat in enumerate(turns):
         start = 0.0
-        for index, (attr, label) in enumerate(STAGES):
+        for index, (attr, label) in enumerate(PANEL_STAGES):
             ms = getattr(lat, attr)
             if ms is None:
                 continue
@@ -319,6 +357,7 @@ def facts_markdown(facts: SessionFacts) -> str:
         ("Connections opened / reused", f"{facts.connections_opened} / {facts.connections_reused}"),
         ("Voice", facts.tts_engine),
         ("Browser ↔ server round trip", "measuring…" if facts.browser_rtt is None else facts.browser_rtt.describe()),
+        ("Page clock → server clock", facts.page_clock),
         ("Speech over replies", facts.interruptions),
         ("LLM requests sent during pauses", facts.preemptive),
     ]

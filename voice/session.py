@@ -47,6 +47,7 @@ from voice.tts_edge import CircuitBreaker
 from voice.tts_factory import tts_for
 from voice.turn import TurnRunner
 from voice.turn_detection import DetectedTurn, Speculation, SpeculationStats, TurnDetector
+from voice.uplink import CaptureBook, ChunkCapture
 from voice.voices import VoiceCatalog
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,7 @@ class VoiceSession:
         self._turns = 0
         self._turn_task: asyncio.Task[None] | None = None
         self._screening: set[asyncio.Task[None]] = set()
+        self._captures = CaptureBook()  # the page's capture times, where a page gives them
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -287,6 +289,7 @@ class VoiceSession:
 
     def _detected_latency(self, detected: DetectedTurn) -> TurnLatency:
         lat = TurnLatency(turn=0, speech_end_at=detected.speech_end_at, turn_end=detected.turn_end)
+        self._captures.attach(lat, detected.heard_at)
         lat.extras["silence_waited_ms"] = detected.turn_end.silence_waited_ms
         if detected.turn_end.model_ms is not None:
             lat.extras["turn_model_ms"] = detected.turn_end.model_ms
@@ -376,7 +379,9 @@ class VoiceSession:
             text = text[:MAX_TYPED_CHARS]
         if self.busy:
             await self._interrupt_turn()
-        return self._begin_turn(TurnLatency(turn=0, source="text", speech_end_at=self.clock()), text=text)
+        return self._begin_turn(
+            TurnLatency(turn=0, source="text", clock="typed", speech_end_at=self.clock()), text=text
+        )
 
     async def wait_warm(self) -> WarmUpResult | None:
         """Wait for the background warm-up (if one runs) and return its result."""
@@ -425,6 +430,11 @@ class VoiceSession:
         if self.interruption.resumes_cut(text):  # a false interruption resumes the cut reply
             return
         self.reply.preempt(text)
+
+    def chunk_captured(self, capture: ChunkCapture) -> None:
+        """When the microphone chunk about to be fed was captured (:mod:`voice.uplink`): a turn
+        whose end of speech is stamped from that chunk's arrival starts at its capture."""
+        self._captures.add(capture)
 
     def playback_started(self, turn: int, player_ms: float | None = None) -> bool:
         """The front-end reports that turn ``turn``'s first audio has started playing: stamp it

@@ -103,6 +103,7 @@ class DetectedTurn:
     speech_end_at: float  # clock() time of the true end of speech
     turn_end: TurnEnd
     speculation: Speculation | None = field(default=None, compare=False)
+    heard_at: float = 0.0  # arrival of the last chunk fed: the one speech_end_at was stamped from
 
 
 class TurnDetector:
@@ -319,7 +320,7 @@ class TurnDetector:
         # The audio received after the end of speech (plus what the resampler still holds) was
         # captured after it: its duration before ``now`` is when the user stopped talking.
         lag = self.endpointer.samples_seen - event.speech_end_sample + delay_samples
-        return DetectedTurn(event, now - lag / SAMPLE_RATE, turn_end, adopted)
+        return DetectedTurn(event, now - lag / SAMPLE_RATE, turn_end, adopted, heard_at=now)
 
     def _discard_speculation(self) -> None:
         spec, self._speculation = self._speculation, None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -17,13 +18,14 @@ import gradio as gr
 import numpy as np
 
 from voice import panel
-from voice.browser_link import BrowserLink, parse_pongs
+from voice.browser_link import parse_pongs
 from voice.events import BargeIn, TurnDone
 from voice.registry import SessionRegistry, TooManySessions
 from voice.runtime import RuntimeLoader
 from voice.session import VoiceSession
 from voice.settings import Settings, SettingsError
 from voice.tts import TTSError
+from voice.uplink import PageTimes, PageUplink, page_times
 from web.view import PageView
 
 if TYPE_CHECKING:  # voice.local_audio is imported only with --local-audio
@@ -52,8 +54,8 @@ class PageCallbacks:
         self._local_mic = local_mic
         self._local_capture: asyncio.Task[None] | None = None
         self._hearing: set[str] = set()  # sessions whose microphone audio has arrived (logged once)
-        # Each session's page round trips, kept as long as the session object lives.
-        self._links: weakref.WeakKeyDictionary[VoiceSession, BrowserLink] = weakref.WeakKeyDictionary()
+        # Each session's page round trips and microphone capture times, kept as long as the session lives.
+        self._links: weakref.WeakKeyDictionary[VoiceSession, PageUplink] = weakref.WeakKeyDictionary()
 
     # ------------------------------------------------------------------ sessions
 
@@ -131,8 +133,18 @@ class PageCallbacks:
             await self._registry.close(request.session_hash or "")
         return "Session ended. Click **Start speaking** to talk again."
 
-    async def hear(self, chunk: tuple[int, np.ndarray] | None, request: gr.Request) -> None:
-        """A chunk of browser microphone audio (48 kHz int16, usually)."""
+    async def hear_stream(self, chunk: tuple[int, np.ndarray] | None, request: gr.Request, evt: gr.EventData) -> None:
+        """The microphone stream's handler: web/uplink.js puts each chunk's capture time in its event data."""
+        # Gradio hands a handler its event's payload only as EventData._data (its own subclasses
+        # read it the same way); uplink.js's capture times ride in that payload.
+        await self.hear(chunk, request, page_times(evt._data))
+
+    async def hear(
+        self, chunk: tuple[int, np.ndarray] | None, request: gr.Request, page: PageTimes | None = None
+    ) -> None:
+        """A chunk of browser microphone audio (48 kHz int16, usually), and when the page captured
+        and sent it on its clock (None: the page did not say)."""
+        arrived_at = time.perf_counter()
         session = await self._session(request)
         if session is None or chunk is None:
             return
@@ -150,7 +162,11 @@ class PageCallbacks:
                     audio.shape,
                     audio.dtype,
                 )
-            await session.feed_audio(audio, int(rate))
+            uplink = self._links.get(session)  # the chunk's capture time, where the page gives it
+            capture = None if uplink is None else uplink.arrived(page, arrived_at)
+            if capture is not None:
+                session.chunk_captured(capture)
+            await session.feed_audio(audio, int(rate), received_at=arrived_at)
         except (ValueError, TypeError) as exc:
             log.warning("Unusable audio chunk ignored: %s", exc)
 
@@ -169,7 +185,7 @@ class PageCallbacks:
         if session is None or link is None or session.closed:
             return
         for answer in parse_pongs(report, session.instance_id):
-            trip = link.pong(answer)
+            trip = link.link.pong(answer)
             if trip is not None:
                 log.debug("Page <-> server round trip for session %s: %.0f ms", session.session_id, trip)
 
@@ -220,7 +236,7 @@ class PageCallbacks:
         if session is None:
             return
         view = PageView(session)
-        self._links[session] = view.link
+        self._links[session] = view.uplink
         yield view.render(chart=True)
         seq = 0
         while not session.closed:

@@ -34,7 +34,10 @@ START_MIC_JS = f"""(...args) => {{ window.warmvoice && window.warmvoice.ensure()
 STOP_MIC_JS = """(...args) => { document.querySelector('#mic button.stop-button')?.click(); return args; }"""
 
 
-PLAYER_HEAD = f"<script>{(Path(__file__).parent / 'player.js').read_text()}</script>"
+# The reply player (and the page's half of the pings), and the microphone's capture clock.
+PLAYER_HEAD = "".join(
+    f"<script>{(Path(__file__).parent / name).read_text()}</script>" for name in ("player.js", "uplink.js")
+)
 
 
 def build_page(app: PageCallbacks) -> gr.Blocks:
@@ -137,7 +140,7 @@ def build_page(app: PageCallbacks) -> gr.Blocks:
             trigger_mode="multiple",
         )
         mic.stream(
-            app.hear,
+            app.hear_stream,
             mic,
             None,
             stream_every=0.1,

@@ -73,8 +73,10 @@ window.warmvoice = (() => {
     // Called by Gradio just before the pong button's event goes to the server: its input value.
     // page_ms is how long each ping spent in this page, which the server takes out of the trip.
     const now = performance.now();
+    // answered_ms (this page's clock) lets the server map the page's clock to its own (NTP-style).
     const pongs = state.pongs.map((p) => ({ session: p.session, ping: p.ping,
-                                            page_ms: Math.round((now - p.receivedAt) * 10) / 10 }));
+                                            page_ms: Math.round((now - p.receivedAt) * 10) / 10,
+                                            answered_ms: Math.round(now * 10) / 10 }));
     state.pongs = [];
     return JSON.stringify(pongs);
   }

@@ -11,6 +11,7 @@ from voice.browser_link import BrowserLink
 from voice.events import AssistantSaid, AudioOut, BargeIn, LatencyUpdate, Notice, Status, TurnDone, UserSaid
 from voice.latency import TurnLatency
 from voice.session import VoiceSession
+from voice.uplink import PageUplink
 
 
 class PageView:
@@ -23,6 +24,7 @@ class PageView:
         self.current: TurnLatency | None = None
         self._assistant_turn = -1
         self.link = BrowserLink()  # how far the page is: pings ride with the reply audio
+        self.uplink = PageUplink(self.link)  # when the microphone's chunks were captured
 
     def apply(self, event: object) -> AudioOut | None:
         """Fold one event into the view; returns the event if it is audio to play."""
@@ -61,7 +63,7 @@ class PageView:
         """Values for (status, chat, reply audio payload, current, table, chart, facts)."""
         session = self.session
         latencies = list(session.latencies)
-        facts = panel.session_facts(session, self.link.summary())
+        facts = panel.session_facts(session, self.link.summary(), page_clock=self.uplink.describe())
         chat = list(self.chat)
         current = panel.current_turn_html(self.current)
         rows = panel.turns_rows(latencies)

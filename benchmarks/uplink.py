@@ -1,0 +1,378 @@
+"""The microphone audio's way up, from a page next door and from a far one.
+
+Starts ``python app.py`` (embedded LLM, Piper), a latency proxy in front of it (``--rtt-ms``
+added to every round trip, as a far visitor has), and Chromium with a fake microphone that
+asks a Piper-spoken question once per loop.  The same app is visited directly ("near") and
+through the proxy ("far"), ``--turns`` spoken turns each; the panel's own figures are read:
+the uplink stage (capture in the page -> arrival at the server), the clock offset's
+uncertainty, first audio and "playing in your browser", all from the end of speech as the page
+captured it.  The far page's uplink minus the near page's is compared with the proxy's one-way
+delay (half ``--rtt-ms``), whole and for the part after the chunk left the page.
+
+    flock /tmp/warmvoice-bench.lock python -m benchmarks.uplink --markdown docs/measurements/uplink.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soxr
+
+from benchmarks.common import (
+    MachineInfo,
+    command_line,
+    load_average,
+    machine_info,
+    progress,
+    publish,
+    run_interruptible,
+)
+from benchmarks.machine_probe import run_probe
+from llm import free_loopback_port
+from voice.audio import SAMPLE_RATE, write_wav
+
+ROOT = Path(__file__).resolve().parent.parent
+QUESTION = "What is the capital of France?"
+LOOP_SILENCE_S = 9.0  # after the question: the reply is heard before the question comes again
+SETTLE_MS = 10_000  # page age at the click on "Start speaking"
+CHROMIUM_FLAGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+)
+
+
+@dataclass(frozen=True)
+class TurnFigures:
+    """One turn's figures as the panel showed them (ms from the end of speech as captured)."""
+
+    turn: int
+    uplink_ms: float
+    first_audio_ms: float | None
+    playing_ms: float | None
+    in_page_ms: float | None = None  # of the uplink: capture -> the request that hands the chunk over
+    to_server_ms: float | None = None  # of the uplink: that request -> the server's handler
+
+
+@dataclass
+class Visit:
+    """One page's turns, and the clock line of its facts."""
+
+    name: str
+    url: str
+    turns: list[TurnFigures] = field(default_factory=list)
+    page_clock: str = ""
+    round_trip: str = ""
+    clocks: list[str] = field(default_factory=list)  # each turn's "Zero: …" line
+
+    def uplinks(self) -> list[float]:
+        """The uplink of every turn (ms)."""
+        return [t.uplink_ms for t in self.turns]
+
+    def to_server(self) -> list[float]:
+        """Every turn's uplink after the chunk left the page (ms)."""
+        return [t.to_server_ms for t in self.turns if t.to_server_ms is not None]
+
+
+def question_wav(path: Path) -> Path:
+    """The question in the bundled Piper voice, then silence: the fake microphone loops it."""
+    from piper import SynthesisConfig
+
+    from voice.tts_piper import bundled_voice_path, load_voice
+
+    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    chunks = list(load_voice(bundled_voice_path()).synthesize(QUESTION, config))
+    native = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32)
+    speech = soxr.resample(native, chunks[0].sample_rate, SAMPLE_RATE).astype(np.float32)
+    audio = np.concatenate(
+        [np.zeros(SAMPLE_RATE // 2, np.float32), speech, np.zeros(int(LOOP_SILENCE_S * SAMPLE_RATE), np.float32)]
+    )
+    write_wav(path, audio, SAMPLE_RATE)
+    return path
+
+
+def _wait_for_log(path: Path, pattern: str, proc: subprocess.Popen[bytes], timeout_s: float) -> re.Match[str]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        match = re.search(pattern, path.read_text(errors="replace"))
+        if match:
+            return match
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited while waiting for {pattern!r}: {path.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.25)
+    raise RuntimeError(f"timed out waiting for {pattern!r}: {path.read_text(errors='replace')[-2000:]}")
+
+
+@contextlib.contextmanager
+def _process(
+    args: Sequence[str], log_path: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A child process with its output in ``log_path``; Ctrl-C on the way out, killed after 20 s."""
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            yield proc
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextlib.contextmanager
+def running_app(workdir: Path) -> Iterator[str]:
+    """``python app.py`` on its embedded offline defaults with Piper; yields its URL once ready."""
+    port = free_loopback_port()
+    env = {**os.environ, "TTS_ENGINE": "piper", "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    env.update({"OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""})
+    log_path = workdir / "app.log"
+    with _process(["app.py", "--port", str(port)], log_path, env) as proc:
+        _wait_for_log(log_path, r"Ready in", proc, 300)
+        url = f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.status == 200
+        yield url
+    if "Traceback" in log_path.read_text(errors="replace"):
+        progress(f"the app logged a traceback: see {log_path}")
+
+
+@contextlib.contextmanager
+def latency_proxy(url: str, rtt_ms: float, workdir: Path) -> Iterator[str]:
+    """``python -m llm.latency_proxy`` in front of the app at ``url``; yields the far URL."""
+    target = url.rsplit("/", 1)[-1]
+    log_path = workdir / "proxy.log"
+    with _process(["-m", "llm.latency_proxy", "--target", target, "--rtt-ms", str(rtt_ms)], log_path) as proc:
+        match = _wait_for_log(log_path, r"listening on 127\.0\.0\.1:(\d+)", proc, 30)
+        yield f"http://127.0.0.1:{match.group(1)}"
+
+
+def _number(text: str) -> float | None:
+    text = text.replace(",", "").strip()
+    return float(text.split()[0]) if text and re.match(r"-?[0-9]", text) else None
+
+
+# The current turn's figures once turn N shows its uplink and its playback (else null).
+READ_TURN = """(n) => {
+    const panel = document.querySelector('#current-turn');
+    if (!panel || !panel.textContent.includes('Turn ' + n + ' (voice)')) return null;
+    const ms = (sel) => { const cell = panel.querySelector(sel + ' .wv-ms'); return cell ? cell.textContent : ''; };
+    const uplink = ms('tr[data-stage=uplink_ms]'), playing = ms('tr[data-measure=playback_confirmed_ms]');
+    if (!/[0-9]/.test(uplink) || !/[0-9]/.test(playing)) return null;
+    const clock = panel.querySelector('[data-fact=clock]');
+    const split = (name) => {
+        const part = panel.querySelector('[data-split=' + name + ']');
+        return part ? part.textContent : '';
+    };
+    return { uplink, playing, first_audio: ms('tr[data-stage=first_audio_ms]'), clock: clock ? clock.textContent : '',
+             in_page: split('in_page'), to_server: split('to_server') };
+}"""
+
+
+def visit(browser: Any, name: str, url: str, turns: int) -> Visit:
+    """Open the page, start, and let the fake microphone ask ``turns`` questions; each turn's
+    figures as the panel shows them once its uplink and its playback are known."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1500})
+    result = Visit(name, url)
+    try:
+        page.goto(url, timeout=60_000)
+        page.locator("#mic button.record-button").wait_for(state="visible", timeout=60_000)
+        # Clicked as a person would, once the page has settled: Gradio's recorder loads its WAV
+        # encoder after the page renders, and through the proxy that takes longer than the 3 s
+        # app.py waits before pressing record (a press before it finds no recorder).
+        page.wait_for_function(f"() => performance.now() > {SETTLE_MS}", timeout=60_000)
+        page.get_by_role("button", name="Start speaking").click()
+        for n in range(1, turns + 1):
+            try:
+                shown = page.wait_for_function(READ_TURN, arg=n, timeout=(LOOP_SILENCE_S + 60) * 1000).json_value()
+            except PlaywrightTimeout:
+                progress(
+                    f"{name}: turn {n} showed no uplink and playback: {page.locator('#current-turn').inner_text()}"
+                )
+                break
+            result.turns.append(
+                TurnFigures(
+                    n,
+                    _number(shown["uplink"]) or 0.0,
+                    _number(shown["first_audio"]),
+                    _number(shown["playing"]),
+                    _number(shown["in_page"]),
+                    _number(shown["to_server"]),
+                )
+            )
+            result.clocks.append(shown["clock"])
+        facts = page.locator("#facts").inner_text()
+        clock = re.search(r"Page clock → server clock\s+(.+)", facts)
+        trip = re.search(r"round trip\s+(.+)", facts)
+        result.page_clock = clock.group(1).strip() if clock else ""
+        result.round_trip = trip.group(1).strip() if trip else ""
+        page.locator("#stop").click()
+        page.wait_for_timeout(1000)
+    finally:
+        page.close()
+    progress(f"{name}: {result.turns} {result.page_clock}")
+    return result
+
+
+@dataclass
+class Report:
+    """Everything the Markdown says."""
+
+    command: str
+    machine: MachineInfo
+    rtt_ms: float
+    visits: list[Visit]
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f}"
+
+
+def render_markdown(report: Report) -> str:
+    """The report: command, time, machine and probe, then the figures per page and the comparison."""
+    m = report.machine
+    lines = [
+        "# The microphone audio's way up (uplink), near and far",
+        "",
+        f"Command: `{report.command}`  ",
+        f"Run at (UTC): {m.date}  ",
+        f"Machine: {m.cpu_model}, {m.cpu_count} CPUs, {m.ram_bytes / 2**30:.1f} GiB, Python {m.python}, "
+        f"{m.platform}; load {_fmt_load(m.load_start)} at the start, {_fmt_load(m.load_end)} at the end  ",
+        f"Probe: {m.probe.describe() if m.probe else '—'}",
+        "",
+        f"The same app (`python app.py`, embedded LLM, Piper) visited by Chromium directly (near) and "
+        f"through `llm.latency_proxy --rtt-ms {report.rtt_ms:g}` (far: every byte waits "
+        f"{report.rtt_ms / 2:g} ms each way). A fake microphone asks “{QUESTION}” once per loop. "
+        "Figures are the panel's own, in ms from the end of speech as the page captured it; "
+        "“uplink” is the stage “Your audio reached the server”: from the capture of the last sample "
+        "of the chunk that held the end of speech to that chunk's arrival in the server's handler.",
+        "",
+        "“In the page” is the uplink's part from the capture to the request that hands the chunk to "
+        "Gradio's queue (the chunk's wait, its encoding, its upload's round trip: one clock, the page's); "
+        "“to the server” is the rest (that request's way, Gradio's queue), across the two clocks.",
+        "",
+        "| Page | Turn | Uplink | in the page | to the server | First audio | Playing (browser) "
+        "| Playing − uplink (the old figure) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for v in report.visits:
+        for t in v.turns:
+            old = None if t.playing_ms is None else t.playing_ms - t.uplink_ms
+            lines.append(
+                f"| {v.name} | {t.turn} | {_fmt(t.uplink_ms)} | {_fmt(t.in_page_ms)} | {_fmt(t.to_server_ms)} | "
+                f"{_fmt(t.first_audio_ms)} | {_fmt(t.playing_ms)} | {_fmt(old)} |"
+            )
+    lines += ["", "| Page | Page clock → server clock (facts) | Browser ↔ server round trip (facts) |", "|---|---|---|"]
+    lines += [f"| {v.name} | {v.page_clock} | {v.round_trip} |" for v in report.visits]
+    near, far = (_median(v.uplinks()) for v in report.visits[:2])
+    one_way = report.rtt_ms / 2
+    lines += ["", "## Far minus near", ""]
+    if near is None or far is None:
+        lines.append("Not measured: a page showed no uplink (see the tables above).")
+    else:
+        diff = far - near
+        lines += [
+            f"Median uplink: near {near:,.1f} ms, far {far:,.1f} ms; far − near **{diff:,.1f} ms**, "
+            f"{diff / one_way:.2f}× the proxy's one-way delay ({one_way:g} ms) and "
+            f"{diff / report.rtt_ms:.2f}× its added round trip ({report.rtt_ms:g} ms). What the distance "
+            "must add at least: Gradio's microphone uploads each chunk (one round trip) and then hands its "
+            f"path to the queue in a second request (one way more), {1.5 * report.rtt_ms:g} ms; anything above "
+            "is chunks queueing behind each other (the page's connections, the server's queue).",
+        ]
+        near_out, far_out = (_median(v.to_server()) for v in report.visits[:2])
+        if near_out is not None and far_out is not None:
+            out = far_out - near_out
+            lines += [
+                "",
+                f"After the chunk left the page: near {near_out:,.1f} ms, far {far_out:,.1f} ms; far − near "
+                f"**{out:,.1f} ms**, {out / one_way:.2f}× the proxy's one-way delay ({one_way:g} ms; "
+                f"{100 * (out - one_way) / one_way:+.0f} %).",
+            ]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt_load(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.uplink", description=__doc__.split("\n\n")[0])
+    p.add_argument("--turns", type=int, default=3, help="spoken turns per page (default 3)")
+    p.add_argument("--rtt-ms", type=float, default=150.0, help="round trip the proxy adds (default 150)")
+    p.add_argument("--markdown", type=Path, help="write the Markdown report here")
+    p.add_argument("--chromium", default=os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+    args = p.parse_args(argv)
+    if not 1 <= args.turns <= 10 or not 0 < args.rtt_ms <= 1000:
+        p.error("--turns must be 1..10 and --rtt-ms 0..1000")
+    return args
+
+
+def run(argv: Sequence[str]) -> int:
+    """Measure and publish; returns the exit code."""
+    args = parse_args(argv)
+    from playwright.sync_api import sync_playwright
+
+    load_start = load_average()
+    progress("machine probe…")
+    probe = run_probe()
+    with tempfile.TemporaryDirectory(prefix="warmvoice-uplink-") as tmp:
+        workdir = Path(tmp)
+        wav = question_wav(workdir / "question.wav")
+        progress("starting the app…")
+        with (
+            running_app(workdir) as near_url,
+            latency_proxy(near_url, args.rtt_ms, workdir) as far_url,
+            sync_playwright() as p,
+        ):
+            browser = p.chromium.launch(
+                executable_path=args.chromium, args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={wav}"]
+            )
+            try:
+                visits = [visit(browser, "near", near_url, args.turns), visit(browser, "far", far_url, args.turns)]
+            finally:
+                browser.close()
+    report = Report(
+        command_line("python -m benchmarks.uplink", argv), machine_info(load_start, probe=probe), args.rtt_ms, visits
+    )
+    publish(render_markdown(report), [], args.markdown)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return run_interruptible(lambda: run(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

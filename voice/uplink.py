@@ -1,0 +1,120 @@
+"""The microphone audio's way up: when the page captured each chunk, on the server's clock.
+
+The browser's microphone reaches the server in 100 ms chunks, each one uploaded and then handed
+to Gradio's queue, so a chunk arrives a while after its last sample was captured: the time it
+waited in the page, its upload, the request that hands it to the queue, and the queue.  The
+turn's true end of speech is stamped from a chunk's arrival (:mod:`voice.turn_detection`), so
+without this that way up is missing from every figure of the panel.
+
+The page (web/uplink.js) puts the capture time of each chunk's last sample, on the page's clock,
+into the event data of the very request that carries the chunk to the queue, so it arrives with
+the chunk: no matching is needed, and a chunk Gradio drops on the way (it keeps only the newest
+when the server is busy) takes its time with it.  The page's clock is mapped to the server's
+with the pings' offset (:meth:`voice.browser_link.BrowserLink.offset`).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from voice.browser_link import BrowserLink, finite_number
+from voice.latency import TurnLatency
+
+EVENT_KEY = "warmvoice_captured_ms"  # web/uplink.js's keys in the chunk's event data
+SENT_KEY = "warmvoice_sent_ms"
+_MAX_PAGE_CLOCK_MS = 1e11  # performance.now() of a page open for three years
+_KEEP_CHUNKS = 64  # chunks remembered for a turn that ends on one (~6 s of chunks)
+
+
+@dataclass(frozen=True)
+class ChunkCapture:
+    """A chunk that arrived at ``arrived_at`` (server ``perf_counter``) was captured ``uplink_ms``
+    before, true to within ``uncertainty_ms`` (the clock offset's); ``in_page_ms`` of it were spent
+    in the page, from the capture to the request that handed the chunk to the queue (None: not said)."""
+
+    arrived_at: float
+    uplink_ms: float
+    uncertainty_ms: float
+    in_page_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class PageTimes:
+    """What the page said of a chunk, on its clock (ms): its last sample's capture and when it left."""
+
+    captured_ms: float
+    sent_ms: float | None = None
+
+
+def page_times(event_data: object) -> PageTimes | None:
+    """The times the page put in a chunk's event data, or None (an older page, another front-end,
+    or anything implausible: the page is not trusted; a send before the capture is dropped)."""
+    if not isinstance(event_data, dict):
+        return None
+    captured = finite_number(event_data.get(EVENT_KEY), 0, _MAX_PAGE_CLOCK_MS)
+    if captured is None:
+        return None
+    sent = finite_number(event_data.get(SENT_KEY), captured, _MAX_PAGE_CLOCK_MS)
+    return PageTimes(captured, sent)
+
+
+class PageUplink:
+    """One page's link: its pings (the clock offset) and its microphone chunks' way up."""
+
+    def __init__(self, link: BrowserLink) -> None:
+        self.link = link
+        self.last: ChunkCapture | None = None
+        self.timed = 0  # chunks whose way up was measured
+
+    def arrived(self, times: PageTimes | None, at: float) -> ChunkCapture | None:
+        """A chunk the page timed (None: it did not) arrived at ``at``; its way up, or None when
+        the page did not say or the clocks are not mapped yet."""
+        offset = self.link.offset()
+        if times is None or offset is None:
+            return None
+        uplink_ms = (at - offset.to_server(times.captured_ms)) * 1000.0
+        in_page = None if times.sent_ms is None else round(times.sent_ms - times.captured_ms, 1)
+        self.last = ChunkCapture(at, round(uplink_ms, 1), offset.uncertainty_ms, in_page)
+        self.timed += 1
+        return self.last
+
+    def describe(self) -> str:
+        """One line for the session facts: the clock offset's uncertainty and the last way up."""
+        offset = self.link.offset()
+        if offset is None:
+            return "measuring…"
+        clock = f"±{offset.uncertainty_ms:,.0f} ms (best of {offset.pings} pings)"
+        if self.last is None:
+            return f"{clock}; no microphone chunk timed yet"
+        return (
+            f"{clock}; last microphone chunk reached the server {self.last.uplink_ms:,.0f} ms "
+            f"after its capture ({self.timed:,} timed)"
+        )
+
+
+class CaptureBook:
+    """A session's side: the recent chunks' way up, by arrival.
+
+    A turn's end of speech is stamped from the arrival of the last chunk fed before the turn
+    ended (``heard_at``); the chunk's way up is known from its arrival on, before it is fed.
+    """
+
+    def __init__(self) -> None:
+        self._known: OrderedDict[float, ChunkCapture] = OrderedDict()
+
+    def add(self, capture: ChunkCapture) -> None:
+        """A chunk's way up (before the chunk is fed)."""
+        self._known[capture.arrived_at] = capture
+        while len(self._known) > _KEEP_CHUNKS:
+            self._known.popitem(last=False)
+
+    def attach(self, lat: TurnLatency, heard_at: float) -> bool:
+        """``lat``'s end of speech was stamped from the chunk that arrived at ``heard_at``: it
+        starts at that chunk's capture if its way up is known; True if it does."""
+        capture = self._known.get(heard_at)
+        if capture is None or not lat.start_at_capture(capture.uplink_ms, capture.uncertainty_ms):
+            return False
+        if capture.in_page_ms is not None:
+            lat.extras["uplink_in_page_ms"] = capture.in_page_ms
+        return True
