@@ -31,11 +31,13 @@ from voice.events import (
     BargeIn,
     LatencyUpdate,
     Notice,
+    ReplyRecorded,
     Status,
     TurnDone,
     UserSaid,
 )
 from voice.latency import TurnLatency
+from voice.llm_endpoint import model_caveat
 from voice.native_memory import limit_malloc_arenas
 from voice.registry import SessionRegistry, TooManySessions
 from voice.runtime import VoiceRuntime
@@ -64,6 +66,7 @@ START_MIC_JS = f"""(...args) => {{ window.warmvoice && window.warmvoice.ensure()
   const press = (tries) => {{ const b = document.querySelector('#mic button.record-button');
     if (b) b.click(); else if (tries > 0) setTimeout(() => press(tries - 1), 100); }};
   setTimeout(() => press(30), Math.max(0, {RECORDER_READY_MS} - performance.now())); return args; }}"""
+INTERRUPTED_LABEL = "*(interrupted: you heard this much)*"  # after a cut reply in the chat
 STOP_MIC_JS = """(...args) => { document.querySelector('#mic button.stop-button')?.click(); return args; }"""
 
 
@@ -202,6 +205,9 @@ class WarmVoiceApp:
         except (TooManySessions, RuntimeError, ValueError, SettingsError) as exc:
             yield f"⚠️ {exc}"
             return
+        # The page's player reports each sentence it starts: only those count as heard.  On this
+        # machine's speaker (--local-audio) a sentence is heard as it is handed to playback.
+        session.speech.page_confirms = self._local_speaker is None
         if self._local_mic is not None:
             # --local-audio: this machine's microphone feeds the session (one tab at a time).
             if self._local_capture is not None:
@@ -249,7 +255,7 @@ class WarmVoiceApp:
         if session is None:
             return
         for played in panel.playback_reports(report, session.instance_id):
-            session.playback_started(played.turn, played.player_ms)
+            session.playback_started(played.turn, played.player_ms, played.sentence)
 
     async def pong(self, report: str, request: gr.Request) -> None:
         """web/player.js answers the server's pings (see voice.browser_link)."""
@@ -352,6 +358,8 @@ class WarmVoiceApp:
             status = gr.Markdown("Click **Start speaking** to begin.", elem_id="status")
             with gr.Row():
                 with gr.Column(scale=3):
+                    caveat = model_caveat(s)
+                    gr.Markdown(caveat or "", visible=caveat is not None, elem_id="model-caveat")
                     chat = gr.Chatbot(label="Conversation", elem_id="chat", height=360)
                     with gr.Row():
                         typed = gr.Textbox(
@@ -511,6 +519,7 @@ class _PageView:
         self.chat: list[dict[str, str]] = []
         self.current: TurnLatency | None = None
         self._assistant_turn = -1
+        self._replies: dict[int, int] = {}  # turn -> index of its reply in the chat
         self.link = BrowserLink()  # how far the page is: pings ride with the reply audio
 
     def apply(self, event: object) -> AudioOut | None:
@@ -524,8 +533,11 @@ class _PageView:
             if self._assistant_turn != event.turn or not self.chat or self.chat[-1]["role"] != "assistant":
                 self.chat.append({"role": "assistant", "content": event.text})
                 self._assistant_turn = event.turn
+                self._replies[event.turn] = len(self.chat) - 1
             else:
                 self.chat[-1]["content"] += " " + event.text
+        elif isinstance(event, ReplyRecorded):
+            self._rewrite_reply(event)
         elif isinstance(event, LatencyUpdate | TurnDone):
             if isinstance(event, TurnDone) and event.latency.outcome == "continued":
                 self._withdraw(event.latency.transcript)
@@ -540,6 +552,14 @@ class _PageView:
         elif isinstance(event, AudioOut):
             return event
         return None
+
+    def _rewrite_reply(self, event: ReplyRecorded) -> None:
+        # A barge-in cut the reply: the chat shows what was heard, marked, as the history keeps it.
+        index = self._replies.get(event.turn)
+        if index is None or index >= len(self.chat) or self.chat[index]["role"] != "assistant":
+            return
+        mark = f" {INTERRUPTED_LABEL}" if event.interrupted else ""
+        self.chat[index]["content"] = (event.text or "…") + mark
 
     def _withdraw(self, text: str) -> None:
         # The user went on talking: the turn carries on, and its words come again, whole.

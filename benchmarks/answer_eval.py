@@ -35,6 +35,7 @@ from benchmarks.answer_panel import (
     MAX_SENTENCES,
     MIN_FIRST_SENTENCE_WORDS,
     PANEL,
+    Exchange,
     PanelQuestion,
     judge,
     word_error_rate,
@@ -52,11 +53,11 @@ from benchmarks.common import (
     run_interruptible,
     write_json_file,
 )
-from benchmarks.machine_probe import cpu_flags
+from benchmarks.machine_probe import cpu_flags, run_probe
 from benchmarks.pipeline import PLAYBACK_SLACK_S, Question, SpokenQuestion, synthesize_questions, wait_playback
 from llm import configure_logging, public_endpoint
 from voice.headless import TurnResult, run_spoken_turn, run_typed_turn
-from voice.prompting import PLAIN, ReplyStyle, reply_style
+from voice.prompting import COPIED_REPLY_CHOICES, PLAIN, ReplyStyle, reply_style
 from voice.runtime import VoiceRuntime
 from voice.settings import Settings, SettingsError, load_settings
 
@@ -65,6 +66,7 @@ MODES = ("typed", "spoken")
 TURN_TIMEOUT_S = 120.0
 PAUSE_S = 0.5  # after a spoken reply has played, before the next question
 PACKAGES = (*MACHINE_PACKAGES, "faster-whisper", "piper-tts")
+REPORT = Path("docs/measurements/answer_eval.md")  # where --markdown writes by default
 
 
 @dataclass
@@ -81,6 +83,8 @@ class AnswerRecord:
     accepted: bool
     failed_rules: list[str]
     outcome: str
+    copied: str | None = None  # the example's or earlier reply's sentence the reply copied
+    copies_caught: int = 0  # replies the session dropped as copies before speaking (COPIED_REPLY)
     wer_edits: int | None = None
     wer_words: int | None = None
     first_token_ms: float | None = None
@@ -102,6 +106,8 @@ class ModeSummary:
     transcript_ms: float | None
     stt_compute_ms: float | None
     by_kind: dict[str, tuple[int, int]] = field(default_factory=dict)
+    copies: int = 0  # replies that copied an example's answer or an earlier reply
+    copies_caught: int = 0  # turns where the session caught a copy before it was spoken
 
     @property
     def score(self) -> float:
@@ -148,14 +154,19 @@ def summarise(mode: str, answers: Sequence[AnswerRecord]) -> ModeSummary:
         transcript_ms=_median([a.transcript_ms for a in answers]),
         stt_compute_ms=_median([a.stt_compute_ms for a in answers]),
         by_kind=by_kind,
+        copies=sum(a.copied is not None for a in answers),
+        copies_caught=sum(a.copies_caught > 0 for a in answers),
     )
 
 
-def record(mode: str, index: int, q: PanelQuestion, result: TurnResult | None) -> AnswerRecord:
-    """Judge one turn's result (None: the endpointer heard nothing, so no turn)."""
+def record(
+    mode: str, index: int, q: PanelQuestion, result: TurnResult | None, earlier: Sequence[Exchange] = ()
+) -> AnswerRecord:
+    """Judge one turn's result (None: the endpointer heard nothing, so no turn); ``earlier``: the
+    session's exchanges before it (what the model was asked, what it replied)."""
     reply = result.reply_text if result is not None else ""
     heard = (result.transcript if result is not None else "") if mode == "spoken" else q.text
-    verdict = judge(q, reply)
+    verdict = judge(dataclasses.replace(q, text=heard), reply, earlier)
     lat = result.latency if result is not None else None
     edits, words = word_error_rate(q.text, heard) if mode == "spoken" else (None, None)
     return AnswerRecord(
@@ -168,6 +179,8 @@ def record(mode: str, index: int, q: PanelQuestion, result: TurnResult | None) -
         reply=reply,
         accepted=verdict.accepted,
         failed_rules=verdict.failed,
+        copied=verdict.copied,
+        copies_caught=int(lat.extras.get("copied_replies", 0)) if lat is not None else 0,
         outcome=lat.outcome if lat is not None else "no_turn",
         wer_edits=edits,
         wer_words=words,
@@ -205,7 +218,7 @@ async def run_mode(
                 audio_s = len(result.reply_audio) / result.sample_rate if result and result.sample_rate else 0.0
                 await wait_playback(session, audio_s + PLAYBACK_SLACK_S)
                 await asyncio.sleep(PAUSE_S)
-            answer = record(mode, index, q, result)
+            answer = record(mode, index, q, result, [Exchange(a.heard, a.reply) for a in answers])
             answers.append(answer)
             mark = "ok  " if answer.accepted else "FAIL"
             heard = f" heard {answer.heard!r}" if mode == "spoken" else ""
@@ -234,6 +247,7 @@ def render_markdown(run: EvalRun) -> str:
         "",
         f"- Machine: {m.cpu_model}, {m.cpu_count} CPUs ({', '.join(run.cpu_flags) or 'no AVX'}), "
         f"Python {m.python}, {m.platform}; {m.date}; load average (1 min) {load} → {load_end}",
+        *([f"- Machine probe: {m.probe.describe()}"] if m.probe is not None else []),
         f"- Command: `{run.command}` (wall time {run.wall_time_s:.0f} s)",
         f"- LLM: {run.llm}",
         f"- Prompting: {', '.join(f'{k} {v}' for k, v in run.style.items())}",
@@ -243,19 +257,22 @@ def render_markdown(run: EvalRun) -> str:
         f"first sentence of at least {MIN_FIRST_SENTENCE_WORDS} words that is not only filler. "
         f"{len(run.answers) // max(1, len(run.summaries))} questions per mode, one session per mode.",
         "",
-        "| Mode | Accepted | Score | WER (spoken) | Whisper compute | Transcript ready | First token | First audio |",
-        "|---|---|---|---|---|---|---|---|",
+        "| Mode | Accepted | Score | Copies | Caught | WER (spoken) | Whisper compute | Transcript ready | First token "
+        "| First audio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in run.summaries:
         wer = "—" if s.wer is None else f"{s.wer:.1%}"
         lines.append(
-            f"| {s.mode} | {s.accepted}/{s.total} | **{s.score:.0%}** | {wer} | {_ms(s.stt_compute_ms)} | "
-            f"{_ms(s.transcript_ms)} | {_ms(s.first_token_ms)} | {_ms(s.first_audio_ms)} |"
+            f"| {s.mode} | {s.accepted}/{s.total} | **{s.score:.0%}** | {s.copies} | {s.copies_caught} | {wer} | "
+            f"{_ms(s.stt_compute_ms)} | {_ms(s.transcript_ms)} | {_ms(s.first_token_ms)} | {_ms(s.first_audio_ms)} |"
         )
     lines += [
         "",
         "Times are medians, after the end of speech (spoken) or the typed submission (typed); "
-        "Whisper compute is the decode's own duration.",
+        "Whisper compute is the decode's own duration. Copies: replies with a sentence (4+ words) "
+        "copied from an example answer of the prompt or an earlier reply to another question; "
+        "Caught: turns whose reply the session dropped as a copy before speaking it (COPIED_REPLY).",
         "",
     ]
     kinds = sorted({k for s in run.summaries for k in s.by_kind})
@@ -268,6 +285,10 @@ def render_markdown(run: EvalRun) -> str:
         lines += ["", f"## {s.mode}", "", "| # | Question | Heard | Reply | Verdict |", "|---|---|---|---|---|"]
         for a in answers:
             verdict = "ok" if a.accepted else "FAIL: " + ", ".join(a.failed_rules)
+            if a.copied is not None:
+                verdict += f" (copies {_cell(a.copied)!r})"
+            if a.copies_caught:
+                verdict += f" [copy caught{' twice' if a.copies_caught > 1 else ''}]"
             heard = a.heard if a.mode == "spoken" else "(typed)"
             lines.append(f"| {a.index} | {_cell(a.question)} | {_cell(heard)} | {_cell(a.reply)} | {verdict} |")
     return "\n".join(lines) + "\n"
@@ -295,8 +316,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--whisper-prompt",
         help="try Whisper with this initial prompt (everyday vocabulary); the app uses none",
     )
+    p.add_argument(
+        "--copied-reply",
+        choices=COPIED_REPLY_CHOICES,
+        help="what the session does with a reply that copies an earlier answer (default: COPIED_REPLY's)",
+    )
     p.add_argument("--json", type=Path, help="write every record here")
-    p.add_argument("--markdown", type=Path, help="also write the Markdown report here")
+    p.add_argument(
+        "--markdown",
+        type=Path,
+        nargs="?",
+        const=REPORT,
+        help=f"also write the Markdown report here (no path: {REPORT})",
+    )
     return p
 
 
@@ -312,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 1 <= count <= len(PANEL):
         parser.error(f"--questions must be between 1 and {len(PANEL)}")
     try:
-        settings = load_settings({"tts_engine": "piper"})
+        settings = load_settings({"tts_engine": "piper", "copied_reply": args.copied_reply})
     except SettingsError as exc:
         parser.error(str(exc))
     configure_logging("WARNING")
@@ -327,6 +359,9 @@ def _run(
     argv: list[str],
 ) -> int:
     """Start the app's runtime, ask the panel in every mode, then report."""
+    progress("timing the machine probe (CPU flags, Whisper, Piper, 20 tokens)...")
+    probe = run_probe()  # before the clock starts: not part of the run's wall time
+    progress(f"machine probe: {probe.describe()}")
     started, load_start = time.perf_counter(), load_average()
     runtime = VoiceRuntime.create(settings, progress=progress)
     style = PLAIN if args.plain_prompt else reply_style(runtime.endpoint.is_embedded)
@@ -350,7 +385,7 @@ def _run(
     run = EvalRun(
         command=command_line(PROG, argv),
         argv=hide_api_key(argv),
-        machine=machine_info(load_start, PACKAGES),
+        machine=machine_info(load_start, PACKAGES, probe),
         cpu_flags=list(cpu_flags()),
         llm=llm,
         style={
@@ -361,6 +396,7 @@ def _run(
             "max_tokens": style.max_tokens,
             "stop": list(style.stop),
             "max sentences": style.max_sentences,
+            "copied reply": settings.copied_reply if style.check_copies else "not checked",
         },
         whisper=whisper,
         summaries=[summarise(m, [a for a in answers if a.mode == m]) for m in modes],
