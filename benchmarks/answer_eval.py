@@ -76,6 +76,7 @@ class AnswerRecord:
     mode: str
     index: int
     kind: str
+    variant: str  # the COPIED_REPLY setting the session ran with
     question: str
     expected: list[str]
     heard: str  # the transcript (spoken) or the typed text
@@ -98,6 +99,7 @@ class ModeSummary:
     """A mode's score, WER and latency medians."""
 
     mode: str
+    variant: str  # the COPIED_REPLY setting
     accepted: int
     total: int
     wer: float | None
@@ -108,6 +110,11 @@ class ModeSummary:
     by_kind: dict[str, tuple[int, int]] = field(default_factory=dict)
     copies: int = 0  # replies that copied an example's answer or an earlier reply
     copies_caught: int = 0  # turns where the session caught a copy before it was spoken
+
+    @property
+    def label(self) -> str:
+        """The mode and the setting it ran with: how the report names this run."""
+        return f"{self.mode}, COPIED_REPLY={self.variant}"
 
     @property
     def score(self) -> float:
@@ -136,7 +143,7 @@ def _median(values: Sequence[float | None]) -> float | None:
     return round(statistics.median(data), 1) if data else None
 
 
-def summarise(mode: str, answers: Sequence[AnswerRecord]) -> ModeSummary:
+def summarise(mode: str, variant: str, answers: Sequence[AnswerRecord]) -> ModeSummary:
     """The score, the WER (edits over all reference words) and the medians of ``answers``."""
     words = sum(a.wer_words or 0 for a in answers)
     edits = sum(a.wer_edits or 0 for a in answers)
@@ -146,6 +153,7 @@ def summarise(mode: str, answers: Sequence[AnswerRecord]) -> ModeSummary:
         by_kind[a.kind] = (ok + a.accepted, n + 1)
     return ModeSummary(
         mode=mode,
+        variant=variant,
         accepted=sum(a.accepted for a in answers),
         total=len(answers),
         wer=round(edits / words, 3) if words and mode == "spoken" else None,
@@ -160,7 +168,12 @@ def summarise(mode: str, answers: Sequence[AnswerRecord]) -> ModeSummary:
 
 
 def record(
-    mode: str, index: int, q: PanelQuestion, result: TurnResult | None, earlier: Sequence[Exchange] = ()
+    mode: str,
+    index: int,
+    q: PanelQuestion,
+    result: TurnResult | None,
+    earlier: Sequence[Exchange] = (),
+    variant: str = "",
 ) -> AnswerRecord:
     """Judge one turn's result (None: the endpointer heard nothing, so no turn); ``earlier``: the
     session's exchanges before it (what the model was asked, what it replied)."""
@@ -171,6 +184,7 @@ def record(
     edits, words = word_error_rate(q.text, heard) if mode == "spoken" else (None, None)
     return AnswerRecord(
         mode=mode,
+        variant=variant,
         index=index,
         kind=q.kind,
         question=q.text,
@@ -198,11 +212,14 @@ async def run_mode(
     spoken: Sequence[SpokenQuestion],
     say: Say,
     style: ReplyStyle | None = None,
+    copied_reply: str | None = None,
 ) -> list[AnswerRecord]:
     """Ask every question in one fresh session; a spoken question waits for the previous reply
     to finish playing, as a listening user would.  ``style`` replaces the session's own (the
-    plain one, to measure how the embedded model answered before it had its own prompting)."""
-    session = runtime.new_session(f"eval-{mode}")
+    plain one, to measure how the embedded model answered before it had its own prompting);
+    ``copied_reply`` the runtime's COPIED_REPLY."""
+    settings = runtime.settings.replace(copied_reply=copied_reply or runtime.settings.copied_reply)
+    session = runtime.new_session(f"eval-{mode}", settings)
     if style is not None:
         session.reply.conversation.style = style  # before start(): the client's temperature follows it
     await session.start()
@@ -218,12 +235,13 @@ async def run_mode(
                 audio_s = len(result.reply_audio) / result.sample_rate if result and result.sample_rate else 0.0
                 await wait_playback(session, audio_s + PLAYBACK_SLACK_S)
                 await asyncio.sleep(PAUSE_S)
-            answer = record(mode, index, q, result, [Exchange(a.heard, a.reply) for a in answers])
+            earlier = [Exchange(a.heard, a.reply) for a in answers]
+            answer = record(mode, index, q, result, earlier, settings.copied_reply)
             answers.append(answer)
             mark = "ok  " if answer.accepted else "FAIL"
             heard = f" heard {answer.heard!r}" if mode == "spoken" else ""
             why = f" ({', '.join(answer.failed_rules)})" if answer.failed_rules else ""
-            say(f"[{mode} {index:2}] {mark} {q.text!r}{heard} -> {answer.reply!r}{why}")
+            say(f"[{mode} {settings.copied_reply} {index:2}] {mark} {q.text!r}{heard} -> {answer.reply!r}{why}")
     finally:
         await session.stop()
     return answers
@@ -255,7 +273,7 @@ def render_markdown(run: EvalRun) -> str:
         "fed in real time through the endpointer",
         f"- Rules per reply: the expected word or number, English only, at most {MAX_SENTENCES} sentences, a "
         f"first sentence of at least {MIN_FIRST_SENTENCE_WORDS} words that is not only filler. "
-        f"{len(run.answers) // max(1, len(run.summaries))} questions per mode, one session per mode.",
+        f"{len(run.answers) // max(1, len(run.summaries))} questions per run, one session per run.",
         "",
         "| Mode | Accepted | Score | Copies | Caught | WER (spoken) | Whisper compute | Transcript ready | First token "
         "| First audio |",
@@ -264,7 +282,7 @@ def render_markdown(run: EvalRun) -> str:
     for s in run.summaries:
         wer = "—" if s.wer is None else f"{s.wer:.1%}"
         lines.append(
-            f"| {s.mode} | {s.accepted}/{s.total} | **{s.score:.0%}** | {s.copies} | {s.copies_caught} | {wer} | "
+            f"| {s.label} | {s.accepted}/{s.total} | **{s.score:.0%}** | {s.copies} | {s.copies_caught} | {wer} | "
             f"{_ms(s.stt_compute_ms)} | {_ms(s.transcript_ms)} | {_ms(s.first_token_ms)} | {_ms(s.first_audio_ms)} |"
         )
     lines += [
@@ -276,13 +294,13 @@ def render_markdown(run: EvalRun) -> str:
         "",
     ]
     kinds = sorted({k for s in run.summaries for k in s.by_kind})
-    lines += ["| Kind | " + " | ".join(s.mode for s in run.summaries) + " |", "|---" * (len(run.summaries) + 1) + "|"]
+    lines += ["| Kind | " + " | ".join(s.label for s in run.summaries) + " |", "|---" * (len(run.summaries) + 1) + "|"]
     for kind in kinds:
         cells = [f"{s.by_kind.get(kind, (0, 0))[0]}/{s.by_kind.get(kind, (0, 0))[1]}" for s in run.summaries]
         lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     for s in run.summaries:
-        answers = [a for a in run.answers if a.mode == s.mode]
-        lines += ["", f"## {s.mode}", "", "| # | Question | Heard | Reply | Verdict |", "|---|---|---|---|---|"]
+        answers = [a for a in run.answers if (a.mode, a.variant) == (s.mode, s.variant)]
+        lines += ["", f"## {s.label}", "", "| # | Question | Heard | Reply | Verdict |", "|---|---|---|---|---|"]
         for a in answers:
             verdict = "ok" if a.accepted else "FAIL: " + ", ".join(a.failed_rules)
             if a.copied is not None:
@@ -318,8 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--copied-reply",
-        choices=COPIED_REPLY_CHOICES,
-        help="what the session does with a reply that copies an earlier answer (default: COPIED_REPLY's)",
+        help="comma-separated: what the session does with a reply that copies an earlier answer "
+        f"({', '.join(COPIED_REPLY_CHOICES)}); each value is a run of every mode (default: COPIED_REPLY's)",
     )
     p.add_argument("--json", type=Path, help="write every record here")
     p.add_argument(
@@ -340,25 +358,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     modes = tuple(dict.fromkeys(m.strip() for m in args.modes.split(",") if m.strip()))
     if not modes or any(m not in MODES for m in modes):
         parser.error(f"--modes takes {', '.join(MODES)} (comma-separated)")
+    variants = tuple(dict.fromkeys(v.strip() for v in (args.copied_reply or "").split(",") if v.strip()))
+    if any(v not in COPIED_REPLY_CHOICES for v in variants):
+        parser.error(f"--copied-reply takes {', '.join(COPIED_REPLY_CHOICES)} (comma-separated)")
     count = args.questions or len(PANEL)
     if not 1 <= count <= len(PANEL):
         parser.error(f"--questions must be between 1 and {len(PANEL)}")
     try:
-        settings = load_settings({"tts_engine": "piper", "copied_reply": args.copied_reply})
+        settings = load_settings({"tts_engine": "piper"})
     except SettingsError as exc:
         parser.error(str(exc))
     configure_logging("WARNING")
-    return run_interruptible(lambda: _run(args, settings, modes, PANEL[:count], argv))
+    variants = variants or (settings.copied_reply,)
+    return run_interruptible(lambda: _run(args, settings, modes, variants, PANEL[:count], argv))
 
 
 def _run(
     args: argparse.Namespace,
     settings: Settings,
     modes: Sequence[str],
+    variants: Sequence[str],
     panel: Sequence[PanelQuestion],
     argv: list[str],
 ) -> int:
-    """Start the app's runtime, ask the panel in every mode, then report."""
+    """Start the app's runtime, ask the panel in every mode under every COPIED_REPLY, then report."""
     progress("timing the machine probe (CPU flags, Whisper, Piper, 20 tokens)...")
     probe = run_probe()  # before the clock starts: not part of the run's wall time
     progress(f"machine probe: {probe.describe()}")
@@ -371,8 +394,9 @@ def _run(
         with tempfile.TemporaryDirectory(prefix="warmvoice-answer-eval-") as tmp:
             spoken = synthesize_questions([Question(q.text, ()) for q in panel], Path(tmp)) if "spoken" in modes else []
             answers: list[AnswerRecord] = []
-            for mode in modes:
-                answers += asyncio.run(run_mode(runtime, mode, panel, spoken, progress, style))
+            for variant in variants:
+                for mode in modes:
+                    answers += asyncio.run(run_mode(runtime, mode, panel, spoken, progress, style, variant))
         endpoint = runtime.endpoint
         llm = f"{public_endpoint(endpoint.base_url)}, model `{endpoint.model}` ({endpoint.reason})"
         if endpoint.server is not None:
@@ -396,10 +420,12 @@ def _run(
             "max_tokens": style.max_tokens,
             "stop": list(style.stop),
             "max sentences": style.max_sentences,
-            "copied reply": settings.copied_reply if style.check_copies else "not checked",
+            "copied reply": "checked" if style.check_copies else "not checked",
         },
         whisper=whisper,
-        summaries=[summarise(m, [a for a in answers if a.mode == m]) for m in modes],
+        summaries=[
+            summarise(m, v, [a for a in answers if (a.mode, a.variant) == (m, v)]) for v in variants for m in modes
+        ],
         answers=answers,
         wall_time_s=round(time.perf_counter() - started, 1),
     )
