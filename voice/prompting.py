@@ -113,6 +113,107 @@ COPY_MIN_WORDS = 4  # "Yes, it is." may honestly recur; four words the same are 
 COPY_OVERLAP = 0.8  # of the words of a whole sentence: the same answer, reworded a little
 
 
+# Words that say nothing of what a question or an answer is about.
+_FUNCTION_WORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "am",
+        "it",
+        "it's",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "there",
+        "here",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "how",
+        "why",
+        "when",
+        "where",
+        "many",
+        "much",
+        "do",
+        "does",
+        "did",
+        "done",
+        "of",
+        "in",
+        "on",
+        "at",
+        "to",
+        "for",
+        "from",
+        "by",
+        "with",
+        "about",
+        "as",
+        "and",
+        "or",
+        "but",
+        "if",
+        "so",
+        "then",
+        "than",
+        "not",
+        "no",
+        "yes",
+        "i",
+        "i'm",
+        "you",
+        "your",
+        "he",
+        "she",
+        "we",
+        "they",
+        "me",
+        "my",
+        "our",
+        "their",
+        "him",
+        "her",
+        "them",
+        "have",
+        "has",
+        "had",
+        "can",
+        "could",
+        "would",
+        "should",
+        "will",
+        "shall",
+        "may",
+        "might",
+        "must",
+        "more",
+        "most",
+        "some",
+        "any",
+        "all",
+        "one",
+        "okay",
+        "ok",
+        "um",
+        "uh",
+        "well",
+        "just",
+    ]
+)
+
+
 def copied_answer(first: str, question: str, answered: Sequence[tuple[str, str]]) -> str | None:
     """The answer that a reply's ``first`` sentence copies, or None.
 
@@ -120,17 +221,18 @@ def copied_answer(first: str, question: str, answered: Sequence[tuple[str, str]]
     conversation's earlier exchanges.  ``first`` copies an answer when it has at least
     :data:`COPY_MIN_WORDS` words and is one of its sentences, the start of one (a first clause
     is spoken before its sentence is complete), or shares :data:`COPY_OVERLAP` of its words with
-    one; unless that answer's question was this very ``question`` (asked again, the same answer
-    is right).  The bundled model, asked something it cannot make out ("What do these make?",
-    a mishearing), falls back on an answer it has in view.
+    one; unless the answer or its question is about this ``question`` (they share a word that
+    is not a function word: "...but it was the capital of France" may well get "The capital of
+    France is Paris." again).  The bundled model, asked something it cannot make out ("What do these make?", a
+    mishearing), falls back on an answer it has in view, whatever it was about.
     """
     said = _WORDS.findall(first.lower())
     if len(said) < COPY_MIN_WORDS:
         return None
-    asked = _WORDS.findall(question.lower())
+    topic = set(_WORDS.findall(question.lower())) - _FUNCTION_WORDS
     for earlier_question, answer in answered:
-        if _WORDS.findall(earlier_question.lower()) == asked:
-            continue
+        if topic & set(_WORDS.findall(f"{earlier_question} {answer}".lower())):
+            continue  # an answer about what was asked (or asked before), even if said before
         for sentence in _SENTENCE_END.split(answer.strip()):
             theirs = _WORDS.findall(sentence.lower())
             if not theirs:
