@@ -159,6 +159,15 @@ def test_a_reply_cut_before_anything_was_heard_leaves_no_message() -> None:
     assert conv.cut_reply([ONE], []) == ""
     assert [m["role"] for m in conv.turns] == ["user"]
     assert not conv.interrupted
+    # Even one the small model's echo rule had hidden: the next message takes its place, seen.
+    conv = Conversation("sys", style=SMALL_MODEL)
+    for question in ("Tell me about dragons.", "Tell me about dragons again."):
+        conv.add_user(question)
+        conv.record_reply([ONE, TWO])
+    assert conv.hidden == {0, 1, 2, 3}
+    conv.cut_reply([ONE, TWO], [])
+    conv.add_user("What do they eat?")
+    assert conv.messages()[-1] == {"role": "user", "content": "What do they eat?"}
 
 
 def test_only_the_newest_reply_is_cut() -> None:

@@ -88,6 +88,7 @@ class Conversation:
         text = " ".join(sentences)
         if was_there and not text:  # the newest message: nothing else moves
             del self.turns[reply.index]
+            self.hidden.discard(reply.index)  # the index is the next message's now
         elif not was_there and text:
             self.turns.insert(reply.index, {"role": "assistant", "content": text})
         elif text:
