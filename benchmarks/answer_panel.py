@@ -12,7 +12,8 @@ Every rule is one a reader can check by eye against the reply:
 * **no copy**: no sentence of the reply (of four words or more) is copied, word for word, from
   one of the prompt's example answers or from an earlier reply of the session, unless the
   question it answered is this very question (issue #23: a misheard "What do these make?"
-  got a sum's answer back).
+  got a sum's answer back).  The session's own "Sorry, I didn't catch that." is not an answer
+  and is never counted as one copied.
 
 ``misheard`` and ``nonsense`` questions have no expected word: any reply passes that rule, and
 what they test is the others, above all that a question the model cannot answer is not met
@@ -33,7 +34,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from voice.prompting import SMALL_MODEL_EXAMPLES
+from voice.prompting import NOT_CAUGHT, SMALL_MODEL_EXAMPLES
 
 MAX_SENTENCES = 3
 MIN_FIRST_SENTENCE_WORDS = 2
@@ -341,6 +342,8 @@ def copied_sentence(question: str, reply: str, earlier: Sequence[Exchange]) -> s
             continue  # the same question may well get the same answer
         for sentence in sentences(source.reply):
             run = words(sentence)
+            if sentence in NOT_CAUGHT:  # the session's own line when it did not catch a question
+                continue
             if len(run) >= MIN_COPY_WORDS and f" {' '.join(run)} " in said:
                 return sentence
     return None

@@ -15,7 +15,7 @@ from benchmarks.answer_panel import (
     sentences,
     word_error_rate,
 )
-from voice.prompting import SMALL_MODEL_EXAMPLES
+from voice.prompting import NOT_CAUGHT, SMALL_MODEL_EXAMPLES
 
 CAPITAL = PanelQuestion("What is the capital of France?", "fact", ("paris",))
 SPIDER = PanelQuestion("How many legs does a spider have?", "fact", ("eight", "8"))
@@ -111,5 +111,8 @@ def test_a_reply_that_copies_an_example_or_an_earlier_answer_fails() -> None:
     assert judge(misheard, "Well, there are seven days in a week.").copied == "There are seven days in a week."
     # Anything else goes for a question that has no answer; the same question may get the same answer.
     assert judge(misheard, "I am not sure what you mean.", [sums]).accepted
+    # The session's own line for a question it did not catch is no answer copied.
+    sorry = Exchange("Purple the 17 under a fridge.", NOT_CAUGHT)
+    assert judge(misheard, NOT_CAUGHT, [sorry]).copied is None
     again = PanelQuestion("What is two plus three?", "arithmetic", ("five", "5"))
     assert judge(again, "The answer is 2 + 3 = 5.", [sums]).accepted

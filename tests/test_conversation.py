@@ -223,5 +223,9 @@ def test_a_copied_answer_is_told_from_a_new_one() -> None:
     # An answer about what was asked is no parrot, said before or not (the end of a question cut
     # in two, in a browser session under load).
     assert not copied_answer("The capital of France is Paris.", "But it was the capital of France.", answered)
+    # One shared word, or a number, does not make it an answer to this question.
+    answered.append(("And the sky on a clear day?", "The sky on a clear day is blue."))
+    assert copied_answer("The sky on a clear day is blue.", "Was it the blue and then to which?", answered)
+    assert copied_answer("The answer is 2 + 3 = 5.", "What is 5 minus 3?", answered)
     # The same question again may get the same answer.
     assert not copied_answer("The answer is 2 + 3 = 5.", "What is two plus three?", answered)

@@ -111,6 +111,9 @@ COPIED_REPLY_CHOICES = ("ask-again", "not-caught", "off")
 NOT_CAUGHT = "Sorry, I didn't catch that. Could you say it again?"
 COPY_MIN_WORDS = 4  # "Yes, it is." may honestly recur; four words the same are an answer copied
 COPY_OVERLAP = 0.8  # of the words of a whole sentence: the same answer, reworded a little
+# An old answer said again is about this question when they share this many topic words ("capital"
+# and "France"); one ("blue") is too weak a link: a nonsense question got the sky's answer again.
+COPY_SAME_TOPIC_WORDS = 2
 
 
 # Words that say nothing of what a question or an answer is about.
@@ -130,17 +133,18 @@ def copied_answer(first: str, question: str, answered: Sequence[tuple[str, str]]
     conversation's earlier exchanges.  ``first`` copies an answer when it has at least
     :data:`COPY_MIN_WORDS` words and is one of its sentences, the start of one (a first clause
     is spoken before its sentence is complete), or shares :data:`COPY_OVERLAP` of its words with
-    one; unless the answer or its question is about this ``question`` (they share a word that
-    is not a function word: "...but it was the capital of France" may well get "The capital of
-    France is Paris." again).  The bundled model, asked something it cannot make out ("What do these make?", a
-    mishearing), falls back on an answer it has in view, whatever it was about.
+    one; unless the answer or its question is about this ``question`` (they share
+    :data:`COPY_SAME_TOPIC_WORDS` words that are neither function words nor numbers: "...but it
+    was the capital of France" may well get "The capital of France is Paris." again).  The
+    bundled model, asked something it cannot make out ("What do these make?", a mishearing),
+    falls back on an answer it has in view, whatever it was about.
     """
     said = _WORDS.findall(first.lower())
     if len(said) < COPY_MIN_WORDS:
         return None
-    topic = set(_WORDS.findall(question.lower())) - _FUNCTION_WORDS
+    topic = _topic(question)
     for earlier_question, answer in answered:
-        if topic & set(_WORDS.findall(f"{earlier_question} {answer}".lower())):
+        if len(topic & _topic(f"{earlier_question} {answer}")) >= COPY_SAME_TOPIC_WORDS:
             continue  # an answer about what was asked (or asked before), even if said before
         for sentence in _SENTENCE_END.split(answer.strip()):
             theirs = _WORDS.findall(sentence.lower())
@@ -149,6 +153,12 @@ def copied_answer(first: str, question: str, answered: Sequence[tuple[str, str]]
             if theirs[: len(said)] == said or _overlap(said, theirs) >= COPY_OVERLAP:
                 return answer
     return None
+
+
+def _topic(text: str) -> set[str]:
+    """The words that say what ``text`` is about: no function words, no numbers (a "10" in a
+    question and in an old answer to a sum is no sign they are about the same thing)."""
+    return {w for w in _WORDS.findall(text.lower()) if w not in _FUNCTION_WORDS and not w.isdigit()}
 
 
 def _overlap(a: list[str], b: list[str]) -> float:
