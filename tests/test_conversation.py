@@ -223,6 +223,9 @@ def test_a_copied_answer_is_told_from_a_new_one() -> None:
     # An answer about what was asked is no parrot, said before or not (the end of a question cut
     # in two, in a browser session under load).
     assert not copied_answer("The capital of France is Paris.", "But it was the capital of France.", answered)
+    # An old answer with more after it (the spoken evaluation's misheard "opposite on part").
+    answered.append(("What is the opposite of hot?", "A hot air balloon."))
+    assert copied_answer("A hot air balloon is a type of aircraft.", "What is the opposite on part?", answered)
     # One shared word, or a number, does not make it an answer to this question.
     answered.append(("And the sky on a clear day?", "The sky on a clear day is blue."))
     assert copied_answer("The sky on a clear day is blue.", "Was it the blue and then to which?", answered)

@@ -132,8 +132,8 @@ def copied_answer(first: str, question: str, answered: Sequence[tuple[str, str]]
     ``answered``: (question, answer) pairs the model has seen: the prompt's examples and the
     conversation's earlier exchanges.  ``first`` copies an answer when it has at least
     :data:`COPY_MIN_WORDS` words and is one of its sentences, the start of one (a first clause
-    is spoken before its sentence is complete), or shares :data:`COPY_OVERLAP` of its words with
-    one; unless the answer or its question is about this ``question`` (they share
+    is spoken before its sentence is complete), starts with one (of as many words), or shares
+    :data:`COPY_OVERLAP` of its words with one; unless the answer or its question is about this ``question`` (they share
     :data:`COPY_SAME_TOPIC_WORDS` words that are neither function words nor numbers: "...but it
     was the capital of France" may well get "The capital of France is Paris." again).  The
     bundled model, asked something it cannot make out ("What do these make?", a mishearing),
@@ -150,7 +150,8 @@ def copied_answer(first: str, question: str, answered: Sequence[tuple[str, str]]
             theirs = _WORDS.findall(sentence.lower())
             if not theirs:
                 continue
-            if theirs[: len(said)] == said or _overlap(said, theirs) >= COPY_OVERLAP:
+            starts = len(theirs) >= COPY_MIN_WORDS and said[: len(theirs)] == theirs  # an old answer, then more
+            if theirs[: len(said)] == said or starts or _overlap(said, theirs) >= COPY_OVERLAP:
                 return answer
     return None
 
