@@ -35,6 +35,7 @@ from benchmarks.answer_panel import (
     MAX_SENTENCES,
     MIN_FIRST_SENTENCE_WORDS,
     PANEL,
+    Exchange,
     PanelQuestion,
     judge,
     word_error_rate,
@@ -52,11 +53,11 @@ from benchmarks.common import (
     run_interruptible,
     write_json_file,
 )
-from benchmarks.machine_probe import cpu_flags
+from benchmarks.machine_probe import cpu_flags, run_probe
 from benchmarks.pipeline import PLAYBACK_SLACK_S, Question, SpokenQuestion, synthesize_questions, wait_playback
 from llm import configure_logging, public_endpoint
 from voice.headless import TurnResult, run_spoken_turn, run_typed_turn
-from voice.prompting import PLAIN, ReplyStyle, reply_style
+from voice.prompting import COPIED_REPLY_CHOICES, PLAIN, ReplyStyle, reply_style
 from voice.runtime import VoiceRuntime
 from voice.settings import Settings, SettingsError, load_settings
 
@@ -65,6 +66,7 @@ MODES = ("typed", "spoken")
 TURN_TIMEOUT_S = 120.0
 PAUSE_S = 0.5  # after a spoken reply has played, before the next question
 PACKAGES = (*MACHINE_PACKAGES, "faster-whisper", "piper-tts")
+REPORT = Path("docs/measurements/answer_eval.md")  # where --markdown writes by default
 
 
 @dataclass
@@ -74,6 +76,7 @@ class AnswerRecord:
     mode: str
     index: int
     kind: str
+    variant: str  # the COPIED_REPLY setting the session ran with
     question: str
     expected: list[str]
     heard: str  # the transcript (spoken) or the typed text
@@ -81,6 +84,8 @@ class AnswerRecord:
     accepted: bool
     failed_rules: list[str]
     outcome: str
+    copied: str | None = None  # the example's or earlier reply's sentence the reply copied
+    copies_caught: int = 0  # replies the session dropped as copies before speaking (COPIED_REPLY)
     wer_edits: int | None = None
     wer_words: int | None = None
     first_token_ms: float | None = None
@@ -94,6 +99,7 @@ class ModeSummary:
     """A mode's score, WER and latency medians."""
 
     mode: str
+    variant: str  # the COPIED_REPLY setting
     accepted: int
     total: int
     wer: float | None
@@ -102,6 +108,13 @@ class ModeSummary:
     transcript_ms: float | None
     stt_compute_ms: float | None
     by_kind: dict[str, tuple[int, int]] = field(default_factory=dict)
+    copies: int = 0  # replies that copied an example's answer or an earlier reply
+    copies_caught: int = 0  # turns where the session caught a copy before it was spoken
+
+    @property
+    def label(self) -> str:
+        """The mode and the setting it ran with: how the report names this run."""
+        return f"{self.mode}, COPIED_REPLY={self.variant}"
 
     @property
     def score(self) -> float:
@@ -130,7 +143,7 @@ def _median(values: Sequence[float | None]) -> float | None:
     return round(statistics.median(data), 1) if data else None
 
 
-def summarise(mode: str, answers: Sequence[AnswerRecord]) -> ModeSummary:
+def summarise(mode: str, variant: str, answers: Sequence[AnswerRecord]) -> ModeSummary:
     """The score, the WER (edits over all reference words) and the medians of ``answers``."""
     words = sum(a.wer_words or 0 for a in answers)
     edits = sum(a.wer_edits or 0 for a in answers)
@@ -140,6 +153,7 @@ def summarise(mode: str, answers: Sequence[AnswerRecord]) -> ModeSummary:
         by_kind[a.kind] = (ok + a.accepted, n + 1)
     return ModeSummary(
         mode=mode,
+        variant=variant,
         accepted=sum(a.accepted for a in answers),
         total=len(answers),
         wer=round(edits / words, 3) if words and mode == "spoken" else None,
@@ -148,18 +162,29 @@ def summarise(mode: str, answers: Sequence[AnswerRecord]) -> ModeSummary:
         transcript_ms=_median([a.transcript_ms for a in answers]),
         stt_compute_ms=_median([a.stt_compute_ms for a in answers]),
         by_kind=by_kind,
+        copies=sum(a.copied is not None for a in answers),
+        copies_caught=sum(a.copies_caught > 0 for a in answers),
     )
 
 
-def record(mode: str, index: int, q: PanelQuestion, result: TurnResult | None) -> AnswerRecord:
-    """Judge one turn's result (None: the endpointer heard nothing, so no turn)."""
+def record(
+    mode: str,
+    index: int,
+    q: PanelQuestion,
+    result: TurnResult | None,
+    earlier: Sequence[Exchange] = (),
+    variant: str = "",
+) -> AnswerRecord:
+    """Judge one turn's result (None: the endpointer heard nothing, so no turn); ``earlier``: the
+    session's exchanges before it (what the model was asked, what it replied)."""
     reply = result.reply_text if result is not None else ""
     heard = (result.transcript if result is not None else "") if mode == "spoken" else q.text
-    verdict = judge(q, reply)
+    verdict = judge(dataclasses.replace(q, text=heard), reply, earlier)
     lat = result.latency if result is not None else None
     edits, words = word_error_rate(q.text, heard) if mode == "spoken" else (None, None)
     return AnswerRecord(
         mode=mode,
+        variant=variant,
         index=index,
         kind=q.kind,
         question=q.text,
@@ -168,6 +193,8 @@ def record(mode: str, index: int, q: PanelQuestion, result: TurnResult | None) -
         reply=reply,
         accepted=verdict.accepted,
         failed_rules=verdict.failed,
+        copied=verdict.copied,
+        copies_caught=int(lat.extras.get("copied_replies", 0)) if lat is not None else 0,
         outcome=lat.outcome if lat is not None else "no_turn",
         wer_edits=edits,
         wer_words=words,
@@ -185,11 +212,14 @@ async def run_mode(
     spoken: Sequence[SpokenQuestion],
     say: Say,
     style: ReplyStyle | None = None,
+    copied_reply: str | None = None,
 ) -> list[AnswerRecord]:
     """Ask every question in one fresh session; a spoken question waits for the previous reply
     to finish playing, as a listening user would.  ``style`` replaces the session's own (the
-    plain one, to measure how the embedded model answered before it had its own prompting)."""
-    session = runtime.new_session(f"eval-{mode}")
+    plain one, to measure how the embedded model answered before it had its own prompting);
+    ``copied_reply`` the runtime's COPIED_REPLY."""
+    settings = runtime.settings.replace(copied_reply=copied_reply or runtime.settings.copied_reply)
+    session = runtime.new_session(f"eval-{mode}", settings)
     if style is not None:
         session.reply.conversation.style = style  # before start(): the client's temperature follows it
     await session.start()
@@ -205,12 +235,13 @@ async def run_mode(
                 audio_s = len(result.reply_audio) / result.sample_rate if result and result.sample_rate else 0.0
                 await wait_playback(session, audio_s + PLAYBACK_SLACK_S)
                 await asyncio.sleep(PAUSE_S)
-            answer = record(mode, index, q, result)
+            earlier = [Exchange(a.heard, a.reply) for a in answers]
+            answer = record(mode, index, q, result, earlier, settings.copied_reply)
             answers.append(answer)
             mark = "ok  " if answer.accepted else "FAIL"
             heard = f" heard {answer.heard!r}" if mode == "spoken" else ""
             why = f" ({', '.join(answer.failed_rules)})" if answer.failed_rules else ""
-            say(f"[{mode} {index:2}] {mark} {q.text!r}{heard} -> {answer.reply!r}{why}")
+            say(f"[{mode} {settings.copied_reply} {index:2}] {mark} {q.text!r}{heard} -> {answer.reply!r}{why}")
     finally:
         await session.stop()
     return answers
@@ -234,6 +265,7 @@ def render_markdown(run: EvalRun) -> str:
         "",
         f"- Machine: {m.cpu_model}, {m.cpu_count} CPUs ({', '.join(run.cpu_flags) or 'no AVX'}), "
         f"Python {m.python}, {m.platform}; {m.date}; load average (1 min) {load} → {load_end}",
+        *([f"- Machine probe: {m.probe.describe()}"] if m.probe is not None else []),
         f"- Command: `{run.command}` (wall time {run.wall_time_s:.0f} s)",
         f"- LLM: {run.llm}",
         f"- Prompting: {', '.join(f'{k} {v}' for k, v in run.style.items())}",
@@ -241,33 +273,40 @@ def render_markdown(run: EvalRun) -> str:
         "fed in real time through the endpointer",
         f"- Rules per reply: the expected word or number, English only, at most {MAX_SENTENCES} sentences, a "
         f"first sentence of at least {MIN_FIRST_SENTENCE_WORDS} words that is not only filler. "
-        f"{len(run.answers) // max(1, len(run.summaries))} questions per mode, one session per mode.",
+        f"{len(run.answers) // max(1, len(run.summaries))} questions per run, one session per run.",
         "",
-        "| Mode | Accepted | Score | WER (spoken) | Whisper compute | Transcript ready | First token | First audio |",
-        "|---|---|---|---|---|---|---|---|",
+        "| Mode | Accepted | Score | Copies | Caught | WER (spoken) | Whisper compute | Transcript ready | First token "
+        "| First audio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in run.summaries:
         wer = "—" if s.wer is None else f"{s.wer:.1%}"
         lines.append(
-            f"| {s.mode} | {s.accepted}/{s.total} | **{s.score:.0%}** | {wer} | {_ms(s.stt_compute_ms)} | "
-            f"{_ms(s.transcript_ms)} | {_ms(s.first_token_ms)} | {_ms(s.first_audio_ms)} |"
+            f"| {s.label} | {s.accepted}/{s.total} | **{s.score:.0%}** | {s.copies} | {s.copies_caught} | {wer} | "
+            f"{_ms(s.stt_compute_ms)} | {_ms(s.transcript_ms)} | {_ms(s.first_token_ms)} | {_ms(s.first_audio_ms)} |"
         )
     lines += [
         "",
         "Times are medians, after the end of speech (spoken) or the typed submission (typed); "
-        "Whisper compute is the decode's own duration.",
+        "Whisper compute is the decode's own duration. Copies: replies with a sentence (4+ words) "
+        "copied from an example answer of the prompt or an earlier reply to another question; "
+        "Caught: turns whose reply the session dropped as a copy before speaking it (COPIED_REPLY).",
         "",
     ]
     kinds = sorted({k for s in run.summaries for k in s.by_kind})
-    lines += ["| Kind | " + " | ".join(s.mode for s in run.summaries) + " |", "|---" * (len(run.summaries) + 1) + "|"]
+    lines += ["| Kind | " + " | ".join(s.label for s in run.summaries) + " |", "|---" * (len(run.summaries) + 1) + "|"]
     for kind in kinds:
         cells = [f"{s.by_kind.get(kind, (0, 0))[0]}/{s.by_kind.get(kind, (0, 0))[1]}" for s in run.summaries]
         lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     for s in run.summaries:
-        answers = [a for a in run.answers if a.mode == s.mode]
-        lines += ["", f"## {s.mode}", "", "| # | Question | Heard | Reply | Verdict |", "|---|---|---|---|---|"]
+        answers = [a for a in run.answers if (a.mode, a.variant) == (s.mode, s.variant)]
+        lines += ["", f"## {s.label}", "", "| # | Question | Heard | Reply | Verdict |", "|---|---|---|---|---|"]
         for a in answers:
             verdict = "ok" if a.accepted else "FAIL: " + ", ".join(a.failed_rules)
+            if a.copied is not None:
+                verdict += f" (copies {_cell(a.copied)!r})"
+            if a.copies_caught:
+                verdict += f" [copy caught{' twice' if a.copies_caught > 1 else ''}]"
             heard = a.heard if a.mode == "spoken" else "(typed)"
             lines.append(f"| {a.index} | {_cell(a.question)} | {_cell(heard)} | {_cell(a.reply)} | {verdict} |")
     return "\n".join(lines) + "\n"
@@ -295,8 +334,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--whisper-prompt",
         help="try Whisper with this initial prompt (everyday vocabulary); the app uses none",
     )
+    p.add_argument(
+        "--copied-reply",
+        help="comma-separated: what the session does with a reply that copies an earlier answer "
+        f"({', '.join(COPIED_REPLY_CHOICES)}); each value is a run of every mode (default: COPIED_REPLY's)",
+    )
     p.add_argument("--json", type=Path, help="write every record here")
-    p.add_argument("--markdown", type=Path, help="also write the Markdown report here")
+    p.add_argument(
+        "--markdown",
+        type=Path,
+        nargs="?",
+        const=REPORT,
+        help=f"also write the Markdown report here (no path: {REPORT})",
+    )
     return p
 
 
@@ -308,6 +358,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     modes = tuple(dict.fromkeys(m.strip() for m in args.modes.split(",") if m.strip()))
     if not modes or any(m not in MODES for m in modes):
         parser.error(f"--modes takes {', '.join(MODES)} (comma-separated)")
+    variants = tuple(dict.fromkeys(v.strip() for v in (args.copied_reply or "").split(",") if v.strip()))
+    if any(v not in COPIED_REPLY_CHOICES for v in variants):
+        parser.error(f"--copied-reply takes {', '.join(COPIED_REPLY_CHOICES)} (comma-separated)")
     count = args.questions or len(PANEL)
     if not 1 <= count <= len(PANEL):
         parser.error(f"--questions must be between 1 and {len(PANEL)}")
@@ -316,17 +369,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         parser.error(str(exc))
     configure_logging("WARNING")
-    return run_interruptible(lambda: _run(args, settings, modes, PANEL[:count], argv))
+    variants = variants or (settings.copied_reply,)
+    return run_interruptible(lambda: _run(args, settings, modes, variants, PANEL[:count], argv))
 
 
 def _run(
     args: argparse.Namespace,
     settings: Settings,
     modes: Sequence[str],
+    variants: Sequence[str],
     panel: Sequence[PanelQuestion],
     argv: list[str],
 ) -> int:
-    """Start the app's runtime, ask the panel in every mode, then report."""
+    """Start the app's runtime, ask the panel in every mode under every COPIED_REPLY, then report."""
+    progress("timing the machine probe (CPU flags, Whisper, Piper, 20 tokens)...")
+    probe = run_probe()  # before the clock starts: not part of the run's wall time
+    progress(f"machine probe: {probe.describe()}")
     started, load_start = time.perf_counter(), load_average()
     runtime = VoiceRuntime.create(settings, progress=progress)
     style = PLAIN if args.plain_prompt else reply_style(runtime.endpoint.is_embedded)
@@ -336,8 +394,9 @@ def _run(
         with tempfile.TemporaryDirectory(prefix="warmvoice-answer-eval-") as tmp:
             spoken = synthesize_questions([Question(q.text, ()) for q in panel], Path(tmp)) if "spoken" in modes else []
             answers: list[AnswerRecord] = []
-            for mode in modes:
-                answers += asyncio.run(run_mode(runtime, mode, panel, spoken, progress, style))
+            for variant in variants:
+                for mode in modes:
+                    answers += asyncio.run(run_mode(runtime, mode, panel, spoken, progress, style, variant))
         endpoint = runtime.endpoint
         llm = f"{public_endpoint(endpoint.base_url)}, model `{endpoint.model}` ({endpoint.reason})"
         if endpoint.server is not None:
@@ -350,7 +409,7 @@ def _run(
     run = EvalRun(
         command=command_line(PROG, argv),
         argv=hide_api_key(argv),
-        machine=machine_info(load_start, PACKAGES),
+        machine=machine_info(load_start, PACKAGES, probe),
         cpu_flags=list(cpu_flags()),
         llm=llm,
         style={
@@ -361,9 +420,12 @@ def _run(
             "max_tokens": style.max_tokens,
             "stop": list(style.stop),
             "max sentences": style.max_sentences,
+            "copied reply": "checked" if style.check_copies else "not checked",
         },
         whisper=whisper,
-        summaries=[summarise(m, [a for a in answers if a.mode == m]) for m in modes],
+        summaries=[
+            summarise(m, v, [a for a in answers if (a.mode, a.variant) == (m, v)]) for v in variants for m in modes
+        ],
         answers=answers,
         wall_time_s=round(time.perf_counter() - started, 1),
     )

@@ -8,7 +8,18 @@ Every rule is one a reader can check by eye against the reply:
   one French/Spanish/German/Italian function word (the bundled model's failure was drifting into French);
 * **short**: at most three sentences;
 * **first sentence**: the first sentence is a real sentence, at least two words and not just
-  filler ("Sure!", "Great question.", "Paris.").
+  filler ("Sure!", "Great question.", "Paris.");
+* **no copy**: no sentence of the reply (of four words or more) is copied, word for word, from
+  one of the prompt's example answers or from an earlier reply of the session, unless the
+  question it answered is this very question (issue #23: a misheard "What do these make?"
+  got a sum's answer back).  The session's own "Sorry, I didn't catch that." is not an answer
+  and is never counted as one copied.
+
+``misheard`` and ``nonsense`` questions have no expected word: any reply passes that rule, and
+what they test is the others, above all that a question the model cannot answer is not met
+with a copied answer.  The three ``misheard`` ones are Whisper's mishearings quoted in issue
+#23 (the copy detector of voice/prompting.py was designed on them); the ``nonsense`` ones were
+written apart from it and are reported as a separate kind, held out.
 
 The panel is varied on purpose (facts, small arithmetic, definitions, advice, chit-chat and
 follow-ups that only make sense after the turn before) and none of its topics is one of the
@@ -20,7 +31,10 @@ session, so a follow-up comes right after the question it refers to.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from voice.prompting import NOT_CAUGHT, SMALL_MODEL_EXAMPLES
 
 MAX_SENTENCES = 3
 MIN_FIRST_SENTENCE_WORDS = 2
@@ -31,8 +45,8 @@ class PanelQuestion:
     """One question: its kind, and the words of which the reply must contain at least one."""
 
     text: str
-    kind: str  # fact, arithmetic, definition, advice, chit-chat, follow-up
-    expected: tuple[str, ...]
+    kind: str  # fact, arithmetic, definition, advice, chit-chat, follow-up, misheard, nonsense
+    expected: tuple[str, ...]  # empty: no answer expected (misheard, nonsense)
 
 
 def _q(kind: str, text: str, *expected: str) -> PanelQuestion:
@@ -45,11 +59,15 @@ PANEL: tuple[PanelQuestion, ...] = (
     _q("follow-up", "And what about Germany?", "berlin"),
     _q("fact", "How many legs does a spider have?", "eight", "8"),
     _q("follow-up", "And an insect?", "six", "6"),
+    _q("misheard", "How many lengths done as I do have?"),
     _q("fact", "What do bees make?", "honey"),
+    _q("misheard", "What do these make?"),
     _q("fact", "What color is a banana?", "yellow"),
     _q("fact", "What is the opposite of hot?", "cold"),
+    _q("misheard", "What is the opposite on part?"),
     _q("fact", "What is the largest planet in our solar system?", "jupiter"),
     _q("arithmetic", "What is two plus two?", "four", "4"),
+    _q("nonsense", "Purple the seventeen under a fridge?"),
     _q("fact", "What animal says moo?", "cow", "cows"),
     _q("fact", "Which planet is known as the red planet?", "mars"),
     _q("definition", "What does a thermometer measure?", "temperature", "heat"),
@@ -78,6 +96,7 @@ PANEL: tuple[PanelQuestion, ...] = (
     _q("chit-chat", "What is your name?", "warmvoice"),
     _q("fact", "What color is grass?", "green"),
     _q("follow-up", "And the sky on a clear day?", "blue"),
+    _q("nonsense", "Was it the blue and then to which?"),
     _q("arithmetic", "How many minutes are in an hour?", "sixty", "60"),
     _q("definition", "What is photosynthesis?", "light", "sunlight", "sun", "energy", "food", "sugar"),
     _q(
@@ -95,8 +114,10 @@ PANEL: tuple[PanelQuestion, ...] = (
         "sleep",
     ),
     _q("fact", "Who painted the Mona Lisa?", "leonardo", "vinci"),
+    _q("nonsense", "Which one does the table sing for?"),
     _q("arithmetic", "What is five plus three?", "eight", "8"),
     _q("follow-up", "And if I add two more?", "ten", "10"),
+    _q("nonsense", "Okay so the, um, window of it."),
     _q("definition", "What is gravity?", "force", "pull", "pulls", "attract", "attracts", "attraction"),
     _q("fact", "What language do people speak in Spain?", "spanish"),
     _q("follow-up", "And in Brazil?", "portuguese"),
@@ -246,7 +267,9 @@ def sentences(text: str) -> list[str]:
 
 
 def has_expected(reply: str, expected: tuple[str, ...]) -> bool:
-    """True if the reply contains one of ``expected`` as whole word(s)."""
+    """True if the reply contains one of ``expected`` as whole word(s) (or nothing is expected)."""
+    if not expected:
+        return True
     said = " " + " ".join(words(reply)) + " "
     return any(f" {' '.join(words(e))} " in said for e in expected)
 
@@ -275,11 +298,12 @@ class Verdict:
     english: bool
     short: bool
     first_sentence: bool
+    copied: str | None = None  # the sentence the reply copied, if it did
 
     @property
     def accepted(self) -> bool:
         """Every rule passed."""
-        return self.expected and self.english and self.short and self.first_sentence
+        return self.expected and self.english and self.short and self.first_sentence and self.copied is None
 
     @property
     def failed(self) -> list[str]:
@@ -289,17 +313,50 @@ class Verdict:
             "English": self.english,
             f"<= {MAX_SENTENCES} sentences": self.short,
             "first sentence": self.first_sentence,
+            "copied": self.copied is None,
         }
         return [name for name, ok in checks.items() if not ok]
 
 
-def judge(question: PanelQuestion, reply: str) -> Verdict:
-    """Apply every rule to ``reply``."""
+@dataclass(frozen=True)
+class Exchange:
+    """A question and the reply it got: an example of the prompt or an earlier turn."""
+
+    question: str
+    reply: str
+
+
+EXAMPLE_EXCHANGES = tuple(
+    Exchange(q.content, a.content) for q, a in zip(SMALL_MODEL_EXAMPLES[::2], SMALL_MODEL_EXAMPLES[1::2], strict=True)
+)
+MIN_COPY_WORDS = 4  # "Yes, it is." may recur honestly; a copied four-word sentence does not
+
+
+def copied_sentence(question: str, reply: str, earlier: Sequence[Exchange]) -> str | None:
+    """The sentence of an example answer or an ``earlier`` reply that ``reply`` contains word for
+    word (at least :data:`MIN_COPY_WORDS` words), unless its question was this one; else None."""
+    said = " " + " ".join(words(reply)) + " "
+    asked = words(question)
+    for source in (*EXAMPLE_EXCHANGES, *earlier):
+        if words(source.question) == asked:
+            continue  # the same question may well get the same answer
+        for sentence in sentences(source.reply):
+            run = words(sentence)
+            if sentence in NOT_CAUGHT:  # the session's own line when it did not catch a question
+                continue
+            if len(run) >= MIN_COPY_WORDS and f" {' '.join(run)} " in said:
+                return sentence
+    return None
+
+
+def judge(question: PanelQuestion, reply: str, earlier: Sequence[Exchange] = ()) -> Verdict:
+    """Apply every rule to ``reply``; ``earlier``: the session's exchanges before it."""
     return Verdict(
         expected=has_expected(reply, question.expected),
         english=is_english(reply),
         short=0 < len(sentences(reply)) <= MAX_SENTENCES,
         first_sentence=first_sentence_is_real(reply),
+        copied=copied_sentence(question.text, reply, earlier),
     )
 
 

@@ -49,7 +49,7 @@ def test_command_prints_markdown_and_writes_json(tmp_path: Path) -> None:
     report = run.stdout
     assert report.startswith("# WarmVoice answer quality")
     assert "avx" in report.split("- Machine:", 1)[1].splitlines()[0]  # the CPU's flags are shown
-    assert "| typed | " in report and "| spoken | " in report
+    assert "| typed, COPIED_REPLY=ask-again | " in report and "| spoken, COPIED_REPLY=ask-again | " in report
     data = json.loads(out.read_text())
     assert [s["mode"] for s in data["summaries"]] == ["typed", "spoken"]
     assert len(data["answers"]) == 4

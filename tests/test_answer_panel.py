@@ -6,6 +6,7 @@ import pytest
 
 from benchmarks.answer_panel import (
     PANEL,
+    Exchange,
     PanelQuestion,
     first_sentence_is_real,
     has_expected,
@@ -14,7 +15,7 @@ from benchmarks.answer_panel import (
     sentences,
     word_error_rate,
 )
-from voice.prompting import SMALL_MODEL_EXAMPLES
+from voice.prompting import NOT_CAUGHT, SMALL_MODEL_EXAMPLES
 
 CAPITAL = PanelQuestion("What is the capital of France?", "fact", ("paris",))
 SPIDER = PanelQuestion("How many legs does a spider have?", "fact", ("eight", "8"))
@@ -88,8 +89,9 @@ def test_word_error_rate_counts_word_edits() -> None:
 def test_panel_is_varied_and_apart_from_the_prompt_examples() -> None:
     assert len(PANEL) >= 40
     kinds = {q.kind for q in PANEL}
-    assert kinds == {"fact", "arithmetic", "definition", "advice", "chit-chat", "follow-up"}
-    assert all(q.expected for q in PANEL)
+    assert kinds == {"fact", "arithmetic", "definition", "advice", "chit-chat", "follow-up", "misheard", "nonsense"}
+    # Only a question that cannot be answered has no expected word.
+    assert all(bool(q.expected) == (q.kind not in ("misheard", "nonsense")) for q in PANEL)
     assert PANEL[0].kind != "follow-up"  # a follow-up always has a question before it
     asked = {q.text.lower() for q in PANEL}
     primed = {m.content.lower() for m in SMALL_MODEL_EXAMPLES if m.role == "user"}
@@ -98,3 +100,19 @@ def test_panel_is_varied_and_apart_from_the_prompt_examples() -> None:
     primed_words = {w for m in SMALL_MODEL_EXAMPLES for w in m.content.lower().replace(".", " ").split()}
     topical = {e for q in PANEL if q.kind in ("fact", "follow-up") for e in q.expected if not e.isdigit()}
     assert not topical & primed_words, topical & primed_words
+
+
+def test_a_reply_that_copies_an_example_or_an_earlier_answer_fails() -> None:
+    misheard = next(q for q in PANEL if q.text == "What do these make?")
+    sums = Exchange("What is two plus three?", "The answer is 2 + 3 = 5.")
+    # Issue #23's reply, copied from an earlier one; an example's answer; inside a longer reply.
+    verdict = judge(misheard, "The answer is 2 + 3 = 5.", [sums])
+    assert not verdict.accepted and verdict.failed == ["copied"] and verdict.copied == "The answer is 2 + 3 = 5."
+    assert judge(misheard, "Well, there are seven days in a week.").copied == "There are seven days in a week."
+    # Anything else goes for a question that has no answer; the same question may get the same answer.
+    assert judge(misheard, "I am not sure what you mean.", [sums]).accepted
+    # The session's own line for a question it did not catch is no answer copied.
+    sorry = Exchange("Purple the 17 under a fridge.", NOT_CAUGHT)
+    assert judge(misheard, NOT_CAUGHT, [sorry]).copied is None
+    again = PanelQuestion("What is two plus three?", "arithmetic", ("five", "5"))
+    assert judge(again, "The answer is 2 + 3 = 5.", [sums]).accepted

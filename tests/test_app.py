@@ -230,3 +230,26 @@ def test_the_pong_report_is_bounded_and_not_an_api() -> None:
     (pong,) = [d for d in config["dependencies"] if any(t[0] == pong_id for t in d["targets"])]
     assert pong["api_visibility"] == "private"
     assert "takePongs" in pong["js"]
+
+
+def _caveat(settings) -> dict | None:
+    config = build_page(PageCallbacks(settings, RuntimeLoader(settings))).get_config_file()
+    return next((c["props"] for c in config["components"] if c["props"].get("elem_id") == "model-caveat"), None)
+
+
+def test_the_page_says_when_the_tiny_model_answers_and_how_to_get_real_answers(tmp_path) -> None:
+    bundled = _caveat(load_settings({"tts_engine": "piper"}, environ={}, dotenv_path=None))
+    assert bundled is not None and bundled["visible"] is not False
+    line = bundled["value"]
+    assert "SmolLM2-135M" in line and "wrong on many facts" in line and "\n" not in line
+    assert "OPENAI_API_KEY" in line and "OPENAI_BASE_URL" in line and "Ollama" in line
+    # Another endpoint, a key, or another local model: no such line.
+    other_model = tmp_path / "other.gguf"
+    other_model.write_bytes(b"GGUF")
+    for env in (
+        {"OPENAI_BASE_URL": "http://127.0.0.1:11434/v1", "LLM_MODEL": "llama3.2"},
+        {"OPENAI_API_KEY": "sk-test"},
+        {"EMBEDDED_MODEL": str(other_model)},
+    ):
+        props = _caveat(load_settings({"tts_engine": "piper"}, environ=env, dotenv_path=None))
+        assert props is not None and props["visible"] is False, env

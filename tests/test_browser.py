@@ -132,6 +132,8 @@ def test_spoken_question_gets_a_spoken_answer_and_a_full_panel(chromium: str, qu
                 re.compile("Connection ready in [0-9,]+ ms|Pre-warming"), timeout=30_000
             )
 
+            # The bundled model answers: the page says what it is, next to the conversation.
+            expect(page.locator("#model-caveat")).to_contain_text("small offline model that is wrong on many facts")
             chat = page.locator("#chat")
             # Four words in order prove the microphone's audio reached Whisper intact; the last word
             # is left out because tiny.en hears Chromium's resampled "France" as "fence" now and then.

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from voice.conversation import Conversation
+from voice.conversation import INTERRUPTED_MARK, Conversation
+from voice.prompting import SMALL_MODEL, copied_answer
 
 
 def test_messages_start_with_the_system_prompt() -> None:
@@ -130,3 +131,104 @@ def test_a_reply_that_echoes_the_one_before_leaves_the_small_models_view() -> No
         plain.add_user("q")
         plain.add_assistant(text)
     assert len(plain.messages()) == 4  # a real endpoint's history is left alone
+
+
+# -- the record is what was heard (issue #23) ----------------------------------------------------
+
+ONE, TWO, THREE = "Dragons are old.", "They sleep on gold.", "They fly at night."
+
+
+def _with_reply(*sentences: str) -> Conversation:
+    conv = Conversation("sys")
+    conv.add_user("Tell me about dragons.")
+    conv.record_reply(list(sentences))
+    return conv
+
+
+def test_a_cut_reply_keeps_only_what_was_heard_and_the_model_is_told_it_was_cut() -> None:
+    conv = _with_reply(ONE, TWO)
+    assert conv.cut_reply([ONE, TWO], [ONE]) == ONE
+    assert conv.turns[-1] == {"role": "assistant", "content": ONE}
+    conv.add_user("And their eggs?")
+    assert conv.messages()[-2] == {"role": "assistant", "content": ONE + INTERRUPTED_MARK}
+    assert conv.messages_with("Anything else?")[-3]["content"].endswith(INTERRUPTED_MARK)
+
+
+def test_a_reply_cut_before_anything_was_heard_leaves_no_message() -> None:
+    conv = _with_reply(ONE)
+    assert conv.cut_reply([ONE], []) == ""
+    assert [m["role"] for m in conv.turns] == ["user"]
+    assert not conv.interrupted
+    # Even one the small model's echo rule had hidden: the next message takes its place, seen.
+    conv = Conversation("sys", style=SMALL_MODEL)
+    for question in ("Tell me about dragons.", "Tell me about dragons again."):
+        conv.add_user(question)
+        conv.record_reply([ONE, TWO])
+    assert conv.hidden == {0, 1, 2, 3}
+    conv.cut_reply([ONE, TWO], [])
+    conv.add_user("What do they eat?")
+    assert conv.messages()[-1] == {"role": "user", "content": "What do they eat?"}
+
+
+def test_only_the_newest_reply_is_cut() -> None:
+    conv = _with_reply(ONE, TWO)
+    assert conv.cut_reply([THREE], []) is None, "not what this reply said"
+    conv.add_user("Next?")  # a new turn began: the reply before it is settled
+    assert conv.cut_reply([ONE, TWO], [ONE]) is None
+    assert conv.turns[1]["content"] == f"{ONE} {TWO}" and not conv.interrupted
+
+
+def test_a_resumed_reply_is_whole_again_or_cut_again() -> None:
+    conv = _with_reply(ONE, TWO, THREE)
+    conv.cut_reply([ONE, TWO, THREE], [ONE, TWO])  # cut during TWO
+    # Resumed from TWO, the sentence that was playing: heard whole this time.
+    assert conv.resume_reply([TWO, THREE], complete=True) == f"{ONE} {TWO} {THREE}"
+    assert not conv.interrupted and conv.turns[-1]["content"] == f"{ONE} {TWO} {THREE}"
+    conv = _with_reply(ONE, TWO, THREE)
+    conv.cut_reply([ONE, TWO, THREE], [ONE, TWO])
+    conv.resume_reply([TWO], complete=False)  # the resumed reply was cut in its turn
+    assert conv.cut_reply([TWO], [TWO]) == f"{ONE} {TWO}"
+    assert conv.interrupted == {1}
+
+
+def test_answered_pairs_each_reply_with_its_question_after_the_examples() -> None:
+    conv = Conversation("sys", style=SMALL_MODEL)
+    conv.add_user("What is two plus three?")
+    conv.add_assistant("The answer is 2 + 3 = 5.")
+    conv.add_user("What do these make?")
+    answered = conv.answered()
+    assert answered[0] == ("What is the main ingredient of bread?", "The main ingredient of bread is flour.")
+    assert answered[-1] == ("What is two plus three?", "The answer is 2 + 3 = 5.")
+    assert len(answered) == len(SMALL_MODEL.examples) // 2 + 1
+    plain = conv.without_examples()
+    assert [m["role"] for m in plain.messages()] == ["system", "user", "assistant", "user"]
+    assert len(conv.messages()) == 4 + len(SMALL_MODEL.examples), "the original keeps its examples"
+
+
+def test_a_copied_answer_is_told_from_a_new_one() -> None:
+    answered = [
+        ("What is two plus three?", "The answer is 2 + 3 = 5."),
+        ("What is the capital of France?", "The capital of France is Paris. It lies on the Seine."),
+        *[(q.content, a.content) for q, a in zip(SMALL_MODEL.examples[::2], SMALL_MODEL.examples[1::2], strict=True)],
+    ]
+    # Issue #23's misheard question, answered with an earlier answer, or an example's.
+    assert copied_answer("The answer is 2 + 3 = 5.", "What do these make?", answered)
+    assert copied_answer("There are seven days in a week.", "How many lengths done as I do have?", answered)
+    assert copied_answer("The main ingredient of bread", "What is the opposite on part?", answered), "a first clause"
+    assert copied_answer("It lies on the river Seine.", "Where is it?", answered), "most of its words"
+    # New answers that share a pattern with an old one are not copies.
+    assert not copied_answer("The capital of Germany is Berlin.", "And Germany?", answered)
+    assert not copied_answer("The answer is 4.", "What is two plus two?", answered)
+    assert not copied_answer("Yes, it is.", "Is it?", answered), "too short to tell"
+    # An answer about what was asked is no parrot, said before or not (the end of a question cut
+    # in two, in a browser session under load).
+    assert not copied_answer("The capital of France is Paris.", "But it was the capital of France.", answered)
+    # An old answer with more after it (the spoken evaluation's misheard "opposite on part").
+    answered.append(("What is the opposite of hot?", "A hot air balloon."))
+    assert copied_answer("A hot air balloon is a type of aircraft.", "What is the opposite on part?", answered)
+    # One shared word, or a number, does not make it an answer to this question.
+    answered.append(("And the sky on a clear day?", "The sky on a clear day is blue."))
+    assert copied_answer("The sky on a clear day is blue.", "Was it the blue and then to which?", answered)
+    assert copied_answer("The answer is 2 + 3 = 5.", "What is 5 minus 3?", answered)
+    # The same question again may get the same answer.
+    assert not copied_answer("The answer is 2 + 3 = 5.", "What is two plus three?", answered)

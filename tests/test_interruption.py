@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.speech import resample, synthesize, trimmed
-from voice.events import AudioOut, BargeIn, SessionEvent, TurnDone
+from voice.events import AudioOut, BargeIn, ReplyRecorded, SessionEvent, TurnDone
 from voice.headless import speak_into
 from voice.interruption import InterruptionScreen, ReplyTracker, is_backchannel
 from voice.prompting import PLAIN
@@ -172,3 +172,9 @@ async def test_a_false_interruption_resumes_the_reply_from_the_cut_sentence(sess
     again = [e.chunk.samples for e in events if isinstance(e, AudioOut) and e.turn == 2]
     assert again and float(np.sqrt(np.mean(np.concatenate(again) ** 2))) > 0.01, "the reply was spoken again"
     assert session.client is not None and session.client.stats.requests == 1, "resuming asks the LLM nothing"
+    # The history: cut to what was heard, then whole again once the rest was heard (issue #23).
+    records = [e for e in events if isinstance(e, ReplyRecorded)]
+    assert [(e.turn, e.interrupted) for e in records] == [(1, True), (1, False)]
+    conversation = session.reply.conversation
+    assert conversation.turns[-1] == {"role": "assistant", "content": records[-1].text}
+    assert not conversation.interrupted and len(records[-1].text) > len(records[0].text)

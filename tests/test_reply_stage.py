@@ -15,6 +15,7 @@ from tests.llm_servers import LLMServer, reply, status
 from voice.events import AssistantSaid, Notice, SessionEvent
 from voice.latency import TurnLatency
 from voice.llm_endpoint import LLMEndpoint
+from voice.prompting import NOT_CAUGHT, SMALL_MODEL
 from voice.reply import ReplyStage
 from voice.settings import Settings
 
@@ -54,7 +55,7 @@ async def test_the_reply_streams_sentences_over_the_warm_connection(server: LLMS
         assert stage.warmup is not None and stage.warmup.ok
         lat, got = _turn(stage), []
         await stage.run(lat, QUESTION, got.append)
-        stage.remember(" ".join(got))
+        stage.remember(got)
     assert got == ["Paris is the capital of France.", "It lies on the Seine."]
     assert [e.text for e in events if isinstance(e, AssistantSaid)] == got
     assert lat.sentences == 2 and lat.outcome == "running"  # the session decides the outcome
@@ -105,3 +106,50 @@ async def test_reconnect_applies_a_new_distance_with_a_new_pool(server: LLMServe
     # Through the delaying proxy: the answer cannot come back sooner than one emulated round trip.
     assert lat.first_token_ms is not None and lat.request_sent_ms is not None
     assert lat.first_token_ms - lat.request_sent_ms >= 40.0
+
+
+# -- a reply that copies an answer the model was shown (issue #23) --------------------------------
+
+COPY = "There are seven days in a week."  # the answer of one of the small model's examples
+MISHEARD = "What do these make?"
+
+
+async def _copied_turn(server: LLMServer, mode: str) -> tuple[list[str], TurnLatency, list[list[dict]]]:
+    events: list[SessionEvent] = []
+    async with opened_stage(server, events, connection_strategy="pooled", copied_reply=mode) as stage:
+        stage.conversation.style = SMALL_MODEL  # what the embedded model gets
+        lat, got = _turn(stage), []
+        await stage.run(lat, MISHEARD, got.append)
+    requests = [json.loads(r.body)["messages"] for r in server.chat_requests()]
+    assert [e.text for e in events if isinstance(e, AssistantSaid)] == got, "nothing else reached the page"
+    return got, lat, requests
+
+
+async def test_a_copied_first_sentence_is_never_said_and_the_model_is_asked_again(server: LLMServer) -> None:
+    server.script(reply(f"{COPY} It is a week."), reply("I am not sure what you mean."))
+    got, lat, requests = await _copied_turn(server, "ask-again")
+    assert got == ["I am not sure what you mean."]
+    assert lat.extras["copied_replies"] == 1.0 and lat.extras["asked_again"] == 1.0
+    first, again = requests
+    examples = len(SMALL_MODEL.examples)
+    assert len(first) == len(again) + examples, "asked again without the examples"
+    assert again[-1] == {"role": "user", "content": MISHEARD}
+
+
+async def test_a_second_copy_or_the_not_caught_setting_says_it_did_not_catch_that(server: LLMServer) -> None:
+    server.script(reply(COPY), reply(COPY))
+    got, lat, requests = await _copied_turn(server, "ask-again")
+    assert got == [NOT_CAUGHT] and lat.extras["copied_replies"] == 2.0 and len(requests) == 2
+    server.script(reply(COPY))
+    before = len(server.chat_requests())
+    got, lat, _ = await _copied_turn(server, "not-caught")
+    assert got == [NOT_CAUGHT] and len(server.chat_requests()) == before + 1
+
+
+async def test_off_speaks_the_copy_and_a_new_answer_passes(server: LLMServer) -> None:
+    server.script(reply(COPY))
+    got, lat, _ = await _copied_turn(server, "off")
+    assert got == [COPY] and "copied_replies" not in lat.extras
+    server.script(reply("Bees make honey and wax."))
+    got, lat, _ = await _copied_turn(server, "ask-again")
+    assert got == ["Bees make honey and wax."] and "copied_replies" not in lat.extras

@@ -98,12 +98,45 @@ async def test_speak_again_says_the_cut_sentences_as_a_new_reply() -> None:
     clock, events = ManualClock(), []
     stage = SpeechStage(tts_for(Settings(tts_engine="piper")), emit=events.append, clock=clock.now)
     lat = TurnLatency(turn=2, source="text", speech_end_at=clock.now())
+    spoken: list[str] = []
     try:
-        await stage.speak_again(lat, ["Where was I.", "Right, here."])
+        await stage.speak_again(lat, ["Where was I.", "Right, here."], spoken)
     finally:
         await stage.tts.aclose()
-    assert _audio(events)
+    assert _audio(events) and spoken == ["Where was I.", "Right, here."]
     assert stage.cut() == ["Where was I.", "Right, here."]
+
+
+async def test_heard_is_what_started_playing_by_the_clock_or_by_the_page() -> None:
+    first, second = "The first sentence is here.", "The second one follows it."
+    clock, stage, events, spoken = await _spoken_reply(4, first, second)
+    audio = _audio(events)
+    assert spoken == [first, second] and {e.sentence for e in audio} == {0, 1}
+    first_ends = sum(e.chunk.duration_s for e in audio if e.sentence == 0)
+    # Time stood still: both went to playback, only the first has started.
+    assert stage.heard() == ([first, second], [first])
+    await clock.advance(first_ends + 0.01)
+    assert stage.heard() == ([first, second], [first, second])
+    # A page plays the audio: only the sentences its player reported count.
+    stage.page_confirms = True
+    assert stage.heard()[1] == []
+    stage.confirm_playback(4, 0)
+    stage.confirm_playback(3, 1)  # another turn's report: not this reply's
+    assert stage.heard()[1] == [first]
+
+
+async def _spoken_reply(turn: int, *sentences: str) -> tuple[ManualClock, SpeechStage, list[SessionEvent], list[str]]:
+    """A reply of ``sentences`` spoken by Piper at a standing manual clock."""
+    clock, events = ManualClock(), []
+    stage = SpeechStage(tts_for(Settings(tts_engine="piper")), emit=events.append, clock=clock.now)
+    lat = TurnLatency(turn=turn, source="text", speech_end_at=clock.now())
+    spoken: list[str] = []
+    try:
+        stage.new_reply()
+        await stage.speak(lat, _queue(*sentences), spoken)
+    finally:
+        await stage.tts.aclose()
+    return clock, stage, events, spoken
 
 
 def _audio(events: list[SessionEvent]) -> list[AudioOut]:

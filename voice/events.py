@@ -41,10 +41,11 @@ class AssistantSaid:
 
 @dataclass(frozen=True)
 class AudioOut:
-    """A chunk of reply audio, ready to play."""
+    """A chunk of reply audio, ready to play: of sentence ``sentence`` (its index in the reply)."""
 
     turn: int
     chunk: AudioChunk
+    sentence: int = 0
 
 
 @dataclass(frozen=True)
@@ -70,13 +71,25 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class ReplyRecorded:
+    """What turn ``turn``'s reply is now remembered as, after a barge-in cut it (``interrupted``:
+    only ``text`` was heard) or a resumed reply finished it.  Empty ``text``: none of it was heard."""
+
+    turn: int
+    text: str
+    interrupted: bool
+
+
+@dataclass(frozen=True)
 class BargeIn:
     """The user started speaking over the assistant; its reply was cut."""
 
     turn: int
 
 
-SessionEvent = Status | UserSaid | AssistantSaid | AudioOut | LatencyUpdate | TurnDone | Notice | BargeIn
+SessionEvent = (
+    Status | UserSaid | AssistantSaid | AudioOut | LatencyUpdate | TurnDone | Notice | BargeIn | ReplyRecorded
+)
 
 # How a stage hands its events to the session's queue.
 Emit = Callable[[SessionEvent], None]

@@ -109,24 +109,43 @@ class InterruptionStats:
 
 @dataclass
 class ReplyTracker:
-    """Which sentences of the current reply have been heard, to resume from the one that was cut.
+    """Which sentences of the current reply have been heard: to resume from the one that was cut,
+    and to record only what the user heard.
 
     ``plays_until[i]``: clock time when sentence i's audio ends in the user's ear (None while
-    it is not fully synthesized yet).
+    it is not fully synthesized yet).  ``starts_at[i]``: when its audio starts there (None until
+    its first chunk is handed to playback).  ``confirmed``: the sentences a page's player said it
+    started playing (:meth:`confirm`).
     """
 
     sentences: list[str] = field(default_factory=list)
     plays_until: list[float | None] = field(default_factory=list)
+    starts_at: list[float | None] = field(default_factory=list)
+    confirmed: set[int] = field(default_factory=set)
 
     def start(self) -> None:
         """A new reply begins."""
         self.sentences.clear()
         self.plays_until.clear()
+        self.starts_at.clear()
+        self.confirmed.clear()
 
-    def add(self, sentence: str) -> None:
-        """The reply produced ``sentence`` (it will be spoken in this order)."""
+    def add(self, sentence: str) -> int:
+        """The reply produced ``sentence`` (it will be spoken in this order); its index."""
         self.sentences.append(sentence)
         self.plays_until.append(None)
+        self.starts_at.append(None)
+        return len(self.sentences) - 1
+
+    def started(self, index: int, at: float) -> None:
+        """Sentence ``index``'s first audio was handed to playback; it starts playing at ``at``."""
+        if self.starts_at[index] is None:
+            self.starts_at[index] = at
+
+    def confirm(self, index: int) -> None:
+        """The page's player says sentence ``index`` started playing."""
+        if 0 <= index < len(self.sentences):
+            self.confirmed.add(index)
 
     def spoken(self, sentence: str, until: float) -> None:
         """All of ``sentence``'s audio was sent; it plays until ``until``."""
@@ -141,6 +160,16 @@ class ReplyTracker:
             if end is None or end > now:
                 return list(self.sentences[index:])
         return []
+
+    def heard(self, now: float, *, confirmed_only: bool) -> list[str]:
+        """The sentences whose playback had started by ``now``, in order.  ``confirmed_only``: a
+        page plays the audio, and only what its player said it started counts (the server's clock
+        runs ahead of the page's by the chunk's trip there)."""
+        return [
+            text
+            for index, (text, start) in enumerate(zip(self.sentences, self.starts_at, strict=True))
+            if start is not None and start <= now and (index in self.confirmed or not confirmed_only)
+        ]
 
 
 class InterruptionScreen:

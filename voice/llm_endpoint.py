@@ -14,6 +14,23 @@ from voice.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# Shown on the page next to the conversation while the bundled model answers (issue #23).
+SMALL_MODEL_CAVEAT = (
+    "Answers come from SmolLM2-135M, a small offline model that is wrong on many facts. "
+    "For real answers set `OPENAI_API_KEY`, or `OPENAI_BASE_URL` to an Ollama, vLLM or llama.cpp server."
+)
+
+
+def answers_with_bundled_model(settings: Settings) -> bool:
+    """True when ``settings`` leave the bundled SmolLM2-135M to answer: no endpoint, no key, and
+    no other local model (EMBEDDED_MODEL)."""
+    return settings.uses_embedded_llm and not settings.embedded_model
+
+
+def model_caveat(settings: Settings) -> str | None:
+    """The line the page shows about the model that answers, or None when it needs none."""
+    return SMALL_MODEL_CAVEAT if answers_with_bundled_model(settings) else None
+
 
 @dataclass
 class LLMEndpoint:

@@ -370,8 +370,8 @@ def audio_payload(
     """Reply audio for the page's Web Audio player (web/player.js): numbered 16-bit PCM chunks.
 
     ``stream`` is the session's ``instance_id``: a new one makes the player start afresh.  The
-    numbers let the player ignore a chunk it has already scheduled; each chunk names its turn,
-    so the player can report when that turn's audio started (:func:`playback_reports`);
+    numbers let the player ignore a chunk it has already scheduled; each chunk names its turn and
+    sentence, so the player can report when each sentence started (:func:`playback_reports`);
     ``flush`` stops what is queued (barge-in).  ``ping`` asks the player to answer at once
     (:mod:`voice.browser_link`): it travels exactly as the audio does.
     """
@@ -382,6 +382,7 @@ def audio_payload(
             {
                 "seq": seq,
                 "turn": out.turn,
+                "sentence": out.sentence,
                 "rate": out.chunk.sample_rate,
                 "pcm": base64.b64encode(float_to_int16(out.chunk.samples).astype("<i2").tobytes()).decode("ascii"),
             }
@@ -395,15 +396,17 @@ def audio_payload(
 
 @dataclass(frozen=True)
 class PlaybackReport:
-    """The player's word that a turn's first audio started, and how long it took in the page."""
+    """The player's word that a sentence of a turn's reply started, and how long it took in the page."""
 
     turn: int
     player_ms: float | None  # from the chunk's arrival in the page to the report being sent
+    sentence: int = 0  # its index in the reply
 
 
 def playback_reports(text: str, stream: str) -> list[PlaybackReport]:
-    """The turns whose playback the player reports as started, from its JSON
-    (``[{"session": stream, "turn": n, "player_ms": ms}, ...]``).
+    """The sentences whose playback the player reports as started, from its JSON
+    (``[{"session": stream, "turn": n, "sentence": k, "player_ms": ms}, ...]``; no ``sentence``:
+    the first).
 
     Only reports of ``stream`` count (an older session of the same tab may still report);
     anything malformed or oversized is ignored, and an implausible ``player_ms`` dropped: the
@@ -414,7 +417,12 @@ def playback_reports(text: str, stream: str) -> list[PlaybackReport]:
         turn = positive_int(item.get("turn"))
         if turn is None:
             continue
-        reports.append(PlaybackReport(turn, finite_number(item.get("player_ms"), 0, _MAX_PLAYER_MS)))
+        raw = item.get("sentence", 0)
+        sentence = 0 if raw == 0 and not isinstance(raw, bool) else positive_int(raw)
+        if sentence is None:
+            continue
+        player_ms = finite_number(item.get("player_ms"), 0, _MAX_PLAYER_MS)
+        reports.append(PlaybackReport(turn, player_ms, sentence))
     return reports
 
 

@@ -16,6 +16,7 @@ panel, so the panel measures the prompting rather than the examples being copied
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from llm import ChatMessage
@@ -32,7 +33,9 @@ class ReplyStyle:
     ``max_tokens``/``stop``: sent to the server.  ``max_sentences``: the session speaks at most
     this many sentences of a reply (None: no limit).  ``hide_echoes``: a reply that echoes
     the one before it (see :func:`is_echo`) takes both exchanges out of what the model sees next,
-    so a pattern the model fell into does not feed itself turn after turn.
+    so a pattern the model fell into does not feed itself turn after turn.  ``check_copies``: a
+    reply whose first sentence copies an example's answer or an earlier reply (see
+    :func:`copied_answer`) is not spoken; the session recovers (COPIED_REPLY).
     """
 
     name: str
@@ -43,6 +46,7 @@ class ReplyStyle:
     stop: tuple[str, ...] = ()
     max_sentences: int | None = None
     hide_echoes: bool = False
+    check_copies: bool = False
 
 
 def _exchanges(*pairs: tuple[str, str]) -> tuple[ChatMessage, ...]:
@@ -72,6 +76,7 @@ SMALL_MODEL = ReplyStyle(
     stop=("\n",),
     max_sentences=3,
     hide_echoes=True,
+    check_copies=True,
 )
 
 
@@ -81,6 +86,7 @@ def reply_style(embedded: bool) -> ReplyStyle:
 
 
 _WORDS = re.compile(r"[a-z0-9']+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 ECHO_PREFIX_WORDS = 4  # "The capital of France is..." / "The capital of Japan is..." share only 3
 ECHO_OVERLAP = 0.7
 
@@ -96,7 +102,94 @@ def is_echo(reply: str, earlier: str) -> bool:
         return False
     if a[:ECHO_PREFIX_WORDS] == b[:ECHO_PREFIX_WORDS]:
         return True
-    return len(set(a) & set(b)) / len(set(a) | set(b)) >= ECHO_OVERLAP
+    return _overlap(a, b) >= ECHO_OVERLAP
+
+
+# What the session does with a reply whose first sentence copies an earlier answer (COPIED_REPLY):
+# ask the model again without the examples, say it did not catch the question, or nothing.
+COPIED_REPLY_CHOICES = ("ask-again", "not-caught", "off")
+NOT_CAUGHT = "Sorry, I didn't catch that. Could you say it again?"
+COPY_MIN_WORDS = 4  # "Yes, it is." may honestly recur; four words the same are an answer copied
+COPY_OVERLAP = 0.8  # of the words of a whole sentence: the same answer, reworded a little
+# An old answer said again is about this question when they share this many topic words ("capital"
+# and "France"); one ("blue") is too weak a link: a nonsense question got the sky's answer again.
+COPY_SAME_TOPIC_WORDS = 2
+
+
+# Words that say nothing of what a question or an answer is about.
+_FUNCTION_TEXT = """
+a an the is are was were be been am it it's its this that these those there here what which who whom
+whose how why when where many much do does did done of in on at to for from by with about as and or but
+if so then than not no yes i i'm you your he she we they me my our their him her them have has had
+can could would should will shall may might must more most some any all one okay ok um uh well just
+"""
+_FUNCTION_WORDS = frozenset(_FUNCTION_TEXT.split())
+
+
+def copied_answer(first: str, question: str, answered: Sequence[tuple[str, str]]) -> str | None:
+    """The answer that a reply's ``first`` sentence copies, or None.
+
+    ``answered``: (question, answer) pairs the model has seen: the prompt's examples and the
+    conversation's earlier exchanges.  ``first`` copies an answer when it has at least
+    :data:`COPY_MIN_WORDS` words and is one of its sentences, the start of one (a first clause
+    is spoken before its sentence is complete), starts with one (of as many words), or shares
+    :data:`COPY_OVERLAP` of its words with one; unless the answer or its question is about this ``question`` (they share
+    :data:`COPY_SAME_TOPIC_WORDS` words that are neither function words nor numbers: "...but it
+    was the capital of France" may well get "The capital of France is Paris." again).  The
+    bundled model, asked something it cannot make out ("What do these make?", a mishearing),
+    falls back on an answer it has in view, whatever it was about.
+    """
+    said = _WORDS.findall(first.lower())
+    if len(said) < COPY_MIN_WORDS:
+        return None
+    topic = _topic(question)
+    for earlier_question, answer in answered:
+        if len(topic & _topic(f"{earlier_question} {answer}")) >= COPY_SAME_TOPIC_WORDS:
+            continue  # an answer about what was asked (or asked before), even if said before
+        for sentence in _SENTENCE_END.split(answer.strip()):
+            theirs = _WORDS.findall(sentence.lower())
+            if not theirs:
+                continue
+            starts = len(theirs) >= COPY_MIN_WORDS and said[: len(theirs)] == theirs  # an old answer, then more
+            if theirs[: len(said)] == said or starts or _overlap(said, theirs) >= COPY_OVERLAP:
+                return answer
+    return None
+
+
+def _topic(text: str) -> set[str]:
+    """The words that say what ``text`` is about: no function words, no numbers (a "10" in a
+    question and in an old answer to a sum is no sign they are about the same thing)."""
+    return {w for w in _WORDS.findall(text.lower()) if w not in _FUNCTION_WORDS and not w.isdigit()}
+
+
+def _overlap(a: list[str], b: list[str]) -> float:
+    return len(set(a) & set(b)) / len(set(a) | set(b))
+
+
+class UncopiedReply:
+    """A reply's sentences passed on, unless its first copies one of ``answered``'s answers
+    (None: nothing is checked); :attr:`copied` then says so, and the stream is closed unread."""
+
+    def __init__(self, stream: AsyncIterator[str], question: str, answered: list[tuple[str, str]] | None) -> None:
+        self._stream = stream
+        self._question = question
+        self._answered = answered
+        self.copied = False
+
+    async def sentences(self) -> AsyncIterator[str]:
+        """The sentences; none at all if the first was a copy."""
+        first = True
+        try:
+            async for sentence in self._stream:
+                if first and self._answered is not None and copied_answer(sentence, self._question, self._answered):
+                    self.copied = True
+                    return
+                first = False
+                yield sentence
+        finally:
+            close = getattr(self._stream, "aclose", None)
+            if close is not None:
+                await close()
 
 
 @dataclass

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit
 
 from llm import (
@@ -37,11 +37,11 @@ from llm import (
     WarmUpResult,
 )
 from voice.conversation import Conversation
-from voice.events import AssistantSaid, Emit, LatencyUpdate, Level, Notice, Status
+from voice.events import AssistantSaid, Emit, LatencyUpdate, Level, Notice, ReplyRecorded, Status
 from voice.latency import TurnLatency
 from voice.llm_endpoint import LLMEndpoint
 from voice.preemptive import PreemptiveGeneration
-from voice.prompting import RunawayGuard, reply_style
+from voice.prompting import NOT_CAUGHT, RunawayGuard, UncopiedReply, reply_style
 from voice.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ class ReplyStage:
         self._proxy: LatencyProxy | None = None
         self._warm_task: asyncio.Task[None] | None = None
         self._log_mark = 0  # the embedded server's log, read up to here (see _note_prompt_cache)
+        self._cut_turn = 0  # the turn whose reply a barge-in cut last (a resumed reply belongs to it)
 
     @property
     def client(self) -> PooledLLMClient | None:
@@ -217,10 +218,12 @@ class ReplyStage:
         lat.mark("request_sent_ms", early.sent_at if early is not None else self._clock())
         if early is not None:
             lat.extras["preemptive"] = 1.0
-        stream = (
+        stream = self._uncopied(
+            lat,
+            text,
             early.adopt()
             if early is not None
-            else client.stream_sentences(messages, max_tokens=style.max_tokens, stop=style.stop)
+            else client.stream_sentences(messages, max_tokens=style.max_tokens, stop=style.stop),
         )
         try:
             guard = RunawayGuard(style.max_sentences)
@@ -251,6 +254,34 @@ class ReplyStage:
                 await early.cancel()  # done already, or the turn was cut short: stop streaming
         await self._note_prompt_cache(lat)
 
+    async def _uncopied(self, lat: TurnLatency, text: str, stream: AsyncIterator[str]) -> AsyncIterator[str]:
+        """``stream``'s sentences, unless its first copies an answer the model was shown
+        (:func:`voice.prompting.copied_answer`): that reply is dropped before a word of it is
+        spoken, and COPIED_REPLY decides what comes instead: the model asked again without the
+        examples (whose reply is checked the same way), or :data:`NOT_CAUGHT`."""
+        conversation, mode = self.conversation, self.settings.copied_reply
+        answered = conversation.answered()
+        check = conversation.style.check_copies and mode != "off"
+        copied = UncopiedReply(stream, text, answered if check else None)
+        async for sentence in copied.sentences():
+            yield sentence
+        if not copied.copied:
+            return
+        lat.extras["copied_replies"] = 1.0
+        log.info("Turn %d: the reply's first sentence copies an earlier answer; %s", lat.turn, mode)
+        if mode == "ask-again" and self._client is not None:
+            retry = conversation.without_examples()
+            style = conversation.style
+            lat.extras["asked_again"] = 1.0
+            again = self._client.stream_sentences(retry.messages(), max_tokens=style.max_tokens, stop=style.stop)
+            second = UncopiedReply(again, text, answered)
+            async for sentence in second.sentences():
+                yield sentence
+            if not second.copied:
+                return
+            lat.extras["copied_replies"] = 2.0
+        yield NOT_CAUGHT
+
     async def _note_prompt_cache(self, lat: TurnLatency) -> None:
         """The embedded server only: what llama.cpp took from its prompt cache for this reply (the
         last completion it logged since the previous turn's reply), in ``lat.extras`` as
@@ -270,9 +301,23 @@ class ReplyStage:
         """Take the user's ``text`` back out of the history: the turn carried on into the next."""
         self.conversation.withdraw_user(text)
 
-    def remember(self, said: str) -> None:
-        """What the assistant said in a turn (only what reached the speaker), for the history."""
-        self.conversation.add_assistant(said)
+    def remember(self, said: list[str]) -> None:
+        """What the assistant said in a turn (the sentences whose playback started), for the history."""
+        self.conversation.record_reply(said)
+
+    def remember_cut(self, turn: int, said: list[str], heard: list[str]) -> None:
+        """Turn ``turn``'s reply went to playback as ``said`` and was cut: only ``heard`` stays in
+        the history, marked interrupted, and the page is told."""
+        text = self.conversation.cut_reply(said, heard)
+        if text is not None:
+            self._cut_turn = turn
+            self._emit(ReplyRecorded(turn, text, interrupted=True))
+
+    def remember_resumed(self, said: list[str], complete: bool) -> None:
+        """The cut reply was spoken again (``said``; ``complete``: all of the rest of it)."""
+        text = self.conversation.resume_reply(said, complete)
+        if text is not None:
+            self._emit(ReplyRecorded(self._cut_turn, text, interrupted=not complete))
 
     # ----------------------------------------------------------------- the client's stages
 

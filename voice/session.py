@@ -436,9 +436,11 @@ class VoiceSession:
         whose end of speech is stamped from that chunk's arrival starts at its capture."""
         self._captures.add(capture)
 
-    def playback_started(self, turn: int, player_ms: float | None = None) -> bool:
-        """The front-end reports that turn ``turn``'s first audio has started playing: stamp it
+    def playback_started(self, turn: int, player_ms: float | None = None, sentence: int = 0) -> bool:
+        """The front-end reports that sentence ``sentence`` of turn ``turn``'s reply has started
+        playing: it counts as heard, and the turn's first audio is stamped
         (:meth:`TurnLatency.confirm_playback`).  Reports of unknown turns are ignored."""
+        self.speech.confirm_playback(turn, sentence)
         lat = next((lat for lat in reversed(self.latencies) if lat.turn == turn), None)
         if lat is None or not lat.confirm_playback(self.clock(), player_ms):
             return False
@@ -455,10 +457,12 @@ class VoiceSession:
 
     async def _barge_in(self) -> None:
         turn = self._turns
+        said, heard = self.speech.heard()
         self.interruption.barged_in(self.speech.cut())
         # Announce first, so front-ends flush queued audio before anything else arrives.
         self._emit(BargeIn(turn))
         await self._interrupt_turn()
+        self.reply.remember_cut(turn, said, heard)  # the history keeps only what was heard
         log.info("Barge-in: the user spoke over turn %d; reply stopped", turn)
 
     async def _interrupt_turn(self) -> None:

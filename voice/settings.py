@@ -17,6 +17,7 @@ from typing import Any
 from dotenv import dotenv_values
 
 from llm import EMBEDDED_MODEL, STRATEGIES, Secret, Strategy
+from voice.prompting import COPIED_REPLY_CHOICES
 from voice.tts_edge_transport import DEFAULT_MAX_IDLE_S
 from voice.tts_piper import DEFAULT_PIPER_THREADS
 from voice.turn_policy import TURN_DETECTORS, TurnPolicy
@@ -91,6 +92,9 @@ class Settings:
     # confirmed before the first sentence exists except on held turns, where it mostly made a
     # cut hesitation heard at once (docs/measurements/pipeline_preemptive_tts.md).
     preemptive_tts: bool = False
+    # A reply whose first sentence copies an example's answer or an earlier reply (the embedded
+    # small model): ask again without the examples, say it was not caught, or let it be (voice.prompting).
+    copied_reply: str = "ask-again"
     # Serving
     host: str = "127.0.0.1"
     port: int = 7860
@@ -182,6 +186,7 @@ ENV_NAMES: dict[str, str] = {
     "first_sentence_max_words": "FIRST_SENTENCE_MAX_WORDS",
     "preemptive_generation": "PREEMPTIVE_GENERATION",
     "preemptive_tts": "PREEMPTIVE_TTS",
+    "copied_reply": "COPIED_REPLY",
     "host": "GRADIO_SERVER_NAME",
     "port": "GRADIO_SERVER_PORT",
     "max_sessions": "MAX_SESSIONS",
@@ -265,6 +270,8 @@ def _validated(s: Settings) -> Settings:
             raise bad("embedded_model", "no such file")
     if s.connection_strategy not in STRATEGIES:
         raise bad("connection_strategy", f"choose one of {', '.join(STRATEGIES)}")
+    if s.copied_reply not in COPIED_REPLY_CHOICES:
+        raise bad("copied_reply", f"choose one of {', '.join(COPIED_REPLY_CHOICES)}")
     if s.tts_engine not in TTS_ENGINES:
         raise bad("tts_engine", f"choose one of {', '.join(TTS_ENGINES)}")
     if s.log_level.upper() not in LOG_LEVELS:

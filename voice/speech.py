@@ -47,6 +47,10 @@ class SpeechStage:
         self._clock = clock
         self._speaking_until = 0.0
         self._heard = ReplyTracker()
+        self._turn = 0  # the turn whose reply the tracker follows
+        # A page's player reports each sentence's start (web/player.js): only those count as heard.
+        # Elsewhere (headless, this machine's speaker) a sentence is heard from when it is played.
+        self.page_confirms = False
 
     @property
     def speaking(self) -> bool:
@@ -64,6 +68,18 @@ class SpeechStage:
         """A reply begins: forget which sentences of the last one were heard."""
         self._heard.start()
 
+    def heard(self) -> tuple[list[str], list[str]]:
+        """The current reply's sentences handed to playback so far, and of those the ones whose
+        playback has started (see :class:`ReplyTracker`)."""
+        tracker = self._heard
+        said = [text for text, start in zip(tracker.sentences, tracker.starts_at, strict=True) if start is not None]
+        return said, tracker.heard(self._clock(), confirmed_only=self.page_confirms)
+
+    def confirm_playback(self, turn: int, sentence: int) -> None:
+        """The page's player started sentence ``sentence`` (its index in the reply) of turn ``turn``."""
+        if turn == self._turn:
+            self._heard.confirm(sentence)
+
     def cut(self) -> list[str]:
         """Playback stops now (barge-in): the sentence that was playing and everything after it."""
         unheard = self._heard.unheard(self._clock())
@@ -74,55 +90,71 @@ class SpeechStage:
         """Audio already sent is discarded by the front-end: nothing is playing any more."""
         self._speaking_until = 0.0
 
-    async def speak_again(self, lat: TurnLatency, sentences: list[str]) -> None:
-        """Speak ``sentences`` (a cut reply, from the sentence that was playing) again."""
+    async def speak_again(self, lat: TurnLatency, sentences: list[str], spoken: list[str]) -> None:
+        """Speak ``sentences`` (a cut reply, from the sentence that was playing) again, appending
+        to ``spoken`` each one whose playback started."""
         queue: asyncio.Queue[str | None] = asyncio.Queue()
         for sentence in [*sentences, None]:
             queue.put_nowait(sentence)
         self.new_reply()
-        await self.speak(lat, queue, [])
+        await self.speak(lat, queue, spoken)
 
     async def speak(self, lat: TurnLatency, sentences: asyncio.Queue[str | None], spoken: list[str]) -> None:
-        """Speak sentences from ``sentences`` (None ends them) in order, appending each to ``spoken``.
+        """Speak sentences from ``sentences`` (None ends them) in order, appending each to ``spoken``
+        when its audio is handed to playback: a sentence cut before that was never said.
 
         Each sentence's synthesis starts as soon as the sentence arrives (``prefetch``), up
         to ``parallel`` at once: for a network engine (edge-tts opens a new TLS WebSocket per
         call) that hides the connection set-up of sentence k+1 behind the playback of k; a
         CPU engine (Piper) runs one at a time, since two would only slow the first down on
-        a small machine.  A TTS failure is said once and the rest of the reply is text only.
+        a small machine.  A TTS failure is said once and the rest of the reply is text only
+        (recorded as shown).  A sentence with nothing to speak ("...") is recorded when its turn
+        in the order comes.  Sentences still queued when the turn is cut were never said.
         """
         parallel = 1 if self.tts.name == "piper" else 2
-        order: asyncio.Queue[PrefetchedSpeech | None] = asyncio.Queue()
+        # In reply order: (index in the tracker, its synthesis, or the text of an unspeakable sentence).
+        order: asyncio.Queue[tuple[int, PrefetchedSpeech | str] | None] = asyncio.Queue()
         slots = asyncio.Semaphore(parallel)
         started: list[PrefetchedSpeech] = []
         tts_failed = False
+        self._turn = lat.turn
 
         async def start_syntheses() -> None:
             while (sentence := await sentences.get()) is not None:
-                spoken.append(sentence)
                 if not has_speakable(sentence):
+                    order.put_nowait((self._heard.add(sentence), sentence))
                     continue
                 await slots.acquire()
                 if tts_failed:  # speech output broke: the rest of the reply is shown as text only
                     slots.release()
+                    spoken.append(sentence)
                     continue
                 speech = self._synthesis(self.tts, lat, sentence)
-                self._heard.add(sentence)
                 started.append(speech)
-                order.put_nowait(speech)
+                order.put_nowait((self._heard.add(sentence), speech))
             order.put_nowait(None)
 
         producer = asyncio.create_task(start_syntheses(), name=f"tts-start-{lat.turn}")
         try:
-            while (speech := await order.get()) is not None:
+            while (item := await order.get()) is not None:
+                index, speech = item
+                if isinstance(speech, str):  # nothing to hear: shown when its turn comes
+                    self._start(index, spoken)
+                    self._heard.spoken(speech, max(self._speaking_until, self._clock()))
+                    continue
                 try:
                     async for chunk in speech.chunks():
-                        self._play(lat, chunk)
+                        self._start(index, spoken)
+                        self._play(lat, chunk, index)
                     self._heard.spoken(speech.text, self._speaking_until)
                     slots.release()
                 except TTSError as exc:
                     self._emit(Notice(f"Speech output failed ({exc}); the reply is shown as text.", "error"))
                     lat.tts_engine = "none (failed)"
+                    # This sentence and those already waiting are shown as text from now on.
+                    self._start(index, spoken)
+                    while not order.empty() and (rest := order.get_nowait()) is not None:
+                        self._start(rest[0], spoken)
                     # Free the slot the producer may be waiting for, or the turn would never end.
                     tts_failed = True
                     slots.release()
@@ -134,13 +166,15 @@ class SpeechStage:
                 await speech.aclose()
             with contextlib.suppress(asyncio.CancelledError):
                 await producer
-            # Keep the spoken-text record complete even if synthesis stopped early.
-            while not sentences.empty():
-                item = sentences.get_nowait()
-                if item is not None:
-                    spoken.append(item)
 
-    def _play(self, lat: TurnLatency, chunk: AudioChunk) -> None:
+    def _start(self, index: int, spoken: list[str]) -> None:
+        """Sentence ``index`` reaches the user now (its first audio is handed to playback, or its
+        text is shown): recorded in ``spoken``, heard from when what was sent before it has played."""
+        if self._heard.starts_at[index] is None:
+            self._heard.started(index, max(self._speaking_until, self._clock()))
+            spoken.append(self._heard.sentences[index])
+
+    def _play(self, lat: TurnLatency, chunk: AudioChunk, sentence: int) -> None:
         now = self._clock()
         first = lat.first_audio_ms is None
         if first:
@@ -154,4 +188,4 @@ class SpeechStage:
                 self._emit(Notice("edge-tts is unavailable; Piper (offline) is speaking instead.", "info"))
             self._emit(LatencyUpdate(lat.snapshot()))
         self._speaking_until = max(self._speaking_until, now) + chunk.duration_s
-        self._emit(AudioOut(lat.turn, chunk))
+        self._emit(AudioOut(lat.turn, chunk, sentence))

@@ -67,7 +67,11 @@ class TurnRunner:
                     lat.outcome = "resumed"
                     self.interruption.stats.resumed += 1
                     log.info("False interruption in turn %d: resuming the reply (%d sentences)", lat.turn, len(cut))
-                    await self.speech.speak_again(lat, cut)
+                    again: list[str] = []
+                    try:
+                        await self.speech.speak_again(lat, cut, again)
+                    finally:  # what was heard again goes back into the reply it belongs to
+                        self.reply.remember_resumed(again, complete=again == cut)
                     return
                 if transcript.no_speech:
                     lat.outcome = "no_speech"
@@ -93,7 +97,7 @@ class TurnRunner:
             self._emit(Notice(f"Something went wrong in this turn: {lat.error}", "error"))
         finally:
             if spoken:
-                self.reply.remember(" ".join(spoken))
+                self.reply.remember(spoken)
             if lat.outcome == "continued" and lat.transcript:
                 self.reply.withdraw(lat.transcript)
             if lat.outcome != "no_speech":

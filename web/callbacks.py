@@ -115,6 +115,9 @@ class PageCallbacks:
         except (TooManySessions, RuntimeError, ValueError, SettingsError) as exc:
             yield f"⚠️ {exc}"
             return
+        # The page's player reports each sentence it starts: only those count as heard.  On this
+        # machine's speaker (--local-audio) a sentence is heard as it is handed to playback.
+        session.speech.page_confirms = self._local_speaker is None
         if self._local_mic is not None:
             # --local-audio: this machine's microphone feeds the session (one tab at a time).
             if self._local_capture is not None:
@@ -176,7 +179,7 @@ class PageCallbacks:
         if session is None:
             return
         for played in panel.playback_reports(report, session.instance_id):
-            session.playback_started(played.turn, played.player_ms)
+            session.playback_started(played.turn, played.player_ms, played.sentence)
 
     async def pong(self, report: str, request: gr.Request) -> None:
         """web/player.js answers the server's pings (see voice.browser_link)."""

@@ -13,6 +13,7 @@ import gradio as gr
 from llm import STRATEGY_LABELS
 from voice import panel
 from voice.browser_link import MAX_PONG_CHARS
+from voice.llm_endpoint import model_caveat
 from voice.turn_policy import TURN_DETECTOR_LABELS
 from voice.voices import VoiceCatalog
 from web.callbacks import PageCallbacks
@@ -55,6 +56,8 @@ def build_page(app: PageCallbacks) -> gr.Blocks:
         status = gr.Markdown("Click **Start speaking** to begin.", elem_id="status")
         with gr.Row():
             with gr.Column(scale=3):
+                caveat = model_caveat(s)
+                gr.Markdown(caveat or "", visible=caveat is not None, elem_id="model-caveat")
                 chat = gr.Chatbot(label="Conversation", elem_id="chat", height=360)
                 with gr.Row():
                     typed = gr.Textbox(

@@ -1,8 +1,9 @@
 // WarmVoice's reply player: plays PCM chunks the moment they arrive, gap-free, with Web Audio.
 // Gradio's streamed <audio> output buffers about two seconds before it starts (HLS); for a
 // latency demo that would hide everything the server saves, so reply audio comes here instead.
-// When a turn's first chunk has really started (the audio clock passed its start time), the
-// player tells the server, which stamps "playing in your browser" on the turn.  A payload may
+// When a sentence's first chunk has really started (the audio clock passed its start time), the
+// player tells the server: the first sentence's report stamps "playing in your browser" on the
+// turn, and every report tells the server that sentence was heard (the history keeps only those).  A payload may
 // also carry a ping from the server (voice/browser_link.py): it is answered at once through the
 // same kind of event as the playback report, so the server measures the page <-> server trip.
 window.warmvoice = (() => {
@@ -42,7 +43,7 @@ window.warmvoice = (() => {
     return buffer;
   }
 
-  function confirmWhenPlaying(session, turn, at, receivedAt) {
+  function confirmWhenPlaying(session, turn, sentence, at, receivedAt) {
     // A timer is only a wake-up: the report goes once the audio clock itself is past the start
     // (a suspended context or a late timer never reports early).
     const check = () => {
@@ -54,7 +55,8 @@ window.warmvoice = (() => {
         return;
       }
       // player_ms: from this chunk's arrival in the page to the report, all in the browser.
-      state.reports.push({ session, turn, player_ms: Math.round(performance.now() - receivedAt) });
+      state.reports.push({ session, turn, sentence,
+                           player_ms: Math.round(performance.now() - receivedAt) });
       const button = document.getElementById("playback-started");
       if (button) button.click();
     };
@@ -117,9 +119,11 @@ window.warmvoice = (() => {
       state.chunks += 1;
       state.scheduledSeconds += buffer.duration;
       if (state.firstStartedAt === null) state.firstStartedAt = Date.now();
-      if (chunk.turn !== undefined && !state.confirmedTurns.has(chunk.turn)) {
-        state.confirmedTurns.add(chunk.turn);
-        confirmWhenPlaying(state.session, chunk.turn, at, receivedAt);
+      const sentence = Number.isInteger(chunk.sentence) ? chunk.sentence : 0;
+      const key = `${chunk.turn}:${sentence}`;
+      if (chunk.turn !== undefined && !state.confirmedTurns.has(key)) {
+        state.confirmedTurns.add(key);
+        confirmWhenPlaying(state.session, chunk.turn, sentence, at, receivedAt);
       }
     }
   }

@@ -8,10 +8,22 @@ import gradio as gr
 
 from voice import panel
 from voice.browser_link import BrowserLink
-from voice.events import AssistantSaid, AudioOut, BargeIn, LatencyUpdate, Notice, Status, TurnDone, UserSaid
+from voice.events import (
+    AssistantSaid,
+    AudioOut,
+    BargeIn,
+    LatencyUpdate,
+    Notice,
+    ReplyRecorded,
+    Status,
+    TurnDone,
+    UserSaid,
+)
 from voice.latency import TurnLatency
 from voice.session import VoiceSession
 from voice.uplink import PageUplink
+
+INTERRUPTED_LABEL = "*(interrupted: you heard this much)*"  # after a cut reply in the chat
 
 
 class PageView:
@@ -23,6 +35,7 @@ class PageView:
         self.chat: list[dict[str, str]] = []
         self.current: TurnLatency | None = None
         self._assistant_turn = -1
+        self._replies: dict[int, int] = {}  # turn -> index of its reply in the chat
         self.link = BrowserLink()  # how far the page is: pings ride with the reply audio
         self.uplink = PageUplink(self.link)  # when the microphone's chunks were captured
 
@@ -37,8 +50,11 @@ class PageView:
             if self._assistant_turn != event.turn or not self.chat or self.chat[-1]["role"] != "assistant":
                 self.chat.append({"role": "assistant", "content": event.text})
                 self._assistant_turn = event.turn
+                self._replies[event.turn] = len(self.chat) - 1
             else:
                 self.chat[-1]["content"] += " " + event.text
+        elif isinstance(event, ReplyRecorded):
+            self._rewrite_reply(event)
         elif isinstance(event, LatencyUpdate | TurnDone):
             if isinstance(event, TurnDone) and event.latency.outcome == "continued":
                 self._withdraw(event.latency.transcript)
@@ -53,6 +69,14 @@ class PageView:
         elif isinstance(event, AudioOut):
             return event
         return None
+
+    def _rewrite_reply(self, event: ReplyRecorded) -> None:
+        # A barge-in cut the reply: the chat shows what was heard, marked, as the history keeps it.
+        index = self._replies.get(event.turn)
+        if index is None or index >= len(self.chat) or self.chat[index]["role"] != "assistant":
+            return
+        mark = f" {INTERRUPTED_LABEL}" if event.interrupted else ""
+        self.chat[index]["content"] = (event.text or "…") + mark
 
     def _withdraw(self, text: str) -> None:
         # The user went on talking: the turn carries on, and its words come again, whole.
