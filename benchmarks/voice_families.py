@@ -171,8 +171,7 @@ def speech(text: str, voice: VoiceFamily) -> np.ndarray:
         audio = _sox_effect(speech(text, _base(voice)), voice)
     else:  # noise is added to the whole, pauses included (add_noise)
         audio = speech(text, _base(voice))
-    # Clipped: Piper (and resampling) overshoot full scale by a little, a WAV file could not.
-    trimmed = np.clip(trimmed_speech(audio, f"{voice.name}: {text!r}"), -1.0, 1.0)
+    trimmed = trimmed_speech(audio, f"{voice.name}: {text!r}")
     trimmed.flags.writeable = False
     return trimmed
 
@@ -251,12 +250,13 @@ def pink_noise(seconds: float = NOISE_S) -> np.ndarray:
 
 
 def trimmed_speech(audio: np.ndarray, what: str) -> np.ndarray:
-    """16 kHz ``audio`` from its first to its last sample above the energy threshold."""
+    """16 kHz ``audio`` from its first to its last sample above the energy threshold, clipped to
+    full scale (Piper, and resampling, overshoot it by a little; a WAV file could not)."""
     audio = np.asarray(audio, dtype=np.float32)
     loud = np.flatnonzero(np.abs(audio) > ENERGY_THRESHOLD)
     if not loud.size:
         raise RuntimeError(f"the speech of {what} is silent")
-    return audio[loud[0] : loud[-1] + 1].copy()
+    return np.clip(audio[loud[0] : loud[-1] + 1], -1.0, 1.0)
 
 
 # ---- the voices -----------------------------------------------------------------------------
