@@ -34,7 +34,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +53,12 @@ from voice.turn_policy import TURN_DETECTOR_LABELS, TurnPolicy
 WAITS_MS = (300, 500, 800, 1000, 1200, 1500, 2000)
 # The swept curves: each detector with its wait swept, and the combined detector's other lever.
 CURVES = {
+    "text_model": "text model (hold swept)",
+    "text_model_min": "text model (minimum silence swept)",
+    "text_model+audio": "text model + audio model (hold swept)",
     "combined": "audio model + word list (hold swept)",
     "combined_min": "audio model + word list (minimum silence swept)",
-    **{d: label for d, label in TURN_DETECTOR_LABELS.items() if d != "combined"},
+    **{d: label for d, label in TURN_DETECTOR_LABELS.items() if d in ("audio", "text", "vad")},
 }
 # The default before issue #22: Smart Turn and the word list, minimum silence 400, hold 1,000, at
 # most 2,500 ms (spelled out: TurnPolicy()'s defaults are whatever the app's are now).
@@ -71,9 +74,10 @@ def describe(voice: VoiceFamily) -> str:
 def policies(max_wait_ms: int, transcript_after_ms: int) -> list[tuple[str, int, TurnPolicy]]:
     """(curve, wait, policy) for every curve of :data:`CURVES` and swept wait.
 
-    vad: the fixed silence; text: the word-list rule's silence (its short wait 300 ms); audio and
-    combined: the hold (minimum silence 400 ms, the earlier default); combined_min: the minimum
-    silence (hold 1,000 ms, raised to the minimum silence when that is longer).
+    vad: the fixed silence; text: the word-list rule's silence (its short wait 300 ms); audio,
+    combined, text_model and text_model+audio: the hold (minimum silence 400 ms); combined_min and
+    text_model_min: the minimum silence (hold 1,000 ms, raised to the minimum silence when that is
+    longer).  The text model's thresholds are the app's.
     """
     out = []
     after = {"transcript_after_ms": transcript_after_ms, "max_wait_ms": max_wait_ms}
@@ -94,11 +98,22 @@ def policies(max_wait_ms: int, transcript_after_ms: int) -> list[tuple[str, int,
 
 def contenders(transcript_after_ms: int) -> dict[str, tuple[str, TurnPolicy]]:
     """The policies the issue compares, by name: (label, policy)."""
-    after = {"transcript_after_ms": transcript_after_ms}
+    app = TurnPolicy()
+    waits = f"{app.min_silence_ms} / {app.hold_ms:,} / {app.max_wait_ms:,} ms"
+    bands = f"complete ≥ {app.text_complete_at:g}, unfinished < {app.text_unfinished_below:g}"
     return {
         "before_22": (
             "default before #22: Smart Turn + word list (400 / 1,000 / 2,500 ms)",
-            TurnPolicy("combined", min_silence_ms=400, hold_ms=1000, max_wait_ms=2500, **after),
+            replace(DEFAULT_BEFORE_22, transcript_after_ms=transcript_after_ms),
+        ),
+        "text_model": (
+            f"text model{' (the app default)' if app.detector == 'text_model' else ''} ({waits}; {bands})",
+            replace(app, detector="text_model", transcript_after_ms=transcript_after_ms),
+        ),
+        "text_model+audio": (
+            f"text model + Smart Turn in its unsure band"
+            f"{' (the app default)' if app.detector == 'text_model+audio' else ''} ({waits})",
+            replace(app, detector="text_model+audio", transcript_after_ms=transcript_after_ms),
         ),
     }
 
@@ -189,7 +204,7 @@ def run(argv: Sequence[str]) -> dict[str, object]:
         results[(curve, wait)] = _replayed(policy, evidence, reply.ms if reply else None)
     for name, (_, policy) in named.items():
         results[(name, 0)] = _replayed(policy, evidence, reply.ms if reply else None)
-    rows = summarise(results, per_family=named)
+    rows = summarise(results, per_family=named, unfinished_below=TurnPolicy().text_unfinished_below)
     pauses = [p for ev in evidence for p in ev.pauses]
     used = [f for f in FAMILIES if any(ev.family == f.name for ev in evidence)]
     if args.evidence is not None:  # a replay reports the machine the evidence was measured on

@@ -25,6 +25,7 @@ from typing import TypeVar
 
 from benchmarks.turn_taking_data import Item
 from voice.audio import SAMPLE_RATE
+from voice.end_of_turn_text import load_text_end_of_turn
 from voice.endpointing import FRAME, Endpointer
 from voice.smart_turn import smart_turn_model
 from voice.transcribe import Transcriber
@@ -92,23 +93,13 @@ class Outcome:
     end_text_probability: float | None = None
 
 
-def score_text(text: str) -> float | None:
-    """The text end-of-turn model's probability that ``text`` is a finished turn (None until
-    the model exists on this branch)."""
-    model = _text_model()
-    return None if model is None else float(model.probability(text))  # type: ignore[attr-defined]
+def score_text(text: str) -> float:
+    """The text end-of-turn model's probability that ``text`` is a finished turn."""
+    return load_text_end_of_turn().probability(text)
 
 
 # The replay asks for the same transcripts over and over (every policy, every item): computed once.
 text_probability = functools.lru_cache(maxsize=65536)(score_text)
-
-
-def _text_model() -> object | None:
-    try:
-        from voice.end_of_turn_text import load_text_end_of_turn  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    return load_text_end_of_turn()
 
 
 def gather(
@@ -188,13 +179,16 @@ def ended_at(policy: TurnPolicy, pause: Pause, *, instant: bool = False) -> floa
     transcript at the policy's ``transcript_after_ms``, the text model once the transcript is
     there) plus its measured compute time, or (``instant``) from that start itself.
     """
+    # The text model runs in the app's Whisper thread, right after the transcript: its time adds to Whisper's.
     whisper_ms, model_ms = (0.0, 0.0) if instant else (pause.whisper_ms + pause.text_model_ms, pause.model_ms)
+    # Judged now, from the stored transcript, so a replay measures the current word list and model.
+    words_complete, text_p = text_sounds_complete(pause.text), text_probability(pause.text)
     silence = 0.0
     while silence <= pause.length_ms:
-        # Judged now, from the stored transcript, so a replay measures the current rule.
-        text = text_sounds_complete(pause.text) if silence >= transcript_start(policy) + whisper_ms else None
+        ready = silence >= transcript_start(policy) + whisper_ms
+        text, text_model = (words_complete, text_p) if ready else (None, None)
         probability = pause.probability if silence >= SPECULATE_AFTER_MS + model_ms else None
-        if decide(policy, silence, text, probability) is not None:
+        if decide(policy, silence, text, probability, text_model) is not None:
             return silence
         silence += FRAME_MS
     return None

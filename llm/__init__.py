@@ -8,7 +8,7 @@ from llm.client import ConnectionState, PooledLLMClient
 from llm.clock import Clock, ManualClock, MonotonicClock
 from llm.config import KeepWarm, PoolLimits, Timeouts
 from llm.embedded_server import MODEL_ALIAS as EMBEDDED_MODEL
-from llm.embedded_server import EmbeddedLLMServer, EmbeddedServerError, free_loopback_port
+from llm.embedded_server import EmbeddedLLMServer, EmbeddedServerError, bundled_model_path, free_loopback_port
 from llm.errors import (
     AuthError,
     LLMConnectionError,
@@ -87,6 +87,7 @@ __all__ = [
     "Strategy",
     "Timeouts",
     "WarmUpResult",
+    "bundled_model_path",
     "configure_logging",
     "format_ms",
     "free_loopback_port",

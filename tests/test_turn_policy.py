@@ -9,10 +9,17 @@ from voice.turn_policy import TurnPolicy, decide, text_sounds_complete
 POLICY = TurnPolicy(detector="combined", min_silence_ms=250, silence_ms=500, hold_ms=1200, max_wait_ms=2500)
 
 
-def first_end(policy: TurnPolicy, text: bool | None, probability: float | None) -> tuple[int, str] | None:
+TEXT_MODEL = TurnPolicy(detector="text_model", min_silence_ms=250, hold_ms=1200, max_wait_ms=2500)
+TEXT_AND_AUDIO = TurnPolicy(detector="text_model+audio", min_silence_ms=250, hold_ms=1200, max_wait_ms=2500)
+COMPLETE, UNSURE, UNFINISHED = 0.97, (TurnPolicy.text_complete_at + TurnPolicy.text_unfinished_below) / 2, 0.05
+
+
+def first_end(
+    policy: TurnPolicy, text: bool | None, probability: float | None, text_probability: float | None = None
+) -> tuple[int, str] | None:
     """Walk the silence up in 32 ms frames with fixed evidence: (ms, signal) of the first end."""
     for ms in range(0, 6000, 32):
-        signal = decide(policy, ms, text, probability)
+        signal = decide(policy, ms, text, probability, text_probability)
         if signal is not None:
             return ms, signal
     return None
@@ -101,10 +108,54 @@ def test_audio_model_alone() -> None:
     assert first_end(audio, None, None) == (2528, "max_wait")
 
 
+def test_the_text_model_is_the_default_detector() -> None:
+    assert TurnPolicy().detector == "text_model" and TurnPolicy().uses_text_model
+    assert not TurnPolicy().uses_audio_model, "Smart Turn is an option, not the default"
+
+
+@pytest.mark.parametrize("probability", [None, 0.01, 0.99])
+def test_a_confident_complete_text_ends_at_the_minimum_silence_whatever_the_audio(probability: float | None) -> None:
+    """The issue's case: Smart Turn gives a finished question in another voice p=0.01."""
+    for policy in (TEXT_MODEL, TEXT_AND_AUDIO):
+        assert first_end(policy, None, probability, COMPLETE) == (256, "text_model")
+
+
+@pytest.mark.parametrize("probability", [None, 0.01, 0.99])
+def test_a_confident_unfinished_text_holds_to_the_maximum_wait(probability: float | None) -> None:
+    """Smart Turn hears espeak's "What is the capital of" as final (0.83-0.98): still held."""
+    for policy in (TEXT_MODEL, TEXT_AND_AUDIO):
+        assert first_end(policy, False, probability, UNFINISHED) == (2528, "max_wait")
+
+
+def test_an_unsure_text_waits_for_the_hold() -> None:
+    assert first_end(TEXT_MODEL, None, None, UNSURE) == (1216, "hold")
+    assert first_end(TEXT_MODEL, None, 0.99, UNSURE) == (1216, "hold"), "text_model does not read the audio model"
+
+
+def test_with_the_audio_model_an_unsure_text_asks_it() -> None:
+    assert first_end(TEXT_AND_AUDIO, None, 0.9, UNSURE) == (256, "text_model+audio")
+    assert first_end(TEXT_AND_AUDIO, None, 0.1, UNSURE) == (1216, "hold")
+    assert first_end(TEXT_AND_AUDIO, None, None, UNSURE) == (2528, "max_wait"), "a pending signal is no vote"
+
+
+def test_without_a_transcript_the_text_model_waits_for_the_maximum() -> None:
+    for policy in (TEXT_MODEL, TEXT_AND_AUDIO):
+        assert first_end(policy, None, 0.99, None) == (2528, "max_wait")
+
+
+def test_the_thresholds_move_the_verdict() -> None:
+    strict = TurnPolicy(detector="text_model", min_silence_ms=250, hold_ms=1200, text_complete_at=0.99)
+    assert first_end(strict, None, None, COMPLETE) == (1216, "hold")
+    lenient = TurnPolicy(detector="text_model", min_silence_ms=250, hold_ms=1200, text_unfinished_below=0.0)
+    assert first_end(lenient, None, None, UNFINISHED) == (1216, "hold")
+
+
 @pytest.mark.parametrize(
     "bad",
     [
         {"detector": "smart"},
+        {"text_complete_at": 0.5, "text_unfinished_below": 0.6},
+        {"text_complete_at": 1.5},
         {"min_silence_ms": 0},
         {"hold_ms": 3000, "max_wait_ms": 2500},
         {"min_silence_ms": 800, "hold_ms": 500},

@@ -42,11 +42,13 @@ class TurnEnd:
     """What ended a spoken turn (the panel shows it next to the breakdown).
 
     ``detector``: the turn detector in use (see :mod:`voice.turn_policy`); ``signal``: what
-    ended the turn ("audio+text", "hold", "max_wait", "silence", "text", "audio", "capped");
+    ended the turn (an :data:`voice.turn_policy.EndSignal`: "text_model", "hold", "max_wait"...);
     ``probability``: the audio model's completeness probability (None if it did not run);
     ``text_complete``: the early transcript's verdict (None if it was not ready);
     ``silence_waited_ms``: silence after the true end of speech when the turn was ended;
-    ``model_ms``: the audio model's compute time on that pause.
+    ``model_ms``: the audio model's compute time on that pause;
+    ``text_probability`` / ``text_ms``: the text end-of-turn model's probability that the early
+    transcript is a finished turn, and its compute time (None if no transcript was ready).
     """
 
     detector: str
@@ -55,6 +57,8 @@ class TurnEnd:
     probability: float | None = None
     text_complete: bool | None = None
     model_ms: float | None = None
+    text_probability: float | None = None
+    text_ms: float | None = None
 
     def describe(self) -> str:
         """One line for people: "audio+text after 310 ms of silence (model p=0.93, 41 ms)"."""
@@ -62,8 +66,12 @@ class TurnEnd:
         details = []
         if self.probability is not None:
             details.append(f"model p={self.probability:.2f}" + (f", {self.model_ms:,.0f} ms" if self.model_ms else ""))
+        if self.text_probability is not None:
+            details.append(
+                f"text model p={self.text_probability:.2f}" + (f", {self.text_ms:.1f} ms" if self.text_ms else "")
+            )
         if self.text_complete is not None:
-            details.append("text complete" if self.text_complete else "text unfinished")
+            details.append("word list: complete" if self.text_complete else "word list: unfinished")
         if details:
             parts.append(f"({'; '.join(details)})")
         return " ".join(parts)

@@ -204,12 +204,14 @@ TTS_SETUP_LABEL = "TTS connection set-up (on the path)"
 
 
 def _ended_by(lat: TurnLatency) -> str:
-    """Short form for the table: "audio+text p=0.93 @310" (signal, model probability, silence waited)."""
+    """Short form for the table: "text_model text=0.97 audio=0.12 @410" (signal, the text model's
+    and the audio model's probabilities, silence waited)."""
     end = lat.turn_end
     if end is None:
         return ""
-    probability = "" if end.probability is None else f" p={end.probability:.2f}"
-    return f"{end.signal}{probability} @{end.silence_waited_ms:,.0f}"
+    text = "" if end.text_probability is None else f" text={end.text_probability:.2f}"
+    audio = "" if end.probability is None else f" audio={end.probability:.2f}"
+    return f"{end.signal}{text}{audio} @{end.silence_waited_ms:,.0f}"
 
 
 def waterfall_chart(latencies: list[TurnLatency], last: int = 12) -> Figure | None:

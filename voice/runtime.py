@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from voice.conversation import Conversation
+from voice.end_of_turn_text import EndOfTurnModelError, load_text_end_of_turn
 from voice.llm_endpoint import LLMEndpoint
 from voice.native_memory import limit_malloc_arenas
 from voice.prompting import reply_style
@@ -103,9 +104,15 @@ class VoiceRuntime:
 
 
 def _load_turn_model(settings: Settings) -> None:
-    """Load Smart Turn now, so the first pause does not pay for it.  The page can switch to
-    a detector that uses it, so it is loaded whichever detector starts; only a detector that
-    needs it makes its absence fatal."""
+    """Load the turn models now (the text end-of-turn model and Smart Turn), so the first pause
+    does not pay for them.  The page can switch to a detector that uses either, so both are
+    loaded whichever detector starts; only a detector that needs one makes its absence fatal."""
+    try:
+        load_text_end_of_turn()
+    except EndOfTurnModelError as exc:
+        if settings.turn_policy.uses_text_model:
+            raise
+        log.warning("%s; only the detectors without it will work", exc)
     try:
         smart_turn_model()
     except SmartTurnUnavailable as exc:

@@ -64,6 +64,9 @@ class Settings:
     min_end_of_turn_silence_ms: int = TurnPolicy.min_silence_ms  # when the evidence says the user is done
     end_of_turn_hold_ms: int = TurnPolicy.hold_ms  # when one signal says the user is not done
     end_of_turn_max_wait_ms: int = TurnPolicy.max_wait_ms  # the longest any pause is waited for
+    # The text model's probability at or above which the turn reads complete, and below which unfinished
+    end_of_turn_text_complete: float = TurnPolicy.text_complete_at
+    end_of_turn_text_unfinished: float = TurnPolicy.text_unfinished_below
     early_transcript: bool = True  # run Whisper during the pause, before the turn is over
     early_transcript_after_ms: int = TurnPolicy.transcript_after_ms  # ... this far into it (0: first silent frame)
     barge_in: bool = True
@@ -122,6 +125,8 @@ class Settings:
             hold_ms=self.end_of_turn_hold_ms,
             max_wait_ms=self.end_of_turn_max_wait_ms,
             transcript_after_ms=self.early_transcript_after_ms,
+            text_complete_at=self.end_of_turn_text_complete,
+            text_unfinished_below=self.end_of_turn_text_unfinished,
         )
 
     def replace(self, **changes: Any) -> Settings:
@@ -153,6 +158,8 @@ ENV_NAMES: dict[str, str] = {
     "min_end_of_turn_silence_ms": "END_OF_TURN_MIN_SILENCE_MS",
     "end_of_turn_hold_ms": "END_OF_TURN_HOLD_MS",
     "end_of_turn_max_wait_ms": "END_OF_TURN_MAX_WAIT_MS",
+    "end_of_turn_text_complete": "END_OF_TURN_TEXT_COMPLETE",
+    "end_of_turn_text_unfinished": "END_OF_TURN_TEXT_UNFINISHED",
     "early_transcript": "EARLY_TRANSCRIPT",
     "early_transcript_after_ms": "EARLY_TRANSCRIPT_AFTER_MS",
     "barge_in": "BARGE_IN",
@@ -296,6 +303,10 @@ def _validated(s: Settings) -> Settings:
         raise bad("end_of_turn_max_wait_ms", "must be between 100 and 10000")
     if not s.min_end_of_turn_silence_ms <= s.end_of_turn_hold_ms <= s.end_of_turn_max_wait_ms:
         raise bad("end_of_turn_hold_ms", "must lie between END_OF_TURN_MIN_SILENCE_MS and END_OF_TURN_MAX_WAIT_MS")
+    if not 0 <= s.end_of_turn_text_complete <= 1:
+        raise bad("end_of_turn_text_complete", "must be a probability, between 0 and 1")
+    if not 0 <= s.end_of_turn_text_unfinished <= s.end_of_turn_text_complete:
+        raise bad("end_of_turn_text_unfinished", "must lie between 0 and END_OF_TURN_TEXT_COMPLETE")
     if not 0 <= s.piper_threads <= 64:
         raise bad("piper_threads", "must be between 0 (onnxruntime's default) and 64")
     if not 0 <= s.first_sentence_max_words <= 100:

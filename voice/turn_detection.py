@@ -7,6 +7,8 @@ pause, gathers the evidence :func:`voice.turn_policy.decide` weighs:
   the pause (0: at its first silent frame): adopted by the turn if the pause ends it, so
   the transcript is (nearly) ready when the turn ends; discarded if the user goes on, and
   started again on the next pause;
+* the text end-of-turn model's probability on that transcript (:mod:`voice.end_of_turn_text`,
+  in the same thread, right after Whisper: about a millisecond);
 * the audio model's completeness probability (Smart Turn, in a thread), started once the
   voice has paused for ``SPECULATE_AFTER_MS``: once per pause, never per chunk.
 
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from voice.end_of_turn_text import EndOfTurnModelError, TextEndOfTurn, TextVerdict, load_text_end_of_turn
 from voice.endpointing import FRAME, SAMPLE_RATE, Endpointer, SpeechStarted, TurnEnded
 from voice.latency import TurnEnd
 from voice.smart_turn import SmartTurnModel, TurnPrediction
@@ -53,10 +56,16 @@ class Speculation:
     done_at: float | None = None
     model_task: asyncio.Task[TurnPrediction | None] | None = None
     prediction: TurnPrediction | None = None
+    text_verdict: TextVerdict | None = None  # the text model's, with the transcript
 
     def text_complete(self) -> bool | None:
-        """The early transcript's verdict, None until it is ready."""
+        """The word-list rule's verdict on the early transcript, None until it is ready."""
         return None if self.transcript is None else text_sounds_complete(self.transcript.text)
+
+    @property
+    def text_probability(self) -> float | None:
+        """The text model's verdict, None until the transcript (and it) is ready."""
+        return None if self.text_verdict is None else self.text_verdict.probability
 
     @property
     def probability(self) -> float | None:
@@ -101,7 +110,9 @@ class TurnDetector:
 
     ``on_turn`` receives turns that a signal ends between two chunks (a transcript or the
     model answered); turns found while feeding are returned by :meth:`feed` in order.
-    ``audio_model`` loads Smart Turn (only called if the policy uses it).
+    ``audio_model`` loads Smart Turn (only called if the policy uses it); ``text_model`` loads
+    the text end-of-turn model (called on every early transcript: the panel shows its verdict
+    whichever detector runs).
     """
 
     def __init__(
@@ -111,6 +122,7 @@ class TurnDetector:
         transcriber: Transcriber,
         audio_model: Callable[[], SmartTurnModel],
         on_turn: Callable[[DetectedTurn], None],
+        text_model: Callable[[], TextEndOfTurn] = load_text_end_of_turn,
         clock: Callable[[], float],
         early_transcript: bool = True,
         max_turn_s: float = 60.0,
@@ -122,6 +134,7 @@ class TurnDetector:
         self.early_transcript = early_transcript or policy.uses_text
         self.stats = SpeculationStats()
         self._audio_model = audio_model
+        self._text_model = text_model
         self._on_turn = on_turn
         # Preemptive generation (voice.preemptive): told of each pause's transcript while the pause
         # goes on, and of the user going on talking.
@@ -223,12 +236,22 @@ class TurnDetector:
             spec.model_task = asyncio.create_task(self._predict(spec, audio), name="smart-turn")
 
     async def _transcribe(self, spec: Speculation, audio: np.ndarray) -> Transcript:
-        spec.transcript = await asyncio.to_thread(self.transcriber.transcribe, audio)
+        transcript, spec.text_verdict = await asyncio.to_thread(self._transcribe_and_score, audio)
+        spec.transcript = transcript
         spec.done_at = self._clock()
-        if self._speculation is spec and self._on_early_transcript is not None and spec.transcript.text:
-            self._on_early_transcript(spec.transcript.text)  # before the turn may end on it, just below
+        if self._speculation is spec and self._on_early_transcript is not None and transcript.text:
+            self._on_early_transcript(transcript.text)  # before the turn may end on it, just below
         await self._recheck(spec)
-        return spec.transcript
+        return transcript
+
+    def _transcribe_and_score(self, audio: np.ndarray) -> tuple[Transcript, TextVerdict | None]:
+        """Whisper, then the text model on its words (one thread: the model needs the text)."""
+        transcript = self.transcriber.transcribe(audio)
+        try:
+            return transcript, self._text_model().verdict(transcript.text)
+        except EndOfTurnModelError as exc:  # the turn goes on without it (its waits still hold)
+            log.warning("The text end-of-turn model is unavailable: %s", exc)
+            return transcript, None
 
     async def _predict(self, spec: Speculation, audio: np.ndarray) -> TurnPrediction | None:
         try:
@@ -259,7 +282,8 @@ class TurnDetector:
         silence_ms = pause[1] * 1000 / SAMPLE_RATE
         text = spec.text_complete() if spec is not None else None
         probability = spec.probability if spec is not None else None
-        signal = decide(self.policy, silence_ms, text, probability)
+        text_probability = spec.text_probability if spec is not None else None
+        signal = decide(self.policy, silence_ms, text, probability, text_probability)
         if signal is None:
             return None
         event = self.endpointer.end_turn_now()
@@ -281,8 +305,10 @@ class TurnDetector:
             signal=signal,
             silence_waited_ms=round(event.silence_waited_ms, 1),
             probability=None if spec is None else spec.probability,
-            text_complete=None if spec is None else spec.text_complete(),
+            text_complete=None if spec is None or self.policy.uses_text_model else spec.text_complete(),
             model_ms=None if spec is None or spec.prediction is None else round(spec.prediction.compute_ms, 1),
+            text_probability=None if spec is None else spec.text_probability,
+            text_ms=None if spec is None or spec.text_verdict is None else round(spec.text_verdict.compute_ms, 2),
         )
         adopted: Speculation | None = None
         if spec is not None:

@@ -1,30 +1,35 @@
 """When is the user done?  The end-of-turn policy, as a pure function of the evidence.
 
-Three pieces of evidence exist during a pause:
+The evidence gathered during a pause:
 
 * the silence so far (Silero VAD, :mod:`voice.endpointing`);
-* the early transcript's text (Whisper, started on the pause): "... capital of" is not
-  finished, "... of France?" is;
+* the early transcript's text (Whisper, started on the pause), scored by our text end-of-turn
+  model (:mod:`voice.end_of_turn_text`): the probability that "... capital of" or "where are
+  you from" is a finished turn, learnt from real conversation, whatever the voice;
 * the audio model's probability that the turn is complete (Smart Turn v3.2,
-  :mod:`voice.smart_turn`), which hears a falling, final-sounding intonation.
+  :mod:`voice.smart_turn`), which hears a falling, final-sounding intonation (on the Piper
+  voice; it does not carry over to other voices, issue #22);
+* the old word-list rule's verdict (:func:`text_sounds_complete`), kept only for the
+  ``combined`` and ``text`` detectors, to measure the old default against.
 
 Each detector is a rule over them; the session, the tests and the benchmark all call
 :func:`decide`, so what the benchmark measures is what the app does.
 
+* ``text_model`` (the default): the text model is the primary signal.  A confident "complete"
+  (p >= ``text_complete_at``) ends the turn at ``min_silence_ms``; a confident "unfinished"
+  (p < ``text_unfinished_below``) holds to ``max_wait_ms``; the band between waits ``hold_ms``.
+* ``text_model+audio``: the same, but in the band the audio model decides: complete ends at
+  ``min_silence_ms``, unfinished at ``hold_ms``.
+* ``combined`` (the old default): end fast only when the audio model *and* the word list say
+  complete; ``hold_ms`` when one says incomplete, ``max_wait_ms`` when both do.
+* ``text``: the word list alone: ``min_silence_ms`` if complete, else ``silence_ms``.
+* ``audio``: the audio model alone.  Complete: ``min_silence_ms``; incomplete: ``hold_ms``.
 * ``vad``: a fixed silence (``silence_ms``), nothing else.
-* ``text``: the earlier rule.  A transcript that reads as a finished sentence ends the turn
-  after ``min_silence_ms``; otherwise ``silence_ms``.
-* ``audio``: the model alone.  Complete: ``min_silence_ms``; incomplete: ``hold_ms``.
-* ``combined``: end fast (``min_silence_ms``) only when the model *and* the text say
-  complete; wait ``hold_ms`` when one of them says incomplete, ``max_wait_ms`` when both
-  do.  A signal not computed yet is unknown, never a vote: until both have answered only
-  ``max_wait_ms`` ends the turn, so the verdict does not depend on how fast they answer.
-  The text catches what the model misses (a robotic "What is the capital of" sounds
-  final to it), the model catches what the text misses (Whisper ends almost every
-  fragment with a full stop).
 
-Every detector but ``vad`` ends the turn at ``max_wait_ms`` at the latest, so nobody waits
-forever for a signal that never comes (a Whisper that is slow on a loaded machine).
+A signal not computed yet is unknown, never a vote: until it has answered only ``max_wait_ms``
+ends the turn, so the verdict does not depend on how fast the machine is.  Every detector but
+``vad`` and ``text`` ends the turn at ``max_wait_ms`` at the latest, so nobody waits forever
+for a signal that never comes (a Whisper that is slow on a loaded machine).
 """
 
 from __future__ import annotations
@@ -32,17 +37,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-TurnDetectorName = Literal["combined", "audio", "text", "vad"]
+TurnDetectorName = Literal["text_model", "text_model+audio", "combined", "audio", "text", "vad"]
 TURN_DETECTORS: tuple[TurnDetectorName, ...] = get_args(TurnDetectorName)
 TURN_DETECTOR_LABELS: dict[str, str] = {
-    "combined": "audio model + text",
+    "text_model": "text model (early transcript)",
+    "text_model+audio": "text model + audio model",
+    "combined": "audio model + word list (old default)",
     "audio": "audio model only",
     "text": "word-list rule (text)",
     "vad": "silence only (VAD)",
 }
-# What ended a turn.  "silence": vad/text's fixed silence; "hold": one signal said incomplete
-# and the shorter wait ran out; "max_wait": the longest wait ran out; "capped": max_turn_s.
-EndSignal = Literal["silence", "text", "audio", "audio+text", "hold", "max_wait", "capped"]
+# What ended a turn.  "silence": vad/text's fixed silence; "text_model": the text model read it
+# complete; "text_model+audio": it was unsure and the audio model heard it complete; "hold": a
+# signal said incomplete (or the text model was unsure) and the shorter wait ran out;
+# "max_wait": the longest wait ran out; "capped": max_turn_s.
+EndSignal = Literal[
+    "silence", "text", "audio", "audio+text", "text_model", "text_model+audio", "hold", "max_wait", "capped"
+]
 
 # Whisper starts on a pause this long (ms of silence after the last voiced frame), on the audio
 # up to there; 0: at the first silent frame (one 32 ms VAD frame).  EARLY_TRANSCRIPT_AFTER_MS.
@@ -55,7 +66,14 @@ EndSignal = Literal["silence", "text", "audio", "audio+text", "hold", "max_wait"
 DEFAULT_TRANSCRIPT_AFTER_MS = 96
 # Pipecat's own decision threshold for Smart Turn ("prediction = probability > 0.5").
 COMPLETE_PROBABILITY = 0.5
-# A pause after these words is a hesitation, not the end of a turn.
+# The text model's thresholds, chosen by benchmarks/train_end_of_turn.py on its tuning
+# conversations (voice/end_of_turn_text.json, "thresholds"; tests/test_end_of_turn_model.py keeps
+# these equal): at or above TEXT_COMPLETE_AT a cut turn reads complete at most 5 % of the time,
+# below TEXT_UNFINISHED_BELOW a complete turn reads unfinished at most 5 % of the time.
+TEXT_COMPLETE_AT = 0.892
+TEXT_UNFINISHED_BELOW = 0.256
+# The old word-list rule (the "combined" and "text" detectors only): a pause after these words
+# is a hesitation, not the end of a turn.
 CONTINUATION_WORDS = frozenset(
     {
         "and",
@@ -151,13 +169,15 @@ class TurnPolicy:
     """One detector and its waits (ms of silence after the last voiced frame).  Its defaults are
     the app's (``Settings`` takes them from here): the turn-taking benchmark's knee (README)."""
 
-    detector: TurnDetectorName = "combined"
-    min_silence_ms: int = 400  # both signals say complete
+    detector: TurnDetectorName = "text_model"
+    min_silence_ms: int = 400  # the evidence says complete
     silence_ms: int = 500  # vad and text: the fixed silence
     hold_ms: int = 1000  # one signal says unfinished
     max_wait_ms: int = 2500  # the longest any pause is waited for
     threshold: float = COMPLETE_PROBABILITY
     transcript_after_ms: int = DEFAULT_TRANSCRIPT_AFTER_MS  # when the early transcript starts
+    text_complete_at: float = TEXT_COMPLETE_AT  # the text model's confident "complete"
+    text_unfinished_below: float = TEXT_UNFINISHED_BELOW  # ... and confident "unfinished"
 
     def __post_init__(self) -> None:
         if self.detector not in TURN_DETECTORS:
@@ -168,16 +188,23 @@ class TurnPolicy:
             raise ValueError("the end-of-turn silence must be > 0")
         if self.transcript_after_ms < 0:
             raise ValueError("the early transcript's start must be >= 0 ms into the pause")
+        if not 0 <= self.text_unfinished_below <= self.text_complete_at <= 1:
+            raise ValueError("the text model's thresholds must satisfy 0 <= unfinished <= complete <= 1")
 
     @property
     def uses_text(self) -> bool:
         """Whether this detector reads the early transcript."""
-        return self.detector in ("combined", "text")
+        return self.detector in ("text_model", "text_model+audio", "combined", "text")
+
+    @property
+    def uses_text_model(self) -> bool:
+        """Whether this detector scores the early transcript with the text end-of-turn model."""
+        return self.detector in ("text_model", "text_model+audio")
 
     @property
     def uses_audio_model(self) -> bool:
         """Whether this detector runs Smart Turn on the pause."""
-        return self.detector in ("combined", "audio")
+        return self.detector in ("text_model+audio", "combined", "audio")
 
     @property
     def backstop_ms(self) -> int:
@@ -191,21 +218,27 @@ class TurnPolicy:
 
 
 def decide(
-    policy: TurnPolicy, silence_ms: float, text_complete: bool | None, probability: float | None
+    policy: TurnPolicy,
+    silence_ms: float,
+    text_complete: bool | None,
+    probability: float | None,
+    text_probability: float | None = None,
 ) -> EndSignal | None:
     """The signal that ends the turn now, or None to keep listening.
 
-    ``text_complete`` / ``probability`` are None while the early transcript / the audio
-    model has not answered yet.  Pure: call it again whenever the silence grows or a signal
-    arrives.
+    ``text_complete`` (the word list's verdict), ``probability`` (the audio model's) and
+    ``text_probability`` (the text model's) are None while that signal has not answered yet.
+    Pure: call it again whenever the silence grows or a signal arrives.
     """
     if silence_ms >= policy.backstop_ms:
         return policy.backstop_signal
     if policy.detector == "vad":
         return None
+    audio_complete = None if probability is None else probability >= policy.threshold
+    if policy.uses_text_model:
+        return _decide_on_text_model(policy, silence_ms, text_probability, audio_complete)
     if policy.detector == "text":
         return "text" if text_complete and silence_ms >= policy.min_silence_ms else None
-    audio_complete = None if probability is None else probability >= policy.threshold
     if policy.detector == "audio":
         if audio_complete is None:
             return None
@@ -222,3 +255,21 @@ def decide(
     if audio_complete != text_complete and silence_ms >= policy.hold_ms:
         return "hold"  # the two disagree: the hold gives an unfinished speaker time to go on
     return None  # both say incomplete: only the maximum wait ends it
+
+
+def _decide_on_text_model(
+    policy: TurnPolicy, silence_ms: float, text_probability: float | None, audio_complete: bool | None
+) -> EndSignal | None:
+    """The text model first; in its unsure band, the hold or (``text_model+audio``) the audio model."""
+    if text_probability is None:
+        return None  # no transcript yet: unknown, only the maximum wait ends it
+    if text_probability >= policy.text_complete_at:
+        return "text_model" if silence_ms >= policy.min_silence_ms else None
+    if text_probability < policy.text_unfinished_below:
+        return None  # reads unfinished: the speaker is given the longest wait to go on
+    if policy.detector == "text_model+audio":
+        if audio_complete is None:
+            return None
+        if audio_complete:
+            return "text_model+audio" if silence_ms >= policy.min_silence_ms else None
+    return "hold" if silence_ms >= policy.hold_ms else None

@@ -1,0 +1,104 @@
+"""voice.end_of_turn_text: the committed weights are the ones benchmarks/train_end_of_turn.py says
+it trained (voice/end_of_turn_text.json), and they read the way it recorded.
+
+No retraining here (it takes minutes): the training script writes the file's sha256, its shape,
+the thresholds it chose and a few predictions next to it; this checks the committed file against
+that record and the app's defaults against the thresholds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voice.end_of_turn_text import (
+    MODEL_PATH,
+    EndOfTurnModelError,
+    TextEndOfTurn,
+    feature_indices,
+    features,
+    load_text_end_of_turn,
+    normalise,
+)
+from voice.settings import Settings
+from voice.turn_policy import TurnPolicy
+
+RECORD = json.loads(MODEL_PATH.with_suffix(".json").read_text(encoding="utf-8"))
+
+
+def test_the_committed_file_is_the_one_the_script_recorded() -> None:
+    assert hashlib.sha256(MODEL_PATH.read_bytes()).hexdigest() == RECORD["model"]["sha256"]
+    model = load_text_end_of_turn()
+    assert model.weights.shape == (RECORD["model"]["dims"],)
+    assert model.meta["dataset"] == f"{RECORD['dataset']['package']} {RECORD['dataset']['version']}"
+    assert MODEL_PATH.stat().st_size < 5_000_000, "a few MB at most"
+
+
+def test_it_predicts_what_the_script_recorded() -> None:
+    model = load_text_end_of_turn()
+    for text, probability in RECORD["fixed_predictions"].items():
+        assert model.probability(text) == pytest.approx(probability, abs=1e-6), text
+
+
+def test_the_default_thresholds_are_the_ones_chosen_on_the_tuning_conversations() -> None:
+    chosen = RECORD["thresholds"]
+    assert (TurnPolicy.text_complete_at, TurnPolicy.text_unfinished_below) == (
+        chosen["complete_at"],
+        chosen["unfinished_below"],
+    )
+    settings = Settings()
+    assert settings.turn_policy.text_complete_at == chosen["complete_at"]
+    assert settings.turn_policy.text_unfinished_below == chosen["unfinished_below"]
+
+
+def test_it_separates_complete_turns_from_cut_ones_on_held_out_conversations() -> None:
+    """The recorded held-out AUC, and the old word-list rule it replaces well below it."""
+    auc = RECORD["auc"]
+    assert auc["hashed n-gram logistic regression"]["held_out"] > 0.8
+    assert auc["hashed n-gram logistic regression"]["held_out"] > auc["word-list rule (old default)"]["held_out"]
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("What is the capital of.", ["what", "is", "the", "capital", "of"]),  # Whisper's full stop says nothing
+        ("I'd like to book a table", ["id", "like", "to", "book", "a", "table"]),
+        ("Where are you from?!", ["where", "are", "you", "from"]),
+        ("  ", []),
+    ],
+)
+def test_text_is_normalised_as_in_training(text: str, words: list[str]) -> None:
+    assert normalise(text) == words
+
+
+def test_punctuation_and_case_do_not_change_the_verdict() -> None:
+    model = load_text_end_of_turn()
+    assert model.probability("What is the capital of.") == model.probability("what is the capital of")
+
+
+def test_the_features_lean_on_the_end() -> None:
+    names = features(normalise("could you tell me the time"))
+    assert {"l1=time", "l2=the", "l3=me", "b=the|time", "t=me|the|time", "first=could", "fl=could|time"} <= set(names)
+    indices = feature_indices(normalise("could you tell me the time"), 1 << 18)
+    assert indices.min() >= 0 and indices.max() < 1 << 18
+
+
+def test_a_verdict_carries_its_compute_time() -> None:
+    started = time.perf_counter()
+    verdict = load_text_end_of_turn().verdict("where are you from")
+    assert 0 < verdict.compute_ms <= (time.perf_counter() - started) * 1000
+    assert 0 <= verdict.probability <= 1
+
+
+def test_a_missing_or_foreign_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(EndOfTurnModelError, match="train_end_of_turn"):
+        TextEndOfTurn(tmp_path / "missing.npz")
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, weights=np.zeros(8, dtype=np.float32), bias=np.float64(0), meta=np.str_('{"dims": 16}'))
+    with pytest.raises(EndOfTurnModelError, match="do not match"):
+        TextEndOfTurn(foreign)

@@ -1,0 +1,122 @@
+"""Does the text read as a finished turn?  A small end-of-turn model of our own, on words.
+
+A logistic regression over hashed word and character features of the early transcript,
+trained by ``python -m benchmarks.train_end_of_turn`` on real two-person chat (the
+``chitchat-dataset`` package): complete turns against the same turns cut at a word boundary.
+Its weights, ``end_of_turn_text.npz`` beside this module, are ours (a few MB), so nothing is
+downloaded and no ML library is needed at run time: a call is a few hashes and a sum (about
+a millisecond), cheap enough to run on every pause.
+
+The features lean on the END of the text, where "unfinished" shows: the last three words
+each with its position, the last two and three words together, the last word's character
+n-grams (a word the model never saw still looks like a verb or a plural), the first word
+and the first word with the last (a "where ..." question may end on "from"), every word,
+and the length.  Text is lowercased and stripped of punctuation first, so the full stop
+Whisper writes after a fragment says nothing.
+
+Train and run share :func:`features` and :func:`feature_indices`: the model is scored on
+exactly what it was trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from voice.model_cache import load_once
+
+MODEL_PATH = Path(__file__).with_name("end_of_turn_text.npz")
+# Words are runs of letters and digits; an apostrophe joins ("i'd" -> "id") the way chat often
+# writes it anyway ("im", "dont"), so Whisper's "I'd" and a chatter's "id" read the same.
+_APOSTROPHES = re.compile(r"['\u2019]")
+_NON_WORD = re.compile(r"[^a-z0-9]+")
+# Length buckets (words): short turns ("yes", "where are you from") differ from long ones.
+_LENGTH_BUCKETS = (1, 2, 3, 4, 5, 6, 8, 10, 13, 17, 23, 30)
+
+
+class EndOfTurnModelError(RuntimeError):
+    """The committed weights are missing or not the format this code reads."""
+
+
+def normalise(text: str) -> list[str]:
+    """The words of ``text``: lowercased, apostrophes dropped, any other punctuation a space."""
+    return _NON_WORD.sub(" ", _APOSTROPHES.sub("", text.lower())).split()
+
+
+def features(words: list[str]) -> list[str]:
+    """The named features of one normalised text (see the module docstring)."""
+    if not words:
+        return ["empty"]
+    n = len(words)
+    last = words[-1]
+    out = [f"l1={last}", f"first={words[0]}", f"fl={words[0]}|{last}"]
+    if n >= 2:
+        out += [f"l2={words[-2]}", f"b={words[-2]}|{last}"]
+    if n >= 3:
+        out += [f"l3={words[-3]}", f"t={words[-3]}|{words[-2]}|{last}"]
+    marked = f"<{last}>"
+    for size in (2, 3, 4):
+        # Only the n-grams touching the word's end (and the whole short word): suffixes say most.
+        out += [
+            f"c{size}={marked[i : i + size]}" for i in range(max(0, len(marked) - 2 * size), len(marked) - size + 1)
+        ]
+    bucket = next((b for b in _LENGTH_BUCKETS if n <= b), _LENGTH_BUCKETS[-1] + 1)
+    out.append(f"len={bucket}")
+    out += [f"w={w}" for w in set(words)]
+    return out
+
+
+def feature_indices(words: list[str], dims: int) -> np.ndarray:
+    """The hashed feature indices of one normalised text (crc32: stable across runs and machines)."""
+    return np.fromiter((zlib.crc32(f.encode()) % dims for f in features(words)), dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class TextVerdict:
+    """The text model's verdict on one transcript: ``probability`` that the turn is complete,
+    ``compute_ms`` the call's wall time."""
+
+    probability: float
+    compute_ms: float
+
+
+class TextEndOfTurn:
+    """The trained weights; :meth:`probability` scores a transcript.  Read-only, thread-safe."""
+
+    def __init__(self, path: Path = MODEL_PATH) -> None:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                self.weights = data["weights"].astype(np.float32)
+                self.bias = float(data["bias"])
+                self.meta: dict[str, object] = json.loads(str(data["meta"]))
+        except (OSError, KeyError, ValueError) as exc:
+            raise EndOfTurnModelError(
+                f"cannot read the text end-of-turn model {path}: {exc} "
+                "(rebuild it with python -m benchmarks.train_end_of_turn)"
+            ) from exc
+        if self.weights.ndim != 1 or self.weights.size != self.meta.get("dims"):
+            raise EndOfTurnModelError(f"{path}: weights of shape {self.weights.shape} do not match its metadata")
+        self.dims = int(self.weights.size)
+
+    def probability(self, text: str) -> float:
+        """How likely ``text`` is a finished turn (0..1); an empty text scores as the model learnt."""
+        score = float(self.weights[feature_indices(normalise(text), self.dims)].sum()) + self.bias
+        return float(1.0 / (1.0 + np.exp(-score)))
+
+    def verdict(self, text: str) -> TextVerdict:
+        """:meth:`probability` with its compute time, for the breakdown."""
+        started = time.perf_counter()
+        probability = self.probability(text)
+        return TextVerdict(probability, (time.perf_counter() - started) * 1000)
+
+
+@load_once
+def load_text_end_of_turn(path: Path = MODEL_PATH) -> TextEndOfTurn:
+    """The committed model, loaded once per process."""
+    return TextEndOfTurn(path)
