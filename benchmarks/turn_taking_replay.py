@@ -89,8 +89,11 @@ class Outcome:
     # with the measured signal times and with instant signals (the most on any machine).
     heard_cuts: int | None = None
     heard_cuts_if_instant: int | None = None
-    # The text model's probability on the pause that ended the turn (None: no model, or no end).
+    # The text model's probability on the pause that ended the turn (None: no end).
     end_text_probability: float | None = None
+    # The final delay had every signal been ready the moment it was asked for: the policy's own
+    # wait, without the machine's compute time (which a loaded machine stretches).
+    delay_if_instant_ms: float | None = None
 
 
 def score_text(text: str) -> float:
@@ -198,8 +201,8 @@ def replay(policy: TurnPolicy, evidence: Evidence, reply_ms: float | None = None
     """Which pauses ``policy`` ends the turn on: cuts inside the item, and the final delay
     (with the signals' measured compute times), and the cuts with instant signals; with
     ``reply_ms`` (decision to first audio), also the cuts the user would hear."""
-    measured = _walk(policy, evidence, instant=False)
-    outcome = replace(measured, cuts_if_instant=_walk(policy, evidence, instant=True).cuts)
+    measured, instant = _walk(policy, evidence, instant=False), _walk(policy, evidence, instant=True)
+    outcome = replace(measured, cuts_if_instant=instant.cuts, delay_if_instant_ms=instant.delay_ms)
     if reply_ms is None:
         return outcome
     return replace(

@@ -28,6 +28,9 @@ LIVEKIT_DIFFERENCES = (
     "theirs is a threshold on silence; (4) ours scores a whole policy (VAD, Whisper's early transcript, text "
     "model, Smart Turn, waits), theirs the text model alone."
 )
+# The chart's x: the end of turn with every signal instant, as its y (cuts) is: both are the
+# policy's own, not the shared machine's load (the tables give this run's measured delays too).
+X_METRIC = "median_ms_instant"
 SPLIT_LABELS = {"tuning": "tuning families", "heldout": "held-out families"}
 TEXT_LABELS = {"tuning": "tuning sentences", "heldout": "held-out sentences", "all": "all sentences"}
 
@@ -66,8 +69,10 @@ def _contender_cells(report: dict[str, object], curve: str, wait: int, scope: Sc
     reading = [row_of(rows, curve, wait, kind, scope) or {} for kind in ("reading", "reading_final")]
     heard = "heard_extra_turns_per_40s_instant" if report.get("reply") else "extra_turns_per_40s_instant"
     return (
-        f"{_ms(comp.get('median_ms'))} | {_ms(comp.get('p90_ms'))} | {_ms(comp.get('max_ms'))} "
-        f"| {comp.get('long_waits', '—')} ({comp.get('long_waits_not_unfinished', '—')}) / {comp.get('n', 0)} "
+        f"{_ms(comp.get('median_ms'))} / {_ms(comp.get('median_ms_instant'))} "
+        f"| {_ms(comp.get('p90_ms'))} / {_ms(comp.get('p90_ms_instant'))} | {_ms(comp.get('max_ms'))} "
+        f"| {comp.get('long_waits', '—')} ({comp.get('long_waits_not_unfinished', '—')}) "
+        f"/ {comp.get('long_waits_instant', '—')} / {comp.get('n', 0)} "
         f"| {_pct(short.get('heard_cut_rate_instant'))} | {_pct(short.get('false_cut_rate_instant'))} "
         f"| {_pct(short.get('false_cut_rate'))} | {short.get('n', 0)} "
         f"| {_pct(two.get('heard_cut_rate_instant') if report.get('reply') else two.get('false_cut_rate_instant'))} "
@@ -76,7 +81,8 @@ def _contender_cells(report: dict[str, object], curve: str, wait: int, scope: Sc
 
 
 TARGET_HEADER = (
-    "| policy | complete: median ms | p90 ms | max ms | waits > 1.1 s (text model did not say unfinished) / n "
+    "| policy | complete: median ms (this run / signals instant) | p90 ms (this run / instant) | max ms "
+    "| waits > 1.1 s: this run (of which the text model did not say unfinished) / signals instant / n "
     "| hesitations ≤ 1 s: heard cut-ins | false cuts | false cuts, this run's timing | n "
     "| two sentences: cut after the first | reading: extra turns / 40 s (sentences / lines alone) |"
 )
@@ -151,7 +157,8 @@ def curves_section(report: dict[str, object]) -> list[str]:
             f"**{scope_label(scope)}**",
             "",
             "| detector | wait ms | hesitations ≤ 1 s: false cuts | of which whole-sentence cut / said alone "
-            "| heard cut-ins | two sentences | reading: extra turns / 40 s | complete: median ms | p90 ms | late |",
+            "| heard cut-ins | two sentences | reading: extra turns / 40 s | complete: median ms (this run / instant) "
+            "| p90 ms | late |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for curve, wait, g in _curve_points(report, scope):
@@ -164,7 +171,8 @@ def curves_section(report: dict[str, object]) -> list[str]:
                 f"| {_pct(g['two_sentences'].get('false_cut_rate_instant'))} "
                 f"| {_per40(g['reading'].get('extra_turns_per_40s_instant'))} "
                 f"/ {_per40(g['reading_final'].get('extra_turns_per_40s_instant'))} "
-                f"| {_ms(comp.get('median_ms'))} | {_ms(comp.get('p90_ms'))} | {_pct(comp.get('late_rate'))} |"
+                f"| {_ms(comp.get('median_ms'))} / {_ms(comp.get('median_ms_instant'))} "
+                f"| {_ms(comp.get('p90_ms'))} | {_pct(comp.get('late_rate'))} |"
             )
         knees: dict[str, dict[str, object]] = report["knees"]  # type: ignore[assignment]
         key = f"{scope[0]}/{scope[1]}"
@@ -264,8 +272,8 @@ def write_plot(report: dict[str, object], path: Path) -> None:
                         row_of(rows, curve, wait, "pauses<=1s", scope),
                         row_of(rows, curve, wait, "complete", scope),
                     )
-                    if short and comp and comp["median_ms"] is not None and short[metric] is not None:
-                        points.append((float(comp["median_ms"]), 100 * float(short[metric]), wait))  # type: ignore[arg-type]
+                    if short and comp and comp[X_METRIC] is not None and short[metric] is not None:
+                        points.append((float(comp[X_METRIC]), 100 * float(short[metric]), wait))  # type: ignore[arg-type]
                 if points:
                     ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=label)
                     for x, y, wait in points:
@@ -273,9 +281,9 @@ def write_plot(report: dict[str, object], path: Path) -> None:
             for name, spec in contenders.items():
                 short = row_of(rows, name, int(spec["wait_ms"]), "pauses<=1s", scope)  # type: ignore[call-overload]
                 comp = row_of(rows, name, int(spec["wait_ms"]), "complete", scope)  # type: ignore[call-overload]
-                if short and comp and comp["median_ms"] is not None and short[metric] is not None:
+                if short and comp and comp[X_METRIC] is not None and short[metric] is not None:
                     ax.scatter(
-                        float(comp["median_ms"]),  # type: ignore[arg-type]
+                        float(comp[X_METRIC]),  # type: ignore[arg-type]
                         100 * float(short[metric]),  # type: ignore[arg-type]
                         s=70,
                         marker="D",
@@ -298,7 +306,11 @@ def write_plot(report: dict[str, object], path: Path) -> None:
             ax.grid(True, alpha=0.3)
             ax.set_ylabel(f"{what}, hesitations ≤ 1 s (%)", fontsize=8)
             if r == len(metrics) - 1:
-                ax.set_xlabel("median end of turn on complete utterances (ms after the true end of speech)", fontsize=8)
+                ax.set_xlabel(
+                    "median end of turn on complete utterances, ms after the true end of speech\n"
+                    "(signals instant: the policy's own wait, without this loaded machine's compute time)",
+                    fontsize=8,
+                )
     axes[0][0].legend(fontsize=6, loc="upper right")
     m: dict[str, object] = report["machine"]  # type: ignore[assignment]
     fig.suptitle(

@@ -77,6 +77,7 @@ def _groups(ev: Evidence) -> list[str]:
 
 def _metrics(group: str, members: list[tuple[Evidence, Outcome]], unfinished_below: float) -> dict[str, object]:
     delays = [out.delay_ms for _, out in members if out.delay_ms is not None]
+    instant = [out.delay_if_instant_ms for _, out in members if out.delay_if_instant_ms is not None]
     replies = [out.reply_ms for _, out in members if out.reply_ms is not None]
     late = sum(1 for _, out in members if out.delay_ms is None or out.delay_ms > LATE_MS)
     long = [out for _, out in members if out.delay_ms is None or out.delay_ms > LONG_WAIT_MS]
@@ -90,11 +91,16 @@ def _metrics(group: str, members: list[tuple[Evidence, Outcome]], unfinished_bel
         "median_ms": statistics.median(delays) if delays else None,
         "p90_ms": percentile(delays, 90),
         "max_ms": max(delays) if len(delays) == len(members) and delays else None,
+        "median_ms_instant": statistics.median(instant) if instant else None,
+        "p90_ms_instant": percentile(instant, 90),
         "reply_median_ms": statistics.median(replies) if replies else None,
         # Waits past 1.1 s, and those of them the text model did not call unfinished (the target: none).
         "long_waits": len(long),
         "long_waits_not_unfinished": sum(
             1 for out in long if out.end_text_probability is None or out.end_text_probability >= unfinished_below
+        ),
+        "long_waits_instant": sum(
+            1 for _, out in members if out.delay_if_instant_ms is None or out.delay_if_instant_ms > LONG_WAIT_MS
         ),
     }
     if group.startswith("reading"):
