@@ -162,7 +162,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="a pipeline benchmark's --json (python -m benchmarks.pipeline): its median time from the end-of-turn "
         "decision to the reply's first audio (pre-warmed turns, no emulated distance) decides which cuts are heard",
     )
-    p.add_argument("--evidence", type=Path, help="replay the evidence of an earlier run's --json (no audio, no models)")
+    p.add_argument(
+        "--evidence",
+        type=Path,
+        nargs="+",
+        help="replay the evidence of earlier runs' --json (no audio, no Whisper): several runs' files are "
+        "replayed as one set (e.g. one run per family, each taking the benchmark lock briefly)",
+    )
     p.add_argument("--json", type=Path, help="write every measurement here")
     p.add_argument("--markdown", type=Path, help="write the Markdown report here")
     p.add_argument("--plot", type=Path, help="write the false cuts vs delay chart (PNG) here")
@@ -188,11 +194,13 @@ def run(argv: Sequence[str]) -> dict[str, object]:
     started = time.monotonic()
     load_start = load_average()
     earlier: dict[str, Any] = {}
+    runs: list[dict[str, Any]] = []
     pauses_s = tuple(float(s) for s in args.hesitation_pauses.split(","))
     if args.evidence is not None:
-        earlier = json.loads(args.evidence.read_text(encoding="utf-8"))
-        evidence = [evidence_from(e) for e in earlier["evidence"]]
-        progress(f"Replaying {len(evidence)} items' evidence from {args.evidence}")
+        runs = [json.loads(path.read_text(encoding="utf-8")) for path in args.evidence]
+        earlier = runs[0]
+        evidence = [evidence_from(e) for run_data in runs for e in run_data["evidence"]]
+        progress(f"Replaying {len(evidence)} items' evidence from {len(runs)} run(s)")
     else:
         progress("timing the machine probe (CPU flags, Whisper, Piper, 20 tokens)...")
         probe = run_probe()
@@ -219,7 +227,9 @@ def run(argv: Sequence[str]) -> dict[str, object]:
         "machine": machine,
         "cpu_flags": flags,
         "probe_line": probe_line,
-        "wall_s": earlier.get("wall_s") if earlier else time.monotonic() - started,
+        "wall_s": sum(float(r.get("wall_s") or 0) for r in runs) if runs else time.monotonic() - started,
+        # Each run the evidence came from: its command, time, load and probe (a replay of one run: that run).
+        "runs": [_run_summary(r) for r in runs],
         "families": [{"name": f.name, "split": split_of(f), "describe": f"{f.kind}: {describe(f)}"} for f in used],
         "text_sets": ", ".join(sorted({ev.text_set for ev in evidence})),
         "classes": ", ".join(sorted({ev.kind for ev in evidence})),
@@ -244,6 +254,18 @@ def run(argv: Sequence[str]) -> dict[str, object]:
         "reply": None if reply is None else asdict(reply),
         "rows": rows,
         "evidence": [asdict(ev) for ev in evidence],
+    }
+
+
+def _run_summary(data: dict[str, Any]) -> dict[str, object]:
+    machine = data["machine"]
+    return {
+        "command": data["command"],
+        "date": machine["date"],
+        "load": f"{float(machine['load_start'] or 0):.1f} → {float(machine['load_end'] or 0):.1f}",
+        "probe_line": data.get("probe_line"),
+        "items": data["items"],
+        "wall_s": data.get("wall_s"),
     }
 
 

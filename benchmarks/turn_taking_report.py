@@ -197,9 +197,10 @@ def header(report: dict[str, object]) -> list[str]:
         "",
         f"- Command: `{report['command']}`"
         + (f", replayed with `{report['replayed_with']}`" if report.get("replayed_with") else ""),
+        *_runs_lines(report),
         f"- Machine: {m['cpu_model']}, {m['cpu_count']} CPUs ({report['cpu_flags']}), Python {m['python']}, "
-        f"{m['platform']}; {m['date']} (UTC); load {m['load_start']} → {m['load_end']}; wall time "
-        f"{_ms(report.get('wall_s'))} s.",
+        f"{m['platform']}; {m['date']} (UTC); load {float(m['load_start'] or 0):.1f} → "
+        f"{float(m['load_end'] or 0):.1f}; wall time {_ms(report.get('wall_s'))} s.",
         f"- Machine probe: {report.get('probe_line') or 'not run'}.",
         f"- Set: {report['items']} items ({report['pauses']} pauses scored), sentences: {report['text_sets']}; "
         f"classes: {report['classes']}; hesitation pauses {report['hesitation_pauses']} s.",
@@ -221,6 +222,18 @@ def header(report: dict[str, object]) -> list[str]:
         "",
     ]
     return lines
+
+
+def _runs_lines(report: dict[str, object]) -> list[str]:
+    """The runs a replay's evidence came from, when there were several."""
+    runs: list[dict[str, object]] = report.get("runs") or []  # type: ignore[assignment]
+    if len(runs) < 2:
+        return []
+    return [f"- Evidence from {len(runs)} runs, each under the benchmark lock:"] + [
+        f"  - `{r['command']}`: {r['date']}, load {r['load']}, {r['items']} items, {_ms(r['wall_s'])} s; "
+        f"probe: {r['probe_line']}"
+        for r in runs
+    ]
 
 
 def render_markdown(report: dict[str, object]) -> str:
