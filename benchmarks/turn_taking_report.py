@@ -43,6 +43,10 @@ def _per40(value: object) -> str:
     return "—" if value is None else f"{float(value):.1f}"  # type: ignore[arg-type]
 
 
+def _load(value: object) -> str:
+    return "—" if value is None else f"{float(value):.1f}"  # type: ignore[arg-type]
+
+
 def _ms(value: object) -> str:
     return "—" if value is None else f"{float(value):,.0f}"  # type: ignore[arg-type]
 
@@ -199,8 +203,8 @@ def header(report: dict[str, object]) -> list[str]:
         + (f", replayed with `{report['replayed_with']}`" if report.get("replayed_with") else ""),
         *_runs_lines(report),
         f"- Machine: {m['cpu_model']}, {m['cpu_count']} CPUs ({report['cpu_flags']}), Python {m['python']}, "
-        f"{m['platform']}; {m['date']} (UTC); load {float(m['load_start'] or 0):.1f} → "
-        f"{float(m['load_end'] or 0):.1f}; wall time {_ms(report.get('wall_s'))} s.",
+        f"{m['platform']}; {m['date']} (UTC); load {_load(m['load_start'])} → {_load(m['load_end'])}; "
+        f"wall time {_ms(report.get('wall_s'))} s.",
         f"- Machine probe: {report.get('probe_line') or 'not run'}.",
         f"- Set: {report['items']} items ({report['pauses']} pauses scored), sentences: {report['text_sets']}; "
         f"classes: {report['classes']}; hesitation pauses {report['hesitation_pauses']} s.",
