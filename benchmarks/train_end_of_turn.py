@@ -56,6 +56,7 @@ HELD_OUT, TUNING = 0.2, 0.1  # fractions of the conversations
 # wait) at most this often.
 FALSE_COMPLETE_RATE = 0.05
 FALSE_UNFINISHED_RATE = 0.05
+CURVE_RATES = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3)
 L2_GRID = (1e-6, 1e-5, 3e-5, 1e-4)
 EPOCHS = 4
 BATCH = 256
@@ -246,6 +247,23 @@ def rates(probabilities: np.ndarray, labels: np.ndarray, complete_at: float, unf
     return out
 
 
+def threshold_curve(tuning_p: np.ndarray, tuning_y: np.ndarray, held_p: np.ndarray, held_y: np.ndarray) -> list:
+    """Other "complete" thresholds, each set on tuning for a rate of cuts reading complete, with
+    the held-out rates it gives: the trade-off the benchmark on voices may choose another point of."""
+    out = []
+    for rate in CURVE_RATES:
+        at = float(np.quantile(tuning_p[tuning_y == 0], 1 - rate))
+        out.append(
+            {
+                "cuts_reading_complete_on_tuning": rate,
+                "complete_at": round(at, 3),
+                "held_out_complete_reading_complete": round(float((held_p[held_y == 1] >= at).mean()), 4),
+                "held_out_cuts_reading_complete": round(float((held_p[held_y == 0] >= at).mean()), 4),
+            }
+        )
+    return out
+
+
 def smollm_scorer() -> Callable[[list[str]], float]:
     """SmolLM2-135M zero-shot: the log-odds of ``<|im_end|>`` right after the user's text."""
     from llama_cpp import Llama  # measurement only: the app never runs this
@@ -386,6 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"complete turns reading unfinished <= {FALSE_UNFINISHED_RATE:.0%}",
         },
         "rates_held_out": rates(held_p, splits["held_out"].labels, complete_at, unfinished_below),
+        "complete_threshold_curve": threshold_curve(tuning_p, tuning_labels, held_p, splits["held_out"].labels),
         "rates_tuning": rates(tuning_p, tuning_labels, complete_at, unfinished_below),
         "named_cases": {
             t: {"expected_complete": e, "probability": round(model.probability(t), 4)} for t, e in NAMED_CASES.items()
@@ -463,6 +482,18 @@ def report(r: dict) -> str:
     ]
     for name, row in r["rates_held_out"].items():
         lines.append(f"| {name} | {row['reads_complete']:.1%} | {row['band']:.1%} | {row['reads_unfinished']:.1%} |")
+    lines += [
+        "",
+        "Other points of the trade-off (each threshold set on tuning; the rates are held-out's):",
+        "",
+        "| cuts reading complete on tuning | complete at | complete turns reading complete | cuts reading complete |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {c['cuts_reading_complete_on_tuning']:.0%} | {c['complete_at']} | "
+        f"{c['held_out_complete_reading_complete']:.1%} | {c['held_out_cuts_reading_complete']:.1%} |"
+        for c in r["complete_threshold_curve"]
+    ]
     lines += [
         "",
         "## The issue's named cases (reported, never tuned on)",

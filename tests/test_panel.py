@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from voice import panel
-from voice.latency import STAGES, TurnLatency, format_table
+from voice.latency import STAGES, TurnEnd, TurnLatency, format_table
 from voice.tts import TTSConnection
 
 
@@ -183,3 +183,12 @@ def test_tts_connection_is_shown_with_its_cost() -> None:
     piper = TurnLatency(turn=3, first_audio_ms=500.0)
     piper.set_tts_connection(None)
     assert panel.turns_rows([piper])[0][column] == "" and "tts-connection" not in panel.current_turn_html(piper)
+
+
+def test_the_text_models_probability_is_shown_beside_the_audio_models() -> None:
+    end = TurnEnd("text_model+audio", "text_model", 410.0, probability=0.12, text_probability=0.97, text_ms=0.2)
+    lat = dataclasses.replace(_turn(), turn_end=end)
+    row = panel.turns_rows([lat])[0]
+    assert "text_model text=0.97 audio=0.12 @410" in row
+    html_text = panel.current_turn_html(lat)
+    assert "text model p=0.97, 0.2 ms; audio model p=0.12" in html_text

@@ -276,6 +276,8 @@ class VoiceSession:
         lat.extras["silence_waited_ms"] = detected.turn_end.silence_waited_ms
         if detected.turn_end.model_ms is not None:
             lat.extras["turn_model_ms"] = detected.turn_end.model_ms
+        if detected.turn_end.text_ms is not None:
+            lat.extras["text_model_ms"] = detected.turn_end.text_ms
         return lat
 
     async def _continue_turn(self, started: SpeechStarted) -> bool:
