@@ -34,13 +34,21 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from benchmarks.common import command_line, load_average, machine_info, progress, publish, write_json_file
 from benchmarks.machine_probe import cpu_flags, run_probe
 from benchmarks.turn_taking_data import labelled_set
+from benchmarks.turn_taking_policies import (
+    CURVES,
+    DEFAULT_BEFORE_22,
+    contenders,
+    curve_points,
+    policies,
+    tuned_contenders,
+)
 from benchmarks.turn_taking_replay import Evidence, Outcome, evidence_from, gather, replay
 from benchmarks.turn_taking_report import render_markdown, write_plot
 from benchmarks.turn_taking_summary import Results, knee, percentile, reply_time, summarise
@@ -48,74 +56,14 @@ from benchmarks.turn_taking_texts import CLASSES, HESITATION_PAUSES_S, TEXT_SETS
 from benchmarks.voice_families import FAMILIES, VoiceFamily, select, split_of
 from voice.smart_turn import smart_turn_model
 from voice.transcribe import Transcriber
-from voice.turn_policy import TURN_DETECTOR_LABELS, TurnPolicy
+from voice.turn_policy import TurnPolicy
 
-WAITS_MS = (300, 500, 800, 1000, 1200, 1500, 2000)
-# The swept curves: each detector with its wait swept, and the combined detector's other lever.
-CURVES = {
-    "text_model": "text model (hold swept)",
-    "text_model_min": "text model (minimum silence swept)",
-    "text_model+audio": "text model + audio model (hold swept)",
-    "combined": "audio model + word list (hold swept)",
-    "combined_min": "audio model + word list (minimum silence swept)",
-    **{d: label for d, label in TURN_DETECTOR_LABELS.items() if d in ("audio", "text", "vad")},
-}
-# The default before issue #22: Smart Turn and the word list, minimum silence 400, hold 1,000, at
-# most 2,500 ms (spelled out: TurnPolicy()'s defaults are whatever the app's are now).
-DEFAULT_BEFORE_22 = TurnPolicy("combined", min_silence_ms=400, hold_ms=1000, max_wait_ms=2500)
 PACKAGES = ("faster-whisper", "onnxruntime", "piper-tts", "pipecat-ai")
 
 
 def describe(voice: VoiceFamily) -> str:
     """A family's parameters in a few words."""
     return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in voice.params)
-
-
-def policies(max_wait_ms: int, transcript_after_ms: int) -> list[tuple[str, int, TurnPolicy]]:
-    """(curve, wait, policy) for every curve of :data:`CURVES` and swept wait.
-
-    vad: the fixed silence; text: the word-list rule's silence (its short wait 300 ms); audio,
-    combined, text_model and text_model+audio: the hold (minimum silence 400 ms); combined_min and
-    text_model_min: the minimum silence (hold 1,000 ms, raised to the minimum silence when that is
-    longer).  The text model's thresholds are the app's.
-    """
-    out = []
-    after = {"transcript_after_ms": transcript_after_ms, "max_wait_ms": max_wait_ms}
-    base = DEFAULT_BEFORE_22
-    for wait in WAITS_MS:
-        out.append(("vad", wait, TurnPolicy("vad", min_silence_ms=min(wait, 300), silence_ms=wait, **after)))
-        out.append(("text", wait, TurnPolicy("text", min_silence_ms=min(wait, 300), silence_ms=wait, **after)))
-        for detector in ("audio", "combined"):
-            hold = max(wait, base.min_silence_ms)
-            out.append(
-                (detector, wait, TurnPolicy(detector, min_silence_ms=base.min_silence_ms, hold_ms=hold, **after))
-            )
-        if wait <= max_wait_ms:
-            hold = max(base.hold_ms, wait)
-            out.append(("combined_min", wait, TurnPolicy("combined", min_silence_ms=wait, hold_ms=hold, **after)))
-    return out
-
-
-def contenders(transcript_after_ms: int) -> dict[str, tuple[str, TurnPolicy]]:
-    """The policies the issue compares, by name: (label, policy)."""
-    app = TurnPolicy()
-    waits = f"{app.min_silence_ms} / {app.hold_ms:,} / {app.max_wait_ms:,} ms"
-    bands = f"complete ≥ {app.text_complete_at:g}, unfinished < {app.text_unfinished_below:g}"
-    return {
-        "before_22": (
-            "default before #22: Smart Turn + word list (400 / 1,000 / 2,500 ms)",
-            replace(DEFAULT_BEFORE_22, transcript_after_ms=transcript_after_ms),
-        ),
-        "text_model": (
-            f"text model{' (the app default)' if app.detector == 'text_model' else ''} ({waits}; {bands})",
-            replace(app, detector="text_model", transcript_after_ms=transcript_after_ms),
-        ),
-        "text_model+audio": (
-            f"text model + Smart Turn in its unsure band"
-            f"{' (the app default)' if app.detector == 'text_model+audio' else ''} ({waits})",
-            replace(app, detector="text_model+audio", transcript_after_ms=transcript_after_ms),
-        ),
-    }
 
 
 # ---- the run ------------------------------------------------------------------------------
@@ -212,7 +160,14 @@ def run(argv: Sequence[str]) -> dict[str, object]:
         results[(curve, wait)] = _replayed(policy, evidence, reply.ms if reply else None)
     for name, (_, policy) in named.items():
         results[(name, 0)] = _replayed(policy, evidence, reply.ms if reply else None)
-    rows = summarise(results, per_family=named, unfinished_below=TurnPolicy().text_unfinished_below)
+    unfinished_below = TurnPolicy().text_unfinished_below
+    rows = summarise(results, per_family=named, unfinished_below=unfinished_below)
+    # The threshold chosen on the tuning scope (heard cut-ins when known), then replayed everywhere.
+    choice_metric = "heard_cut_rate_instant" if reply else "false_cut_rate_instant"
+    tuned = tuned_contenders(rows, args.transcript_after, choice_metric)
+    tuned_results = {(n, 0): _replayed(p, evidence, reply.ms if reply else None) for n, (_, p) in tuned.items()}
+    rows += summarise(tuned_results, per_family=tuned, unfinished_below=unfinished_below)
+    named = {**named, **tuned}
     pauses = [p for ev in evidence for p in ev.pauses]
     used = [f for f in FAMILIES if any(ev.family == f.name for ev in evidence)]
     if args.evidence is not None:  # a replay reports the machine the evidence was measured on
@@ -244,12 +199,13 @@ def run(argv: Sequence[str]) -> dict[str, object]:
         "model_ms_p90": percentile([p.model_ms for p in pauses], 90),
         "text_model_ms_median": _round(percentile([p.text_model_ms for p in pauses], 50)),
         "text_model_ms_p90": _round(percentile([p.text_model_ms for p in pauses], 90)),
-        "waits_ms": list(WAITS_MS),
+        "curve_points": curve_points(),
         "curves": CURVES,
+        "choice_metric": choice_metric,
         "contenders": {n: {"label": label, "wait_ms": 0, "policy": asdict(p)} for n, (label, p) in named.items()},
         "knees": {
-            c: {s: knee(rows, c, WAITS_MS, scope=tuple(s.split("/"))) for s in scopes}  # type: ignore[arg-type]
-            for c in CURVES
+            c: {s: knee(rows, c, points, scope=tuple(s.split("/"))) for s in scopes}  # type: ignore[arg-type]
+            for c, points in curve_points().items()
         },
         "reply": None if reply is None else asdict(reply),
         "rows": rows,

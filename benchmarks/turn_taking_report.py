@@ -28,6 +28,9 @@ LIVEKIT_DIFFERENCES = (
     "theirs is a threshold on silence; (4) ours scores a whole policy (VAD, Whisper's early transcript, text "
     "model, Smart Turn, waits), theirs the text model alone."
 )
+# The chart's curves (the others are in the tables): the text model's two levers, the old
+# default's minimum silence, and silence alone.
+PLOT_CURVES = ("text_model_at", "text_model+audio_at", "text_model_min", "combined_min", "vad")
 # The chart's x: the end of turn with every signal instant, as its y (cuts) is: both are the
 # policy's own, not the shared machine's load (the tables give this run's measured delays too).
 X_METRIC = "median_ms_instant"
@@ -109,6 +112,13 @@ def targets_section(report: dict[str, object]) -> list[str]:
             else "no --reply-json given, so heard cut-ins are not known and reading counts every extra turn."
         ),
     ]
+    metric = "heard cut-ins" if report.get("choice_metric") == "heard_cut_rate_instant" else "false cuts"
+    lines += [
+        "",
+        "The *chosen on the tuning families* rows: the lowest swept 'complete' threshold whose "
+        f"{metric} on hesitations ≤ 1 s (signals instant) are ≤ 5 % on the tuning families speaking the tuning "
+        "sentences, chosen by this script before it reads any held-out row (none when no threshold meets it).",
+    ]
     for scope in (("heldout", "heldout"), ("heldout", "all"), ("tuning", "tuning")):
         lines += ["", f"**{scope_label(scope)}**", "", TARGET_HEADER, TARGET_RULE]
         for name, spec in contenders.items():
@@ -141,10 +151,9 @@ def families_section(report: dict[str, object]) -> list[str]:
 def _curve_points(report: dict[str, object], scope: Scope) -> Iterator[tuple[str, int, dict[str, dict[str, object]]]]:
     """Every curve and wait that has hesitations up to 1 s on ``scope``, with its rows by group."""
     rows = _rows(report)
-    curves: dict[str, str] = report["curves"]  # type: ignore[assignment]
-    waits: list[int] = report["waits_ms"]  # type: ignore[assignment]
+    points: dict[str, list[int]] = report["curve_points"]  # type: ignore[assignment]
     groups = (*CLASSES, "pauses<=1s", "pauses<=1s, whole", "pauses<=1s, final")
-    for curve in curves:
+    for curve, waits in points.items():
         for wait in waits:
             if row_of(rows, curve, wait, "pauses<=1s", scope) is None:
                 continue
@@ -182,8 +191,9 @@ def curves_section(report: dict[str, object]) -> list[str]:
         key = f"{scope[0]}/{scope[1]}"
         lines += [
             "",
-            "Knee (shortest wait with ≤ 5 % false cuts on hesitations ≤ 1 s, signals instant): "
-            + ", ".join(f"{curves[c]} {'none' if k.get(key) is None else f'{k[key]} ms'}" for c, k in knees.items())
+            "Knee (the first setting in the table's order with ≤ 5 % false cuts on hesitations ≤ 1 s, signals "
+            "instant): "
+            + ", ".join(f"{curves[c]} {'none' if k.get(key) is None else k[key]}" for c, k in knees.items())
             + ".",
         ]
     return lines
@@ -273,7 +283,7 @@ def write_plot(report: dict[str, object], path: Path) -> None:
     rows = _rows(report)
     curves: dict[str, str] = report["curves"]  # type: ignore[assignment]
     contenders: dict[str, dict[str, object]] = report["contenders"]  # type: ignore[assignment]
-    waits: list[int] = report["waits_ms"]  # type: ignore[assignment]
+    points: dict[str, list[int]] = report["curve_points"]  # type: ignore[assignment]
     metrics = [("false_cut_rate_instant", "false cuts")]
     if report.get("reply"):
         metrics.append(("heard_cut_rate_instant", "heard cut-ins"))
@@ -282,18 +292,18 @@ def write_plot(report: dict[str, object], path: Path) -> None:
     for r, (metric, what) in enumerate(metrics):
         for c, scope in enumerate(scopes):
             ax = axes[r][c]
-            for curve, label in curves.items():
-                points = []
-                for wait in waits:
+            for curve, label in ((c, curves[c]) for c in PLOT_CURVES if c in curves):
+                xy = []
+                for wait in points[curve]:
                     short, comp = (
                         row_of(rows, curve, wait, "pauses<=1s", scope),
                         row_of(rows, curve, wait, "complete", scope),
                     )
                     if short and comp and comp[X_METRIC] is not None and short[metric] is not None:
-                        points.append((float(comp[X_METRIC]), 100 * float(short[metric]), wait))  # type: ignore[arg-type]
-                if points:
-                    ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=label)
-                    for x, y, wait in points:
+                        xy.append((float(comp[X_METRIC]), 100 * float(short[metric]), wait))  # type: ignore[arg-type]
+                if xy:
+                    ax.plot([p[0] for p in xy], [p[1] for p in xy], marker="o", markersize=3, label=label)
+                    for x, y, wait in xy:
                         ax.annotate(str(wait), (x, y), textcoords="offset points", xytext=(3, 2), fontsize=6)
             for name, spec in contenders.items():
                 short = row_of(rows, name, int(spec["wait_ms"]), "pauses<=1s", scope)  # type: ignore[call-overload]

@@ -218,3 +218,26 @@ def test_the_replay_reads_the_transcript_with_the_text_model() -> None:
     assert (ended_at(COMBINED, question, instant=True) or 0) >= COMBINED.hold_ms
     fragment = replace(pause(1.0, 3000, False, 0.9), text="What is the capital of.")
     assert ended_at(text_model, fragment, instant=True) == pytest.approx(2500, abs=40)
+
+
+def test_the_threshold_is_chosen_on_the_tuning_scope_only() -> None:
+    """The tuned text-model policy takes the lowest swept threshold that meets the cut-in target on
+    the tuning families and sentences, whatever the held-out rows say."""
+    from benchmarks.turn_taking_policies import thresholds_x1000, tuned_contenders
+
+    def row(curve: str, x1000: int, families: str, rate: float) -> dict[str, object]:
+        return {
+            "curve": curve,
+            "wait_ms": x1000,
+            "class": "pauses<=1s",
+            "families": families,
+            "text": families,
+            "r": rate,
+        }
+
+    rows = [row("text_model_at", x, "tuning", 0.2 if x < 800 else 0.04) for x in thresholds_x1000()]
+    rows += [row("text_model_at", x, "heldout", 0.0) for x in thresholds_x1000()]  # must not be looked at
+    tuned = tuned_contenders(rows, 96, "r")
+    assert list(tuned) == ["text_model@tuned"], "no rows for the Smart Turn variant: no choice for it"
+    label, policy = tuned["text_model@tuned"]
+    assert policy.detector == "text_model" and policy.text_complete_at == 0.8 and "0.8" in label
