@@ -148,6 +148,57 @@ def families_section(report: dict[str, object]) -> list[str]:
     return lines
 
 
+# Does Smart Turn help?  Each pair: the text-model policy without it, and the same with it.
+SMART_TURN_PAIRS = (("text_model", "text_model+audio"), ("text_model@tuned", "text_model+audio@tuned"))
+
+
+def smart_turn_section(report: dict[str, object]) -> list[str]:
+    """The text-model policy without and with Smart Turn in its unsure band, per family: what the
+    audio model adds on each voice (faster ends on complete utterances, or more cut-ins)."""
+    contenders: dict[str, dict[str, object]] = report["contenders"]  # type: ignore[assignment]
+    families: list[dict[str, object]] = report["families"]  # type: ignore[assignment]
+    rows = _rows(report)
+    heard = "heard_cut_rate_instant" if report.get("reply") else "false_cut_rate_instant"
+    lines = [
+        "",
+        "## Does Smart Turn help?  The text-model policy without / with it, per family",
+        "",
+        "Signals instant (the policies' own waits and cuts, not this machine's load); all sentences.",
+    ]
+    for without, with_it in SMART_TURN_PAIRS:
+        if without not in contenders or with_it not in contenders:
+            continue
+        lines += [
+            "",
+            f"**{contenders[without]['label']}** / **with Smart Turn**",
+            "",
+            "| family (split) | complete: median ms | p90 ms | waits > 1.1 s / n "
+            f"| hesitations ≤ 1 s: {'heard cut-ins' if report.get('reply') else 'false cuts'} | two sentences |",
+            "|---|---|---|---|---|---|",
+        ]
+        scopes: list[tuple[str, Scope]] = [(f"{v['name']} ({v['split']})", (str(v["name"]), "all")) for v in families]
+        scopes += [("**tuning families**", ("tuning", "all")), ("**held-out families**", ("heldout", "all"))]
+        for label, scope in scopes:
+            pair = [
+                (
+                    row_of(rows, n, 0, "complete", scope) or {},
+                    row_of(rows, n, 0, "pauses<=1s", scope) or {},
+                    row_of(rows, n, 0, "two_sentences", scope) or {},
+                )
+                for n in (without, with_it)
+            ]
+            if not any(comp or short for comp, short, _ in pair):
+                continue
+            lines.append(
+                f"| {label} | {' / '.join(_ms(c.get('median_ms_instant')) for c, _, _ in pair)} "
+                f"| {' / '.join(_ms(c.get('p90_ms_instant')) for c, _, _ in pair)} "
+                f"| {' / '.join(str(c.get('long_waits_instant', '—')) for c, _, _ in pair)} / {pair[0][0].get('n', 0)} "
+                f"| {' / '.join(_pct(h.get(heard)) for _, h, _ in pair)} "
+                f"| {' / '.join(_pct(t.get(heard)) for _, _, t in pair)} |"
+            )
+    return lines
+
+
 def _curve_points(report: dict[str, object], scope: Scope) -> Iterator[tuple[str, int, dict[str, dict[str, object]]]]:
     """Every curve and wait that has hesitations up to 1 s on ``scope``, with its rows by group."""
     rows = _rows(report)
@@ -252,7 +303,8 @@ def _runs_lines(report: dict[str, object]) -> list[str]:
 
 def render_markdown(report: dict[str, object]) -> str:
     """The whole report."""
-    lines = header(report) + targets_section(report) + families_section(report) + curves_section(report)
+    lines = header(report) + targets_section(report) + smart_turn_section(report) + families_section(report)
+    lines += curves_section(report)
     lines += [
         "",
         "## The LiveKit reference point",
