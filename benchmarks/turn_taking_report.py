@@ -119,7 +119,10 @@ def targets_section(report: dict[str, object]) -> list[str]:
         f"{metric} on hesitations ≤ 1 s (signals instant) are ≤ 5 % on the tuning families speaking the tuning "
         "sentences, chosen by this script before it reads any held-out row (none when no threshold meets it).",
     ]
-    for scope in (("heldout", "heldout"), ("heldout", "all"), ("tuning", "tuning")):
+    # Held-out families on every sentence only when they spoke the tuning sentences too (--sets).
+    crossed = any(r["families"] == "heldout" and r["text"] == "tuning" for r in _rows(report))
+    shown = [("heldout", "heldout"), ("heldout", "all"), ("tuning", "tuning")] if crossed else []
+    for scope in shown or [("heldout", "heldout"), ("tuning", "tuning")]:
         lines += ["", f"**{scope_label(scope)}**", "", TARGET_HEADER, TARGET_RULE]
         for name, spec in contenders.items():
             cells = _contender_cells(report, name, int(spec["wait_ms"]), scope)  # type: ignore[call-overload]
