@@ -31,6 +31,7 @@ import argparse
 import concurrent.futures
 import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -183,6 +184,8 @@ def run(argv: Sequence[str]) -> dict[str, object]:
         "cpu_flags": flags,
         "probe_line": probe_line,
         "wall_s": sum(float(r.get("wall_s") or 0) for r in runs) if runs else time.monotonic() - started,
+        # The process's CPU priority: 19 when run below everything else (then its timings are not comparable).
+        "niceness": earlier.get("niceness") if runs else os.nice(0),
         # Each run the evidence came from: its command, time, load and probe (a replay of one run: that run).
         "runs": [_run_summary(r) for r in runs],
         "families": [{"name": f.name, "split": split_of(f), "describe": f"{f.kind}: {describe(f)}"} for f in used],
@@ -222,6 +225,7 @@ def _run_summary(data: dict[str, Any]) -> dict[str, object]:
         "probe_line": data.get("probe_line"),
         "items": data["items"],
         "wall_s": data.get("wall_s"),
+        "niceness": data.get("niceness"),
     }
 
 
