@@ -176,8 +176,8 @@ def smart_turn_section(report: dict[str, object]) -> list[str]:
             f"**{contenders[without]['label']}** / **with Smart Turn**",
             "",
             "| family (split) | complete: median ms | p90 ms | waits > 1.1 s / n "
-            f"| hesitations ≤ 1 s: {'heard cut-ins' if report.get('reply') else 'false cuts'} | two sentences |",
-            "|---|---|---|---|---|---|",
+            "| hesitations ≤ 1 s: false cuts | heard cut-ins | two sentences: false cuts |",
+            "|---|---|---|---|---|---|---|",
         ]
         scopes: list[tuple[str, Scope]] = [(f"{v['name']} ({v['split']})", (str(v["name"]), "all")) for v in families]
         scopes += [("**tuning families**", ("tuning", "all")), ("**held-out families**", ("heldout", "all"))]
@@ -196,8 +196,9 @@ def smart_turn_section(report: dict[str, object]) -> list[str]:
                 f"| {label} | {' / '.join(_ms(c.get('median_ms_instant')) for c, _, _ in pair)} "
                 f"| {' / '.join(_ms(c.get('p90_ms_instant')) for c, _, _ in pair)} "
                 f"| {' / '.join(str(c.get('long_waits_instant', '—')) for c, _, _ in pair)} / {pair[0][0].get('n', 0)} "
+                f"| {' / '.join(_pct(h.get('false_cut_rate_instant')) for _, h, _ in pair)} "
                 f"| {' / '.join(_pct(h.get(heard)) for _, h, _ in pair)} "
-                f"| {' / '.join(_pct(t.get(heard)) for _, _, t in pair)} |"
+                f"| {' / '.join(_pct(t.get('false_cut_rate_instant')) for _, _, t in pair)} |"
             )
     return lines
 
