@@ -46,8 +46,11 @@ from benchmarks.common import (
     write_json_file,
 )
 from benchmarks.machine_probe import run_probe
-from benchmarks.turn_taking import PACKAGES, percentile
-from benchmarks.turn_taking_data import ENERGY_THRESHOLD, SAMPLE_RATE, Piper, pink_noise
+from benchmarks.turn_taking import PACKAGES
+from benchmarks.turn_taking_summary import percentile
+from benchmarks.voice_families import ENERGY_THRESHOLD, pink_noise, piper_family
+from benchmarks.voice_families import speech as voice_speech
+from voice.audio import SAMPLE_RATE
 from voice.endpointing import FRAME, Endpointer, TurnEnded
 from voice.interruption import InterruptionScreen
 from voice.settings import Settings
@@ -126,10 +129,10 @@ class Screened:
     stop_after_third_word_ms: float | None  # decision minus the end of the third word (interruptions)
 
 
-def third_word_end(piper: Piper, text: str, rate: float) -> float:
+def third_word_end(text: str, rate: float) -> float:
     """Seconds into ``text``'s speech where its third word ends (Piper renders the three alone)."""
     words = text.split()
-    return len(piper.speech(" ".join(words[:3]).rstrip(",.?!") + ".", rate)) / SAMPLE_RATE
+    return len(voice_speech(" ".join(words[:3]).rstrip(",.?!") + ".", piper_family(rate))) / SAMPLE_RATE
 
 
 def cough(directory: Path, rate: float) -> np.ndarray:
@@ -289,12 +292,11 @@ def run(argv: Sequence[str]) -> InterruptionsRun:
     load_start = load_average()
     progress("timing the machine probe (CPU flags, Whisper, Piper, 20 tokens)...")
     probe = run_probe()
-    piper = Piper()
     whisper = Transcriber("", "cpu", "int8", "en")
     whisper.warm()
     results: list[Screened] = []
     with tempfile.TemporaryDirectory(prefix="warmvoice-interruptions-") as tmp:
-        noise = pink_noise(30.0, Path(tmp))
+        noise = pink_noise()
         for name in names:
             phrases = SETS[name]
             for kind, texts in (
@@ -304,10 +306,10 @@ def run(argv: Sequence[str]) -> InterruptionsRun:
             ):
                 for text in texts:
                     for rate in rates:
-                        speech = cough(Path(tmp), rate) if text == COUGH else piper.speech(text, rate)
+                        speech = cough(Path(tmp), rate) if text == COUGH else voice_speech(text, piper_family(rate))
                         lead = np.zeros(int(LEAD_S * SAMPLE_RATE), np.float32)
                         clean = np.concatenate([lead, speech, np.zeros(int(TAIL_S * SAMPLE_RATE), np.float32)])
-                        third = third_word_end(piper, text, rate) if kind == "interruption" else None
+                        third = third_word_end(text, rate) if kind == "interruption" else None
                         end_s = LEAD_S + len(speech) / SAMPLE_RATE
                         for snr in snrs:
                             audio = clean

@@ -22,7 +22,9 @@ from collections.abc import Callable, Sequence
 from benchmarks.common import Say, Summary, format_cell
 from benchmarks.pipeline_levers import LEVERS, off_values
 from benchmarks.pipeline_records import HesitationReplay, SessionRecord, TurnRecord, VoiceBenchRun
-from benchmarks.turn_taking_data import TUNING, Item, Piper, build
+from benchmarks.turn_taking_data import Item, build
+from benchmarks.turn_taking_texts import TUNING
+from benchmarks.voice_families import family
 from voice.audio import SAMPLE_RATE
 from voice.headless import run_spoken_turn
 from voice.latency import TurnLatency
@@ -47,7 +49,7 @@ def hesitation_items(count: int) -> list[Item]:
     """The first ``count`` hesitations of the turn-taking set's tuning texts, interleaved so a small
     count still has every kind: (phrase, pause, rest) cut from the whole sentence and said alone,
     hesitations and um/uh fillers, at each pause of :data:`HESITATION_PAUSES_S`.  Blocking (Piper)."""
-    piper = Piper()
+    piper = family("piper-1.0")
     kinds = (("hesitation", TUNING.hesitations), ("filler", TUNING.fillers))
     plans = [
         (kind, phrases[index][0], phrases[index][1], pause, whole)
@@ -60,7 +62,7 @@ def hesitation_items(count: int) -> list[Item]:
     items = []
     for kind, first, rest, pause, whole in plans[:count]:
         name = f"{first} [{pause:g}s] {rest}" + ("" if whole else " (alone)")
-        items.append(build(piper, kind if whole else f"{kind}_final", name, 1.0, [first, rest], [pause], whole=whole))
+        items.append(build(piper, kind if whole else f"{kind}_final", name, [first, rest], [pause], whole=whole))
     return items
 
 

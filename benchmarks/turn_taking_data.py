@@ -1,187 +1,49 @@
-"""The labelled turn-taking set, generated at run time: Piper speech, pauses we place, sox noise.
+"""The labelled turn-taking set, generated at run time in many voices, with pauses we place.
 
-Nothing recorded is committed.  Every item is built from text with the bundled Piper voice
-(deterministic: noise scales 0) at several speaking rates (Piper's ``length_scale``), with
-silences of known length between its parts, then mixed with steady pink noise that sox
-synthesizes, at a given signal-to-noise ratio.  Each hesitation is built twice: cut from the
-whole sentence spoken at once (the unfinished part keeps the prosody of a phrase that goes
-on, as a person pausing mid-sentence sounds) and with the unfinished part spoken alone (it
-ends with a sentence's final fall: the robotic hard case the issue's probe found).  Each
-item knows where every part of the speech ends, so a detector's decision can be scored: a
-turn ended inside one of the item's own pauses is a false cut; the end of the last part is
-the true end of speech.
+Nothing recorded is committed.  Every item of a text set (:mod:`benchmarks.turn_taking_texts`)
+is built in every chosen voice family (:mod:`benchmarks.voice_families`: Piper at several
+settings, espeak-ng voices, sox pitch and tempo, pink noise): each part of the speech is
+rendered on its own and the parts are joined with silences of known length, so any voice can
+speak any item; a noise family's noise is laid over the whole item, pauses included.
+
+A hesitation spoken this way ends its unfinished part with a sentence's final fall (the
+robotic hard case issue #13's probe found: class ``hesitation_final``).  Where the voice is
+Piper's (Piper families, and the sox and noise families built on one), each hesitation is
+also built cut from the whole sentence spoken at once (class ``hesitation``): Piper's phoneme
+alignments say where the words end, and the unfinished part keeps the prosody of a phrase that
+goes on, as a person pausing mid-sentence sounds.
+
+Each item knows where every part of the speech ends, so a detector's decision can be scored: a
+turn ended inside one of the item's own pauses is a false cut; the end of the last part is the
+true end of speech.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
-import subprocess
-import tempfile
-import wave
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soxr
 
+from benchmarks.turn_taking_texts import (
+    FILLER_PAUSES_S,
+    HESITATION_PAUSES_S,
+    READING_CLAUSE_PAUSES_S,
+    READING_SENTENCE_PAUSES_S,
+    TEXT_SETS,
+    TWO_SENTENCE_PAUSE_S,
+    TextSet,
+)
+from benchmarks.voice_families import VoiceFamily, add_noise, piper_config, speech, transform, trimmed_speech
 from voice.audio import SAMPLE_RATE
 
-ENERGY_THRESHOLD = 0.01  # about -40 dBFS: where Piper's speech starts and ends
 LEAD_IN_S = 0.5
-TAIL_S = 3.5  # longer than any wait swept, so every detector ends the last pause
-
-
-@dataclass(frozen=True)
-class TextSet:
-    """The words of one labelled set: what is said, and where the speaker pauses."""
-
-    complete: tuple[str, ...]
-    # (unfinished first part, the rest): the pause between them is the hesitation.
-    hesitations: tuple[tuple[str, str], ...]
-    fillers: tuple[tuple[str, str], ...]
-    two_sentences: tuple[tuple[str, str], ...]
-    # Lines of one passage read aloud; a line ending in "," is a clause of a longer sentence.
-    reading: tuple[str, ...]
-
-
-# The set the detectors' defaults were chosen on.
-TUNING = TextSet(
-    complete=(
-        "What is the capital of France?",
-        "Tell me a joke about the weather.",
-        "How far away is the moon?",
-        "Can you recommend a good book?",
-        "What time does the sun set today?",
-        "Turn off the lights in the kitchen.",
-        "Why is the sky blue?",
-        "Set a timer for ten minutes.",
-    ),
-    hesitations=(
-        ("What is the capital of", "France?"),
-        ("I would like to book a table for", "two people tonight."),
-        ("Can you tell me how to get to", "the train station?"),
-        ("My favourite colour is", "dark green."),
-        ("Remind me to call my", "sister tomorrow."),
-    ),
-    fillers=(
-        ("What is the capital of, um,", "France?"),
-        ("I need, uh,", "a recipe for pancakes."),
-        ("Could you, um,", "play some music?"),
-        ("So, uh,", "what should I cook tonight?"),
-    ),
-    two_sentences=(
-        ("I am planning a trip.", "What should I pack for Iceland?"),
-        ("My printer is broken.", "How do I fix a paper jam?"),
-        ("I just moved to Berlin.", "Where can I learn German?"),
-        ("Let us play a game.", "Think of a number between one and ten."),
-    ),
-    reading=(
-        "The old lighthouse stood at the edge of the cliff,",
-        "its white paint worn thin by a hundred winters.",
-        "Every evening the keeper climbed the narrow stairs,",
-        "lit the great lamp,",
-        "and watched the ships pass far below.",
-        "Some nights the fog rolled in so thick",
-        "that he could not see his own hands.",
-        "On those nights he rang the bell,",
-        "slow and steady,",
-        "until the morning light returned.",
-        "He kept a journal of every ship he saw,",
-        "their names,",
-        "their flags,",
-        "and the weather they sailed through.",
-        "Years later,",
-        "when the lamp was replaced by a machine,",
-        "the journal was found in a drawer,",
-        "and it told the story of the whole coast.",
-    ),
-)
-# Written before any rule was tuned and never used to choose one: other sentences, other
-# unfinished endings (verbs and nouns as well as the function words the text rule knows),
-# other fillers, another passage.  A rule that only holds on TUNING shows it here.  (Each
-# sentence must be one Piper can be cut at its parts: espeak joins some word pairs.)
-HELDOUT = TextSet(
-    complete=(
-        "Is it going to rain this weekend?",
-        "Play some relaxing jazz.",
-        "How many ounces are in a cup?",
-        "Who wrote the novel Pride and Prejudice?",
-        "Add eggs and butter to my shopping list.",
-        "What is the difference between a virus and a bacterium?",
-        "Thanks, that was really helpful.",
-        "Where is the nearest pharmacy?",
-    ),
-    hesitations=(
-        ("I want to visit", "my grandmother next week."),
-        ("How many people live in", "Tokyo?"),
-        ("Send a text to", "my boss saying I will be late."),
-        ("The thing I keep forgetting is", "where I parked the car."),
-        ("Could you explain how a rainbow", "forms after the rain?"),
-    ),
-    fillers=(
-        ("Tell me, er,", "something interesting about octopuses."),
-        ("I was wondering, um,", "whether penguins can fly."),
-        ("Can you, uh,", "turn the volume down?"),
-        ("Well, um,", "how do I cook rice?"),
-    ),
-    two_sentences=(
-        ("My phone battery dies quickly.", "How can I make it last longer?"),
-        ("I have a job interview tomorrow.", "Can you give me some tips?"),
-        ("It is my friend's birthday.", "What should I buy her?"),
-        ("I am learning to play chess.", "Which opening should I learn first?"),
-    ),
-    reading=(
-        "The river began as a thin stream high in the mountains,",
-        "fed by snow that melted every spring.",
-        "It wound through forests of pine,",
-        "past villages where children played on its banks,",
-        "and slowly grew wider and deeper.",
-        "By the time it reached the plains",
-        "it carried boats loaded with grain and timber.",
-        "Farmers built their fields along its course,",
-        "and towns grew where it could be crossed.",
-        "In dry summers the water sank so low",
-        "that old stones appeared in its bed,",
-        "each one carved by hands long gone.",
-        "At last,",
-        "after hundreds of miles,",
-        "it spread into a wide delta",
-        "and met the sea.",
-    ),
-)
-TEXT_SETS = {"tuning": TUNING, "heldout": HELDOUT}
-HESITATION_PAUSES_S = (0.3, 0.6, 0.9, 1.2)
-FILLER_PAUSES_S = (0.6, 0.9)
-TWO_SENTENCE_PAUSE_S = 0.5
-# Pauses a reader makes: after a comma-ending line, after a full stop (cycled through).
-READING_CLAUSE_PAUSES_S = (0.35, 0.5, 0.7)
-READING_SENTENCE_PAUSES_S = (0.6, 0.9, 1.1)
-
-CLASSES = (
-    "complete",
-    "hesitation",
-    "hesitation_final",
-    "filler",
-    "filler_final",
-    "two_sentences",
-    "reading",
-    "reading_final",
-)
-CLASS_LABELS = {
-    "complete": "complete questions",
-    "hesitation": "unfinished phrase + pause (cut from the whole sentence)",
-    "hesitation_final": "unfinished phrase + pause (phrase said alone: final intonation)",
-    "filler": "filler (um/uh) + pause (cut from the whole sentence)",
-    "filler_final": "filler (um/uh) + pause (phrase said alone: final intonation)",
-    "two_sentences": "two sentences",
-    "reading": "long reading (sentences cut at their clauses)",
-    "reading_final": "long reading (each line said alone)",
-}
-# The issue's target class: a speaker who pauses mid-sentence, however the pause was voiced.
-HESITATION_CLASSES = ("hesitation", "hesitation_final", "filler", "filler_final")
+TAIL_S = 2.8  # longer than the longest wait (2.5 s), so every policy ends the last pause
 
 
 @dataclass(frozen=True)
@@ -194,7 +56,8 @@ class Item:
 
     name: str
     kind: str
-    rate: float  # Piper length_scale (1.0 normal, > 1 slower)
+    family: str  # the voice family's name
+    text_set: str  # "tuning" or "heldout"
     snr_db: float | None  # None: clean
     audio: np.ndarray
     part_ends: tuple[int, ...]
@@ -211,194 +74,163 @@ class Item:
         return (self.true_end - int(LEAD_IN_S * SAMPLE_RATE)) / SAMPLE_RATE
 
 
-class Piper:
-    """The bundled Piper voice, rendering trimmed 16 kHz speech at a given speaking rate."""
-
-    def __init__(self) -> None:
-        from voice.tts_piper import bundled_voice_path, load_voice
-
-        self._voice = load_voice(bundled_voice_path())
-        self._aligned: Any = None  # the same voice with phoneme alignments, loaded on first use
-
-    @functools.lru_cache(maxsize=512)  # noqa: B019 - one Piper per run; the cache dies with it
-    def speech(self, text: str, rate: float) -> np.ndarray:
-        """``text`` spoken at ``rate`` (length_scale), without leading or trailing silence."""
-        from piper import SynthesisConfig
-
-        config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0, length_scale=rate)
-        chunks = list(self._voice.synthesize(text, config))
-        if not chunks:
-            raise RuntimeError(f"Piper produced no audio for {text!r}")
-        native = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32)
-        return _trimmed(soxr.resample(native, chunks[0].sample_rate, SAMPLE_RATE), text)
-
-    @functools.lru_cache(maxsize=512)  # noqa: B019 - as above
-    def speech_in_parts(self, parts: tuple[str, ...], rate: float) -> tuple[np.ndarray, ...]:
-        """The whole sentence ``" ".join(parts)`` spoken at once, cut at the word boundaries
-        between the parts (Piper's phoneme alignments say where).
-
-        Each part but the last keeps the prosody of a phrase that goes on (no final fall, no
-        final lengthening), which is what a speaker who pauses mid-sentence sounds like; the
-        same part synthesized alone (:meth:`speech`) ends like a finished sentence.
-        """
-        from piper import PiperVoice, SynthesisConfig
-
-        if self._aligned is None:  # the model patched in memory for alignments (needs ``onnx``)
-            from voice.tts_piper import bundled_voice_path
-
-            self._aligned = PiperVoice.load(bundled_voice_path(), include_alignments=True)
-        text = " ".join(parts)
-        config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0, length_scale=rate)
-        chunks = list(self._aligned.synthesize(text, config, include_alignments=True))
-        if len(chunks) != 1 or not chunks[0].phoneme_alignments:
-            raise RuntimeError(f"Piper gave no single aligned sentence for {text!r}")
-        chunk = chunks[0]
-        # Boundaries: the start and end (native samples) of each space phoneme, and of each comma.
-        spaces, commas, position = [], [], 0
-        for alignment in chunk.phoneme_alignments:
-            span = (position, position + int(alignment.num_samples))
-            if alignment.phoneme == " ":
-                spaces.append(span)
-            elif alignment.phoneme == ",":
-                commas.append(span)
-            position += int(alignment.num_samples)
-        if len(spaces) == len(text.split()) - 1:  # one space per word boundary: cut after the part's last word
-            ends = list(itertools.accumulate(len(part.split()) for part in parts[:-1]))
-            cuts = [spaces[word - 1] for word in ends]
-        elif all(part.endswith(",") for part in parts[:-1]) and len(commas) == text.count(","):
-            # espeak joined some words ("of the" -> one word), but every part ends at a comma.
-            cuts = [commas[count - 1] for count in itertools.accumulate(part.count(",") for part in parts[:-1])]
-        else:
-            raise RuntimeError(f"cannot find the part boundaries of {text!r} in Piper's phonemes")
-        native = chunk.audio_float_array.astype(np.float32)
-        pieces, start = [], 0
-        for cut_start, cut_end in cuts:
-            pieces.append(native[start:cut_start])
-            start = cut_end
-        pieces.append(native[start:])
-        rate_in = chunk.sample_rate
-        return tuple(
-            _trimmed(soxr.resample(piece, rate_in, SAMPLE_RATE), part)
-            for piece, part in zip(pieces, parts, strict=True)
-        )
+def can_cut_whole(voice: VoiceFamily) -> bool:
+    """Whether ``voice`` can speak a sentence at once and be cut at its words (a Piper voice)."""
+    return voice.root.kind == "piper"
 
 
-def _trimmed(audio: np.ndarray, text: str) -> np.ndarray:
-    """``audio`` (16 kHz) from its first to its last sample above the energy threshold."""
-    audio = np.asarray(audio, dtype=np.float32)
-    loud = np.flatnonzero(np.abs(audio) > ENERGY_THRESHOLD)
-    if not loud.size:
-        raise RuntimeError(f"Piper's audio for {text!r} is silent")
-    return audio[loud[0] : loud[-1] + 1]
+@functools.lru_cache(maxsize=1)
+def _aligned_piper() -> Any:
+    """The bundled Piper voice with phoneme alignments (the model patched in memory; needs ``onnx``)."""
+    from piper import PiperVoice
+
+    from voice.tts_piper import bundled_voice_path
+
+    return PiperVoice.load(bundled_voice_path(), include_alignments=True)
 
 
-def pink_noise(seconds: float, directory: Path) -> np.ndarray:
-    """Steady pink noise from sox (``synth pinknoise``), 16 kHz mono, unit RMS; the same every run
-    (``-R``: sox seeds its generator), so two runs hear the same noise."""
-    path = directory / "noise.wav"
-    output = ["-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(path)]
-    subprocess.run(
-        ["sox", "-R", "-n", *output, "synth", f"{seconds:.1f}", "pinknoise"],
-        check=True,
-        capture_output=True,
-        timeout=60,
+@functools.lru_cache(maxsize=512)
+def speech_in_parts(parts: tuple[str, ...], voice: VoiceFamily) -> tuple[np.ndarray, ...]:
+    """The whole sentence ``" ".join(parts)`` spoken at once by ``voice`` (a Piper voice, then
+    its sox effects), cut at the word boundaries between the parts (Piper's phoneme alignments
+    say where).
+
+    Each part but the last keeps the prosody of a phrase that goes on (no final fall, no
+    final lengthening), which is what a speaker who pauses mid-sentence sounds like; the same
+    part spoken alone (:func:`benchmarks.voice_families.speech`) ends like a finished sentence.
+    """
+    if not can_cut_whole(voice):
+        raise ValueError(f"voice family {voice.name!r} is not a Piper voice: it cannot be cut at its words")
+    return tuple(
+        trimmed_speech(transform(piece, voice), f"{voice.name}: {part!r}")
+        for piece, part in zip(_piper_pieces(parts, voice.root), parts, strict=True)
     )
-    with wave.open(str(path), "rb") as wav:
-        data = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
-    return data / float(np.sqrt(np.mean(data**2)))
+
+
+@functools.lru_cache(maxsize=256)
+def _piper_pieces(parts: tuple[str, ...], root: VoiceFamily) -> tuple[np.ndarray, ...]:
+    """The parts cut from one Piper rendering of the whole sentence, 16 kHz, untrimmed (shared by
+    every family built on the same Piper settings)."""
+    text = " ".join(parts)
+    chunks = list(_aligned_piper().synthesize(text, piper_config(root), include_alignments=True))
+    if len(chunks) != 1 or not chunks[0].phoneme_alignments:
+        raise RuntimeError(f"Piper gave no single aligned sentence for {text!r}")
+    chunk = chunks[0]
+    # Boundaries: the start and end (native samples) of each space phoneme, and of each comma.
+    spaces, commas, position = [], [], 0
+    for alignment in chunk.phoneme_alignments:
+        span = (position, position + int(alignment.num_samples))
+        if alignment.phoneme == " ":
+            spaces.append(span)
+        elif alignment.phoneme == ",":
+            commas.append(span)
+        position += int(alignment.num_samples)
+    if len(spaces) == len(text.split()) - 1:  # one space per word boundary: cut after the part's last word
+        ends = list(itertools.accumulate(len(part.split()) for part in parts[:-1]))
+        cuts = [spaces[word - 1] for word in ends]
+    elif all(part.endswith(",") for part in parts[:-1]) and len(commas) == text.count(","):
+        # espeak joined some words ("of the" -> one word), but every part ends at a comma.
+        cuts = [commas[count - 1] for count in itertools.accumulate(part.count(",") for part in parts[:-1])]
+    else:
+        raise RuntimeError(f"cannot find the part boundaries of {text!r} in Piper's phonemes")
+    native = chunk.audio_float_array.astype(np.float32)
+    pieces, start = [], 0
+    for cut_start, cut_end in cuts:
+        pieces.append(native[start:cut_start])
+        start = cut_end
+    pieces.append(native[start:])
+    return tuple(np.asarray(soxr.resample(piece, chunk.sample_rate, SAMPLE_RATE), np.float32) for piece in pieces)
 
 
 def build(
-    piper: Piper,
+    voice: VoiceFamily,
     kind: str,
     name: str,
-    rate: float,
     parts: Sequence[str],
     pauses: Sequence[float],
     *,
+    text_set: str = "tuning",
     whole: bool = False,
 ) -> Item:
-    """Parts of speech with ``pauses`` (seconds) between them, after a lead-in, before a tail.
+    """Parts of speech by ``voice`` with ``pauses`` (seconds) between them, after a lead-in,
+    before a tail, in ``voice``'s noise (if any) from start to end.
 
     ``whole``: each sentence (parts up to one ending in ".", "?" or "!") is spoken at once and
-    cut into its parts (mid-sentence prosody); otherwise each part is spoken on its own (each
-    ends with a sentence's final intonation).
+    cut into its parts (mid-sentence prosody; Piper voices only); otherwise each part is spoken
+    on its own (each ends with a sentence's final intonation).
     """
-    pieces = [np.zeros(int(LEAD_IN_S * SAMPLE_RATE), np.float32)]
-    ends = []
-    position = len(pieces[0])
     spoken: list[np.ndarray] = []
     sentence: list[str] = []
     for index, text in enumerate(parts):
         if not whole:
-            spoken.append(piper.speech(text, rate))
+            spoken.append(speech(text, voice))
             continue
         sentence.append(text)
         if text.endswith((".", "?", "!")) or index == len(parts) - 1:
-            spoken.extend(piper.speech_in_parts(tuple(sentence), rate))
+            spoken.extend(speech_in_parts(tuple(sentence), voice))
             sentence = []
-    for index, speech in enumerate(spoken):
-        pieces.append(speech)
-        position += len(speech)
-        ends.append(position)
-        gap = pauses[index] if index < len(pauses) else TAIL_S
-        pieces.append(np.zeros(int(gap * SAMPLE_RATE), np.float32))
-        position += int(gap * SAMPLE_RATE)
-    return Item(name, kind, rate, None, np.concatenate(pieces), tuple(ends), tuple(pauses))
+    pieces = [np.zeros(int(LEAD_IN_S * SAMPLE_RATE), np.float32)]
+    position = len(pieces[0])
+    ends = []
+    for index, part in enumerate(spoken):
+        gap = int((pauses[index] if index < len(pauses) else TAIL_S) * SAMPLE_RATE)
+        pieces += [part, np.zeros(gap, np.float32)]
+        ends.append(position + len(part))
+        position += len(part) + gap
+    # A different stretch of the (fixed) noise for each item, the same every run.
+    offset = zlib.crc32(f"{text_set}/{name}".encode()) % (30 * SAMPLE_RATE)
+    audio = add_noise(np.concatenate(pieces), voice, offset)
+    return Item(f"{name} ({voice.name})", kind, voice.name, text_set, voice.snr_db, audio, tuple(ends), tuple(pauses))
 
 
-def with_noise(item: Item, noise: np.ndarray, snr_db: float, offset: int) -> Item:
-    """``item`` in steady noise at ``snr_db`` (speech RMS over its voiced parts vs noise RMS)."""
-    voiced = item.audio[np.abs(item.audio) > ENERGY_THRESHOLD]
-    speech_rms = float(np.sqrt(np.mean(voiced**2)))
-    noise_rms = speech_rms / (10 ** (snr_db / 20))
-    start = offset % max(len(noise) - len(item.audio), 1)
-    mixed = item.audio + noise[start : start + len(item.audio)] * noise_rms
-    return Item(
-        f"{item.name} @{snr_db:g}dB",
-        item.kind,
-        item.rate,
-        snr_db,
-        np.clip(mixed, -1.0, 1.0).astype(np.float32),
-        item.part_ends,
-        item.pauses_s,
-    )
-
-
-def clean_items(piper: Piper, rates: Sequence[float], texts: TextSet = TUNING) -> Iterator[Item]:
-    """Every class of ``texts`` at every speaking rate, without noise."""
-    for rate in rates:
+def family_items(
+    voice: VoiceFamily,
+    text_set: str,
+    classes: Sequence[str],
+    hesitation_pauses: Sequence[float] = HESITATION_PAUSES_S,
+) -> Iterator[Item]:
+    """Every item of the text set ``text_set`` whose class is in ``classes``, spoken by ``voice``
+    (the classes cut from a whole sentence only for a Piper voice)."""
+    texts: TextSet = TEXT_SETS[text_set]
+    whole = can_cut_whole(voice)
+    if "complete" in classes:
         for text in texts.complete:
-            yield build(piper, "complete", text, rate, [text], [])
-        for kind, phrases, pauses_s in (
-            ("hesitation", texts.hesitations, HESITATION_PAUSES_S),
-            ("filler", texts.fillers, FILLER_PAUSES_S),
-        ):
-            for first, rest in phrases:
-                for pause in pauses_s:
-                    name = f"{first} [{pause:g}s] {rest}"
-                    yield build(piper, kind, name, rate, [first, rest], [pause], whole=True)
-                    yield build(piper, f"{kind}_final", f"{name} (alone)", rate, [first, rest], [pause])
+            yield build(voice, "complete", text, [text], [], text_set=text_set)
+    for kind, phrases, pauses_s in (
+        ("hesitation", texts.hesitations, hesitation_pauses),
+        ("filler", texts.fillers, FILLER_PAUSES_S),
+    ):
+        for first, rest in phrases:
+            for pause in pauses_s:
+                name = f"{first} [{pause:g}s] {rest}"
+                if whole and kind in classes:
+                    yield build(voice, kind, name, [first, rest], [pause], whole=True, text_set=text_set)
+                if f"{kind}_final" in classes:
+                    yield build(voice, f"{kind}_final", f"{name} (alone)", [first, rest], [pause], text_set=text_set)
+    if "two_sentences" in classes:
         for first, rest in texts.two_sentences:
-            yield build(piper, "two_sentences", f"{first} {rest}", rate, [first, rest], [TWO_SENTENCE_PAUSE_S])
-    # The reading is long: one rate (the voice's own) keeps the run short.  Read as a person
-    # reads (each sentence at once, its clauses cut apart) and line by line (each line alone).
+            yield build(
+                voice, "two_sentences", f"{first} {rest}", [first, rest], [TWO_SENTENCE_PAUSE_S], text_set=text_set
+            )
+    # Read as a person reads (each sentence at once, its clauses cut apart) where the voice can
+    # be cut, line by line where it cannot (one reading per voice: each costs ~30 s of compute).
     pauses = []
     for index, line in enumerate(texts.reading[:-1]):
         table = READING_CLAUSE_PAUSES_S if line.endswith(",") else READING_SENTENCE_PAUSES_S
         pauses.append(table[index % len(table)])
-    yield build(piper, "reading", "passage", 1.0, list(texts.reading), pauses, whole=True)
-    yield build(piper, "reading_final", "passage (lines alone)", 1.0, list(texts.reading), pauses)
+    if whole and "reading" in classes:
+        yield build(voice, "reading", "passage", list(texts.reading), pauses, whole=True, text_set=text_set)
+    if "reading_final" in classes and not (whole and "reading" in classes):
+        yield build(voice, "reading_final", "passage (lines alone)", list(texts.reading), pauses, text_set=text_set)
 
 
-def labelled_set(rates: Sequence[float], snrs: Sequence[float], texts: TextSet = TUNING) -> list[Item]:
-    """The whole set of ``texts``: clean items, then each again at every SNR in ``snrs`` (dB)."""
-    piper = Piper()
-    clean = list(clean_items(piper, rates, texts))
-    longest = max(len(item.audio) for item in clean)
-    with tempfile.TemporaryDirectory(prefix="warmvoice-turns-") as tmp:
-        noise = pink_noise(longest / SAMPLE_RATE + 30, Path(tmp))
-    items = list(clean)
-    for snr in snrs:
-        items.extend(with_noise(item, noise, snr, index * 7919) for index, item in enumerate(clean))
-    return items
+def labelled_set(
+    plan: Sequence[tuple[VoiceFamily, str]],
+    classes: Sequence[str],
+    hesitation_pauses: Sequence[float] = HESITATION_PAUSES_S,
+    limit: int | None = None,
+) -> Iterator[Item]:
+    """The items of each (voice, text set) of ``plan`` (the first ``limit`` of each), one at a
+    time (renderings stay cached, the items' audio does not)."""
+    for voice, text_set in plan:
+        yield from itertools.islice(family_items(voice, text_set, classes, hesitation_pauses), limit)

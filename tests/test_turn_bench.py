@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from benchmarks.turn_taking import Evidence, Pause, ended_at, replay, reply_time, summarise, transcript_start
-from benchmarks.turn_taking_data import SAMPLE_RATE
+import numpy as np
+import pytest
+
+from benchmarks.turn_taking_replay import Evidence, Pause, ended_at, replay, transcript_start
+from benchmarks.turn_taking_summary import reply_time, summarise
+from voice.audio import SAMPLE_RATE
 from voice.turn_policy import TurnPolicy
 
 COMBINED = TurnPolicy("combined", min_silence_ms=200, hold_ms=1000, max_wait_ms=2500)
@@ -28,7 +32,8 @@ def hesitation(first: Pause, name: str = "capital [x] France") -> Evidence:
     return Evidence(
         name,
         "hesitation",
-        1.0,
+        "piper-1.0",
+        "tuning",
         None,
         true_end=3 * SAMPLE_RATE,
         internal_ends=(int(1.5 * SAMPLE_RATE),),
@@ -54,7 +59,7 @@ def test_a_signal_counts_only_once_it_is_computed() -> None:
 
 
 def test_a_turn_nobody_ends_is_late_and_summaries_count_it() -> None:
-    never = Evidence("x", "complete", 1.0, None, SAMPLE_RATE, (), 1.0, (pause(1.0, 100, True, 0.9),))
+    never = Evidence("x", "complete", "piper-1.0", "tuning", None, SAMPLE_RATE, (), 1.0, (pause(1.0, 100, True, 0.9),))
     outcome = replay(COMBINED, never)
     assert outcome.delay_ms is None
     rows = summarise({("combined", 1000): [(never, outcome)]})
@@ -77,11 +82,12 @@ def test_instant_signals_bound_the_cuts_from_above() -> None:
 def test_a_hesitation_cut_from_the_whole_sentence_keeps_its_words_apart() -> None:
     """The set's mid-sentence hesitations: the parts are slices of one rendering of the whole
     sentence, in order, cut at the word boundary (Whisper hears each part's own words)."""
-    from benchmarks.turn_taking_data import Piper
+    from benchmarks.turn_taking_data import speech_in_parts
+    from benchmarks.voice_families import family, speech
     from voice.transcribe import Transcriber
 
-    first, rest = Piper().speech_in_parts(("Can you tell me how to get to", "the train station?"), 1.0)
-    whole = Piper().speech("Can you tell me how to get to the train station?", 1.0)
+    first, rest = speech_in_parts(("Can you tell me how to get to", "the train station?"), family("sox-pitch-up"))
+    whole = speech("Can you tell me how to get to the train station?", family("sox-pitch-up"))
     assert len(first) > 0 and len(rest) > 0 and len(first) + len(rest) <= len(whole)
     whisper = Transcriber("", "cpu", "int8", "en")
     assert "station" not in whisper.transcribe(first).text.lower()
@@ -92,10 +98,11 @@ def test_the_last_pause_after_the_last_part_began_is_the_end_not_a_cut() -> None
     """In noise the VAD may hear the last word end early (a soft final "s"): that pause is still
     the end of the turn; a pause the voice came back after is a cut wherever it lies."""
     early_end = Evidence(
-        "capital [x] France @10dB",
+        "capital [x] France (noise-20db)",
         "hesitation",
-        1.0,
-        10.0,
+        "noise-20db",
+        "tuning",
+        20.0,
         true_end=3 * SAMPLE_RATE,
         internal_ends=(int(1.5 * SAMPLE_RATE),),
         speech_s=2.5,
@@ -141,3 +148,96 @@ def test_the_reply_time_is_the_median_of_pre_warmed_turns_at_no_distance() -> No
     }
     measured = reply_time(pipeline)
     assert measured.ms == 250.0 and measured.turns == 2
+
+
+def test_every_metric_is_reported_per_family_and_the_splits_apart() -> None:
+    """A tuning family and a held-out family: the named policies get a row per family, every
+    policy a row per split, and a split's rows hold only its own families' items."""
+    fast = Evidence("q", "complete", "piper-1.0", "tuning", None, SAMPLE_RATE, (), 1.0, (pause(1.0, 3000, True, 0.9),))
+    # The held-out voice: the audio model hears it unfinished, so the combined detector holds.
+    slow = replace(fast, family="espeak-klatt", text_set="heldout", pauses=(pause(1.0, 3000, True, 0.1),))
+    results = {(name, 0): [(ev, replay(COMBINED, ev)) for ev in (fast, slow)] for name in ("named", "curve")}
+    rows = summarise(results, per_family=["named"])
+
+    def median(curve: str, families: str, text: str) -> object:
+        found = [
+            r for r in rows if (r["curve"], r["families"], r["text"], r["class"]) == (curve, families, text, "complete")
+        ]
+        return found[0]["median_ms"] if found else "no row"
+
+    tuning, heldout = median("named", "tuning", "tuning"), median("named", "heldout", "heldout")
+    assert isinstance(tuning, float) and isinstance(heldout, float) and tuning < 400 <= COMBINED.hold_ms <= heldout
+    assert median("named", "piper-1.0", "all") == tuning and median("named", "espeak-klatt", "all") == heldout
+    assert median("named", "tuning", "heldout") == "no row", "no tuning family spoke the held-out sentences"
+    assert median("curve", "heldout", "heldout") == heldout
+    assert median("curve", "espeak-klatt", "all") == "no row", "curves are summarised per split only"
+
+
+def test_a_long_wait_counts_unless_the_text_model_said_unfinished() -> None:
+    """The target's exception: a complete item may wait past 1.1 s only when the text model read
+    it as unfinished (below the threshold given)."""
+    late = Evidence("q", "complete", "piper-1.0", "tuning", None, SAMPLE_RATE, (), 1.0, (pause(1.0, 3000, True, 0.1),))
+    outcome = replace(replay(replace(COMBINED, hold_ms=1500), late), end_text_probability=0.2)
+    assert outcome.delay_ms is not None and outcome.delay_ms > 1100
+    for below, not_unfinished in ((0.5, 0), (0.1, 1)):
+        row = next(
+            r for r in summarise({("c", 0): [(late, outcome)]}, unfinished_below=below) if r["class"] == "complete"
+        )
+        assert row["long_waits"] == 1 and row["long_waits_not_unfinished"] == not_unfinished
+
+
+def test_a_hesitation_in_any_voice_pauses_where_its_labels_say() -> None:
+    """Items are built in any voice family: the pause after the unfinished part is the labelled
+    length of silence (of noise, in a noise family); only a Piper voice is also cut from the
+    whole sentence."""
+    from benchmarks.turn_taking_data import LEAD_IN_S, family_items
+    from benchmarks.voice_families import family
+
+    for name, whole in (("espeak-en-us-f2", False), ("noise-10db-m3", False), ("sox-pitch-down", True)):
+        items = list(family_items(family(name), "heldout", ["hesitation", "hesitation_final"], [0.6]))
+        kinds = {item.kind for item in items}
+        assert kinds == ({"hesitation", "hesitation_final"} if whole else {"hesitation_final"}), name
+        item = items[0]
+        assert item.family == name and item.text_set == "heldout" and item.pauses_s == (0.6,)
+        gap = item.audio[item.part_ends[0] : item.part_ends[0] + int(0.6 * SAMPLE_RATE)]
+        lead = item.audio[: int(LEAD_IN_S * SAMPLE_RATE)]
+        if family(name).snr_db is None:
+            assert not np.any(gap) and not np.any(lead)
+        else:  # steady noise well under the speech, through the pause
+            assert 0 < float(np.sqrt(np.mean(gap**2))) < 0.5 * float(np.sqrt(np.mean(item.audio[: item.true_end] ** 2)))
+        assert np.any(item.audio[item.part_ends[0] + int(0.6 * SAMPLE_RATE) : item.true_end]), "the rest is spoken"
+
+
+def test_the_replay_reads_the_transcript_with_the_text_model() -> None:
+    """ "Where are you from?" ends on a word the word list calls unfinished: the old default holds
+    it; the text model (the committed one, judged at replay) reads it finished and ends the turn at
+    the minimum silence.  A fragment it reads unfinished waits to the maximum."""
+    text_model = TurnPolicy("text_model", min_silence_ms=400, hold_ms=1000, max_wait_ms=2500)
+    question = replace(pause(1.0, 3000, True, 0.1), text="Where are you from?")
+    assert 400 <= (ended_at(text_model, question, instant=True) or 0) < 500
+    assert (ended_at(COMBINED, question, instant=True) or 0) >= COMBINED.hold_ms
+    fragment = replace(pause(1.0, 3000, False, 0.9), text="What is the capital of.")
+    assert ended_at(text_model, fragment, instant=True) == pytest.approx(2500, abs=40)
+
+
+def test_the_threshold_is_chosen_on_the_tuning_scope_only() -> None:
+    """The tuned text-model policy takes the lowest swept threshold that meets the cut-in target on
+    the tuning families and sentences, whatever the held-out rows say."""
+    from benchmarks.turn_taking_policies import thresholds_x1000, tuned_contenders
+
+    def row(curve: str, x1000: int, families: str, rate: float) -> dict[str, object]:
+        return {
+            "curve": curve,
+            "wait_ms": x1000,
+            "class": "pauses<=1s",
+            "families": families,
+            "text": families,
+            "r": rate,
+        }
+
+    rows = [row("text_model_at", x, "tuning", 0.2 if x < 800 else 0.04) for x in thresholds_x1000()]
+    rows += [row("text_model_at", x, "heldout", 0.0) for x in thresholds_x1000()]  # must not be looked at
+    tuned = tuned_contenders(rows, 96, "r")
+    assert list(tuned) == ["text_model@tuned"], "no rows for the Smart Turn variant: no choice for it"
+    label, policy = tuned["text_model@tuned"]
+    assert policy.detector == "text_model" and policy.text_complete_at == 0.8 and "0.8" in label

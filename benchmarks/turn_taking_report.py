@@ -1,0 +1,413 @@
+"""The turn-taking benchmark's report: the Markdown tables and the chart, from a run's data.
+
+The report leads with the issue's Targets (held-out families on held-out sentences, each named
+policy side by side), then every metric per voice family, then the swept curves on the tuning
+and the held-out scopes, and the LiveKit reference point with what differs between the two
+measurements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from benchmarks.turn_taking_summary import FALSE_CUT_TARGET, LONG_WAIT_MS, Scope, row_of
+from benchmarks.turn_taking_texts import CLASS_LABELS, CLASSES
+
+# LiveKit's published point for its v1 turn detector (eot-bench, on LiveKit's own data): the
+# end-of-turn latency at which it makes 5 % false cut-offs.
+LIVEKIT_V1 = {"latency_ms": 543.0, "false_cut_rate": 0.05}
+LIVEKIT_DIFFERENCES = (
+    "LiveKit's 543 ms is the latency its v1 text model needs for 5 % false cut-offs on LiveKit's own "
+    "eot-bench data; it was not re-measured here, and the two measurements differ: (1) their data are real "
+    "conversations (transcribed turns and their pauses), ours are synthetic voices reading written sentences "
+    "with pauses we place; (2) their false cut-off is counted over every pause in a conversation, ours over "
+    "hesitations of 0.3-1 s we built to be hard (a fragment, then a pause), so our rate is per hard item, not per "
+    "pause; (3) our latency is the median end-of-turn decision on complete utterances, measured from the true "
+    "end of speech (energy labels) and including Whisper's and the models' compute on a loaded 2-core CPU; "
+    "theirs is a threshold on silence; (4) ours scores a whole policy (VAD, Whisper's early transcript, text "
+    "model, Smart Turn, waits), theirs the text model alone."
+)
+# The chart's curves (the others are in the tables): the text model's two levers, the old
+# default's minimum silence, and silence alone.
+PLOT_CURVES = ("text_model_at", "text_model+audio_at", "text_model_min", "combined_min", "vad")
+# The chart's x: the end of turn with every signal instant, as its y (cuts) is: both are the
+# policy's own, not the shared machine's load (the tables give this run's measured delays too).
+X_METRIC = "median_ms_instant"
+SPLIT_LABELS = {"tuning": "tuning families", "heldout": "held-out families"}
+TEXT_LABELS = {"tuning": "tuning sentences", "heldout": "held-out sentences", "all": "all sentences"}
+
+
+def _pct(value: object) -> str:
+    return "—" if value is None else f"{100 * float(value):.0f} %"  # type: ignore[arg-type]
+
+
+def _per40(value: object) -> str:
+    return "—" if value is None else f"{float(value):.1f}"  # type: ignore[arg-type]
+
+
+def _load(value: object) -> str:
+    return "—" if value is None else f"{float(value):.1f}"  # type: ignore[arg-type]
+
+
+def _ms(value: object) -> str:
+    return "—" if value is None else f"{float(value):,.0f}"  # type: ignore[arg-type]
+
+
+def scope_label(scope: Scope) -> str:
+    """ "held-out families, held-out sentences", or a family's name with its sentences."""
+    families, text = scope
+    return f"{SPLIT_LABELS.get(families, families)}, {TEXT_LABELS[text]}"
+
+
+def _rows(report: dict[str, object]) -> list[dict[str, object]]:
+    return report["rows"]  # type: ignore[return-value]
+
+
+def _contender_cells(report: dict[str, object], curve: str, wait: int, scope: Scope) -> str | None:
+    """The Targets columns of one policy on one scope (None: no items there)."""
+    rows = _rows(report)
+    comp = row_of(rows, curve, wait, "complete", scope)
+    short = row_of(rows, curve, wait, "pauses<=1s", scope)
+    if comp is None and short is None:
+        return None
+    comp, short = comp or {}, short or {}
+    two = row_of(rows, curve, wait, "two_sentences", scope) or {}
+    reading = [row_of(rows, curve, wait, kind, scope) or {} for kind in ("reading", "reading_final")]
+    heard = "heard_extra_turns_per_40s_instant" if report.get("reply") else "extra_turns_per_40s_instant"
+    return (
+        f"{_ms(comp.get('median_ms'))} / {_ms(comp.get('median_ms_instant'))} "
+        f"| {_ms(comp.get('p90_ms'))} / {_ms(comp.get('p90_ms_instant'))} | {_ms(comp.get('max_ms'))} "
+        f"| {comp.get('long_waits', '—')} ({comp.get('long_waits_not_unfinished', '—')}) "
+        f"/ {comp.get('long_waits_instant', '—')} / {comp.get('n', 0)} "
+        f"| {_pct(short.get('heard_cut_rate_instant'))} | {_pct(short.get('false_cut_rate_instant'))} "
+        f"| {_pct(short.get('false_cut_rate'))} | {short.get('n', 0)} "
+        f"| {_pct(two.get('heard_cut_rate_instant') if report.get('reply') else two.get('false_cut_rate_instant'))} "
+        f"| {' / '.join(_per40(r.get(heard)) for r in reading)}"
+    )
+
+
+TARGET_HEADER = (
+    "| policy | complete: median ms (this run / signals instant) | p90 ms (this run / instant) | max ms "
+    "| waits > 1.1 s: this run (of which the text model did not say unfinished) / signals instant / n "
+    "| hesitations ≤ 1 s: heard cut-ins | false cuts | false cuts, this run's timing | n "
+    "| two sentences: cut after the first | reading: extra turns / 40 s (sentences / lines alone) |"
+)
+TARGET_RULE = "|---|---|---|---|---|---|---|---|---|---|---|"
+
+
+def targets_section(report: dict[str, object]) -> list[str]:
+    """The issue's Targets, each named policy side by side, on held-out families and sentences
+    (and on the tuning scope, where settings were chosen)."""
+    contenders: dict[str, dict[str, object]] = report["contenders"]  # type: ignore[assignment]
+    lines = [
+        "## Targets: the named policies side by side",
+        "",
+        f"Targets (issue #22): complete utterances median ≤ 600 ms, none past {LONG_WAIT_MS:,.0f} ms unless the "
+        "text model says unfinished; hesitations ≤ 1 s: heard cut-ins ≤ 5 %; reading: ≤ 2 extra turns per 40 s.  "
+        "Cut columns with every signal instant (the most the rule cuts on any machine) unless marked; "
+        + (
+            "reading counts the extra turns heard."
+            if report.get("reply")
+            else "no --reply-json given, so heard cut-ins are not known and reading counts every extra turn."
+        ),
+    ]
+    metric = "heard cut-ins" if report.get("choice_metric") == "heard_cut_rate_instant" else "false cuts"
+    lines += [
+        "",
+        "The *chosen on the tuning families* rows: the lowest swept 'complete' threshold whose "
+        f"{metric} on hesitations ≤ 1 s (signals instant) are ≤ 5 % on the tuning families speaking the tuning "
+        "sentences, chosen by this script before it reads any held-out row (none when no threshold meets it).",
+    ]
+    # Held-out families on every sentence only when they spoke the tuning sentences too (--sets).
+    crossed = any(r["families"] == "heldout" and r["text"] == "tuning" for r in _rows(report))
+    shown = [("heldout", "heldout"), ("heldout", "all"), ("tuning", "tuning")] if crossed else []
+    for scope in shown or [("heldout", "heldout"), ("tuning", "tuning")]:
+        lines += ["", f"**{scope_label(scope)}**", "", TARGET_HEADER, TARGET_RULE]
+        for name, spec in contenders.items():
+            cells = _contender_cells(report, name, int(spec["wait_ms"]), scope)  # type: ignore[call-overload]
+            if cells is not None:
+                lines.append(f"| {spec['label']} | {cells} |")
+    return lines
+
+
+def families_section(report: dict[str, object]) -> list[str]:
+    """Every metric per voice family (all sentences), one table per named policy."""
+    contenders: dict[str, dict[str, object]] = report["contenders"]  # type: ignore[assignment]
+    families: list[dict[str, object]] = report["families"]  # type: ignore[assignment]
+    lines = ["", "## Per voice family (tuning and held-out sentences together)"]
+    for name, spec in contenders.items():
+        lines += [
+            "",
+            f"**{spec['label']}**",
+            "",
+            TARGET_HEADER.replace("| policy |", "| family (split) |"),
+            TARGET_RULE,
+        ]
+        for voice in families:
+            cells = _contender_cells(report, name, int(spec["wait_ms"]), (str(voice["name"]), "all"))  # type: ignore[call-overload]
+            if cells is not None:
+                lines.append(f"| {voice['name']} ({voice['split']}) | {cells} |")
+    return lines
+
+
+# Does Smart Turn help?  Each pair: the text-model policy without it, and the same with it.
+SMART_TURN_PAIRS = (("text_model", "text_model+audio"), ("text_model@tuned", "text_model+audio@tuned"))
+
+
+def smart_turn_section(report: dict[str, object]) -> list[str]:
+    """The text-model policy without and with Smart Turn in its unsure band, per family: what the
+    audio model adds on each voice (faster ends on complete utterances, or more cut-ins)."""
+    contenders: dict[str, dict[str, object]] = report["contenders"]  # type: ignore[assignment]
+    families: list[dict[str, object]] = report["families"]  # type: ignore[assignment]
+    rows = _rows(report)
+    heard = "heard_cut_rate_instant" if report.get("reply") else "false_cut_rate_instant"
+    lines = [
+        "",
+        "## Does Smart Turn help?  The text-model policy without / with it, per family",
+        "",
+        "Signals instant (the policies' own waits and cuts, not this machine's load); all sentences.",
+    ]
+    for without, with_it in SMART_TURN_PAIRS:
+        if without not in contenders or with_it not in contenders:
+            continue
+        lines += [
+            "",
+            f"**{contenders[without]['label']}** / **with Smart Turn**",
+            "",
+            "| family (split) | complete: median ms | p90 ms | waits > 1.1 s / n "
+            "| hesitations ≤ 1 s: false cuts | heard cut-ins | two sentences: false cuts |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        scopes: list[tuple[str, Scope]] = [(f"{v['name']} ({v['split']})", (str(v["name"]), "all")) for v in families]
+        scopes += [("**tuning families**", ("tuning", "all")), ("**held-out families**", ("heldout", "all"))]
+        for label, scope in scopes:
+            pair = [
+                (
+                    row_of(rows, n, 0, "complete", scope) or {},
+                    row_of(rows, n, 0, "pauses<=1s", scope) or {},
+                    row_of(rows, n, 0, "two_sentences", scope) or {},
+                )
+                for n in (without, with_it)
+            ]
+            if not any(comp or short for comp, short, _ in pair):
+                continue
+            lines.append(
+                f"| {label} | {' / '.join(_ms(c.get('median_ms_instant')) for c, _, _ in pair)} "
+                f"| {' / '.join(_ms(c.get('p90_ms_instant')) for c, _, _ in pair)} "
+                f"| {' / '.join(str(c.get('long_waits_instant', '—')) for c, _, _ in pair)} / {pair[0][0].get('n', 0)} "
+                f"| {' / '.join(_pct(h.get('false_cut_rate_instant')) for _, h, _ in pair)} "
+                f"| {' / '.join(_pct(h.get(heard)) for _, h, _ in pair)} "
+                f"| {' / '.join(_pct(t.get('false_cut_rate_instant')) for _, _, t in pair)} |"
+            )
+    return lines
+
+
+def _curve_points(report: dict[str, object], scope: Scope) -> Iterator[tuple[str, int, dict[str, dict[str, object]]]]:
+    """Every curve and wait that has hesitations up to 1 s on ``scope``, with its rows by group."""
+    rows = _rows(report)
+    points: dict[str, list[int]] = report["curve_points"]  # type: ignore[assignment]
+    groups = (*CLASSES, "pauses<=1s", "pauses<=1s, whole", "pauses<=1s, final")
+    for curve, waits in points.items():
+        for wait in waits:
+            if row_of(rows, curve, wait, "pauses<=1s", scope) is None:
+                continue
+            yield curve, wait, {g: row_of(rows, curve, wait, g, scope) or {} for g in groups}
+
+
+def curves_section(report: dict[str, object]) -> list[str]:
+    """Each swept curve on the tuning and the held-out scope, and its knee."""
+    curves: dict[str, str] = report["curves"]  # type: ignore[assignment]
+    lines = ["", "## The curves: every detector with its wait swept"]
+    for scope in (("tuning", "tuning"), ("heldout", "heldout")):
+        lines += [
+            "",
+            f"**{scope_label(scope)}**",
+            "",
+            "| detector | wait ms | hesitations ≤ 1 s: false cuts | of which whole-sentence cut / said alone "
+            "| heard cut-ins | two sentences | reading: extra turns / 40 s | complete: median ms (this run / instant) "
+            "| p90 ms | late |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for curve, wait, g in _curve_points(report, scope):
+            short, comp = g["pauses<=1s"], g["complete"]
+            lines.append(
+                f"| {curves[curve]} | {wait} | {_pct(short.get('false_cut_rate_instant'))} "
+                f"| {_pct(g['pauses<=1s, whole'].get('false_cut_rate_instant'))} "
+                f"/ {_pct(g['pauses<=1s, final'].get('false_cut_rate_instant'))} "
+                f"| {_pct(short.get('heard_cut_rate_instant'))} "
+                f"| {_pct(g['two_sentences'].get('false_cut_rate_instant'))} "
+                f"| {_per40(g['reading'].get('extra_turns_per_40s_instant'))} "
+                f"/ {_per40(g['reading_final'].get('extra_turns_per_40s_instant'))} "
+                f"| {_ms(comp.get('median_ms'))} / {_ms(comp.get('median_ms_instant'))} "
+                f"| {_ms(comp.get('p90_ms'))} | {_pct(comp.get('late_rate'))} |"
+            )
+        knees: dict[str, dict[str, object]] = report["knees"]  # type: ignore[assignment]
+        key = f"{scope[0]}/{scope[1]}"
+        lines += [
+            "",
+            "Knee (the first setting in the table's order with ≤ 5 % false cuts on hesitations ≤ 1 s, signals "
+            "instant): "
+            + ", ".join(f"{curves[c]} {'none' if k.get(key) is None else k[key]}" for c, k in knees.items())
+            + ".",
+        ]
+    return lines
+
+
+def header(report: dict[str, object]) -> list[str]:
+    """Command, machine, probe, load, the families and the set."""
+    m: dict[str, object] = report["machine"]  # type: ignore[assignment]
+    families: list[dict[str, object]] = report["families"]  # type: ignore[assignment]
+    reply: dict[str, object] | None = report.get("reply")  # type: ignore[assignment]
+    lines = [
+        "# Turn-taking benchmark",
+        "",
+        "Written by `python -m benchmarks.turn_taking` (do not edit by hand).",
+        "",
+        f"- Command: `{report['command']}`"
+        + (f", replayed with `{report['replayed_with']}`" if report.get("replayed_with") else ""),
+        *_runs_lines(report),
+        f"- Machine: {m['cpu_model']}, {m['cpu_count']} CPUs ({report['cpu_flags']}), Python {m['python']}, "
+        f"{m['platform']}; {m['date']} (UTC); load {_load(m['load_start'])} → {_load(m['load_end'])}; "
+        f"wall time {_ms(report.get('wall_s'))} s.",
+        f"- Machine probe: {report.get('probe_line') or 'not run'}.",
+        f"- Set: {report['items']} items ({report['pauses']} pauses scored), sentences: {report['text_sets']}; "
+        f"classes: {report['classes']}; hesitation pauses {report['hesitation_pauses']} s.",
+        f"- Evidence on a pause (side by side): Whisper median {_ms(report['whisper_ms_median'])} ms "
+        f"(p90 {_ms(report['whisper_ms_p90'])}), Smart Turn median {_ms(report['model_ms_median'])} ms "
+        f"(p90 {_ms(report['model_ms_p90'])}); then the text model median {report['text_model_ms_median']} ms "
+        f"(p90 {report['text_model_ms_p90']}).",
+        "- Heard cut-ins: "
+        + (
+            f"the reply's first audio {_ms(reply['ms'])} ms after the decision (median of {reply['turns']} "
+            f"pre-warmed turns of `{reply['command']}`, {reply['date']}); a cut the user goes on from before "
+            "that is carried on by the app (`CONTINUE_UNHEARD_TURNS`): no cut."
+            if reply
+            else "not computed (no --reply-json)."
+        ),
+        "- Voice families (split fixed in `benchmarks/voice_families.py` before measuring): "
+        + "; ".join(f"{v['name']} ({v['split']}: {v['describe']})" for v in families)
+        + ".",
+        "",
+    ]
+    return lines
+
+
+def _runs_lines(report: dict[str, object]) -> list[str]:
+    """The runs a replay's evidence came from, when there were several."""
+    runs: list[dict[str, object]] = report.get("runs") or []  # type: ignore[assignment]
+    if len(runs) < 2:
+        return []
+    return [f"- Evidence from {len(runs)} runs:"] + [
+        f"  - `{r['command']}`: {r['date']}, load {r['load']}, {r['items']} items, {_ms(r['wall_s'])} s; "
+        + (
+            "**outside the benchmark lock at CPU priority nice 19** (its compute times are not comparable; its cuts "
+            "and its delays with signals instant are: same audio, same models); "
+            if r.get("niceness")
+            else "under the benchmark lock; "
+        )
+        + f"probe: {r['probe_line']}"
+        for r in runs
+    ]
+
+
+def render_markdown(report: dict[str, object]) -> str:
+    """The whole report."""
+    lines = header(report) + targets_section(report) + smart_turn_section(report) + families_section(report)
+    lines += curves_section(report)
+    lines += [
+        "",
+        "## The LiveKit reference point",
+        "",
+        f"The chart (docs/turn-taking.png) marks LiveKit v1 at {LIVEKIT_V1['latency_ms']:.0f} ms for "
+        f"{100 * LIVEKIT_V1['false_cut_rate']:.0f} % false cut-offs.  {LIVEKIT_DIFFERENCES}",
+        "",
+        "## Classes",
+        "",
+        *(f"- `{kind}`: {CLASS_LABELS[kind]}" for kind in CLASSES),
+        "",
+        "Replay approximation: after a false cut the app would start a new turn whose later evidence covers only "
+        "the rest of the speech; the replay keeps the whole utterance's evidence.  Late: more than 1 s after the "
+        "true end of speech.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_plot(report: dict[str, object], path: Path) -> None:
+    """False cuts (hesitations up to 1 s, signals instant) against the median end of turn on
+    complete utterances, each curve and named policy, on the tuning and the held-out scope, with
+    LiveKit v1's published point beside them; a second row with the heard cut-ins when known."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = _rows(report)
+    curves: dict[str, str] = report["curves"]  # type: ignore[assignment]
+    contenders: dict[str, dict[str, object]] = report["contenders"]  # type: ignore[assignment]
+    points: dict[str, list[int]] = report["curve_points"]  # type: ignore[assignment]
+    metrics = [("false_cut_rate_instant", "false cuts")]
+    if report.get("reply"):
+        metrics.append(("heard_cut_rate_instant", "heard cut-ins"))
+    scopes: list[Scope] = [("tuning", "tuning"), ("heldout", "heldout")]
+    fig, axes = plt.subplots(len(metrics), 2, figsize=(12, 4.6 * len(metrics)), dpi=110, squeeze=False, sharex=True)
+    for r, (metric, what) in enumerate(metrics):
+        for c, scope in enumerate(scopes):
+            ax = axes[r][c]
+            for curve, label in ((c, curves[c]) for c in PLOT_CURVES if c in curves):
+                xy = []
+                for wait in points[curve]:
+                    short, comp = (
+                        row_of(rows, curve, wait, "pauses<=1s", scope),
+                        row_of(rows, curve, wait, "complete", scope),
+                    )
+                    if short and comp and comp[X_METRIC] is not None and short[metric] is not None:
+                        xy.append((float(comp[X_METRIC]), 100 * float(short[metric]), wait))  # type: ignore[arg-type]
+                if xy:
+                    ax.plot([p[0] for p in xy], [p[1] for p in xy], marker="o", markersize=3, label=label)
+                    for x, y, wait in xy:
+                        ax.annotate(str(wait), (x, y), textcoords="offset points", xytext=(3, 2), fontsize=6)
+            for name, spec in contenders.items():
+                short = row_of(rows, name, int(spec["wait_ms"]), "pauses<=1s", scope)  # type: ignore[call-overload]
+                comp = row_of(rows, name, int(spec["wait_ms"]), "complete", scope)  # type: ignore[call-overload]
+                if short and comp and comp[X_METRIC] is not None and short[metric] is not None:
+                    ax.scatter(
+                        float(comp[X_METRIC]),  # type: ignore[arg-type]
+                        100 * float(short[metric]),  # type: ignore[arg-type]
+                        s=70,
+                        marker="D",
+                        zorder=5,
+                        label=str(spec["label"]),
+                    )
+            if metric == "false_cut_rate_instant":
+                ax.scatter(
+                    LIVEKIT_V1["latency_ms"],
+                    100 * LIVEKIT_V1["false_cut_rate"],
+                    s=120,
+                    marker="*",
+                    color="black",
+                    zorder=6,
+                    label="LiveKit v1 (their eot-bench, their data)",
+                )
+            ax.axhline(100 * FALSE_CUT_TARGET, color="grey", linestyle=":", linewidth=1)
+            ax.axvline(600, color="grey", linestyle=":", linewidth=1)
+            ax.set_title(f"{what}: {scope_label(scope)}", fontsize=9)
+            ax.grid(True, alpha=0.3)
+            ax.set_ylabel(f"{what}, hesitations ≤ 1 s (%)", fontsize=8)
+            if r == len(metrics) - 1:
+                ax.set_xlabel(
+                    "median end of turn on complete utterances, ms after the true end of speech\n"
+                    "(signals instant: the policy's own wait, without this loaded machine's compute time)",
+                    fontsize=8,
+                )
+    axes[0][0].legend(fontsize=6, loc="upper right")
+    m: dict[str, object] = report["machine"]  # type: ignore[assignment]
+    fig.suptitle(
+        f"WarmVoice turn-taking across voice families (point labels: wait, ms) — {m['cpu_model']}, "
+        f"{m['cpu_count']} CPUs, "
+        f"load {float(m['load_start'] or 0):.1f}→{float(m['load_end'] or 0):.1f}, {str(m['date'])[:10]}",  # type: ignore[arg-type]
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
