@@ -135,8 +135,6 @@ class IncrementalTranscriber:
         the voice goes on; ``utterance_to(post_roll_ms)`` the utterance's audio up to that far
         after the end of speech (:meth:`voice.endpointing.Endpointer.utterance_if_ended_now`).
         """
-        if self._running.locked() or (self._task is not None and not self._task.done()):
-            return  # one run at a time (a stretch, or the pause's transcript)
         if pause is None or pause[1] < self._dip:
             return
         speech_end, silence = pause
@@ -145,7 +143,11 @@ class IncrementalTranscriber:
         audio = utterance_to(post_ms)
         origin = cut - len(audio)  # absolute sample where the utterance's audio starts
         if origin != self._origin:
-            self._reset_turn(origin)  # a new utterance, or one carried on from an earlier start
+            # A new utterance, or one carried on from an earlier start: a run in flight is stale
+            # (its thread cannot be stopped; what it hears is dropped when it lands).
+            self._reset_turn(origin)
+        if self._running.locked() or (self._task is not None and not self._task.done()):
+            return  # one run at a time (a stretch, or the pause's transcript)
         start = self.committed
         if speech_end - origin - start < self._min_stretch:
             return
