@@ -119,3 +119,22 @@ async def test_a_run_for_an_utterance_that_was_reset_is_dropped(moonshine) -> No
 def test_the_setting() -> None:
     assert load_settings(environ={}, dotenv_path=None).incremental_transcript is False
     assert load_settings(environ={"INCREMENTAL_TRANSCRIPT": "true"}, dotenv_path=None).incremental_transcript
+
+
+async def test_a_session_turn_reports_its_stretch_runs(voice_runtime, server, moonshine) -> None:
+    from tests.loopback_session import events_until_done, loopback_session, outcome
+    from voice.panel import current_turn_html
+
+    async with loopback_session(
+        voice_runtime, server.base_url, transcriber=moonshine, incremental_transcript=True
+    ) as session:
+        waiter = asyncio.create_task(events_until_done(session))
+        audio = spoken(*LONG, tail_s=1.5)
+        for offset in range(0, len(audio), SAMPLE_RATE // 10):
+            await session.feed_audio(audio[offset : offset + SAMPLE_RATE // 10], SAMPLE_RATE)
+            await asyncio.sleep(0)
+        lat = outcome(await waiter)
+        assert lat.outcome == "ok", lat.error
+        assert lat.stt_engine == "moonshine" and "france" in lat.transcript.lower()
+        assert lat.extras["stt_stretch_runs"] >= 1
+        assert "stretch runs while you spoke" in current_turn_html(lat)

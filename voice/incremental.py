@@ -124,6 +124,11 @@ class IncrementalTranscriber:
         self._runs = 0
 
     @property
+    def runs_this_turn(self) -> int:
+        """Stretch runs made on the utterance in progress (or the one that just ended)."""
+        return self._runs
+
+    @property
     def committed(self) -> int:
         """Samples of the utterance (from its audio's start) already transcribed."""
         return self.stretches[-1].end if self.stretches else 0

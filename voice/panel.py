@@ -111,7 +111,11 @@ def current_turn_html(lat: TurnLatency | None) -> str:
         extra.append(f"turn ended by <span data-fact='turn_end'>{html.escape(lat.turn_end.describe())}</span>")
     if lat.stt_compute_ms is not None:
         heard_by = html.escape(engine_label(lat.stt_engine or "whisper"))
-        extra.append(f"heard by <span data-fact='stt-engine'>{heard_by}</span>, compute {lat.stt_compute_ms:,.0f} ms")
+        stretches = lat.extras.get("stt_stretch_runs")
+        runs = "" if stretches is None else f", {stretches:.0f} stretch runs while you spoke"
+        extra.append(
+            f"heard by <span data-fact='stt-engine'>{heard_by}</span>, compute {lat.stt_compute_ms:,.0f} ms{runs}"
+        )
     if "prompt_cached_tokens" in lat.extras:  # the embedded server's own count (voice.reply)
         cached, evaluated = lat.extras["prompt_cached_tokens"], lat.extras.get("prompt_evaluated_tokens", 0.0)
         extra.append(

@@ -288,6 +288,8 @@ class VoiceSession:
         lat.extras["silence_waited_ms"] = detected.turn_end.silence_waited_ms
         if detected.turn_end.model_ms is not None:
             lat.extras["turn_model_ms"] = detected.turn_end.model_ms
+        if self.turn_detector.incremental is not None:  # INCREMENTAL_TRANSCRIPT: what the turn cost
+            lat.extras["stt_stretch_runs"] = self.turn_detector.incremental.runs_this_turn
         return lat
 
     async def _continue_turn(self, started: SpeechStarted) -> bool:
