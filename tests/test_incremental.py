@@ -138,3 +138,13 @@ async def test_a_session_turn_reports_its_stretch_runs(voice_runtime, server, mo
         assert lat.stt_engine == "moonshine" and "france" in lat.transcript.lower()
         assert lat.extras["stt_stretch_runs"] >= 1
         assert "stretch runs while you spoke" in current_turn_html(lat)
+
+
+def test_with_whisper_no_stretch_is_heard() -> None:
+    """A Whisper run costs its 30 s window whatever the stretch: stretches would only add runs."""
+    from voice.transcribe import Transcriber
+
+    incremental = IncrementalTranscriber(Transcriber)
+    audio = spoken("What is the capital of France?", tail_s=0.1)
+    incremental.observe((len(audio) - SAMPLE_RATE // 10, DIP * 2), lambda ms: audio)
+    assert incremental._task is None and incremental.stats.runs == 0

@@ -140,8 +140,8 @@ class IncrementalTranscriber:
         the voice goes on; ``utterance_to(post_roll_ms)`` the utterance's audio up to that far
         after the end of speech (:meth:`voice.endpointing.Endpointer.utterance_if_ended_now`).
         """
-        if pause is None or pause[1] < self._dip:
-            return
+        if pause is None or pause[1] < self._dip or not self._recognizer().cost_follows_clip:
+            return  # (with Whisper every stretch would cost a whole run: the pause's one-shot is as quick)
         speech_end, silence = pause
         post_ms = silence // 2 * 1000 // SAMPLE_RATE  # the middle of the dip: no word is cut
         cut = speech_end + post_ms * SAMPLE_RATE // 1000

@@ -176,6 +176,7 @@ class MoonshineRecognizer(TimedRecognizer):
     """Moonshine base-en, greedy decoding; blocking (call it via ``asyncio.to_thread``)."""
 
     engine = "moonshine"
+    cost_follows_clip = True
 
     def load(self) -> MoonshineModel:
         """Load (or fetch the already loaded) shared model."""

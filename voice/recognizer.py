@@ -60,6 +60,11 @@ class SpeechRecognizer(Protocol):
         """The engine's name, one of :data:`STT_ENGINES`."""
         ...
 
+    @property
+    def cost_follows_clip(self) -> bool:
+        """Whether a shorter clip costs less (so incremental transcription can pay off)."""
+        ...
+
     def load(self) -> object:
         """Load (or fetch the already loaded) shared model; raises :class:`ModelUnavailableError`."""
         ...
@@ -78,6 +83,9 @@ class TimedRecognizer:
     engine gives its name, ``load`` and ``_decode``."""
 
     engine = ""
+    # True when a run's cost follows the clip's length, so hearing a long utterance in stretches
+    # leaves a short last run (voice.incremental); Whisper encodes a 30 s window whatever the clip.
+    cost_follows_clip = False
 
     def load(self) -> object:
         """Load (or fetch the already loaded) shared model."""
