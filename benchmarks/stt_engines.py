@@ -76,6 +76,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--markdown", type=Path, default=DEFAULT_MARKDOWN, help="write the report here")
     p.add_argument("--json", type=Path, default=None, help="also write the raw results here")
     p.add_argument("--rss-child", choices=("whisper", "moonshine"), help=argparse.SUPPRESS)
+    p.add_argument("--from-json", type=Path, help="write the report of a run saved with --json, without running")
     return p.parse_args(argv)
 
 
@@ -92,8 +93,6 @@ def hear_all(recognizers: dict[str, SpeechRecognizer], clip_list: list[Clip], au
     heard = []
     for index, (clip, sound) in enumerate(zip(clip_list, audio, strict=True)):
         for name, recognizer in recognizers.items():
-            if name not in ("whisper", "moonshine") and clip.split != "tuning":
-                continue  # Whisper's options are chosen, and so only heard, on the tuning families
             result = recognizer.transcribe(sound)
             errors, words = word_error_rate(clip.text, result.text)
             heard.append(Heard(name, index, result.text, errors, words, result.compute_ms, result.avg_logprob))
@@ -102,27 +101,39 @@ def hear_all(recognizers: dict[str, SpeechRecognizer], clip_list: list[Clip], au
     return heard
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM): unlike ``ru_maxrss``, which a child started by exec keeps
+    from its parent, it counts this program only."""
+    for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def rss_child(engine: str) -> dict[str, float]:
     """In a child: both engines imported, one loaded with the app's other models (Silero VAD, Smart
-    Turn, the Piper voice), a few clips heard; the process's peak RSS."""
+    Turn, the Piper voice), a few clips heard; the process's peak RSS after each step."""
     from voice.audio import to_mono_16k
     from voice.endpointing import Endpointer
     from voice.smart_turn import smart_turn_model
     from voice.tts_piper import bundled_voice_path, load_voice
 
+    steps = {"imported": peak_rss_mb()}
     recognizer: SpeechRecognizer = MoonshineRecognizer() if engine == "moonshine" else Transcriber()
     recognizer.warm()
+    steps["engine loaded"] = peak_rss_mb()
     Endpointer()
     smart_turn_model()
     voice = load_voice(bundled_voice_path())
     for text in (*SHORT_QUESTIONS[:2], *LONG_QUESTIONS[:2]):
         chunks = list(voice.synthesize(text))
         recognizer.transcribe(to_mono_16k(np.concatenate([c.audio_float_array for c in chunks]), chunks[0].sample_rate))
-    return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+    steps["all loaded, 4 questions spoken and heard"] = peak_rss_mb()
+    return steps
 
 
-def measure_rss(engine: str) -> float | None:
-    """Peak RSS (MB) of a child process holding ``engine`` (None if the child failed)."""
+def measure_rss(engine: str) -> dict[str, float] | None:
+    """Peak RSS (MB) of a child process holding ``engine``, after each step (None if it failed)."""
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.stt_engines", "--rss-child", engine],
         capture_output=True,
@@ -133,7 +144,8 @@ def measure_rss(engine: str) -> float | None:
     if done.returncode != 0:
         progress(f"the {engine} memory child failed: {done.stderr.strip()[-400:]}")
         return None
-    return float(json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"])
+    steps: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return steps
 
 
 def run(argv: Sequence[str]) -> dict[str, object]:
@@ -173,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rss_child:
         print(json.dumps(rss_child(args.rss_child)))
         return 0
-    report = run(argv)
+    report = json.loads(args.from_json.read_text(encoding="utf-8")) if args.from_json else run(argv)
     outputs = [(args.json, functools.partial(write_json_file, report))]
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
     publish(render_markdown(report), outputs, args.markdown)

@@ -63,22 +63,27 @@ def _by_variant(report: Row) -> dict[str, list[Row]]:
 
 
 def wer_table(report: Row, names: Sequence[str]) -> list[str]:
-    """WER per family (and per group of families) for each variant in ``names``."""
+    """WER per family (and per group of families) for each variant in ``names``, on the clips every
+    one of them heard."""
     clips, heard = report["clips"], _by_variant(report)
+    common = set.intersection(*({r["clip"] for r in heard[n]} for n in names))
     lines = ["| Family (split) | clips | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     for label, chosen in _groups(clips):
-        picked = {i for i, c in enumerate(clips) if chosen(c)}
+        picked = {i for i, c in enumerate(clips) if chosen(c) and i in common}
+        if not picked:
+            continue
         cells = [_pct(_wer([r for r in heard[n] if r["clip"] in picked])) for n in names]
         lines.append(f"| {label} | {len(picked)} | " + " | ".join(cells) + " |")
     return lines
 
 
-def compute_table(report: Row, names: Sequence[str], split: str | None = None) -> list[str]:
-    """Median compute per variant, short and long questions (on the clips of ``split`` only, if given)."""
+def compute_table(report: Row, names: Sequence[str]) -> list[str]:
+    """Median compute per variant, short and long questions, on the clips every one of them heard."""
     clips, heard = report["clips"], _by_variant(report)
+    common = set.intersection(*({r["clip"] for r in heard[n]} for n in names))
     lines = ["| Variant | median compute, short | long | all | p90 all |", "|---|---|---|---|---|"]
     for name in names:
-        rows = [r for r in heard[name] if split is None or clips[r["clip"]]["split"] == split]
+        rows = [r for r in heard[name] if r["clip"] in common]
         by = {k: [r["compute_ms"] for r in rows if clips[r["clip"]]["length"] == k] for k in ("short", "long")}
         every = sorted(r["compute_ms"] for r in rows)
         p90 = every[min(len(every) - 1, int(0.9 * len(every)))] if every else None
@@ -204,21 +209,23 @@ def render_markdown(report: Row) -> str:
         "## Memory",
         "",
     ]
-    for engine, mb in report["rss_mb"].items():
-        lines.append(
-            f"- {engine_label(engine)} loaded (both engines installed and imported; Silero VAD, Smart Turn and "
-            f"the Piper voice loaded too, as the app does; the embedded LLM server is its own process and not "
-            f"counted): peak RSS **{'failed' if mb is None else f'{mb:,.0f} MB'}**."
-        )
+    lines.append(
+        "Peak RSS (VmHWM) of a child process with both engines installed and imported and one loaded, with Silero "
+        "VAD, Smart Turn and the Piper voice as the app loads them (the embedded LLM server is a process of its own, "
+        "not counted), after each step:"
+    )
+    lines.append("")
+    for engine, steps in report["rss_mb"].items():
+        shown = "failed" if not isinstance(steps, dict) else "; ".join(f"{k} {v:,.0f} MB" for k, v in steps.items())
+        lines.append(f"- {engine_label(engine)}: {shown}.")
     if not report["rss_mb"]:
-        lines.append("- not measured (`--no-rss`).")
+        lines.append("- not measured in this run.")
     lines += ["", "## Confidence", "", *confidence_lines(report), "", "## Misheard on the hard families", ""]
     lines += misheard(report)
     if any(v.startswith("whisper ") for v in report["variants"]):
         names = [v for v in report["variants"] if v.startswith("whisper")]
-        lines += ["", "## Whisper's own options", "", "Each option changed alone from the app's; heard on the tuning "]
-        lines[-1] += "families only (where they are chosen)."
-        lines += ["", *wer_table(report, names), "", *compute_table(report, names, "tuning")]
+        lines += ["", "## Whisper's own options", "", "Each option changed alone from the app's."]
+        lines += ["", *wer_table(report, names), "", *compute_table(report, names)]
         lines += ["", "Chosen on the tuning families only:", "", *options_verdicts(report)]
     if report.get("incremental"):
         lines += ["", *render_incremental(report["incremental"])]
