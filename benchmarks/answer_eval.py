@@ -58,8 +58,10 @@ from benchmarks.pipeline import PLAYBACK_SLACK_S, Question, SpokenQuestion, synt
 from llm import configure_logging, public_endpoint
 from voice.headless import TurnResult, run_spoken_turn, run_typed_turn
 from voice.prompting import COPIED_REPLY_CHOICES, PLAIN, ReplyStyle, reply_style
+from voice.recognizer import engine_label
 from voice.runtime import VoiceRuntime
 from voice.settings import Settings, SettingsError, load_settings
+from voice.transcribe import Transcriber
 
 PROG = "python -m benchmarks.answer_eval"
 MODES = ("typed", "spoken")
@@ -269,7 +271,7 @@ def render_markdown(run: EvalRun) -> str:
         f"- Command: `{run.command}` (wall time {run.wall_time_s:.0f} s)",
         f"- LLM: {run.llm}",
         f"- Prompting: {', '.join(f'{k} {v}' for k, v in run.style.items())}",
-        f"- Speech: Whisper {run.whisper}; questions voiced with Piper (bundled voice, noise off), "
+        f"- Speech heard by: {run.whisper}; questions voiced with Piper (bundled voice, noise off), "
         "fed in real time through the endpointer",
         f"- Rules per reply: the expected word or number, English only, at most {MAX_SENTENCES} sentences, a "
         f"first sentence of at least {MIN_FIRST_SENTENCE_WORDS} words that is not only filler. "
@@ -388,8 +390,9 @@ def _run(
     started, load_start = time.perf_counter(), load_average()
     runtime = VoiceRuntime.create(settings, progress=progress)
     style = PLAIN if args.plain_prompt else reply_style(runtime.endpoint.is_embedded)
-    if args.whisper_prompt:
-        runtime.transcriber.initial_prompt = args.whisper_prompt
+    stt = runtime.transcriber
+    if args.whisper_prompt and isinstance(stt, Transcriber):  # a Whisper option (STT_ENGINE=whisper)
+        stt.initial_prompt = args.whisper_prompt
     try:
         with tempfile.TemporaryDirectory(prefix="warmvoice-answer-eval-") as tmp:
             spoken = synthesize_questions([Question(q.text, ()) for q in panel], Path(tmp)) if "spoken" in modes else []
@@ -401,9 +404,11 @@ def _run(
         llm = f"{public_endpoint(endpoint.base_url)}, model `{endpoint.model}` ({endpoint.reason})"
         if endpoint.server is not None:
             llm += f", file {Path(endpoint.server.model_path or '').name or 'bundled SmolLM2-135M-Instruct.Q4_1.gguf'}"
-        whisper = runtime.transcriber.model_name or "tiny.en (bundled)"
-        if runtime.transcriber.initial_prompt:
-            whisper += f", initial prompt {runtime.transcriber.initial_prompt!r}"
+        whisper = engine_label(stt.engine)
+        if isinstance(stt, Transcriber):
+            whisper = f"Whisper {stt.model_name or 'tiny.en (bundled)'}"
+            if stt.initial_prompt:
+                whisper += f", initial prompt {stt.initial_prompt!r}"
     finally:
         runtime.close()
     run = EvalRun(

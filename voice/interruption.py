@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from voice.transcribe import Transcript
+    from voice.recognizer import Transcript
 
 # Words a listener says to show they follow, not to take the turn.
 BACKCHANNEL_WORDS = frozenset(

@@ -103,6 +103,7 @@ class TurnLatency:
     endpoint_ms: float | None = None
     transcript_ms: float | None = None
     stt_compute_ms: float | None = None
+    stt_engine: str = ""  # which recognizer heard the turn (voice.recognizer.STT_ENGINES); "" typed
     request_sent_ms: float | None = None
     status_ms: float | None = None
     first_token_ms: float | None = None

@@ -23,6 +23,7 @@ from voice.audio import float_to_int16
 from voice.browser_link import RoundTrips, finite_number, page_messages, positive_int
 from voice.events import AudioOut
 from voice.latency import PANEL_STAGES, TurnLatency
+from voice.recognizer import engine_label
 
 if TYPE_CHECKING:
     from voice.session import VoiceSession
@@ -102,6 +103,12 @@ def _ms(value: float | None) -> str:
     return format_ms(value, missing="", unit="", grouped=True)  # the column header says "ms"
 
 
+def _stt(lat: TurnLatency) -> str:
+    """When the transcript was ready, and which engine heard the turn ("212 moonshine")."""
+    ready = _ms(lat.transcript_ms)
+    return f"{ready} {lat.stt_engine}" if ready and lat.stt_engine else ready
+
+
 def current_turn_html(lat: TurnLatency | None) -> str:
     """The current turn's stages, each shown the moment it is known, as bars from speech end."""
     if lat is None:
@@ -140,7 +147,12 @@ def current_turn_html(lat: TurnLatency | None) -> str:
     if lat.turn_end is not None:
         extra.append(f"turn ended by <span data-fact='turn_end'>{html.escape(lat.turn_end.describe())}</span>")
     if lat.stt_compute_ms is not None:
-        extra.append(f"Whisper compute {lat.stt_compute_ms:,.0f} ms")
+        heard_by = html.escape(engine_label(lat.stt_engine or "whisper"))
+        stretches = lat.extras.get("stt_stretch_runs")
+        runs = "" if stretches is None else f", {stretches:.0f} stretch runs while you spoke"
+        extra.append(
+            f"heard by <span data-fact='stt-engine'>{heard_by}</span>, compute {lat.stt_compute_ms:,.0f} ms{runs}"
+        )
     if "tts_buffered" in lat.extras:
         extra.append(f"<span data-fact='tts-buffered'>{html.escape(buffered_speech_text(lat))}</span>")
     if "prompt_cached_tokens" in lat.extras:  # the embedded server's own count (voice.reply)
@@ -266,7 +278,7 @@ def turns_rows(latencies: list[TurnLatency]) -> list[list[str]]:
             _ms(lat.uplink_ms),
             _ms(lat.endpoint_ms),
             _ended_by(lat),
-            _ms(lat.transcript_ms),
+            _stt(lat),
             _ms(lat.status_ms),
             _ms(lat.first_token_ms),
             _ms(lat.first_sentence_ms),

@@ -22,11 +22,12 @@ from voice.end_of_turn_text import EndOfTurnModelError, load_text_end_of_turn
 from voice.llm_endpoint import LLMEndpoint
 from voice.native_memory import limit_malloc_arenas
 from voice.prompting import reply_style
+from voice.recognizer import SpeechRecognizer, engine_label
 from voice.session import VoiceSession
 from voice.settings import Settings
 from voice.smart_turn import SmartTurnUnavailable, smart_turn_model
+from voice.stt_factory import recognizer_for
 from voice.synthesis_gate import SynthesisGate
-from voice.transcribe import Transcriber
 from voice.tts import TTSEngine, TTSError
 from voice.tts_edge import CircuitBreaker
 from voice.tts_factory import tts_for
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class VoiceRuntime:
-    """The process-wide parts: endpoint (maybe the embedded server), Whisper, a warm TTS.
+    """The process-wide parts: endpoint (maybe the embedded server), the speech recognizer, a warm TTS.
 
     Build it once with :meth:`create` (blocking, a few seconds: it starts the embedded
     server and loads the models), then make one :class:`VoiceSession` per user.
@@ -44,7 +45,7 @@ class VoiceRuntime:
 
     settings: Settings
     endpoint: LLMEndpoint
-    transcriber: Transcriber
+    transcriber: SpeechRecognizer  # the STT_ENGINE's (Whisper by default)
     # Whether the edge service is reachable is the host's property, not one session's: a
     # failure seen while warming up, or by one session, spares every other session the time-out.
     edge_breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
@@ -70,10 +71,8 @@ class VoiceRuntime:
             say(f"Starting the embedded LLM server ({model})…")
         prefix = Conversation(settings.system_prompt, style=reply_style(endpoint.is_embedded)).prefix()
         endpoint.start(prefix)
-        say("Loading Whisper…")
-        transcriber = Transcriber(
-            settings.whisper_model, settings.whisper_device, settings.whisper_compute_type, settings.whisper_language
-        )
+        say(f"Loading {engine_label(settings.stt_engine)}…")
+        transcriber = recognizer_for(settings)
         try:
             transcriber.warm()
             say("Loading the turn detector…")
@@ -97,7 +96,10 @@ class VoiceRuntime:
         return VoiceSession(
             settings,
             self.endpoint,
-            transcriber=self.transcriber,
+            # The runtime's engine, unless these settings name the other one (loaded on first use).
+            transcriber=self.transcriber
+            if settings.stt_engine == self.settings.stt_engine
+            else recognizer_for(settings),
             tts=tts_for(settings, self.edge_breaker),
             session_id=session_id,
             edge_breaker=self.edge_breaker,

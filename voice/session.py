@@ -36,12 +36,13 @@ from voice.interruption import InterruptionScreen
 from voice.latency import TurnLatency
 from voice.llm_endpoint import LLMEndpoint
 from voice.preemptive_speech import PreemptiveSpeech
+from voice.recognizer import SpeechRecognizer
 from voice.reply import ReplyStage
 from voice.settings import Settings
 from voice.smart_turn import smart_turn_model
 from voice.speech import SpeechStage
+from voice.stt_factory import recognizer_for
 from voice.synthesis_gate import SynthesisGate
-from voice.transcribe import Transcriber
 from voice.tts import TTSEngine
 from voice.tts_edge import CircuitBreaker
 from voice.tts_factory import tts_for
@@ -68,7 +69,7 @@ class VoiceSession:
         settings: Settings,
         endpoint: LLMEndpoint,
         *,
-        transcriber: Transcriber,
+        transcriber: SpeechRecognizer,
         tts: TTSEngine,
         session_id: str = "",
         clock: Callable[[], float] = time.perf_counter,
@@ -107,6 +108,7 @@ class VoiceSession:
             on_turn=self._end_of_turn,
             clock=clock,
             early_transcript=settings.early_transcript,
+            incremental=settings.incremental_transcript,
             max_turn_s=settings.max_turn_seconds,
             on_early_transcript=self._preempt,
             on_discard=self.reply.preemptive.discard,
@@ -170,6 +172,7 @@ class VoiceSession:
         barge_in: bool | None = None,
         voice: str | None = None,
         turn_detector: str | None = None,
+        stt_engine: str | None = None,
     ) -> None:
         """Change settings mid-session; every value is validated before anything changes.
 
@@ -183,6 +186,7 @@ class VoiceSession:
             "emulated_rtt_ms": None if rtt_ms is None else float(rtt_ms),
             "end_of_turn_silence_ms": silence_ms,
             "turn_detector": turn_detector,
+            "stt_engine": stt_engine,
             "barge_in": barge_in,
             "system_prompt": system_prompt,
         }
@@ -198,11 +202,19 @@ class VoiceSession:
         if "tts_voice" in changed:
             engine = tts_for(self.settings, self._edge_breaker)
             await self.speech.replace_engine(engine, open_it=self.reply.client is not None)
+        if "stt_engine" in changed:
+            await self._use_recognizer(recognizer_for(self.settings))
         if self.settings.turn_policy != old.turn_policy:
             await self.turn_detector.set_policy(self.settings.turn_policy)
         if "connection_strategy" in changed or "emulated_rtt_ms" in changed:
             await self._interrupt_turn()
             await self.reply.reconnect()
+
+    async def _use_recognizer(self, recognizer: SpeechRecognizer) -> None:
+        """Hear the next turns with ``recognizer``: its model is loaded (once per process) in a
+        thread first, so no turn waits for it; a turn already transcribing keeps the old engine."""
+        await asyncio.to_thread(recognizer.load)
+        self.transcriber = self.turn_detector.transcriber = self._runner.transcriber = recognizer
 
     # ----------------------------------------------------------------- state
 
@@ -295,6 +307,8 @@ class VoiceSession:
             lat.extras["turn_model_ms"] = detected.turn_end.model_ms
         if detected.turn_end.text_ms is not None:
             lat.extras["text_model_ms"] = detected.turn_end.text_ms
+        if self.turn_detector.incremental is not None:  # INCREMENTAL_TRANSCRIPT: what the turn cost
+            lat.extras["stt_stretch_runs"] = self.turn_detector.incremental.runs_this_turn
         return lat
 
     async def _continue_turn(self, started: SpeechStarted) -> bool:

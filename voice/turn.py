@@ -18,11 +18,12 @@ import numpy as np
 
 from voice.audio import SAMPLE_RATE
 from voice.events import Emit, LatencyUpdate, Notice, TurnDone, UserSaid
+from voice.incremental import REPLIES
 from voice.interruption import InterruptionScreen
 from voice.latency import TurnLatency
+from voice.recognizer import SpeechRecognizer, Transcript
 from voice.reply import ReplyStage
 from voice.speech import SpeechStage
-from voice.transcribe import Transcriber, Transcript
 from voice.turn_detection import Speculation
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class TurnRunner:
     def __init__(
         self,
         *,
-        transcriber: Transcriber,
+        transcriber: SpeechRecognizer,
         reply: ReplyStage,
         speech: SpeechStage,
         interruption: InterruptionScreen,
@@ -84,7 +85,8 @@ class TurnRunner:
             self._emit(UserSaid(lat.turn, text))
             self._update(lat)
             if await self.reply.ensure_endpoint(lat):
-                await self._reply(lat, text, spoken)
+                with REPLIES.running():  # no session hears speech in stretches meanwhile (voice.incremental)
+                    await self._reply(lat, text, spoken)
             if lat.outcome == "running":
                 lat.outcome = "ok"
         except asyncio.CancelledError:
@@ -110,7 +112,7 @@ class TurnRunner:
 
     async def _transcript(self, lat: TurnLatency, audio: np.ndarray, speculation: Speculation | None) -> Transcript:
         """The turn's transcript: the one started during the pause on the same audio (usually done
-        by now), else Whisper on a worker thread."""
+        by now), else the recognizer on a worker thread."""
         if speculation is not None and speculation.task is not None:
             transcript = await speculation.task
             lat.mark("transcript_ms", speculation.done_at or self._clock())
@@ -119,6 +121,7 @@ class TurnRunner:
             transcript = await asyncio.to_thread(self.transcriber.transcribe, audio)
             lat.mark("transcript_ms", self._clock())
         lat.stt_compute_ms = round(transcript.compute_ms, 1)
+        lat.stt_engine = transcript.engine
         lat.transcript = transcript.text
         return transcript
 

@@ -3,7 +3,7 @@
 It owns the streaming endpointer (Silero VAD, :mod:`voice.endpointing`) and, on every
 pause, gathers the evidence :func:`voice.turn_policy.decide` weighs:
 
-* an early transcript (Whisper, in a thread), started ``TurnPolicy.transcript_after_ms`` into
+* an early transcript (the session's speech recognizer, in a thread), started ``TurnPolicy.transcript_after_ms`` into
   the pause (0: at its first silent frame): adopted by the turn if the pause ends it, so
   the transcript is (nearly) ready when the turn ends; discarded if the user goes on, and
   started again on the next pause;
@@ -29,9 +29,10 @@ import numpy as np
 
 from voice.end_of_turn_text import EndOfTurnModelError, TextEndOfTurn, TextVerdict, load_text_end_of_turn
 from voice.endpointing import FRAME, SAMPLE_RATE, Endpointer, SpeechStarted, TurnEnded
+from voice.incremental import IncrementalTranscriber
 from voice.latency import TurnEnd
+from voice.recognizer import SpeechRecognizer, Transcript
 from voice.smart_turn import SmartTurnModel, TurnPrediction
-from voice.transcribe import Transcriber, Transcript
 from voice.turn_policy import EndSignal, TurnPolicy, decide, text_sounds_complete
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ class TurnDetector:
         self,
         policy: TurnPolicy,
         *,
-        transcriber: Transcriber,
+        transcriber: SpeechRecognizer,
         audio_model: Callable[[], SmartTurnModel],
         on_turn: Callable[[DetectedTurn], None],
         text_model: Callable[[], TextEndOfTurn] = load_text_end_of_turn,
@@ -129,6 +130,7 @@ class TurnDetector:
         max_turn_s: float = 60.0,
         on_early_transcript: Callable[[str], None] | None = None,
         on_discard: Callable[[], None] | None = None,
+        incremental: bool = False,
     ) -> None:
         self.policy = policy
         self.transcriber = transcriber
@@ -147,6 +149,8 @@ class TurnDetector:
         self._speculation: Speculation | None = None
         self._last_feed: tuple[float, float] | None = None  # the last chunk's arrival and resampler delay
         self.endpointer = self._new_endpointer()
+        # INCREMENTAL_TRANSCRIPT: the utterance is heard in stretches while it goes on (voice.incremental).
+        self.incremental = IncrementalTranscriber(lambda: self.transcriber) if incremental else None
 
     def _new_endpointer(self) -> Endpointer:
         # The post-roll (audio kept after the last voiced frame) is what the early transcript
@@ -164,6 +168,8 @@ class TurnDetector:
 
     async def close(self) -> None:
         """Cancel the pause's work in flight."""
+        if self.incremental is not None:
+            await self.incremental.close()
         spec, self._speculation = self._speculation, None
         if spec is not None:
             spec.cancel()
@@ -188,6 +194,10 @@ class TurnDetector:
                 else:
                     signal: EndSignal = "capped" if event.capped else self.policy.backstop_signal
                     out.append(self._finish(event, signal, now, delay_samples))
+            if self.incremental is not None:
+                self.incremental.observe(
+                    endpointer.pause, lambda ms: endpointer.utterance_if_ended_now(post_roll_ms=ms)
+                )
             turn = self._on_pause(now, delay_samples)
             if turn is not None:
                 out.append(turn)
@@ -237,7 +247,12 @@ class TurnDetector:
             spec.model_task = asyncio.create_task(self._predict(spec, audio), name="smart-turn")
 
     async def _transcribe(self, spec: Speculation, audio: np.ndarray) -> Transcript:
-        transcript, spec.text_verdict = await asyncio.to_thread(self._transcribe_and_score, audio)
+        if self.incremental is None:
+            transcript, spec.text_verdict = await asyncio.to_thread(self._transcribe_and_score, audio)
+        else:  # the audio runs from its start to post_roll_ms past the pause's last voiced frame
+            origin = spec.speech_end_sample + self.endpointer.post_roll_ms * SAMPLE_RATE // 1000 - len(audio)
+            transcript = await self.incremental.transcribe(audio, origin, spec.speech_end_sample)
+            spec.text_verdict = await asyncio.to_thread(self._score, transcript.text)
         spec.transcript = transcript
         spec.done_at = self._clock()
         if self._speculation is spec and self._on_early_transcript is not None and transcript.text:
@@ -246,13 +261,16 @@ class TurnDetector:
         return transcript
 
     def _transcribe_and_score(self, audio: np.ndarray) -> tuple[Transcript, TextVerdict | None]:
-        """Whisper, then the text model on its words (one thread: the model needs the text)."""
+        """The recognizer, then the text model on its words (one thread: the model needs the text)."""
         transcript = self.transcriber.transcribe(audio)
+        return transcript, self._score(transcript.text)
+
+    def _score(self, text: str) -> TextVerdict | None:
         try:
-            return transcript, self._text_model().verdict(transcript.text)
+            return self._text_model().verdict(text)
         except EndOfTurnModelError as exc:  # the turn goes on without it (its waits still hold)
             log.warning("The text end-of-turn model is unavailable: %s", exc)
-            return transcript, None
+            return None
 
     async def _predict(self, spec: Speculation, audio: np.ndarray) -> TurnPrediction | None:
         try:

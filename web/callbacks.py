@@ -20,6 +20,7 @@ import numpy as np
 from voice import panel
 from voice.browser_link import parse_pongs
 from voice.events import BargeIn, TurnDone
+from voice.recognizer import ModelUnavailableError
 from voice.registry import SessionRegistry, TooManySessions
 from voice.runtime import RuntimeLoader
 from voice.session import VoiceSession
@@ -276,11 +277,19 @@ class PageCallbacks:
 
     async def set_turn_detector(self, detector: str, request: gr.Request) -> None:
         """The end-of-turn detector changed (A/B): the session's next pause uses it."""
+        await self._configure_one(request, turn_detector=detector)
+
+    async def set_stt_engine(self, engine: str, request: gr.Request) -> None:
+        """The speech recognizer changed (A/B): the session's next utterance is heard by it."""
+        await self._configure_one(request, stt_engine=engine)
+
+    async def _configure_one(self, request: gr.Request, **change: str) -> None:
+        """One page control's value for the tab's session; a refused value is a warning, not an error."""
         session = await self._session(request)
-        if session is not None and detector:
+        if session is not None and all(change.values()):
             try:
-                await session.configure(turn_detector=detector)
-            except (ValueError, SettingsError) as exc:
+                await session.configure(**change)  # type: ignore[arg-type]  # the names are configure()'s
+            except (ValueError, SettingsError, ModelUnavailableError) as exc:
                 gr.Warning(str(exc))
 
 

@@ -14,12 +14,14 @@ from llm import STRATEGY_LABELS
 from voice import panel
 from voice.browser_link import MAX_PONG_CHARS
 from voice.llm_endpoint import model_caveat
+from voice.recognizer import ENGINE_LABELS
 from voice.turn_policy import TURN_DETECTOR_LABELS
 from voice.voices import VoiceCatalog
 from web.callbacks import PageCallbacks
 
 STRATEGY_CHOICES = [(label, key) for key, label in STRATEGY_LABELS.items()]
 TURN_DETECTOR_CHOICES = [(label, key) for key, label in TURN_DETECTOR_LABELS.items()]
+STT_ENGINE_CHOICES = [(label, key) for key, label in ENGINE_LABELS.items()]
 # One click on "Start speaking" starts the session (Python), the browser capture (the mic's own
 # record button) and the reply player (browsers only start audio from a user gesture).
 # Gradio 6's streaming recorder loads its WAV encoder (two modules and a worker) after the page
@@ -116,6 +118,7 @@ def build_page(app: PageCallbacks) -> gr.Blocks:
                 detector = gr.Dropdown(
                     TURN_DETECTOR_CHOICES, value=s.turn_detector, label="End-of-turn detector", elem_id="detector"
                 )
+                stt = gr.Dropdown(STT_ENGINE_CHOICES, value=s.stt_engine, label="Speech recognizer", elem_id="stt")
                 barge = gr.Checkbox(value=s.barge_in, label="Barge-in (interrupt the reply by speaking)")
                 voices = VoiceCatalog.from_settings(s)
                 voice = gr.Dropdown(
@@ -133,6 +136,7 @@ def build_page(app: PageCallbacks) -> gr.Blocks:
         # "multiple": Stop then Start again must get its pump even while the old one is still
         # winding down (Gradio's default, "once", silently dropped the new one).
         started.then(app.set_turn_detector, detector, None, api_visibility="private", show_progress="hidden")
+        started.then(app.set_stt_engine, stt, None, api_visibility="private", show_progress="hidden")
         started.then(
             app.pump,
             None,
@@ -180,5 +184,6 @@ def build_page(app: PageCallbacks) -> gr.Blocks:
             change(app.configure, controls, None, api_visibility="private", show_progress="hidden")
         voice.change(app.set_voice, voice, None, api_visibility="private")
         detector.change(app.set_turn_detector, detector, None, api_visibility="private", show_progress="hidden")
+        stt.change(app.set_stt_engine, stt, None, api_visibility="private", show_progress="hidden")
         demo.unload(app.unload)
     return demo
