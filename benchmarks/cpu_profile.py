@@ -60,7 +60,7 @@ RULES: tuple[tuple[str, str], ...] = (
     ("LLM server (llama.cpp) HTTP and SSE", r"llama_cpp\.server"),
     ("Silero VAD (endpointing)", r"endpointing\.py"),
     ("Whisper (CTranslate2)", r"faster_whisper|ctranslate2|transcribe\.py"),
-    ("Piper (onnxruntime)", r"tts_piper\.py|piper/|onnxruntime"),
+    ("Piper (onnxruntime)", r"tts/piper\.py|piper/|onnxruntime"),
     ("event loop (sessions, aiohttp, SSE, audio feed)", r"asyncio|aiohttp"),
 )
 OTHER = "other"

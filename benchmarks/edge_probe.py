@@ -1,6 +1,6 @@
 """``python -m benchmarks.edge_probe``: what the real edge-tts service does with a connection.
 
-WarmVoice's warm TTS transport (:mod:`voice.tts_edge_transport`) assumes two things about
+WarmVoice's warm TTS transport (:mod:`voice.tts.edge_transport`) assumes two things about
 Microsoft's speech service that cannot be tried from the development machines (no internet):
 
 * **reuse** -- after a request's ``turn.end`` the service answers another request on the same
@@ -16,7 +16,7 @@ socket, whether a second request on the same socket is answered, and when the se
 an idle socket (waiting at most ``--max-idle-s``).  Exit status 0 when it could measure, 1 if
 the service could not be reached.  The same code runs against the local stand-in in the tests.
 The sockets are opened and spoken to by the warm transport's own exchanges
-(:func:`voice.edge_protocol.open_socket`, :func:`voice.edge_protocol.request_audio`), so the
+(:func:`voice.tts.edge_protocol.open_socket`, :func:`voice.tts.edge_protocol.request_audio`), so the
 handshake time is the transport's ``setup_ms`` (the ``speech.config`` write included).
 """
 
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import aiohttp
 from edge_tts import communicate
 
-from voice.edge_protocol import WarmTransportError, escape_text, open_socket, request_audio
+from voice.tts.edge_protocol import WarmTransportError, escape_text, open_socket, request_audio
 
 PROG = "python -m benchmarks.edge_probe"
 DEFAULT_VOICE = "en-US-AriaNeural"

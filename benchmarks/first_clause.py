@@ -33,7 +33,7 @@ from benchmarks.machine_probe import run_probe
 from llm import SentenceSplitter, SplitterConfig
 from voice.audio import write_wav
 from voice.settings import Settings
-from voice.tts_piper import _SYNTHESIS, bundled_voice_path, load_voice
+from voice.tts.piper import _SYNTHESIS, bundled_voice_path, load_voice
 
 PROG = "python -m benchmarks.first_clause"
 LONG_CHARS = 60

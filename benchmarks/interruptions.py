@@ -5,7 +5,7 @@
 Speech said over a reply, synthesized at run time with the bundled Piper voice at three
 speaking rates (and a cough-like burst from sox), clean and in sox pink noise at 20 and 10 dB
 SNR, is streamed through the app's endpointer frame by frame and screened by the app's rule
-(:class:`voice.interruption.InterruptionScreen`): from ``BARGE_IN_MIN_SPEECH_MS`` of voice on,
+(:class:`voice.turns.interruption.InterruptionScreen`): from ``BARGE_IN_MIN_SPEECH_MS`` of voice on,
 Whisper looks at the words so far (the decision waits for Whisper's measured time); speech that
 ends first is transcribed whole.  Either stops the reply unless it is a backchannel, no speech,
 or a guess (``avg_logprob`` below ``BARGE_IN_MIN_LOGPROB`` without a word asking for the floor).
@@ -51,11 +51,9 @@ from benchmarks.turn_taking_summary import percentile
 from benchmarks.voice_families import ENERGY_THRESHOLD, pink_noise, piper_family
 from benchmarks.voice_families import speech as voice_speech
 from voice.audio import SAMPLE_RATE
-from voice.endpointing import FRAME, Endpointer, TurnEnded
-from voice.interruption import InterruptionScreen
 from voice.settings import Settings
 from voice.transcribe import Transcriber, Transcript
-from voice.turn_detection import FRAME_MS
+from voice.turns import FRAME, FRAME_MS, Endpointer, InterruptionScreen, TurnEnded
 
 BACKCHANNELS = ("Yeah.", "Okay.", "Mm-hmm.", "Uh-huh.", "Right.", "Sure.", "I see.", "Okay, yeah.", "Yes.", "Got it.")
 INTERRUPTIONS = (
@@ -163,7 +161,7 @@ def screen(
     decision time in s from the start).  A look at the words so far is ready only once Whisper's
     measured time for it has passed in the audio, as in the session, where the speech goes on
     meanwhile."""
-    # The turn keeps what the app's does after the speech (voice.turn_detection): Whisper hears the same audio.
+    # The turn keeps what the app's does after the speech (voice.turns.detection): Whisper hears the same audio.
     post_roll_ms = max(Settings().early_transcript_after_ms, FRAME_MS)
     endpointer = Endpointer(silence_ms=500, post_roll_ms=post_roll_ms)
     rule.speech_started(over_reply=True)

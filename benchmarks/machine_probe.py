@@ -22,7 +22,7 @@ from benchmarks.common import WHISPER_CLIP_S, MachineProbe, cpu_flags
 from llm import EmbeddedLLMServer, EmbeddedServerError
 from voice.audio import to_mono_16k
 from voice.transcribe import SAMPLE_RATE, Transcriber
-from voice.tts_piper import bundled_voice_path, load_voice
+from voice.tts import bundled_voice_path, load_voice
 
 # The fixed workload (and common.WHISPER_CLIP_S). Changing any of these makes old probes incomparable: don't.
 WHISPER_SENTENCE = "The quick brown fox jumps over the lazy dog, and then it runs back home."

@@ -88,7 +88,7 @@ from voice.llm_endpoint import LLMEndpoint
 from voice.runtime import VoiceRuntime
 from voice.session import VoiceSession
 from voice.settings import Settings, SettingsError, load_settings
-from voice.tts_factory import tts_for
+from voice.tts import tts_for
 
 PROG = "python -m benchmarks.pipeline"
 DEFAULT_RTTS = (0.0, 150.0)
@@ -182,7 +182,7 @@ def synthesize_questions(
     """
     from piper import SynthesisConfig
 
-    from voice.tts_piper import bundled_voice_path, load_voice
+    from voice.tts import bundled_voice_path, load_voice
 
     voice = load_voice(bundled_voice_path())
     # Noise off: deterministic, the same text gives the same audio.

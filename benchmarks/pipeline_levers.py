@@ -20,7 +20,7 @@ from benchmarks.pipeline_records import TurnRecord, VoiceBenchRun, turn_value
 from voice.latency import STAGES
 from voice.preemptive import PreemptiveStats
 from voice.settings import Settings
-from voice.turn_detection import SpeculationStats
+from voice.turns import SpeculationStats
 
 LEVERS = ("off", "on")
 INPUT_SETS = ("short", "long")

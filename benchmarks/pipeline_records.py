@@ -16,7 +16,7 @@ from benchmarks.common import MachineInfo
 from llm import ClientStats, PromptCacheReport
 from voice.latency import TurnLatency
 from voice.preemptive import PreemptiveStats
-from voice.turn_detection import SpeculationStats
+from voice.turns import SpeculationStats
 
 SCHEMA = "warmvoice-voice-bench/1"
 RSS_INTERVAL_S = 0.1

@@ -34,8 +34,7 @@ from benchmarks.pipeline_records import (
     turns_of,
 )
 from voice.latency import STAGES
-from voice.turn_detection import SpeculationStats
-from voice.turn_policy import TURN_DETECTOR_LABELS
+from voice.turns import TURN_DETECTOR_LABELS, SpeculationStats
 
 
 def stage_summary(run: VoiceBenchRun, rtt: float, strategy: str, attr: str, *, first_only: bool = False) -> Summary:
@@ -222,7 +221,7 @@ def _describe(run: VoiceBenchRun) -> list[str]:
             f"{c.trailing_silence_ms / 1000:g} s of silence. "
             + (
                 f"The session ends the turn with the `{c.turn_detector}` detector "
-                f"({TURN_DETECTOR_LABELS[c.turn_detector]}; voice/turn_policy.py), evidence gathered in the pause"
+                f"({TURN_DETECTOR_LABELS[c.turn_detector]}; voice/turns/policy.py), evidence gathered in the pause"
                 if c.turn_detector in ("combined", "audio")
                 else f"The session transcribes early, during the pause (EARLY_TRANSCRIPT on), and ends the turn after "
                 f"{c.end_of_turn_silence_ms} ms of silence, or after {c.min_end_of_turn_silence_ms} ms when the early "

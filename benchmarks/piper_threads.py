@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from benchmarks.common import Table, command_line, load_average, machine_info, progress, publish
 from benchmarks.machine_probe import run_probe
 from llm import EmbeddedLLMServer
-from voice.tts_piper import _SYNTHESIS, bundled_voice_path, load_voice
+from voice.tts.piper import _SYNTHESIS, bundled_voice_path, load_voice
 
 PROG = "python -m benchmarks.piper_threads"
 REPORT = "piper_threads"  # docs/measurements/piper_threads.md

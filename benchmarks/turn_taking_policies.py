@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from benchmarks.turn_taking_summary import knee
-from voice.turn_policy import TURN_DETECTOR_LABELS, TurnDetectorName, TurnPolicy
+from voice.turns.policy import TURN_DETECTOR_LABELS, TurnDetectorName, TurnPolicy
 
 WAITS_MS = (300, 500, 800, 1000, 1200, 1500, 2000)
 # The text model's "complete" threshold, × 1000 (the app's is in TurnPolicy; it is added below).

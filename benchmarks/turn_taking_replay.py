@@ -4,8 +4,8 @@
 every pause that reaches ``SPECULATE_AFTER_MS`` it computes the app's evidence once, as the
 app does: Whisper's early transcript and Smart Turn's probability side by side in two threads,
 each timed, then the text end-of-turn model on the transcript (timed too).  :func:`replay`
-then walks any :class:`~voice.turn_policy.TurnPolicy` over that evidence with
-:func:`voice.turn_policy.decide` (the function the app calls), a signal counting only from the
+then walks any :class:`~voice.turns.policy.TurnPolicy` over that evidence with
+:func:`voice.turns.policy.decide` (the function the app calls), a signal counting only from the
 moment it would have existed: its start plus its measured compute time.
 
 Approximation (stated in the report): after a (false) cut the app would start a new turn whose
@@ -25,12 +25,9 @@ from typing import TypeVar
 
 from benchmarks.turn_taking_data import Item
 from voice.audio import SAMPLE_RATE
-from voice.end_of_turn_text import load_text_end_of_turn
-from voice.endpointing import FRAME, Endpointer
-from voice.smart_turn import smart_turn_model
 from voice.transcribe import Transcriber
-from voice.turn_detection import SPECULATE_AFTER_MS
-from voice.turn_policy import TurnPolicy, decide, text_sounds_complete
+from voice.turns import FRAME, SPECULATE_AFTER_MS, Endpointer, load_text_end_of_turn, smart_turn_model
+from voice.turns.policy import TurnPolicy, decide, text_sounds_complete
 
 FRAME_MS = FRAME * 1000 / SAMPLE_RATE
 T = TypeVar("T")

@@ -100,7 +100,7 @@ def question_wav(path: Path) -> Path:
     """The question in the bundled Piper voice, then silence: the fake microphone loops it."""
     from piper import SynthesisConfig
 
-    from voice.tts_piper import bundled_voice_path, load_voice
+    from voice.tts import bundled_voice_path, load_voice
 
     config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
     chunks = list(load_voice(bundled_voice_path()).synthesize(QUESTION, config))

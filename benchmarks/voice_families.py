@@ -285,7 +285,7 @@ def piper_speech(text: str, voice: VoiceFamily) -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def bundled_piper() -> Any:
     """The bundled Piper voice, loaded once per process (the app's loader)."""
-    from voice.tts_piper import bundled_voice_path, load_voice
+    from voice.tts import bundled_voice_path, load_voice
 
     return load_voice(bundled_voice_path())
 

@@ -24,7 +24,7 @@ def module_name(path: Path) -> str:
 def product_files() -> list[Path]:
     files = [ROOT / "app.py"]
     for package in PACKAGES:
-        files += sorted((ROOT / package).glob("*.py"))
+        files += sorted((ROOT / package).rglob("*.py"))
     return files
 
 
@@ -60,6 +60,27 @@ def test_llm_knows_nothing_of_audio_pages_or_benchmarks(module: str) -> None:
 def test_llm_is_used_only_through_its_public_api(module: str) -> None:
     bypassing = sorted(name for name in GRAPH[module] if name.startswith("llm."))
     assert not bypassing, f"{module} imports {bypassing}: use `from llm import ...`"
+
+
+SUBPACKAGES = sorted(
+    m for m in GRAPH if top(m) == "voice" and m != "voice" and (ROOT / m.replace(".", "/") / "__init__.py").is_file()
+)
+
+
+@pytest.mark.parametrize("module", sorted(m for m in GRAPH if top(m) in ("app", "voice", "web")))
+def test_voice_subpackages_are_used_through_their_face(module: str) -> None:
+    # Settings reads the end-of-turn defaults from the pure policy module: the package face
+    # would pull in the whole turn-detection stage for every module that reads a default.
+    allowed = {"voice.settings": {"voice.turns.policy"}}.get(module, set())
+    for package in SUBPACKAGES:
+        if module == package or module.startswith(package + "."):
+            continue
+        inside = sorted(name for name in GRAPH[module] - allowed if name.startswith(package + "."))
+        assert not inside, f"{module} imports {inside}: use `from {package} import ...`"
+
+
+def test_the_subpackages_exist() -> None:
+    assert SUBPACKAGES == ["voice.tts", "voice.turns"]
 
 
 @pytest.mark.parametrize("module", sorted(m for m in GRAPH if top(m) == "voice"))

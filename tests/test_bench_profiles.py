@@ -20,8 +20,8 @@ def test_samples_go_to_the_stage_that_ran_them() -> None:
         "Whisper (CTranslate2)",
         7,
     )
-    assert classify(f"{APP};_produce (voice/tts_piper.py:290);run (onnxruntime/capi/x.py:1) 3")[0].startswith("Piper")
-    assert classify(f"{APP};Endpointer.feed (voice/endpointing.py:235);run (onnxruntime/x.py:1) 2")[0].startswith(
+    assert classify(f"{APP};_produce (voice/tts/piper.py:290);run (onnxruntime/capi/x.py:1) 3")[0].startswith("Piper")
+    assert classify(f"{APP};Endpointer.feed (voice/turns/endpointing.py:235);run (onnxruntime/x.py:1) 2")[0].startswith(
         "Silero"
     )
     gen = f"{SERVER};Llama.generate (llama_cpp/llama.py:977);llama_decode (libllama.so) 5"
@@ -40,7 +40,7 @@ def test_the_table_leaves_out_what_is_not_a_turn(tmp_path: Path) -> None:
     raw = tmp_path / "samples.txt"
     raw.write_text(
         f"{SERVER};Llama.generate (llama_cpp/llama.py:977) 30\n"
-        f"{APP};_produce (voice/tts_piper.py:290) 10\n"
+        f"{APP};_produce (voice/tts/piper.py:290) 10\n"
         f"{APP};run_probe (benchmarks/machine_probe.py:118) 50\n",
         encoding="utf-8",
     )

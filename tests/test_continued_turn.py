@@ -21,10 +21,10 @@ from aiohttp import web
 from tests.llm_servers import LLMServer, echo
 from tests.loopback_session import loopback_session
 from tests.speech import silence, spoken
-from voice.endpointing import SAMPLE_RATE, Endpointer, SpeechStarted, TurnEnded
 from voice.events import SessionEvent, TurnDone
 from voice.headless import speak_into
 from voice.session import VoiceSession
+from voice.turns.endpointing import SAMPLE_RATE, Endpointer, SpeechStarted, TurnEnded
 from web.view import PageView
 
 pytestmark = pytest.mark.slow

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from tests.speech import spoken
-from voice.endpointing import FRAME, SAMPLE_RATE, Endpointer, SpeechStarted
 from voice.settings import SettingsError, load_settings
-from voice.smart_turn import smart_turn_model
 from voice.transcribe import Transcriber, Transcript
-from voice.turn_detection import FRAME_MS, SPECULATE_AFTER_MS, DetectedTurn, TurnDetector
-from voice.turn_policy import DEFAULT_TRANSCRIPT_AFTER_MS, TurnPolicy
+from voice.turns.detection import FRAME_MS, SPECULATE_AFTER_MS, DetectedTurn, TurnDetector
+from voice.turns.endpointing import FRAME, SAMPLE_RATE, Endpointer, SpeechStarted
+from voice.turns.policy import DEFAULT_TRANSCRIPT_AFTER_MS, TurnPolicy
+from voice.turns.smart_turn import smart_turn_model
 
 
 class RecordingTranscriber(Transcriber):

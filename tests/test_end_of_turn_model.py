@@ -1,5 +1,5 @@
-"""voice.end_of_turn_text: the committed weights are the ones benchmarks/train_end_of_turn.py says
-it trained (voice/end_of_turn_text.json), and they read the way it recorded.
+"""voice.turns.end_of_turn_text: the committed weights are the ones benchmarks/train_end_of_turn.py says
+it trained (voice/turns/end_of_turn_text.json), and they read the way it recorded.
 
 No retraining here (it takes minutes): the training script writes the file's sha256, its shape,
 the thresholds it chose and a few predictions next to it; this checks the committed file against
@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voice.end_of_turn_text import (
+from voice.settings import Settings
+from voice.turns.end_of_turn_text import (
     MODEL_PATH,
     EndOfTurnModelError,
     TextEndOfTurn,
@@ -25,8 +26,7 @@ from voice.end_of_turn_text import (
     load_text_end_of_turn,
     normalise,
 )
-from voice.settings import Settings
-from voice.turn_policy import TurnPolicy
+from voice.turns.policy import TurnPolicy
 
 RECORD = json.loads(MODEL_PATH.with_suffix(".json").read_text(encoding="utf-8"))
 

@@ -1,4 +1,4 @@
-"""voice.endpointing with the real Silero model on speech synthesized at test time (tests/speech.py)."""
+"""voice.turns.endpointing with the real Silero model on speech synthesized at test time (tests/speech.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from tests.speech import Speech, chunks, first_loud_sample, last_loud_sample, resample, silence, synthesize, trimmed
 from voice.audio import SAMPLE_RATE, StreamingConverter
-from voice.endpointing import FRAME, Endpointer, Event, SpeechStarted, TurnEnded, vad_session
+from voice.turns.endpointing import FRAME, Endpointer, Event, SpeechStarted, TurnEnded, vad_session
 
 QUESTION = "What is the capital of France?"
 STATEMENT = "Tell me a joke about the weather."

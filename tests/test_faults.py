@@ -51,7 +51,7 @@ from voice import panel
 from voice.events import AudioOut, Notice, SessionEvent
 from voice.llm_endpoint import LLMEndpoint
 from voice.session import VoiceSession
-from voice.tts_factory import make_tts
+from voice.tts.factory import make_tts
 
 pytestmark = pytest.mark.slow
 

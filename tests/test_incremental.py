@@ -16,9 +16,9 @@ from voice.audio import SAMPLE_RATE
 from voice.incremental import DIP_MS, MIN_STRETCH_MS, IncrementalTranscriber, ReplyActivity, plan_cut
 from voice.moonshine import MoonshineRecognizer
 from voice.settings import load_settings
-from voice.smart_turn import smart_turn_model
-from voice.turn_detection import DetectedTurn, TurnDetector
-from voice.turn_policy import TurnPolicy
+from voice.turns.detection import DetectedTurn, TurnDetector
+from voice.turns.policy import TurnPolicy
+from voice.turns.smart_turn import smart_turn_model
 
 LONG = ("Could you please tell me", 0.25, "the name of the capital city", 0.25, "of France, and why it is famous?")
 DIP = DIP_MS * SAMPLE_RATE // 1000

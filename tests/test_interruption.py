@@ -16,11 +16,11 @@ import pytest
 from tests.speech import resample, synthesize, trimmed
 from voice.events import AudioOut, BargeIn, ReplyRecorded, SessionEvent, TurnDone
 from voice.headless import speak_into
-from voice.interruption import InterruptionScreen, ReplyTracker, is_backchannel
 from voice.prompting import PLAIN
 from voice.session import VoiceSession
 from voice.settings import Settings
 from voice.transcribe import Transcriber, Transcript
+from voice.turns.interruption import InterruptionScreen, ReplyTracker, is_backchannel
 
 LONG_REPLY = "Tell me a long story about a dragon, in ten sentences."
 

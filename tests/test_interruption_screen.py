@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from voice.interruption import RECHECK_AFTER_MS, InterruptionScreen
 from voice.transcribe import Transcript
+from voice.turns.interruption import RECHECK_AFTER_MS, InterruptionScreen
 
 
 def heard(text: str, avg_logprob: float = -0.2) -> Transcript:

@@ -31,7 +31,7 @@ from tests.speech import synthesize
 from voice.headless import TurnResult, run_spoken_turn, run_typed_turn
 from voice.native_memory import release_freed_memory
 from voice.session import VoiceSession
-from voice.tts_factory import make_tts
+from voice.tts.factory import make_tts
 
 pytestmark = pytest.mark.slow
 

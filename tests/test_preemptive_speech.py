@@ -24,9 +24,9 @@ from tests.speech import synthesize, trimmed
 from voice.headless import run_spoken_turn
 from voice.session import VoiceSession
 from voice.tts import AudioChunk
-from voice.tts_edge import EdgeTTS
-from voice.tts_edge_transport import WarmEdgeTransport
-from voice.tts_piper import PiperTTS
+from voice.tts.edge import EdgeTTS
+from voice.tts.edge_transport import WarmEdgeTransport
+from voice.tts.piper import PiperTTS
 
 pytestmark = pytest.mark.slow
 

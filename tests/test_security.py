@@ -48,7 +48,7 @@ from voice.llm_endpoint import LLMEndpoint
 from voice.runtime import RuntimeLoader, VoiceRuntime
 from voice.session import VoiceSession
 from voice.settings import Settings, load_settings
-from voice.voices import EDGE_VOICES, VoiceCatalog, VoiceRefused
+from voice.tts.voices import EDGE_VOICES, VoiceCatalog, VoiceRefused
 from web.callbacks import PageCallbacks
 from web.page import build_page
 from web.view import PageView

@@ -13,7 +13,7 @@ from voice.headless import run_spoken_turn, run_typed_turn, speak_into
 from voice.latency import STAGES, TurnLatency
 from voice.session import VoiceSession
 from voice.tts import FallbackTTS
-from voice.tts_edge import EdgeTTS
+from voice.tts.edge import EdgeTTS
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ from voice.events import AudioOut, Notice, SessionEvent
 from voice.latency import TurnLatency
 from voice.settings import Settings
 from voice.speech import SpeechStage
-from voice.tts_factory import make_tts, tts_for
+from voice.tts.factory import make_tts, tts_for
 
 
 def _queue(*sentences: str) -> asyncio.Queue[str | None]:

@@ -14,8 +14,8 @@ import pytest
 import voice.transcribe as transcribe_module
 from tests.speech import Speech, chunks, silence, synthesize
 from voice.audio import SAMPLE_RATE, StreamingConverter
-from voice.endpointing import Endpointer, TurnEnded
 from voice.transcribe import ModelUnavailableError, Transcriber, Transcript, clean_text, get_model
+from voice.turns.endpointing import Endpointer, TurnEnded
 
 QUESTION = "What is the capital of France?"
 

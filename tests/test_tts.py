@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from benchmarks.edge_standin import EdgeStandin, SilentTcpServer, encode_mp3, tone
-from voice.mp3_decoder import Mp3StreamDecoder
-from voice.tts import (
+from voice.tts.edge import CircuitBreaker, EdgeTTS, EdgeTTSError
+from voice.tts.engine import (
     MAX_TEXT_CHARS,
     OUTPUT_SAMPLE_RATE,
     AudioChunk,
@@ -34,9 +34,9 @@ from voice.tts import (
     bound_text,
     prefetch,
 )
-from voice.tts_edge import CircuitBreaker, EdgeTTS, EdgeTTSError
-from voice.tts_factory import make_tts
-from voice.tts_piper import PiperTTS, bundled_voice_path, load_voice, sanitize_for_speech
+from voice.tts.factory import make_tts
+from voice.tts.mp3_decoder import Mp3StreamDecoder
+from voice.tts.piper import PiperTTS, bundled_voice_path, load_voice, sanitize_for_speech
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

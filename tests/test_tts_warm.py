@@ -24,10 +24,10 @@ from benchmarks.edge_standin import EdgeStandin
 from tests.llm_servers import LLMServer, reply
 from tests.loopback_session import assert_presentable, loopback_session, outcome, typed_turn
 from voice.tts import AudioChunk, FallbackTTS, TTSConnection
-from voice.tts_edge import EdgeTTS, EdgeTTSError
-from voice.tts_edge_transport import WarmEdgeTransport
-from voice.tts_factory import make_tts
-from voice.tts_piper import PiperTTS
+from voice.tts.edge import EdgeTTS, EdgeTTSError
+from voice.tts.edge_transport import WarmEdgeTransport
+from voice.tts.factory import make_tts
+from voice.tts.piper import PiperTTS
 
 WAIT_S = 20.0  # bound for every wait on the background keeper (generous for a loaded machine)
 

@@ -15,7 +15,7 @@ import pytest
 from benchmarks.turn_taking_replay import Evidence, Pause, ended_at, replay, transcript_start
 from benchmarks.turn_taking_summary import reply_time, summarise
 from voice.audio import SAMPLE_RATE
-from voice.turn_policy import TurnPolicy
+from voice.turns.policy import TurnPolicy
 
 COMBINED = TurnPolicy("combined", min_silence_ms=200, hold_ms=1000, max_wait_ms=2500)
 VAD = TurnPolicy("vad", silence_ms=500)

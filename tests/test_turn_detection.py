@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 
 from tests.speech import silence, spoken
-from voice.endpointing import SAMPLE_RATE, SpeechStarted
 from voice.settings import Settings
-from voice.smart_turn import smart_turn_model
 from voice.transcribe import Transcriber, Transcript
-from voice.turn_detection import DetectedTurn, TurnDetector
-from voice.turn_policy import TurnPolicy
+from voice.turns.detection import DetectedTurn, TurnDetector
+from voice.turns.endpointing import SAMPLE_RATE, SpeechStarted
+from voice.turns.policy import TurnPolicy
+from voice.turns.smart_turn import smart_turn_model
 
 pytestmark = pytest.mark.slow
 

@@ -1,10 +1,10 @@
-"""voice.turn_policy: which evidence ends a turn, and when (pure: no audio, no models)."""
+"""voice.turns.policy: which evidence ends a turn, and when (pure: no audio, no models)."""
 
 from __future__ import annotations
 
 import pytest
 
-from voice.turn_policy import TurnPolicy, decide, text_sounds_complete
+from voice.turns.policy import TurnPolicy, decide, text_sounds_complete
 
 POLICY = TurnPolicy(detector="combined", min_silence_ms=250, silence_ms=500, hold_ms=1200, max_wait_ms=2500)
 

@@ -138,7 +138,7 @@ class IncrementalTranscriber:
 
         ``pause`` is the endpointer's (end of the last voiced frame, silence since), None while
         the voice goes on; ``utterance_to(post_roll_ms)`` the utterance's audio up to that far
-        after the end of speech (:meth:`voice.endpointing.Endpointer.utterance_if_ended_now`).
+        after the end of speech (:meth:`voice.turns.endpointing.Endpointer.utterance_if_ended_now`).
         """
         if pause is None or pause[1] < self._dip or not self._recognizer().cost_follows_clip:
             return  # (with Whisper every stretch would cost a whole run: the pause's one-shot is as quick)

@@ -37,9 +37,9 @@ Clock = Literal["page", "arrival", "typed"]
 
 
 # How a turn ended ("running" until it does).
-# "resumed": a false interruption; the cut reply was spoken again (voice.interruption).
+# "resumed": a false interruption; the cut reply was spoken again (voice.turns.interruption).
 # "continued": the user went on talking before any of the reply was heard; the turn carried on
-# into the next one (voice.turn_detection.TurnDetector.resume).
+# into the next one (voice.turns.detection.TurnDetector.resume).
 Outcome = Literal["running", "ok", "no_speech", "error", "interrupted", "resumed", "continued"]
 # Where the turn came from: the microphone or the text box.
 TurnSource = Literal["voice", "text"]
@@ -49,8 +49,8 @@ TurnSource = Literal["voice", "text"]
 class TurnEnd:
     """What ended a spoken turn (the panel shows it next to the breakdown).
 
-    ``detector``: the turn detector in use (see :mod:`voice.turn_policy`); ``signal``: what
-    ended the turn (an :data:`voice.turn_policy.EndSignal`: "text_model", "hold", "max_wait"...);
+    ``detector``: the turn detector in use (see :mod:`voice.turns.policy`); ``signal``: what
+    ended the turn (an :data:`voice.turns.policy.EndSignal`: "text_model", "hold", "max_wait"...);
     ``probability``: the audio model's completeness probability (None if it did not run);
     ``text_complete``: the early transcript's verdict (None if it was not ready);
     ``silence_waited_ms``: silence after the true end of speech when the turn was ended;

@@ -65,7 +65,7 @@ class SessionFacts:
     browser_rtt: RoundTrips | None = None  # page <-> server, measured by pings (voice.browser_link)
     # The page's clock against the server's and the microphone's way up (voice.uplink), one line.
     page_clock: str = "—"
-    # Speech over replies (voice.interruption.InterruptionStats), one line.
+    # Speech over replies (voice.turns.interruption.InterruptionStats), one line.
     interruptions: str = "—"
     # Preemptive LLM requests (voice.preemptive.PreemptiveStats), one line.
     preemptive: str = "—"

@@ -18,19 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from voice.conversation import Conversation
-from voice.end_of_turn_text import EndOfTurnModelError, load_text_end_of_turn
 from voice.llm_endpoint import LLMEndpoint
 from voice.native_memory import limit_malloc_arenas
 from voice.prompting import reply_style
 from voice.recognizer import SpeechRecognizer, engine_label
 from voice.session import VoiceSession
 from voice.settings import Settings
-from voice.smart_turn import SmartTurnUnavailable, smart_turn_model
 from voice.stt_factory import recognizer_for
 from voice.synthesis_gate import SynthesisGate
-from voice.tts import TTSEngine, TTSError
-from voice.tts_edge import CircuitBreaker
-from voice.tts_factory import tts_for
+from voice.tts import CircuitBreaker, TTSEngine, TTSError, tts_for
+from voice.turns import EndOfTurnModelError, SmartTurnUnavailable, load_text_end_of_turn, smart_turn_model
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """One user's voice session: the orchestrator of a turn's stages.
 
-    microphone audio -> turn detection (voice.turn_detection: endpointing, the early transcript,
+    microphone audio -> turn detection (voice.turns.detection: endpointing, the early transcript,
     the end-of-turn decision) -> transcript -> reply (voice.reply: pooled LLM -> sentences)
     -> speech (voice.speech: TTS -> audio chunks) -> the front-end's player
 
@@ -30,26 +30,28 @@ import numpy as np
 
 from llm import STRATEGY_LABELS, ConnectionState, PooledLLMClient, WarmUpResult, parse_strategy
 from voice.audio import MicrophoneInput
-from voice.endpointing import SpeechStarted
 from voice.events import BargeIn, LatencyUpdate, Notice, SessionEvent, Status, TurnDone
-from voice.interruption import InterruptionScreen
 from voice.latency import TurnLatency
 from voice.llm_endpoint import LLMEndpoint
 from voice.preemptive_speech import PreemptiveSpeech
 from voice.recognizer import SpeechRecognizer
 from voice.reply import ReplyStage
 from voice.settings import Settings
-from voice.smart_turn import smart_turn_model
 from voice.speech import SpeechStage
 from voice.stt_factory import recognizer_for
 from voice.synthesis_gate import SynthesisGate
-from voice.tts import TTSEngine
-from voice.tts_edge import CircuitBreaker
-from voice.tts_factory import tts_for
+from voice.tts import CircuitBreaker, TTSEngine, VoiceCatalog, tts_for
 from voice.turn import TurnRunner
-from voice.turn_detection import DetectedTurn, Speculation, SpeculationStats, TurnDetector
+from voice.turns import (
+    DetectedTurn,
+    InterruptionScreen,
+    Speculation,
+    SpeculationStats,
+    SpeechStarted,
+    TurnDetector,
+    smart_turn_model,
+)
 from voice.uplink import CaptureBook, ChunkCapture
-from voice.voices import VoiceCatalog
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +180,7 @@ class VoiceSession:
 
         A new strategy or distance means a new connection pool (and a new warm-up), so turns
         under each setting are measured from the same start.  ``voice`` comes from the page: a
-        name from :attr:`voices`, never a path (:class:`voice.voices.VoiceRefused` otherwise).
+        name from :attr:`voices`, never a path (:class:`voice.tts.voices.VoiceRefused` otherwise).
         """
         changes: dict[str, object] = {
             "tts_voice": None if voice is None else self.voices.resolve(voice),
@@ -270,7 +272,7 @@ class VoiceSession:
                     if await self._continue_turn(event):
                         continue
                     # Speech over the reply stops it only once it is clearly more than a
-                    # backchannel or a cough (voice.interruption).
+                    # backchannel or a cough (voice.turns.interruption).
                     self.interruption.speech_started(self.busy and self.settings.barge_in)
                 else:
                     self._end_of_turn(event)
@@ -348,7 +350,7 @@ class VoiceSession:
         task.add_done_callback(self._screening.discard)
 
     async def _check(self, utterance: int, audio: np.ndarray) -> None:
-        """Speech over the reply goes on: its words so far may stop it (voice.interruption)."""
+        """Speech over the reply goes on: its words so far may stop it (voice.turns.interruption)."""
         heard = await asyncio.to_thread(self.transcriber.transcribe, audio)
         voiced_ms = self.turn_detector.endpointer.voiced_ms
         if not self.closed and self.interruption.checked(utterance, heard, voiced_ms, self.busy):

@@ -19,9 +19,10 @@ from dotenv import dotenv_values
 from llm import EMBEDDED_MODEL, STRATEGIES, Secret, Strategy
 from voice.prompting import COPIED_REPLY_CHOICES
 from voice.recognizer import STT_ENGINES
-from voice.tts_edge_transport import DEFAULT_MAX_IDLE_S
-from voice.tts_piper import DEFAULT_PIPER_THREADS
-from voice.turn_policy import TURN_DETECTORS, TurnPolicy
+
+# The policy module, not the package face: the face loads the turn-detection stage, which needs
+# no settings, and importing settings must stay cheap for every module that reads a default.
+from voice.turns.policy import TURN_DETECTORS, TurnPolicy
 
 OPENAI_URL = "https://api.openai.com/v1"
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
@@ -30,6 +31,8 @@ DEFAULT_SYSTEM_PROMPT = (
     "spoken sentences. Start with a short first sentence. No lists, no markdown."
 )
 TTS_ENGINES = ("auto", "edge", "piper")
+DEFAULT_MAX_IDLE_S = 15.0  # replace a warm edge-tts socket idle this long (the service drops idle ones)
+DEFAULT_PIPER_THREADS = 1  # 0: onnxruntime's default (one thread per core, spin-waiting)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -61,7 +64,7 @@ class Settings:
     whisper_device: str = "cpu"
     whisper_compute_type: str = "int8"
     whisper_language: str = "en"
-    # Turn-taking (voice.turn_policy says how the detectors use these waits)
+    # Turn-taking (voice.turns.policy says how the detectors use these waits)
     turn_detector: str = TurnPolicy.detector
     end_of_turn_silence_ms: int = TurnPolicy.silence_ms  # the "vad" and "text" detectors' fixed silence
     min_end_of_turn_silence_ms: int = TurnPolicy.min_silence_ms  # when the evidence says the user is done
@@ -75,7 +78,7 @@ class Settings:
     incremental_transcript: bool = False  # hear the utterance in stretches while it goes on (voice.incremental)
     barge_in: bool = True
     barge_in_min_speech_ms: int = 400  # voice over the reply after which its words so far are looked at
-    barge_in_min_logprob: float = -0.5  # speech over the reply heard less surely is a guess (voice.interruption)
+    barge_in_min_logprob: float = -0.5  # speech over the reply heard less surely is a guess (voice.turns.interruption)
     resume_after_false_interruption: bool = True
     continue_unheard_turns: bool = True  # speech before any of the reply was heard continues the turn
     max_turn_seconds: float = 60.0

@@ -3,7 +3,7 @@
 One :class:`SpeechStage` per session owns its TTS engine and what the user is hearing: until when
 the sent audio plays (so the session knows it is still speaking), and which sentences have been
 heard, so a reply cut by speech that turns out not to be a turn can resume from the sentence that
-was playing (:class:`voice.interruption.ReplyTracker`).  Playback itself is the front-end's, in
+was playing (:class:`voice.turns.interruption.ReplyTracker`).  Playback itself is the front-end's, in
 real time: chunks leave as :class:`~voice.events.AudioOut` events.
 """
 
@@ -14,9 +14,9 @@ import contextlib
 from collections.abc import Callable
 
 from voice.events import AudioOut, Emit, LatencyUpdate, Notice
-from voice.interruption import ReplyTracker
 from voice.latency import TurnLatency
 from voice.tts import AudioChunk, PrefetchedSpeech, TTSEngine, TTSError, has_speakable, prefetch
+from voice.turns import ReplyTracker
 
 # Where a sentence's synthesis comes from: (the engine, the turn, the sentence) -> its prefetch.
 SynthesisSource = Callable[[TTSEngine, TurnLatency, str], PrefetchedSpeech]

@@ -19,12 +19,11 @@ import numpy as np
 from voice.audio import SAMPLE_RATE
 from voice.events import Emit, LatencyUpdate, Notice, TurnDone, UserSaid
 from voice.incremental import REPLIES
-from voice.interruption import InterruptionScreen
 from voice.latency import TurnLatency
 from voice.recognizer import SpeechRecognizer, Transcript
 from voice.reply import ReplyStage
 from voice.speech import SpeechStage
-from voice.turn_detection import Speculation
+from voice.turns import InterruptionScreen, Speculation
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 The browser's microphone reaches the server in 100 ms chunks, each one uploaded and then handed
 to Gradio's queue, so a chunk arrives a while after its last sample was captured: the time it
 waited in the page, its upload, the request that hands it to the queue, and the queue.  The
-turn's true end of speech is stamped from a chunk's arrival (:mod:`voice.turn_detection`), so
+turn's true end of speech is stamped from a chunk's arrival (:mod:`voice.turns.detection`), so
 without this that way up is missing from every figure of the panel.
 
 The page (web/uplink.js) puts the capture time of each chunk's last sample, on the page's clock,

@@ -15,8 +15,8 @@ from voice import panel
 from voice.browser_link import MAX_PONG_CHARS
 from voice.llm_endpoint import model_caveat
 from voice.recognizer import ENGINE_LABELS
-from voice.turn_policy import TURN_DETECTOR_LABELS
-from voice.voices import VoiceCatalog
+from voice.tts import VoiceCatalog
+from voice.turns import TURN_DETECTOR_LABELS
 from web.callbacks import PageCallbacks
 
 STRATEGY_CHOICES = [(label, key) for key, label in STRATEGY_LABELS.items()]

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from voice.tts import FallbackTTS, TTSEngine, TTSError
-from voice.tts_edge import CircuitBreaker, EdgeTTS
-from voice.tts_edge_transport import DEFAULT_MAX_IDLE_S, WarmEdgeTransport
-from voice.tts_piper import DEFAULT_PIPER_THREADS, PiperTTS
+from voice.settings import DEFAULT_MAX_IDLE_S, DEFAULT_PIPER_THREADS
+from voice.tts.edge import CircuitBreaker, EdgeTTS
+from voice.tts.edge_transport import WarmEdgeTransport
+from voice.tts.engine import FallbackTTS, TTSEngine, TTSError
+from voice.tts.piper import PiperTTS
 
 if TYPE_CHECKING:
     from voice.settings import Settings
@@ -38,7 +39,7 @@ def make_tts(
     so a failure while warming up or in one session sends every session straight to Piper for
     the cool-down instead of each waiting out a timeout); None gives the engine its own.
 
-    ``edge_warm`` gives each edge engine a :class:`~voice.tts_edge_transport.WarmEdgeTransport`
+    ``edge_warm`` gives each edge engine a :class:`~voice.tts.edge_transport.WarmEdgeTransport`
     (a spare socket, opened by the engine's ``open()``, replaced after ``edge_max_idle_s`` idle);
     without it every sentence opens its own connection.  ``piper_threads``: see :class:`PiperTTS`.
     """

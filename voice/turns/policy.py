@@ -2,12 +2,12 @@
 
 The evidence gathered during a pause:
 
-* the silence so far (Silero VAD, :mod:`voice.endpointing`);
+* the silence so far (Silero VAD, :mod:`voice.turns.endpointing`);
 * the early transcript's text (Whisper, started on the pause), scored by our text end-of-turn
-  model (:mod:`voice.end_of_turn_text`): the probability that "... capital of" or "where are
+  model (:mod:`voice.turns.end_of_turn_text`): the probability that "... capital of" or "where are
   you from" is a finished turn, learnt from real conversation, whatever the voice;
 * the audio model's probability that the turn is complete (Smart Turn v3.2,
-  :mod:`voice.smart_turn`), which hears a falling, final-sounding intonation (on the Piper
+  :mod:`voice.turns.smart_turn`), which hears a falling, final-sounding intonation (on the Piper
   voice; it does not carry over to other voices, issue #22);
 * the old word-list rule's verdict (:func:`text_sounds_complete`), kept only for the
   ``combined`` and ``text`` detectors, to measure the old default against.
@@ -67,7 +67,7 @@ DEFAULT_TRANSCRIPT_AFTER_MS = 96
 # Pipecat's own decision threshold for Smart Turn ("prediction = probability > 0.5").
 COMPLETE_PROBABILITY = 0.5
 # The text model's thresholds, chosen by benchmarks/train_end_of_turn.py on its tuning
-# conversations (voice/end_of_turn_text.json, "thresholds"; tests/test_end_of_turn_model.py keeps
+# conversations (voice/turns/end_of_turn_text.json, "thresholds"; tests/test_end_of_turn_model.py keeps
 # these equal): at or above TEXT_COMPLETE_AT a cut turn reads complete at most 5 % of the time,
 # below TEXT_UNFINISHED_BELOW a complete turn reads unfinished at most 5 % of the time.
 TEXT_COMPLETE_AT = 0.892

@@ -3,7 +3,7 @@
 The service streams MP3 (24 kHz, 48 kbit/s mono); :class:`EdgeTTS` decodes it incrementally
 with PyAV and yields PCM chunks as soon as frames decode.  Two paths reach the service:
 
-* **warm** -- with a started :class:`~voice.tts_edge_transport.WarmEdgeTransport` (opened by
+* **warm** -- with a started :class:`~voice.tts.edge_transport.WarmEdgeTransport` (opened by
   :meth:`EdgeTTS.open` at session start) a sentence goes out on a socket opened before it was
   asked for, so the connection set-up is off its path;
 * **plain** -- ``edge_tts.Communicate(text, voice).stream()``, a new TLS WebSocket per call:
@@ -43,8 +43,8 @@ import aiohttp
 import edge_tts
 import numpy as np
 
-from voice.mp3_decoder import Mp3StreamDecoder
-from voice.tts import (
+from voice.tts.edge_transport import WarmEdgeTransport
+from voice.tts.engine import (
     OUTPUT_SAMPLE_RATE,
     AudioChunk,
     EngineUnavailable,
@@ -53,7 +53,7 @@ from voice.tts import (
     bound_text,
     has_speakable,
 )
-from voice.tts_edge_transport import WarmEdgeTransport
+from voice.tts.mp3_decoder import Mp3StreamDecoder
 
 DEFAULT_VOICE = "en-US-AriaNeural"
 DEFAULT_TIMEOUT_S = 3.0
@@ -144,7 +144,7 @@ class _CallClock:
 
 class EdgeTTS:
     """Microsoft edge-tts engine with a first-audio timeout, a circuit breaker and, when given a
-    :class:`~voice.tts_edge_transport.WarmEdgeTransport`, warm sockets (see :meth:`synthesize`)."""
+    :class:`~voice.tts.edge_transport.WarmEdgeTransport`, warm sockets (see :meth:`synthesize`)."""
 
     name = "edge"
 

@@ -1,13 +1,13 @@
 """The turn-detection stage: microphone audio in, "the user's turn is over" out.
 
-It owns the streaming endpointer (Silero VAD, :mod:`voice.endpointing`) and, on every
-pause, gathers the evidence :func:`voice.turn_policy.decide` weighs:
+It owns the streaming endpointer (Silero VAD, :mod:`voice.turns.endpointing`) and, on every
+pause, gathers the evidence :func:`voice.turns.policy.decide` weighs:
 
 * an early transcript (the session's speech recognizer, in a thread), started ``TurnPolicy.transcript_after_ms`` into
   the pause (0: at its first silent frame): adopted by the turn if the pause ends it, so
   the transcript is (nearly) ready when the turn ends; discarded if the user goes on, and
   started again on the next pause;
-* the text end-of-turn model's probability on that transcript (:mod:`voice.end_of_turn_text`,
+* the text end-of-turn model's probability on that transcript (:mod:`voice.turns.end_of_turn_text`,
   in the same thread, right after Whisper: about a millisecond);
 * the audio model's completeness probability (Smart Turn, in a thread), started once the
   voice has paused for ``SPECULATE_AFTER_MS``: once per pause, never per chunk.
@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from voice.end_of_turn_text import EndOfTurnModelError, TextEndOfTurn, TextVerdict, load_text_end_of_turn
-from voice.endpointing import FRAME, SAMPLE_RATE, Endpointer, SpeechStarted, TurnEnded
 from voice.incremental import IncrementalTranscriber
 from voice.latency import TurnEnd
 from voice.recognizer import SpeechRecognizer, Transcript
-from voice.smart_turn import SmartTurnModel, TurnPrediction
-from voice.turn_policy import EndSignal, TurnPolicy, decide, text_sounds_complete
+from voice.turns.end_of_turn_text import EndOfTurnModelError, TextEndOfTurn, TextVerdict, load_text_end_of_turn
+from voice.turns.endpointing import FRAME, SAMPLE_RATE, Endpointer, SpeechStarted, TurnEnded
+from voice.turns.policy import EndSignal, TurnPolicy, decide, text_sounds_complete
+from voice.turns.smart_turn import SmartTurnModel, TurnPrediction
 
 log = logging.getLogger(__name__)
 

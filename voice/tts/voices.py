@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import PurePath
+from typing import TYPE_CHECKING
 
-from voice.settings import Settings
+if TYPE_CHECKING:
+    from voice.settings import Settings
+
 
 # The edge-tts neural voices the page offers (any edge voice may still be set in TTS_VOICE).
 EDGE_VOICES = ("en-US-AriaNeural", "en-US-GuyNeural", "en-GB-SoniaNeural", "en-US-JennyNeural")

@@ -1,9 +1,9 @@
 """Text-to-speech for WarmVoice: one small interface, interchangeable engines, one output rate.
 
-Engines (each in its own module, built by :func:`voice.tts_factory.make_tts`):
+Engines (each in its own module, built by :func:`voice.tts.factory.make_tts`):
 
-* :class:`voice.tts_piper.PiperTTS` -- offline, the bundled ``en_US-joe-medium`` Piper voice.
-* :class:`voice.tts_edge.EdgeTTS` -- Microsoft's online neural voices through ``edge-tts``;
+* :class:`voice.tts.piper.PiperTTS` -- offline, the bundled ``en_US-joe-medium`` Piper voice.
+* :class:`voice.tts.edge.EdgeTTS` -- Microsoft's online neural voices through ``edge-tts``;
   fails fast (connect/first-audio timeout) and has a circuit breaker.
 * :class:`FallbackTTS` (here) -- edge first, Piper whenever edge fails or is cooling down.
 
@@ -23,7 +23,7 @@ Starting the next sentence early.  A sentence's synthesis (and, for edge without
 socket, its connection set-up) hides behind the playback of the one before: :func:`prefetch`
 starts any engine's ``synthesize`` in a background task and buffers its chunks until they are
 consumed (the first sentence of a turn has nothing to hide behind: that is what edge's warm
-transport, :mod:`voice.tts_edge_transport`, is for)::
+transport, :mod:`voice.tts.edge_transport`, is for)::
 
     nxt = prefetch(tts, sentence_2)          # connects and synthesizes now
     async for chunk in tts.synthesize(sentence_1):

@@ -15,11 +15,11 @@ when the session starts -- while the user is still talking:
   request on a socket is an assumption ``python -m benchmarks.edge_probe`` checks;
 * :meth:`aclose` (session stop) closes every socket and task it owns.
 
-Failures here raise :class:`WarmTransportError`; :class:`voice.tts_edge.EdgeTTS` then speaks
+Failures here raise :class:`WarmTransportError`; :class:`voice.tts.edge.EdgeTTS` then speaks
 the sentence through the plain ``Communicate`` path and stops using the transport for a
 cool-down.
 
-The wire format (and what it reuses from ``edge_tts``) is in :mod:`voice.edge_protocol`.
+The wire format (and what it reuses from ``edge_tts``) is in :mod:`voice.tts.edge_protocol`.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from voice.edge_protocol import MAX_REQUEST_BYTES, WarmTransportError, escape_text, open_socket, request_audio
-from voice.tts import TTSConnection, TTSConnectionKind
+from voice.settings import DEFAULT_MAX_IDLE_S
+from voice.tts.edge_protocol import MAX_REQUEST_BYTES, WarmTransportError, escape_text, open_socket, request_audio
+from voice.tts.engine import TTSConnection, TTSConnectionKind
 
-DEFAULT_MAX_IDLE_S = 15.0
 DEFAULT_MAX_READY = 2
 _RETRY_OPEN_S = (1.0, 5.0, 15.0)  # back-off between failed spare openings, then the last one repeats
 
