@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 QUESTION = "What is the capital of France?"
 LOOP_SILENCE_S = 9.0  # after the question: the reply is heard before the question comes again
 SETTLE_MS = 10_000  # page age at the click on "Start speaking"
+# Debian's Chromium, headless on this closed network, with a fake microphone (tests/test_browser.py uses these too)
 CHROMIUM_FLAGS = (
     "--no-sandbox",
     "--disable-gpu",

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.uplink import CHROMIUM_FLAGS  # the flags the uplink benchmark launches Chromium with
 from llm import free_loopback_port
 from tests.app_process import running_app
 from tests.speech import synthesize
@@ -28,18 +29,6 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 QUESTION = "What is the capital of France?"
 LOOP_SILENCE_S = 14.0
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-]
 
 
 def chromium_path() -> str | None:

@@ -18,7 +18,7 @@ from tests.loopback_session import events_until_done, loopback_session, outcome
 from tests.speech import spoken
 from voice.audio import SAMPLE_RATE
 from voice.moonshine import MoonshineRecognizer, model_dir, read_tokenizer
-from voice.panel import current_turn_html, turns_rows
+from voice.panel import TURN_COLUMNS, current_turn_html, turns_rows
 from voice.recognizer import ModelUnavailableError, SpeechRecognizer
 from voice.settings import SettingsError, load_settings
 from voice.transcribe import Transcriber
@@ -118,6 +118,6 @@ async def test_a_session_switched_to_moonshine_says_moonshine_heard_the_turn(voi
         assert lat.outcome == "ok", lat.error
         assert lat.stt_engine == "moonshine" and "france" in _words(lat.transcript)
         assert "Moonshine base-en" in current_turn_html(lat)
-        assert turns_rows([lat])[0][7].endswith("moonshine")
+        assert turns_rows([lat])[0][TURN_COLUMNS.index("STT")].endswith("moonshine")
         await session.configure(stt_engine="whisper")
         assert session.transcriber.engine == "whisper"
