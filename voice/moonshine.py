@@ -29,14 +29,17 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
 from voice.audio import SAMPLE_RATE
 from voice.model_cache import load_once
 from voice.recognizer import ModelUnavailableError, TimedRecognizer
+
+if TYPE_CHECKING:
+    import onnx
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +126,10 @@ def _session(path: Path) -> ort.InferenceSession:
         options = _options()
         options.optimized_model_filepath = str(written)
         ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        # Imported here, not at the top: onnx takes about a second to import (ml_dtypes), and the
+        # app imports this module at start even when Whisper is the engine.
+        import onnx
+
         model = onnx.load(str(written))
     _name_graphs(model.graph, "main")
     return ort.InferenceSession(model.SerializeToString(), sess_options=_options(), providers=["CPUExecutionProvider"])
@@ -134,7 +141,7 @@ def _name_graphs(graph: onnx.GraphProto, name: str) -> None:
     graph.name = graph.name or name
     for node in graph.node:
         for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.GRAPH:
+            if attribute.type == attribute.GRAPH:
                 _name_graphs(attribute.g, f"{node.name}.{attribute.name}")
 
 
