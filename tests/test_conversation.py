@@ -232,3 +232,9 @@ def test_a_copied_answer_is_told_from_a_new_one() -> None:
     assert copied_answer("The answer is 2 + 3 = 5.", "What is 5 minus 3?", answered)
     # The same question again may get the same answer.
     assert not copied_answer("The answer is 2 + 3 = 5.", "What is two plus three?", answered)
+    # A pleasantry said again is no answer copied (the small model opens many replies with one).
+    answered.append(("My name is Ada. Say hi.", "I'm glad you're here. I'm a language tutor."))
+    assert not copied_answer("I'm glad you're here.", "What is my name?", answered)
+    greeted = [*answered, ("Hi", "Hello there, nice to meet you.")]
+    assert not copied_answer("Hello there, nice to meet you.", "What is my name?", greeted)
+    assert copied_answer("I'm a language tutor.", "What is my name?", answered), "two topic words"

@@ -122,6 +122,8 @@ a an the is are was were be been am it it's its this that these those there here
 whose how why when where many much do does did done of in on at to for from by with about as and or but
 if so then than not no yes i i'm you your he she we they me my our their him her them have has had
 can could would should will shall may might must more most some any all one okay ok um uh well just
+i'd i'll you're you'll we're they're that's there's what's let's
+hello hi hey glad nice meet thanks thank sorry sure welcome great
 """
 _FUNCTION_WORDS = frozenset(_FUNCTION_TEXT.split())
 
@@ -151,7 +153,8 @@ def copied_answer(first: str, question: str, answered: Sequence[tuple[str, str]]
             if not theirs:
                 continue
             starts = len(theirs) >= COPY_MIN_WORDS and said[: len(theirs)] == theirs  # an old answer, then more
-            if theirs[: len(said)] == said or starts or _overlap(said, theirs) >= COPY_OVERLAP:
+            same = theirs[: len(said)] == said or starts or _overlap(said, theirs) >= COPY_OVERLAP
+            if same and _says_something(set(said) & set(theirs)):
                 return answer
     return None
 
@@ -160,6 +163,13 @@ def _topic(text: str) -> set[str]:
     """The words that say what ``text`` is about: no function words, no numbers (a "10" in a
     question and in an old answer to a sum is no sign they are about the same thing)."""
     return {w for w in _WORDS.findall(text.lower()) if w not in _FUNCTION_WORDS and not w.isdigit()}
+
+
+def _says_something(words: set[str]) -> bool:
+    """Whether words shared with an old answer are an answer, not a pleasantry: a number, or
+    :data:`COPY_SAME_TOPIC_WORDS` topic words.  "I'm glad you're here." said again opens many
+    of the small model's replies; taking it for a copy made "What is my name?" not caught."""
+    return any(w.isdigit() for w in words) or len(_topic(" ".join(words))) >= COPY_SAME_TOPIC_WORDS
 
 
 def _overlap(a: list[str], b: list[str]) -> float:
