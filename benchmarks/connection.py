@@ -36,11 +36,8 @@ from benchmarks.common import (
     bench_server,
     command_line,
     hide_api_key,
-    load_average,
-    machine_info,
     parse_rtt_list,
     progress,
-    publish,
     run_interruptible,
     throwaway_tls,
 )
@@ -56,8 +53,8 @@ from benchmarks.connection_report import (
     write_json,
     write_plot,
 )
-from benchmarks.machine_probe import run_probe
-from benchmarks.report import image
+from benchmarks.machine_probe import start_run
+from benchmarks.report import image, publish
 from llm import (
     EMBEDDED_MODEL,
     ChatMessage,
@@ -497,10 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace, config: BenchConfig, argv: list[str]) -> int:
     """Start the endpoint, measure, stop it, then report; 1 if any request failed."""
     api_key = Secret(args.api_key or (os.environ.get("OPENAI_API_KEY", "") if args.base_url else ""))
-    progress("timing the machine probe (CPU flags, Whisper, Piper, 20 tokens)...")
-    probe = run_probe()  # before the clock starts: not part of the run's wall time
-    progress(f"machine probe: {probe.describe()}")
-    started, load_start = time.perf_counter(), load_average()
+    start = start_run()
     with contextlib.ExitStack() as stack:
         if args.base_url:
             endpoint = remote_endpoint(args.base_url, api_key, args.model)
@@ -516,12 +510,12 @@ def _run(args: argparse.Namespace, config: BenchConfig, argv: list[str]) -> int:
     run = BenchRun(
         command=command_line(PROG, argv),
         argv=hide_api_key(argv),
-        machine=machine_info(load_start, probe=probe),
+        machine=start.machine(),
         config=config,
         endpoint=endpoint.info,
         baseline=baseline,
         sessions=sessions,
-        wall_time_s=time.perf_counter() - started,
+        wall_time_s=start.wall_time_s(),
     )
     outputs = [(args.json, functools.partial(write_json, run)), (args.plot, functools.partial(write_plot, run))]
     markdown = render_markdown(run) + image(args.plot, "First token against the emulated RTT, per strategy")

@@ -42,10 +42,10 @@ from benchmarks.common import (
     load_average,
     machine_info,
     progress,
-    publish,
     write_json_file,
 )
 from benchmarks.machine_probe import run_probe
+from benchmarks.report import publish
 from benchmarks.turn_taking import PACKAGES
 from benchmarks.turn_taking_summary import percentile
 from benchmarks.voice_families import ENERGY_THRESHOLD, pink_noise, piper_family
@@ -64,6 +64,7 @@ INTERRUPTIONS = (
     "Can you repeat that?",
     "Sorry, I meant Paris.",
 )
+
 PROG = "python -m benchmarks.interruptions"
 REPORT = "interruptions"  # docs/measurements/interruptions.md
 COUGH = "(cough)"  # not Piper: a double burst sox synthesizes (cough())

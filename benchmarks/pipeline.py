@@ -53,16 +53,13 @@ from benchmarks.common import (
     bench_server,
     command_line,
     hide_api_key,
-    load_average,
-    machine_info,
     parse_rtt_list,
     progress,
-    publish,
     run_interruptible,
     throwaway_tls,
 )
 from benchmarks.edge_standin import EdgeStandin, encode_mp3, tone
-from benchmarks.machine_probe import run_probe
+from benchmarks.machine_probe import start_run
 from benchmarks.pipeline_levers import INPUT_SETS, LEVERS, LEVERS_OFF, input_label, lever_settings, off_values
 from benchmarks.pipeline_preemptive import replay_hesitations
 from benchmarks.pipeline_records import (
@@ -81,6 +78,7 @@ from benchmarks.pipeline_records import (
     format_ms,
 )
 from benchmarks.pipeline_report import render_markdown, write_json, write_plot
+from benchmarks.report import publish
 from llm import EmbeddedLLMServer, LatencyProxy, configure_logging, public_endpoint
 from voice.audio import read_wav, write_wav
 from voice.headless import TurnResult, run_spoken_turn, run_typed_turn, speak_into, trailing_silence_for
@@ -821,6 +819,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_interruptible(lambda: _run(args, settings, config, argv))
 
 
+def report_name(config: BenchConfig) -> str:
+    """The report the run publishes (docs/measurements/<name>.md): the TTS connection, preemptive
+    speech and levers comparisons each have their own beside the connection strategies' one."""
+    if config.standin is not None:
+        return "pipeline_tts"
+    if config.hesitations or "preemptive_tts" in config.off_levers:
+        return "pipeline_preemptive_tts"
+    if config.levers != ("on",):
+        return "pipeline_levers"
+    return "pipeline"
+
+
 def bench_endpoint(settings: Settings, tls: TlsFiles | None) -> LLMEndpoint:
     """The endpoint the settings describe, with the embedded server (if it is the one) over HTTPS
     with ``tls``'s certificate, which the sessions' clients then trust; plain HTTP if None."""
@@ -839,10 +849,7 @@ def bench_endpoint(settings: Settings, tls: TlsFiles | None) -> LLMEndpoint:
 
 def _run(args: argparse.Namespace, settings: Settings, config: BenchConfig, argv: list[str]) -> int:
     """Start the app's runtime, synthesize the questions, run every session, then report."""
-    progress("timing the machine probe (CPU flags, Whisper, Piper, 20 tokens)...")
-    probe = run_probe()  # before the clock starts: not part of the run's wall time
-    progress(f"machine probe: {probe.describe()}")
-    started, load_start = time.perf_counter(), load_average()
+    start = start_run()
     with (
         RssSampler() as sampler,
         tempfile.TemporaryDirectory(prefix="warmvoice-voice-bench-") as tmp,
@@ -855,7 +862,7 @@ def _run(args: argparse.Namespace, settings: Settings, config: BenchConfig, argv
             questions = spoken_inputs(config, Path(tmp))
             lengths = ", ".join(f"{q.duration_s:.1f} s" for q in questions)
             progress(f"{len(questions)} question(s) synthesized with Piper ({lengths})")
-            startup_s = time.perf_counter() - started
+            startup_s = start.wall_time_s()
             sampler.phase = "turns"
             primer, sessions = asyncio.run(run_all(runtime, questions, config, progress))
             hesitations = (
@@ -875,7 +882,7 @@ def _run(args: argparse.Namespace, settings: Settings, config: BenchConfig, argv
     run = VoiceBenchRun(
         command=command_line(PROG, argv),
         argv=hide_api_key(argv),
-        machine=machine_info(load_start, PACKAGES, probe),
+        machine=start.machine(PACKAGES),
         config=config,
         endpoint=endpoint,
         questions=[
@@ -894,11 +901,18 @@ def _run(args: argparse.Namespace, settings: Settings, config: BenchConfig, argv
         sessions=sessions,
         memory=sampler.peak,
         startup_s=round(startup_s, 1),
-        wall_time_s=round(time.perf_counter() - started, 1),
+        wall_time_s=round(start.wall_time_s(), 1),
         hesitations=hesitations,
     )
     outputs = [(args.json, functools.partial(write_json, run)), (args.plot, functools.partial(write_plot, run))]
-    publish(render_markdown(run), outputs, args.markdown)
+    publish(
+        report_name(config),
+        render_markdown(run),
+        run.command,
+        run.machine,
+        outputs=outputs,
+        markdown_path=args.markdown,
+    )
     failed = [t for t in run.turns if not t.ok]
     if failed:
         progress(f"{len(failed)} turn(s) failed; see the report")

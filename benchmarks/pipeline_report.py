@@ -191,8 +191,7 @@ def heard_table(run: VoiceBenchRun) -> str:
 
 
 def _describe(run: VoiceBenchRun) -> list[str]:
-    c, m, e, mem = run.config, run.machine, run.endpoint, run.memory
-    load = " → ".join("unknown" if v is None else f"{v:.2f}" for v in (m.load_start, m.load_end))
+    c, e, mem = run.config, run.endpoint, run.memory
     others = [s.other_cpu_share for s in run.sessions if s.other_cpu_share is not None]
     others_text = (
         f"; other processes used {100 * min(others):.0f}–{100 * max(others):.0f} % of the CPU during the sessions"
@@ -209,10 +208,7 @@ def _describe(run: VoiceBenchRun) -> list[str]:
             for name in ("started", "adopted", "discarded", "early_ends"):
                 setattr(spec, name, getattr(spec, name) + getattr(s.speculation, name))
     return [
-        f"- Machine: {m.cpu_model}, {m.cpu_count} CPUs, {m.ram_bytes / 2**30:.1f} GiB RAM, Python {m.python}, "
-        f"{m.platform}; {m.date}; load average (1 min) {load} from start to end{others_text}",
-        *([f"- Machine probe: {m.probe.describe()}"] if m.probe is not None else []),
-        f"- Command: `{run.command}` (wall time {run.wall_time_s:.0f} s, of which start-up {run.startup_s:.0f} s)",
+        f"- Wall time: {run.wall_time_s:.0f} s, of which start-up {run.startup_s:.0f} s{others_text}",
         f"- LLM: {e.base_url}, model `{e.model}` — {e.reason}"
         + (f"; {e.server_threads} llama.cpp thread(s)" if e.server_threads else ""),
         (

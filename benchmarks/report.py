@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, overload
+from typing import Protocol
 
 
 class MachineInfo(Protocol):
@@ -99,7 +99,6 @@ def with_header(markdown: str, command: str, machine: MachineInfo) -> str:
     return title + "\n".join(header) + "\n\n" + body.lstrip("\n")
 
 
-@overload
 def publish(
     name: str,
     markdown: str,
@@ -109,54 +108,27 @@ def publish(
     outputs: Sequence[Output] = (),
     markdown_path: Path | None = None,
     say: Say = progress,
-) -> Path: ...
-
-
-@overload
-def publish(
-    name: str, markdown: Sequence[Output], command: Path | None, machine: Say = progress, *, say: Say = progress
-) -> None: ...
-
-
-def publish(
-    name: str,
-    markdown: str | Sequence[Output],
-    command: str | Path | None,
-    machine: MachineInfo | Say = progress,
-    *,
-    outputs: Sequence[Output] = (),
-    markdown_path: Path | None = None,
-    say: Say = progress,
-) -> Path | None:
+) -> Path:
     """Print the report headed by ``command``, the time and ``machine`` on stdout, write it to
     ``docs/measurements/<name>.md`` (see :func:`measurements_dir`) and to ``markdown_path``, and
-    write each of ``outputs`` that was asked for, saying each path; returns the published file.
-
-    The older form ``publish(markdown, outputs, markdown_path[, say])`` only prints and writes
-    what was asked for, and publishes nothing: benchmarks not yet moved to the named form
-    (pipeline, turn_taking, answer_eval when this was written) call it so.
-    """
-    if not isinstance(markdown, str):  # the older form: (markdown, outputs, markdown_path, say)
-        assert callable(machine) and not isinstance(command, str)
-        legacy_say = say if machine is progress else machine  # ``say`` came by keyword or 4th
-        _write_all(name, [*markdown, (command, functools.partial(_write_text, name))], legacy_say)
-        return None
+    write each of ``outputs`` that was asked for, saying each path; returns the published file."""
     if not _NAME.fullmatch(name):
         raise ValueError(f"a report name is lower-case letters, digits and _, not {name!r}")
-    assert isinstance(command, str) and not callable(machine)
     document = with_header(markdown, command, machine)
     directory = measurements_dir()
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{name}.md"
     written = [
-        (markdown_path, functools.partial(_write_text, document)),
-        (target, functools.partial(_write_text, document)),
+        (markdown_path, functools.partial(write_text_file, document)),
+        (target, functools.partial(write_text_file, document)),
     ]
-    _write_all(document, [*outputs, *written], say)
+    write_all(document, [*outputs, *written], say)
     return target
 
 
-def _write_all(markdown: str, outputs: Sequence[Output], say: Say) -> None:
+def write_all(markdown: str, outputs: Sequence[Output], say: Say = progress) -> None:
+    """Print ``markdown`` on stdout and write each of ``outputs`` that was asked for, saying each path
+    (what :func:`publish` does once the report has its header)."""
     print(markdown, end="" if markdown.endswith("\n") else "\n", flush=True)
     for path, write in outputs:
         if path is not None:
@@ -164,5 +136,6 @@ def _write_all(markdown: str, outputs: Sequence[Output], say: Say) -> None:
             say(f"wrote {path}")
 
 
-def _write_text(text: str, path: Path) -> None:
+def write_text_file(text: str, path: Path) -> None:
+    """``text`` as UTF-8, ending with a newline."""
     path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")

@@ -28,12 +28,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from benchmarks.answer_panel import word_error_rate
-from benchmarks.common import command_line, load_average, machine_info, progress, publish, write_json_file
+from benchmarks.common import MachineInfo, command_line, load_average, machine_info, progress, write_json_file
 from benchmarks.machine_probe import run_probe
+from benchmarks.report import publish
 from benchmarks.stt_engines_report import render_markdown
 from benchmarks.stt_incremental import replay_all
 from benchmarks.stt_set import LONG_QUESTIONS, SHORT_QUESTIONS, Clip, clips
@@ -43,7 +45,7 @@ from voice.transcribe import Transcriber, WhisperOptions
 
 PROG = "python -m benchmarks.stt_engines"
 PACKAGES = ("faster-whisper", "ctranslate2", "onnxruntime", "moonshine-cpp", "piper-tts", "numpy")
-DEFAULT_MARKDOWN = Path("docs/measurements/stt_engines.md")
+REPORT = "stt_engines"  # docs/measurements/stt_engines.md
 # Whisper's decoding options, each changed alone from the app's (voice.transcribe.WhisperOptions).
 WHISPER_VARIANTS = {
     "whisper beam 5": WhisperOptions(beam_size=5),
@@ -73,7 +75,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--whisper-options", action="store_true", help="also Whisper's decoding options as variants")
     p.add_argument("--incremental", action="store_true", help="also replay each clip as a stream (item 3)")
     p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS children")
-    p.add_argument("--markdown", type=Path, default=DEFAULT_MARKDOWN, help="write the report here")
+    p.add_argument("--markdown", type=Path, help="also write the report here")
     p.add_argument("--json", type=Path, default=None, help="also write the raw results here")
     p.add_argument("--rss-child", choices=("whisper", "moonshine"), help=argparse.SUPPRESS)
     p.add_argument("--from-json", type=Path, help="write the report of a run saved with --json, without running")
@@ -147,7 +149,7 @@ def measure_rss(engine: str) -> dict[str, float] | None:
     return steps
 
 
-def run(argv: Sequence[str]) -> dict[str, object]:
+def run(argv: Sequence[str]) -> dict[str, Any]:
     """Render the set, hear it with every variant, measure memory; the report's data."""
     args = parse_args(argv)
     load_start, started = load_average(), time.perf_counter()
@@ -186,8 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     report = json.loads(args.from_json.read_text(encoding="utf-8")) if args.from_json else run(argv)
     outputs = [(args.json, functools.partial(write_json_file, report))]
-    args.markdown.parent.mkdir(parents=True, exist_ok=True)
-    publish(render_markdown(report), outputs, args.markdown)
+    machine = MachineInfo.from_json(report["machine"])
+    publish(REPORT, render_markdown(report), report["command"], machine, outputs=outputs, markdown_path=args.markdown)
     return 0
 
 

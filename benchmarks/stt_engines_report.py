@@ -172,21 +172,13 @@ def misheard(report: Row, limit: int = 12) -> list[str]:
 
 
 def render_markdown(report: Row) -> str:
-    """The whole report."""
-    m = report["machine"]
+    """The whole report (publish() heads it with the command, the machine and the probe)."""
     engines = ["whisper", "moonshine"]
     clips = report["clips"]
     lines = [
         "# Speech recognizers, side by side",
         "",
-        "Written by the benchmark; do not edit by hand.",
-        "",
-        f"`{report['command']}` ({m['date']} UTC, {report['seconds']:.0f} s)",
-        "",
-        f"Machine: {m['cpu_model']}, {m['cpu_count']} CPUs, load {m['load_start']} → {m['load_end']}; "
-        + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
-        "",
-        f"Machine probe: {report['probe_line']}.",
+        f"Wall time: {report['seconds']:.0f} s.",
         "",
         f"Set: {len(clips)} clips ({len({c['family'] for c in clips})} voice families × "
         f"{len({c['text'] for c in clips})} questions, short and long), "

@@ -121,7 +121,7 @@ def test_probe_line_names_every_flag_and_the_workload() -> None:
     assert "embedded model unavailable" in MachineProbe((), 1, 1, None, 0, 3).describe()
 
 
-def test_publish_older_form_prints_the_report_and_writes_only_what_was_asked(
+def test_the_older_form_left_for_turn_taking_prints_the_report_and_writes_only_what_was_asked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], measurements_elsewhere: Path
 ) -> None:
     import functools
@@ -187,7 +187,7 @@ def test_table_rows_match_the_header_and_escape_pipes() -> None:
 def test_publish_heads_the_report_with_command_time_and_machine_and_writes_it_to_measurements(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], measurements_elsewhere: Path
 ) -> None:
-    from benchmarks.common import publish
+    from benchmarks.report import publish
 
     said: list[str] = []
     copy = tmp_path / "copy.md"
