@@ -33,13 +33,13 @@ from benchmarks.answer_report import render_markdown, write_json
 from benchmarks.common import (
     MACHINE_PACKAGES,
     Say,
-    command_line,
-    hide_api_key,
+    parse_command_line,
     progress,
     run_interruptible,
 )
 from benchmarks.machine_probe import cpu_flags, start_run
-from benchmarks.pipeline import PLAYBACK_SLACK_S, Question, SpokenQuestion, synthesize_questions, wait_playback
+from benchmarks.pipeline_questions import Question, SpokenQuestion, synthesize_questions
+from benchmarks.pipeline_sessions import PLAYBACK_SLACK_S, wait_playback
 from benchmarks.report import publish
 from llm import configure_logging, public_endpoint
 from voice.headless import TurnResult, run_spoken_turn, run_typed_turn
@@ -135,9 +135,8 @@ def report_name(modes: Sequence[str]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the evaluation; exit status 0 when it ran (the score is the output, not a pass/fail)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, shown = parse_command_line(parser, argv)
     modes = tuple(dict.fromkeys(m.strip() for m in args.modes.split(",") if m.strip()))
     if not modes or any(m not in MODES for m in modes):
         parser.error(f"--modes takes {', '.join(MODES)} (comma-separated)")
@@ -153,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     configure_logging("WARNING")
     variants = variants or (settings.copied_reply,)
-    return run_interruptible(lambda: _run(args, settings, modes, variants, PANEL[:count], argv))
+    return run_interruptible(lambda: _run(args, settings, modes, variants, PANEL[:count], shown))
 
 
 def _run(
@@ -190,9 +189,7 @@ def _run(
     finally:
         runtime.close()
     run = EvalRun(
-        command=command_line(PROG, argv),
-        argv=hide_api_key(argv),
-        machine=start.machine(PACKAGES),
+        *start.identity(PROG, argv, PACKAGES),
         cpu_flags=list(cpu_flags()),
         llm=llm,
         style={

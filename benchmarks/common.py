@@ -23,6 +23,7 @@ import shlex
 import signal
 import ssl
 import statistics
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -274,6 +275,15 @@ def command_line(prog: str, argv: Sequence[str]) -> str:
     """The exact command as a shell would take it: ``prog`` (e.g. "python -m benchmarks.connection") and the
     quoted arguments, with any API key replaced by ``<hidden>``."""
     return shlex.join([*shlex.split(prog), *hide_api_key(argv)])
+
+
+def parse_command_line(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> tuple[argparse.Namespace, list[str]]:
+    """``argv`` (None: this process's arguments) parsed by ``parser``, and kept as a list for the
+    command line the report shows."""
+    kept = list(sys.argv[1:] if argv is None else argv)
+    return parser.parse_args(kept), kept
 
 
 def write_json_file(data: object, path: Path) -> None:

@@ -25,7 +25,9 @@ from benchmarks.common import (
     MachineInfo,
     MachineProbe,
     Say,
+    command_line,
     cpu_flags,
+    hide_api_key,
     load_average,
     machine_info,
     progress,
@@ -113,6 +115,13 @@ class RunStart:
     def machine(self, packages: Sequence[str] = MACHINE_PACKAGES) -> MachineInfo:
         """The machine now, with the load from the start to now and the probe."""
         return machine_info(self.load_start, packages, self.probe)
+
+    def identity(
+        self, prog: str, argv: Sequence[str], packages: Sequence[str] = MACHINE_PACKAGES
+    ) -> tuple[str, list[str], MachineInfo]:
+        """What every run record starts with: the command and its arguments (any API key hidden),
+        and the machine now."""
+        return command_line(prog, argv), hide_api_key(argv), self.machine(packages)
 
     def wall_time_s(self) -> float:
         """Seconds since the clock started (the probe left out)."""

@@ -50,7 +50,7 @@ def _clips() -> list[np.ndarray]:
     from piper import SynthesisConfig
 
     from benchmarks.machine_probe import _whisper_clip
-    from benchmarks.pipeline import HARD_QUESTIONS, QUESTIONS
+    from benchmarks.pipeline_questions import HARD_QUESTIONS, QUESTIONS
     from voice.audio import to_mono_16k
     from voice.tts import bundled_voice_path, load_voice
 
