@@ -12,8 +12,9 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from benchmarks.answer_panel import Exchange, PanelQuestion, judge, word_error_rate
+from benchmarks.answer_panel import Exchange, PanelQuestion, judge
 from benchmarks.common import MachineInfo
+from benchmarks.word_error_rate import word_error_rate
 from voice.headless import TurnResult
 
 

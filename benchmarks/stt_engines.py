@@ -32,13 +32,13 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.answer_panel import word_error_rate
 from benchmarks.common import MachineInfo, command_line, load_average, machine_info, progress, write_json_file
 from benchmarks.machine_probe import run_probe
 from benchmarks.report import publish
 from benchmarks.stt_engines_report import render_markdown
 from benchmarks.stt_incremental import replay_all
 from benchmarks.stt_set import LONG_QUESTIONS, SHORT_QUESTIONS, Clip, clips
+from benchmarks.word_error_rate import word_error_rate
 from voice.moonshine import MoonshineRecognizer
 from voice.recognizer import SpeechRecognizer
 from voice.transcribe import Transcriber, WhisperOptions

@@ -212,7 +212,7 @@ def test_a_chart_is_linked_relative_to_the_published_report(measurements_elsewhe
 
 
 def test_the_interruptions_report_reads_its_typed_records() -> None:
-    from benchmarks.interruptions import InterruptionsRun, Screened, render_markdown, summarise
+    from benchmarks.interruptions_report import InterruptionsRun, Screened, render_markdown, summarise
 
     results = [
         Screened("tuning", "Yeah.", "backchannel", 1.0, None, False, "ignored", "Yeah.", -0.1, None, None, None),
