@@ -118,7 +118,8 @@ class MachineInfo:
             **{
                 **data,
                 "probe": None if probe is None else MachineProbe(**{**probe, "flags": tuple(probe["flags"])}),
-                "flags": tuple(data.get("flags", ())),
+                # Runs saved before MachineInfo had its flags: the probe read the same /proc/cpuinfo.
+                "flags": tuple(data.get("flags") or (probe["flags"] if probe else ())),
             }
         )
 

@@ -246,3 +246,16 @@ def test_the_interruptions_report_reads_its_typed_records() -> None:
     # Only the backchannel that stopped the reply went the wrong way.
     assert "- tuning backchannel 'Okay.' at rate 1.0, SNR 10.0: voiced 'Okay then' (avg_logprob -0.2)" in report
     assert "Yeah." not in report.split("Went the other way:", 1)[1]
+
+
+def test_a_saved_machine_reads_back_as_it_was_for_a_report_written_from_json() -> None:
+    import json
+    from dataclasses import asdict
+
+    from benchmarks.machine_probe import MachineProbe
+
+    machine = _machine(MachineProbe(("avx2", "avx512f"), 250.4, 160.0, None, 0, 3))
+    saved = json.loads(json.dumps(asdict(machine)))
+    assert MachineInfo.from_json(saved) == machine
+    older = {k: v for k, v in saved.items() if k != "flags"}  # runs saved before MachineInfo had its flags
+    assert MachineInfo.from_json(older).flags == ("avx2", "avx512f")
