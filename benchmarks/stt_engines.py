@@ -26,15 +26,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from benchmarks.common import MachineInfo, command_line, load_average, machine_info, progress, write_json_file
+from benchmarks.common import command_line, load_average, machine_info, progress, write_json_file
 from benchmarks.machine_probe import run_probe
 from benchmarks.report import publish
+from benchmarks.stt_engines_records import Heard, SttEnginesRun
 from benchmarks.stt_engines_report import render_markdown
 from benchmarks.stt_incremental import replay_all
 from benchmarks.stt_set import LONG_QUESTIONS, SHORT_QUESTIONS, Clip, clips
@@ -53,19 +53,6 @@ WHISPER_VARIANTS = {
     "whisper vad_filter": WhisperOptions(vad_filter=True),
     "whisper condition_on_previous_text": WhisperOptions(condition_on_previous_text=True),
 }
-
-
-@dataclass(frozen=True)
-class Heard:
-    """What one variant heard in one clip."""
-
-    variant: str
-    clip: int  # index into the clips
-    text: str
-    errors: int
-    words: int
-    compute_ms: float
-    logprob: float
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -149,7 +136,7 @@ def measure_rss(engine: str) -> dict[str, float] | None:
     return steps
 
 
-def run(argv: Sequence[str]) -> dict[str, Any]:
+def run(argv: Sequence[str]) -> SttEnginesRun:
     """Render the set, hear it with every variant, measure memory; the report's data."""
     args = parse_args(argv)
     load_start, started = load_average(), time.perf_counter()
@@ -162,21 +149,20 @@ def run(argv: Sequence[str]) -> dict[str, Any]:
     clip_list, audio = clips(args.families, args.questions)
     progress(f"{len(clip_list)} clips rendered, {sum(c.audio_s for c in clip_list):.0f} s of audio")
     heard = hear_all(recognizers, clip_list, audio)
-    incremental: dict[str, object] | None = None
+    incremental = None
     if args.incremental:
         incremental = replay_all(recognizers["moonshine"], clip_list, audio)
     rss = {} if args.no_rss else {engine: measure_rss(engine) for engine in ("whisper", "moonshine")}
-    return {
-        "command": command_line(PROG, argv),
-        "machine": asdict(machine_info(load_start, PACKAGES, probe)),
-        "probe_line": probe.describe(),
-        "seconds": round(time.perf_counter() - started, 1),
-        "clips": [asdict(c) for c in clip_list],
-        "heard": [asdict(h) for h in heard],
-        "variants": list(recognizers),
-        "rss_mb": rss,
-        "incremental": incremental,
-    }
+    return SttEnginesRun(
+        command=command_line(PROG, argv),
+        machine=machine_info(load_start, PACKAGES, probe),
+        seconds=round(time.perf_counter() - started, 1),
+        clips=clip_list,
+        heard=heard,
+        variants=list(recognizers),
+        rss_mb=rss,
+        incremental=incremental,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -186,10 +172,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rss_child:
         print(json.dumps(rss_child(args.rss_child)))
         return 0
-    report = json.loads(args.from_json.read_text(encoding="utf-8")) if args.from_json else run(argv)
-    outputs = [(args.json, functools.partial(write_json_file, report))]
-    machine = MachineInfo.from_json(report["machine"])
-    publish(REPORT, render_markdown(report), report["command"], machine, outputs=outputs, markdown_path=args.markdown)
+    if args.from_json:
+        report = SttEnginesRun.from_json(json.loads(args.from_json.read_text(encoding="utf-8")))
+    else:
+        report = run(argv)
+    outputs = [(args.json, functools.partial(write_json_file, asdict(report)))]
+    publish(
+        REPORT, render_markdown(report), report.command, report.machine, outputs=outputs, markdown_path=args.markdown
+    )
     return 0
 
 
