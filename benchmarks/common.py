@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import functools
 import importlib.metadata
-import json
 import math
 import os
 import platform
@@ -38,6 +37,7 @@ from benchmarks.report import Output as Output
 from benchmarks.report import Table as Table
 from benchmarks.report import progress as progress
 from benchmarks.report import write_all, write_text_file
+from benchmarks.report import write_json_file as write_json_file
 from llm import EmbeddedLLMServer, Secret, Strategy
 
 Say = Callable[[str], None]
@@ -285,11 +285,6 @@ def parse_command_line(
     command line the report shows."""
     kept = list(sys.argv[1:] if argv is None else argv)
     return parser.parse_args(kept), kept
-
-
-def write_json_file(data: object, path: Path) -> None:
-    """Indented UTF-8 JSON with a final newline: the form of every benchmark's ``--json``."""
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def publish(markdown: str, outputs: Sequence[Output], markdown_path: Path | None, say: Say = progress) -> None:

@@ -23,13 +23,12 @@ their end.
 from __future__ import annotations
 
 import argparse
-import functools
 import subprocess
 import sys
 import tempfile
 import wave
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,11 +36,10 @@ import numpy as np
 from benchmarks.common import (
     command_line,
     progress,
-    write_json_file,
 )
 from benchmarks.interruptions_report import InterruptionsRun, Screened, render_markdown, summarise
 from benchmarks.machine_probe import start_run
-from benchmarks.report import publish
+from benchmarks.report import publish_run
 from benchmarks.turn_taking import PACKAGES
 from benchmarks.voice_families import ENERGY_THRESHOLD, pink_noise, piper_family
 from benchmarks.voice_families import speech as voice_speech
@@ -270,10 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     report = run(argv)
     args = parse_args(argv)
-    outputs = [(args.json, functools.partial(write_json_file, asdict(report)))]
-    publish(
-        REPORT, render_markdown(report), report.command, report.machine, outputs=outputs, markdown_path=args.markdown
-    )
+    publish_run(REPORT, render_markdown(report), report, json_path=args.json, markdown_path=args.markdown)
     return 0
 
 

@@ -9,14 +9,16 @@ published report.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import os
 import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, ClassVar, Protocol
 
 
 class MachineInfo(Protocol):
@@ -124,6 +126,32 @@ def publish(
     ]
     write_all(document, [*outputs, *written], say)
     return target
+
+
+class RunRecord(Protocol):
+    """A run kept as a dataclass that names its command and machine (its ``--json`` is its ``asdict``)."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def command(self) -> str: ...
+
+    @property
+    def machine(self) -> MachineInfo: ...
+
+
+def publish_run(
+    name: str, markdown: str, run: RunRecord, *, json_path: Path | None = None, markdown_path: Path | None = None
+) -> Path:
+    """:func:`publish` for a run whose record is the whole of its ``--json`` (written to ``json_path``
+    when asked for)."""
+    outputs = [(json_path, functools.partial(write_json_file, dataclasses.asdict(run)))]
+    return publish(name, markdown, run.command, run.machine, outputs=outputs, markdown_path=markdown_path)
+
+
+def write_json_file(data: object, path: Path) -> None:
+    """Indented UTF-8 JSON with a final newline: the form of every benchmark's ``--json``."""
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def write_all(markdown: str, outputs: Sequence[Output], say: Say = progress) -> None:

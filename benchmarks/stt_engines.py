@@ -19,21 +19,19 @@ clip as a stream through :mod:`benchmarks.stt_incremental`.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import resource
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import command_line, load_average, machine_info, progress, write_json_file
+from benchmarks.common import command_line, load_average, machine_info, progress
 from benchmarks.machine_probe import run_probe
-from benchmarks.report import publish
+from benchmarks.report import publish_run
 from benchmarks.stt_engines_records import Heard, SttEnginesRun
 from benchmarks.stt_engines_report import render_markdown
 from benchmarks.stt_incremental import replay_all
@@ -176,10 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = SttEnginesRun.from_json(json.loads(args.from_json.read_text(encoding="utf-8")))
     else:
         report = run(argv)
-    outputs = [(args.json, functools.partial(write_json_file, asdict(report)))]
-    publish(
-        REPORT, render_markdown(report), report.command, report.machine, outputs=outputs, markdown_path=args.markdown
-    )
+    publish_run(REPORT, render_markdown(report), report, json_path=args.json, markdown_path=args.markdown)
     return 0
 
 
