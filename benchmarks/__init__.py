@@ -7,6 +7,6 @@
   measure one part; the README's results table lists them all.
 
 Every benchmark publishes its report to ``docs/measurements/<name>.md`` through
-:func:`benchmarks.common.publish` (:mod:`benchmarks.report`).  Their extra dependencies are in
+:func:`benchmarks.report.publish`.  Their extra dependencies are in
 ``benchmarks/requirements.txt``.
 """

@@ -21,40 +21,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import functools
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.answer_panel import (
-    MAX_SENTENCES,
-    MIN_FIRST_SENTENCE_WORDS,
-    PANEL,
-    Exchange,
-    PanelQuestion,
-    judge,
-    word_error_rate,
-)
+from benchmarks.answer_panel import PANEL, Exchange, PanelQuestion
+from benchmarks.answer_records import AnswerRecord, EvalRun, record, summarise
+from benchmarks.answer_report import render_markdown, write_json
 from benchmarks.common import (
     MACHINE_PACKAGES,
-    MachineInfo,
     Say,
-    command_line,
-    hide_api_key,
-    load_average,
-    machine_info,
+    parse_command_line,
     progress,
-    publish,
     run_interruptible,
-    write_json_file,
 )
-from benchmarks.machine_probe import cpu_flags, run_probe
-from benchmarks.pipeline import PLAYBACK_SLACK_S, Question, SpokenQuestion, synthesize_questions, wait_playback
+from benchmarks.machine_probe import cpu_flags, start_run
+from benchmarks.pipeline_questions import Question, SpokenQuestion, synthesize_questions
+from benchmarks.pipeline_sessions import PLAYBACK_SLACK_S, wait_playback
+from benchmarks.report import publish
 from llm import configure_logging, public_endpoint
 from voice.headless import TurnResult, run_spoken_turn, run_typed_turn
 from voice.prompting import COPIED_REPLY_CHOICES, PLAIN, ReplyStyle, reply_style
@@ -68,143 +54,6 @@ MODES = ("typed", "spoken")
 TURN_TIMEOUT_S = 120.0
 PAUSE_S = 0.5  # after a spoken reply has played, before the next question
 PACKAGES = (*MACHINE_PACKAGES, "faster-whisper", "piper-tts")
-REPORT = Path("docs/measurements/answer_eval.md")  # where --markdown writes by default
-
-
-@dataclass
-class AnswerRecord:
-    """One question asked in one mode, what came back and how it was judged."""
-
-    mode: str
-    index: int
-    kind: str
-    variant: str  # the COPIED_REPLY setting the session ran with
-    question: str
-    expected: list[str]
-    heard: str  # the transcript (spoken) or the typed text
-    reply: str
-    accepted: bool
-    failed_rules: list[str]
-    outcome: str
-    copied: str | None = None  # the example's or earlier reply's sentence the reply copied
-    copies_caught: int = 0  # replies the session dropped as copies before speaking (COPIED_REPLY)
-    wer_edits: int | None = None
-    wer_words: int | None = None
-    first_token_ms: float | None = None
-    first_audio_ms: float | None = None
-    transcript_ms: float | None = None
-    stt_compute_ms: float | None = None
-
-
-@dataclass
-class ModeSummary:
-    """A mode's score, WER and latency medians."""
-
-    mode: str
-    variant: str  # the COPIED_REPLY setting
-    accepted: int
-    total: int
-    wer: float | None
-    first_token_ms: float | None
-    first_audio_ms: float | None
-    transcript_ms: float | None
-    stt_compute_ms: float | None
-    by_kind: dict[str, tuple[int, int]] = field(default_factory=dict)
-    copies: int = 0  # replies that copied an example's answer or an earlier reply
-    copies_caught: int = 0  # turns where the session caught a copy before it was spoken
-
-    @property
-    def label(self) -> str:
-        """The mode and the setting it ran with: how the report names this run."""
-        return f"{self.mode}, COPIED_REPLY={self.variant}"
-
-    @property
-    def score(self) -> float:
-        """Share of the panel accepted (0..1)."""
-        return self.accepted / self.total if self.total else 0.0
-
-
-@dataclass
-class EvalRun:
-    """Everything one run measured, for the Markdown and the JSON."""
-
-    command: str
-    argv: list[str]
-    machine: MachineInfo
-    cpu_flags: list[str]
-    llm: str
-    style: dict[str, object]
-    whisper: str
-    summaries: list[ModeSummary]
-    answers: list[AnswerRecord]
-    wall_time_s: float
-
-
-def _median(values: Sequence[float | None]) -> float | None:
-    data = [v for v in values if v is not None]
-    return round(statistics.median(data), 1) if data else None
-
-
-def summarise(mode: str, variant: str, answers: Sequence[AnswerRecord]) -> ModeSummary:
-    """The score, the WER (edits over all reference words) and the medians of ``answers``."""
-    words = sum(a.wer_words or 0 for a in answers)
-    edits = sum(a.wer_edits or 0 for a in answers)
-    by_kind: dict[str, tuple[int, int]] = {}
-    for a in answers:
-        ok, n = by_kind.get(a.kind, (0, 0))
-        by_kind[a.kind] = (ok + a.accepted, n + 1)
-    return ModeSummary(
-        mode=mode,
-        variant=variant,
-        accepted=sum(a.accepted for a in answers),
-        total=len(answers),
-        wer=round(edits / words, 3) if words and mode == "spoken" else None,
-        first_token_ms=_median([a.first_token_ms for a in answers]),
-        first_audio_ms=_median([a.first_audio_ms for a in answers]),
-        transcript_ms=_median([a.transcript_ms for a in answers]),
-        stt_compute_ms=_median([a.stt_compute_ms for a in answers]),
-        by_kind=by_kind,
-        copies=sum(a.copied is not None for a in answers),
-        copies_caught=sum(a.copies_caught > 0 for a in answers),
-    )
-
-
-def record(
-    mode: str,
-    index: int,
-    q: PanelQuestion,
-    result: TurnResult | None,
-    earlier: Sequence[Exchange] = (),
-    variant: str = "",
-) -> AnswerRecord:
-    """Judge one turn's result (None: the endpointer heard nothing, so no turn); ``earlier``: the
-    session's exchanges before it (what the model was asked, what it replied)."""
-    reply = result.reply_text if result is not None else ""
-    heard = (result.transcript if result is not None else "") if mode == "spoken" else q.text
-    verdict = judge(dataclasses.replace(q, text=heard), reply, earlier)
-    lat = result.latency if result is not None else None
-    edits, words = word_error_rate(q.text, heard) if mode == "spoken" else (None, None)
-    return AnswerRecord(
-        mode=mode,
-        variant=variant,
-        index=index,
-        kind=q.kind,
-        question=q.text,
-        expected=list(q.expected),
-        heard=heard,
-        reply=reply,
-        accepted=verdict.accepted,
-        failed_rules=verdict.failed,
-        copied=verdict.copied,
-        copies_caught=int(lat.extras.get("copied_replies", 0)) if lat is not None else 0,
-        outcome=lat.outcome if lat is not None else "no_turn",
-        wer_edits=edits,
-        wer_words=words,
-        first_token_ms=lat.first_token_ms if lat is not None else None,
-        first_audio_ms=lat.first_audio_ms if lat is not None else None,
-        transcript_ms=lat.transcript_ms if lat is not None and mode == "spoken" else None,
-        stt_compute_ms=lat.stt_compute_ms if lat is not None and mode == "spoken" else None,
-    )
 
 
 async def run_mode(
@@ -249,79 +98,6 @@ async def run_mode(
     return answers
 
 
-def _ms(value: float | None) -> str:
-    return "—" if value is None else f"{value:.0f} ms"
-
-
-def _cell(text: str) -> str:
-    return " ".join(text.replace("|", "\\|").split()) or "—"
-
-
-def render_markdown(run: EvalRun) -> str:
-    """The report: machine and set-up, the score table, then every answer."""
-    m = run.machine
-    load = "?" if m.load_start is None else f"{m.load_start:.2f}"
-    load_end = "?" if m.load_end is None else f"{m.load_end:.2f}"
-    lines = [
-        "# WarmVoice answer quality",
-        "",
-        f"- Machine: {m.cpu_model}, {m.cpu_count} CPUs ({', '.join(run.cpu_flags) or 'no AVX'}), "
-        f"Python {m.python}, {m.platform}; {m.date}; load average (1 min) {load} → {load_end}",
-        *([f"- Machine probe: {m.probe.describe()}"] if m.probe is not None else []),
-        f"- Command: `{run.command}` (wall time {run.wall_time_s:.0f} s)",
-        f"- LLM: {run.llm}",
-        f"- Prompting: {', '.join(f'{k} {v}' for k, v in run.style.items())}",
-        f"- Speech heard by: {run.whisper}; questions voiced with Piper (bundled voice, noise off), "
-        "fed in real time through the endpointer",
-        f"- Rules per reply: the expected word or number, English only, at most {MAX_SENTENCES} sentences, a "
-        f"first sentence of at least {MIN_FIRST_SENTENCE_WORDS} words that is not only filler. "
-        f"{len(run.answers) // max(1, len(run.summaries))} questions per run, one session per run.",
-        "",
-        "| Mode | Accepted | Score | Copies | Caught | WER (spoken) | Whisper compute | Transcript ready | First token "
-        "| First audio |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for s in run.summaries:
-        wer = "—" if s.wer is None else f"{s.wer:.1%}"
-        lines.append(
-            f"| {s.label} | {s.accepted}/{s.total} | **{s.score:.0%}** | {s.copies} | {s.copies_caught} | {wer} | "
-            f"{_ms(s.stt_compute_ms)} | {_ms(s.transcript_ms)} | {_ms(s.first_token_ms)} | {_ms(s.first_audio_ms)} |"
-        )
-    lines += [
-        "",
-        "Times are medians, after the end of speech (spoken) or the typed submission (typed); "
-        "Whisper compute is the decode's own duration. Copies: replies with a sentence (4+ words) "
-        "copied from an example answer of the prompt or an earlier reply to another question; "
-        "Caught: turns whose reply the session dropped as a copy before speaking it (COPIED_REPLY).",
-        "",
-    ]
-    kinds = sorted({k for s in run.summaries for k in s.by_kind})
-    lines += ["| Kind | " + " | ".join(s.label for s in run.summaries) + " |", "|---" * (len(run.summaries) + 1) + "|"]
-    for kind in kinds:
-        cells = [f"{s.by_kind.get(kind, (0, 0))[0]}/{s.by_kind.get(kind, (0, 0))[1]}" for s in run.summaries]
-        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
-    for s in run.summaries:
-        answers = [a for a in run.answers if (a.mode, a.variant) == (s.mode, s.variant)]
-        lines += ["", f"## {s.label}", "", "| # | Question | Heard | Reply | Verdict |", "|---|---|---|---|---|"]
-        for a in answers:
-            verdict = "ok" if a.accepted else "FAIL: " + ", ".join(a.failed_rules)
-            if a.copied is not None:
-                verdict += f" (copies {_cell(a.copied)!r})"
-            if a.copies_caught:
-                verdict += f" [copy caught{' twice' if a.copies_caught > 1 else ''}]"
-            heard = a.heard if a.mode == "spoken" else "(typed)"
-            lines.append(f"| {a.index} | {_cell(a.question)} | {_cell(heard)} | {_cell(a.reply)} | {verdict} |")
-    return "\n".join(lines) + "\n"
-
-
-def write_json(run: EvalRun, path: Path) -> None:
-    """Every record, with the summaries' scores."""
-    data = dataclasses.asdict(run)
-    for summary, raw in zip(run.summaries, data["summaries"], strict=True):
-        raw["score"] = round(summary.score, 3)
-    write_json_file(data, path)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options."""
     p = argparse.ArgumentParser(prog=PROG, description="Answer quality of WarmVoice on a panel of questions.")
@@ -346,17 +122,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--markdown",
         type=Path,
         nargs="?",
-        const=REPORT,
-        help=f"also write the Markdown report here (no path: {REPORT})",
+        help="also write the Markdown report here (no path: only docs/measurements/answer_eval*.md, "
+        "which every run writes)",
     )
     return p
 
 
+def report_name(modes: Sequence[str]) -> str:
+    """The report the run publishes: answer_eval for both modes, answer_eval_typed or _spoken for one."""
+    return "answer_eval" if set(modes) == set(MODES) else f"answer_eval_{'_'.join(modes)}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the evaluation; exit status 0 when it ran (the score is the output, not a pass/fail)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, shown = parse_command_line(parser, argv)
     modes = tuple(dict.fromkeys(m.strip() for m in args.modes.split(",") if m.strip()))
     if not modes or any(m not in MODES for m in modes):
         parser.error(f"--modes takes {', '.join(MODES)} (comma-separated)")
@@ -372,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     configure_logging("WARNING")
     variants = variants or (settings.copied_reply,)
-    return run_interruptible(lambda: _run(args, settings, modes, variants, PANEL[:count], argv))
+    return run_interruptible(lambda: _run(args, settings, modes, variants, PANEL[:count], shown))
 
 
 def _run(
@@ -384,10 +164,7 @@ def _run(
     argv: list[str],
 ) -> int:
     """Start the app's runtime, ask the panel in every mode under every COPIED_REPLY, then report."""
-    progress("timing the machine probe (CPU flags, Whisper, Piper, 20 tokens)...")
-    probe = run_probe()  # before the clock starts: not part of the run's wall time
-    progress(f"machine probe: {probe.describe()}")
-    started, load_start = time.perf_counter(), load_average()
+    start = start_run()
     runtime = VoiceRuntime.create(settings, progress=progress)
     style = PLAIN if args.plain_prompt else reply_style(runtime.endpoint.is_embedded)
     stt = runtime.transcriber
@@ -412,9 +189,7 @@ def _run(
     finally:
         runtime.close()
     run = EvalRun(
-        command=command_line(PROG, argv),
-        argv=hide_api_key(argv),
-        machine=machine_info(load_start, PACKAGES, probe),
+        *start.identity(PROG, argv, PACKAGES),
         cpu_flags=list(cpu_flags()),
         llm=llm,
         style={
@@ -432,9 +207,12 @@ def _run(
             summarise(m, v, [a for a in answers if (a.mode, a.variant) == (m, v)]) for v in variants for m in modes
         ],
         answers=answers,
-        wall_time_s=round(time.perf_counter() - started, 1),
+        wall_time_s=round(start.wall_time_s(), 1),
     )
-    publish(render_markdown(run), [(args.json, functools.partial(write_json, run))], args.markdown)
+    outputs = [(args.json, functools.partial(write_json, run))]
+    publish(
+        report_name(modes), render_markdown(run), run.command, run.machine, outputs=outputs, markdown_path=args.markdown
+    )
     return 0
 
 

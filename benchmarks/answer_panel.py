@@ -34,6 +34,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from benchmarks.word_error_rate import words
 from voice.prompting import NOT_CAUGHT, SMALL_MODEL_EXAMPLES
 
 MAX_SENTENCES = 3
@@ -222,7 +223,6 @@ _FOREIGN_WORDS = frozenset(
         "sie",
     ]
 )
-_WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
 _FILLER = frozenset(
     [
@@ -254,11 +254,6 @@ _FILLER = frozenset(
         "hey",
     ]
 )
-
-
-def words(text: str) -> list[str]:
-    """The lower-case words of ``text`` (hyphenated and apostrophe words kept whole)."""
-    return _WORD.findall(text.lower())
 
 
 def sentences(text: str) -> list[str]:
@@ -358,61 +353,3 @@ def judge(question: PanelQuestion, reply: str, earlier: Sequence[Exchange] = ())
         first_sentence=first_sentence_is_real(reply),
         copied=copied_sentence(question.text, reply, earlier),
     )
-
-
-_ONES = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-]
-_TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-
-
-def _spelled(token: str) -> list[str]:
-    """A number below 1000 in words ("24" -> twenty four): Whisper writes digits, the panel words."""
-    if not token.isdigit() or int(token) >= 1000:
-        return [token]
-    n = int(token)
-    out: list[str] = []
-    if n >= 100:
-        out += [_ONES[n // 100], "hundred"]
-        n %= 100
-        if not n:
-            return out
-    if n < 20:
-        return [*out, _ONES[n]]
-    return [*out, _TENS[n // 10]] + ([_ONES[n % 10]] if n % 10 else [])
-
-
-def _wer_words(text: str) -> list[str]:
-    return [w for token in words(text.replace("-", " ")) for w in _spelled(token)]
-
-
-def word_error_rate(reference: str, hypothesis: str) -> tuple[int, int]:
-    """(word edits, reference words) between two texts, after lower-casing, dropping punctuation
-    and spelling out numbers; the WER is edits / reference words."""
-    ref, hyp = _wer_words(reference), _wer_words(hypothesis)
-    previous = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        current = [i]
-        for j, h in enumerate(hyp, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (r != h)))
-        previous = current
-    return previous[-1], len(ref)

@@ -5,16 +5,16 @@ machine a run happened on and its Markdown lines; median (min–max) summaries a
 the ``--rtt-ms`` option; the exact command line with any API key hidden; the embedded server
 over TLS with a throw-away certificate; and the Ctrl-C / SIGTERM handling that lets a run clean
 up (servers, proxies, temp files) before it exits.  Reports are built with
-:class:`benchmarks.report.Table` and written by :func:`benchmarks.report.publish` (re-exported
-here).  Nothing here measures anything.
+:class:`benchmarks.report.Table` and written by :func:`benchmarks.report.publish`.  Nothing here
+measures anything.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib.metadata
-import json
 import math
 import os
 import platform
@@ -22,11 +22,13 @@ import shlex
 import signal
 import ssl
 import statistics
+import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -34,7 +36,8 @@ import psutil
 from benchmarks.report import Output as Output
 from benchmarks.report import Table as Table
 from benchmarks.report import progress as progress
-from benchmarks.report import publish as publish
+from benchmarks.report import write_all, write_text_file
+from benchmarks.report import write_json_file as write_json_file
 from llm import EmbeddedLLMServer, Secret, Strategy
 
 Say = Callable[[str], None]
@@ -106,6 +109,19 @@ class MachineInfo:
     # CPU flags and a fixed workload timed before the runs: tells a slow machine from a slow change
     probe: MachineProbe | None = None
     flags: tuple[str, ...] = ()  # those of PROBED_FLAGS the CPU has
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MachineInfo:
+        """The machine as a run's ``--json`` saved it (its ``asdict``), to write that run's report again."""
+        probe = data.get("probe")
+        return cls(
+            **{
+                **data,
+                "probe": None if probe is None else MachineProbe(**{**probe, "flags": tuple(probe["flags"])}),
+                # Runs saved before MachineInfo had its flags: the probe read the same /proc/cpuinfo.
+                "flags": tuple(data.get("flags") or (probe["flags"] if probe else ())),
+            }
+        )
 
     def markdown(self) -> str:
         """The report's "- Machine:" and "- Machine probe:" lines: one form for every benchmark."""
@@ -262,9 +278,21 @@ def command_line(prog: str, argv: Sequence[str]) -> str:
     return shlex.join([*shlex.split(prog), *hide_api_key(argv)])
 
 
-def write_json_file(data: object, path: Path) -> None:
-    """Indented UTF-8 JSON with a final newline: the form of every benchmark's ``--json``."""
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+def parse_command_line(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> tuple[argparse.Namespace, list[str]]:
+    """``argv`` (None: this process's arguments) parsed by ``parser``, and kept as a list for the
+    command line the report shows."""
+    kept = list(sys.argv[1:] if argv is None else argv)
+    return parser.parse_args(kept), kept
+
+
+def publish(markdown: str, outputs: Sequence[Output], markdown_path: Path | None, say: Say = progress) -> None:
+    """The older form of :func:`benchmarks.report.publish`, left only for ``benchmarks/turn_taking.py``
+    and ``benchmarks/train_end_of_turn.py`` (whose owner moves them to the named form; delete this
+    then): prints ``markdown`` and writes ``outputs`` and ``markdown_path`` that were asked for,
+    publishing nothing to docs/measurements."""
+    write_all(markdown, [*outputs, (markdown_path, functools.partial(write_text_file, markdown))], say)
 
 
 # ---- the embedded server over TLS -------------------------------------------------------------

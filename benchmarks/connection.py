@@ -11,6 +11,11 @@ more turn after a pause longer than the server's keep-alive.  Every request goes
 By default the endpoint is the embedded llama.cpp server (SmolLM2) behind TLS with a
 throw-away certificate; ``--base-url`` measures a real remote API instead (the proxy then
 fronts that host and port).  Progress goes to stderr, the Markdown report to stdout.
+
+The endpoint is in :mod:`benchmarks.connection_endpoint`, the sessions in
+:mod:`benchmarks.connection_sessions`, the records in :mod:`benchmarks.connection_records`, the
+bar of issue #6 in :mod:`benchmarks.connection_checks` and the renderings in
+:mod:`benchmarks.connection_report`; this module is the command line.
 """
 
 from __future__ import annotations
@@ -19,60 +24,26 @@ import argparse
 import asyncio
 import contextlib
 import functools
-import math
 import os
-import ssl
 import sys
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from benchmarks.common import (
-    STRATEGY_ORDER,
-    Say,
-    TlsFiles,
     bench_server,
-    command_line,
-    hide_api_key,
-    load_average,
-    machine_info,
+    parse_command_line,
     parse_rtt_list,
-    progress,
-    publish,
     run_interruptible,
     throwaway_tls,
 )
-from benchmarks.connection_report import (
-    Baseline,
-    BenchConfig,
-    BenchRun,
-    EndpointInfo,
-    RequestRecord,
-    SessionRecord,
-    WarmupRecord,
-    render_markdown,
-    write_json,
-    write_plot,
-)
-from benchmarks.machine_probe import run_probe
-from benchmarks.report import image
-from llm import (
-    EMBEDDED_MODEL,
-    ChatMessage,
-    EmbeddedLLMServer,
-    LatencyProxy,
-    LLMError,
-    PooledLLMClient,
-    RequestTiming,
-    Secret,
-    Strategy,
-    WarmUpResult,
-    configure_logging,
-    format_ms,
-    public_endpoint,
-)
+from benchmarks.connection_endpoint import embedded_endpoint, remote_endpoint
+from benchmarks.connection_records import BenchConfig, BenchRun
+from benchmarks.connection_report import render_markdown, write_json, write_plot
+from benchmarks.connection_sessions import run_all
+from benchmarks.machine_probe import start_run
+from benchmarks.report import image, progress, publish
+from llm import Secret, configure_logging
 
 PROG = "python -m benchmarks.connection"
 REPORT = "connection"  # docs/measurements/connection.md
@@ -80,316 +51,6 @@ SYSTEM_PROMPT = "You are a friendly voice assistant. Answer in two or three shor
 PROMPT = "What is a good way to start the day?"
 DEFAULT_RTTS = (0.0, 50.0, 150.0, 300.0)
 QUICK = {"speak_s": 0.5, "pause_s": 0.3, "idle_pause_s": 0.0, "baseline_requests": 2}
-BASELINE_PAUSE_S = 0.2
-
-
-# ---- the endpoint ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where requests go: the URL the client uses (its host names the TLS certificate) and the
-    host and port the latency proxy forwards to."""
-
-    base_url: str
-    target_host: str
-    target_port: int
-    api_key: Secret
-    model: str
-    ssl_context: ssl.SSLContext | None
-    info: EndpointInfo
-
-
-def remote_endpoint(base_url: str, api_key: Secret, model: str) -> Endpoint:
-    """A real OpenAI-compatible API; the proxy fronts its host and port, TLS verified as usual."""
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("--base-url must be an absolute http:// or https:// URL")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    tls = parts.scheme == "https"
-    info = EndpointInfo(
-        kind="remote",
-        base_url=public_endpoint(base_url),
-        model=model,
-        tls=tls,
-        description=f"remote API {public_endpoint(base_url)} ({'TLS' if tls else 'plain HTTP'}) behind the "
-        f"latency proxy (which adds the emulated RTT on top of the real network distance; the proxy, not "
-        f"the client, resolves the host name)",
-    )
-    return Endpoint(base_url.rstrip("/"), parts.hostname, port, api_key, model, None, info)
-
-
-def embedded_endpoint(server: EmbeddedLLMServer, api_key: Secret, tls: TlsFiles | None) -> Endpoint:
-    """The started embedded server, over TLS when ``tls`` is given."""
-    assert server.port is not None
-    scheme = "TLS 1.3 with a throw-away trustme certificate" if tls else "plain HTTP (--no-tls)"
-    info = EndpointInfo(
-        kind="embedded",
-        base_url=server.base_url,
-        model=EMBEDDED_MODEL,
-        tls=tls is not None,
-        description=(
-            f"the embedded llama.cpp server (uvicorn, SmolLM2-135M-Instruct Q4_1 GGUF) on loopback, {scheme}, "
-            f"behind the latency proxy"
-        ),
-    )
-    return Endpoint(
-        server.base_url,
-        "127.0.0.1",
-        server.port,
-        api_key,
-        EMBEDDED_MODEL,
-        tls.client_context if tls else None,
-        info,
-    )
-
-
-# ---- the client -----------------------------------------------------------------------
-
-
-def make_client(
-    endpoint: Endpoint, strategy: Strategy, config: BenchConfig, proxy: LatencyProxy | None
-) -> PooledLLMClient:
-    """A client of ``strategy`` for ``endpoint``, its sockets opened to ``proxy`` (direct if None).
-
-    The URL is kept, so the Host header, SNI and certificate check still name the real host.
-    """
-    return PooledLLMClient(
-        endpoint.base_url,
-        endpoint.api_key,
-        endpoint.model,
-        strategy=strategy,
-        ssl=endpoint.ssl_context,
-        max_tokens=config.max_tokens,
-        temperature=config.temperature,
-        connect_to=(proxy.host, proxy.port) if proxy is not None else None,
-    )
-
-
-def messages(config: BenchConfig) -> list[ChatMessage]:
-    """The one prompt every request sends, so runs are comparable."""
-    return [ChatMessage("system", config.system_prompt), ChatMessage("user", config.prompt)]
-
-
-@dataclass
-class _Reply:
-    timing: RequestTiming | None
-    chars: int
-    error: str | None
-
-
-async def _ask(client: PooledLLMClient, config: BenchConfig) -> _Reply:
-    """One request, streamed as sentences to the end; failures are recorded, not raised."""
-    before = client.last_request
-    chars = 0
-    error: str | None = None
-    try:
-        async with asyncio.timeout(config.request_timeout_s):
-            async for sentence in client.stream_sentences(messages(config)):
-                chars += len(sentence)
-    except LLMError as exc:
-        error = str(exc)  # the client's errors never contain the key
-    except TimeoutError:
-        error = f"no complete reply within {config.request_timeout_s:g} s"
-    timing = client.last_request if client.last_request is not before else None
-    return _Reply(timing, chars, error)
-
-
-# ---- sessions -------------------------------------------------------------------------
-
-
-def _fmt(value: float | None) -> str:
-    return format_ms(value, unit="", width=5)  # a column of the progress lines
-
-
-class SessionRun:
-    """One session at one distance for one strategy, with its own proxy and client."""
-
-    def __init__(
-        self, endpoint: Endpoint, config: BenchConfig, rtt_ms: float, strategy: Strategy, index: int, say: Say
-    ) -> None:
-        self.endpoint = endpoint
-        self.config = config
-        self.rtt_ms = rtt_ms
-        self.strategy = strategy
-        self.index = index
-        self.say = say
-        self.record = SessionRecord(rtt_ms=rtt_ms, strategy=strategy, index=index, warmup=None)
-
-    async def run(self) -> SessionRecord:
-        """Run the session; the client and proxy are closed whatever happens."""
-        proxy = LatencyProxy(self.endpoint.target_host, self.endpoint.target_port, rtt_ms=self.rtt_ms)
-        await proxy.start()
-        try:
-            client = make_client(self.endpoint, self.strategy, self.config, proxy)
-            try:
-                await self._turns(client, proxy)
-            finally:
-                await client.close()
-                self.record.client_connections_opened = client.stats.connections_opened
-                self.record.client_warmups = client.stats.warmups
-                self.record.proxy_connections_total = proxy.counters().connections_opened
-        finally:
-            await proxy.stop()
-        r = self.record
-        self.say(
-            f"[{self.rtt_ms:4.0f} ms] {self.strategy:9} s{self.index}: {len(r.requests)} requests, "
-            f"{r.proxy_connections_total} connection(s) opened at the proxy, {r.duration_s:.1f} s"
-        )
-        return r
-
-    async def _turns(self, client: PooledLLMClient, proxy: LatencyProxy) -> None:
-        config = self.config
-        start = time.perf_counter()  # the user clicks Start speaking
-        warm_done: list[float] = []
-        warm_task: asyncio.Task[WarmUpResult] | None = None
-        if self.strategy == "prewarmed":
-            warm_task = client.start_warm_up()
-            warm_task.add_done_callback(lambda _t: warm_done.append(time.perf_counter() - start))
-        plan = [("first", config.speak_s)]
-        plan += [("later", config.pause_s)] * (config.turns - 1)
-        if config.idle_pause_s > 0:
-            plan.append(("idle", config.idle_pause_s))
-        last_end = start
-        seen = 0  # proxy connections counted so far
-        for turn, (phase, pause) in enumerate(plan, start=1):
-            # The first request goes out `speak_s` after Start, the others `pause` after the
-            # previous reply ended, as the next voice turn would.
-            await asyncio.sleep(max(0.0, last_end + pause - time.perf_counter()))
-            opened_before = proxy.counters().connections_opened
-            issued = time.perf_counter()
-            reply = await _ask(client, config)
-            ended = time.perf_counter()
-            opened_after = proxy.counters().connections_opened
-            self.record.requests.append(
-                self._request(
-                    turn,
-                    phase,
-                    pause,
-                    reply,
-                    idle_before_s=issued - last_end,
-                    issued_at_s=issued - start,
-                    proxy_connections=opened_after - opened_before,
-                    proxy_connections_before=opened_before - seen,
-                )
-            )
-            seen, last_end = opened_after, ended
-        if warm_task is not None:
-            self.record.warmup = self._warmup(warm_task, warm_done)
-        self.record.duration_s = time.perf_counter() - start
-
-    def _warmup(self, task: asyncio.Task[WarmUpResult], done: list[float]) -> WarmupRecord:
-        first = self.record.requests[0].issued_at_s if self.record.requests else math.inf
-        finished = done[0] if done else None
-        ended = task.done() and not task.cancelled() and task.exception() is None
-        result = task.result() if ended else None
-        return WarmupRecord(
-            ok=result is not None and result.ok,
-            ms=result.ms if result else 0.0,
-            error=result.error if result else "did not finish",
-            skipped=bool(result and result.skipped),
-            reason=result.reason if result else "",
-            status=result.status if result else None,
-            finished_at_s=finished,
-            done_before_first_request=finished is not None and finished <= first,
-        )
-
-    def _request(
-        self,
-        turn: int,
-        phase: str,
-        pause: float,
-        reply: _Reply,
-        *,
-        idle_before_s: float,
-        issued_at_s: float,
-        proxy_connections: int,
-        proxy_connections_before: int,
-    ) -> RequestRecord:
-        t = reply.timing or RequestTiming()
-        ok = reply.timing is not None and reply.error is None and t.error is None
-        rec = RequestRecord(
-            rtt_ms=self.rtt_ms,
-            strategy=self.strategy,
-            session=self.index,
-            turn=turn,
-            phase=phase,
-            planned_pause_s=pause,
-            idle_before_s=idle_before_s,
-            issued_at_s=issued_at_s,
-            ok=ok,
-            error=reply.error or t.error,
-            status=t.status,
-            reused_connection=t.reused_connection,
-            dns_ms=t.dns_ms,
-            connect_ms=t.connect_ms,
-            tcp_tls_ms=t.tcp_tls_ms,
-            ttfb_ms=t.ttfb_ms,
-            first_token_ms=t.first_token_ms,
-            first_sentence_ms=t.first_sentence_ms,
-            total_ms=t.total_ms,
-            attempts=t.attempts,
-            retries=t.retries,
-            stale_retries=t.stale_retries,
-            tokens=t.tokens,
-            sentences=t.sentences,
-            reply_chars=reply.chars,
-            proxy_connections=proxy_connections,
-            proxy_connections_before=proxy_connections_before,
-        )
-        self.say(
-            f"[{self.rtt_ms:4.0f} ms] {self.strategy:9} s{self.index} t{turn} {phase:5} "
-            f"(after {idle_before_s:4.1f} s): status {_fmt(rec.ttfb_ms)} | first token {_fmt(rec.first_token_ms)} | "
-            f"first sentence {_fmt(rec.first_sentence_ms)} | total {_fmt(rec.total_ms)} ms | "
-            f"{'reused' if rec.reused_connection else 'new   '} | connect {_fmt(rec.connect_ms)} | "
-            f"proxy +{proxy_connections} (+{proxy_connections_before} before)"
-            + ("" if ok else f" | FAILED: {rec.error}")
-        )
-        return rec
-
-
-async def measure_baseline(endpoint: Endpoint, config: BenchConfig, say: Say) -> Baseline:
-    """The server's own time to first token: a warm pooled connection straight to the server,
-    no proxy.  The first request is discarded (it fills the server's prompt cache)."""
-    client = make_client(endpoint, "prewarmed", config, proxy=None)
-    samples: list[float] = []
-    try:
-        await client.warm_up()
-        for i in range(1 + config.baseline_requests):
-            if i:
-                await asyncio.sleep(BASELINE_PAUSE_S)
-            reply = await _ask(client, config)
-            t = reply.timing
-            if i and reply.error is None and t is not None and t.reused_connection and t.first_token_ms is not None:
-                samples.append(t.first_token_ms)
-            say(
-                f"[baseline] request {i + 1}: first token {_fmt(t.first_token_ms if t else None)} ms"
-                + (" (discarded: fills the prompt cache)" if i == 0 else "")
-                + (f" FAILED: {reply.error}" if reply.error else "")
-            )
-    finally:
-        await client.close()
-    where = "on loopback" if endpoint.info.kind == "embedded" else "over the real network"
-    method = (
-        f"median of {len(samples)} requests on a warm pooled connection straight to the server {where}, "
-        f"without the proxy; the first request after start-up was discarded"
-    )
-    return Baseline(first_token_ms=samples, discarded=1, method=method)
-
-
-async def run_all(endpoint: Endpoint, config: BenchConfig, say: Say) -> tuple[Baseline, list[SessionRecord]]:
-    """The baseline, then every distance; sessions of the three strategies alternate so that
-    slow drift of the machine does not favour one of them.  One request on the server at a time."""
-    baseline = await measure_baseline(endpoint, config, say)
-    sessions: list[SessionRecord] = []
-    for rtt in config.rtt_ms:
-        for index in range(1, config.sessions + 1):
-            for strategy in STRATEGY_ORDER:
-                sessions.append(await SessionRun(endpoint, config, rtt, strategy, index, say).run())
-    return baseline, sessions
-
-
-# ---- command line ---------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -484,23 +145,19 @@ def config_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Be
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark, print the Markdown report and write the requested files."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Measure the connection strategies at every distance, then publish the report (exit 1 if a request failed)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, shown = parse_command_line(parser, argv)
     config = config_from(args, parser)
     configure_logging("WARNING")
     # Clients, proxies, the server and the certificate directory are cleaned up on Ctrl-C or SIGTERM.
-    return run_interruptible(lambda: _run(args, config, argv))
+    return run_interruptible(lambda: _run(args, config, shown))
 
 
 def _run(args: argparse.Namespace, config: BenchConfig, argv: list[str]) -> int:
     """Start the endpoint, measure, stop it, then report; 1 if any request failed."""
     api_key = Secret(args.api_key or (os.environ.get("OPENAI_API_KEY", "") if args.base_url else ""))
-    progress("timing the machine probe (CPU flags, Whisper, Piper, 20 tokens)...")
-    probe = run_probe()  # before the clock starts: not part of the run's wall time
-    progress(f"machine probe: {probe.describe()}")
-    started, load_start = time.perf_counter(), load_average()
+    start = start_run()
     with contextlib.ExitStack() as stack:
         if args.base_url:
             endpoint = remote_endpoint(args.base_url, api_key, args.model)
@@ -514,14 +171,12 @@ def _run(args: argparse.Namespace, config: BenchConfig, argv: list[str]) -> int:
         progress(f"endpoint: {endpoint.info.description}")
         baseline, sessions = asyncio.run(run_all(endpoint, config, progress))
     run = BenchRun(
-        command=command_line(PROG, argv),
-        argv=hide_api_key(argv),
-        machine=machine_info(load_start, probe=probe),
+        *start.identity(PROG, argv),
         config=config,
         endpoint=endpoint.info,
         baseline=baseline,
         sessions=sessions,
-        wall_time_s=time.perf_counter() - started,
+        wall_time_s=start.wall_time_s(),
     )
     outputs = [(args.json, functools.partial(write_json, run)), (args.plot, functools.partial(write_plot, run))]
     markdown = render_markdown(run) + image(args.plot, "First token against the emulated RTT, per strategy")

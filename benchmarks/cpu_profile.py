@@ -32,9 +32,9 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.common import Table, command_line, load_average, machine_info, progress, publish
+from benchmarks.common import Table, command_line, load_average, machine_info, progress
 from benchmarks.machine_probe import MachineProbe
-from benchmarks.report import MEASUREMENTS_ENV
+from benchmarks.report import MEASUREMENTS_ENV, publish
 
 PROG = "python -m benchmarks.cpu_profile"
 REPORT = "cpu_profile"  # docs/measurements/cpu_profile.md

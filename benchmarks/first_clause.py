@@ -28,14 +28,16 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import command_line, load_average, machine_info, progress, publish
-from benchmarks.machine_probe import run_probe
+from benchmarks.common import command_line, progress
+from benchmarks.machine_probe import start_run
+from benchmarks.report import Table, publish
 from llm import SentenceSplitter, SplitterConfig
 from voice.audio import write_wav
 from voice.settings import Settings
 from voice.tts.piper import _SYNTHESIS, bundled_voice_path, load_voice
 
 PROG = "python -m benchmarks.first_clause"
+REPORT = "first_clause"  # docs/measurements/first_clause.md
 LONG_CHARS = 60
 SILENCE = 0.01  # about -40 dBFS, as the other benchmarks' silence
 RUNS = 3  # Piper timings per piece (median): the machine is shared
@@ -117,12 +119,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError, KeyError) as exc:
         p.error(f"cannot read the answer evaluation's records from {args.answers}: {exc}")
     replies = list(dict.fromkeys(a["reply"] for a in answers if a.get("reply", "").strip()))
-    progress("timing the machine probe...")
-    probe = run_probe()
-    load_start = load_average()
+    start = start_run()
     app = Settings().first_sentence_max_words
     whole_cfg, clause_cfg = SplitterConfig(), SplitterConfig(first_max_words=app)
-    rows, joins, gains, cpu_saved, long_whole, long_clause = [], [], [], [], 0, 0
+    cuts = Table(["First sentence", "First clause", "Piper ms, whole → clause", "Join silence ms", "Natural pause ms"])
+    joins, gains, cpu_saved, long_whole, long_clause = [], [], [], 0, 0
     whole_ms, whole_cpu = [], []
     for n, reply in enumerate(replies, 1):
         whole = split(reply, whole_cfg)
@@ -144,49 +145,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         natural = longest_inner_silence_ms(before.audio, before.rate)
         joins.append((join, natural))
-        rows.append(
-            f"| {first_whole} | {first_clause} | {before.ms:,.0f} → {after.ms:,.0f} | {join:,.0f} | {natural:,.0f} |"
-        )
+        cuts.add(first_whole, first_clause, f"{before.ms:,.0f} → {after.ms:,.0f}", f"{join:,.0f}", f"{natural:,.0f}")
         if args.wav_dir is not None:
             args.wav_dir.mkdir(parents=True, exist_ok=True)
             write_wav(args.wav_dir / f"reply-{n}-before-whole.wav", before.audio, before.rate)
             write_wav(
                 args.wav_dir / f"reply-{n}-after-clause.wav", np.concatenate([after.audio, rest.audio]), after.rate
             )
-    machine = machine_info(load_start, ("piper-tts", "onnxruntime"), probe)
+    machine = start.machine(("piper-tts", "onnxruntime"))
     total = len(replies)
+    summary = Table(["", "whole", "clause"])
+    summary.add(f"First piece over {LONG_CHARS} characters", f"{long_whole}/{total}", f"{long_clause}/{total}")
+    summary.add("Replies whose first piece the cut changed", "—", f"{len(cuts.rows)}/{total}")
+    summary.add("Piper on the first sentence (whole), ms, median (min–max)", _cell(whole_ms), "")
+    summary.add("… its CPU ms", _cell(whole_cpu), "")
+    summary.add("First audio earlier by the cut (ms, on the cut replies)", "", _cell(gains))
+    summary.add("CPU ms less before the first audio (cut replies)", "", _cell(cpu_saved))
+    summary.add("Silence at the join (ms; the clause's tail + the rest's head)", "", _cell([j for j, _ in joins]))
+    summary.add("Piper's own pause at that comma, speaking the sentence whole (ms)", _cell([n for _, n in joins]), "")
     out = [
         "# The first clause first (issue #23, item 2)",
         "",
-        f"- Command: `{command_line(PROG, argv)}`; {machine.date} (UTC)",
-        f"- Machine: {machine.cpu_model}, {machine.cpu_count} CPUs; load average {load_start} → {machine.load_end}",
-        f"- Machine probe: {probe.describe()}",
         f"- Replies: {total} distinct replies of the answer evaluation ({args.answers.name}); Piper: the bundled "
         f"voice, the app's synthesis settings, timed {RUNS} times per piece (median), on one thread.",
         f"- Split *whole*: no first-clause cut (`SplitterConfig()`); *clause*: the app's "
         f"`FIRST_SENTENCE_MAX_WORDS={app}` (a longer first sentence is cut at its first clause boundary).",
         "",
-        "| | whole | clause |",
-        "|---|---|---|",
-        f"| First piece over {LONG_CHARS} characters | {long_whole}/{total} | {long_clause}/{total} |",
-        f"| Replies whose first piece the cut changed | — | {len(rows)}/{total} |",
-        f"| Piper on the first sentence (whole), ms, median (min–max) | {_cell(whole_ms)} | |",
-        f"| … its CPU ms | {_cell(whole_cpu)} | |",
-        f"| First audio earlier by the cut (ms, on the cut replies) | | {_cell(gains)} |",
-        f"| CPU ms less before the first audio (cut replies) | | {_cell(cpu_saved)} |",
-        f"| Silence at the join (ms; the clause's tail + the rest's head) | | {_cell([j for j, _ in joins])} |",
-        f"| Piper's own pause at that comma, speaking the sentence whole (ms) | {_cell([n for _, n in joins])} | |",
+        summary.markdown(),
         "",
     ]
-    if rows:
-        out += [
-            "| First sentence | First clause | Piper ms, whole → clause | Join silence ms | Natural pause ms |",
-            "|---|---|---|---|---|",
-            *rows,
-            "",
-        ]
-    publish("\n".join(out), [], args.markdown)
-    if args.wav_dir is not None and rows:
+    if cuts.rows:
+        out += [cuts.markdown(), ""]
+    command = command_line(PROG, argv)
+    publish(REPORT, "\n".join(out), command, machine, markdown_path=args.markdown)
+    if args.wav_dir is not None and cuts.rows:
         progress(f"WAV pairs in {args.wav_dir}")
     return 0
 

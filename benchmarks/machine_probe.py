@@ -14,11 +14,24 @@ import json
 import statistics
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks.common import WHISPER_CLIP_S, MachineProbe, cpu_flags
+from benchmarks.common import (
+    MACHINE_PACKAGES,
+    WHISPER_CLIP_S,
+    MachineInfo,
+    MachineProbe,
+    Say,
+    command_line,
+    cpu_flags,
+    hide_api_key,
+    load_average,
+    machine_info,
+    progress,
+)
 from llm import EmbeddedLLMServer, EmbeddedServerError
 from voice.audio import to_mono_16k
 from voice.transcribe import SAMPLE_RATE, Transcriber
@@ -89,6 +102,38 @@ def run_probe(runs: int = RUNS) -> MachineProbe:
     except (EmbeddedServerError, OSError, ValueError) as exc:  # the report then says so
         print(f"machine probe: the embedded model could not be timed: {exc}")
     return MachineProbe(cpu_flags(), whisper_ms, piper_ms, llm_ms, tokens, runs)
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """How a benchmark run began: the machine probe, then the run's clock and the load average."""
+
+    probe: MachineProbe
+    started: float  # time.perf_counter() once the probe was timed
+    load_start: float | None
+
+    def machine(self, packages: Sequence[str] = MACHINE_PACKAGES) -> MachineInfo:
+        """The machine now, with the load from the start to now and the probe."""
+        return machine_info(self.load_start, packages, self.probe)
+
+    def identity(
+        self, prog: str, argv: Sequence[str], packages: Sequence[str] = MACHINE_PACKAGES
+    ) -> tuple[str, list[str], MachineInfo]:
+        """What every run record starts with: the command and its arguments (any API key hidden),
+        and the machine now."""
+        return command_line(prog, argv), hide_api_key(argv), self.machine(packages)
+
+    def wall_time_s(self) -> float:
+        """Seconds since the clock started (the probe left out)."""
+        return time.perf_counter() - self.started
+
+
+def start_run(say: Say = progress) -> RunStart:
+    """Time the probe, saying so, then start the clock: the probe is not part of the run's wall time."""
+    say("timing the machine probe (CPU flags, Whisper, Piper, 20 tokens)...")
+    probe = run_probe()
+    say(f"machine probe: {probe.describe()}")
+    return RunStart(probe, time.perf_counter(), load_average())
 
 
 def main() -> int:

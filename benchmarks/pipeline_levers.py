@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from benchmarks.answer_panel import words
 from benchmarks.common import STRATEGY_LABELS, Summary, format_cell
 from benchmarks.pipeline_records import TurnRecord, VoiceBenchRun, turn_value
+from benchmarks.word_error_rate import words
 from voice.latency import STAGES
 from voice.preemptive import PreemptiveStats
 from voice.settings import Settings

@@ -12,8 +12,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from benchmarks.charts import panels, strategy_style
 from benchmarks.common import (
-    STRATEGY_COLOURS,
     STRATEGY_LABELS,
     STRATEGY_ORDER,
     Summary,
@@ -33,6 +33,8 @@ from benchmarks.pipeline_records import (
     turn_value,
     turns_of,
 )
+from benchmarks.pipeline_tts import tts_notes, tts_table
+from benchmarks.report import Table
 from voice.latency import STAGES
 from voice.turns import TURN_DETECTOR_LABELS, SpeculationStats
 
@@ -105,45 +107,27 @@ def _share(reused: int, n: int) -> str:
 
 def headline_table(run: VoiceBenchRun, rtt: float) -> str:
     """The original's shape: Metric | Before (cold) | After (pre-warmed) | Improvement."""
-    lines = [
-        f"| Metric | {STRATEGY_LABELS['cold']} | {STRATEGY_LABELS['prewarmed']} | Improvement |",
-        "|---|---|---|---|",
-    ]
+    table = Table(["Metric", STRATEGY_LABELS["cold"], STRATEGY_LABELS["prewarmed"], "Improvement"])
     for label, attr, first_only in HEADLINE_ROWS:
         before = stage_summary(run, rtt, "cold", attr, first_only=first_only)
         after = stage_summary(run, rtt, "prewarmed", attr, first_only=first_only)
-        lines.append(
-            f"| {label} | {format_cell(before)} | {format_cell(after)} | {format_improvement(before, after)} |"
-        )
-    lines.append(
-        f"| LLM requests on a reused connection | {_share(*reuse_share(run, rtt, 'cold'))} | "
-        f"{_share(*reuse_share(run, rtt, 'prewarmed'))} | — |"
-    )
-    return "\n".join(lines)
+        table.add(label, format_cell(before), format_cell(after), format_improvement(before, after))
+    reused = (_share(*reuse_share(run, rtt, s)) for s in ("cold", "prewarmed"))
+    return table.add("LLM requests on a reused connection", *reused, "—").markdown()
 
 
 def stage_table(run: VoiceBenchRun, rtt: float) -> str:
     """The full stage budget at one distance: one column per strategy, median (min–max) ms."""
     strategies = strategies_run(run)
-    lines = [
-        "| Stage (ms after the end of speech) | " + " | ".join(STRATEGY_LABELS[s] for s in strategies) + " |",
-        "|---|" + "---|" * len(strategies),
-    ]
-    rows = [*((attr, label, " ms") for attr, label in STAGES), *EXTRA_ROWS]
-    for attr, label, unit in rows:
-        cells = (format_cell(stage_summary(run, rtt, s, attr), unit) for s in strategies)
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines.append(
-        "| LLM requests on a reused connection | "
-        + " | ".join(_share(*reuse_share(run, rtt, s)) for s in strategies)
-        + " |"
+    table = Table(["Stage (ms after the end of speech)", *(STRATEGY_LABELS[s] for s in strategies)])
+    for attr, label, unit in [*((attr, label, " ms") for attr, label in STAGES), *EXTRA_ROWS]:
+        table.add(label, *(format_cell(stage_summary(run, rtt, s, attr), unit) for s in strategies))
+    table.add("LLM requests on a reused connection", *(_share(*reuse_share(run, rtt, s)) for s in strategies))
+    table.add(
+        "CPU used by other processes meanwhile (share of the machine)",
+        *(_other_cpu_cell(run, rtt, s) for s in strategies),
     )
-    lines.append(
-        "| CPU used by other processes meanwhile (share of the machine) | "
-        + " | ".join(_other_cpu_cell(run, rtt, s) for s in strategies)
-        + " |"
-    )
-    return "\n".join(lines)
+    return table.markdown()
 
 
 def _other_cpu_cell(run: VoiceBenchRun, rtt: float, strategy: str) -> str:
@@ -168,31 +152,29 @@ def disturbed_turns(run: VoiceBenchRun, rtt: float) -> list[TurnRecord]:
 
 
 def _md(text: str) -> str:
-    return " ".join(text.replace("|", "\\|").split()) or "—"
+    return " ".join(text.split()) or "—"  # one line in a table cell (Table escapes the pipes)
 
 
 def heard_table(run: VoiceBenchRun) -> str:
     """Per question: what Whisper heard (distinct transcripts), key words found, and a reply."""
-    lines = [
-        "| # | Question | Key words | Heard | Key words found | Reply (first session that answered) |",
-        "|---|---|---|---|---|---|",
-    ]
+    table = Table(["#", "Question", "Key words", "Heard", "Key words found", "Reply (first session that answered)"])
     for q in run.questions:
         turns = [t for t in run.turns if t.question == q.index]
         heard = list(dict.fromkeys(t.transcript for t in turns if t.transcript))
         passed = sum(t.key_words_ok for t in turns)
-        reply = next((t.reply for t in turns if t.reply), "")
-        lines.append(
-            f"| {q.index} | {_md(q.text)} | {', '.join(q.key_words)} | "
-            f"{'<br>'.join(_md(h) for h in heard) or '—'} | {passed}/{len(turns)} "
-            f"{'PASS' if turns and passed == len(turns) else 'FAIL'} | {_md(reply)} |"
+        table.add(
+            q.index,
+            _md(q.text),
+            ", ".join(q.key_words),
+            "<br>".join(_md(h) for h in heard) or "—",
+            f"{passed}/{len(turns)} {'PASS' if turns and passed == len(turns) else 'FAIL'}",
+            _md(next((t.reply for t in turns if t.reply), "")),
         )
-    return "\n".join(lines)
+    return table.markdown()
 
 
 def _describe(run: VoiceBenchRun) -> list[str]:
-    c, m, e, mem = run.config, run.machine, run.endpoint, run.memory
-    load = " → ".join("unknown" if v is None else f"{v:.2f}" for v in (m.load_start, m.load_end))
+    c, e, mem = run.config, run.endpoint, run.memory
     others = [s.other_cpu_share for s in run.sessions if s.other_cpu_share is not None]
     others_text = (
         f"; other processes used {100 * min(others):.0f}–{100 * max(others):.0f} % of the CPU during the sessions"
@@ -209,10 +191,7 @@ def _describe(run: VoiceBenchRun) -> list[str]:
             for name in ("started", "adopted", "discarded", "early_ends"):
                 setattr(spec, name, getattr(spec, name) + getattr(s.speculation, name))
     return [
-        f"- Machine: {m.cpu_model}, {m.cpu_count} CPUs, {m.ram_bytes / 2**30:.1f} GiB RAM, Python {m.python}, "
-        f"{m.platform}; {m.date}; load average (1 min) {load} from start to end{others_text}",
-        *([f"- Machine probe: {m.probe.describe()}"] if m.probe is not None else []),
-        f"- Command: `{run.command}` (wall time {run.wall_time_s:.0f} s, of which start-up {run.startup_s:.0f} s)",
+        f"- Wall time: {run.wall_time_s:.0f} s, of which start-up {run.startup_s:.0f} s{others_text}",
         f"- LLM: {e.base_url}, model `{e.model}` — {e.reason}"
         + (f"; {e.server_threads} llama.cpp thread(s)" if e.server_threads else ""),
         (
@@ -288,74 +267,9 @@ def _temperature_line(run: VoiceBenchRun) -> str:
     )
 
 
-def tts_turns(run: VoiceBenchRun, rtt: float, mode: str, *, first: bool) -> list[TurnRecord]:
-    """Completed ``--tts edge-standin`` turns with one TTS connection mode: each session's first
-    question (``first``) or the later ones (after the reply's playback and ``--pause-s`` idle)."""
-    return [
-        t
-        for s in run.sessions
-        if s.rtt_ms == rtt and s.tts_connection == mode
-        for t in s.turns
-        if t.ok and t.tts is not None and (t.question == 1) == first
-    ]
-
-
-def _kinds(turns: list[TurnRecord]) -> str:
-    counts: dict[str, int] = {}
-    for t in turns:
-        assert t.tts is not None
-        counts[t.tts.connection or "none"] = counts.get(t.tts.connection or "none", 0) + 1
-    return ", ".join(f"{k} ×{n}" for k, n in counts.items()) or "—"
-
-
-def tts_table(run: VoiceBenchRun) -> str:
-    """Sentence -> first TTS audio per RTT and connection mode, first question and after idle."""
-    c = run.config
-    lines = [
-        f"| RTT | TTS connection | Sentence → first TTS audio, first question | … after {c.pause_s:g} s idle "
-        "| First sentence's socket | Opened on its path (server-side) | Connections at the TTS proxy per session "
-        "| Sockets left after stop |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for rtt in c.rtt_ms:
-        for mode in c.tts_connections:
-            first, later = (tts_turns(run, rtt, mode, first=f) for f in (True, False))
-            both = first + later
-            cells = [
-                format_cell(Summary.of(t.tts.sentence_to_audio_ms for t in turns if t.tts)) for turns in (first, later)
-            ]
-            on_path = sum(bool(t.tts and t.tts.opened_on_path) for t in both)
-            sessions = [s for s in run.sessions if s.rtt_ms == rtt and s.tts_connection == mode]
-            proxy = ", ".join(str(s.tts_proxy_connections) for s in sessions if s.tts_proxy_connections is not None)
-            left = ", ".join(str(s.tts_sockets_left) for s in sessions if s.tts_sockets_left is not None)
-            lines.append(
-                f"| {rtt:g} ms | {mode} | {cells[0]} | {cells[1]} | {_kinds(both)} | {on_path}/{len(both)} | "
-                f"{proxy or '—'} | {left or '—'} |"
-            )
-    return "\n".join(lines)
-
-
-def _tts_notes(run: VoiceBenchRun) -> list[str]:
-    st = run.config.standin
-    if st is None:
-        return []
-    idle = "never" if st.idle_limit_s is None else f"after {st.idle_limit_s:g} s idle"
-    return [
-        (
-            "- edge-tts: the local stand-in of the speech service (`benchmarks/edge_standin.py`; the real service "
-            "cannot be reached from here), served over TLS with a throw-away certificate behind the latency proxy at "
-            f"the same RTT as the LLM. It waits {st.synthesis_ms:g} ms before its first audio frame (its own "
-            f"synthesis time), answers every sentence with {st.audio_s:g} s of MP3, closes a socket {idle}, and "
-            + ("answers further requests on a socket" if st.reuse else "closes a socket after each request")
-            + f". Warm sessions replace a spare idle for {st.max_idle_s:g} s (EDGE_TTS_MAX_IDLE). "
-            "Cold: `edge_tts.Communicate`, a new connection per sentence; warm: the spare-socket transport."
-        ),
-    ]
-
-
 def render_markdown(run: VoiceBenchRun) -> str:
     """The whole report: set-up, per distance the headline and stage tables, then what was heard."""
-    out = ["# WarmVoice end-to-end voice benchmark", "", *_describe(run), *_tts_notes(run), ""]
+    out = ["# WarmVoice end-to-end voice benchmark", "", *_describe(run), *tts_notes(run), ""]
     if run.config.standin is not None:
         out += [
             "## The text-to-speech connection",
@@ -435,37 +349,27 @@ PLOT_METRICS = (
 def write_plot(run: VoiceBenchRun, path: Path) -> None:
     """A PNG of grouped bars: per RTT one bar per strategy (median, min–max whiskers), one panel
     for the first sentence and one for the first audio."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display; must precede pyplot
-    import matplotlib.pyplot as plt
-
     strategies = strategies_run(run)
     rtts = list(run.config.rtt_ms)
     width = 0.8 / max(len(strategies), 1)
-    fig, axes = plt.subplots(1, len(PLOT_METRICS), figsize=(5.5 * len(PLOT_METRICS), 4.4), squeeze=False)
-    for ax, (attr, title) in zip(axes[0], PLOT_METRICS, strict=True):
-        for i, st in enumerate(strategies):
-            xs, meds, lo, hi = [], [], [], []
-            for j, rtt in enumerate(rtts):
-                s = stage_summary(run, rtt, st, attr)
-                if s.median is None or s.low is None or s.high is None:
-                    continue
-                xs.append(j + (i - (len(strategies) - 1) / 2) * width)
-                meds.append(s.median)
-                lo.append(s.median - s.low)
-                hi.append(s.high - s.median)
-            if xs:
-                ax.bar(xs, meds, width, yerr=[lo, hi], capsize=3, color=STRATEGY_COLOURS[st], label=STRATEGY_LABELS[st])
-        ax.set_xticks(range(len(rtts)), [f"{r:g} ms" for r in rtts])
-        ax.set_xlabel("emulated RTT to the LLM")
-        ax.set_ylabel("ms after the end of speech (median, min–max)")
-        ax.set_title(title)
-        ax.grid(True, axis="y", alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(
-        f"WarmVoice end-to-end voice benchmark — {run.machine.cpu_model}, {run.machine.date[:10]}", fontsize=10
-    )
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=110)
-    plt.close(fig)
+    title = "WarmVoice end-to-end voice benchmark"
+    with panels(path, len(PLOT_METRICS), title, run.machine, size=(5.5, 4.4)) as axes:
+        for ax, (attr, metric) in zip(axes, PLOT_METRICS, strict=True):
+            for i, st in enumerate(strategies):
+                xs, meds, lo, hi = [], [], [], []
+                for j, rtt in enumerate(rtts):
+                    s = stage_summary(run, rtt, st, attr)
+                    if s.median is None or s.low is None or s.high is None:
+                        continue
+                    xs.append(j + (i - (len(strategies) - 1) / 2) * width)
+                    meds.append(s.median)
+                    lo.append(s.median - s.low)
+                    hi.append(s.high - s.median)
+                if xs:
+                    ax.bar(xs, meds, width, yerr=[lo, hi], capsize=3, **strategy_style(st))
+            ax.set_xticks(range(len(rtts)), [f"{r:g} ms" for r in rtts])
+            ax.set_xlabel("emulated RTT to the LLM")
+            ax.set_ylabel("ms after the end of speech (median, min–max)")
+            ax.set_title(metric)
+            ax.grid(True, axis="y", alpha=0.3)
+            ax.legend(fontsize=8)

@@ -21,8 +21,9 @@ import time
 import urllib.request
 from collections.abc import Sequence
 
-from benchmarks.common import Table, command_line, load_average, machine_info, progress, publish
+from benchmarks.common import Table, command_line, load_average, machine_info, progress
 from benchmarks.machine_probe import run_probe
+from benchmarks.report import publish
 from llm import EmbeddedLLMServer
 from voice.tts.piper import _SYNTHESIS, bundled_voice_path, load_voice
 

@@ -43,10 +43,10 @@ from benchmarks.common import (
     load_average,
     machine_info,
     progress,
-    publish,
     write_json_file,
 )
 from benchmarks.machine_probe import run_probe
+from benchmarks.report import publish
 from llm import EMBEDDED_MODEL, EmbeddedLLMServer, PooledLLMClient, PromptCacheReport
 from voice.conversation import Conversation
 from voice.prompting import SMALL_MODEL
@@ -65,6 +65,7 @@ QUESTIONS = (
     "What do bees make?",
     "How many minutes are in an hour?",
 )
+
 REQUEST_TIMEOUT_S = 60.0
 
 

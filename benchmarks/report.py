@@ -9,14 +9,16 @@ published report.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import os
 import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, overload
+from typing import Any, ClassVar, Protocol
 
 
 class MachineInfo(Protocol):
@@ -99,7 +101,6 @@ def with_header(markdown: str, command: str, machine: MachineInfo) -> str:
     return title + "\n".join(header) + "\n\n" + body.lstrip("\n")
 
 
-@overload
 def publish(
     name: str,
     markdown: str,
@@ -109,54 +110,53 @@ def publish(
     outputs: Sequence[Output] = (),
     markdown_path: Path | None = None,
     say: Say = progress,
-) -> Path: ...
-
-
-@overload
-def publish(
-    name: str, markdown: Sequence[Output], command: Path | None, machine: Say = progress, *, say: Say = progress
-) -> None: ...
-
-
-def publish(
-    name: str,
-    markdown: str | Sequence[Output],
-    command: str | Path | None,
-    machine: MachineInfo | Say = progress,
-    *,
-    outputs: Sequence[Output] = (),
-    markdown_path: Path | None = None,
-    say: Say = progress,
-) -> Path | None:
+) -> Path:
     """Print the report headed by ``command``, the time and ``machine`` on stdout, write it to
     ``docs/measurements/<name>.md`` (see :func:`measurements_dir`) and to ``markdown_path``, and
-    write each of ``outputs`` that was asked for, saying each path; returns the published file.
-
-    The older form ``publish(markdown, outputs, markdown_path[, say])`` only prints and writes
-    what was asked for, and publishes nothing: benchmarks not yet moved to the named form
-    (pipeline, turn_taking, answer_eval when this was written) call it so.
-    """
-    if not isinstance(markdown, str):  # the older form: (markdown, outputs, markdown_path, say)
-        assert callable(machine) and not isinstance(command, str)
-        legacy_say = say if machine is progress else machine  # ``say`` came by keyword or 4th
-        _write_all(name, [*markdown, (command, functools.partial(_write_text, name))], legacy_say)
-        return None
+    write each of ``outputs`` that was asked for, saying each path; returns the published file."""
     if not _NAME.fullmatch(name):
         raise ValueError(f"a report name is lower-case letters, digits and _, not {name!r}")
-    assert isinstance(command, str) and not callable(machine)
     document = with_header(markdown, command, machine)
     directory = measurements_dir()
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{name}.md"
     written = [
-        (markdown_path, functools.partial(_write_text, document)),
-        (target, functools.partial(_write_text, document)),
+        (markdown_path, functools.partial(write_text_file, document)),
+        (target, functools.partial(write_text_file, document)),
     ]
-    _write_all(document, [*outputs, *written], say)
+    write_all(document, [*outputs, *written], say)
     return target
 
 
-def _write_all(markdown: str, outputs: Sequence[Output], say: Say) -> None:
+class RunRecord(Protocol):
+    """A run kept as a dataclass that names its command and machine (its ``--json`` is its ``asdict``)."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def command(self) -> str: ...
+
+    @property
+    def machine(self) -> MachineInfo: ...
+
+
+def publish_run(
+    name: str, markdown: str, run: RunRecord, *, json_path: Path | None = None, markdown_path: Path | None = None
+) -> Path:
+    """:func:`publish` for a run whose record is the whole of its ``--json`` (written to ``json_path``
+    when asked for)."""
+    outputs = [(json_path, functools.partial(write_json_file, dataclasses.asdict(run)))]
+    return publish(name, markdown, run.command, run.machine, outputs=outputs, markdown_path=markdown_path)
+
+
+def write_json_file(data: object, path: Path) -> None:
+    """Indented UTF-8 JSON with a final newline: the form of every benchmark's ``--json``."""
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_all(markdown: str, outputs: Sequence[Output], say: Say = progress) -> None:
+    """Print ``markdown`` on stdout and write each of ``outputs`` that was asked for, saying each path
+    (what :func:`publish` does once the report has its header)."""
     print(markdown, end="" if markdown.endswith("\n") else "\n", flush=True)
     for path, write in outputs:
         if path is not None:
@@ -164,5 +164,6 @@ def _write_all(markdown: str, outputs: Sequence[Output], say: Say) -> None:
             say(f"wrote {path}")
 
 
-def _write_text(text: str, path: Path) -> None:
+def write_text_file(text: str, path: Path) -> None:
+    """``text`` as UTF-8, ending with a newline."""
     path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")

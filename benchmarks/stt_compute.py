@@ -13,7 +13,7 @@ them.  Rounds alternate the order of the kernel sets.
 
 The report gives each variant's median decode time and whether its transcripts are the very
 words of int8 on the same ISA (a faster type must not change what is heard).  Progress goes to
-stderr, the Markdown report to stdout.
+stderr, the Markdown report to stdout and docs/measurements/stt_compute.md.
 """
 
 from __future__ import annotations
@@ -24,15 +24,18 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from benchmarks.common import load_average, progress
+from benchmarks.common import command_line, cpu_flags, progress
+from benchmarks.report import Table, publish
 
 PROG = "python -m benchmarks.stt_compute"
+REPORT = "stt_compute"  # docs/measurements/stt_compute.md
+TITLE = "Whisper's compute type and threads, per CPU instruction set"
+PACKAGES = ("faster-whisper", "ctranslate2")
 # Kernel sets: name -> the environment that forces it.
 ISAS: dict[str, dict[str, str]] = {
     "native": {},
@@ -50,7 +53,7 @@ def _clips() -> list[np.ndarray]:
     from piper import SynthesisConfig
 
     from benchmarks.machine_probe import _whisper_clip
-    from benchmarks.pipeline import HARD_QUESTIONS, QUESTIONS
+    from benchmarks.pipeline_questions import HARD_QUESTIONS, QUESTIONS
     from voice.audio import to_mono_16k
     from voice.tts import bundled_voice_path, load_voice
 
@@ -131,7 +134,7 @@ def _variants(types: str, threads: str) -> list[tuple[str, int]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run every ISA ``--rounds`` times (alternating order); print the Markdown table."""
+    """Run every ISA ``--rounds`` times (alternating order); publish the Markdown table."""
     p = argparse.ArgumentParser(prog=PROG, description=(__doc__ or "").splitlines()[0])
     p.add_argument("--rounds", type=int, default=2, help="child processes per ISA (default 2)")
     p.add_argument("--repeats", type=int, default=REPEATS, help=f"decodes of each clip per child (default {REPEATS})")
@@ -145,25 +148,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not 1 <= args.rounds <= 10 or not 1 <= args.repeats <= 10:
         p.error("--rounds and --repeats must be between 1 and 10")
-    from benchmarks.machine_probe import cpu_flags
+    from benchmarks.machine_probe import start_run
 
     variants = _variants(args.compute_types, args.threads)
     results: dict[str, list[dict[str, Any]]] = {isa: [] for isa in ISAS}
-    load_start, started = load_average(), time.perf_counter()
+    start = start_run()
     for r in range(args.rounds):
         for isa in list(ISAS) if r % 2 == 0 else list(reversed(ISAS)):
             results[isa].append(run_child(isa, variants, args.repeats))
             progress(f"round {r + 1}, {isa}: done")
-    load_end = load_average()
-    shown = " ".join(argv if argv is not None else sys.argv[1:])
-    print(f"- Command: `{PROG}{' ' + shown if shown else ''}` ({time.perf_counter() - started:.0f} s)")
-    print(
-        f"- CPU flags: {', '.join(cpu_flags()) or 'none probed'}; {os.cpu_count()} CPUs; load average (1 min) "
-        f"{load_start} → {load_end}"
+    table = Table(
+        ["CPU kernels", "compute type", "cpu_threads", "median decode", "p90", "same words as int8 (same kernels)"],
+        right=(2, 3, 4),
     )
-    print()
-    print("| CPU kernels | compute type | cpu_threads | median decode | p90 | same words as int8 (same kernels) |")
-    print("|---|---|---:|---:|---:|---|")
     for isa in ISAS:
         reference = [run[f"int8/{variants[0][1]}"]["transcripts"] for run in results[isa]]
         for t, n in variants:
@@ -172,8 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             same = [run[key]["transcripts"] for run in results[isa]] == reference
             label = "native (AVX-512)" if isa == "native" and "avx512f" in cpu_flags() else isa
             p90 = times[int(0.9 * (len(times) - 1))]
-            cells = (label, t, str(n), f"{statistics.median(times):.0f} ms", f"{p90:.0f} ms", "yes" if same else "NO")
-            print("| " + " | ".join(cells) + " |")
+            table.add(label, t, n, f"{statistics.median(times):.0f} ms", f"{p90:.0f} ms", "yes" if same else "NO")
+    markdown = f"# {TITLE}\n\n- Wall time: {start.wall_time_s():.0f} s\n\n{table.markdown()}\n"
+    command = command_line(PROG, sys.argv[1:] if argv is None else argv)
+    publish(REPORT, markdown, command, start.machine(PACKAGES))
     return 0
 
 

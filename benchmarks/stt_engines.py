@@ -19,31 +19,31 @@ clip as a stream through :mod:`benchmarks.stt_incremental`.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import resource
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.answer_panel import word_error_rate
-from benchmarks.common import command_line, load_average, machine_info, progress, publish, write_json_file
+from benchmarks.common import command_line, load_average, machine_info, progress
 from benchmarks.machine_probe import run_probe
+from benchmarks.report import publish_run
+from benchmarks.stt_engines_records import Heard, SttEnginesRun
 from benchmarks.stt_engines_report import render_markdown
 from benchmarks.stt_incremental import replay_all
 from benchmarks.stt_set import LONG_QUESTIONS, SHORT_QUESTIONS, Clip, clips
+from benchmarks.word_error_rate import word_error_rate
 from voice.moonshine import MoonshineRecognizer
 from voice.recognizer import SpeechRecognizer
 from voice.transcribe import Transcriber, WhisperOptions
 
 PROG = "python -m benchmarks.stt_engines"
 PACKAGES = ("faster-whisper", "ctranslate2", "onnxruntime", "moonshine-cpp", "piper-tts", "numpy")
-DEFAULT_MARKDOWN = Path("docs/measurements/stt_engines.md")
+REPORT = "stt_engines"  # docs/measurements/stt_engines.md
 # Whisper's decoding options, each changed alone from the app's (voice.transcribe.WhisperOptions).
 WHISPER_VARIANTS = {
     "whisper beam 5": WhisperOptions(beam_size=5),
@@ -53,19 +53,6 @@ WHISPER_VARIANTS = {
 }
 
 
-@dataclass(frozen=True)
-class Heard:
-    """What one variant heard in one clip."""
-
-    variant: str
-    clip: int  # index into the clips
-    text: str
-    errors: int
-    words: int
-    compute_ms: float
-    logprob: float
-
-
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--families", default="all", help="voice families: names, 'tuning', 'heldout' or 'all'")
@@ -73,7 +60,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--whisper-options", action="store_true", help="also Whisper's decoding options as variants")
     p.add_argument("--incremental", action="store_true", help="also replay each clip as a stream (item 3)")
     p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS children")
-    p.add_argument("--markdown", type=Path, default=DEFAULT_MARKDOWN, help="write the report here")
+    p.add_argument("--markdown", type=Path, help="also write the report here")
     p.add_argument("--json", type=Path, default=None, help="also write the raw results here")
     p.add_argument("--rss-child", choices=("whisper", "moonshine"), help=argparse.SUPPRESS)
     p.add_argument("--from-json", type=Path, help="write the report of a run saved with --json, without running")
@@ -147,7 +134,7 @@ def measure_rss(engine: str) -> dict[str, float] | None:
     return steps
 
 
-def run(argv: Sequence[str]) -> dict[str, object]:
+def run(argv: Sequence[str]) -> SttEnginesRun:
     """Render the set, hear it with every variant, measure memory; the report's data."""
     args = parse_args(argv)
     load_start, started = load_average(), time.perf_counter()
@@ -160,21 +147,20 @@ def run(argv: Sequence[str]) -> dict[str, object]:
     clip_list, audio = clips(args.families, args.questions)
     progress(f"{len(clip_list)} clips rendered, {sum(c.audio_s for c in clip_list):.0f} s of audio")
     heard = hear_all(recognizers, clip_list, audio)
-    incremental: dict[str, object] | None = None
+    incremental = None
     if args.incremental:
         incremental = replay_all(recognizers["moonshine"], clip_list, audio)
     rss = {} if args.no_rss else {engine: measure_rss(engine) for engine in ("whisper", "moonshine")}
-    return {
-        "command": command_line(PROG, argv),
-        "machine": asdict(machine_info(load_start, PACKAGES, probe)),
-        "probe_line": probe.describe(),
-        "seconds": round(time.perf_counter() - started, 1),
-        "clips": [asdict(c) for c in clip_list],
-        "heard": [asdict(h) for h in heard],
-        "variants": list(recognizers),
-        "rss_mb": rss,
-        "incremental": incremental,
-    }
+    return SttEnginesRun(
+        command=command_line(PROG, argv),
+        machine=machine_info(load_start, PACKAGES, probe),
+        seconds=round(time.perf_counter() - started, 1),
+        clips=clip_list,
+        heard=heard,
+        variants=list(recognizers),
+        rss_mb=rss,
+        incremental=incremental,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -184,10 +170,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rss_child:
         print(json.dumps(rss_child(args.rss_child)))
         return 0
-    report = json.loads(args.from_json.read_text(encoding="utf-8")) if args.from_json else run(argv)
-    outputs = [(args.json, functools.partial(write_json_file, report))]
-    args.markdown.parent.mkdir(parents=True, exist_ok=True)
-    publish(render_markdown(report), outputs, args.markdown)
+    if args.from_json:
+        report = SttEnginesRun.from_json(json.loads(args.from_json.read_text(encoding="utf-8")))
+    else:
+        report = run(argv)
+    publish_run(REPORT, render_markdown(report), report, json_path=args.json, markdown_path=args.markdown)
     return 0
 
 

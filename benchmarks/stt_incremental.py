@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.answer_panel import word_error_rate
 from benchmarks.stt_set import Clip, median
+from benchmarks.word_error_rate import word_error_rate
 from voice.audio import SAMPLE_RATE
 from voice.incremental import DIP_MS, MIN_LOGPROB, MIN_STRETCH_MS, Stretch, stitch
 from voice.recognizer import SpeechRecognizer, Transcript

@@ -9,7 +9,7 @@ uncertainty, first audio and "playing in your browser", all from the end of spee
 captured it.  The far page's uplink minus the near page's is compared with the proxy's one-way
 delay (half ``--rtt-ms``), whole and for the part after the chunk left the page.
 
-    flock /tmp/warmvoice-bench.lock python -m benchmarks.uplink --markdown docs/measurements/uplink.md
+    flock /tmp/warmvoice-bench.lock python -m benchmarks.uplink   # writes docs/measurements/uplink.md
 """
 
 from __future__ import annotations
@@ -36,17 +36,16 @@ import soxr
 from benchmarks.common import (
     MachineInfo,
     command_line,
-    load_average,
-    machine_info,
     progress,
-    publish,
     run_interruptible,
 )
-from benchmarks.machine_probe import run_probe
+from benchmarks.machine_probe import start_run
+from benchmarks.report import Table, publish
 from llm import free_loopback_port
 from voice.audio import SAMPLE_RATE, write_wav
 
 ROOT = Path(__file__).resolve().parent.parent
+REPORT = "uplink"  # docs/measurements/uplink.md
 QUESTION = "What is the capital of France?"
 LOOP_SILENCE_S = 9.0  # after the question: the reply is heard before the question comes again
 SETTLE_MS = 10_000  # page age at the click on "Start speaking"
@@ -259,16 +258,33 @@ def _fmt(value: float | None) -> str:
 
 
 def render_markdown(report: Report) -> str:
-    """The report: command, time, machine and probe, then the figures per page and the comparison."""
-    m = report.machine
+    """The report: the figures per page and the comparison (publish() heads it with the command and machine)."""
+    turns = Table(
+        [
+            "Page",
+            "Turn",
+            "Uplink",
+            "in the page",
+            "to the server",
+            "First audio",
+            "Playing (browser)",
+            "Playing − uplink (the old figure)",
+        ],
+        right=range(1, 8),
+    )
+    for v in report.visits:
+        for t in v.turns:
+            old = None if t.playing_ms is None else t.playing_ms - t.uplink_ms
+            turns.add(
+                v.name,
+                t.turn,
+                *(_fmt(x) for x in (t.uplink_ms, t.in_page_ms, t.to_server_ms, t.first_audio_ms, t.playing_ms, old)),
+            )
+    clocks = Table(["Page", "Page clock → server clock (facts)", "Browser ↔ server round trip (facts)"])
+    for v in report.visits:
+        clocks.add(v.name, v.page_clock, v.round_trip)
     lines = [
         "# The microphone audio's way up (uplink), near and far",
-        "",
-        f"Command: `{report.command}`  ",
-        f"Run at (UTC): {m.date}  ",
-        f"Machine: {m.cpu_model}, {m.cpu_count} CPUs, {m.ram_bytes / 2**30:.1f} GiB, Python {m.python}, "
-        f"{m.platform}; load {_fmt_load(m.load_start)} at the start, {_fmt_load(m.load_end)} at the end  ",
-        f"Probe: {m.probe.describe() if m.probe else '—'}",
         "",
         f"The same app (`python app.py`, embedded LLM, Piper) visited by Chromium directly (near) and "
         f"through `llm.latency_proxy --rtt-ms {report.rtt_ms:g}` (far: every byte waits "
@@ -281,19 +297,10 @@ def render_markdown(report: Report) -> str:
         "Gradio's queue (the chunk's wait, its encoding, its upload's round trip: one clock, the page's); "
         "“to the server” is the rest (that request's way, Gradio's queue), across the two clocks.",
         "",
-        "| Page | Turn | Uplink | in the page | to the server | First audio | Playing (browser) "
-        "| Playing − uplink (the old figure) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        turns.markdown(),
+        "",
+        clocks.markdown(),
     ]
-    for v in report.visits:
-        for t in v.turns:
-            old = None if t.playing_ms is None else t.playing_ms - t.uplink_ms
-            lines.append(
-                f"| {v.name} | {t.turn} | {_fmt(t.uplink_ms)} | {_fmt(t.in_page_ms)} | {_fmt(t.to_server_ms)} | "
-                f"{_fmt(t.first_audio_ms)} | {_fmt(t.playing_ms)} | {_fmt(old)} |"
-            )
-    lines += ["", "| Page | Page clock → server clock (facts) | Browser ↔ server round trip (facts) |", "|---|---|---|"]
-    lines += [f"| {v.name} | {v.page_clock} | {v.round_trip} |" for v in report.visits]
     near, far = (_median(v.uplinks()) for v in report.visits[:2])
     one_way = report.rtt_ms / 2
     lines += ["", "## Far minus near", ""]
@@ -321,16 +328,12 @@ def render_markdown(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _fmt_load(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}"
-
-
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(prog="python -m benchmarks.uplink", description=__doc__.split("\n\n")[0])
     p.add_argument("--turns", type=int, default=3, help="spoken turns per page (default 3)")
     p.add_argument("--rtt-ms", type=float, default=150.0, help="round trip the proxy adds (default 150)")
-    p.add_argument("--markdown", type=Path, help="write the Markdown report here")
+    p.add_argument("--markdown", type=Path, help="also write the Markdown report here")
     p.add_argument("--chromium", default=os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
     args = p.parse_args(argv)
     if not 1 <= args.turns <= 10 or not 0 < args.rtt_ms <= 1000:
@@ -343,9 +346,7 @@ def run(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     from playwright.sync_api import sync_playwright
 
-    load_start = load_average()
-    progress("machine probe…")
-    probe = run_probe()
+    start = start_run()
     with tempfile.TemporaryDirectory(prefix="warmvoice-uplink-") as tmp:
         workdir = Path(tmp)
         wav = question_wav(workdir / "question.wav")
@@ -362,10 +363,8 @@ def run(argv: Sequence[str]) -> int:
                 visits = [visit(browser, "near", near_url, args.turns), visit(browser, "far", far_url, args.turns)]
             finally:
                 browser.close()
-    report = Report(
-        command_line("python -m benchmarks.uplink", argv), machine_info(load_start, probe=probe), args.rtt_ms, visits
-    )
-    publish(render_markdown(report), [], args.markdown)
+    report = Report(command_line("python -m benchmarks.uplink", argv), start.machine(), args.rtt_ms, visits)
+    publish(REPORT, render_markdown(report), report.command, report.machine, markdown_path=args.markdown)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""The answer evaluation's rules (benchmarks/answer_panel.py), on hand-written good and bad replies."""
+"""The answer evaluation's rules (benchmarks/answer_panel.py), on hand-written good and bad replies, and the
+word error rate the benchmarks count (benchmarks/word_error_rate.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from benchmarks.answer_panel import (
     is_english,
     judge,
     sentences,
-    word_error_rate,
 )
+from benchmarks.word_error_rate import word_error_rate
 from voice.prompting import NOT_CAUGHT, SMALL_MODEL_EXAMPLES
 
 CAPITAL = PanelQuestion("What is the capital of France?", "fact", ("paris",))

@@ -121,7 +121,7 @@ def test_probe_line_names_every_flag_and_the_workload() -> None:
     assert "embedded model unavailable" in MachineProbe((), 1, 1, None, 0, 3).describe()
 
 
-def test_publish_older_form_prints_the_report_and_writes_only_what_was_asked(
+def test_the_older_form_left_for_turn_taking_prints_the_report_and_writes_only_what_was_asked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], measurements_elsewhere: Path
 ) -> None:
     import functools
@@ -187,7 +187,7 @@ def test_table_rows_match_the_header_and_escape_pipes() -> None:
 def test_publish_heads_the_report_with_command_time_and_machine_and_writes_it_to_measurements(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], measurements_elsewhere: Path
 ) -> None:
-    from benchmarks.common import publish
+    from benchmarks.report import publish
 
     said: list[str] = []
     copy = tmp_path / "copy.md"
@@ -212,7 +212,7 @@ def test_a_chart_is_linked_relative_to_the_published_report(measurements_elsewhe
 
 
 def test_the_interruptions_report_reads_its_typed_records() -> None:
-    from benchmarks.interruptions import InterruptionsRun, Screened, render_markdown, summarise
+    from benchmarks.interruptions_report import InterruptionsRun, Screened, render_markdown, summarise
 
     results = [
         Screened("tuning", "Yeah.", "backchannel", 1.0, None, False, "ignored", "Yeah.", -0.1, None, None, None),
@@ -246,3 +246,16 @@ def test_the_interruptions_report_reads_its_typed_records() -> None:
     # Only the backchannel that stopped the reply went the wrong way.
     assert "- tuning backchannel 'Okay.' at rate 1.0, SNR 10.0: voiced 'Okay then' (avg_logprob -0.2)" in report
     assert "Yeah." not in report.split("Went the other way:", 1)[1]
+
+
+def test_a_saved_machine_reads_back_as_it_was_for_a_report_written_from_json() -> None:
+    import json
+    from dataclasses import asdict
+
+    from benchmarks.machine_probe import MachineProbe
+
+    machine = _machine(MachineProbe(("avx2", "avx512f"), 250.4, 160.0, None, 0, 3))
+    saved = json.loads(json.dumps(asdict(machine)))
+    assert MachineInfo.from_json(saved) == machine
+    older = {k: v for k, v in saved.items() if k != "flags"}  # runs saved before MachineInfo had its flags
+    assert MachineInfo.from_json(older).flags == ("avx2", "avx512f")

@@ -21,21 +21,12 @@ import psutil
 import pytest
 
 from benchmarks.common import command_line
-from benchmarks.pipeline import (
-    HARD_QUESTIONS,
-    PROG,
-    QUESTIONS,
-    QUICK,
-    CpuMark,
-    RssSampler,
-    build_parser,
-    config_from,
-    missing_key_words,
-    other_cpu_share,
-    session_plan,
-)
+from benchmarks.pipeline import PROG, QUICK, build_parser, config_from
 from benchmarks.pipeline_levers import LEVERS_OFF, lever_settings
+from benchmarks.pipeline_questions import HARD_QUESTIONS, QUESTIONS, missing_key_words
 from benchmarks.pipeline_report import HEADLINE_ROWS
+from benchmarks.pipeline_sessions import session_plan
+from benchmarks.process_sampling import CpuMark, RssSampler, other_cpu_share
 from tests.bench_process import BenchOutput, run_bench
 from tests.markdown_tables import row, section
 from voice.latency import STAGES, TurnLatency
