@@ -5,9 +5,10 @@ added to every round trip, as a far visitor has), and Chromium with a fake micro
 asks a Piper-spoken question once per loop.  The same app is visited directly ("near") and
 through the proxy ("far"), ``--turns`` spoken turns each; the panel's own figures are read:
 the uplink stage (capture in the page -> arrival at the server), the clock offset's
-uncertainty, first audio and "playing in your browser", all from the end of speech as the page
-captured it.  The far page's uplink minus the near page's is compared with the proxy's one-way
-delay (half ``--rtt-ms``), whole and for the part after the chunk left the page.
+uncertainty, which path the microphone audio took (the page's WebSocket or the fallback,
+Gradio's streaming microphone), first audio and "playing in your browser", all from the end of
+speech as the page captured it.  The far page's uplink minus the near page's is compared with
+the proxy's one-way delay (half ``--rtt-ms``), whole and for the part after the audio left the page.
 
     flock /tmp/warmvoice-bench.lock python -m benchmarks.uplink --markdown docs/measurements/uplink.md
 """
@@ -86,6 +87,7 @@ class Visit:
     turns: list[TurnFigures] = field(default_factory=list)
     page_clock: str = ""
     round_trip: str = ""
+    mic_path: str = ""  # the facts' "microphone over …"
     clocks: list[str] = field(default_factory=list)  # each turn's "Zero: …" line
 
     def uplinks(self) -> list[float]:
@@ -231,6 +233,8 @@ def visit(browser: Any, name: str, url: str, turns: int) -> Visit:
         clock = re.search(r"Page clock → server clock\s+(.+)", facts)
         trip = re.search(r"round trip\s+(.+)", facts)
         result.page_clock = clock.group(1).strip() if clock else ""
+        path = re.search(r"microphone over (.+)$", result.page_clock)
+        result.mic_path = path.group(1) if path else "not said"
         result.round_trip = trip.group(1).strip() if trip else ""
         page.locator("#stop").click()
         page.wait_for_timeout(1000)
@@ -275,11 +279,18 @@ def render_markdown(report: Report) -> str:
         f"{report.rtt_ms / 2:g} ms each way). A fake microphone asks “{QUESTION}” once per loop. "
         "Figures are the panel's own, in ms from the end of speech as the page captured it; "
         "“uplink” is the stage “Your audio reached the server”: from the capture of the last sample "
-        "of the chunk that held the end of speech to that chunk's arrival in the server's handler.",
+        "of the frame (or chunk) that held the end of speech to its arrival in the server's handler.",
         "",
-        "“In the page” is the uplink's part from the capture to the request that hands the chunk to "
-        "Gradio's queue (the chunk's wait, its encoding, its upload's round trip: one clock, the page's); "
-        "“to the server” is the rest (that request's way, Gradio's queue), across the two clocks.",
+        "Which way the microphone audio took, as each page's facts say:",
+        "",
+        *[f"- {v.name}: {v.mic_path}" for v in report.visits],
+        "",
+        "The page's own path (web/mic.js → web/mic_socket.py) streams 20 ms frames of 16 kHz PCM over "
+        "one WebSocket on the page's origin; the fallback is Gradio's streaming microphone (an upload, "
+        "then a queue request, per 100 ms chunk). “In the page” is the uplink's part from the capture "
+        "to the audio's hand-over (the frame to the socket; on the fallback, the chunk's wait, encoding "
+        "and upload), one clock, the page's; “to the server” is the rest (the network, the server's "
+        "handler; on the fallback also Gradio's queue), across the two clocks.",
         "",
         "| Page | Turn | Uplink | in the page | to the server | First audio | Playing (browser) "
         "| Playing − uplink (the old figure) |",
@@ -303,18 +314,18 @@ def render_markdown(report: Report) -> str:
         diff = far - near
         lines += [
             f"Median uplink: near {near:,.1f} ms, far {far:,.1f} ms; far − near **{diff:,.1f} ms**, "
-            f"{diff / one_way:.2f}× the proxy's one-way delay ({one_way:g} ms) and "
-            f"{diff / report.rtt_ms:.2f}× its added round trip ({report.rtt_ms:g} ms). What the distance "
-            "must add at least: Gradio's microphone uploads each chunk (one round trip) and then hands its "
-            f"path to the queue in a second request (one way more), {1.5 * report.rtt_ms:g} ms; anything above "
-            "is chunks queueing behind each other (the page's connections, the server's queue).",
+            f"{diff / one_way:.2f}× the proxy's one-way delay ({one_way:g} ms; "
+            f"{100 * (diff - one_way) / one_way:+.0f} %; the target is ±20 %). Over the page's socket the "
+            "distance adds one way: a frame is one message on a connection already open. (Gradio's "
+            "streaming microphone, the fallback, pays an upload's round trip and then a second request's "
+            f"way, {1.5 * report.rtt_ms:g} ms at least, and its chunks queue behind each other.)",
         ]
         near_out, far_out = (_median(v.to_server()) for v in report.visits[:2])
         if near_out is not None and far_out is not None:
             out = far_out - near_out
             lines += [
                 "",
-                f"After the chunk left the page: near {near_out:,.1f} ms, far {far_out:,.1f} ms; far − near "
+                f"After the audio left the page: near {near_out:,.1f} ms, far {far_out:,.1f} ms; far − near "
                 f"**{out:,.1f} ms**, {out / one_way:.2f}× the proxy's one-way delay ({one_way:g} ms; "
                 f"{100 * (out - one_way) / one_way:+.0f} %).",
             ]
