@@ -114,7 +114,7 @@ class AudioBudget:
 
     def take(self, seconds: float, now: float) -> bool:
         """True (and counted) if ``seconds`` more audio fit at ``now``."""
-        if self.sent_s + seconds > now - self.opened_at + BURST_S:
+        if self.sent_s + seconds > now - self.opened_at + BURST_S + 1e-9:  # 1e-9: sums of 0.02 s
             return False
         self.sent_s += seconds
         return True
