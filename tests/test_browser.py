@@ -216,25 +216,13 @@ def test_spoken_question_gets_a_spoken_answer_and_a_full_panel(chromium: str, qu
             browser.close()
 
 
-class WithoutMicSocket:
-    """A browser whose pages cannot open the microphone socket, as behind a proxy that carries no
-    WebSockets: Playwright answers the page's socket itself and closes it at once."""
-
-    def __init__(self, browser) -> None:
-        self.browser = browser
-
-    def new_page(self, **kwargs):
-        page = self.browser.new_page(**kwargs)
-        page.route_web_socket(re.compile(r"/warmvoice/mic$"), lambda ws: ws.close(code=1011, reason="no sockets here"))
-        return page
-
-
 def test_without_the_microphone_socket_gradio_s_streaming_microphone_carries_the_audio(
     chromium: str, question_wav: Path, app_url: str
 ) -> None:
-    """The fallback: the page's socket closes before it is ready, so the page presses the record
-    button of Gradio's streaming microphone; the spoken turn is heard, its zero is still the end
-    of speech as the page captured it (web/uplink.js), and the facts say which way the audio came."""
+    """The fallback: the page's socket closes before it is ready (Playwright answers it and closes
+    it, as a proxy without WebSockets would), so the page presses the record button of Gradio's
+    streaming microphone; the spoken turn is heard, its zero is still the end of speech as the
+    page captured it (web/uplink.js), and the facts say which way the audio came."""
     from playwright.sync_api import sync_playwright
 
     from benchmarks.uplink import visit
@@ -244,7 +232,7 @@ def test_without_the_microphone_socket_gradio_s_streaming_microphone_carries_the
             executable_path=chromium, args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={question_wav}"]
         )
         try:
-            fallback = visit(WithoutMicSocket(browser), "fallback", app_url, turns=1)
+            fallback = visit(browser, "fallback", app_url, turns=1, fallback=True)
         finally:
             browser.close()
     assert len(fallback.turns) == 1, fallback

@@ -10,7 +10,9 @@ window.warmvoiceMic = (() => {
   const FRAME_MS = 20;
   const HEADER = 16;  // captured_ms, sent_ms: two little-endian float64
   const WINDOW = 100;  // frames (2 s) the capture clock is taken from, as web/uplink.js does
-  const RETRY_MS = 300, RETRY_FOR_MS = 180000;  // waiting for "Start speaking" to open the session
+  // Waiting for "Start speaking" to open the session (the models may still be loading): tries
+  // 300 ms apart at first, backing off to 2 s, for at most 3 minutes.
+  const RETRY_MS = 300, RETRY_MAX_MS = 2000, RETRY_FOR_MS = 180000;
   const OPEN_TIMEOUT_MS = 5000;  // a socket not open by then (a proxy holding it) is given up
   const MAX_BUFFERED = 64 * 1024;  // bytes not yet sent: a frame past that is dropped, not delayed
   const state = { session: null, path: null, run: 0, socket: null, capture: null,
@@ -162,8 +164,9 @@ window.warmvoiceMic = (() => {
       if (run !== state.run) return;  // stopped, or given up already
       if (state.socket === socket) state.socket = null;
       if (!socket.ready && event.code === 4404 && performance.now() - started < RETRY_FOR_MS) {
+        const wait = Math.min(RETRY_MAX_MS, RETRY_MS * 1.5 ** state.refused);
         state.refused += 1;  // "Start speaking" has not opened the session yet
-        setTimeout(() => connect(run, started, fallback), RETRY_MS);
+        setTimeout(() => connect(run, started, fallback), wait);
       } else if (socket.ready && event.code === 1000) {
         stop();  // the session ended (the server closed it)
       } else {
@@ -175,6 +178,7 @@ window.warmvoiceMic = (() => {
   async function start(fallback) {
     stop();
     const run = state.run;
+    state.refused = 0;
     if (!window.WebSocket || !window.AudioWorkletNode || !(navigator.mediaDevices && navigator.mediaDevices.getUserMedia)) {
       giveUp(run, fallback, "this browser has no WebSocket or AudioWorklet");
       return;
