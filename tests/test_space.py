@@ -346,26 +346,28 @@ def test_a_far_away_visitor_s_microphone_audio_takes_one_way_longer_to_arrive_an
     to that frame's arrival in the server's handler: the page's hand-over (which may wait up to a
     frame), the way, the handler.  Next door that is small; far away it is the same plus the
     proxy's one-way delay.  Measured across the two clocks, so true to within the offset's stated
-    uncertainty; the median of two turns a page keeps one odd turn from deciding.
+    uncertainty.  The median of three turns a page keeps one odd turn from deciding: a busy page
+    (this machine's two cores) now and then holds a frame for 30-140 ms before sending it.
     """
     from playwright.sync_api import sync_playwright
 
     from benchmarks.uplink import question_wav, visit
 
+    turns = 3
     wav = question_wav(tmp_path / "question.wav")
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=chromium, args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={wav}"]
         )
         try:
-            near = visit(browser, "near", space_app.url, turns=2)
+            near = visit(browser, "near", space_app.url, turns=turns)
             with latency_proxy(space_app.port, EMULATED_RTT_MS, tmp_path / "proxy.log") as far_url:
-                far = visit(browser, "far", far_url, turns=2)
+                far = visit(browser, "far", far_url, turns=turns)
         finally:
             browser.close()
     print(f"\nnear: {near}\nfar:  {far}")
     for v in (near, far):
-        assert len(v.turns) == 2, v
+        assert len(v.turns) == turns, v
         assert all("as your page captured it" in clock for clock in v.clocks), v
         assert v.mic_path.startswith("the page's WebSocket"), v
         for turn in v.turns:
@@ -380,6 +382,7 @@ def test_a_far_away_visitor_s_microphone_audio_takes_one_way_longer_to_arrive_an
     # clocks' mapping), plus a frame (20 ms) for a hand-over that waited for the next frame.
     tolerance_ms = 0.2 * one_way
     assert one_way - tolerance_ms <= far_ms - near_ms <= one_way + tolerance_ms + FRAME_MS, (near, far)
-    # The distance is spent on the way, not in the page: no upload's round trip before the send.
-    assert statistics.median(t.in_page_ms or 0.0 for t in far.turns) < one_way, (near, far)
+    # The distance is spent on the way, not in the page: no upload's round trip before the send
+    # (Gradio's microphone, the fallback, spends at least the added round trip there).
+    assert statistics.median(t.in_page_ms or 0.0 for t in far.turns) < EMULATED_RTT_MS, (near, far)
     assert "Traceback" not in space_app.log()
