@@ -21,6 +21,7 @@ from voice.native_memory import limit_malloc_arenas
 from voice.runtime import RuntimeLoader
 from voice.settings import Settings, SettingsError
 from web.callbacks import PageCallbacks
+from web.mic_socket import mic_socket_route
 from web.page import PLAYER_HEAD, build_page
 
 log = logging.getLogger("warmvoice")
@@ -91,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
             # Client-side rendering whatever GRADIO_SSR_MODE a Space sets: SSR needs Node 24+
             # and puts a Node proxy in front of the page, which the player was never tested with.
             ssr_mode=False,
+            # The page's own microphone path (web/mic_socket.py), on the page's origin and port:
+            # FastAPI's routes= puts it ahead of Gradio's.
+            app_kwargs={"routes": [mic_socket_route(app)]},
         )
     except KeyboardInterrupt:
         pass

@@ -5,9 +5,10 @@ added to every round trip, as a far visitor has), and Chromium with a fake micro
 asks a Piper-spoken question once per loop.  The same app is visited directly ("near") and
 through the proxy ("far"), ``--turns`` spoken turns each; the panel's own figures are read:
 the uplink stage (capture in the page -> arrival at the server), the clock offset's
-uncertainty, first audio and "playing in your browser", all from the end of speech as the page
-captured it.  The far page's uplink minus the near page's is compared with the proxy's one-way
-delay (half ``--rtt-ms``), whole and for the part after the chunk left the page.
+uncertainty, which path the microphone audio took (the page's WebSocket or the fallback,
+Gradio's streaming microphone), first audio and "playing in your browser", all from the end of
+speech as the page captured it.  The far page's uplink minus the near page's is compared with
+the proxy's one-way delay (half ``--rtt-ms``), whole and for the part after the audio left the page.
 
     flock /tmp/warmvoice-bench.lock python -m benchmarks.uplink   # writes docs/measurements/uplink.md
 """
@@ -85,6 +86,8 @@ class Visit:
     turns: list[TurnFigures] = field(default_factory=list)
     page_clock: str = ""
     round_trip: str = ""
+    mic_path: str = ""  # the facts' "microphone over …"
+    fallback: bool = False  # the page's socket was refused: Gradio's streaming microphone carried the audio
     clocks: list[str] = field(default_factory=list)  # each turn's "Zero: …" line
 
     def uplinks(self) -> list[float]:
@@ -192,13 +195,17 @@ READ_TURN = """(n) => {
 }"""
 
 
-def visit(browser: Any, name: str, url: str, turns: int) -> Visit:
+def visit(browser: Any, name: str, url: str, turns: int, *, fallback: bool = False) -> Visit:
     """Open the page, start, and let the fake microphone ask ``turns`` questions; each turn's
-    figures as the panel shows them once its uplink and its playback are known."""
+    figures as the panel shows them once its uplink and its playback are known.  ``fallback``:
+    the page's microphone socket is closed at once (as behind a proxy that carries no
+    WebSockets), so Gradio's streaming microphone carries the audio."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     page = browser.new_page(viewport={"width": 1400, "height": 1500})
-    result = Visit(name, url)
+    if fallback:
+        page.route_web_socket(re.compile(r"/warmvoice/mic$"), lambda ws: ws.close(code=1011, reason="no sockets here"))
+    result = Visit(name, url, fallback=fallback)
     try:
         page.goto(url, timeout=60_000)
         page.locator("#mic button.record-button").wait_for(state="visible", timeout=60_000)
@@ -230,6 +237,8 @@ def visit(browser: Any, name: str, url: str, turns: int) -> Visit:
         clock = re.search(r"Page clock → server clock\s+(.+)", facts)
         trip = re.search(r"round trip\s+(.+)", facts)
         result.page_clock = clock.group(1).strip() if clock else ""
+        path = re.search(r"microphone over (.+)$", result.page_clock)
+        result.mic_path = path.group(1) if path else "not said"
         result.round_trip = trip.group(1).strip() if trip else ""
         page.locator("#stop").click()
         page.wait_for_timeout(1000)
@@ -291,41 +300,61 @@ def render_markdown(report: Report) -> str:
         f"{report.rtt_ms / 2:g} ms each way). A fake microphone asks “{QUESTION}” once per loop. "
         "Figures are the panel's own, in ms from the end of speech as the page captured it; "
         "“uplink” is the stage “Your audio reached the server”: from the capture of the last sample "
-        "of the chunk that held the end of speech to that chunk's arrival in the server's handler.",
+        "of the frame (or chunk) that held the end of speech to its arrival in the server's handler.",
         "",
-        "“In the page” is the uplink's part from the capture to the request that hands the chunk to "
-        "Gradio's queue (the chunk's wait, its encoding, its upload's round trip: one clock, the page's); "
-        "“to the server” is the rest (that request's way, Gradio's queue), across the two clocks.",
+        "Which way the microphone audio took, as each page's facts say (a “fallback” visit had its "
+        "microphone socket refused, as behind a proxy that carries no WebSockets):",
+        "",
+        *[f"- {v.name}: {v.mic_path}" for v in report.visits],
+        "",
+        "The page's own path (web/mic.js → web/mic_socket.py) streams 20 ms frames of 16 kHz PCM over "
+        "one WebSocket on the page's origin; the fallback is Gradio's streaming microphone (an upload, "
+        "then a queue request, per 100 ms chunk). “In the page” is the uplink's part from the capture "
+        "to the audio's hand-over (the frame to the socket; on the fallback, the chunk's wait, encoding "
+        "and upload), one clock, the page's; “to the server” is the rest (the network, the server's "
+        "handler; on the fallback also Gradio's queue), across the two clocks.",
         "",
         turns.markdown(),
         "",
         clocks.markdown(),
     ]
-    near, far = (_median(v.uplinks()) for v in report.visits[:2])
     one_way = report.rtt_ms / 2
     lines += ["", "## Far minus near", ""]
-    if near is None or far is None:
-        lines.append("Not measured: a page showed no uplink (see the tables above).")
-    else:
-        diff = far - near
-        lines += [
-            f"Median uplink: near {near:,.1f} ms, far {far:,.1f} ms; far − near **{diff:,.1f} ms**, "
-            f"{diff / one_way:.2f}× the proxy's one-way delay ({one_way:g} ms) and "
-            f"{diff / report.rtt_ms:.2f}× its added round trip ({report.rtt_ms:g} ms). What the distance "
-            "must add at least: Gradio's microphone uploads each chunk (one round trip) and then hands its "
-            f"path to the queue in a second request (one way more), {1.5 * report.rtt_ms:g} ms; anything above "
-            "is chunks queueing behind each other (the page's connections, the server's queue).",
-        ]
-        near_out, far_out = (_median(v.to_server()) for v in report.visits[:2])
-        if near_out is not None and far_out is not None:
-            out = far_out - near_out
-            lines += [
-                "",
-                f"After the chunk left the page: near {near_out:,.1f} ms, far {far_out:,.1f} ms; far − near "
-                f"**{out:,.1f} ms**, {out / one_way:.2f}× the proxy's one-way delay ({one_way:g} ms; "
-                f"{100 * (out - one_way) / one_way:+.0f} %).",
-            ]
+    for pair in (report.visits[i : i + 2] for i in range(0, len(report.visits), 2)):
+        lines += _far_minus_near(pair, one_way, report.rtt_ms)
     return "\n".join(lines) + "\n"
+
+
+def _far_minus_near(pair: Sequence[Visit], one_way: float, rtt_ms: float) -> list[str]:
+    """The paragraph comparing a near visit with its far one (the same microphone path)."""
+    near_visit, far_visit = pair
+    path = "the page's WebSocket" if not near_visit.fallback else "Gradio's streaming microphone (the fallback)"
+    near, far = _median(near_visit.uplinks()), _median(far_visit.uplinks())
+    if near is None or far is None:
+        return [f"Over {path}: not measured, a page showed no uplink (see the tables above).", ""]
+    diff = far - near
+    why = (
+        "the distance adds one way: a frame is one message on a connection already open."
+        if not near_visit.fallback
+        else "each chunk is uploaded (a round trip) and then handed to the queue in a second request (one "
+        f"way more), {1.5 * rtt_ms:g} ms at least; anything above is chunks queueing behind each other."
+    )
+    lines = [
+        f"Over {path}, median uplink: near {near:,.1f} ms, far {far:,.1f} ms; far − near **{diff:,.1f} ms**, "
+        f"{diff / one_way:.2f}× the proxy's one-way delay ({one_way:g} ms; {100 * (diff - one_way) / one_way:+.0f} %; "
+        f"the target is ±20 %): {why}",
+        "",
+    ]
+    near_out, far_out = _median(near_visit.to_server()), _median(far_visit.to_server())
+    if near_out is not None and far_out is not None:
+        out = far_out - near_out
+        lines += [
+            f"After the audio left the page: near {near_out:,.1f} ms, far {far_out:,.1f} ms; far − near "
+            f"**{out:,.1f} ms**, {out / one_way:.2f}× the proxy's one-way delay ({one_way:g} ms; "
+            f"{100 * (out - one_way) / one_way:+.0f} %).",
+            "",
+        ]
+    return lines
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -334,6 +363,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--turns", type=int, default=3, help="spoken turns per page (default 3)")
     p.add_argument("--rtt-ms", type=float, default=150.0, help="round trip the proxy adds (default 150)")
     p.add_argument("--markdown", type=Path, help="also write the Markdown report here")
+    p.add_argument(
+        "--fallback",
+        action="store_true",
+        help="also visit both pages with the microphone socket refused (Gradio's streaming microphone)",
+    )
     p.add_argument("--chromium", default=os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
     args = p.parse_args(argv)
     if not 1 <= args.turns <= 10 or not 0 < args.rtt_ms <= 1000:
@@ -361,6 +395,11 @@ def run(argv: Sequence[str]) -> int:
             )
             try:
                 visits = [visit(browser, "near", near_url, args.turns), visit(browser, "far", far_url, args.turns)]
+                if args.fallback:
+                    visits += [
+                        visit(browser, "near, fallback", near_url, args.turns, fallback=True),
+                        visit(browser, "far, fallback", far_url, args.turns, fallback=True),
+                    ]
             finally:
                 browser.close()
     report = Report(command_line("python -m benchmarks.uplink", argv), start.machine(), args.rtt_ms, visits)

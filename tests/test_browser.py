@@ -152,6 +152,10 @@ def test_spoken_question_gets_a_spoken_answer_and_a_full_panel(chromium: str, qu
             # (on loopback it may round to 0 within the clock offset's uncertainty).
             assert values["uplink_ms"] >= 0, stages
             expect(page.locator("#current-turn [data-fact=clock]")).to_contain_text("as your page captured it")
+            # The audio came the page's own way (web/mic.js): 20 ms frames over one WebSocket.
+            assert page.evaluate("() => window.warmvoiceMic.state.path") == "websocket"
+            expect(page.locator("#facts")).to_contain_text("microphone over the page's WebSocket")
+            expect(page.locator("#current-turn [data-fact=clock]")).to_contain_text("over one WebSocket")
 
             # Reply audio reached the page's audio output: the Web Audio player scheduled it and
             # its clock ran past it (the fake output device plays in real time).
@@ -210,3 +214,29 @@ def test_spoken_question_gets_a_spoken_answer_and_a_full_panel(chromium: str, qu
             raise
         finally:
             browser.close()
+
+
+def test_without_the_microphone_socket_gradio_s_streaming_microphone_carries_the_audio(
+    chromium: str, question_wav: Path, app_url: str
+) -> None:
+    """The fallback: the page's socket closes before it is ready (Playwright answers it and closes
+    it, as a proxy without WebSockets would), so the page presses the record button of Gradio's
+    streaming microphone; the spoken turn is heard, its zero is still the end of speech as the
+    page captured it (web/uplink.js), and the facts say which way the audio came."""
+    from playwright.sync_api import sync_playwright
+
+    from benchmarks.uplink import visit
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium, args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={question_wav}"]
+        )
+        try:
+            fallback = visit(browser, "fallback", app_url, turns=1, fallback=True)
+        finally:
+            browser.close()
+    assert len(fallback.turns) == 1, fallback
+    assert "as your page captured it" in fallback.clocks[0] and "Gradio's queue" in fallback.clocks[0], fallback
+    assert fallback.mic_path.startswith("Gradio's streaming microphone (the fallback"), fallback
+    turn = fallback.turns[0]
+    assert turn.playing_ms is not None and turn.first_audio_ms is not None and turn.uplink_ms >= 0, fallback

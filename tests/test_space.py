@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -191,6 +192,7 @@ def test_app_starts_as_a_space_starts_it(space_app: AppProcess) -> None:
 
 
 EMULATED_RTT_MS = 150.0
+FRAME_MS = 20.0  # web/mic.js's frames
 QUESTION = "Say hello in one short sentence."
 
 
@@ -330,53 +332,57 @@ def test_a_far_away_visitor_sees_the_distance_as_network_not_pipeline(
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_a_far_away_visitor_s_microphone_audio_takes_longer_to_arrive_and_the_panel_counts_it(
+def test_a_far_away_visitor_s_microphone_audio_takes_one_way_longer_to_arrive_and_the_panel_counts_it(
     space_app: AppProcess,
     chromium: str,  # noqa: F811 (the fixture imported above)
     tmp_path: Path,
 ) -> None:
-    """A spoken turn from next door and from 150 ms away (the latency proxy between Chromium and
+    """Spoken turns from next door and from 150 ms away (the latency proxy between Chromium and
     the app): both panels start at the end of speech as the page captured it, and the far page's
-    first stage, "Your audio reached the server", carries the distance.
+    first stage, "Your audio reached the server", carries the distance: one way, since the page
+    streams its microphone in 20 ms frames over one open WebSocket (web/mic.js).
 
-    What the distance must add, chunk by chunk: Gradio's microphone uploads each 100 ms chunk
-    (a round trip) and then hands its path to the queue in a second request (one way more), so a
-    far chunk leaves the page at least one added round trip after its capture (measured on the
-    page's clock alone), and reaches the server's handler at least one added one-way delay after
-    that (measured across the two clocks, so true to within the offset's stated uncertainty).
-    Whatever the server's queue adds on top depends on the load: benchmarks.uplink measures it.
+    The uplink runs from the capture of the last sample of the frame that held the end of speech
+    to that frame's arrival in the server's handler: the page's hand-over (which may wait up to a
+    frame), the way, the handler.  Next door that is small; far away it is the same plus the
+    proxy's one-way delay.  Measured across the two clocks, so true to within the offset's stated
+    uncertainty.  The median of three turns a page keeps one odd turn from deciding: a busy page
+    (this machine's two cores) now and then holds a frame for 30-140 ms before sending it.
     """
     from playwright.sync_api import sync_playwright
 
     from benchmarks.uplink import question_wav, visit
 
+    turns = 3
     wav = question_wav(tmp_path / "question.wav")
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=chromium, args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={wav}"]
         )
         try:
-            near = visit(browser, "near", space_app.url, turns=1)
+            near = visit(browser, "near", space_app.url, turns=turns)
             with latency_proxy(space_app.port, EMULATED_RTT_MS, tmp_path / "proxy.log") as far_url:
-                far = visit(browser, "far", far_url, turns=1)
+                far = visit(browser, "far", far_url, turns=turns)
         finally:
             browser.close()
     print(f"\nnear: {near}\nfar:  {far}")
     for v in (near, far):
-        assert len(v.turns) == 1, v
-        assert "as your page captured it" in v.clocks[0], v
-        turn = v.turns[0]
-        assert turn.in_page_ms is not None and turn.to_server_ms is not None, v
-        assert turn.playing_ms is not None and turn.first_audio_ms is not None and turn.playing_ms > turn.uplink_ms
-    (n, f) = (near.turns[0], far.turns[0])
-    uncertainty = re.search(r"±([0-9,]+) ms", far.page_clock)
-    assert uncertainty, far.page_clock
-    far_uncertainty_ms = _number(uncertainty.group(1))
-    # In the page (one clock): the far chunk's upload went up and down through the proxy.
-    tolerance = 0.2  # the proxy's own timers and the page's event loop under load
-    assert f.in_page_ms >= (1 - tolerance) * EMULATED_RTT_MS, (near, far)
-    # After it left the page: at least the proxy's one-way delay, within the offset's uncertainty.
-    assert f.to_server_ms >= (1 - tolerance) * EMULATED_RTT_MS / 2 - far_uncertainty_ms, (near, far)
-    # The near page's way up is the smaller: no proxy in it.
-    assert n.uplink_ms < f.uplink_ms and n.in_page_ms < f.in_page_ms, (near, far)
+        assert len(v.turns) == turns, v
+        assert all("as your page captured it" in clock for clock in v.clocks), v
+        assert v.mic_path.startswith("the page's WebSocket"), v
+        for turn in v.turns:
+            assert turn.in_page_ms is not None and turn.to_server_ms is not None, v
+            assert turn.playing_ms is not None and turn.first_audio_ms is not None
+            assert turn.playing_ms > turn.uplink_ms
+    one_way = EMULATED_RTT_MS / 2
+    near_ms, far_ms = (statistics.median(v.uplinks()) for v in (near, far))
+    # Next door the way up is small: less than the far page's distance alone.
+    assert near_ms < one_way, (near, far)
+    # Far away it is one way more: within 20 % of the proxy's one-way delay (its timers, the
+    # clocks' mapping), plus a frame (20 ms) for a hand-over that waited for the next frame.
+    tolerance_ms = 0.2 * one_way
+    assert one_way - tolerance_ms <= far_ms - near_ms <= one_way + tolerance_ms + FRAME_MS, (near, far)
+    # The distance is spent on the way, not in the page: no upload's round trip before the send
+    # (Gradio's microphone, the fallback, spends at least the added round trip there).
+    assert statistics.median(t.in_page_ms or 0.0 for t in far.turns) < EMULATED_RTT_MS, (near, far)
     assert "Traceback" not in space_app.log()

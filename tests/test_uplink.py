@@ -13,7 +13,16 @@ import pytest
 from voice import panel
 from voice.browser_link import PING_EVERY_S, BrowserLink, Pong, parse_pongs
 from voice.latency import TurnLatency
-from voice.uplink import EVENT_KEY, SENT_KEY, CaptureBook, ChunkCapture, PageTimes, PageUplink, page_times
+from voice.uplink import (
+    EVENT_KEY,
+    SENT_KEY,
+    CaptureBook,
+    ChunkCapture,
+    MicPath,
+    PageTimes,
+    PageUplink,
+    page_times,
+)
 
 PAGE_AHEAD_MS = 7_654_321.0  # the page's clock reads this much more than the server's (ms)
 
@@ -109,6 +118,15 @@ def test_a_chunk_s_way_up_is_its_arrival_minus_its_capture_on_one_clock() -> Non
     assert capture == ChunkCapture(clock.now, pytest.approx(120.0, abs=0.1), 10.0, pytest.approx(90.0, abs=0.1))
     assert uplink.arrived(None, clock.now) is None, "a chunk the page did not time"
     assert "±10 ms (best of 1 pings); last microphone chunk reached the server 120 ms" in uplink.describe()
+    assert uplink.describe().endswith(
+        "over Gradio's streaming microphone (the fallback: an upload and a queue request per 100 ms chunk)"
+    ), "the facts say which way the audio came"
+    # A frame over the page's own socket: the same clock, and the facts name that path.
+    frame = uplink.arrived(PageTimes(clock.page_ms() - 40.0, clock.page_ms() - 38.0), clock.now, MicPath.WEBSOCKET)
+    assert frame is not None and frame.path is MicPath.WEBSOCKET and frame.uplink_ms == pytest.approx(40.0, abs=0.1)
+    assert "reached the server 40 ms after its capture (2 timed); microphone over the page's WebSocket" in (
+        uplink.describe()
+    )
 
 
 def test_the_capture_time_comes_in_the_chunk_s_event_data_and_is_not_trusted() -> None:

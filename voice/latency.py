@@ -99,6 +99,7 @@ class TurnLatency:
     speech_end_at: float = 0.0  # perf_counter() of the last voiced frame (or of text submission)
     clock: Clock = "arrival"
     uplink_ms: float | None = None  # the chunk that held the speech end: capture -> server
+    uplink_path: str | None = None  # which way that chunk came (voice.uplink.MicPath's value)
     clock_uncertainty_ms: float | None = None  # the page clock's offset, known to within this
     endpoint_ms: float | None = None
     transcript_ms: float | None = None

@@ -195,12 +195,16 @@ def clock_note(lat: TurnLatency) -> str:
         return "Zero: when your typed turn reached the server."
     if lat.clock == "page":
         in_page = lat.extras.get("uplink_in_page_ms")
+        if lat.uplink_path == "websocket":  # voice.uplink.MicPath
+            page_part, server_part = "the frame handed to the page's socket", "the network, over one WebSocket"
+        else:
+            page_part, server_part = "the chunk, its encoding and upload", "network, Gradio's queue"
         split = (
             ""
             if in_page is None or lat.uplink_ms is None
-            else f" Its way up: <span data-split='in_page'>{in_page:,.0f} ms</span> in the page (the chunk, "
-            f"its encoding and upload) + <span data-split='to_server'>{lat.uplink_ms - in_page:,.0f} ms</span> "
-            "to the server's handler (network, Gradio's queue)."
+            else f" Its way up: <span data-split='in_page'>{in_page:,.0f} ms</span> in the page ({page_part}) + "
+            f"<span data-split='to_server'>{lat.uplink_ms - in_page:,.0f} ms</span> to the server's handler "
+            f"({server_part})."
         )
         return (
             "Zero: the end of your speech as your page captured it (the page's clock mapped to the "

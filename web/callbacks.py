@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
@@ -26,7 +26,7 @@ from voice.runtime import RuntimeLoader
 from voice.session import VoiceSession
 from voice.settings import Settings, SettingsError
 from voice.tts import TTSError
-from voice.uplink import PageTimes, PageUplink, page_times
+from voice.uplink import MicPath, PageTimes, PageUplink, page_times
 from web.view import PageView
 
 if TYPE_CHECKING:  # voice.local_audio is imported only with --local-audio
@@ -57,6 +57,8 @@ class PageCallbacks:
         self._hearing: set[str] = set()  # sessions whose microphone audio has arrived (logged once)
         # Each session's page round trips and microphone capture times, kept as long as the session lives.
         self._links: weakref.WeakKeyDictionary[VoiceSession, PageUplink] = weakref.WeakKeyDictionary()
+        # Sessions whose page streams its microphone over its own socket (web/mic_socket.py).
+        self._mic_sockets: weakref.WeakSet[VoiceSession] = weakref.WeakSet()
 
     # ------------------------------------------------------------------ sessions
 
@@ -146,33 +148,65 @@ class PageCallbacks:
     async def hear(
         self, chunk: tuple[int, np.ndarray] | None, request: gr.Request, page: PageTimes | None = None
     ) -> None:
-        """A chunk of browser microphone audio (48 kHz int16, usually), and when the page captured
-        and sent it on its clock (None: the page did not say)."""
+        """A chunk of browser microphone audio from Gradio's streaming microphone (48 kHz int16,
+        usually), and when the page captured and sent it on its clock (None: the page did not say)."""
         arrived_at = time.perf_counter()
         session = await self._session(request)
         if session is None or chunk is None:
             return
+        if session in self._mic_sockets:
+            return  # the page's own microphone path (web/mic_socket.py) carries this tab's audio
         try:  # whatever the browser sends: an exception here would end the microphone stream
             rate, samples = chunk
             audio = None if samples is None else np.asarray(samples)
             if audio is None or audio.size == 0:
                 return
-            if session.session_id not in self._hearing:
-                self._hearing.add(session.session_id)
-                log.info(
-                    "Microphone audio arriving for session %s: %s Hz, %s %s",
-                    session.session_id,
-                    rate,
-                    audio.shape,
-                    audio.dtype,
-                )
-            uplink = self._links.get(session)  # the chunk's capture time, where the page gives it
-            capture = None if uplink is None else uplink.arrived(page, arrived_at)
-            if capture is not None:
-                session.chunk_captured(capture)
-            await session.feed_audio(audio, int(rate), received_at=arrived_at)
+            await self.feed_microphone(session, audio, int(rate), page, arrived_at, MicPath.GRADIO)
         except (ValueError, TypeError) as exc:
             log.warning("Unusable audio chunk ignored: %s", exc)
+
+    def open_session(self, session_hash: str) -> VoiceSession | None:
+        """The live session of the tab with Gradio's ``session_hash``, or None (none open, or closed)."""
+        session = None if self._registry is None else self._registry.get(session_hash)
+        return None if session is None or session.closed else session
+
+    @contextlib.contextmanager
+    def microphone_socket(self, session: VoiceSession) -> Iterator[None]:
+        """While the page's microphone socket is open for ``session``, Gradio's microphone stream
+        (the fallback) is not fed too: one path at a time carries the tab's audio."""
+        self._mic_sockets.add(session)
+        try:
+            yield
+        finally:
+            self._mic_sockets.discard(session)
+
+    async def feed_microphone(
+        self,
+        session: VoiceSession,
+        audio: np.ndarray,
+        rate: int,
+        page: PageTimes | None,
+        arrived_at: float,
+        path: MicPath,
+    ) -> None:
+        """Microphone audio that arrived at ``arrived_at`` (server ``perf_counter``) over ``path``,
+        with the page's times for it (None: not said), into the tab's session.  Raises ValueError
+        or TypeError for audio the session cannot use."""
+        if session.session_id not in self._hearing:
+            self._hearing.add(session.session_id)
+            log.info(
+                "Microphone audio arriving for session %s over %s: %s Hz, %s %s",
+                session.session_id,
+                path.value,
+                rate,
+                audio.shape,
+                audio.dtype,
+            )
+        uplink = self._links.get(session)  # the audio's capture time, where the page gives it
+        capture = None if uplink is None else uplink.arrived(page, arrived_at, path)
+        if capture is not None:
+            session.chunk_captured(capture)
+        await session.feed_audio(audio, rate, received_at=arrived_at)
 
     async def playback_started(self, report: str, request: gr.Request) -> None:
         """web/player.js says a turn's first audio has started playing (see VoiceSession.playback_started)."""

@@ -22,8 +22,10 @@ from web.callbacks import PageCallbacks
 STRATEGY_CHOICES = [(label, key) for key, label in STRATEGY_LABELS.items()]
 TURN_DETECTOR_CHOICES = [(label, key) for key, label in TURN_DETECTOR_LABELS.items()]
 STT_ENGINE_CHOICES = [(label, key) for key, label in ENGINE_LABELS.items()]
-# One click on "Start speaking" starts the session (Python), the browser capture (the mic's own
-# record button) and the reply player (browsers only start audio from a user gesture).
+# One click on "Start speaking" starts the session (Python), the browser capture and the reply
+# player (browsers only start audio from a user gesture).  The capture is the page's own
+# (web/mic.js: 20 ms frames over one WebSocket, web/mic_socket.py); when its socket cannot open,
+# the fallback presses the record button of Gradio's streaming microphone.
 # Gradio 6's streaming recorder loads its WAV encoder (two modules and a worker) after the page
 # has rendered; a record press before that finds no recorder class, throws in a promise and
 # leaves the component showing "recording" while nothing is ever sent (seen in the browser
@@ -33,13 +35,17 @@ RECORDER_READY_MS = 3000
 START_MIC_JS = f"""(...args) => {{ window.warmvoice && window.warmvoice.ensure();
   const press = (tries) => {{ const b = document.querySelector('#mic button.record-button');
     if (b) b.click(); else if (tries > 0) setTimeout(() => press(tries - 1), 100); }};
-  setTimeout(() => press(30), Math.max(0, {RECORDER_READY_MS} - performance.now())); return args; }}"""
-STOP_MIC_JS = """(...args) => { document.querySelector('#mic button.stop-button')?.click(); return args; }"""
+  const gradioMic = () => setTimeout(() => press(30), Math.max(0, {RECORDER_READY_MS} - performance.now()));
+  if (window.warmvoiceMic) window.warmvoiceMic.start(gradioMic); else gradioMic();
+  return args; }}"""
+STOP_MIC_JS = """(...args) => { window.warmvoiceMic && window.warmvoiceMic.stop();
+  document.querySelector('#mic button.stop-button')?.click(); return args; }"""
 
 
-# The reply player (and the page's half of the pings), and the microphone's capture clock.
+# The reply player (and the page's half of the pings), the fallback microphone's capture clock,
+# and the page's own microphone path.
 PLAYER_HEAD = "".join(
-    f"<script>{(Path(__file__).parent / name).read_text()}</script>" for name in ("player.js", "uplink.js")
+    f"<script>{(Path(__file__).parent / name).read_text()}</script>" for name in ("player.js", "uplink.js", "mic.js")
 )
 
 
