@@ -34,6 +34,7 @@ from tests.loopback_session import (
     FAST_TIMEOUTS,
     FakeRequest,
     MeasuringTranscriber,
+    listener,
     loopback_session,
     notices,
     outcome,
@@ -292,7 +293,7 @@ async def _until_answered(session: Any) -> list[SessionEvent]:
     events: list[SessionEvent] = []
     async with asyncio.timeout(120):
         while True:
-            events.append(await session.events.get())
+            events.append(await listener(session).get())
             last = events[-1]
             if isinstance(last, TurnDone) and last.latency.outcome != "interrupted":
                 return events
