@@ -6,6 +6,7 @@ import dataclasses
 
 from voice import panel
 from voice.latency import STAGES, TurnEnd, TurnLatency, format_table
+from voice.player_messages import PlaybackReport, audio_payload, playback_reports
 from voice.preemptive import PreemptiveStats
 from voice.tts import TTSConnection
 
@@ -85,13 +86,17 @@ def test_audio_payload_round_trips_pcm() -> None:
     from voice.tts import AudioChunk
 
     samples = np.sin(np.linspace(0, 20, 2400)).astype(np.float32) * 0.5
-    payload = json.loads(panel.audio_payload("tab", [(7, AudioOut(3, AudioChunk(samples, 24000)))]))
+    payload = json.loads(audio_payload("tab", [(7, AudioOut(3, AudioChunk(samples, 24000)))]))
     assert payload["session"] == "tab" and payload["flush"] is False
     chunk = payload["chunks"][0]
     assert chunk["seq"] == 7 and chunk["turn"] == 3 and chunk["rate"] == 24000
     pcm = np.frombuffer(base64.b64decode(chunk["pcm"]), "<i2")
     assert pcm.size == samples.size and np.allclose(pcm / 32767, samples, atol=1e-3)
-    assert json.loads(panel.audio_payload("tab", [], flush=True)) == {"session": "tab", "flush": True, "chunks": []}
+    assert json.loads(audio_payload("tab", [], flush=True)) == {
+        "session": "tab",
+        "flush": True,
+        "chunks": [],
+    }
 
 
 def test_playback_shows_only_once_the_player_confirmed_it() -> None:
@@ -105,12 +110,16 @@ def test_playback_shows_only_once_the_player_confirmed_it() -> None:
 
 
 def test_playback_reports_take_only_this_streams_turns() -> None:
-    reports = panel.playback_reports(
+    reports = playback_reports(
         '[{"session": "s1", "turn": 2, "player_ms": 14}, {"session": "s0", "turn": 3},'
         ' {"session": "s1", "turn": 4, "player_ms": NaN}, {"session": "s1", "turn": 5, "player_ms": 1e9}]',
         "s1",
     )
-    assert reports == [panel.PlaybackReport(2, 14.0), panel.PlaybackReport(4, None), panel.PlaybackReport(5, None)]
+    assert reports == [
+        PlaybackReport(2, 14.0),
+        PlaybackReport(4, None),
+        PlaybackReport(5, None),
+    ]
     bad = [
         "",
         "null",
@@ -126,7 +135,7 @@ def test_playback_reports_take_only_this_streams_turns() -> None:
         '[{"session": "s1", "turn": 2}' + " " * 5000 + "]",
     ]
     for text in bad:
-        assert panel.playback_reports(text, "s1") == [], text
+        assert playback_reports(text, "s1") == [], text
 
 
 def test_the_browsers_own_share_is_shown_with_the_confirmation() -> None:
@@ -161,7 +170,7 @@ def test_facts_show_the_page_round_trip_once_measured() -> None:
 def test_a_ping_rides_with_the_audio_payload() -> None:
     import json
 
-    assert json.loads(panel.audio_payload("tab", [], ping=4)) == {
+    assert json.loads(audio_payload("tab", [], ping=4)) == {
         "session": "tab",
         "flush": False,
         "chunks": [],

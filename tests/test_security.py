@@ -42,7 +42,7 @@ from tests.loopback_session import (
     typed_turn,
 )
 from tests.speech import resample, synthesize, trimmed
-from voice import panel
+from voice import player_messages
 from voice.events import SessionEvent, TurnDone
 from voice.headless import run_spoken_turn
 from voice.llm_endpoint import LLMEndpoint
@@ -310,8 +310,8 @@ def test_page_inputs_are_bounded(voice_runtime) -> None:
     prompt = next(c for c in config["components"] if c["props"].get("label") == "System prompt")
     assert prompt["props"]["max_length"] == 4000
     # The player's playback report: the server ignores anything longer (Gradio only limits it in the page).
-    assert by_elem["playback-report"]["props"]["max_length"] == panel.MAX_REPORT_CHARS
-    assert panel.playback_reports("[" + " " * panel.MAX_REPORT_CHARS + "]", "s") == []
+    assert by_elem["playback-report"]["props"]["max_length"] == player_messages.MAX_REPORT_CHARS
+    assert player_messages.playback_reports("[" + " " * player_messages.MAX_REPORT_CHARS + "]", "s") == []
     mic_id = by_elem["mic"]["id"]
     streams = [d for d in config["dependencies"] if any(t[0] == mic_id and t[1] == "stream" for t in d["targets"])]
     assert streams and all(d["time_limit"] == int(voice_runtime.settings.session_max_s) for d in streams)

@@ -180,10 +180,10 @@ async def test_a_finished_sentence_ends_the_turn_as_soon_as_its_transcript_is_re
             await asyncio.sleep(0.02)
     stats = session.speculation_stats
     assert stats.started == 1 and stats.adopted == 1 and stats.early_ends == 1, stats
-    lat = session.latencies[0]
     async with asyncio.timeout(60):
-        while lat.outcome == "running":  # the turn stamps its transcript once its task runs
+        while session.latencies[0].outcome == "running":  # the turn stamps its transcript once its task runs
             await asyncio.sleep(0.02)
+    lat = session.latencies[0]
     assert lat.transcript_ms is not None and lat.endpoint_ms is not None
     assert lat.endpoint_ms >= lat.transcript_ms, "the turn ended because the transcript was ready"
 

@@ -22,11 +22,10 @@ circuit breaker) is the runtime's (:mod:`voice.runtime`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 
 import numpy as np
 
@@ -36,6 +35,7 @@ from voice.event_hub import EventHub
 from voice.events import BargeIn, Notice, SessionEvent, Status
 from voice.latency import TurnLatency
 from voice.llm_endpoint import LLMEndpoint
+from voice.over_reply import OverReply
 from voice.preemptive_speech import PreemptiveSpeech
 from voice.recognizer import SpeechRecognizer
 from voice.reply import ReplyStage
@@ -43,7 +43,7 @@ from voice.settings import Settings
 from voice.speech import SpeechStage
 from voice.stt_factory import recognizer_for
 from voice.synthesis_gate import SynthesisGate
-from voice.timing import PlaybackConfirmed, TurnContinued, TurnRecorder
+from voice.timing import PlaybackConfirmed, TurnRecorder
 from voice.tts import CircuitBreaker, TTSEngine, VoiceCatalog, tts_for
 from voice.turn import TurnRunner, TurnStart, TurnTasks
 from voice.turns import (
@@ -139,7 +139,14 @@ class VoiceSession:
         )
         self._microphone = MicrophoneInput(lambda text: self._emit(Notice(text, "warning")))
         self._feed_lock = asyncio.Lock()
-        self._screening: set[asyncio.Task[None]] = set()
+        self._over_reply = OverReply(
+            self,
+            self.interruption,
+            voiced_ms=lambda: self.turn_detector.endpointer.voiced_ms,
+            barge_in=self._barge_in,
+            begin=self._begin_spoken,
+            clock=clock,
+        )
         self._captures = CaptureBook()  # the page's capture times, where a page gives them
 
     # ----------------------------------------------------------------- lifecycle
@@ -164,10 +171,7 @@ class VoiceSession:
         self.closed = True
         await self.turn_detector.close()
         await self._turns.cancel()
-        for task in list(self._screening):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._over_reply.cancel()
         await self.reply.close()
         await self.preemptive_speech.aclose()
         await self.speech.tts.aclose()
@@ -258,8 +262,7 @@ class VoiceSession:
     async def screened(self) -> None:
         """Wait until speech over the reply has been judged: every transcript that decides whether
         it stops the reply (or becomes a turn) is done, including any started meanwhile."""
-        while self._screening:
-            await asyncio.wait(set(self._screening))
+        await self._over_reply.settled()
 
     @property
     def busy(self) -> bool:
@@ -294,7 +297,7 @@ class VoiceSession:
             if self.interruption.confirms_barge_in(voiced_ms, self.busy):
                 await self._barge_in()
             elif (look := self.interruption.wants_check(voiced_ms, self.busy)) is not None:
-                self._screen_in_background(self._check(look, self.turn_detector.endpointer.current_utterance()))
+                self._over_reply.check(look, self.turn_detector.endpointer.current_utterance())
 
     def _end_of_turn(self, detected: DetectedTurn) -> None:
         """The turn-detection stage says the user is done: start the reply."""
@@ -306,85 +309,33 @@ class VoiceSession:
                 )
             )
         if self.interruption.needs_screening(self.busy):
-            self._screen_in_background(self._screen(detected))
+            self._over_reply.screen(detected)
             return
-        self._begin_turn(self._spoken(detected, self.clock()))
+        self._begin_spoken(detected, self.clock())
 
-    def _spoken(self, detected: DetectedTurn, endpoint_at: float) -> TurnStart:
+    def _begin_spoken(self, detected: DetectedTurn, endpoint_at: float) -> None:
         incremental = self.turn_detector.incremental  # INCREMENTAL_TRANSCRIPT: what the turn cost
-        return TurnStart(
-            "voice",
-            detected.speech_end_at,
-            audio=detected.ended.audio,
-            endpoint_at=endpoint_at,
-            turn_end=detected.turn_end,
-            capture=self._captures.find(detected.heard_at),
-            stretch_runs=None if incremental is None else incremental.runs_this_turn,
-            speculation=detected.speculation,
-        )
+        runs = None if incremental is None else incremental.runs_this_turn
+        start = TurnStart.spoken(detected, endpoint_at, self._captures.find(detected.heard_at), runs)
+        self._turns.begin(start, self.settings, self.reply.warmup)
 
     async def _continue_turn(self, started: SpeechStarted) -> bool:
         """The user speaks again before any of the last turn's reply has reached them: the turn
-        was not over (a hesitation taken for its end).  Nothing of its reply was heard, so it is
-        withdrawn, and the new speech carries the turn on: the next pause is judged, and
-        transcribed, on the whole utterance ("What is the capital of … France?", not "What is
-        the capital?" and then "France?").  True when that happened."""
+        was not over (a hesitation taken for its end), so it is withdrawn and the new speech carries
+        it on: the next pause is judged, and transcribed, on the whole utterance ("What is the
+        capital of … France?", not "What is the capital?" and then "France?").  True if so."""
         lat = self._unheard_turn()
         if lat is None or not self.turn_detector.resume(started):
             return False
-        self.timing.record(TurnContinued(lat.turn))
-        await self._interrupt_turn()
-        heard = self.timing.get(lat.turn)
-        if heard is not None and heard.transcript:
-            self.reply.withdraw(heard.transcript)  # its words come again, whole, in the turn it carries on into
-        self.reply.preemptive.discard()  # a request sent for the fragment, if the turn had not taken it
+        self.speech.silence()
+        await self._turns.carry_on(lat.turn)
         log.info("The user went on before hearing turn %d's reply: the turn continues", lat.turn)
         return True
 
     def _unheard_turn(self) -> TurnLatency | None:
-        """The spoken turn in progress if none of its reply has been heard yet and the user's
-        speech may carry it on (``CONTINUE_UNHEARD_TURNS``), else None."""
-        lat = self.timing.latest()
-        if (
-            not self.settings.continue_unheard_turns
-            or lat is None
-            or lat.source != "voice"
-            or not self._turns.running
-            or lat.first_audio_ms is not None  # some of the reply is out: this is speech over it
-            or self.speech.speaking
-        ):
-            return None
-        return lat
-
-    def _screen_in_background(self, coro: Coroutine[None, None, None]) -> None:
-        task = asyncio.create_task(coro, name="screen-interruption")
-        self._screening.add(task)
-        task.add_done_callback(self._screening.discard)
-
-    async def _check(self, utterance: int, audio: np.ndarray) -> None:
-        """Speech over the reply goes on: its words so far may stop it (voice.turns.interruption)."""
-        heard = await asyncio.to_thread(self.transcriber.transcribe, audio)
-        voiced_ms = self.turn_detector.endpointer.voiced_ms
-        if not self.closed and self.interruption.checked(utterance, heard, voiced_ms, self.busy):
-            await self._barge_in()
-
-    async def _screen(self, detected: DetectedTurn) -> None:
-        """Speech over the reply ended before stopping it: it is ignored or interrupts (capped: interrupts)."""
-        endpoint_at = self.clock()
-        spec = detected.speculation
-        if not detected.ended.capped:
-            if spec is not None and spec.task is not None:
-                transcript = await spec.task
-            else:
-                transcript = await asyncio.to_thread(self.transcriber.transcribe, detected.ended.audio)
-            if self.interruption.ignored(transcript):
-                log.info("Speech over the reply ignored as a backchannel: %r", transcript.text)
-                return
-        if self.closed:
-            return
-        if self.busy:
-            await self._barge_in()
-        self._begin_turn(self._spoken(detected, endpoint_at))
+        """The spoken turn in progress while none of its reply has been heard, if the user's speech
+        may carry it on (``CONTINUE_UNHEARD_TURNS``), else None."""
+        return self._turns.unheard(self.speech.speaking) if self.settings.continue_unheard_turns else None
 
     async def submit_text(self, text: str) -> asyncio.Task[None] | None:
         """A typed turn: the same pipeline from the LLM on, timed from submission."""
@@ -405,22 +356,13 @@ class VoiceSession:
             text = text[:MAX_TYPED_CHARS]
         if self.busy:
             await self._interrupt_turn()
-        return self._begin_turn(TurnStart("text", self.clock(), text=text))
+        return self._turns.begin(TurnStart("text", self.clock(), text=text), self.settings, self.reply.warmup)
 
     async def wait_warm(self) -> WarmUpResult | None:
         """Wait for the background warm-up (if one runs) and return its result."""
         return await self.reply.wait_warm()
 
     # ----------------------------------------------------------------- the turn
-
-    def _begin_turn(self, start: TurnStart) -> asyncio.Task[None]:
-        warmup = self.reply.warmup
-        return self._turns.begin(
-            start,
-            strategy=self.settings.connection_strategy,
-            rtt_ms=self.settings.emulated_rtt_ms,
-            warmup_ms=warmup.ms if warmup is not None and warmup.ok else None,
-        )
 
     def _preempt(self, text: str) -> None:
         """A pause's early transcript: its request can go now, before the turn is over (voice.preemptive)."""

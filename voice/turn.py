@@ -19,16 +19,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llm import Strategy
+from llm import WarmUpResult
 from voice.audio import SAMPLE_RATE
 from voice.events import Emit, Notice, UserSaid
 from voice.incremental import REPLIES
-from voice.latency import Outcome, TurnEnd, TurnSource
+from voice.latency import Outcome, TurnEnd, TurnLatency, TurnSource
 from voice.recognizer import SpeechRecognizer, Transcript
 from voice.reply import ReplyStage
+from voice.settings import Settings
 from voice.speech import SpeechStage
-from voice.timing import Timing, TranscriptReady, TurnClosed, TurnOpened, TurnRecorder
-from voice.turns import InterruptionScreen, Speculation
+from voice.timing import Timing, TranscriptReady, TurnClosed, TurnContinued, TurnOpened, TurnRecorder
+from voice.turns import DetectedTurn, InterruptionScreen, Speculation
 from voice.uplink import ChunkCapture
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,22 @@ class TurnStart:
     stretch_runs: int | None = None
     speculation: Speculation | None = None
 
+    @classmethod
+    def spoken(
+        cls, detected: DetectedTurn, endpoint_at: float, capture: ChunkCapture | None, stretch_runs: int | None
+    ) -> TurnStart:
+        """A spoken turn the turn-detection stage found, judged over at ``endpoint_at``."""
+        return cls(
+            "voice",
+            detected.speech_end_at,
+            audio=detected.ended.audio,
+            endpoint_at=endpoint_at,
+            turn_end=detected.turn_end,
+            capture=capture,
+            stretch_runs=stretch_runs,
+            speculation=detected.speculation,
+        )
+
 
 class TurnTasks:
     """A session's turns as tasks, one at a time: each opens its record as it begins
@@ -172,10 +189,8 @@ class TurnTasks:
         """True while the last turn's task runs."""
         return self._task is not None and not self._task.done()
 
-    def begin(
-        self, start: TurnStart, *, strategy: Strategy, rtt_ms: float, warmup_ms: float | None
-    ) -> asyncio.Task[None]:
-        """Begin the next turn (under the connection setting and warm-up given), replacing the running one."""
+    def begin(self, start: TurnStart, settings: Settings, warmup: WarmUpResult | None) -> asyncio.Task[None]:
+        """Begin the next turn (under ``settings``' connection, after ``warmup``), replacing the running one."""
         self.started += 1
         turn = self.started
         self._recorder.record(
@@ -183,9 +198,9 @@ class TurnTasks:
                 turn,
                 start.source,
                 start.speech_end_at,
-                strategy=strategy,
-                rtt_ms=rtt_ms,
-                warmup_ms=warmup_ms,
+                strategy=settings.connection_strategy,
+                rtt_ms=settings.emulated_rtt_ms,
+                warmup_ms=warmup.ms if warmup is not None and warmup.ok else None,
                 endpoint_at=start.endpoint_at,
                 turn_end=start.turn_end,
                 capture=start.capture,
@@ -208,6 +223,24 @@ class TurnTasks:
         lat = self._recorder.get(turn)
         if lat is not None and lat.outcome == "running":
             self._recorder.record(TurnClosed(turn, "interrupted"))
+
+    def unheard(self, speaking: bool) -> TurnLatency | None:
+        """The spoken turn in progress if none of its reply has been heard yet (no audio of it went
+        out, and nothing is ``speaking``), else None."""
+        lat = self._recorder.latest()
+        if lat is None or lat.source != "voice" or not self.running or lat.first_audio_ms is not None or speaking:
+            return None
+        return lat
+
+    async def carry_on(self, turn: int) -> None:
+        """Turn ``turn`` was not over: the user went on before hearing any of its reply.  It ends as
+        continued, and its words leave the history: they come again, whole, in the next turn."""
+        self._recorder.record(TurnContinued(turn))
+        await self.cancel()
+        lat = self._recorder.get(turn)
+        if lat is not None and lat.transcript:
+            self.runner.reply.withdraw(lat.transcript)
+        self.runner.reply.preemptive.discard()  # a request sent for the fragment, if the turn had not taken it
 
     async def cancel(self) -> None:
         """Cancel the running turn and wait until it has ended."""

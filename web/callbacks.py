@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 import numpy as np
 
-from voice import panel
+from voice import player_messages
 from voice.browser_link import parse_pongs
 from voice.events import BargeIn, TurnDone
 from voice.recognizer import ModelUnavailableError
@@ -188,7 +188,7 @@ class PageCallbacks:
         session = await self._session(request)
         if session is None:
             return
-        for played in panel.playback_reports(report, session.instance_id):
+        for played in player_messages.playback_reports(report, session.instance_id):
             session.playback_started(played.turn, played.player_ms, played.sentence)
 
     async def pong(self, report: str, request: gr.Request) -> None:
@@ -265,7 +265,9 @@ class PageCallbacks:
                 # With --local-audio the reply plays on this machine's speaker (its own listener), not the page.
                 if self._local_speaker is None and (out is not None or barge_in):
                     seq += 1
-                    audio = panel.audio_payload(session.instance_id, [(seq, out)] if out else [], flush=barge_in)
+                    audio = player_messages.audio_payload(
+                        session.instance_id, [(seq, out)] if out else [], flush=barge_in
+                    )
                 yield view.render(audio=audio, chart=isinstance(event, TurnDone))
         if (await self._session(request)) not in (None, session):
             return  # the tab started a new session: its own pump speaks for the page now
