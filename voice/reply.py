@@ -260,7 +260,8 @@ class ReplyStage:
             else:
                 self._emit(Notice(f"The LLM did not answer: {exc}", "error"))
         finally:
-            self._turn = None
+            if self._turn == turn:  # a newer turn's request may already be under way
+                self._turn = None
             request = early.timing if early is not None else client.last_request
             if request is not None:
                 self._timing(RequestTimed(turn, request))

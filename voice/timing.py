@@ -19,7 +19,7 @@ from typing import Any
 
 from llm import RequestTiming, Strategy
 from voice.events import Emit, LatencyUpdate, TurnDone
-from voice.latency import Outcome, TurnEnd, TurnLatency, TurnSource
+from voice.latency import Clock, Outcome, TurnEnd, TurnLatency, TurnSource
 from voice.tts import TTSConnection
 from voice.uplink import ChunkCapture
 
@@ -247,7 +247,8 @@ class TurnRecorder:
 
 def _opened(event: TurnOpened) -> TurnLatency:
     extras: dict[str, float] = {}
-    speech_end_at, clock, uplink_ms, uncertainty_ms = event.speech_end_at, "arrival", None, None
+    speech_end_at, uplink_ms, uncertainty_ms = event.speech_end_at, None, None
+    clock: Clock = "arrival"
     if event.source == "text":
         clock = "typed"
     elif event.capture is not None:  # the zero moves back to the page's capture of the chunk
@@ -271,7 +272,7 @@ def _opened(event: TurnOpened) -> TurnLatency:
         strategy=event.strategy,
         rtt_ms=event.rtt_ms,
         speech_end_at=speech_end_at,
-        clock=clock,  # type: ignore[arg-type]  # one of Clock's three, chosen above
+        clock=clock,
         uplink_ms=uplink_ms,
         clock_uncertainty_ms=uncertainty_ms,
         warmup_ms=event.warmup_ms,

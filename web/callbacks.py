@@ -76,6 +76,7 @@ class PageCallbacks:
 
     async def aclose(self) -> None:
         """End every tab's session and stop the idle reaper (server shutdown, tests)."""
+        self._stop_local(self._local_playback)
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
