@@ -34,6 +34,7 @@ from tests.loopback_session import (
     FAST_TIMEOUTS,
     FakeRequest,
     MeasuringTranscriber,
+    drain,
     listener,
     loopback_session,
     notices,
@@ -125,6 +126,7 @@ async def test_api_key_travels_only_in_the_authorization_header(
         speech = synthesize(QUESTION)
         spoken = await run_spoken_turn(s, speech.samples, speech.sample_rate, realtime=False)
         assert spoken is not None and spoken.latency.outcome == "ok"
+        events += drain(s)  # the spoken turn's events (the headless run listened on its own)
         server.script(status(401, f"Incorrect API key provided: {KEY}"))  # a provider quoting the key
         events += await typed_turn(s, "And now?")
         seen += [

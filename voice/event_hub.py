@@ -94,7 +94,6 @@ class EventHub(Generic[T]):
         self._listeners: list[Listener[T]] = []
         self._keep_latest = keep_latest
         self._latest: T | None = None
-        self.published = 0
 
     @property
     def listeners(self) -> list[Listener[T]]:
@@ -111,7 +110,6 @@ class EventHub(Generic[T]):
 
     def publish(self, event: T) -> None:
         """Hand ``event`` to every listener (none: it is gone); returns at once."""
-        self.published += 1
         if self._keep_latest is not None and self._keep_latest(event):
             self._latest = event
         for listener in self._listeners:

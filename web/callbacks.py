@@ -19,7 +19,8 @@ import numpy as np
 
 from voice import player_messages
 from voice.browser_link import parse_pongs
-from voice.events import BargeIn, TurnDone
+from voice.event_hub import Listener
+from voice.events import BargeIn, SessionEvent, TurnDone
 from voice.recognizer import ModelUnavailableError
 from voice.registry import SessionRegistry, TooManySessions
 from voice.runtime import RuntimeLoader
@@ -58,6 +59,8 @@ class PageCallbacks:
         self._hearing: set[str] = set()  # sessions whose microphone audio has arrived (logged once)
         # Each session's page round trips and microphone capture times, kept as long as the session lives.
         self._links: weakref.WeakKeyDictionary[VoiceSession, PageUplink] = weakref.WeakKeyDictionary()
+        # The page's listener of each session's events, from its start: nothing is lost before the pump runs.
+        self._page_events: weakref.WeakKeyDictionary[VoiceSession, Listener[SessionEvent]] = weakref.WeakKeyDictionary()
 
     # ------------------------------------------------------------------ sessions
 
@@ -118,6 +121,7 @@ class PageCallbacks:
         except (TooManySessions, RuntimeError, ValueError, SettingsError) as exc:
             yield f"⚠️ {exc}"
             return
+        self._page_events[session] = session.events.listen("page")
         # The page's player reports each sentence it starts: only those count as heard.  On this
         # machine's speaker (--local-audio) a sentence is heard as it is handed to playback.
         session.speech.page_confirms = self._local_speaker is None
@@ -251,7 +255,7 @@ class PageCallbacks:
             return
         view = PageView(session)
         self._links[session] = view.uplink
-        with session.events.listen("page") as events:
+        with self._page_events.pop(session, None) or session.events.listen("page") as events:
             yield view.render(chart=True)
             seq = 0
             while not session.closed:
