@@ -92,8 +92,6 @@ async def replay_hesitations(runtime: VoiceRuntime, count: int, say: Say) -> Hes
             while session.busy and time.perf_counter() < deadline:
                 await asyncio.sleep(0.05)
             await session.preemptive_speech.settled()
-            while not session.events.empty():  # a second turn's events (a cut hesitation) are this item's
-                session.events.get_nowait()
             line = f"{item.name}: {stats.tts_dropped - dropped} synthesis(es) dropped; " + "; ".join(
                 _turn_line(lat) for lat in session.latencies[first:]
             )

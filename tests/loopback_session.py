@@ -13,12 +13,14 @@ import contextlib
 import json
 import re
 import threading
+import weakref
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import numpy as np
 
 from llm import Secret
+from voice.event_hub import Listener
 from voice.events import AssistantSaid, AudioOut, Notice, SessionEvent, Status, TurnDone
 from voice.latency import TurnLatency
 from voice.llm_endpoint import LLMEndpoint
@@ -66,6 +68,7 @@ async def loopback_session(
         session_id=session_id,
         synthesis_gate=getattr(runtime, "synthesis_gate", None),  # one gate per process, as the app's
     )
+    listener(session)
     await session.start()
     try:
         yield session
@@ -74,12 +77,23 @@ async def loopback_session(
         await session.speech.tts.aclose()
 
 
+_LISTENERS: weakref.WeakKeyDictionary[VoiceSession, Listener[SessionEvent]] = weakref.WeakKeyDictionary()
+
+
+def listener(session: VoiceSession) -> Listener[SessionEvent]:
+    """The tests' own listener of ``session``'s events: one per session, hearing everything from
+    its first call on (call it before ``start()`` to hear the start's events too)."""
+    if session not in _LISTENERS:
+        _LISTENERS[session] = session.events.listen("test")
+    return _LISTENERS[session]
+
+
 async def events_until_done(session: VoiceSession, timeout_s: float = TURN_LIMIT_S) -> list[SessionEvent]:
     """Every event up to and including the next :class:`TurnDone` (hangs fail after ``timeout_s``)."""
     events: list[SessionEvent] = []
     async with asyncio.timeout(timeout_s):
         while not events or not isinstance(events[-1], TurnDone):
-            events.append(await session.events.get())
+            events.append(await listener(session).get())
     return events
 
 
@@ -99,8 +113,8 @@ async def typed_turn(session: VoiceSession, text: str, timeout_s: float = TURN_L
 def drain(session: VoiceSession) -> list[SessionEvent]:
     """Events already queued (without waiting)."""
     out: list[SessionEvent] = []
-    while not session.events.empty():
-        out.append(session.events.get_nowait())
+    while not listener(session).empty():
+        out.append(listener(session).get_nowait())
     return out
 
 

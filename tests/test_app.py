@@ -7,6 +7,7 @@ import base64
 import gc
 import json
 import weakref
+from typing import Any
 
 import gradio as gr
 import numpy as np
@@ -15,7 +16,10 @@ import pytest
 import app
 from tests.loopback_session import FakeRequest
 from voice import panel
+from voice.event_hub import Listener
+from voice.events import SessionEvent
 from voice.runtime import RuntimeLoader
+from voice.session import VoiceSession
 from voice.settings import load_settings
 from web.callbacks import PageCallbacks
 from web.page import PLAYER_HEAD, build_page
@@ -155,8 +159,17 @@ async def test_typing_before_start_is_a_clear_error(offline_settings) -> None:
         await web.type_turn("hello", FakeRequest("nobody"))
 
 
-async def test_start_opens_the_requested_pool_directly(voice_runtime, offline_settings) -> None:
+async def test_start_opens_the_requested_pool_directly(voice_runtime, offline_settings, monkeypatch) -> None:
     """The A/B choice made before clicking applies to the session's first (and only) pool."""
+    heard: list[Listener[SessionEvent]] = []
+    opened = voice_runtime.new_session
+
+    def new_session(*args: Any, **kwargs: Any) -> VoiceSession:  # the session, heard from before its start
+        session = opened(*args, **kwargs)
+        heard.append(session.events.listen("test"))
+        return session
+
+    monkeypatch.setattr(voice_runtime, "new_session", new_session)
     web = PageCallbacks(offline_settings, RuntimeLoader.loaded(offline_settings, voice_runtime))
     tab = FakeRequest("tab-cold")
     statuses = [s async for s in web.start("cold", 0, "", 700, False, tab)]
@@ -166,8 +179,8 @@ async def test_start_opens_the_requested_pool_directly(voice_runtime, offline_se
         assert session is not None and session.settings.connection_strategy == "cold" and not session.settings.barge_in
         assert session.client is not None and session.client.stats.warmups == 0
         statuses_sent = []
-        while not session.events.empty():
-            statuses_sent.append(getattr(session.events.get_nowait(), "text", ""))
+        while not heard[0].empty():
+            statuses_sent.append(getattr(heard[0].get_nowait(), "text", ""))
         assert "Pre-warming…" not in statuses_sent, "a default pre-warmed pool was opened and then replaced"
     finally:
         await web.aclose()

@@ -29,6 +29,7 @@ from tests.loopback_session import (
     audio_seconds,
     drain,
     events_until_done,
+    listener,
     loopback_session,
     notices,
     outcome,
@@ -251,7 +252,7 @@ async def test_ten_minute_recording_is_capped_and_memory_stays_bounded(voice_run
 async def _until_turn_ends(session: VoiceSession, events: list[SessionEvent]) -> None:
     async with asyncio.timeout(120):
         while True:
-            event = await session.events.get()
+            event = await listener(session).get()
             events.append(event)
             if isinstance(event, TurnDone) and event.latency.outcome != "interrupted":
                 return

@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 
 from tests.llm_servers import LLMServer, echo
-from tests.loopback_session import loopback_session
+from tests.loopback_session import listener, loopback_session
 from tests.speech import silence, spoken
 from voice.events import SessionEvent, TurnDone
 from voice.headless import speak_into
@@ -57,9 +57,9 @@ async def say(session: VoiceSession, audio: np.ndarray) -> list[SessionEvent]:
     async with asyncio.timeout(60):
         while session.busy or not session.latencies or session.latencies[-1].outcome == "running":
             with contextlib.suppress(TimeoutError):
-                events.append(await asyncio.wait_for(session.events.get(), 0.2))
-    while not session.events.empty():
-        events.append(session.events.get_nowait())
+                events.append(await asyncio.wait_for(listener(session).get(), 0.2))
+    while not listener(session).empty():
+        events.append(listener(session).get_nowait())
     return events
 
 

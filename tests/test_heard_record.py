@@ -17,7 +17,7 @@ import time
 import pytest
 
 from tests.llm_servers import LLMServer, reply
-from tests.loopback_session import loopback_session
+from tests.loopback_session import listener, loopback_session
 from tests.speech import synthesize, trimmed
 from voice.conversation import INTERRUPTED_MARK
 from voice.events import AssistantSaid, AudioOut, BargeIn, ReplyRecorded, SessionEvent, TurnDone
@@ -55,7 +55,7 @@ class Listener:
 
     async def _listen(self) -> None:
         while True:
-            event = await self.session.events.get()
+            event = await listener(self.session).get()
             now = time.perf_counter()
             self.events.append(event)
             if isinstance(event, AudioOut):

@@ -13,6 +13,7 @@ import asyncio
 import numpy as np
 import pytest
 
+from tests.loopback_session import listener
 from tests.speech import resample, synthesize, trimmed
 from voice.events import AudioOut, BargeIn, ReplyRecorded, SessionEvent, TurnDone
 from voice.headless import speak_into
@@ -61,6 +62,7 @@ async def session(voice_runtime) -> VoiceSession:
     # the embedded model's own style caps a reply at three short sentences (voice.prompting), so
     # the long story is asked for in the plain style a real endpoint gets.
     s.reply.conversation.style = PLAIN
+    listener(s)
     await s.start()
     yield s
     await s.stop()
@@ -84,14 +86,14 @@ async def speak_over_reply(session: VoiceSession, text: str, audio: np.ndarray |
     events: list[SessionEvent] = []
     async with asyncio.timeout(90):
         while not any(isinstance(e, AudioOut) for e in events):
-            events.append(await session.events.get())
+            events.append(await listener(session).get())
     speech = synthesize(text)
     samples = trimmed(speech) if audio is None else audio
     await speak_into(session, samples, speech.sample_rate, chunk_ms=100, trailing_silence_ms=3000)
     async with asyncio.timeout(90):  # the screening (a transcript) finishes, then settle
         await session.screened()
-    while not session.events.empty():
-        events.append(session.events.get_nowait())
+    while not listener(session).empty():
+        events.append(listener(session).get_nowait())
     return events
 
 
@@ -151,7 +153,7 @@ async def test_a_real_interruption_or_a_short_command_stops_the_reply_and_is_the
     assert session.interruption.stats.barge_ins == 1
     async with asyncio.timeout(90):
         while not any(isinstance(e, TurnDone) and e.latency.turn == 2 for e in events):
-            events.append(await session.events.get())
+            events.append(await listener(session).get())
     follow_up = session.latencies[1]
     assert said.split()[-1].strip(".").lower() in follow_up.transcript.lower() and follow_up.outcome == "ok"
 
@@ -165,7 +167,7 @@ async def test_a_false_interruption_resumes_the_reply_from_the_cut_sentence(sess
     assert any(isinstance(e, BargeIn) for e in events)
     async with asyncio.timeout(90):
         while not any(isinstance(e, TurnDone) and e.latency.turn == 2 for e in events):
-            events.append(await session.events.get())
+            events.append(await listener(session).get())
     resumed = session.latencies[1]
     assert resumed.outcome == "resumed"
     assert session.interruption.stats.false_interruptions == 1 and session.interruption.stats.resumed == 1

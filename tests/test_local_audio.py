@@ -223,3 +223,32 @@ async def test_the_app_logs_a_local_microphone_that_cannot_open(
         await web.aclose()
     assert "the microphone could not be opened" in caplog.text
     assert "Traceback" not in caplog.text and "never retrieved" not in caplog.text
+
+
+@pytest.mark.slow
+async def test_the_apps_local_speaker_listens_on_its_own_not_through_the_pages_pump(
+    voice_runtime, offline_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``app.py --local-audio``: the speaker is a listener of the session's events of its own, so
+    the reply plays on this machine even when no page pumps the events (and none is sent to one)."""
+    device = StandInSoundDevice(np.zeros(CAPTURE_BLOCK, np.float32))
+    monkeypatch.setitem(sys.modules, "sounddevice", device)
+    speaker = LocalSpeaker()
+    loader = RuntimeLoader.loaded(offline_settings, voice_runtime)
+    web = PageCallbacks(offline_settings, loader, local_speaker=speaker)
+    tab = FakeRequest("local-speaker-tab")
+    try:
+        [status async for status in web.start("prewarmed", 0, "", 500, True, tab)]
+        session = await web._session(tab)
+        assert session is not None and not session.speech.page_confirms
+        await web.type_turn("Say hi in three words.", tab)
+        async with asyncio.timeout(90):
+            while not device.played or session.busy:
+                await asyncio.sleep(0.05)
+        assert [listener.name for listener in session.events.listeners] == ["page", "local-speaker"]
+    finally:
+        await web.aclose()
+        await speaker.aclose()
+    assert {rate for rate, _ in device.played} == {24000}
+    reply = np.concatenate([samples for _, samples in device.played])
+    assert reply.size > 0.3 * 24000 and float(np.sqrt(np.mean(reply**2))) > 0.01

@@ -6,23 +6,24 @@ import dataclasses
 
 from voice import panel
 from voice.latency import STAGES, TurnEnd, TurnLatency, format_table
+from voice.player_messages import PlaybackReport, audio_payload, playback_reports
 from voice.preemptive import PreemptiveStats
 from voice.tts import TTSConnection
 
 
 def _turn(n: int = 1, **stages: float) -> TurnLatency:
-    lat = TurnLatency(turn=n, strategy="prewarmed", rtt_ms=150, speech_end_at=100.0)
-    for name, value in stages.items():
-        setattr(lat, name, value)
-    return lat
+    return TurnLatency(turn=n, strategy="prewarmed", rtt_ms=150, speech_end_at=100.0, **stages)  # type: ignore[arg-type]
 
 
-def test_mark_is_relative_to_speech_end_and_set_once() -> None:
-    lat = TurnLatency(turn=1, speech_end_at=10.0)
-    lat.mark("first_audio_ms", 10.75)
-    lat.mark("first_audio_ms", 11.5)
-    assert lat.first_audio_ms == 750.0
-    assert lat.total_ms == 750.0
+def _tts(lat: TurnLatency, connection: TTSConnection) -> TurnLatency:
+    """``lat`` whose first audio went out over ``connection`` (as the recorder writes it)."""
+    return dataclasses.replace(
+        lat, tts_connection=connection.label, tts_setup_ms=connection.setup_ms, tts_wait_ms=connection.waited_ms
+    )
+
+
+def _extras(lat: TurnLatency, **extras: float) -> TurnLatency:
+    return dataclasses.replace(lat, extras={**lat.extras, **extras})
 
 
 def test_current_turn_shows_known_stages_and_placeholders() -> None:
@@ -53,10 +54,8 @@ def test_chart_only_when_a_turn_has_numbers() -> None:
 
 def test_chart_hatches_a_new_tts_connection_on_the_path_but_not_a_spare() -> None:
     stages = {"endpoint_ms": 500.0, "first_sentence_ms": 800.0, "first_audio_ms": 1300.0}
-    cold = _turn(1, **stages)
-    cold.set_tts_connection(TTSConnection("new", 420.0, 420.0))
-    warm = _turn(2, **stages)
-    warm.set_tts_connection(TTSConnection("spare", 430.0, 0.0))
+    cold = _tts(_turn(1, **stages), TTSConnection("new", 420.0, 420.0))
+    warm = _tts(_turn(2, **stages), TTSConnection("spare", 430.0, 0.0))
     fig = panel.waterfall_chart([cold, warm])
     assert fig is not None
     hatched = [p for p in fig.axes[0].patches if p.get_hatch()]
@@ -87,32 +86,40 @@ def test_audio_payload_round_trips_pcm() -> None:
     from voice.tts import AudioChunk
 
     samples = np.sin(np.linspace(0, 20, 2400)).astype(np.float32) * 0.5
-    payload = json.loads(panel.audio_payload("tab", [(7, AudioOut(3, AudioChunk(samples, 24000)))]))
+    payload = json.loads(audio_payload("tab", [(7, AudioOut(3, AudioChunk(samples, 24000)))]))
     assert payload["session"] == "tab" and payload["flush"] is False
     chunk = payload["chunks"][0]
     assert chunk["seq"] == 7 and chunk["turn"] == 3 and chunk["rate"] == 24000
     pcm = np.frombuffer(base64.b64decode(chunk["pcm"]), "<i2")
     assert pcm.size == samples.size and np.allclose(pcm / 32767, samples, atol=1e-3)
-    assert json.loads(panel.audio_payload("tab", [], flush=True)) == {"session": "tab", "flush": True, "chunks": []}
+    assert json.loads(audio_payload("tab", [], flush=True)) == {
+        "session": "tab",
+        "flush": True,
+        "chunks": [],
+    }
 
 
 def test_playback_shows_only_once_the_player_confirmed_it() -> None:
     lat = _turn(1, first_audio_ms=640.0)
     assert panel.PLAYBACK_LABEL not in panel.current_turn_html(lat)
     assert panel.turns_rows([lat])[0][panel.TURN_COLUMNS.index("Playing (browser)")] == ""
-    lat.playback_confirmed_ms = 702.0
+    lat = dataclasses.replace(lat, playback_confirmed_ms=702.0)
     text = panel.current_turn_html(lat)
     assert panel.PLAYBACK_LABEL in text and "702 ms" in text and "640 ms" in text
     assert panel.turns_rows([lat])[0][panel.TURN_COLUMNS.index("Playing (browser)")] == "702"
 
 
 def test_playback_reports_take_only_this_streams_turns() -> None:
-    reports = panel.playback_reports(
+    reports = playback_reports(
         '[{"session": "s1", "turn": 2, "player_ms": 14}, {"session": "s0", "turn": 3},'
         ' {"session": "s1", "turn": 4, "player_ms": NaN}, {"session": "s1", "turn": 5, "player_ms": 1e9}]',
         "s1",
     )
-    assert reports == [panel.PlaybackReport(2, 14.0), panel.PlaybackReport(4, None), panel.PlaybackReport(5, None)]
+    assert reports == [
+        PlaybackReport(2, 14.0),
+        PlaybackReport(4, None),
+        PlaybackReport(5, None),
+    ]
     bad = [
         "",
         "null",
@@ -128,19 +135,19 @@ def test_playback_reports_take_only_this_streams_turns() -> None:
         '[{"session": "s1", "turn": 2}' + " " * 5000 + "]",
     ]
     for text in bad:
-        assert panel.playback_reports(text, "s1") == [], text
+        assert playback_reports(text, "s1") == [], text
 
 
 def test_the_browsers_own_share_is_shown_with_the_confirmation() -> None:
     lat = _turn(1, first_audio_ms=640.0, playback_confirmed_ms=702.0)
-    lat.extras["player_ms"] = 13.0
+    lat = _extras(lat, player_ms=13.0)
     assert "browser player 13 ms" in panel.current_turn_html(lat)
 
 
 def test_playing_splits_into_server_round_trip_and_player() -> None:
     lat = _turn(1, first_audio_ms=640.0, playback_confirmed_ms=842.0)
     assert lat.playback_trip_ms is None and "data-split" not in panel.current_turn_html(lat)
-    lat.extras["player_ms"] = 25.0
+    lat = _extras(lat, player_ms=25.0)
     assert lat.playback_trip_ms == 177.0
     text = panel.current_turn_html(lat)
     assert "data-split='server'>640 ms" in text
@@ -163,7 +170,7 @@ def test_facts_show_the_page_round_trip_once_measured() -> None:
 def test_a_ping_rides_with_the_audio_payload() -> None:
     import json
 
-    assert json.loads(panel.audio_payload("tab", [], ping=4)) == {
+    assert json.loads(audio_payload("tab", [], ping=4)) == {
         "session": "tab",
         "flush": False,
         "chunks": [],
@@ -172,17 +179,14 @@ def test_a_ping_rides_with_the_audio_payload() -> None:
 
 
 def test_tts_connection_is_shown_with_its_cost() -> None:
-    warm = TurnLatency(turn=1, first_sentence_ms=300.0, first_audio_ms=420.0)
-    warm.set_tts_connection(TTSConnection("spare", 312.4, 0.0))
-    cold = TurnLatency(turn=2, first_sentence_ms=300.0, first_audio_ms=900.0)
-    cold.set_tts_connection(TTSConnection("new", 455.0, 455.0))
+    warm = _tts(TurnLatency(turn=1, first_sentence_ms=300.0, first_audio_ms=420.0), TTSConnection("spare", 312.4, 0.0))
+    cold = _tts(TurnLatency(turn=2, first_sentence_ms=300.0, first_audio_ms=900.0), TTSConnection("new", 455.0, 455.0))
     column = panel.TURN_COLUMNS.index("TTS connection")
     rows = panel.turns_rows([warm, cold])
     assert rows[0][column] == "reused spare (set-up 312 ms, before the turn)"
     assert rows[1][column] == "new (455 ms on the path)"
     assert "data-fact='tts-connection'>reused spare" in panel.current_turn_html(warm)
-    piper = TurnLatency(turn=3, first_audio_ms=500.0)
-    piper.set_tts_connection(None)
+    piper = TurnLatency(turn=3, first_audio_ms=500.0)  # an engine without a connection
     assert panel.turns_rows([piper])[0][column] == "" and "tts-connection" not in panel.current_turn_html(piper)
 
 
@@ -198,9 +202,9 @@ def test_the_text_models_probability_is_shown_beside_the_audio_models() -> None:
 def test_a_first_sentence_synthesized_during_the_pause_is_shown_against_the_decision() -> None:
     lat = _turn(endpoint_ms=900.0, first_audio_ms=912.0)
     assert "data-fact='tts-buffered'" not in panel.current_turn_html(lat)
-    lat.extras.update(tts_buffered=1.0, tts_buffer_started_ms=610.0, tts_buffer_ready_ms=870.0)
+    lat = _extras(lat, tts_buffered=1.0, tts_buffer_started_ms=610.0, tts_buffer_ready_ms=870.0)
     assert "synthesized during the pause: 610–870 ms (done before 900 ms" in panel.current_turn_html(lat)
-    lat.extras["tts_buffer_ready_ms"] = 1010.0  # still synthesizing when the turn was confirmed
+    lat = _extras(lat, tts_buffer_ready_ms=1010.0)  # still synthesizing when the turn was confirmed
     assert "610–1,010 ms (turn confirmed at 900 ms)" in panel.buffered_speech_text(lat)
 
 

@@ -181,7 +181,9 @@ def test_the_panel_shows_the_turns_prompt_cache_once_known() -> None:
 
     lat = TurnLatency(turn=2, speech_end_at=10.0)
     assert "prompt-cache" not in current_turn_html(lat)  # a remote endpoint: nothing to show
-    lat.extras.update(prompt_cached_tokens=207.0, prompt_evaluated_tokens=19.0)
+    lat = TurnLatency(
+        turn=2, speech_end_at=10.0, extras={"prompt_cached_tokens": 207.0, "prompt_evaluated_tokens": 19.0}
+    )
     assert "<span data-fact='prompt-cache'>207 tokens from the cache + 19 evaluated</span>" in current_turn_html(lat)
 
 

@@ -18,6 +18,7 @@ from voice.llm_endpoint import LLMEndpoint
 from voice.prompting import NOT_CAUGHT, SMALL_MODEL
 from voice.reply import ReplyStage
 from voice.settings import Settings
+from voice.timing import TurnOpened, TurnRecorder
 
 TWO_SENTENCES = "Paris is the capital of France. It lies on the Seine."
 QUESTION = "What is the capital of France?"
@@ -31,34 +32,43 @@ def server(server: LLMServer) -> LLMServer:
 
 
 @contextlib.asynccontextmanager
-async def opened_stage(server: LLMServer, events: list[SessionEvent], **settings: object) -> AsyncIterator[ReplyStage]:
-    """A reply stage talking to ``server``, opened (and warmed, when pre-warmed); closed on exit."""
+async def opened_stage(
+    server: LLMServer, events: list[SessionEvent], **settings: object
+) -> AsyncIterator[tuple[ReplyStage, TurnRecorder]]:
+    """A reply stage talking to ``server``, opened (and warmed, when pre-warmed), with the recorder
+    of its timing; closed on exit."""
     endpoint = LLMEndpoint(base_url=server.base_url, model="test-model", api_key=Secret("sk-test"), reason="test")
-    stage = ReplyStage(Settings().replace(**settings), endpoint, emit=events.append, clock=time.perf_counter)
+    recorder = TurnRecorder(events.append)
+    stage = ReplyStage(
+        Settings().replace(**settings), endpoint, emit=events.append, timing=recorder.record, clock=time.perf_counter
+    )
     await stage.open()
     try:
         await stage.wait_warm()
-        yield stage
+        yield stage, recorder
     finally:
         await stage.close()
 
 
-def _turn(stage: ReplyStage) -> TurnLatency:
-    lat = TurnLatency(turn=1, source="text", speech_end_at=time.perf_counter())
-    stage.current = lat
-    return lat
+async def _reply(stage: ReplyStage, recorder: TurnRecorder, text: str) -> tuple[str | None, TurnLatency, list[str]]:
+    """Turn 1 (typed now) answered by the stage: its error, its record, its sentences."""
+    recorder.record(TurnOpened(1, "text", time.perf_counter()))
+    got: list[str] = []
+    error = await stage.run(1, text, got.append)
+    lat = recorder.get(1)
+    assert lat is not None
+    return error, lat, got
 
 
 async def test_the_reply_streams_sentences_over_the_warm_connection(server: LLMServer) -> None:
     events: list[SessionEvent] = []
-    async with opened_stage(server, events, connection_strategy="prewarmed") as stage:
+    async with opened_stage(server, events, connection_strategy="prewarmed") as (stage, recorder):
         assert stage.warmup is not None and stage.warmup.ok
-        lat, got = _turn(stage), []
-        await stage.run(lat, QUESTION, got.append)
+        error, lat, got = await _reply(stage, recorder, QUESTION)
         stage.remember(got)
     assert got == ["Paris is the capital of France.", "It lies on the Seine."]
     assert [e.text for e in events if isinstance(e, AssistantSaid)] == got
-    assert lat.sentences == 2 and lat.outcome == "running"  # the session decides the outcome
+    assert error is None and lat.sentences == 2 and lat.outcome == "running"  # the turn runner decides the outcome
     assert lat.request_sent_ms is not None and lat.first_token_ms is not None and lat.first_sentence_ms is not None
     assert lat.request_sent_ms <= lat.first_token_ms <= lat.first_sentence_ms
     assert lat.reused_connection is True and server.connections == 1  # the warm-up's connection
@@ -69,10 +79,9 @@ async def test_the_reply_streams_sentences_over_the_warm_connection(server: LLMS
 async def test_a_rejected_key_ends_the_turn_as_an_error_said_once(server: LLMServer) -> None:
     server.script(status(401, "Incorrect API key provided"))
     events: list[SessionEvent] = []
-    async with opened_stage(server, events, connection_strategy="pooled") as stage:
-        lat, got = _turn(stage), []
-        await stage.run(lat, "Hello?", got.append)
-    assert got == [] and lat.outcome == "error" and "401" in (lat.error or "")
+    async with opened_stage(server, events, connection_strategy="pooled") as (stage, recorder):
+        error, _, got = await _reply(stage, recorder, "Hello?")
+    assert got == [] and "401" in (error or "")
     errors = [e for e in events if isinstance(e, Notice) and e.level == "error"]
     assert len(errors) == 1 and "sk-test" not in errors[0].text
     assert len(server.chat_requests()) == 1  # a 401 is not retried
@@ -80,10 +89,12 @@ async def test_a_rejected_key_ends_the_turn_as_an_error_said_once(server: LLMSer
 
 @pytest.mark.parametrize("early", [QUESTION, "What is the capital"])
 async def test_a_preempted_request_is_adopted_only_for_the_same_words(server: LLMServer, early: str) -> None:
-    async with opened_stage(server, [], connection_strategy="prewarmed", preemptive_generation=True) as stage:
+    async with opened_stage(server, [], connection_strategy="prewarmed", preemptive_generation=True) as (
+        stage,
+        recorder,
+    ):
         stage.preempt(early)  # the pause's early transcript
-        lat, got = _turn(stage), []
-        await stage.run(lat, QUESTION, got.append)
+        _, lat, got = await _reply(stage, recorder, QUESTION)
     assert got == ["Paris is the capital of France.", "It lies on the Seine."]
     asked = [json.loads(r.body)["messages"][-1]["content"] for r in server.chat_requests()]
     stats = stage.preemptive.stats
@@ -94,14 +105,13 @@ async def test_a_preempted_request_is_adopted_only_for_the_same_words(server: LL
 
 
 async def test_reconnect_applies_a_new_distance_with_a_new_pool(server: LLMServer) -> None:
-    async with opened_stage(server, [], connection_strategy="pooled") as stage:
+    async with opened_stage(server, [], connection_strategy="pooled") as (stage, recorder):
         first = stage.client
         stage.settings = stage.settings.replace(emulated_rtt_ms=40.0)
         await stage.reconnect()
         assert stage.client is not None and stage.client is not first
-        lat, got = _turn(stage), []
-        await stage.run(lat, "Hello?", got.append)
-    assert got and lat.outcome == "running"
+        error, lat, got = await _reply(stage, recorder, "Hello?")
+    assert got and error is None
     assert server.connections == 1  # one connection, opened by the new pool
     # Through the delaying proxy: the answer cannot come back sooner than one emulated round trip.
     assert lat.first_token_ms is not None and lat.request_sent_ms is not None
@@ -116,10 +126,9 @@ MISHEARD = "What do these make?"
 
 async def _copied_turn(server: LLMServer, mode: str) -> tuple[list[str], TurnLatency, list[list[dict]]]:
     events: list[SessionEvent] = []
-    async with opened_stage(server, events, connection_strategy="pooled", copied_reply=mode) as stage:
+    async with opened_stage(server, events, connection_strategy="pooled", copied_reply=mode) as (stage, recorder):
         stage.conversation.style = SMALL_MODEL  # what the embedded model gets
-        lat, got = _turn(stage), []
-        await stage.run(lat, MISHEARD, got.append)
+        _, lat, got = await _reply(stage, recorder, MISHEARD)
     requests = [json.loads(r.body)["messages"] for r in server.chat_requests()]
     assert [e.text for e in events if isinstance(e, AssistantSaid)] == got, "nothing else reached the page"
     return got, lat, requests

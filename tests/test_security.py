@@ -34,6 +34,8 @@ from tests.loopback_session import (
     FAST_TIMEOUTS,
     FakeRequest,
     MeasuringTranscriber,
+    drain,
+    listener,
     loopback_session,
     notices,
     outcome,
@@ -41,7 +43,7 @@ from tests.loopback_session import (
     typed_turn,
 )
 from tests.speech import resample, synthesize, trimmed
-from voice import panel
+from voice import player_messages
 from voice.events import SessionEvent, TurnDone
 from voice.headless import run_spoken_turn
 from voice.llm_endpoint import LLMEndpoint
@@ -124,6 +126,7 @@ async def test_api_key_travels_only_in_the_authorization_header(
         speech = synthesize(QUESTION)
         spoken = await run_spoken_turn(s, speech.samples, speech.sample_rate, realtime=False)
         assert spoken is not None and spoken.latency.outcome == "ok"
+        events += drain(s)  # the spoken turn's events (the headless run listened on its own)
         server.script(status(401, f"Incorrect API key provided: {KEY}"))  # a provider quoting the key
         events += await typed_turn(s, "And now?")
         seen += [
@@ -292,7 +295,7 @@ async def _until_answered(session: Any) -> list[SessionEvent]:
     events: list[SessionEvent] = []
     async with asyncio.timeout(120):
         while True:
-            events.append(await session.events.get())
+            events.append(await listener(session).get())
             last = events[-1]
             if isinstance(last, TurnDone) and last.latency.outcome != "interrupted":
                 return events
@@ -309,8 +312,8 @@ def test_page_inputs_are_bounded(voice_runtime) -> None:
     prompt = next(c for c in config["components"] if c["props"].get("label") == "System prompt")
     assert prompt["props"]["max_length"] == 4000
     # The player's playback report: the server ignores anything longer (Gradio only limits it in the page).
-    assert by_elem["playback-report"]["props"]["max_length"] == panel.MAX_REPORT_CHARS
-    assert panel.playback_reports("[" + " " * panel.MAX_REPORT_CHARS + "]", "s") == []
+    assert by_elem["playback-report"]["props"]["max_length"] == player_messages.MAX_REPORT_CHARS
+    assert player_messages.playback_reports("[" + " " * player_messages.MAX_REPORT_CHARS + "]", "s") == []
     mic_id = by_elem["mic"]["id"]
     streams = [d for d in config["dependencies"] if any(t[0] == mic_id and t[1] == "stream" for t in d["targets"])]
     assert streams and all(d["time_limit"] == int(voice_runtime.settings.session_max_s) for d in streams)

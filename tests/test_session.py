@@ -8,11 +8,13 @@ import dataclasses
 import numpy as np
 import pytest
 
+from tests.loopback_session import listener
 from tests.speech import synthesize
 from voice.events import AudioOut, BargeIn, TurnDone
 from voice.headless import run_spoken_turn, run_typed_turn, speak_into
-from voice.latency import STAGES, TurnLatency
+from voice.latency import STAGES
 from voice.session import VoiceSession
+from voice.timing import TurnClosed, TurnOpened
 from voice.tts import FallbackTTS
 from voice.tts.edge import EdgeTTS
 
@@ -24,6 +26,7 @@ QUESTION = "What is the capital of France?"
 @pytest.fixture
 async def session(voice_runtime) -> VoiceSession:
     s = voice_runtime.new_session("test")
+    listener(s)
     await s.start()
     yield s
     await s.stop()
@@ -100,13 +103,13 @@ async def test_silence_and_noise_make_no_llm_call(session: VoiceSession) -> None
 
 async def test_barge_in_cancels_the_reply_in_progress(session: VoiceSession) -> None:
     await session.submit_text("Tell me a long story about a dragon, in ten sentences.")
-    while not isinstance(await asyncio.wait_for(session.events.get(), 60), AudioOut):
+    while not isinstance(await asyncio.wait_for(listener(session).get(), 60), AudioOut):
         pass  # wait until the reply is audibly under way
     samples, rate = _question()
     speaking = asyncio.create_task(speak_into(session, samples, rate))
     events = []
     while not any(isinstance(e, TurnDone) and e.latency.turn == 2 for e in events):
-        events.append(await asyncio.wait_for(session.events.get(), 90))
+        events.append(await asyncio.wait_for(listener(session).get(), 90))
     await speaking
 
     barge = next(i for i, e in enumerate(events) if isinstance(e, BargeIn))
@@ -177,10 +180,10 @@ async def test_a_finished_sentence_ends_the_turn_as_soon_as_its_transcript_is_re
             await asyncio.sleep(0.02)
     stats = session.speculation_stats
     assert stats.started == 1 and stats.adopted == 1 and stats.early_ends == 1, stats
-    lat = session.latencies[0]
     async with asyncio.timeout(60):
-        while lat.outcome == "running":  # the turn stamps its transcript once its task runs
+        while session.latencies[0].outcome == "running":  # the turn stamps its transcript once its task runs
             await asyncio.sleep(0.02)
+    lat = session.latencies[0]
     assert lat.transcript_ms is not None and lat.endpoint_ms is not None
     assert lat.endpoint_ms >= lat.transcript_ms, "the turn ended because the transcript was ready"
 
@@ -197,6 +200,7 @@ async def test_playback_is_confirmed_once_and_only_after_first_audio(session: Vo
     assert session.latencies[0].playback_confirmed_ms == confirmed
 
     # A turn whose audio never went out (no speech, an error, still synthesizing): nothing to confirm.
-    session.latencies.append(TurnLatency(turn=99, speech_end_at=session.clock(), outcome="no_speech"))
+    session.timing.record(TurnOpened(99, "voice", session.clock()))
+    session.timing.record(TurnClosed(99, "no_speech", session.clock()))
     assert not session.playback_started(99)
     assert session.latencies[-1].playback_confirmed_ms is None

@@ -7,10 +7,19 @@ import asyncio
 
 from llm import ManualClock
 from voice.events import AudioOut, Notice, SessionEvent
-from voice.latency import TurnLatency
 from voice.settings import Settings
 from voice.speech import SpeechStage
+from voice.timing import TurnOpened, TurnRecorder
+from voice.tts import TTSEngine
 from voice.tts.factory import make_tts, tts_for
+
+
+def _stage(tts: TTSEngine, clock: ManualClock, events: list, *turns: int) -> tuple[SpeechStage, TurnRecorder]:
+    """A speech stage reporting its timing to a recorder of its own, with ``turns`` opened (typed, now)."""
+    recorder = TurnRecorder(events.append)
+    for turn in turns:
+        recorder.record(TurnOpened(turn, "text", clock.now()))
+    return SpeechStage(tts, emit=events.append, timing=recorder.record, clock=clock.now), recorder
 
 
 def _queue(*sentences: str) -> asyncio.Queue[str | None]:
@@ -22,18 +31,18 @@ def _queue(*sentences: str) -> asyncio.Queue[str | None]:
 
 async def test_sentences_are_spoken_in_order_and_the_first_audio_is_stamped() -> None:
     clock, events = ManualClock(), []
-    stage = SpeechStage(tts_for(Settings(tts_engine="piper")), emit=events.append, clock=clock.now)
-    lat = TurnLatency(turn=3, source="text", speech_end_at=clock.now())
+    stage, recorder = _stage(tts_for(Settings(tts_engine="piper")), clock, events, 3)
     spoken: list[str] = []
     try:
         stage.new_reply()
-        await stage.speak(lat, _queue("Hello there.", "...", "How are you today?"), spoken)
+        await stage.speak(3, _queue("Hello there.", "...", "How are you today?"), spoken)
     finally:
         await stage.tts.aclose()
     assert spoken == ["Hello there.", "...", "How are you today?"]  # the unspeakable one is kept as text
     audio = _audio(events)
     assert audio and all(e.turn == 3 for e in audio)
-    assert lat.first_audio_ms == 0.0 and lat.tts_engine == "piper"  # the manual clock stood still
+    lat = recorder.get(3)
+    assert lat is not None and lat.first_audio_ms == 0.0 and lat.tts_engine == "piper"  # the manual clock stood still
     assert not [e for e in events if isinstance(e, Notice)]
     # Time stood still: everything sent is still to be heard, and it plays for as long as the audio lasts.
     seconds = sum(e.chunk.duration_s for e in audio)
@@ -46,12 +55,11 @@ async def test_sentences_are_spoken_in_order_and_the_first_audio_is_stamped() ->
 
 async def test_a_cut_returns_the_sentence_playing_and_what_follows() -> None:
     clock, events = ManualClock(), []
-    stage = SpeechStage(tts_for(Settings(tts_engine="piper")), emit=events.append, clock=clock.now)
-    lat = TurnLatency(turn=1, source="text", speech_end_at=clock.now())
+    stage, _recorder = _stage(tts_for(Settings(tts_engine="piper")), clock, events, 1)
     first, second = "The first sentence is here.", "The second one follows it."
     try:
         stage.new_reply()
-        await stage.speak(lat, _queue(first, second), [])
+        await stage.speak(1, _queue(first, second), [])
     finally:
         await stage.tts.aclose()
     assert _audio(events)
@@ -62,15 +70,14 @@ async def test_a_cut_returns_the_sentence_playing_and_what_follows() -> None:
 
 async def test_a_cut_after_the_first_sentence_was_heard_resumes_from_the_second() -> None:
     clock, events = ManualClock(), []
-    stage = SpeechStage(tts_for(Settings(tts_engine="piper")), emit=events.append, clock=clock.now)
-    lat = TurnLatency(turn=1, source="text", speech_end_at=clock.now())
+    stage, _recorder = _stage(tts_for(Settings(tts_engine="piper")), clock, events, 1)
     first, second = "One.", "And here is a much longer second sentence to hear."
     spoken: list[str] = []
     try:
         stage.new_reply()
-        await stage.speak(lat, _queue(first), spoken)
+        await stage.speak(1, _queue(first), spoken)
         first_ends = sum(e.chunk.duration_s for e in _audio(events))
-        await stage.speak(lat, _queue(second), spoken)  # same reply, more sentences
+        await stage.speak(1, _queue(second), spoken)  # same reply, more sentences
     finally:
         await stage.tts.aclose()
     await clock.advance(first_ends + 0.05)
@@ -81,26 +88,25 @@ async def test_a_failing_engine_is_said_once_and_the_reply_stays_text(unreachabl
     # The real edge-tts engine pointed at a loopback port where nothing listens: it fails (fast) with
     # TTSError, and the test never reaches out to the real service even where there is internet.
     clock, events = ManualClock(), []
-    stage = SpeechStage(make_tts("edge", "en-US-AriaNeural", 1.0, edge_warm=False), emit=events.append, clock=clock.now)
-    lat = TurnLatency(turn=1, source="text", speech_end_at=clock.now())
+    stage, recorder = _stage(make_tts("edge", "en-US-AriaNeural", 1.0, edge_warm=False), clock, events, 1)
     spoken: list[str] = []
     try:
-        await asyncio.wait_for(stage.speak(lat, _queue("Hello.", "Still here.", "And here."), spoken), 30)
+        await asyncio.wait_for(stage.speak(1, _queue("Hello.", "Still here.", "And here."), spoken), 30)
     finally:
         await stage.tts.aclose()
     failures = [e for e in events if isinstance(e, Notice) and e.level == "error"]
     assert len(failures) == 1 and "shown as text" in failures[0].text
     assert spoken == ["Hello.", "Still here.", "And here."]
-    assert lat.tts_engine == "none (failed)" and not _audio(events)
+    lat = recorder.get(1)
+    assert lat is not None and lat.tts_engine == "none (failed)" and not _audio(events)
 
 
 async def test_speak_again_says_the_cut_sentences_as_a_new_reply() -> None:
     clock, events = ManualClock(), []
-    stage = SpeechStage(tts_for(Settings(tts_engine="piper")), emit=events.append, clock=clock.now)
-    lat = TurnLatency(turn=2, source="text", speech_end_at=clock.now())
+    stage, _recorder = _stage(tts_for(Settings(tts_engine="piper")), clock, events, 2)
     spoken: list[str] = []
     try:
-        await stage.speak_again(lat, ["Where was I.", "Right, here."], spoken)
+        await stage.speak_again(2, ["Where was I.", "Right, here."], spoken)
     finally:
         await stage.tts.aclose()
     assert _audio(events) and spoken == ["Where was I.", "Right, here."]
@@ -128,12 +134,11 @@ async def test_heard_is_what_started_playing_by_the_clock_or_by_the_page() -> No
 async def _spoken_reply(turn: int, *sentences: str) -> tuple[ManualClock, SpeechStage, list[SessionEvent], list[str]]:
     """A reply of ``sentences`` spoken by Piper at a standing manual clock."""
     clock, events = ManualClock(), []
-    stage = SpeechStage(tts_for(Settings(tts_engine="piper")), emit=events.append, clock=clock.now)
-    lat = TurnLatency(turn=turn, source="text", speech_end_at=clock.now())
+    stage, _recorder = _stage(tts_for(Settings(tts_engine="piper")), clock, events, turn)
     spoken: list[str] = []
     try:
         stage.new_reply()
-        await stage.speak(lat, _queue(*sentences), spoken)
+        await stage.speak(turn, _queue(*sentences), spoken)
     finally:
         await stage.tts.aclose()
     return clock, stage, events, spoken

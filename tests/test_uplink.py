@@ -6,6 +6,7 @@ with a known offset and known one-way delays, so the estimate can be checked aga
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from voice import panel
 from voice.browser_link import PING_EVERY_S, BrowserLink, Pong, parse_pongs
 from voice.latency import TurnLatency
+from voice.timing import TranscriptReady, TurnOpened, TurnRecorder
 from voice.uplink import (
     EVENT_KEY,
     SENT_KEY,
@@ -149,54 +151,53 @@ def test_the_capture_time_comes_in_the_chunk_s_event_data_and_is_not_trusted() -
     assert page_times({EVENT_KEY: float("nan")}) is None
 
 
-def _spoken(**stages: float) -> TurnLatency:
-    lat = TurnLatency(turn=1, speech_end_at=100.0)
-    for name, value in stages.items():
-        setattr(lat, name, value)
-    return lat
+def _opened(*opened: TurnOpened) -> TurnRecorder:
+    recorder = TurnRecorder(lambda _event: None)
+    for event in opened:
+        recorder.record(event)
+    return recorder
 
 
-def test_starting_at_capture_moves_every_figure_by_the_way_up() -> None:
-    lat = _spoken(endpoint_ms=400.0, transcript_ms=380.0, first_audio_ms=900.0, playback_confirmed_ms=1000.0)
-    lat.extras["player_ms"] = 30.0
-    trip_before = lat.playback_trip_ms
-    assert lat.start_at_capture(85.4, 12.0)
+def test_a_turn_opened_with_its_chunks_capture_counts_every_figure_from_it() -> None:
+    capture = ChunkCapture(100.0, 85.4, 12.0)
+    recorder = _opened(TurnOpened(1, "voice", 100.0, endpoint_at=100.4, capture=capture))
+    recorder.record(TranscriptReady(1, 100.38, "Hi.", 50.0, "whisper"))
+    lat = recorder.get(1)
+    assert lat is not None
     assert (lat.clock, lat.uplink_ms, lat.clock_uncertainty_ms) == ("page", 85.4, 12.0)
-    assert (lat.endpoint_ms, lat.transcript_ms, lat.first_audio_ms) == (485.4, 465.4, 985.4)
-    assert lat.playback_confirmed_ms == 1085.4 and lat.request_sent_ms is None
-    assert lat.playback_trip_ms == trip_before, "a difference of two figures does not move"
-    # Stages stamped afterwards count from the earlier zero too.
-    lat.mark("first_token_ms", 100.5)
-    assert lat.first_token_ms == pytest.approx(585.4)
-    assert not lat.start_at_capture(50.0, 1.0), "once"
-    typed = TurnLatency(turn=2, source="text", clock="typed", speech_end_at=1.0)
-    assert not typed.start_at_capture(50.0, 1.0) and typed.uplink_ms is None
-    # A negative way up (within the offset's error) leaves the zero at arrival.
-    early = _spoken(endpoint_ms=400.0)
-    assert early.start_at_capture(-3.0, 10.0) and early.endpoint_ms == 400.0 and early.uplink_ms == 0.0
+    assert (lat.endpoint_ms, lat.transcript_ms) == (pytest.approx(485.4), pytest.approx(465.4))
+    # A typed turn has no microphone audio; a negative way up (within the offset's error) moves nothing.
+    recorder = _opened(
+        TurnOpened(2, "text", 1.0, capture=ChunkCapture(1.0, 50.0, 1.0)),
+        TurnOpened(3, "voice", 100.0, endpoint_at=100.4, capture=ChunkCapture(100.0, -3.0, 10.0)),
+    )
+    typed, early = recorder.get(2), recorder.get(3)
+    assert typed is not None and typed.clock == "typed" and typed.uplink_ms is None
+    assert early is not None and early.endpoint_ms == pytest.approx(400.0) and early.uplink_ms == 0.0
 
 
 def test_a_turn_starts_at_the_capture_of_the_chunk_its_end_was_stamped_from() -> None:
     book = CaptureBook()
     book.add(ChunkCapture(10.0, 90.0, 5.0, 60.0))
     book.add(ChunkCapture(10.1, 95.0, 5.0))
-    lat = _spoken(endpoint_ms=400.0)
-    assert book.attach(lat, heard_at=10.0) and lat.endpoint_ms == 490.0 and lat.uplink_ms == 90.0
+    capture = book.find(heard_at=10.0)
+    assert capture is not None and book.find(heard_at=10.2) is None, "a chunk the page did not time"
+    lat = _opened(TurnOpened(1, "voice", 9.5, endpoint_at=9.9, capture=capture)).get(1)
+    assert lat is not None and lat.endpoint_ms == pytest.approx(490.0) and lat.uplink_ms == 90.0
     assert lat.extras["uplink_in_page_ms"] == 60.0
-    untimed = _spoken(endpoint_ms=400.0)
-    assert not book.attach(untimed, heard_at=10.2), "a chunk the page did not time"
-    assert untimed.clock == "arrival" and untimed.endpoint_ms == 400.0
+    untimed = _opened(TurnOpened(1, "voice", 9.5, endpoint_at=9.9)).get(1)
+    assert untimed is not None and untimed.clock == "arrival" and untimed.endpoint_ms == pytest.approx(400.0)
 
 
 def test_the_panel_says_which_clock_a_turn_counts_from() -> None:
-    spoken = _spoken(endpoint_ms=400.0)
+    spoken = TurnLatency(turn=1, speech_end_at=100.0, endpoint_ms=400.0)
     text = panel.current_turn_html(spoken)
     assert "as its audio reached the server" in text and "data-stage='uplink_ms'" in text
     assert "<td class='wv-ms'>not timed</td>" in text, "no capture time will come for this turn"
-    spoken.start_at_capture(80.0, 9.0)
+    spoken = dataclasses.replace(spoken, clock="page", uplink_ms=80.0, clock_uncertainty_ms=9.0, endpoint_ms=480.0)
     text = panel.current_turn_html(spoken)
     assert "as your page captured it" in text and "±9 ms" in text and "data-split" not in text
-    spoken.extras["uplink_in_page_ms"] = 55.0
+    spoken = dataclasses.replace(spoken, extras={"uplink_in_page_ms": 55.0})
     text = panel.current_turn_html(spoken)
     assert "<span data-split='in_page'>55 ms</span>" in text and "<span data-split='to_server'>25 ms</span>" in text
     assert "Your audio reached the server" in text and "80 ms" in text

@@ -2,7 +2,7 @@
 
 On a Space the page is far from the server: reply audio travels down to it and the player's
 report travels back up.  To show how far, the server pings the page over that same channel:
-the ping rides in the reply-audio payload (:func:`voice.panel.audio_payload`), the page's
+the ping rides in the reply-audio payload (:func:`voice.player_messages.audio_payload`), the page's
 player answers at once through a hidden button's event (web/player.js), and the server stamps
 both ends with its own ``perf_counter``.  The page adds how long the ping sat in the page
 (its own clock, a duration: no clock offset involved), which is taken out.  What remains is

@@ -91,5 +91,5 @@ SessionEvent = (
     Status | UserSaid | AssistantSaid | AudioOut | LatencyUpdate | TurnDone | Notice | BargeIn | ReplyRecorded
 )
 
-# How a stage hands its events to the session's queue.
+# How a stage hands its events to the session (which publishes them to every listener).
 Emit = Callable[[SessionEvent], None]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from voice.event_hub import Listener
 from voice.events import AssistantSaid, AudioOut, Notice, SessionEvent, TurnDone, UserSaid
 from voice.latency import TurnLatency
 from voice.session import VoiceSession
@@ -77,13 +78,13 @@ async def speak_into(
             return
 
 
-async def collect_turn(session: VoiceSession, timeout_s: float = 120.0) -> TurnResult:
-    """Drain the session's events until the next turn is done; return what it produced."""
+async def collect_turn(events: Listener[SessionEvent], timeout_s: float = 120.0) -> TurnResult:
+    """Read a session's ``events`` until the next turn is done; return what it produced."""
     result: TurnResult | None = None
     pending: list[SessionEvent] = []
     async with asyncio.timeout(timeout_s):
         while True:
-            event = await session.events.get()
+            event = await events.get()
             pending.append(event)
             if isinstance(event, TurnDone):
                 result = TurnResult(latency=event.latency)
@@ -114,7 +115,8 @@ async def run_spoken_turn(
     None when the endpointer heard no speech at all (silence, noise): no turn, no LLM call.
     """
     turns_before = session.turns_started
-    collector = asyncio.create_task(collect_turn(session, timeout_s))
+    listener = session.events.listen("headless")  # from now on: an earlier turn's late events are not this one's
+    collector = asyncio.create_task(collect_turn(listener, timeout_s))
     try:
         await speak_into(session, samples, sample_rate, realtime=realtime)
         async with asyncio.timeout(timeout_s):
@@ -123,6 +125,7 @@ async def run_spoken_turn(
             return None
         return await collector
     finally:
+        listener.close()
         if not collector.done():
             collector.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -131,6 +134,7 @@ async def run_spoken_turn(
 
 async def run_typed_turn(session: VoiceSession, text: str, *, timeout_s: float = 120.0) -> TurnResult:
     """Type ``text`` into the session and return the turn it produced."""
-    collector = asyncio.create_task(collect_turn(session, timeout_s))
-    await session.submit_text(text)
-    return await collector
+    with session.events.listen("headless") as listener:
+        collector = asyncio.create_task(collect_turn(listener, timeout_s))
+        await session.submit_text(text)
+        return await collector

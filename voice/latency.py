@@ -7,12 +7,9 @@ apply" (a typed turn has no endpointing and no speech-to-text).
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
-
-if TYPE_CHECKING:
-    from voice.tts import TTSConnection
+from typing import Literal
 
 from llm import Strategy
 
@@ -88,9 +85,13 @@ class TurnEnd:
         return " ".join(parts)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TurnLatency:
-    """Where one turn's time went.  Stage fields are ms after the true end of speech."""
+    """Where one turn's time went.  Stage fields are ms after the true end of speech.
+
+    Frozen: only the session's :class:`voice.timing.TurnRecorder` makes these, from the stages'
+    timing events, so a record handed to a listener never changes under it.
+    """
 
     turn: int
     source: TurnSource = "voice"
@@ -133,17 +134,12 @@ class TurnLatency:
     transcript: str = ""
     outcome: Outcome = "running"
     error: str | None = None
-    extras: dict[str, float] = field(default_factory=dict)  # e.g. speculative-STT savings
+    extras: Mapping[str, float] = field(default_factory=dict)  # e.g. speculative-STT savings
     turn_end: TurnEnd | None = None  # what ended a spoken turn (None for typed turns)
 
     def since_speech_end(self, at: float) -> float:
         """Milliseconds between the true end of speech and ``at`` (a perf_counter stamp)."""
         return (at - self.speech_end_at) * 1000.0
-
-    def mark(self, stage: str, at: float) -> None:
-        """Record ``stage`` (one of STAGES' attributes) at ``at`` unless already recorded."""
-        if getattr(self, stage) is None:
-            setattr(self, stage, round(self.since_speech_end(at), 1))
 
     @property
     def total_ms(self) -> float | None:
@@ -167,51 +163,6 @@ class TurnLatency:
         if self.playback_confirmed_ms is None or self.first_audio_ms is None or player_ms is None:
             return None
         return round(max(self.playback_confirmed_ms - self.first_audio_ms - player_ms, 0.0), 1)
-
-    def confirm_playback(self, at: float, player_ms: float | None = None) -> bool:
-        """The front-end says the first audio started playing; the report arrived at ``at``.
-
-        Stamps ``playback_confirmed_ms`` (the report's arrival: an upper bound of when the user
-        heard it) once, and only after the first audio was sent; returns True if it did.
-        ``player_ms`` is the front-end's own share (the chunk's arrival to the report).
-        """
-        if self.first_audio_ms is None or self.playback_confirmed_ms is not None:
-            return False
-        self.playback_confirmed_ms = round(self.since_speech_end(at), 1)
-        if player_ms is not None:
-            self.extras["player_ms"] = round(player_ms, 1)
-        return True
-
-    def start_at_capture(self, uplink_ms: float, uncertainty_ms: float) -> bool:
-        """Move the zero from the audio's arrival to its capture in the page: the end of speech
-        is ``uplink_ms`` earlier, so every figure grows by it, those already stamped too.
-
-        A negative way up (the clock offset's error, at most ``uncertainty_ms``) moves nothing.
-        Once per turn, and only for a spoken turn timed from arrival; returns True if it did.
-        """
-        if self.source != "voice" or self.clock != "arrival":
-            return False
-        shift = round(max(uplink_ms, 0.0), 1)
-        self.speech_end_at -= shift / 1000.0
-        for attr in (*(attr for attr, _ in STAGES), "reply_done_ms", "playback_confirmed_ms"):
-            value = getattr(self, attr)
-            if value is not None:
-                setattr(self, attr, round(value + shift, 1))
-        self.clock = "page"
-        self.uplink_ms = shift
-        self.clock_uncertainty_ms = round(uncertainty_ms, 1)
-        return True
-
-    def set_tts_connection(self, connection: TTSConnection | None) -> None:
-        """Record the TTS connection of the first audio (nothing for an engine without one)."""
-        if connection is not None:
-            self.tts_connection = connection.label
-            self.tts_setup_ms = connection.setup_ms
-            self.tts_wait_ms = connection.waited_ms
-
-    def snapshot(self) -> TurnLatency:
-        """An independent copy, safe to hand to another task or the UI."""
-        return dataclasses.replace(self, extras=dict(self.extras))
 
     def stages(self) -> list[tuple[str, float | None]]:
         """(label, ms) for every stage in order; ms is None until known."""

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from voice.audio import SAMPLE_RATE
+from voice.event_hub import Listener
 from voice.events import AudioOut, BargeIn, SessionEvent, TurnDone
 from voice.latency import TurnLatency
 from voice.session import VoiceSession
@@ -133,29 +134,42 @@ def _offer(q: asyncio.Queue[tuple[np.ndarray, float]], item: tuple[np.ndarray, f
         q.put_nowait(item)
 
 
-async def converse_locally(session: VoiceSession, on_turn: Callable[[TurnLatency], None]) -> None:
-    """Microphone in, speaker out, ``on_turn`` after each turn; until cancelled (Ctrl-C)."""
-    mic, speaker = LocalMic(), LocalSpeaker()
-    capture = asyncio.create_task(mic.run(session))
-    next_event: asyncio.Future[SessionEvent] | None = None
-    try:
+async def play_replies(events: Listener[SessionEvent], speaker: LocalSpeaker) -> None:
+    """This machine's speaker as a listener of a session: reply audio played, flushed on a barge-in;
+    until cancelled (it stops listening then)."""
+    with events:
         while True:
-            next_event = asyncio.ensure_future(session.events.get())
-            await asyncio.wait({next_event, capture}, return_when=asyncio.FIRST_COMPLETED)
-            if not next_event.done():  # capture ended: the session closed, or the microphone failed (raised below)
-                break
-            event = next_event.result()
+            event = await events.get()
             if isinstance(event, AudioOut):
                 speaker.play(event.chunk)
             elif isinstance(event, BargeIn):
                 speaker.flush()
-            elif isinstance(event, TurnDone):
+
+
+async def converse_locally(session: VoiceSession, on_turn: Callable[[TurnLatency], None]) -> None:
+    """Microphone in, speaker out, ``on_turn`` after each turn; until cancelled (Ctrl-C)."""
+    mic, speaker = LocalMic(), LocalSpeaker()
+    capture = asyncio.create_task(mic.run(session))
+    playback = asyncio.create_task(play_replies(session.events.listen("local-speaker"), speaker))
+    turns = session.events.listen("local-turns")
+    next_event: asyncio.Future[SessionEvent] | None = None
+    try:
+        while True:
+            next_event = asyncio.ensure_future(turns.get())
+            await asyncio.wait({next_event, capture}, return_when=asyncio.FIRST_COMPLETED)
+            if not next_event.done():  # capture ended: the session closed, or the microphone failed (raised below)
+                break
+            event = next_event.result()
+            if isinstance(event, TurnDone):
                 on_turn(event.latency)
     finally:
-        for task in (next_event, capture):
+        turns.close()
+        for task in (next_event, capture, playback):
             if task is not None:
                 task.cancel()
         try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await playback
             with contextlib.suppress(asyncio.CancelledError):
                 await capture  # re-raises the microphone's error, if that is what ended it
         finally:

@@ -18,10 +18,10 @@ while a confirmed turn of any session is synthesizing (the runtime's
 :class:`~voice.synthesis_gate.SynthesisGate`).  Every synthesis of the session goes through
 here, so the gate sees the confirmed ones too.
 
-The turn's record stays measured: ``tts_buffered`` (1), ``tts_buffer_started_ms`` and
-``tts_buffer_ready_ms`` (when the buffered sentence's synthesis started and ended, in ms after the
-end of speech: before the decision when it helped) and ``tts_buffer_cpu_ms`` in its extras;
-``first_audio_ms`` is still when its first chunk was sent.
+The turn's record stays measured (:class:`~voice.timing.BufferedSpeechUsed`): ``tts_buffered``
+(1), ``tts_buffer_started_ms`` and ``tts_buffer_ready_ms`` (when the buffered sentence's synthesis
+started and ended, in ms after the end of speech: before the decision when it helped) and
+``tts_buffer_cpu_ms`` in its extras; ``first_audio_ms`` is still when its first chunk was sent.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from voice.latency import TurnLatency
 from voice.preemptive import PreemptiveReply, PreemptiveStats
 from voice.synthesis_gate import GateTicket, SynthesisGate
+from voice.timing import BufferedSpeechUsed, Timing
 from voice.tts import AudioChunk, PrefetchedSpeech, TTSEngine, has_speakable, prefetch
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ class PreemptiveSpeech:
 
     ``engine``: the session's engine now (the page may switch voices); ``enabled``: whether
     ``PREEMPTIVE_TTS`` is on now; ``stats``: the preemptive requests' statistics, where the
-    syntheses are counted too.
+    syntheses are counted too; ``timing``: where a turn that plays a buffer hears of its synthesis.
     """
 
     def __init__(
@@ -144,9 +144,11 @@ class PreemptiveSpeech:
         stats: PreemptiveStats,
         *,
         enabled: Callable[[], bool],
+        timing: Timing,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.gate = gate
+        self._timing = timing
         self.stats = stats
         self._engine = engine
         self._enabled = enabled
@@ -183,28 +185,21 @@ class PreemptiveSpeech:
 
     # ----------------------------------------------------------------- the speech stage
 
-    def synthesis(self, engine: TTSEngine, lat: TurnLatency, text: str) -> PrefetchedSpeech:
-        """The synthesis of ``text`` for the turn ``lat``: the buffered one when it is this very
+    def synthesis(self, engine: TTSEngine, turn: int, text: str) -> PrefetchedSpeech:
+        """The synthesis of ``text`` for turn ``turn``: the buffered one when it is this very
         sentence of the adopted reply, by this engine; else a new one, started now."""
         head = self._buffered[0] if self._buffered else None
         if head is not None and head.reply is self._adopted and head.text == text and head.timed.engine is engine:
             self._buffered.pop(0)
             self.stats.tts_played += 1
-            lat.extras["tts_buffered"] = 1.0
-            head.timed.on_done = lambda timed: self._stamp(lat, timed)
-            self._stamp(lat, head.timed)
+            head.timed.on_done = lambda timed: self._stamp(turn, timed)
+            self._stamp(turn, head.timed)
             return head.speech
         self._drop(lambda b: True)  # the reply went another way: what was made ahead is not this
         return prefetch(TimedSynthesis(engine, self.gate, clock=self._clock), text)
 
-    @staticmethod
-    def _stamp(lat: TurnLatency, timed: TimedSynthesis) -> None:
-        if timed.started_at is not None:
-            lat.extras["tts_buffer_started_ms"] = round(lat.since_speech_end(timed.started_at), 1)
-        if timed.done_at is not None:
-            lat.extras["tts_buffer_ready_ms"] = round(lat.since_speech_end(timed.done_at), 1)
-        if timed.cpu_ms is not None:
-            lat.extras["tts_buffer_cpu_ms"] = timed.cpu_ms
+    def _stamp(self, turn: int, timed: TimedSynthesis) -> None:
+        self._timing(BufferedSpeechUsed(turn, timed.started_at, timed.done_at, timed.cpu_ms))
 
     # ----------------------------------------------------------------- dropping
 

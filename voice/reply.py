@@ -4,8 +4,8 @@ One :class:`ReplyStage` per session owns what talks to the LLM: the session's ow
 :class:`~llm.PooledLLMClient` (pre-warmed in the background when it opens, so the TCP+TLS set-up
 overlaps the user's first sentence), the delaying proxy that emulates distance, the conversation
 history with its reply style, and the preemptive request sent during a pause
-(:mod:`voice.preemptive`).  Each LLM stage is stamped on the turn's :class:`TurnLatency` the
-moment the client reports it.  It knows nothing about audio: sentences go to a callback.
+(:mod:`voice.preemptive`).  Each LLM stage is reported as a timing event (:mod:`voice.timing`)
+the moment the client measures it.  It knows nothing about audio: sentences go to a callback.
 """
 
 from __future__ import annotations
@@ -37,12 +37,20 @@ from llm import (
     WarmUpResult,
 )
 from voice.conversation import Conversation
-from voice.events import AssistantSaid, Emit, LatencyUpdate, Level, Notice, ReplyRecorded, Status
-from voice.latency import TurnLatency
+from voice.events import AssistantSaid, Emit, Level, Notice, ReplyRecorded, Status
 from voice.llm_endpoint import LLMEndpoint
 from voice.preemptive import PreemptiveGeneration
 from voice.prompting import NOT_CAUGHT, RunawayGuard, UncopiedReply, reply_style
 from voice.settings import Settings
+from voice.timing import (
+    PromptCacheRead,
+    ReplyCopied,
+    RequestRetried,
+    RequestSent,
+    RequestTimed,
+    SentenceReady,
+    Timing,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +60,12 @@ class ReplyStage:
 
     ``settings`` is the session's (which replaces it when the page changes one): the connection
     (strategy, emulated RTT, pool, timeouts) and the reply's shape.  A new connection setting
-    takes effect at :meth:`reconnect`.  ``emit`` receives the stage's events.
+    takes effect at :meth:`reconnect`.  ``emit`` receives the stage's events, ``timing`` its timing.
     """
 
-    def __init__(self, settings: Settings, endpoint: LLMEndpoint, *, emit: Emit, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, settings: Settings, endpoint: LLMEndpoint, *, emit: Emit, timing: Timing, clock: Callable[[], float]
+    ) -> None:
         self.settings = settings
         self.endpoint = endpoint
         self.conversation = Conversation(
@@ -63,9 +73,11 @@ class ReplyStage:
         )
         self.preemptive = PreemptiveGeneration()
         self.warmup: WarmUpResult | None = None
-        # The turn whose LLM stages the client's events belong to (set by the session as a turn begins).
-        self.current: TurnLatency | None = None
         self._emit = emit
+        self._timing = timing
+        # The turn whose reply is being asked for: the client's events of a chat request are its.
+        self._turn: int | None = None
+        self._retries_said = 0  # of that turn's request: the retries the user was told of
         self._clock = clock
         self._client: PooledLLMClient | None = None
         self._proxy: LatencyProxy | None = None
@@ -169,14 +181,13 @@ class ReplyStage:
             level: Level = "error" if isinstance(result.failure, AuthError) else "warning"
             self._emit(Status(result.error or "warm-up failed", client.state, level))
 
-    async def ensure_endpoint(self, lat: TurnLatency) -> bool:
-        """Restart the embedded server if it died (and reopen the pool to it); False, with the
-        turn marked as an error and the user told, if it could not be restarted."""
+    async def ensure_endpoint(self) -> str | None:
+        """Restart the embedded server if it died (and reopen the pool to it).  None when the
+        endpoint is up; else the turn's error (the user has been told)."""
         try:
             restarted = await self.endpoint.ensure_running()
         except Exception as exc:  # e.g. another program took its port: the next turn tries again
             log.error("The embedded LLM server could not be restarted: %s", exc)
-            lat.outcome, lat.error = "error", "the local LLM server could not be restarted"
             self._emit(
                 Notice(
                     "The local LLM server stopped and could not be restarted; "
@@ -184,11 +195,11 @@ class ReplyStage:
                     "error",
                 )
             )
-            return False
+            return "the local LLM server could not be restarted"
         if restarted:
             self._emit(Notice("The local LLM server had stopped; it was restarted.", "warning"))
             await self.reconnect()
-        return True
+        return None
 
     # ----------------------------------------------------------------- the reply
 
@@ -201,8 +212,9 @@ class ReplyStage:
         messages = self.conversation.messages_with(text)
         self.preemptive.start(client, messages, text, max_tokens=style.max_tokens, stop=style.stop)
 
-    async def run(self, lat: TurnLatency, text: str, on_sentence: Callable[[str], None]) -> None:
-        """Ask the LLM to answer ``text`` and hand each sentence of the reply to ``on_sentence``.
+    async def run(self, turn: int, text: str, on_sentence: Callable[[str], None]) -> str | None:
+        """Ask the LLM to answer ``text`` (turn ``turn``) and hand each sentence of the reply to
+        ``on_sentence``; returns the turn's error, or None.
 
         The request sent during the pause is adopted when it asked exactly this; otherwise one
         request is sent now.  A rejected key or a failed request ends the turn as an error, said
@@ -215,46 +227,50 @@ class ReplyStage:
         style = self.conversation.style
         # The very request, sent during the pause (same history, transcript and options), or None.
         early = self.preemptive.take(messages, max_tokens=style.max_tokens, stop=style.stop)
-        lat.mark("request_sent_ms", early.sent_at if early is not None else self._clock())
-        if early is not None:
-            lat.extras["preemptive"] = 1.0
+        self._turn, self._retries_said = turn, 0
+        self._timing(RequestSent(turn, early.sent_at if early is not None else self._clock(), early is not None))
         stream = self._uncopied(
-            lat,
+            turn,
             text,
             early.adopt()
             if early is not None
             else client.stream_sentences(messages, max_tokens=style.max_tokens, stop=style.stop),
         )
+        error: str | None = None
+        sentences = 0
         try:
             guard = RunawayGuard(style.max_sentences)
             async for sentence in stream:
                 if not guard.accept(sentence):
                     continue  # a runaway reply: what was said so far is the answer
-                if lat.first_sentence_ms is None:
-                    lat.mark("first_sentence_ms", self._clock())
-                self._copy_request_timing(lat, early.timing if early is not None else client.last_request)
-                lat.sentences += 1
-                lat.chars += len(sentence)
-                self._emit(AssistantSaid(lat.turn, sentence))
-                self._emit(LatencyUpdate(lat.snapshot()))
+                at = self._clock()
+                sentences += 1
+                self._emit(AssistantSaid(turn, sentence))
+                request = early.timing if early is not None else client.last_request
+                self._timing(SentenceReady(turn, at, len(sentence), request))
                 on_sentence(sentence)
         except AuthError as exc:
-            lat.outcome, lat.error = "error", str(exc)
+            error = str(exc)
             self._emit(Status("API key rejected", self.state, "error"))
             self._emit(Notice(str(exc), "error"))
         except LLMError as exc:
-            lat.outcome, lat.error = "error", str(exc)
-            if lat.sentences:
+            error = str(exc)
+            if sentences:
                 self._emit(Notice(f"The reply was cut off: {exc}", "warning"))
             else:
                 self._emit(Notice(f"The LLM did not answer: {exc}", "error"))
         finally:
-            self._copy_request_timing(lat, early.timing if early is not None else client.last_request)
+            if self._turn == turn:  # a newer turn's request may already be under way
+                self._turn = None
+            request = early.timing if early is not None else client.last_request
+            if request is not None:
+                self._timing(RequestTimed(turn, request))
             if early is not None:
                 await early.cancel()  # done already, or the turn was cut short: stop streaming
-        await self._note_prompt_cache(lat)
+        await self._note_prompt_cache(turn)
+        return error
 
-    async def _uncopied(self, lat: TurnLatency, text: str, stream: AsyncIterator[str]) -> AsyncIterator[str]:
+    async def _uncopied(self, turn: int, text: str, stream: AsyncIterator[str]) -> AsyncIterator[str]:
         """``stream``'s sentences, unless its first copies an answer the model was shown
         (:func:`voice.prompting.copied_answer`): that reply is dropped before a word of it is
         spoken, and COPIED_REPLY decides what comes instead: the model asked again without the
@@ -267,24 +283,24 @@ class ReplyStage:
             yield sentence
         if not copied.copied:
             return
-        lat.extras["copied_replies"] = 1.0
-        log.info("Turn %d: the reply's first sentence copies an earlier answer; %s", lat.turn, mode)
+        self._timing(ReplyCopied(turn, 1, asked_again=False))
+        log.info("Turn %d: the reply's first sentence copies an earlier answer; %s", turn, mode)
         if mode == "ask-again" and self._client is not None:
             retry = conversation.without_examples()
             style = conversation.style
-            lat.extras["asked_again"] = 1.0
+            self._timing(ReplyCopied(turn, 1, asked_again=True))
             again = self._client.stream_sentences(retry.messages(), max_tokens=style.max_tokens, stop=style.stop)
             second = UncopiedReply(again, text, answered)
             async for sentence in second.sentences():
                 yield sentence
             if not second.copied:
                 return
-            lat.extras["copied_replies"] = 2.0
+            self._timing(ReplyCopied(turn, 2, asked_again=True))
         yield NOT_CAUGHT
 
-    async def _note_prompt_cache(self, lat: TurnLatency) -> None:
+    async def _note_prompt_cache(self, turn: int) -> None:
         """The embedded server only: what llama.cpp took from its prompt cache for this reply (the
-        last completion it logged since the previous turn's reply), in ``lat.extras`` as
+        last completion it logged since the previous turn's reply), in the turn's extras as
         ``prompt_cached_tokens`` and ``prompt_evaluated_tokens``.  Read from its log, off the
         event loop.  With several sessions on one server, that completion may be another's."""
         server = self.endpoint.server
@@ -293,9 +309,7 @@ class ReplyStage:
         start = self._log_mark
         self._log_mark, reports = await asyncio.to_thread(_log_since, server, start)
         if reports and reports[-1].reused_tokens is not None:
-            lat.extras["prompt_cached_tokens"] = float(reports[-1].reused_tokens)
-            lat.extras["prompt_evaluated_tokens"] = float(reports[-1].evaluated_tokens)
-            self._emit(LatencyUpdate(lat.snapshot()))
+            self._timing(PromptCacheRead(turn, reports[-1].reused_tokens, reports[-1].evaluated_tokens))
 
     def withdraw(self, text: str) -> None:
         """Take the user's ``text`` back out of the history: the turn carried on into the next."""
@@ -322,37 +336,20 @@ class ReplyStage:
     # ----------------------------------------------------------------- the client's stages
 
     def _on_llm_event(self, name: LLMEvent, payload: RequestTiming | WarmUpResult) -> None:
-        """The client's stage callbacks: show each LLM stage the moment it is known."""
-        lat = self.current
-        if lat is None or lat.outcome != "running" or not isinstance(payload, RequestTiming):
-            return
-        if payload.kind != "chat":
+        """The client's stage callbacks: each LLM stage of the turn's request, the moment it is known."""
+        turn = self._turn
+        if turn is None or not isinstance(payload, RequestTiming) or payload.kind != "chat":
             return
         if name in (EVENT_STATUS, EVENT_FIRST_TOKEN, EVENT_CONNECTED):
-            self._copy_request_timing(lat, payload)
-            self._emit(LatencyUpdate(lat.snapshot()))
+            self._timing(RequestTimed(turn, payload))
         elif name == EVENT_RETRY:
-            lat.llm_attempts = payload.attempts
             # A dead pooled connection is replayed at once on a fresh one (stale_retries, no back-off):
             # the user waits for nothing, so only real retries (payload.retries) are announced.
-            if payload.retries > lat.extras.get("llm_retries", 0):
-                lat.extras["llm_retries"] = payload.retries
+            if payload.retries > self._retries_said:
+                self._retries_said = payload.retries
                 why = payload.error or (f"HTTP {payload.status}" if payload.status else "connection failed")
                 self._emit(Notice(f"LLM request failed ({why}); retrying…", "warning"))
-            self._emit(LatencyUpdate(lat.snapshot()))
-
-    @staticmethod
-    def _copy_request_timing(lat: TurnLatency, timing: RequestTiming | None) -> None:
-        if timing is None:
-            return
-        offset = lat.since_speech_end(timing.started_at)
-        for stage, value in (("status_ms", timing.ttfb_ms), ("first_token_ms", timing.first_token_ms)):
-            if value is not None and getattr(lat, stage) is None:
-                setattr(lat, stage, round(offset + value, 1))
-        lat.reused_connection = timing.reused_connection
-        lat.dns_ms = timing.dns_ms
-        lat.connect_ms = timing.connect_ms
-        lat.llm_attempts = timing.attempts
+            self._timing(RequestRetried(turn, payload.attempts, payload.retries))
 
 
 def _log_since(server: EmbeddedLLMServer, start: int) -> tuple[int, list[PromptCacheReport]]:

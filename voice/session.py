@@ -4,9 +4,11 @@
     the end-of-turn decision) -> transcript -> reply (voice.reply: pooled LLM -> sentences)
     -> speech (voice.speech: TTS -> audio chunks) -> the front-end's player
 
-Each stage is stamped with ``perf_counter()`` where it happens and reported relative to the
-true end of the user's speech (see :mod:`voice.latency`).  Everything a front-end needs arrives
-on :attr:`VoiceSession.events`.  The session decides what the stages cannot see alone: whether
+Each stage reports its timing as events stamped with ``perf_counter()`` where it happens; the
+session's :class:`~voice.timing.TurnRecorder` alone builds each turn's record from them, relative
+to the true end of the user's speech (see :mod:`voice.latency`).  Everything a front-end needs is
+published on :attr:`VoiceSession.events`, a hub every front-end listens to on its own
+(:mod:`voice.event_hub`).  The session decides what the stages cannot see alone: whether
 speech over the reply is a barge-in, a backchannel or a false interruption, and when a turn
 replaces the one before it.
 
@@ -20,19 +22,20 @@ circuit breaker) is the runtime's (:mod:`voice.runtime`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 
 import numpy as np
 
 from llm import STRATEGY_LABELS, ConnectionState, PooledLLMClient, WarmUpResult, parse_strategy
 from voice.audio import MicrophoneInput
-from voice.events import BargeIn, LatencyUpdate, Notice, SessionEvent, Status, TurnDone
+from voice.event_hub import EventHub
+from voice.events import BargeIn, Notice, SessionEvent, Status
 from voice.latency import TurnLatency
 from voice.llm_endpoint import LLMEndpoint
+from voice.over_reply import OverReply
 from voice.preemptive_speech import PreemptiveSpeech
 from voice.recognizer import SpeechRecognizer
 from voice.reply import ReplyStage
@@ -40,12 +43,12 @@ from voice.settings import Settings
 from voice.speech import SpeechStage
 from voice.stt_factory import recognizer_for
 from voice.synthesis_gate import SynthesisGate
+from voice.timing import PlaybackConfirmed, TurnRecorder
 from voice.tts import CircuitBreaker, TTSEngine, VoiceCatalog, tts_for
-from voice.turn import TurnRunner
+from voice.turn import TurnRunner, TurnStart, TurnTasks
 from voice.turns import (
     DetectedTurn,
     InterruptionScreen,
-    Speculation,
     SpeculationStats,
     SpeechStarted,
     TurnDetector,
@@ -87,22 +90,27 @@ class VoiceSession:
         self.instance_id = uuid.uuid4().hex
         self.clock = clock
         self.voices = VoiceCatalog.from_settings(settings)  # from the server's settings, never the page
-        self.events: asyncio.Queue[SessionEvent] = asyncio.Queue()
-        self.latencies: list[TurnLatency] = []
+        # Every listener (the page, this machine's speaker, a benchmark) gets every event; a late
+        # one starts from the status line now.
+        self.events: EventHub[SessionEvent] = EventHub(keep_latest=lambda event: isinstance(event, Status))
+        self.timing = TurnRecorder(self._emit)  # the turns' records, the one writer of them
         self.closed = False
         self.last_activity = clock()
         self.interruption = InterruptionScreen(settings.barge_in_min_speech_ms, settings.barge_in_min_logprob)
-        self.reply = ReplyStage(settings, endpoint, emit=self._emit, clock=clock)
+        self.reply = ReplyStage(settings, endpoint, emit=self._emit, timing=self.timing.record, clock=clock)
         # The first sentence of the pause's reply, synthesized before the turn is confirmed.
         self.preemptive_speech = PreemptiveSpeech(
             lambda: self.speech.tts,
             synthesis_gate if synthesis_gate is not None else SynthesisGate(),
             self.reply.preemptive.stats,
             enabled=lambda: self.settings.preemptive_tts,
+            timing=self.timing.record,
             clock=clock,
         )
         self.reply.preemptive.listener = self.preemptive_speech
-        self.speech = SpeechStage(tts, emit=self._emit, clock=clock, synthesis=self.preemptive_speech.synthesis)
+        self.speech = SpeechStage(
+            tts, emit=self._emit, timing=self.timing.record, clock=clock, synthesis=self.preemptive_speech.synthesis
+        )
         self.turn_detector = TurnDetector(
             settings.turn_policy,
             transcriber=transcriber,
@@ -116,20 +124,29 @@ class VoiceSession:
             on_discard=self.reply.preemptive.discard,
         )
         self._edge_breaker = edge_breaker  # the runtime's, for the engine of a new voice
-        self._runner = TurnRunner(
-            transcriber=transcriber,
-            reply=self.reply,
-            speech=self.speech,
-            interruption=self.interruption,
-            resume_cut=settings.resume_after_false_interruption,
-            emit=self._emit,
-            clock=clock,
+        self._turns = TurnTasks(
+            TurnRunner(
+                transcriber=transcriber,
+                reply=self.reply,
+                speech=self.speech,
+                interruption=self.interruption,
+                resume_cut=settings.resume_after_false_interruption,
+                emit=self._emit,
+                timing=self.timing.record,
+                clock=clock,
+            ),
+            self.timing,
         )
         self._microphone = MicrophoneInput(lambda text: self._emit(Notice(text, "warning")))
         self._feed_lock = asyncio.Lock()
-        self._turns = 0
-        self._turn_task: asyncio.Task[None] | None = None
-        self._screening: set[asyncio.Task[None]] = set()
+        self._over_reply = OverReply(
+            self,
+            self.interruption,
+            voiced_ms=lambda: self.turn_detector.endpointer.voiced_ms,
+            barge_in=self._barge_in,
+            begin=self._begin_spoken,
+            clock=clock,
+        )
         self._captures = CaptureBook()  # the page's capture times, where a page gives them
 
     # ----------------------------------------------------------------- lifecycle
@@ -153,11 +170,8 @@ class VoiceSession:
             return
         self.closed = True
         await self.turn_detector.close()
-        for task in (self._turn_task, *self._screening):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        await self._turns.cancel()
+        await self._over_reply.cancel()
         await self.reply.close()
         await self.preemptive_speech.aclose()
         await self.speech.tts.aclose()
@@ -216,7 +230,7 @@ class VoiceSession:
         """Hear the next turns with ``recognizer``: its model is loaded (once per process) in a
         thread first, so no turn waits for it; a turn already transcribing keeps the old engine."""
         await asyncio.to_thread(recognizer.load)
-        self.transcriber = self.turn_detector.transcriber = self._runner.transcriber = recognizer
+        self.transcriber = self.turn_detector.transcriber = self._turns.runner.transcriber = recognizer
 
     # ----------------------------------------------------------------- state
 
@@ -231,9 +245,14 @@ class VoiceSession:
         return self.reply.client
 
     @property
+    def latencies(self) -> list[TurnLatency]:
+        """Every turn's latency record so far, oldest first (the recorder's)."""
+        return self.timing.turns
+
+    @property
     def turns_started(self) -> int:
         """How many turns this session has begun (spoken or typed)."""
-        return self._turns
+        return self._turns.started
 
     @property
     def speculation_stats(self) -> SpeculationStats:
@@ -243,14 +262,12 @@ class VoiceSession:
     async def screened(self) -> None:
         """Wait until speech over the reply has been judged: every transcript that decides whether
         it stops the reply (or becomes a turn) is done, including any started meanwhile."""
-        while self._screening:
-            await asyncio.wait(set(self._screening))
+        await self._over_reply.settled()
 
     @property
     def busy(self) -> bool:
         """True while a reply is being produced or its audio is still playing."""
-        running = self._turn_task is not None and not self._turn_task.done()
-        return running or self.speech.speaking
+        return self._turns.running or self.speech.speaking
 
     # ----------------------------------------------------------------- input
 
@@ -280,7 +297,7 @@ class VoiceSession:
             if self.interruption.confirms_barge_in(voiced_ms, self.busy):
                 await self._barge_in()
             elif (look := self.interruption.wants_check(voiced_ms, self.busy)) is not None:
-                self._screen_in_background(self._check(look, self.turn_detector.endpointer.current_utterance()))
+                self._over_reply.check(look, self.turn_detector.endpointer.current_utterance())
 
     def _end_of_turn(self, detected: DetectedTurn) -> None:
         """The turn-detection stage says the user is done: start the reply."""
@@ -292,89 +309,33 @@ class VoiceSession:
                 )
             )
         if self.interruption.needs_screening(self.busy):
-            self._screen_in_background(self._screen(detected))
+            self._over_reply.screen(detected)
             return
-        self._begin_turn(
-            self._detected_latency(detected),
-            audio=detected.ended.audio,
-            endpoint_at=self.clock(),
-            speculation=detected.speculation,
-        )
+        self._begin_spoken(detected, self.clock())
 
-    def _detected_latency(self, detected: DetectedTurn) -> TurnLatency:
-        lat = TurnLatency(turn=0, speech_end_at=detected.speech_end_at, turn_end=detected.turn_end)
-        self._captures.attach(lat, detected.heard_at)
-        lat.extras["silence_waited_ms"] = detected.turn_end.silence_waited_ms
-        if detected.turn_end.model_ms is not None:
-            lat.extras["turn_model_ms"] = detected.turn_end.model_ms
-        if detected.turn_end.text_ms is not None:
-            lat.extras["text_model_ms"] = detected.turn_end.text_ms
-        if self.turn_detector.incremental is not None:  # INCREMENTAL_TRANSCRIPT: what the turn cost
-            lat.extras["stt_stretch_runs"] = self.turn_detector.incremental.runs_this_turn
-        return lat
+    def _begin_spoken(self, detected: DetectedTurn, endpoint_at: float) -> None:
+        incremental = self.turn_detector.incremental  # INCREMENTAL_TRANSCRIPT: what the turn cost
+        runs = None if incremental is None else incremental.runs_this_turn
+        start = TurnStart.spoken(detected, endpoint_at, self._captures.find(detected.heard_at), runs)
+        self._turns.begin(start, self.settings, self.reply.warmup)
 
     async def _continue_turn(self, started: SpeechStarted) -> bool:
         """The user speaks again before any of the last turn's reply has reached them: the turn
-        was not over (a hesitation taken for its end).  Nothing of its reply was heard, so it is
-        withdrawn, and the new speech carries the turn on: the next pause is judged, and
-        transcribed, on the whole utterance ("What is the capital of … France?", not "What is
-        the capital?" and then "France?").  True when that happened."""
+        was not over (a hesitation taken for its end), so it is withdrawn and the new speech carries
+        it on: the next pause is judged, and transcribed, on the whole utterance ("What is the
+        capital of … France?", not "What is the capital?" and then "France?").  True if so."""
         lat = self._unheard_turn()
         if lat is None or not self.turn_detector.resume(started):
             return False
-        lat.outcome = "continued"
-        await self._interrupt_turn()
-        self.reply.preemptive.discard()  # a request sent for the fragment, if the turn had not taken it
+        self.speech.silence()
+        await self._turns.carry_on(lat.turn)
         log.info("The user went on before hearing turn %d's reply: the turn continues", lat.turn)
         return True
 
     def _unheard_turn(self) -> TurnLatency | None:
-        """The spoken turn in progress if none of its reply has been heard yet and the user's
-        speech may carry it on (``CONTINUE_UNHEARD_TURNS``), else None."""
-        lat, task = self.reply.current, self._turn_task
-        if (
-            not self.settings.continue_unheard_turns
-            or lat is None
-            or lat.source != "voice"
-            or task is None
-            or task.done()
-            or lat.first_audio_ms is not None  # some of the reply is out: this is speech over it
-            or self.speech.speaking
-        ):
-            return None
-        return lat
-
-    def _screen_in_background(self, coro: Coroutine[None, None, None]) -> None:
-        task = asyncio.create_task(coro, name="screen-interruption")
-        self._screening.add(task)
-        task.add_done_callback(self._screening.discard)
-
-    async def _check(self, utterance: int, audio: np.ndarray) -> None:
-        """Speech over the reply goes on: its words so far may stop it (voice.turns.interruption)."""
-        heard = await asyncio.to_thread(self.transcriber.transcribe, audio)
-        voiced_ms = self.turn_detector.endpointer.voiced_ms
-        if not self.closed and self.interruption.checked(utterance, heard, voiced_ms, self.busy):
-            await self._barge_in()
-
-    async def _screen(self, detected: DetectedTurn) -> None:
-        """Speech over the reply ended before stopping it: it is ignored or interrupts (capped: interrupts)."""
-        endpoint_at = self.clock()
-        spec = detected.speculation
-        if not detected.ended.capped:
-            if spec is not None and spec.task is not None:
-                transcript = await spec.task
-            else:
-                transcript = await asyncio.to_thread(self.transcriber.transcribe, detected.ended.audio)
-            if self.interruption.ignored(transcript):
-                log.info("Speech over the reply ignored as a backchannel: %r", transcript.text)
-                return
-        if self.closed:
-            return
-        if self.busy:
-            await self._barge_in()
-        self._begin_turn(
-            self._detected_latency(detected), audio=detected.ended.audio, endpoint_at=endpoint_at, speculation=spec
-        )
+        """The spoken turn in progress while none of its reply has been heard, if the user's speech
+        may carry it on (``CONTINUE_UNHEARD_TURNS``), else None."""
+        return self._turns.unheard(self.speech.speaking) if self.settings.continue_unheard_turns else None
 
     async def submit_text(self, text: str) -> asyncio.Task[None] | None:
         """A typed turn: the same pipeline from the LLM on, timed from submission."""
@@ -395,49 +356,13 @@ class VoiceSession:
             text = text[:MAX_TYPED_CHARS]
         if self.busy:
             await self._interrupt_turn()
-        return self._begin_turn(
-            TurnLatency(turn=0, source="text", clock="typed", speech_end_at=self.clock()), text=text
-        )
+        return self._turns.begin(TurnStart("text", self.clock(), text=text), self.settings, self.reply.warmup)
 
     async def wait_warm(self) -> WarmUpResult | None:
         """Wait for the background warm-up (if one runs) and return its result."""
         return await self.reply.wait_warm()
 
     # ----------------------------------------------------------------- the turn
-
-    def _begin_turn(
-        self,
-        lat: TurnLatency,
-        *,
-        audio: np.ndarray | None = None,
-        text: str | None = None,
-        endpoint_at: float | None = None,
-        speculation: Speculation | None = None,
-    ) -> asyncio.Task[None]:
-        self._turns += 1
-        self.reply.current = lat
-        lat.turn = self._turns
-        lat.strategy = self.settings.connection_strategy
-        lat.rtt_ms = self.settings.emulated_rtt_ms
-        warmup = self.reply.warmup
-        lat.warmup_ms = warmup.ms if warmup is not None and warmup.ok else None
-        if endpoint_at is not None:
-            lat.mark("endpoint_ms", endpoint_at)
-        self.latencies.append(lat)
-        previous = self._turn_task
-        if previous is not None and not previous.done():
-            previous.cancel()
-        self._turn_task = asyncio.create_task(self._runner.run(lat, audio, text, speculation), name=f"turn-{lat.turn}")
-        # A task cancelled before its first step never runs TurnRunner.run's finally: end the turn here.
-        self._turn_task.add_done_callback(lambda _task: self._end_unstarted(lat))
-        return self._turn_task
-
-    def _end_unstarted(self, lat: TurnLatency) -> None:
-        """A newer turn replaced this one before it began (typed turns in a burst): it was
-        interrupted, and says so, instead of staying "running" in the panel forever."""
-        if lat.outcome == "running":
-            lat.outcome = "interrupted"
-            self._emit(TurnDone(lat.snapshot()))
 
     def _preempt(self, text: str) -> None:
         """A pause's early transcript: its request can go now, before the turn is over (voice.preemptive)."""
@@ -454,25 +379,13 @@ class VoiceSession:
 
     def playback_started(self, turn: int, player_ms: float | None = None, sentence: int = 0) -> bool:
         """The front-end reports that sentence ``sentence`` of turn ``turn``'s reply has started
-        playing: it counts as heard, and the turn's first audio is stamped
-        (:meth:`TurnLatency.confirm_playback`).  Reports of unknown turns are ignored."""
+        playing: it counts as heard, and the turn's first playback is stamped once, and only after
+        its first audio was sent (:class:`~voice.timing.PlaybackConfirmed`); True if it was."""
         self.speech.confirm_playback(turn, sentence)
-        lat = next((lat for lat in reversed(self.latencies) if lat.turn == turn), None)
-        if lat is None or not lat.confirm_playback(self.clock(), player_ms):
-            return False
-        log.info(
-            "TIMING: Playback confirmed by the browser %.0f ms after speech end (turn %d; first audio "
-            "sent at %.0f ms, %s ms of the gap in the browser's player)",
-            lat.playback_confirmed_ms,
-            turn,
-            lat.first_audio_ms,
-            "?" if player_ms is None else f"{player_ms:.0f}",
-        )
-        self._update(lat)
-        return True
+        return self.timing.record(PlaybackConfirmed(turn, self.clock(), player_ms))
 
     async def _barge_in(self) -> None:
-        turn = self._turns
+        turn = self._turns.started
         said, heard = self.speech.heard()
         self.interruption.barged_in(self.speech.cut())
         # Announce first, so front-ends flush queued audio before anything else arrives.
@@ -482,17 +395,10 @@ class VoiceSession:
         log.info("Barge-in: the user spoke over turn %d; reply stopped", turn)
 
     async def _interrupt_turn(self) -> None:
-        task = self._turn_task
         self.speech.silence()
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._turns.cancel()
 
     # ----------------------------------------------------------------- helpers
 
-    def _update(self, lat: TurnLatency) -> None:
-        self._emit(LatencyUpdate(lat.snapshot()))
-
     def _emit(self, event: SessionEvent) -> None:
-        self.events.put_nowait(event)
+        self.events.publish(event)

@@ -13,16 +13,16 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-from voice.events import AudioOut, Emit, LatencyUpdate, Notice
-from voice.latency import TurnLatency
+from voice.events import AudioOut, Emit, Notice
+from voice.timing import AudioPlayed, SpeechFailed, Timing
 from voice.tts import AudioChunk, PrefetchedSpeech, TTSEngine, TTSError, has_speakable, prefetch
 from voice.turns import ReplyTracker
 
 # Where a sentence's synthesis comes from: (the engine, the turn, the sentence) -> its prefetch.
-SynthesisSource = Callable[[TTSEngine, TurnLatency, str], PrefetchedSpeech]
+SynthesisSource = Callable[[TTSEngine, int, str], PrefetchedSpeech]
 
 
-def _synthesize_now(engine: TTSEngine, _lat: TurnLatency, text: str) -> PrefetchedSpeech:
+def _synthesize_now(engine: TTSEngine, _turn: int, text: str) -> PrefetchedSpeech:
     return prefetch(engine, text)
 
 
@@ -31,6 +31,7 @@ class SpeechStage:
 
     ``synthesis``: where each sentence's synthesis comes from (the session's preemptive speech,
     which may hand over one made during the pause); default: a new one, started at once.
+    ``timing``: where the stage reports when audio went out, and with which voice.
     """
 
     def __init__(
@@ -38,16 +39,20 @@ class SpeechStage:
         tts: TTSEngine,
         *,
         emit: Emit,
+        timing: Timing,
         clock: Callable[[], float],
         synthesis: SynthesisSource = _synthesize_now,
     ) -> None:
         self.tts = tts
         self._synthesis = synthesis
         self._emit = emit
+        self._timing = timing
         self._clock = clock
         self._speaking_until = 0.0
         self._heard = ReplyTracker()
         self._turn = 0  # the turn whose reply the tracker follows
+        self._voice: tuple[int, str] | None = None  # (turn, the engine last said to speak it)
+        self._fallback_said = 0  # the turn whose fallback to Piper the user was told of
         # A page's player reports each sentence's start (web/player.js): only those count as heard.
         # Elsewhere (headless, this machine's speaker) a sentence is heard from when it is played.
         self.page_confirms = False
@@ -90,16 +95,16 @@ class SpeechStage:
         """Audio already sent is discarded by the front-end: nothing is playing any more."""
         self._speaking_until = 0.0
 
-    async def speak_again(self, lat: TurnLatency, sentences: list[str], spoken: list[str]) -> None:
+    async def speak_again(self, turn: int, sentences: list[str], spoken: list[str]) -> None:
         """Speak ``sentences`` (a cut reply, from the sentence that was playing) again, appending
         to ``spoken`` each one whose playback started."""
         queue: asyncio.Queue[str | None] = asyncio.Queue()
         for sentence in [*sentences, None]:
             queue.put_nowait(sentence)
         self.new_reply()
-        await self.speak(lat, queue, spoken)
+        await self.speak(turn, queue, spoken)
 
-    async def speak(self, lat: TurnLatency, sentences: asyncio.Queue[str | None], spoken: list[str]) -> None:
+    async def speak(self, turn: int, sentences: asyncio.Queue[str | None], spoken: list[str]) -> None:
         """Speak sentences from ``sentences`` (None ends them) in order, appending each to ``spoken``
         when its audio is handed to playback: a sentence cut before that was never said.
 
@@ -117,7 +122,7 @@ class SpeechStage:
         slots = asyncio.Semaphore(parallel)
         started: list[PrefetchedSpeech] = []
         tts_failed = False
-        self._turn = lat.turn
+        self._turn = turn
 
         async def start_syntheses() -> None:
             while (sentence := await sentences.get()) is not None:
@@ -129,12 +134,12 @@ class SpeechStage:
                     slots.release()
                     spoken.append(sentence)
                     continue
-                speech = self._synthesis(self.tts, lat, sentence)
+                speech = self._synthesis(self.tts, turn, sentence)
                 started.append(speech)
                 order.put_nowait((self._heard.add(sentence), speech))
             order.put_nowait(None)
 
-        producer = asyncio.create_task(start_syntheses(), name=f"tts-start-{lat.turn}")
+        producer = asyncio.create_task(start_syntheses(), name=f"tts-start-{turn}")
         try:
             while (item := await order.get()) is not None:
                 index, speech = item
@@ -145,12 +150,13 @@ class SpeechStage:
                 try:
                     async for chunk in speech.chunks():
                         self._start(index, spoken)
-                        self._play(lat, chunk, index)
+                        self._play(turn, chunk, index)
                     self._heard.spoken(speech.text, self._speaking_until)
                     slots.release()
                 except TTSError as exc:
                     self._emit(Notice(f"Speech output failed ({exc}); the reply is shown as text.", "error"))
-                    lat.tts_engine = "none (failed)"
+                    self._voice = (turn, "none (failed)")
+                    self._timing(SpeechFailed(turn))
                     # This sentence and those already waiting are shown as text from now on.
                     self._start(index, spoken)
                     while not order.empty() and (rest := order.get_nowait()) is not None:
@@ -174,18 +180,16 @@ class SpeechStage:
             self._heard.started(index, max(self._speaking_until, self._clock()))
             spoken.append(self._heard.sentences[index])
 
-    def _play(self, lat: TurnLatency, chunk: AudioChunk, sentence: int) -> None:
+    def _play(self, turn: int, chunk: AudioChunk, sentence: int) -> None:
         now = self._clock()
-        first = lat.first_audio_ms is None
-        if first:
-            lat.mark("first_audio_ms", now)
-            lat.set_tts_connection(chunk.connection)
+        first = self._voice is None or self._voice[0] != turn
         engine = chunk.engine or self.tts.name
-        if first or engine != lat.tts_engine:
-            lat.tts_engine = engine
-            if engine == "piper" and self.tts.name != "piper" and not lat.tts_fallback:
-                lat.tts_fallback = True
+        if first or self._voice != (turn, engine):  # the first audio, or another voice took over
+            self._voice = (turn, engine)
+            fallback = engine == "piper" and self.tts.name != "piper" and self._fallback_said != turn
+            if fallback:
+                self._fallback_said = turn
                 self._emit(Notice("edge-tts is unavailable; Piper (offline) is speaking instead.", "info"))
-            self._emit(LatencyUpdate(lat.snapshot()))
+            self._timing(AudioPlayed(turn, now, engine, chunk.connection if first else None, fallback))
         self._speaking_until = max(self._speaking_until, now) + chunk.duration_s
-        self._emit(AudioOut(lat.turn, chunk, sentence))
+        self._emit(AudioOut(turn, chunk, sentence))

@@ -26,7 +26,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from voice.browser_link import BrowserLink, finite_number
-from voice.latency import TurnLatency
 
 EVENT_KEY = "warmvoice_captured_ms"  # web/uplink.js's keys in the chunk's event data
 SENT_KEY = "warmvoice_sent_ms"
@@ -140,13 +139,8 @@ class CaptureBook:
         while len(self._known) > _KEEP_CHUNKS:
             self._known.popitem(last=False)
 
-    def attach(self, lat: TurnLatency, heard_at: float) -> bool:
-        """``lat``'s end of speech was stamped from the chunk that arrived at ``heard_at``: it
-        starts at that chunk's capture if its way up is known; True if it does."""
-        capture = self._known.get(heard_at)
-        if capture is None or not lat.start_at_capture(capture.uplink_ms, capture.uncertainty_ms):
-            return False
-        if capture.in_page_ms is not None:
-            lat.extras["uplink_in_page_ms"] = capture.in_page_ms
-        lat.uplink_path = capture.path.value
-        return True
+    def find(self, heard_at: float) -> ChunkCapture | None:
+        """The way up of the chunk that arrived at ``heard_at`` (a turn's end of speech was stamped
+        from it, and the turn starts at its capture: :class:`voice.timing.TurnOpened`), or None
+        when the page did not time it."""
+        return self._known.get(heard_at)

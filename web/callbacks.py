@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 import numpy as np
 
-from voice import panel
+from voice import player_messages
 from voice.browser_link import parse_pongs
-from voice.events import BargeIn, TurnDone
+from voice.event_hub import Listener
+from voice.events import BargeIn, SessionEvent, TurnDone
 from voice.recognizer import ModelUnavailableError
 from voice.registry import SessionRegistry, TooManySessions
 from voice.runtime import RuntimeLoader
@@ -54,11 +55,14 @@ class PageCallbacks:
         self._local_speaker = local_speaker
         self._local_mic = local_mic
         self._local_capture: asyncio.Task[None] | None = None
+        self._local_playback: asyncio.Task[None] | None = None  # the speaker, a listener of the session
         self._hearing: set[str] = set()  # sessions whose microphone audio has arrived (logged once)
         # Each session's page round trips and microphone capture times, kept as long as the session lives.
         self._links: weakref.WeakKeyDictionary[VoiceSession, PageUplink] = weakref.WeakKeyDictionary()
         # Sessions whose page streams its microphone over its own socket (web/mic_socket.py).
         self._mic_sockets: weakref.WeakSet[VoiceSession] = weakref.WeakSet()
+        # The page's listener of each session's events, from its start: nothing is lost before the pump runs.
+        self._page_events: weakref.WeakKeyDictionary[VoiceSession, Listener[SessionEvent]] = weakref.WeakKeyDictionary()
 
     # ------------------------------------------------------------------ sessions
 
@@ -77,6 +81,7 @@ class PageCallbacks:
 
     async def aclose(self) -> None:
         """End every tab's session and stop the idle reaper (server shutdown, tests)."""
+        self._stop_local(self._local_playback)
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -118,9 +123,18 @@ class PageCallbacks:
         except (TooManySessions, RuntimeError, ValueError, SettingsError) as exc:
             yield f"⚠️ {exc}"
             return
+        self._page_events[session] = session.events.listen("page")
         # The page's player reports each sentence it starts: only those count as heard.  On this
         # machine's speaker (--local-audio) a sentence is heard as it is handed to playback.
         session.speech.page_confirms = self._local_speaker is None
+        if self._local_speaker is not None:
+            from voice.local_audio import play_replies
+
+            # --local-audio: this machine's speaker listens to the session's events on its own.
+            self._stop_local(self._local_playback)
+            self._local_playback = asyncio.create_task(
+                play_replies(session.events.listen("local-speaker"), self._local_speaker), name="local-speaker"
+            )
         if self._local_mic is not None:
             # --local-audio: this machine's microphone feeds the session (one tab at a time).
             if self._local_capture is not None:
@@ -131,9 +145,9 @@ class PageCallbacks:
 
     async def stop(self, request: gr.Request) -> str:
         """'Stop': cancel work in flight, close the connection, end the session."""
-        if self._local_capture is not None:
-            self._local_capture.cancel()
-            self._local_capture = None
+        self._stop_local(self._local_capture)
+        self._stop_local(self._local_playback)
+        self._local_capture = self._local_playback = None
         self._hearing.discard(request.session_hash or "")
         if self._registry is not None:
             await self._registry.close(request.session_hash or "")
@@ -213,7 +227,7 @@ class PageCallbacks:
         session = await self._session(request)
         if session is None:
             return
-        for played in panel.playback_reports(report, session.instance_id):
+        for played in player_messages.playback_reports(report, session.instance_id):
             session.playback_started(played.turn, played.player_ms, played.sentence)
 
     async def pong(self, report: str, request: gr.Request) -> None:
@@ -275,26 +289,25 @@ class PageCallbacks:
             return
         view = PageView(session)
         self._links[session] = view.uplink
-        yield view.render(chart=True)
-        seq = 0
-        while not session.closed:
-            try:
-                event = await asyncio.wait_for(session.events.get(), timeout=1.0)
-            except TimeoutError:
-                yield view.render()  # refresh connection state and facts
-                continue
-            out = view.apply(event)
-            barge_in = isinstance(event, BargeIn)
-            audio: str | None = None
-            if self._local_speaker is not None:
-                if barge_in:
-                    self._local_speaker.flush()
-                if out is not None:
-                    self._local_speaker.play(out.chunk)
-            elif out is not None or barge_in:
-                seq += 1
-                audio = panel.audio_payload(session.instance_id, [(seq, out)] if out else [], flush=barge_in)
-            yield view.render(audio=audio, chart=isinstance(event, TurnDone))
+        with self._page_events.pop(session, None) or session.events.listen("page") as events:
+            yield view.render(chart=True)
+            seq = 0
+            while not session.closed:
+                try:
+                    event = await asyncio.wait_for(events.get(), timeout=1.0)
+                except TimeoutError:
+                    yield view.render()  # refresh connection state and facts
+                    continue
+                out = view.apply(event)
+                barge_in = isinstance(event, BargeIn)
+                audio: str | None = None
+                # With --local-audio the reply plays on this machine's speaker (its own listener), not the page.
+                if self._local_speaker is None and (out is not None or barge_in):
+                    seq += 1
+                    audio = player_messages.audio_payload(
+                        session.instance_id, [(seq, out)] if out else [], flush=barge_in
+                    )
+                yield view.render(audio=audio, chart=isinstance(event, TurnDone))
         if (await self._session(request)) not in (None, session):
             return  # the tab started a new session: its own pump speaks for the page now
         view.status = "Session ended."
@@ -325,6 +338,11 @@ class PageCallbacks:
                 await session.configure(**change)  # type: ignore[arg-type]  # the names are configure()'s
             except (ValueError, SettingsError, ModelUnavailableError) as exc:
                 gr.Warning(str(exc))
+
+    @staticmethod
+    def _stop_local(task: asyncio.Task[None] | None) -> None:
+        if task is not None:
+            task.cancel()
 
 
 def _log_capture_failure(task: asyncio.Task[None]) -> None:

@@ -14,6 +14,7 @@ from llm import STRATEGY_LABELS
 from voice import panel
 from voice.browser_link import MAX_PONG_CHARS
 from voice.llm_endpoint import model_caveat
+from voice.player_messages import MAX_REPORT_CHARS
 from voice.recognizer import ENGINE_LABELS
 from voice.tts import VoiceCatalog
 from voice.turns import TURN_DETECTOR_LABELS
@@ -89,7 +90,7 @@ def build_page(app: PageCallbacks) -> gr.Blocks:
                 # The player clicks this (hidden) button when a turn's audio starts playing;
                 # its report travels in the hidden text box.
                 played = gr.Button("playing", elem_id="playback-started", elem_classes=["wv-hidden"])
-                played_report = gr.Textbox(visible=False, elem_id="playback-report", max_length=panel.MAX_REPORT_CHARS)
+                played_report = gr.Textbox(visible=False, elem_id="playback-report", max_length=MAX_REPORT_CHARS)
                 # The same way back for the answers to the server's pings (voice/browser_link.py).
                 pong = gr.Button("pong", elem_id="pong", elem_classes=["wv-hidden"])
                 pong_report = gr.Textbox(visible=False, elem_id="pong-report", max_length=MAX_PONG_CHARS)

@@ -6,7 +6,7 @@ from typing import Any
 
 import gradio as gr
 
-from voice import panel
+from voice import panel, player_messages
 from voice.browser_link import BrowserLink
 from voice.events import (
     AssistantSaid,
@@ -96,7 +96,7 @@ class PageView:
         if audio is None and (ping := self.link.ping()) is not None:
             # Stamped after the panel is drawn, and never with audio: the round trip measures the
             # channel, not this redraw or a chunk's decoding (voice/browser_link.py).
-            audio = panel.audio_payload(session.instance_id, [], ping=ping)
+            audio = player_messages.audio_payload(session.instance_id, [], ping=ping)
         return (
             self.status,
             chat,
