@@ -198,7 +198,10 @@ async def test_a_sessions_turns_carry_the_prompt_cache_measured_by_the_server(vo
         second = (await run_typed_turn(session, "How many legs does a spider have?")).latency
     finally:
         await session.stop()
-    for lat in (first, second):
-        assert lat.outcome == "ok" and lat.extras["prompt_cached_tokens"] > 100  # system prompt + examples
+    assert first.outcome == second.outcome == "ok"
+    # What the first turn finds cached depends on the server's last request (another test's, with
+    # another system prompt, or this prompt already): measured, whatever it is.  The second finds
+    # at least the system prompt and examples its first turn left there.
+    assert first.extras["prompt_cached_tokens"] >= 0 and second.extras["prompt_cached_tokens"] > 100
     # The second request appends to the first one's prompt and reply, which llama.cpp still holds.
     assert second.extras["prompt_cached_tokens"] > first.extras["prompt_cached_tokens"]
