@@ -16,7 +16,9 @@ Two kinds of policy are scored.  The *curves*: each detector with its wait swept
 the tuning families + tuning sentences (where a setting may be chosen) and on the held-out
 families + held-out sentences.  The *contenders*: the policies the issue compares (the default
 before issue #22, and the policies built for it), summarised on every family too
-(:mod:`benchmarks.turn_taking_summary`).  The report and chart: :mod:`benchmarks.turn_taking_report`.
+(:mod:`benchmarks.turn_taking_summary`), with what their complete utterances' end of turn is made
+of in this run's timing (:mod:`benchmarks.turn_taking_timing`).  The report and chart:
+:mod:`benchmarks.turn_taking_report`.
 
 What is counted per policy and scope, per class: false cuts (a turn ended inside one of the
 item's own pauses; for the long reading, extra turns per 40 s of speech), with the signals'
