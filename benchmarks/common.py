@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import importlib.metadata
 import math
 import os
@@ -36,7 +35,6 @@ import psutil
 from benchmarks.report import Output as Output
 from benchmarks.report import Table as Table
 from benchmarks.report import progress as progress
-from benchmarks.report import write_all, write_text_file
 from benchmarks.report import write_json_file as write_json_file
 from llm import EmbeddedLLMServer, Secret, Strategy
 
@@ -285,14 +283,6 @@ def parse_command_line(
     command line the report shows."""
     kept = list(sys.argv[1:] if argv is None else argv)
     return parser.parse_args(kept), kept
-
-
-def publish(markdown: str, outputs: Sequence[Output], markdown_path: Path | None, say: Say = progress) -> None:
-    """The older form of :func:`benchmarks.report.publish`, left only for ``benchmarks/turn_taking.py``
-    and ``benchmarks/train_end_of_turn.py`` (whose owner moves them to the named form; delete this
-    then): prints ``markdown`` and writes ``outputs`` and ``markdown_path`` that were asked for,
-    publishing nothing to docs/measurements."""
-    write_all(markdown, [*outputs, (markdown_path, functools.partial(write_text_file, markdown))], say)
 
 
 # ---- the embedded server over TLS -------------------------------------------------------------

@@ -4,7 +4,7 @@
   "complete" threshold, × 1000 for the row key).
 * The *contenders*: the policies the issue compares by name: the default before issue #22
   (Smart Turn and the word list), the text-model policy as the app has it, with and without
-  Smart Turn in its unsure band.
+  Smart Turn in its unsure band, and with its early transcript started at the first silent frame.
 * The *tuned* contenders: the text model's "complete" threshold chosen by this benchmark on the
   tuning families speaking the tuning sentences only (the lowest, so the fastest, that keeps the
   cut-ins on hesitations up to 1 s within the target), then reported on the held-out ones.
@@ -23,6 +23,7 @@ THRESHOLDS_X1000 = (500, 600, 700, 750, 800, 850, 900, 950)
 # The default before issue #22: Smart Turn and the word list, minimum silence 400, hold 1,000, at
 # most 2,500 ms (spelled out: TurnPolicy()'s defaults are whatever the app's are now).
 DEFAULT_BEFORE_22 = TurnPolicy("combined", min_silence_ms=400, hold_ms=1000, max_wait_ms=2500)
+EARLIEST_TRANSCRIPT_MS = 32  # EARLY_TRANSCRIPT_AFTER_MS=0 starts Whisper at the first silent VAD frame
 CURVES = {
     "text_model": "text model (hold swept)",
     "text_model_min": "text model (minimum silence swept)",
@@ -106,6 +107,14 @@ def contenders(transcript_after_ms: int) -> dict[str, tuple[str, TurnPolicy]]:
         "text_model+audio": (
             f"text model + Smart Turn in its unsure band{default('text_model+audio')} ({_waits(app)}; {bands})",
             replace(app, detector="text_model+audio"),
+        ),
+        # Issue #22: the transcript's arrival, not the rule, may hold a complete turn past the
+        # minimum silence; so the text model with the early transcript started at the first
+        # silent frame (the replay's transcript is of the audio up to the usual start: the same words).
+        "text_model@transcript0": (
+            f"text model, early transcript at the first silent frame ({_waits(app)}; {bands}; transcript at "
+            f"{EARLIEST_TRANSCRIPT_MS} ms, not {app.transcript_after_ms})",
+            replace(app, detector="text_model", transcript_after_ms=0),
         ),
     }
 

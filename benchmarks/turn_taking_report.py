@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from benchmarks.turn_taking_header import header, ms_text
 from benchmarks.turn_taking_summary import FALSE_CUT_TARGET, LONG_WAIT_MS, Scope, row_of
 from benchmarks.turn_taking_texts import CLASS_LABELS, CLASSES
+from benchmarks.turn_taking_timing import timing_section
 
 # LiveKit's published point for its v1 turn detector (eot-bench, on LiveKit's own data): the
 # end-of-turn latency at which it makes 5 % false cut-offs.
@@ -46,14 +48,6 @@ def _per40(value: object) -> str:
     return "—" if value is None else f"{float(value):.1f}"  # type: ignore[arg-type]
 
 
-def _load(value: object) -> str:
-    return "—" if value is None else f"{float(value):.1f}"  # type: ignore[arg-type]
-
-
-def _ms(value: object) -> str:
-    return "—" if value is None else f"{float(value):,.0f}"  # type: ignore[arg-type]
-
-
 def scope_label(scope: Scope) -> str:
     """ "held-out families, held-out sentences", or a family's name with its sentences."""
     families, text = scope
@@ -76,8 +70,8 @@ def _contender_cells(report: dict[str, object], curve: str, wait: int, scope: Sc
     reading = [row_of(rows, curve, wait, kind, scope) or {} for kind in ("reading", "reading_final")]
     heard = "heard_extra_turns_per_40s_instant" if report.get("reply") else "extra_turns_per_40s_instant"
     return (
-        f"{_ms(comp.get('median_ms'))} / {_ms(comp.get('median_ms_instant'))} "
-        f"| {_ms(comp.get('p90_ms'))} / {_ms(comp.get('p90_ms_instant'))} | {_ms(comp.get('max_ms'))} "
+        f"{ms_text(comp.get('median_ms'))} / {ms_text(comp.get('median_ms_instant'))} "
+        f"| {ms_text(comp.get('p90_ms'))} / {ms_text(comp.get('p90_ms_instant'))} | {ms_text(comp.get('max_ms'))} "
         f"| {comp.get('long_waits', '—')} ({comp.get('long_waits_not_unfinished', '—')}) "
         f"/ {comp.get('long_waits_instant', '—')} / {comp.get('n', 0)} "
         f"| {_pct(short.get('heard_cut_rate_instant'))} | {_pct(short.get('false_cut_rate_instant'))} "
@@ -193,8 +187,8 @@ def smart_turn_section(report: dict[str, object]) -> list[str]:
             if not any(comp or short for comp, short, _ in pair):
                 continue
             lines.append(
-                f"| {label} | {' / '.join(_ms(c.get('median_ms_instant')) for c, _, _ in pair)} "
-                f"| {' / '.join(_ms(c.get('p90_ms_instant')) for c, _, _ in pair)} "
+                f"| {label} | {' / '.join(ms_text(c.get('median_ms_instant')) for c, _, _ in pair)} "
+                f"| {' / '.join(ms_text(c.get('p90_ms_instant')) for c, _, _ in pair)} "
                 f"| {' / '.join(str(c.get('long_waits_instant', '—')) for c, _, _ in pair)} / {pair[0][0].get('n', 0)} "
                 f"| {' / '.join(_pct(h.get('false_cut_rate_instant')) for _, h, _ in pair)} "
                 f"| {' / '.join(_pct(h.get(heard)) for _, h, _ in pair)} "
@@ -239,8 +233,8 @@ def curves_section(report: dict[str, object]) -> list[str]:
                 f"| {_pct(g['two_sentences'].get('false_cut_rate_instant'))} "
                 f"| {_per40(g['reading'].get('extra_turns_per_40s_instant'))} "
                 f"/ {_per40(g['reading_final'].get('extra_turns_per_40s_instant'))} "
-                f"| {_ms(comp.get('median_ms'))} / {_ms(comp.get('median_ms_instant'))} "
-                f"| {_ms(comp.get('p90_ms'))} | {_pct(comp.get('late_rate'))} |"
+                f"| {ms_text(comp.get('median_ms'))} / {ms_text(comp.get('median_ms_instant'))} "
+                f"| {ms_text(comp.get('p90_ms'))} | {_pct(comp.get('late_rate'))} |"
             )
         knees: dict[str, dict[str, object]] = report["knees"]  # type: ignore[assignment]
         key = f"{scope[0]}/{scope[1]}"
@@ -254,66 +248,10 @@ def curves_section(report: dict[str, object]) -> list[str]:
     return lines
 
 
-def header(report: dict[str, object]) -> list[str]:
-    """Command, machine, probe, load, the families and the set."""
-    m: dict[str, object] = report["machine"]  # type: ignore[assignment]
-    families: list[dict[str, object]] = report["families"]  # type: ignore[assignment]
-    reply: dict[str, object] | None = report.get("reply")  # type: ignore[assignment]
-    lines = [
-        "# Turn-taking benchmark",
-        "",
-        "Written by `python -m benchmarks.turn_taking` (do not edit by hand).",
-        "",
-        f"- Command: `{report['command']}`"
-        + (f", replayed with `{report['replayed_with']}`" if report.get("replayed_with") else ""),
-        *_runs_lines(report),
-        f"- Machine: {m['cpu_model']}, {m['cpu_count']} CPUs ({report['cpu_flags']}), Python {m['python']}, "
-        f"{m['platform']}; {m['date']} (UTC); load {_load(m['load_start'])} → {_load(m['load_end'])}; "
-        f"wall time {_ms(report.get('wall_s'))} s.",
-        f"- Machine probe: {report.get('probe_line') or 'not run'}.",
-        f"- Set: {report['items']} items ({report['pauses']} pauses scored), sentences: {report['text_sets']}; "
-        f"classes: {report['classes']}; hesitation pauses {report['hesitation_pauses']} s.",
-        f"- Evidence on a pause (side by side): Whisper median {_ms(report['whisper_ms_median'])} ms "
-        f"(p90 {_ms(report['whisper_ms_p90'])}), Smart Turn median {_ms(report['model_ms_median'])} ms "
-        f"(p90 {_ms(report['model_ms_p90'])}); then the text model median {report['text_model_ms_median']} ms "
-        f"(p90 {report['text_model_ms_p90']}).",
-        "- Heard cut-ins: "
-        + (
-            f"the reply's first audio {_ms(reply['ms'])} ms after the decision (median of {reply['turns']} "
-            f"pre-warmed turns of `{reply['command']}`, {reply['date']}); a cut the user goes on from before "
-            "that is carried on by the app (`CONTINUE_UNHEARD_TURNS`): no cut."
-            if reply
-            else "not computed (no --reply-json)."
-        ),
-        "- Voice families (split fixed in `benchmarks/voice_families.py` before measuring): "
-        + "; ".join(f"{v['name']} ({v['split']}: {v['describe']})" for v in families)
-        + ".",
-        "",
-    ]
-    return lines
-
-
-def _runs_lines(report: dict[str, object]) -> list[str]:
-    """The runs a replay's evidence came from, when there were several."""
-    runs: list[dict[str, object]] = report.get("runs") or []  # type: ignore[assignment]
-    if len(runs) < 2:
-        return []
-    return [f"- Evidence from {len(runs)} runs:"] + [
-        f"  - `{r['command']}`: {r['date']}, load {r['load']}, {r['items']} items, {_ms(r['wall_s'])} s; "
-        + (
-            "**outside the benchmark lock at CPU priority nice 19** (its compute times are not comparable; its cuts "
-            "and its delays with signals instant are: same audio, same models); "
-            if r.get("niceness")
-            else "under the benchmark lock; "
-        )
-        + f"probe: {r['probe_line']}"
-        for r in runs
-    ]
-
-
 def render_markdown(report: dict[str, object]) -> str:
     """The whole report."""
-    lines = header(report) + targets_section(report) + smart_turn_section(report) + families_section(report)
+    lines = header(report) + targets_section(report) + timing_section(report) + smart_turn_section(report)
+    lines += families_section(report)
     lines += curves_section(report)
     lines += [
         "",

@@ -121,29 +121,6 @@ def test_probe_line_names_every_flag_and_the_workload() -> None:
     assert "embedded model unavailable" in MachineProbe((), 1, 1, None, 0, 3).describe()
 
 
-def test_the_older_form_left_for_turn_taking_prints_the_report_and_writes_only_what_was_asked(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], measurements_elsewhere: Path
-) -> None:
-    import functools
-
-    from benchmarks.common import publish, write_json_file
-
-    said: list[str] = []
-    json_path, md_path = tmp_path / "r.json", tmp_path / "r.md"
-    outputs = [
-        (json_path, functools.partial(write_json_file, {"é": 1})),
-        (None, functools.partial(write_json_file, {})),
-    ]
-    assert publish("# Report\n", outputs, md_path, say=said.append) is None
-    assert capsys.readouterr().out == "# Report\n"
-    assert json_path.read_text(encoding="utf-8") == '{\n  "é": 1\n}\n'
-    assert md_path.read_text(encoding="utf-8") == "# Report\n"
-    assert said == [f"wrote {json_path}", f"wrote {md_path}"]
-    publish("no newline", [], None, say=said.append)
-    assert capsys.readouterr().out == "no newline\n" and len(said) == 2
-    assert not list(measurements_elsewhere.iterdir())  # the older form publishes nothing
-
-
 def _machine(probe: object = None) -> MachineInfo:
     from benchmarks.machine_probe import MachineProbe
 

@@ -102,3 +102,17 @@ def test_a_missing_or_foreign_file_is_a_clear_error(tmp_path: Path) -> None:
     np.savez(foreign, weights=np.zeros(8, dtype=np.float32), bias=np.float64(0), meta=np.str_('{"dims": 16}'))
     with pytest.raises(EndOfTurnModelError, match="do not match"):
         TextEndOfTurn(foreign)
+
+
+def test_the_candidate_feature_sets_add_structure_to_the_apps() -> None:
+    """The training script compares the app's features with ones that add sentence structure
+    (benchmarks/end_of_turn_features.py): every candidate keeps the app's features and adds the
+    opening (wh-word, auxiliary) with the end."""
+    from benchmarks.end_of_turn_features import FEATURE_SETS, PRODUCT_SET, question_form, structure_wh_features
+
+    words = normalise("could you tell me where the station is")
+    names = set(structure_wh_features(words))
+    assert set(features(words)) < names
+    assert {"ol=aux|is", "f2l=could|you|is", "whin=1|is", "whinb=1|station|is"} <= names
+    assert FEATURE_SETS[PRODUCT_SET] is feature_indices, "the app's set is the one the app runs"
+    assert list(question_form([normalise("why is the sky blue"), normalise("i like it")])) == [True, False]

@@ -241,3 +241,39 @@ def test_the_threshold_is_chosen_on_the_tuning_scope_only() -> None:
     assert list(tuned) == ["text_model@tuned"], "no rows for the Smart Turn variant: no choice for it"
     label, policy = tuned["text_model@tuned"]
     assert policy.detector == "text_model" and policy.text_complete_at == 0.8 and "0.8" in label
+
+
+def test_a_complete_turn_that_waited_for_its_transcript_says_so() -> None:
+    """The text model reads "Where are you from?" complete: with a fast Whisper the turn ends at
+    the minimum silence, with a slow one when the transcript arrives; the timing rows tell the two
+    apart and give the transcript's readiness after the true end of speech."""
+    from benchmarks.turn_taking_timing import timing_rows
+
+    policy = TurnPolicy("text_model", min_silence_ms=400, hold_ms=1000, max_wait_ms=2500)
+
+    def complete(whisper_ms: float, name: str) -> Evidence:
+        last = replace(pause(1.0, 3000, True, 0.1, whisper_ms=whisper_ms), text="Where are you from?")
+        return Evidence(name, "complete", "piper-1.0", "tuning", None, SAMPLE_RATE, (), 1.0, (last,))
+
+    items = [complete(100, "fast"), complete(700, "slow")]
+    results = {"text_model": [(ev, replay(policy, ev)) for ev in items]}
+    (row,) = timing_rows({"text_model": ("text model", policy)}, results)
+    assert (row["families"], row["text"], row["n"]) == ("tuning", "tuning", 2)
+    assert row["ended_by"] == {"min silence": 1, "transcript": 1, "band": 0, "max wait": 0}
+    ready = transcript_start(policy) + (100 + 700) / 2
+    assert row["transcript_ready_median_ms"] == pytest.approx(ready, abs=1)
+    slow = results["text_model"][1][1]
+    assert slow.delay_ms is not None and slow.delay_ms >= transcript_start(policy) + 700
+
+
+def test_a_replayed_report_names_the_machine_its_evidence_was_measured_on() -> None:
+    from dataclasses import asdict
+
+    from benchmarks.common import MachineProbe, machine_info
+    from benchmarks.turn_taking import machine_of
+
+    probe = MachineProbe(("avx2",), 450.0, 380.0, 500.0, 20, 3)
+    measured = machine_info(1.0, probe=probe)
+    recorded = asdict(measured)  # what a run's --json holds
+    assert machine_of(recorded) == measured
+    assert "Whisper tiny.en on a fixed 3 s clip 450 ms" in machine_of(recorded).markdown()

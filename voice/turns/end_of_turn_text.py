@@ -37,7 +37,7 @@ MODEL_PATH = Path(__file__).with_name("end_of_turn_text.npz")
 _APOSTROPHES = re.compile(r"['\u2019]")
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 # Length buckets (words): short turns ("yes", "where are you from") differ from long ones.
-_LENGTH_BUCKETS = (1, 2, 3, 4, 5, 6, 8, 10, 13, 17, 23, 30)
+LENGTH_BUCKETS = (1, 2, 3, 4, 5, 6, 8, 10, 13, 17, 23, 30)
 
 
 class EndOfTurnModelError(RuntimeError):
@@ -66,7 +66,7 @@ def features(words: list[str]) -> list[str]:
         out += [
             f"c{size}={marked[i : i + size]}" for i in range(max(0, len(marked) - 2 * size), len(marked) - size + 1)
         ]
-    bucket = next((b for b in _LENGTH_BUCKETS if n <= b), _LENGTH_BUCKETS[-1] + 1)
+    bucket = next((b for b in LENGTH_BUCKETS if n <= b), LENGTH_BUCKETS[-1] + 1)
     out.append(f"len={bucket}")
     out += [f"w={w}" for w in set(words)]
     return out
@@ -74,7 +74,13 @@ def features(words: list[str]) -> list[str]:
 
 def feature_indices(words: list[str], dims: int) -> np.ndarray:
     """The hashed feature indices of one normalised text (crc32: stable across runs and machines)."""
-    return np.fromiter((zlib.crc32(f.encode()) % dims for f in features(words)), dtype=np.int64)
+    return hash_features(features(words), dims)
+
+
+def hash_features(names: list[str], dims: int) -> np.ndarray:
+    """Named features as indices into ``dims`` weights (the training script hashes the feature sets
+    it compares the same way)."""
+    return np.fromiter((zlib.crc32(f.encode()) % dims for f in names), dtype=np.int64)
 
 
 @dataclass(frozen=True)
