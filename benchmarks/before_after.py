@@ -36,7 +36,7 @@ from benchmarks.common import command_line, load_average, machine_info, run_inte
 from benchmarks.machine_probe import run_probe
 from benchmarks.report import Table, progress, publish
 
-REPORT = "before_after"
+REPORT = "before_after_{}"  # one report per benchmark compared: before_after_pipeline.md, ...
 REPO = Path(__file__).resolve().parent.parent
 # Keys whose values are a run's own summaries of its raw measurements: counted once already.
 SUMMARY_KEYS = frozenset({"summary", "summaries", "checks"})
@@ -225,7 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for side in order(args.rounds):
             runs.append(run_once(trees[side], side, revisions[side], args.benchmark, args.metric))
     markdown = render_markdown(args.benchmark, revisions, runs, args.metric)
-    publish(REPORT, markdown, command, machine_info(load_start, probe=probe), markdown_path=args.markdown)
+    name = REPORT.format(args.benchmark[0].removeprefix("benchmarks."))
+    publish(name, markdown, command, machine_info(load_start, probe=probe), markdown_path=args.markdown)
     return 0
 
 
