@@ -7,7 +7,9 @@ revision made with ``git worktree`` and removed afterwards.  Every run writes it
 measurements with ``--json``; the named metrics (e.g. ``first_audio_ms``) are read from wherever
 they stand in that JSON, except its summaries, so the two revisions may lay their reports out
 differently.  A metric is *within noise* when the two sides' medians differ by no more than the
-spread between runs of the same side.
+noise (:func:`verdicts`): the spread between runs of the same side, or the medians' own standard
+error, whichever is larger.  Compare at one setting (one ``--rtt-ms``): values of several
+settings pooled make a wide noise.
 
 Example::
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import shutil
 import statistics
@@ -64,11 +67,11 @@ class Verdict:
     metric: str
     before: float | None
     after: float | None
-    noise: float | None  # the largest difference between two runs of the same side
+    noise: float | None  # see :func:`verdicts`
 
     @property
     def within_noise(self) -> bool | None:
-        """Whether after - before is no bigger than the same-side spread (None: not measured)."""
+        """Whether after - before is no bigger than the noise (None: not measured)."""
         if self.before is None or self.after is None or self.noise is None:
             return None
         return abs(self.after - self.before) <= self.noise
@@ -103,21 +106,34 @@ def order(rounds: int) -> list[str]:
 
 
 def verdicts(runs: Sequence[Run], metrics: Sequence[str]) -> list[Verdict]:
-    """Each metric's :class:`Verdict` over ``runs``."""
+    """Each metric's :class:`Verdict` over ``runs``.
+
+    The noise is the larger of two estimates: the largest difference between two runs of the
+    same side (the machine's drift from run to run), and twice the standard error of the
+    difference of the two sides' medians, from all their raw values (1.2533 sd / sqrt(n) a side:
+    a few runs that happen to agree closely do not make a 2 ms difference a change).  None with
+    fewer than two runs a side.
+    """
     result = []
     for metric in metrics:
         medians: dict[str, list[float]] = {"before": [], "after": []}
+        raw: dict[str, list[float]] = {"before": [], "after": []}
         for run in runs:
             value = run.median(metric)
             if value is not None:
                 medians[run.side].append(value)
-        spreads = [max(v) - min(v) for v in medians.values() if len(v) >= 2]
+                raw[run.side] += run.values[metric]
+        noise = None
+        if all(len(v) >= 2 for v in medians.values()):
+            spread = max(max(v) - min(v) for v in medians.values())
+            errors = [1.2533 * statistics.stdev(v) / math.sqrt(len(v)) for v in raw.values()]
+            noise = max(spread, 2 * math.hypot(*errors))
         result.append(
             Verdict(
                 metric,
                 statistics.median(medians["before"]) if medians["before"] else None,
                 statistics.median(medians["after"]) if medians["after"] else None,
-                max(spreads) if spreads else None,
+                noise,
             )
         )
     return result
@@ -142,7 +158,7 @@ def render_markdown(
         per_run.add(i, run.side, f"{run.seconds:.0f}", *cells)
     lines += [per_run.markdown(), "", "## Before against after", ""]
     table = Table(
-        ["metric", "before (median of runs)", "after", "after − before", "same-side spread", "within noise"],
+        ["metric", "before (median of runs)", "after", "after − before", "noise", "within noise"],
         right=(1, 2, 3, 4),
     )
     for v in verdicts(runs, metrics):
