@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,11 +130,11 @@ def _wait_for_log(path: Path, pattern: str, proc: subprocess.Popen[bytes], timeo
 
 @contextlib.contextmanager
 def _process(
-    args: Sequence[str], log_path: Path, env: dict[str, str] | None = None
+    args: Sequence[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path = ROOT
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A child process with its output in ``log_path``; Ctrl-C on the way out, killed after 20 s."""
     with log_path.open("wb") as log_file:
-        proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
         try:
             yield proc
         finally:
@@ -147,13 +147,18 @@ def _process(
 
 
 @contextlib.contextmanager
-def running_app(workdir: Path) -> Iterator[str]:
-    """``python app.py`` on its embedded offline defaults with Piper; yields its URL once ready."""
+def running_app(workdir: Path, space_env: Callable[[int], dict[str, str]] | None = None) -> Iterator[str]:
+    """``python app.py`` on its embedded offline defaults with Piper; yields its URL once ready.
+    ``space_env``: started as a Space starts it instead, from ``workdir`` (no .env) in the
+    environment ``space_env(port)`` gives, the port read from it."""
     port = free_loopback_port()
+    args, cwd = ["app.py", "--port", str(port)], ROOT
     env = {**os.environ, "TTS_ENGINE": "piper", "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     env.update({"OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""})
+    if space_env is not None:
+        args, cwd, env = [str(ROOT / "app.py")], workdir, space_env(port)
     log_path = workdir / "app.log"
-    with _process(["app.py", "--port", str(port)], log_path, env) as proc:
+    with _process(args, log_path, env, cwd) as proc:
         _wait_for_log(log_path, r"Ready in", proc, 300)
         url = f"http://127.0.0.1:{port}"
         with urllib.request.urlopen(url, timeout=10) as response:
@@ -357,21 +362,30 @@ def _far_minus_near(pair: Sequence[Visit], one_way: float, rtt_ms: float) -> lis
     return lines
 
 
+def parse_page_args(p: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """``argv`` parsed by ``p`` with the options of a benchmark that visits a near and a far page
+    added: the distance (checked), the report, Chromium."""
+    p.add_argument("--rtt-ms", type=float, default=150.0, help="round trip the proxy adds (default 150)")
+    p.add_argument("--markdown", type=Path, help="also write the Markdown report here")
+    p.add_argument("--chromium", default=os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+    args = p.parse_args(argv)
+    if not 0 < args.rtt_ms <= 1000:
+        p.error("--rtt-ms must be 0..1000")
+    return args
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(prog="python -m benchmarks.uplink", description=__doc__.split("\n\n")[0])
     p.add_argument("--turns", type=int, default=3, help="spoken turns per page (default 3)")
-    p.add_argument("--rtt-ms", type=float, default=150.0, help="round trip the proxy adds (default 150)")
-    p.add_argument("--markdown", type=Path, help="also write the Markdown report here")
     p.add_argument(
         "--fallback",
         action="store_true",
         help="also visit both pages with the microphone socket refused (Gradio's streaming microphone)",
     )
-    p.add_argument("--chromium", default=os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
-    args = p.parse_args(argv)
-    if not 1 <= args.turns <= 10 or not 0 < args.rtt_ms <= 1000:
-        p.error("--turns must be 1..10 and --rtt-ms 0..1000")
+    args = parse_page_args(p, argv)
+    if not 1 <= args.turns <= 10:
+        p.error("--turns must be 1..10")
     return args
 
 

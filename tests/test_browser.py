@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.space_distance import stage_values  # the panel's stage cells, as the far-page benchmark reads them
 from benchmarks.uplink import CHROMIUM_FLAGS  # the flags the uplink benchmark launches Chromium with
 from llm import free_loopback_port
 from tests.app_process import running_app
@@ -83,13 +84,6 @@ def app_url() -> Iterator[str]:
     assert "Traceback" not in app.log(), "the app logged a traceback"
 
 
-def _stage_values(page) -> dict[str, str]:
-    return page.evaluate(
-        """() => Object.fromEntries([...document.querySelectorAll('#current-turn tr[data-stage]')]
-              .map(r => [r.dataset.stage, r.querySelector('.wv-ms').textContent.trim()]))"""
-    )
-
-
 def test_spoken_question_gets_a_spoken_answer_and_a_full_panel(chromium: str, question_wav: Path, app_url: str) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -135,7 +129,7 @@ def test_spoken_question_gets_a_spoken_answer_and_a_full_panel(chromium: str, qu
                 const rows = [...document.querySelectorAll('#current-turn tr[data-stage]')];
                 return rows.length > 0 && rows.every(r => /[0-9]/.test(r.querySelector('.wv-ms').textContent)); }"""
             page.wait_for_function(all_stages_known, timeout=60_000)
-            stages = _stage_values(page)
+            stages = stage_values(page)
             values = {k: float(v.replace(",", "").split()[0]) for k, v in stages.items()}
             assert list(values) == [
                 "uplink_ms",

@@ -6,33 +6,29 @@ does and takes a model load (~1 min on 2 cores).
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 import json
 import os
 import re
 import signal
 import statistics
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version
 
+from benchmarks.space_distance import STAGES, near_and_far, space_environment
+from benchmarks.uplink import latency_proxy, question_wav, visit
 from llm import free_loopback_port
 
 # The browser tests' Chromium: its fixture skips (or fails in CI) when there is none.
-from tests.app_process import AppProcess, running_app, stop_process
-from tests.test_browser import ARTIFACTS, CHROMIUM_FLAGS, _stage_values, chromium  # noqa: F401
-from voice.audio import write_wav
+from tests.app_process import AppProcess, running_app
+from tests.test_browser import ARTIFACTS, CHROMIUM_FLAGS, chromium  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 UPGRADE_HOW = (
@@ -78,30 +74,6 @@ def test_space_runs_the_gradio_this_suite_runs() -> None:
         assert not spec.contains(other), f"requirements.txt's {spec} admits untested Gradio {other}. {UPGRADE_HOW}"
 
 
-# What the Space runtime gives a Gradio app, besides the variables it documents for every Space
-# (SPACE_ID, SPACE_AUTHOR_NAME, SPACE_REPO_NAME, SPACE_TITLE, SPACE_HOST, CPU_CORES, MEMORY):
-# SYSTEM=spaces (Gradio's own "am I on a Space" test), a public bind, the port, and settings a
-# platform commonly adds (HOST, PORT, GRADIO_SSR_MODE) that must not move, expose or break anything.
-SPACE_ENV = {
-    "SYSTEM": "spaces",
-    "SPACE_ID": "warmvoice-tests/WarmVoice",
-    "SPACE_AUTHOR_NAME": "warmvoice-tests",
-    "SPACE_REPO_NAME": "WarmVoice",
-    "SPACE_TITLE": "WarmVoice",
-    "SPACE_HOST": "warmvoice-tests-warmvoice.hf.space",
-    "SPACE_CREATOR_USER_ID": "0123456789abcdef01234567",
-    "CPU_CORES": "2",
-    "MEMORY": "16Gi",
-    "GRADIO_SERVER_NAME": "0.0.0.0",
-    "HOST": "0.0.0.0",
-    "GRADIO_SSR_MODE": "true",
-    "GRADIO_ANALYTICS_ENABLED": "False",
-    "HF_HUB_OFFLINE": "1",
-}
-# Never inherited from the developer's shell: the Space starts with no key and no endpoint.
-_NOT_ON_A_FRESH_SPACE = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "LLM_MODEL", "TTS_ENGINE", "GRADIO_SERVER_PORT")
-
-
 def _children(pid: int) -> set[int]:
     """Direct child processes of ``pid`` (Linux /proc)."""
     found: set[int] = set()
@@ -127,10 +99,7 @@ def space_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppProcess]:
     the port from the environment; stopped with SIGTERM as a Space restart stops it."""
     workdir = tmp_path_factory.mktemp("space-workdir")
     port = free_loopback_port()
-    env = {k: v for k, v in os.environ.items() if k not in _NOT_ON_A_FRESH_SPACE}
-    env.update(SPACE_ENV)
-    env["GRADIO_SERVER_PORT"] = str(port)
-    env["PORT"] = str(port)
+    env = space_environment(port)
     children: set[int] = set()
     try:
         with running_app(
@@ -193,89 +162,6 @@ def test_app_starts_as_a_space_starts_it(space_app: AppProcess) -> None:
 
 EMULATED_RTT_MS = 150.0
 FRAME_MS = 20.0  # web/mic.js's frames
-QUESTION = "Say hello in one short sentence."
-
-
-@dataclass
-class Visit:
-    """What one page showed after a typed turn: its stages, the playback split and the round trip."""
-
-    stages: dict[str, float]
-    split: dict[str, float]
-    rtt_best_ms: float
-    pings: int
-
-
-@contextlib.contextmanager
-def latency_proxy(target_port: int, rtt_ms: float, log_path: Path) -> Iterator[str]:
-    """``python -m llm.latency_proxy`` in front of the app: every byte between the browser and the
-    app waits half ``rtt_ms`` each way, a new connection one more round trip (a far-away visitor)."""
-    with log_path.open("w") as log_file:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llm.latency_proxy",
-                "--target",
-                f"127.0.0.1:{target_port}",
-                "--rtt-ms",
-                str(rtt_ms),
-            ],
-            cwd=ROOT,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while not (match := re.search(r"listening on 127\.0\.0\.1:(\d+)", log_path.read_text())):
-                assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.1)
-            yield f"http://127.0.0.1:{match.group(1)}"
-        finally:
-            stop_process(proc, signal.SIGINT, 15)
-
-
-def _number(text: str) -> float:
-    return float(text.replace(",", "").split()[0])
-
-
-def _typed_turn(browser, url: str, name: str) -> Visit:
-    """Open the page at ``url``, start, type a turn, wait for its confirmed playback and a few pings."""
-    from playwright.sync_api import expect
-
-    page = browser.new_page(viewport={"width": 1400, "height": 1500})
-    try:
-        page.goto(url, timeout=60_000)
-        page.locator("#mic button.record-button").wait_for(state="visible", timeout=60_000)
-        page.get_by_role("button", name="Start speaking").click()
-        expect(page.locator("#status")).to_contain_text(
-            re.compile("Connection ready in [0-9,]+ ms|Pre-warming|Listening"), timeout=30_000
-        )
-        page.locator("#typed textarea").fill(QUESTION)
-        page.locator("#typed textarea").press("Enter")
-        page.wait_for_function("() => document.querySelector('#current-turn [data-split=network]')", timeout=90_000)
-        # At least eight pings, the last ones after the turn (the facts refresh every second).
-        page.wait_for_function(
-            """() => { const m = /best of (\\d+) pings/.exec(document.querySelector('#facts').innerText);
-                       return m && Number(m[1]) >= 8; }""",
-            timeout=60_000,
-        )
-        stages = {k: _number(v) for k, v in _stage_values(page).items() if re.match(r"[0-9]", v)}
-        split = page.evaluate(
-            """() => Object.fromEntries([...document.querySelectorAll('#current-turn [data-split]')]
-                  .map(s => [s.dataset.split, s.textContent.trim()]))"""
-        )
-        facts = page.locator("#facts").inner_text()
-        rtt = re.search(r"round trip\s+([0-9,]+) ms best of (\d+) pings", facts)
-        assert rtt, facts
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / f"space-visitor-{name}.png"), full_page=True)
-        page.locator("#stop").click()
-        expect(page.locator("#status")).to_contain_text("ended", timeout=15_000)
-        return Visit(stages, {k: _number(v) for k, v in split.items()}, _number(rtt.group(1)), int(rtt.group(2)))
-    finally:
-        page.close()
 
 
 @pytest.mark.slow
@@ -286,21 +172,9 @@ def test_a_far_away_visitor_sees_the_distance_as_network_not_pipeline(
     tmp_path: Path,
 ) -> None:
     """The same Space-started app, visited from next door and from 150 ms away (the latency proxy
-    between Chromium and the app): the panel puts the 150 ms in the round trip, not in a stage."""
-    from playwright.sync_api import sync_playwright
-
-    silence = tmp_path / "silence.wav"  # the microphone hears nothing: the turns are typed
-    write_wav(silence, np.zeros(16_000, np.float32), 16_000)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium, args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={silence}"]
-        )
-        try:
-            near = _typed_turn(browser, space_app.url, "near")
-            with latency_proxy(space_app.port, EMULATED_RTT_MS, tmp_path / "proxy.log") as far_url:
-                far = _typed_turn(browser, far_url, "far")
-        finally:
-            browser.close()
+    between Chromium and the app): the panel puts the 150 ms in the round trip, not in a stage.
+    ``python -m benchmarks.space_distance`` publishes the same visits' figures."""
+    near, far = near_and_far(chromium, space_app.url, EMULATED_RTT_MS, tmp_path, screenshots=ARTIFACTS)
     print(f"\nnear: {near}\nfar:  {far}")
     # The round trip the panel shows grew by the emulated distance, within 20 %.  (The near page's
     # round trip is Gradio's own transport: 18 ms on this machine at load 5.5, 53 ms at load 9.5, and
@@ -313,19 +187,9 @@ def test_a_far_away_visitor_sees_the_distance_as_network_not_pipeline(
     # ...and the pipeline's stages start when the typed turn reached the server: the server's part is
     # the first-audio stage itself, and the first stage after arrival did not take the distance
     # (had it been measured from the page's click, it would be at least the one-way 75 ms).
-    for visit in (near, far):
-        assert visit.split["server"] == visit.stages["first_audio_ms"], visit
-    assert (
-        set(far.stages)
-        == set(near.stages)
-        == {
-            "request_sent_ms",
-            "status_ms",
-            "first_token_ms",
-            "first_sentence_ms",
-            "first_audio_ms",
-        }
-    )
+    for seen in (near, far):
+        assert seen.split["server"] == seen.stages["first_audio_ms"], seen
+    assert set(far.stages) == set(near.stages) == set(STAGES)
     assert far.stages["request_sent_ms"] < EMULATED_RTT_MS / 2, far
     assert "Traceback" not in space_app.log()
 
@@ -351,8 +215,6 @@ def test_a_far_away_visitor_s_microphone_audio_takes_one_way_longer_to_arrive_an
     """
     from playwright.sync_api import sync_playwright
 
-    from benchmarks.uplink import question_wav, visit
-
     turns = 3
     wav = question_wav(tmp_path / "question.wav")
     with sync_playwright() as p:
@@ -361,7 +223,7 @@ def test_a_far_away_visitor_s_microphone_audio_takes_one_way_longer_to_arrive_an
         )
         try:
             near = visit(browser, "near", space_app.url, turns=turns)
-            with latency_proxy(space_app.port, EMULATED_RTT_MS, tmp_path / "proxy.log") as far_url:
+            with latency_proxy(space_app.url, EMULATED_RTT_MS, tmp_path) as far_url:
                 far = visit(browser, "far", far_url, turns=turns)
         finally:
             browser.close()
