@@ -24,9 +24,11 @@ from voice.event_hub import Listener
 from voice.events import AssistantSaid, AudioOut, Notice, SessionEvent, Status, TurnDone
 from voice.latency import TurnLatency
 from voice.llm_endpoint import LLMEndpoint
+from voice.runtime import RuntimeLoader, VoiceRuntime
 from voice.session import VoiceSession
 from voice.transcribe import Transcriber, Transcript
 from voice.tts import TTSEngine
+from web.callbacks import PageCallbacks
 
 # Short enough that a fault test fails in seconds, long enough for a loaded 2-core machine.
 FAST_TIMEOUTS: dict[str, Any] = {"connect_timeout_s": 1.0, "first_byte_timeout_s": 2.0, "chunk_timeout_s": 2.0}
@@ -187,3 +189,30 @@ def page_text(out: tuple[Any, ...]) -> str:
     """Everything a tab's page shows as text: status, chat, panel, turns table, facts."""
     status, chat, _audio, current, rows, _chart, facts = out
     return "\n".join([str(status), json.dumps(chat, ensure_ascii=False), str(current), json.dumps(rows), str(facts)])
+
+
+@contextlib.asynccontextmanager
+async def app_tab(voice_runtime: Any, server: Any, tab: str) -> AsyncIterator[tuple[PageCallbacks, list]]:
+    """The page's callbacks over the real models and a loopback LLM ``server`` (tests/llm_servers),
+    its tab started, and the list every rendered page update is appended to (by a background
+    pump reader)."""
+    settings = voice_runtime.settings.replace(**FAST_TIMEOUTS)
+    endpoint = LLMEndpoint(base_url=server.base_url, model="test-model", api_key=Secret(""), reason="test")
+    runtime = VoiceRuntime(settings, endpoint, voice_runtime.transcriber)
+    web = PageCallbacks(settings, RuntimeLoader.loaded(settings, runtime))
+    request = FakeRequest(tab)
+    [s async for s in web.start("pooled", 0, settings.system_prompt, 500, True, request)]
+    outputs: list[tuple[Any, ...]] = []
+
+    async def read() -> None:
+        async for out in web.pump(request):
+            outputs.append(out)
+
+    reader = asyncio.create_task(read())
+    try:
+        yield web, outputs
+    finally:
+        await web.stop(request)
+        async with asyncio.timeout(10):
+            await reader
+        await web.aclose()

@@ -9,7 +9,6 @@ is a loopback server that quotes the user (``echo``), so what reached it is visi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import tracemalloc
 from collections.abc import AsyncIterator
@@ -18,13 +17,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from llm import Secret
 from tests.llm_servers import LLMServer, echo, reply
 from tests.loopback_session import (
     EXCEPTION_NAME,
-    FAST_TIMEOUTS,
     FakeRequest,
     MeasuringTranscriber,
+    app_tab,
     assert_presentable,
     audio_seconds,
     drain,
@@ -40,10 +38,7 @@ from tests.loopback_session import (
 from tests.speech import resample, synthesize, trimmed
 from voice.events import SessionEvent, Status, TurnDone
 from voice.headless import run_spoken_turn, speak_into
-from voice.llm_endpoint import LLMEndpoint
-from voice.runtime import RuntimeLoader, VoiceRuntime
 from voice.session import MAX_TYPED_CHARS, VoiceSession
-from web.callbacks import PageCallbacks
 
 pytestmark = pytest.mark.slow
 
@@ -309,32 +304,6 @@ async def test_empty_system_prompt_is_allowed(voice_runtime, server: LLMServer) 
 
 
 # --------------------------------------------------------------------------- through app.py's callbacks
-
-
-@contextlib.asynccontextmanager
-async def app_tab(voice_runtime, server: LLMServer, tab: str) -> AsyncIterator[tuple[PageCallbacks, list]]:
-    """A WarmVoiceApp over the real models and the loopback LLM, its tab started, and the
-    list every rendered page update is appended to (by a background pump reader)."""
-    settings = voice_runtime.settings.replace(**FAST_TIMEOUTS)
-    endpoint = LLMEndpoint(base_url=server.base_url, model="test-model", api_key=Secret(""), reason="test")
-    runtime = VoiceRuntime(settings, endpoint, voice_runtime.transcriber)
-    web = PageCallbacks(settings, RuntimeLoader.loaded(settings, runtime))
-    request = FakeRequest(tab)
-    [s async for s in web.start("pooled", 0, settings.system_prompt, 500, True, request)]
-    outputs: list[tuple[Any, ...]] = []
-
-    async def read() -> None:
-        async for out in web.pump(request):
-            outputs.append(out)
-
-    reader = asyncio.create_task(read())
-    try:
-        yield web, outputs
-    finally:
-        await web.stop(request)
-        async with asyncio.timeout(10):
-            await reader
-        await web.aclose()
 
 
 async def wait_for(outputs: list, predicate, *, start: int = 0, timeout_s: float = 60.0) -> tuple[Any, ...]:

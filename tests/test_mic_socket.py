@@ -21,13 +21,11 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from llm import Secret, free_loopback_port
+from llm import free_loopback_port
 from tests.llm_servers import LLMServer, reply
-from tests.loopback_session import FAST_TIMEOUTS, FakeRequest
+from tests.loopback_session import FakeRequest, app_tab
 from tests.speech import spoken
 from voice.audio import SAMPLE_RATE, float_to_int16
-from voice.llm_endpoint import LLMEndpoint
-from voice.runtime import RuntimeLoader, VoiceRuntime
 from web.callbacks import PageCallbacks
 from web.mic_socket import BAD_HELLO, HEADER, MIC_SOCKET_PATH, NO_SESSION, TOO_BIG, AudioBudget, mic_socket_route
 
@@ -60,31 +58,6 @@ async def served(web: PageCallbacks) -> AsyncIterator[str]:
         await task
 
 
-@contextlib.asynccontextmanager
-async def started_tab(voice_runtime: Any, server: LLMServer, tab: str) -> AsyncIterator[tuple[PageCallbacks, list]]:
-    """Callbacks over the real models and the loopback LLM, the tab started, its page updates collected."""
-    settings = voice_runtime.settings.replace(**FAST_TIMEOUTS)
-    endpoint = LLMEndpoint(base_url=server.base_url, model="test-model", api_key=Secret(""), reason="test")
-    runtime = VoiceRuntime(settings, endpoint, voice_runtime.transcriber)
-    web = PageCallbacks(settings, RuntimeLoader.loaded(settings, runtime))
-    request = FakeRequest(tab)
-    [s async for s in web.start("pooled", 0, settings.system_prompt, 500, True, request)]
-    outputs: list[tuple[Any, ...]] = []
-
-    async def read() -> None:
-        async for out in web.pump(request):
-            outputs.append(out)
-
-    reader = asyncio.create_task(read())
-    try:
-        yield web, outputs
-    finally:
-        await web.stop(request)
-        async with asyncio.timeout(10):
-            await reader
-        await web.aclose()
-
-
 async def closed_with(ws: aiohttp.ClientWebSocketResponse) -> int | None:
     """Read until the server closes the socket; its close code."""
     async with asyncio.timeout(10):
@@ -104,7 +77,7 @@ async def test_a_spoken_question_over_the_socket_is_heard_and_answered(
     audio = float_to_int16(spoken("What is the capital of France?", tail_s=1.2))
     caplog.set_level(logging.INFO, logger="warmvoice")
     async with (
-        started_tab(voice_runtime, server, "tab-ws") as (web, outputs),
+        app_tab(voice_runtime, server, "tab-ws") as (web, outputs),
         served(web) as url,
         aiohttp.ClientSession() as client,
         client.ws_connect(url) as ws,
@@ -146,7 +119,7 @@ async def test_a_socket_for_no_open_session_or_without_a_hello_is_refused(
     voice_runtime: Any, server: LLMServer
 ) -> None:
     async with (
-        started_tab(voice_runtime, server, "tab-known") as (web, _),
+        app_tab(voice_runtime, server, "tab-known") as (web, _),
         served(web) as url,
         aiohttp.ClientSession() as client,
     ):
@@ -169,7 +142,7 @@ async def test_a_socket_may_not_send_frames_too_large_or_faster_than_real_time(
     voice_runtime: Any, server: LLMServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with (
-        started_tab(voice_runtime, server, "tab-flood") as (web, _),
+        app_tab(voice_runtime, server, "tab-flood") as (web, _),
         served(web) as url,
         aiohttp.ClientSession() as client,
         client.ws_connect(url) as ws,
