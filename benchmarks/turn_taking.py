@@ -54,6 +54,7 @@ from benchmarks.common import (
 from benchmarks.machine_probe import cpu_flags, run_probe
 from benchmarks.report import publish
 from benchmarks.turn_taking_data import labelled_set
+from benchmarks.turn_taking_data_shape import RunLine, TurnTakingReport
 from benchmarks.turn_taking_policies import (
     CURVES,
     DEFAULT_BEFORE_22,
@@ -64,7 +65,7 @@ from benchmarks.turn_taking_policies import (
 )
 from benchmarks.turn_taking_replay import Evidence, Outcome, evidence_from, gather, replay
 from benchmarks.turn_taking_report import render_markdown, write_plot
-from benchmarks.turn_taking_summary import Results, knee, percentile, reply_time, summarise
+from benchmarks.turn_taking_summary import Results, Scope, knee, percentile, reply_time, summarise
 from benchmarks.turn_taking_texts import CLASSES, HESITATION_PAUSES_S, TEXT_SETS
 from benchmarks.turn_taking_timing import timing_rows
 from benchmarks.voice_families import FAMILIES, VoiceFamily, select, split_of
@@ -150,7 +151,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def run(argv: Sequence[str]) -> dict[str, object]:
+def run(argv: Sequence[str]) -> TurnTakingReport:
     """Generate the set, gather the evidence, replay every policy; return the report data."""
     args = parse_args(argv)
     started = time.monotonic()
@@ -192,7 +193,7 @@ def run(argv: Sequence[str]) -> dict[str, object]:
     else:
         machine, probe_line = asdict(machine_info(load_start, PACKAGES, probe)), probe.describe()
         flags = " ".join(cpu_flags())
-    scopes = ("tuning/tuning", "heldout/heldout")
+    scopes: tuple[Scope, ...] = (("tuning", "tuning"), ("heldout", "heldout"))
     return {
         "command": earlier.get("command") or command_line("python -m benchmarks.turn_taking", argv),
         "replayed_with": command_line("python -m benchmarks.turn_taking", argv) if earlier else None,
@@ -223,7 +224,7 @@ def run(argv: Sequence[str]) -> dict[str, object]:
         "choice_metric": choice_metric,
         "contenders": {n: {"label": label, "wait_ms": 0, "policy": asdict(p)} for n, (label, p) in named.items()},
         "knees": {
-            c: {s: knee(rows, c, points, scope=tuple(s.split("/"))) for s in scopes}  # type: ignore[arg-type]
+            c: {f"{s[0]}/{s[1]}": knee(rows, c, points, scope=s) for s in scopes}
             for c, points in curve_points().items()
         },
         "timing": timing_rows(named, by_name),
@@ -233,7 +234,7 @@ def run(argv: Sequence[str]) -> dict[str, object]:
     }
 
 
-def _run_summary(data: dict[str, Any]) -> dict[str, object]:
+def _run_summary(data: dict[str, Any]) -> RunLine:
     machine = data["machine"]
     return {
         "command": data["command"],
@@ -290,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         REPORT,
         render_markdown(report),
         str(report.get("replayed_with") or report["command"]),
-        machine_of(report["machine"]),  # type: ignore[arg-type]
+        machine_of(report["machine"]),
         outputs=outputs,
         markdown_path=args.markdown,
     )

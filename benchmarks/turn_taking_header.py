@@ -6,17 +6,19 @@ replay of several runs lists each run here, with its own load and probe.
 
 from __future__ import annotations
 
+from benchmarks.turn_taking_data_shape import TurnTakingReport
 
-def ms_text(value: object) -> str:
+
+def ms_text(value: float | str | None) -> str:
     """A ms (or s) figure as the report writes it: thousands separated, none as "—"."""
-    return "—" if value is None else f"{float(value):,.0f}"  # type: ignore[arg-type]
+    return "—" if value is None else f"{float(value):,.0f}"
 
 
-def header(report: dict[str, object]) -> list[str]:
+def header(report: TurnTakingReport) -> list[str]:
     """The title, the runs the evidence came from, the set, the evidence's cost, the reply time and
     the families (``benchmarks.report.publish`` adds the command, the machine and its probe)."""
-    families: list[dict[str, object]] = report["families"]  # type: ignore[assignment]
-    reply: dict[str, object] | None = report.get("reply")  # type: ignore[assignment]
+    families = report["families"]
+    reply = report["reply"]
     lines = [
         "# Turn-taking benchmark",
         "",
@@ -44,9 +46,9 @@ def header(report: dict[str, object]) -> list[str]:
     return lines
 
 
-def _runs_lines(report: dict[str, object]) -> list[str]:
+def _runs_lines(report: TurnTakingReport) -> list[str]:
     """The runs a replay's evidence came from, when there were several."""
-    runs: list[dict[str, object]] = report.get("runs") or []  # type: ignore[assignment]
+    runs = report["runs"]
     if len(runs) < 2:
         return []
     return [f"- Evidence from {len(runs)} runs:"] + [

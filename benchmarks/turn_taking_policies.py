@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from benchmarks.turn_taking_summary import knee
+from benchmarks.turn_taking_summary import Row, knee
 from voice.turns.policy import TURN_DETECTOR_LABELS, TurnDetectorName, TurnPolicy
 
 WAITS_MS = (300, 500, 800, 1000, 1200, 1500, 2000)
@@ -119,9 +119,7 @@ def contenders(transcript_after_ms: int) -> dict[str, tuple[str, TurnPolicy]]:
     }
 
 
-def tuned_contenders(
-    rows: list[dict[str, object]], transcript_after_ms: int, metric: str
-) -> dict[str, tuple[str, TurnPolicy]]:
+def tuned_contenders(rows: list[Row], transcript_after_ms: int, metric: str) -> dict[str, tuple[str, TurnPolicy]]:
     """The text-model policies with the "complete" threshold chosen on the tuning families and
     sentences: the lowest swept one whose ``metric`` on hesitations up to 1 s meets the target
     (none when no threshold does)."""

@@ -21,7 +21,7 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from benchmarks.turn_taking_data import Item
 from voice.audio import SAMPLE_RATE
@@ -111,12 +111,12 @@ def gather(
     model = smart_turn_model()
     endpointer = Endpointer(silence_ms=10_000, max_turn_s=600, post_roll_ms=SPECULATE_AFTER_MS)
     pauses: list[Pause] = []
-    current: dict[str, object] | None = None
+    current: dict[str, Any] | None = None
     last_silence = 0.0
 
     def close_current() -> None:
         if current is not None:
-            pauses.append(Pause(length_ms=last_silence, **current))  # type: ignore[arg-type]
+            pauses.append(Pause(length_ms=last_silence, **current))
 
     for offset in range(0, len(item.audio), FRAME):
         endpointer.feed(item.audio[offset : offset + FRAME])
@@ -230,7 +230,7 @@ def _walk(policy: TurnPolicy, evidence: Evidence, *, instant: bool, reply_ms: fl
     return Outcome(cuts, None)
 
 
-def evidence_from(data: dict[str, object]) -> Evidence:
-    """An :class:`Evidence` from its JSON form (``dataclasses.asdict``)."""
-    pauses = tuple(Pause(**p) for p in data["pauses"])  # type: ignore[attr-defined]
-    return Evidence(**{**data, "pauses": pauses, "internal_ends": tuple(data["internal_ends"])})  # type: ignore[arg-type]
+def evidence_from(data: dict[str, Any]) -> Evidence:
+    """An :class:`Evidence` from its JSON form (``dataclasses.asdict``, read back as JSON)."""
+    pauses = tuple(Pause(**p) for p in data["pauses"])
+    return Evidence(**{**data, "pauses": pauses, "internal_ends": tuple(data["internal_ends"])})

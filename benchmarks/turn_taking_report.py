@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from benchmarks.turn_taking_data_shape import TurnTakingReport
 from benchmarks.turn_taking_header import header, ms_text
-from benchmarks.turn_taking_summary import FALSE_CUT_TARGET, LONG_WAIT_MS, Scope, row_of
+from benchmarks.turn_taking_summary import FALSE_CUT_TARGET, LONG_WAIT_MS, Row, Scope, row_of
 from benchmarks.turn_taking_texts import CLASS_LABELS, CLASSES
 from benchmarks.turn_taking_timing import timing_section
 
@@ -40,12 +41,12 @@ SPLIT_LABELS = {"tuning": "tuning families", "heldout": "held-out families"}
 TEXT_LABELS = {"tuning": "tuning sentences", "heldout": "held-out sentences", "all": "all sentences"}
 
 
-def _pct(value: object) -> str:
-    return "—" if value is None else f"{100 * float(value):.0f} %"  # type: ignore[arg-type]
+def _pct(value: float | str | None) -> str:
+    return "—" if value is None else f"{100 * float(value):.0f} %"
 
 
-def _per40(value: object) -> str:
-    return "—" if value is None else f"{float(value):.1f}"  # type: ignore[arg-type]
+def _per40(value: float | str | None) -> str:
+    return "—" if value is None else f"{float(value):.1f}"
 
 
 def scope_label(scope: Scope) -> str:
@@ -54,11 +55,11 @@ def scope_label(scope: Scope) -> str:
     return f"{SPLIT_LABELS.get(families, families)}, {TEXT_LABELS[text]}"
 
 
-def _rows(report: dict[str, object]) -> list[dict[str, object]]:
-    return report["rows"]  # type: ignore[return-value]
+def _rows(report: TurnTakingReport) -> list[Row]:
+    return report["rows"]
 
 
-def _contender_cells(report: dict[str, object], curve: str, wait: int, scope: Scope) -> str | None:
+def _contender_cells(report: TurnTakingReport, curve: str, wait: int, scope: Scope) -> str | None:
     """The Targets columns of one policy on one scope (None: no items there)."""
     rows = _rows(report)
     comp = row_of(rows, curve, wait, "complete", scope)
@@ -90,10 +91,10 @@ TARGET_HEADER = (
 TARGET_RULE = "|---|---|---|---|---|---|---|---|---|---|---|"
 
 
-def targets_section(report: dict[str, object]) -> list[str]:
+def targets_section(report: TurnTakingReport) -> list[str]:
     """The issue's Targets, each named policy side by side, on held-out families and sentences
     (and on the tuning scope, where settings were chosen)."""
-    contenders: dict[str, dict[str, object]] = report["contenders"]  # type: ignore[assignment]
+    contenders = report["contenders"]
     lines = [
         "## Targets: the named policies side by side",
         "",
@@ -119,16 +120,16 @@ def targets_section(report: dict[str, object]) -> list[str]:
     for scope in shown or [("heldout", "heldout"), ("tuning", "tuning")]:
         lines += ["", f"**{scope_label(scope)}**", "", TARGET_HEADER, TARGET_RULE]
         for name, spec in contenders.items():
-            cells = _contender_cells(report, name, int(spec["wait_ms"]), scope)  # type: ignore[call-overload]
+            cells = _contender_cells(report, name, spec["wait_ms"], scope)
             if cells is not None:
                 lines.append(f"| {spec['label']} | {cells} |")
     return lines
 
 
-def families_section(report: dict[str, object]) -> list[str]:
+def families_section(report: TurnTakingReport) -> list[str]:
     """Every metric per voice family (all sentences), one table per named policy."""
-    contenders: dict[str, dict[str, object]] = report["contenders"]  # type: ignore[assignment]
-    families: list[dict[str, object]] = report["families"]  # type: ignore[assignment]
+    contenders = report["contenders"]
+    families = report["families"]
     lines = ["", "## Per voice family (tuning and held-out sentences together)"]
     for name, spec in contenders.items():
         lines += [
@@ -139,7 +140,7 @@ def families_section(report: dict[str, object]) -> list[str]:
             TARGET_RULE,
         ]
         for voice in families:
-            cells = _contender_cells(report, name, int(spec["wait_ms"]), (str(voice["name"]), "all"))  # type: ignore[call-overload]
+            cells = _contender_cells(report, name, spec["wait_ms"], (voice["name"], "all"))
             if cells is not None:
                 lines.append(f"| {voice['name']} ({voice['split']}) | {cells} |")
     return lines
@@ -149,11 +150,11 @@ def families_section(report: dict[str, object]) -> list[str]:
 SMART_TURN_PAIRS = (("text_model", "text_model+audio"), ("text_model@tuned", "text_model+audio@tuned"))
 
 
-def smart_turn_section(report: dict[str, object]) -> list[str]:
+def smart_turn_section(report: TurnTakingReport) -> list[str]:
     """The text-model policy without and with Smart Turn in its unsure band, per family: what the
     audio model adds on each voice (faster ends on complete utterances, or more cut-ins)."""
-    contenders: dict[str, dict[str, object]] = report["contenders"]  # type: ignore[assignment]
-    families: list[dict[str, object]] = report["families"]  # type: ignore[assignment]
+    contenders = report["contenders"]
+    families = report["families"]
     rows = _rows(report)
     heard = "heard_cut_rate_instant" if report.get("reply") else "false_cut_rate_instant"
     lines = [
@@ -197,10 +198,10 @@ def smart_turn_section(report: dict[str, object]) -> list[str]:
     return lines
 
 
-def _curve_points(report: dict[str, object], scope: Scope) -> Iterator[tuple[str, int, dict[str, dict[str, object]]]]:
+def _curve_points(report: TurnTakingReport, scope: Scope) -> Iterator[tuple[str, int, dict[str, Row]]]:
     """Every curve and wait that has hesitations up to 1 s on ``scope``, with its rows by group."""
     rows = _rows(report)
-    points: dict[str, list[int]] = report["curve_points"]  # type: ignore[assignment]
+    points = report["curve_points"]
     groups = (*CLASSES, "pauses<=1s", "pauses<=1s, whole", "pauses<=1s, final")
     for curve, waits in points.items():
         for wait in waits:
@@ -209,9 +210,9 @@ def _curve_points(report: dict[str, object], scope: Scope) -> Iterator[tuple[str
             yield curve, wait, {g: row_of(rows, curve, wait, g, scope) or {} for g in groups}
 
 
-def curves_section(report: dict[str, object]) -> list[str]:
+def curves_section(report: TurnTakingReport) -> list[str]:
     """Each swept curve on the tuning and the held-out scope, and its knee."""
-    curves: dict[str, str] = report["curves"]  # type: ignore[assignment]
+    curves = report["curves"]
     lines = ["", "## The curves: every detector with its wait swept"]
     for scope in (("tuning", "tuning"), ("heldout", "heldout")):
         lines += [
@@ -236,7 +237,7 @@ def curves_section(report: dict[str, object]) -> list[str]:
                 f"| {ms_text(comp.get('median_ms'))} / {ms_text(comp.get('median_ms_instant'))} "
                 f"| {ms_text(comp.get('p90_ms'))} | {_pct(comp.get('late_rate'))} |"
             )
-        knees: dict[str, dict[str, object]] = report["knees"]  # type: ignore[assignment]
+        knees = report["knees"]
         key = f"{scope[0]}/{scope[1]}"
         lines += [
             "",
@@ -248,7 +249,7 @@ def curves_section(report: dict[str, object]) -> list[str]:
     return lines
 
 
-def render_markdown(report: dict[str, object]) -> str:
+def render_markdown(report: TurnTakingReport) -> str:
     """The whole report."""
     lines = header(report) + targets_section(report) + timing_section(report) + smart_turn_section(report)
     lines += families_section(report)
@@ -271,7 +272,16 @@ def render_markdown(report: dict[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_plot(report: dict[str, object], path: Path) -> None:
+def _chart_point(rows: list[Row], curve: str, wait: int, scope: Scope, metric: str) -> tuple[float, float] | None:
+    """The chart's point of one policy on ``scope``: its x (median end of turn on complete
+    utterances) and its y (``metric`` on hesitations up to 1 s, %); None when either is missing."""
+    short, comp = row_of(rows, curve, wait, "pauses<=1s", scope), row_of(rows, curve, wait, "complete", scope)
+    x = comp[X_METRIC] if comp else None
+    y = short[metric] if short else None
+    return None if x is None or y is None else (float(x), 100 * float(y))
+
+
+def write_plot(report: TurnTakingReport, path: Path) -> None:
     """False cuts (hesitations up to 1 s, signals instant) against the median end of turn on
     complete utterances, each curve and named policy, on the tuning and the held-out scope, with
     LiveKit v1's published point beside them; a second row with the heard cut-ins when known."""
@@ -281,9 +291,9 @@ def write_plot(report: dict[str, object], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = _rows(report)
-    curves: dict[str, str] = report["curves"]  # type: ignore[assignment]
-    contenders: dict[str, dict[str, object]] = report["contenders"]  # type: ignore[assignment]
-    points: dict[str, list[int]] = report["curve_points"]  # type: ignore[assignment]
+    curves = report["curves"]
+    contenders = report["contenders"]
+    points = report["curve_points"]
     metrics = [("false_cut_rate_instant", "false cuts")]
     if report.get("reply"):
         metrics.append(("heard_cut_rate_instant", "heard cut-ins"))
@@ -295,23 +305,18 @@ def write_plot(report: dict[str, object], path: Path) -> None:
             for curve, label in ((c, curves[c]) for c in PLOT_CURVES if c in curves):
                 xy = []
                 for wait in points[curve]:
-                    short, comp = (
-                        row_of(rows, curve, wait, "pauses<=1s", scope),
-                        row_of(rows, curve, wait, "complete", scope),
-                    )
-                    if short and comp and comp[X_METRIC] is not None and short[metric] is not None:
-                        xy.append((float(comp[X_METRIC]), 100 * float(short[metric]), wait))  # type: ignore[arg-type]
+                    point = _chart_point(rows, curve, wait, scope, metric)
+                    if point is not None:
+                        xy.append((*point, wait))
                 if xy:
                     ax.plot([p[0] for p in xy], [p[1] for p in xy], marker="o", markersize=3, label=label)
                     for x, y, wait in xy:
                         ax.annotate(str(wait), (x, y), textcoords="offset points", xytext=(3, 2), fontsize=6)
             for name, spec in contenders.items():
-                short = row_of(rows, name, int(spec["wait_ms"]), "pauses<=1s", scope)  # type: ignore[call-overload]
-                comp = row_of(rows, name, int(spec["wait_ms"]), "complete", scope)  # type: ignore[call-overload]
-                if short and comp and comp[X_METRIC] is not None and short[metric] is not None:
+                point = _chart_point(rows, name, spec["wait_ms"], scope, metric)
+                if point is not None:
                     ax.scatter(
-                        float(comp[X_METRIC]),  # type: ignore[arg-type]
-                        100 * float(short[metric]),  # type: ignore[arg-type]
+                        *point,
                         s=70,
                         marker="D",
                         zorder=5,
@@ -339,11 +344,11 @@ def write_plot(report: dict[str, object], path: Path) -> None:
                     fontsize=8,
                 )
     axes[0][0].legend(fontsize=6, loc="upper right")
-    m: dict[str, object] = report["machine"]  # type: ignore[assignment]
+    m = report["machine"]
     fig.suptitle(
         f"WarmVoice turn-taking across voice families (point labels: wait, ms) — {m['cpu_model']}, "
         f"{m['cpu_count']} CPUs, "
-        f"load {float(m['load_start'] or 0):.1f}→{float(m['load_end'] or 0):.1f}, {str(m['date'])[:10]}",  # type: ignore[arg-type]
+        f"load {float(m['load_start'] or 0):.1f}→{float(m['load_end'] or 0):.1f}, {str(m['date'])[:10]}",
         fontsize=9,
     )
     fig.tight_layout()

@@ -31,6 +31,8 @@ SHORT_PAUSES = ("pauses<=1s", "pauses<=1s, whole", "pauses<=1s, final")
 GROUPS = (*CLASSES, *SHORT_PAUSES)
 Scope = tuple[str, str]  # (families: "tuning" / "heldout" / a family's name, text set: "tuning" / "heldout" / "all")
 Results = dict[tuple[str, int], list[tuple[Evidence, Outcome]]]
+# One summary row: its keys (curve, wait_ms, families, text, class) and its metrics (counts, rates, ms; None: none).
+Row = dict[str, float | int | str | None]
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -48,14 +50,12 @@ def scopes(ev: Evidence, per_family: bool) -> list[Scope]:
     return out
 
 
-def summarise(
-    results: Results, per_family: Iterable[str] = (), unfinished_below: float = 0.5
-) -> list[dict[str, object]]:
+def summarise(results: Results, per_family: Iterable[str] = (), unfinished_below: float = 0.5) -> list[Row]:
     """One row per curve, wait, scope and group (a class, or hesitation pauses up to 1 s); the
     curves in ``per_family`` get a row per family too.  ``unfinished_below``: the text model's
     probability under which it "says unfinished" (a complete item it says so about may wait)."""
     wide = set(per_family)
-    rows: list[dict[str, object]] = []
+    rows: list[Row] = []
     for (curve, wait), pairs in results.items():
         grouped: dict[tuple[Scope, str], list[tuple[Evidence, Outcome]]] = {}
         for ev, out in pairs:
@@ -63,7 +63,7 @@ def summarise(
                 for group in _groups(ev):
                     grouped.setdefault((scope, group), []).append((ev, out))
         for ((families, text), group), members in grouped.items():
-            row: dict[str, object] = {"curve": curve, "wait_ms": wait, "families": families, "text": text}
+            row: Row = {"curve": curve, "wait_ms": wait, "families": families, "text": text}
             rows.append({**row, "class": group, **_metrics(group, members, unfinished_below)})
     return rows
 
@@ -75,13 +75,13 @@ def _groups(ev: Evidence) -> list[str]:
     return groups
 
 
-def _metrics(group: str, members: list[tuple[Evidence, Outcome]], unfinished_below: float) -> dict[str, object]:
+def _metrics(group: str, members: list[tuple[Evidence, Outcome]], unfinished_below: float) -> Row:
     delays = [out.delay_ms for _, out in members if out.delay_ms is not None]
     instant = [out.delay_if_instant_ms for _, out in members if out.delay_if_instant_ms is not None]
     replies = [out.reply_ms for _, out in members if out.reply_ms is not None]
     late = sum(1 for _, out in members if out.delay_ms is None or out.delay_ms > LATE_MS)
     long = [out for _, out in members if out.delay_ms is None or out.delay_ms > LONG_WAIT_MS]
-    row: dict[str, object] = {
+    row: Row = {
         "n": len(members),
         "false_cut_rate": sum(1 for _, out in members if out.cuts) / len(members),
         "false_cut_rate_instant": sum(1 for _, out in members if out.cuts_if_instant) / len(members),
@@ -125,9 +125,7 @@ def pause_labels(ev: Evidence) -> list[float]:
     return [float(ev.name[start + 1 : ev.name.index("s]", start)])] if start >= 0 else [0.0]
 
 
-def row_of(
-    rows: list[dict[str, object]], curve: str, wait: int, group: str, scope: Scope = ("tuning", "tuning")
-) -> dict[str, object] | None:
+def row_of(rows: list[Row], curve: str, wait: int, group: str, scope: Scope = ("tuning", "tuning")) -> Row | None:
     """The summary row for one curve, wait, group and scope."""
     families, text = scope
     return next(
@@ -145,7 +143,7 @@ def row_of(
 
 
 def knee(
-    rows: list[dict[str, object]],
+    rows: list[Row],
     curve: str,
     waits: Sequence[int],
     metric: str = "false_cut_rate_instant",
@@ -155,7 +153,8 @@ def knee(
     every signal instant: the most the logic makes on any machine) meets the target, on ``scope``."""
     for wait in waits:
         row = row_of(rows, curve, wait, "pauses<=1s", scope)
-        if row is not None and row[metric] is not None and float(row[metric]) <= FALSE_CUT_TARGET:  # type: ignore[arg-type]
+        value = None if row is None else row[metric]
+        if value is not None and float(value) <= FALSE_CUT_TARGET:
             return wait
     return None
 

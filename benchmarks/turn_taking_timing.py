@@ -17,6 +17,8 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable
 
+from benchmarks.turn_taking_data_shape import TimingRow, TurnTakingReport
+from benchmarks.turn_taking_header import ms_text
 from benchmarks.turn_taking_replay import Evidence, Outcome, text_probability, transcript_start
 from benchmarks.turn_taking_summary import Scope, percentile, scopes
 from voice.audio import SAMPLE_RATE
@@ -29,7 +31,7 @@ SCOPE_WORDS = {"heldout": "held-out", "tuning": "tuning"}
 
 def timing_rows(
     named: dict[str, tuple[str, TurnPolicy]], results: dict[str, list[tuple[Evidence, Outcome]]]
-) -> list[dict[str, object]]:
+) -> list[TimingRow]:
     """One row per named policy that reads the text model and scope of :data:`SCOPES`: the
     complete utterances' end of turn, split into its parts (see the module docstring)."""
     rows = []
@@ -39,11 +41,11 @@ def timing_rows(
         for scope in SCOPES:
             members = [(ev, out) for ev, out in results[name] if ev.kind == "complete" and scope in scopes(ev, False)]
             if members:
-                rows.append({"policy": name, "families": scope[0], "text": scope[1], **_parts(policy, members)})
+                rows.append(_parts(name, scope, policy, members))
     return rows
 
 
-def _parts(policy: TurnPolicy, members: Iterable[tuple[Evidence, Outcome]]) -> dict[str, object]:
+def _parts(name: str, scope: Scope, policy: TurnPolicy, members: Iterable[tuple[Evidence, Outcome]]) -> TimingRow:
     ready, ended = [], {"min silence": 0, "transcript": 0, "band": 0, "max wait": 0}
     n = 0
     for ev, out in members:
@@ -64,6 +66,9 @@ def _parts(policy: TurnPolicy, members: Iterable[tuple[Evidence, Outcome]]) -> d
         else:
             ended["min silence"] += 1
     return {
+        "policy": name,
+        "families": scope[0],
+        "text": scope[1],
         "n": n,
         "transcript_ready_median_ms": statistics.median(ready) if ready else None,
         "transcript_ready_p90_ms": percentile(ready, 90),
@@ -71,12 +76,12 @@ def _parts(policy: TurnPolicy, members: Iterable[tuple[Evidence, Outcome]]) -> d
     }
 
 
-def timing_section(report: dict[str, object]) -> list[str]:
+def timing_section(report: TurnTakingReport) -> list[str]:
     """The report's section: per named policy and scope, when the transcript was ready and what ended the turn."""
-    rows: list[dict[str, object]] = report.get("timing") or []  # type: ignore[assignment]
+    rows = report["timing"]
     if not rows:
         return []
-    contenders: dict[str, dict[str, object]] = report["contenders"]  # type: ignore[assignment]
+    contenders = report["contenders"]
     lines = [
         "",
         "## What a complete utterance's end of turn is made of (this run's timing)",
@@ -92,12 +97,9 @@ def timing_section(report: dict[str, object]) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for row in rows:
-        label = contenders[str(row["policy"])]["label"]
-        ended: dict[str, int] = row["ended_by"]  # type: ignore[assignment]
-        ready = " / ".join(
-            "—" if row[k] is None else f"{float(row[k]):,.0f}"  # type: ignore[arg-type]
-            for k in ("transcript_ready_median_ms", "transcript_ready_p90_ms")
-        )
-        scope = f"{SCOPE_WORDS[str(row['families'])]} families, {SCOPE_WORDS[str(row['text'])]} sentences"
+        label = contenders[row["policy"]]["label"]
+        ended = row["ended_by"]
+        ready = " / ".join(ms_text(v) for v in (row["transcript_ready_median_ms"], row["transcript_ready_p90_ms"]))
+        scope = f"{SCOPE_WORDS[row['families']]} families, {SCOPE_WORDS[row['text']]} sentences"
         lines.append(f"| {label} | {scope} | {row['n']} | {ready} | {' / '.join(str(v) for v in ended.values())} |")
     return lines
