@@ -24,6 +24,8 @@ import numpy as np
 import psutil
 
 from benchmarks.edge_standin import EdgeStandin
+from benchmarks.voice_families import family, piper_speech
+from voice.audio import SAMPLE_RATE
 from voice.headless import TurnResult, run_spoken_turn, run_typed_turn
 from voice.native_memory import release_freed_memory
 from voice.runtime import VoiceRuntime
@@ -32,6 +34,7 @@ from voice.tts import make_tts
 
 SESSIONS = 10
 SPOKEN_SESSIONS = 2
+PIPER_VOICE = family("piper-1.0")  # the bundled voice at its own pace, noise off
 EDGE_SESSIONS = 3  # typing sessions whose replies edge-tts speaks (warm transport, stand-in service)
 DURATION_S = 60.0
 PAUSE_S = (2.0, 4.0)
@@ -50,7 +53,7 @@ QUESTIONS = [
 
 @dataclass(frozen=True)
 class Speech:
-    """A question spoken by the bundled Piper voice: float32 mono samples at its own rate."""
+    """A question spoken by the bundled Piper voice: float32 mono samples at ``sample_rate``."""
 
     text: str
     samples: np.ndarray
@@ -59,14 +62,7 @@ class Speech:
 
 def speak(text: str) -> Speech:
     """``text`` in the bundled Piper voice, noise off so the same text gives the same samples (blocking)."""
-    from piper import SynthesisConfig
-
-    from voice.tts import bundled_voice_path, load_voice
-
-    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
-    chunks = list(load_voice(bundled_voice_path()).synthesize(text, config))
-    samples = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32)
-    return Speech(text, samples, chunks[0].sample_rate)
+    return Speech(text, piper_speech(text, PIPER_VOICE), SAMPLE_RATE)
 
 
 @dataclass

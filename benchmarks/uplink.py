@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soxr
 
 from benchmarks.common import (
     command_line,
@@ -40,6 +39,7 @@ from benchmarks.common import (
 from benchmarks.machine_probe import start_run
 from benchmarks.report import publish
 from benchmarks.uplink_report import QUESTION, Report, TurnFigures, Visit, render_markdown
+from benchmarks.voice_families import family, piper_speech
 from llm import free_loopback_port
 from voice.audio import SAMPLE_RATE, write_wav
 
@@ -64,14 +64,7 @@ CHROMIUM_FLAGS = (
 
 def question_wav(path: Path) -> Path:
     """The question in the bundled Piper voice, then silence: the fake microphone loops it."""
-    from piper import SynthesisConfig
-
-    from voice.tts import bundled_voice_path, load_voice
-
-    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
-    chunks = list(load_voice(bundled_voice_path()).synthesize(QUESTION, config))
-    native = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32)
-    speech = soxr.resample(native, chunks[0].sample_rate, SAMPLE_RATE).astype(np.float32)
+    speech = piper_speech(QUESTION, family("piper-1.0"))
     audio = np.concatenate(
         [np.zeros(SAMPLE_RATE // 2, np.float32), speech, np.zeros(int(LOOP_SILENCE_S * SAMPLE_RATE), np.float32)]
     )
