@@ -58,6 +58,22 @@ async def served(web: PageCallbacks) -> AsyncIterator[str]:
         await task
 
 
+@contextlib.asynccontextmanager
+async def open_socket(
+    voice_runtime: Any, server: LLMServer, tab: str
+) -> AsyncIterator[tuple[PageCallbacks, list, aiohttp.ClientWebSocketResponse]]:
+    """A started tab, its microphone socket connected and greeted (the server said it is ready)."""
+    async with (
+        app_tab(voice_runtime, server, tab) as (web, outputs),
+        served(web) as url,
+        aiohttp.ClientSession() as client,
+        client.ws_connect(url) as ws,
+    ):
+        await ws.send_str(json.dumps({"session": tab, "rate": SAMPLE_RATE}))
+        assert json.loads(await ws.receive_str()) == {"ready": True}
+        yield web, outputs, ws
+
+
 async def closed_with(ws: aiohttp.ClientWebSocketResponse) -> int | None:
     """Read until the server closes the socket; its close code."""
     async with asyncio.timeout(10):
@@ -76,14 +92,7 @@ async def test_a_spoken_question_over_the_socket_is_heard_and_answered(
     server.default = reply("Paris is the capital of France.")
     audio = float_to_int16(spoken("What is the capital of France?", tail_s=1.2))
     caplog.set_level(logging.INFO, logger="warmvoice")
-    async with (
-        app_tab(voice_runtime, server, "tab-ws") as (web, outputs),
-        served(web) as url,
-        aiohttp.ClientSession() as client,
-        client.ws_connect(url) as ws,
-    ):
-        await ws.send_str(json.dumps({"session": "tab-ws", "rate": SAMPLE_RATE}))
-        assert json.loads(await ws.receive_str()) == {"ready": True}
+    async with open_socket(voice_runtime, server, "tab-ws") as (web, outputs, ws):
         # Bad frames from a broken page: each is dropped with a log line, the socket stays open.
         await ws.send_bytes(b"\x00" * 7)  # shorter than the header
         await ws.send_bytes(frame_bytes(np.zeros(FRAME, np.int16))[:-1])  # half a sample
@@ -141,14 +150,7 @@ async def test_a_socket_for_no_open_session_or_without_a_hello_is_refused(
 async def test_a_socket_may_not_send_frames_too_large_or_faster_than_real_time(
     voice_runtime: Any, server: LLMServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with (
-        app_tab(voice_runtime, server, "tab-flood") as (web, _),
-        served(web) as url,
-        aiohttp.ClientSession() as client,
-        client.ws_connect(url) as ws,
-    ):
-        await ws.send_str(json.dumps({"session": "tab-flood", "rate": SAMPLE_RATE}))
-        assert json.loads(await ws.receive_str()) == {"ready": True}
+    async with open_socket(voice_runtime, server, "tab-flood") as (_web, _outputs, ws):
         # Three seconds of audio at once: past the one-second allowance, frames are dropped.
         for _ in range(150):
             await ws.send_bytes(frame_bytes(np.zeros(FRAME, np.int16)))
