@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks import voice_families
 from benchmarks.common import (
     MACHINE_PACKAGES,
     STRATEGY_ORDER,
@@ -101,6 +102,13 @@ def _comma_list(choices: Sequence[str], *, given_order: bool = False) -> Callabl
         return values if given_order else tuple(c for c in choices if c in values)
 
     return parse
+
+
+def _voice_list(text: str) -> tuple[str, ...]:
+    try:
+        return tuple(voice.name for voice in voice_families.select(text))
+    except (ValueError, KeyError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _rate_list(text: str) -> tuple[float, ...]:
@@ -197,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="Piper speaking rates (length_scale, above 1 slower) to speak the questions at (default 1)",
     )
     p.add_argument(
+        "--voices",
+        type=_voice_list,
+        default=(),
+        help="voice families to speak the questions in (benchmarks.voice_families: names, tuning, heldout, "
+        "all), instead of Piper at --question-rates",
+    )
+    p.add_argument(
         "--hesitations",
         type=int,
         default=0,
@@ -240,6 +255,7 @@ def config_from(args: argparse.Namespace, parser: argparse.ArgumentParser, setti
         levers=args.levers,
         inputs=args.inputs,
         question_rates=args.question_rates,
+        voices=args.voices,
         levers_on={name: getattr(settings, name) for name in off_values(args.off_levers)},
         off_levers=args.off_levers,
         standin=(
@@ -261,7 +277,7 @@ def config_from(args: argparse.Namespace, parser: argparse.ArgumentParser, setti
     if not 1 <= config.questions <= len(QUESTIONS):
         parser.error(f"--questions must be between 1 and {len(QUESTIONS)}")
     if args.tts == "edge-standin" and (
-        len(config.levers) > 1 or len(config.inputs) > 1 or len(config.question_rates) > 1
+        len(config.levers) > 1 or len(config.inputs) > 1 or len(config.question_rates) > 1 or config.voices
     ):
         parser.error("--tts edge-standin compares TTS connections: give one --levers, --inputs and --question-rates")
     if config.repeat < 1:

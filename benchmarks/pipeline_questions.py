@@ -15,12 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import voice_families
 from benchmarks.pipeline_levers import input_label
 from benchmarks.pipeline_records import BenchConfig
-from voice.audio import read_wav, write_wav
+from benchmarks.voice_families import VoiceFamily
+from voice.audio import SAMPLE_RATE, read_wav, write_wav
 
 # Anything quieter than this (about -40 dBFS) is silence when locating the audio's own end of speech.
 ENERGY_THRESHOLD = 0.01
+# Lead-in before a voice family's question (its noise, in the noise families).
+FAMILY_PAD_S = 0.3
 
 
 @dataclass(frozen=True)
@@ -102,9 +106,8 @@ def synthesize_questions(
         chunks = list(voice.synthesize(question.text, config))
         if not chunks:
             raise RuntimeError(f"Piper produced no audio for {question.text!r}")
-        path = directory / f"question-{index}.wav"
-        write_wav(path, np.concatenate([c.audio_float_array for c in chunks]), chunks[0].sample_rate)
-        samples, rate = read_wav(path)
+        audio = np.concatenate([c.audio_float_array for c in chunks])
+        samples, rate = _through_wav(directory / f"question-{index}.wav", audio, chunks[0].sample_rate)
         loud = np.flatnonzero(np.abs(samples) > ENERGY_THRESHOLD)
         if not loud.size:
             raise RuntimeError(f"Piper's audio for {question.text!r} is silent")
@@ -112,13 +115,44 @@ def synthesize_questions(
     return spoken
 
 
+def family_questions(
+    questions: Sequence[Question], directory: Path, voice: VoiceFamily, *, inputs: str, first_index: int
+) -> list[SpokenQuestion]:
+    """Each question spoken by a voice family of :mod:`benchmarks.voice_families` (an espeak-ng
+    voice, a sox pitch or tempo change, noise), with :data:`FAMILY_PAD_S` of lead-in, as a WAV
+    read back.  Its voice ends where the family's clean speech ends: in noise, no energy threshold
+    can find it."""
+    spoken: list[SpokenQuestion] = []
+    for index, question in enumerate(questions, first_index):
+        audio = voice_families.render(question.text, voice, pad_s=FAMILY_PAD_S)
+        samples, rate = _through_wav(directory / f"question-{index}.wav", audio, SAMPLE_RATE)
+        end_s = FAMILY_PAD_S + len(voice_families.speech(question.text, voice)) / SAMPLE_RATE
+        spoken.append(SpokenQuestion(index, question, samples, rate, end_s, f"{inputs} {voice.name}"))
+    return spoken
+
+
+def _through_wav(path: Path, audio: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
+    """``audio`` written as 16-bit WAV and read back: what the session is fed is what a file holds."""
+    write_wav(path, audio, rate)
+    return read_wav(path)
+
+
 def spoken_inputs(config: BenchConfig, directory: Path) -> list[SpokenQuestion]:
-    """Every question the run asks: per question set of ``--inputs`` and Piper rate of
-    ``--question-rates``, the first ``--questions`` of the set, numbered through."""
+    """Every question the run asks: per question set of ``--inputs`` and voice family of
+    ``--voices`` (else Piper rate of ``--question-rates``), the first ``--questions`` of the set,
+    numbered through."""
     spoken: list[SpokenQuestion] = []
     for inputs in config.inputs:
         bank = QUESTIONS if inputs == "short" else HARD_QUESTIONS
-        for rate in config.question_rates:
+        for name in config.voices:
+            spoken += family_questions(
+                bank[: config.questions],
+                directory,
+                voice_families.family(name),
+                inputs=inputs,
+                first_index=len(spoken) + 1,
+            )
+        for rate in () if config.voices else config.question_rates:
             spoken += synthesize_questions(
                 bank[: config.questions], directory, length_scale=rate, inputs=inputs, first_index=len(spoken) + 1
             )

@@ -106,6 +106,8 @@ class BenchConfig:
     levers: tuple[str, ...] = ("on",)
     inputs: tuple[str, ...] = ("short",)
     question_rates: tuple[float, ...] = (1.0,)
+    # Voice families (benchmarks.voice_families) the questions are spoken in, instead of the rates.
+    voices: tuple[str, ...] = ()
     # The settings the levers change, as the "on" sessions ran them (the environment may set them).
     levers_on: dict[str, Any] = field(default_factory=dict)
     # The levers the "off" sessions put back (settings names); empty: all of them.

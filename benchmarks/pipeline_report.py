@@ -195,13 +195,18 @@ def _describe(run: VoiceBenchRun) -> list[str]:
         f"- LLM: {e.base_url}, model `{e.model}` — {e.reason}"
         + (f"; {e.server_threads} llama.cpp thread(s)" if e.server_threads else ""),
         (
-            f"- Input: {c.questions} question(s) synthesized at run time with Piper (bundled en_US-joe-medium, noise "
-            f"off), written as 16-bit WAV, fed in {c.chunk_ms} ms chunks paced in real time and followed by "
+            f"- Input: {c.questions} question(s) synthesized at run time with "
+            + (
+                f"the voice families {', '.join(c.voices)} (benchmarks/voice_families.py)"
+                if c.voices
+                else "Piper (bundled en_US-joe-medium, noise off)"
+            )
+            + f", written as 16-bit WAV, fed in {c.chunk_ms} ms chunks paced in real time and followed by "
             f"{c.trailing_silence_ms / 1000:g} s of silence. "
             + (
                 f"The session ends the turn with the `{c.turn_detector}` detector "
                 f"({TURN_DETECTOR_LABELS[c.turn_detector]}; voice/turns/policy.py), evidence gathered in the pause"
-                if c.turn_detector in ("combined", "audio")
+                if c.early_transcript and c.turn_detector not in ("vad", "text")
                 else f"The session transcribes early, during the pause (EARLY_TRANSCRIPT on), and ends the turn after "
                 f"{c.end_of_turn_silence_ms} ms of silence, or after {c.min_end_of_turn_silence_ms} ms when the early "
                 f"transcript reads as a finished sentence"

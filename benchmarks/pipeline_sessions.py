@@ -113,7 +113,7 @@ async def _turn(
 
 def _variant(record: SessionRecord, config: BenchConfig) -> str:
     """The session's question set and levers for the progress lines, when the run varies them."""
-    inputs = f" {record.inputs}" if len(config.inputs) > 1 or len(config.question_rates) > 1 else ""
+    inputs = f" {record.inputs}" if len(config.inputs) > 1 or len(config.question_rates) > 1 or config.voices else ""
     return inputs + (f" levers {record.levers}" if len(config.levers) > 1 else "")
 
 

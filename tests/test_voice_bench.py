@@ -23,7 +23,7 @@ import pytest
 from benchmarks.common import command_line
 from benchmarks.pipeline import PROG, QUICK, build_parser, config_from
 from benchmarks.pipeline_levers import LEVERS_OFF, lever_settings
-from benchmarks.pipeline_questions import HARD_QUESTIONS, QUESTIONS, missing_key_words
+from benchmarks.pipeline_questions import HARD_QUESTIONS, QUESTIONS, missing_key_words, spoken_inputs
 from benchmarks.pipeline_report import HEADLINE_ROWS
 from benchmarks.pipeline_sessions import session_plan
 from benchmarks.process_sampling import CpuMark, RssSampler, other_cpu_share
@@ -276,6 +276,18 @@ def test_strategy_order_alternates_between_rounds() -> None:
     ]
 
 
+def test_voice_families_speak_the_questions(tmp_path: Path) -> None:
+    config = _config("--quick", "--questions", "1", "--voices", "espeak-en-gb-m3,noise-10db-m3")
+    assert config.voices == ("espeak-en-gb-m3", "noise-10db-m3")
+    spoken = spoken_inputs(config, tmp_path)
+    assert [q.inputs for q in spoken] == ["short espeak-en-gb-m3", "short noise-10db-m3"]
+    for q in spoken:
+        assert q.sample_rate == 16000 and 0.3 < q.last_voiced_s < q.duration_s
+        assert (tmp_path / f"question-{q.index}.wav").is_file()
+    # In noise no energy threshold finds the end of speech: it comes from the clean speech.
+    assert spoken[1].last_voiced_s == pytest.approx(spoken[0].last_voiced_s, abs=0.01)
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -290,7 +302,9 @@ def test_strategy_order_alternates_between_rounds() -> None:
         ["--inputs", "medium"],
         ["--question-rates", "0.1"],
         ["--question-rates", "fast"],
+        ["--voices", "piper-2.0"],
         ["--tts", "edge-standin", "--levers", "off,on"],
+        ["--tts", "edge-standin", "--voices", "espeak-en-us"],
     ],
 )
 def test_bad_options_are_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
