@@ -50,6 +50,10 @@ WHISPER_VARIANTS = {
     "whisper timestamps": WhisperOptions(without_timestamps=False),
     "whisper vad_filter": WhisperOptions(vad_filter=True),
     "whisper condition_on_previous_text": WhisperOptions(condition_on_previous_text=True),
+    # The encoder window fitted to the clip (voice.whisper_window), with this much silence after it.
+    "whisper window +1 s": WhisperOptions(window_margin_s=1.0),
+    "whisper window +3 s": WhisperOptions(window_margin_s=3.0),
+    "whisper window +6 s": WhisperOptions(window_margin_s=6.0),
 }
 
 

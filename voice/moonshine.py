@@ -183,7 +183,11 @@ class MoonshineRecognizer(TimedRecognizer):
     """Moonshine base-en, greedy decoding; blocking (call it via ``asyncio.to_thread``)."""
 
     engine = "moonshine"
-    cost_follows_clip = True
+
+    @property
+    def cost_follows_clip(self) -> bool:
+        """Moonshine's encoder reads the clip as long as it is."""
+        return True
 
     def load(self) -> MoonshineModel:
         """Load (or fetch the already loaded) shared model."""

@@ -83,9 +83,12 @@ class TimedRecognizer:
     engine gives its name, ``load`` and ``_decode``."""
 
     engine = ""
-    # True when a run's cost follows the clip's length, so hearing a long utterance in stretches
-    # leaves a short last run (voice.incremental); Whisper encodes a 30 s window whatever the clip.
-    cost_follows_clip = False
+
+    @property
+    def cost_follows_clip(self) -> bool:
+        """True when a run's cost follows the clip's length, so hearing a long utterance in
+        stretches leaves a short last run (voice.incremental)."""
+        return False
 
     def load(self) -> object:
         """Load (or fetch the already loaded) shared model."""

@@ -25,6 +25,7 @@ from faster_whisper import WhisperModel
 from voice.audio import SAMPLE_RATE
 from voice.model_cache import load_once
 from voice.recognizer import ModelUnavailableError, TimedRecognizer, Transcript
+from voice.whisper_window import decode_in_window
 
 # Transcript and ModelUnavailableError live in voice.recognizer (shared by every engine); they and
 # SAMPLE_RATE stay importable from here for the callers that knew them from this module.
@@ -54,12 +55,16 @@ _ANNOTATION = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*|[♪♫]+")
 class WhisperOptions:
     """faster-whisper's decoding options that cost or save time.  The defaults are the ones the
     options benchmark kept (``python -m benchmarks.stt_engines --whisper-options``): one greedy
-    pass, no timestamps, no conditioning, no VAD of its own (the endpointer already cut the speech)."""
+    pass, no timestamps, no conditioning, no VAD of its own (the endpointer already cut the speech).
+
+    ``window_margin_s``: encode a window of the clip plus this much silence instead of Whisper's
+    30 s (:mod:`voice.whisper_window`); None: always 30 s."""
 
     beam_size: int = 1
     without_timestamps: bool = True
     vad_filter: bool = False
     condition_on_previous_text: bool = False
+    window_margin_s: float | None = None
 
 
 def bundled_model_path() -> Path:
@@ -154,6 +159,14 @@ class Transcriber(TimedRecognizer):
         self.language = language or None  # "" lets a multilingual model detect it
         self.initial_prompt = initial_prompt or None
         self.options = options or WhisperOptions()
+        # Decodes in a fitted window, and those that fell back to the 30 s one (for the benchmark).
+        self.window_decodes = 0
+        self.window_fallbacks = 0
+
+    @property
+    def cost_follows_clip(self) -> bool:
+        """Whisper encodes 30 s whatever the clip, except in a fitted window (:mod:`voice.whisper_window`)."""
+        return self.options.window_margin_s is not None
 
     def load(self) -> WhisperModel:
         """Load (or fetch the already loaded) shared model."""
@@ -162,6 +175,20 @@ class Transcriber(TimedRecognizer):
     def _decode(self, audio: np.ndarray) -> tuple[str, str, float]:
         model = self.load()
         opts = self.options
+        if opts.window_margin_s is not None and opts.without_timestamps and not opts.vad_filter:
+            self.window_decodes += 1
+            fitted = decode_in_window(
+                model,
+                audio,
+                margin_s=opts.window_margin_s,
+                language=self.language,
+                initial_prompt=self.initial_prompt,
+                beam_size=opts.beam_size,
+            )
+            if fitted is not None:
+                text = clean_text(fitted.text) if fitted.no_speech_prob <= NO_SPEECH_PROB else ""
+                return text, fitted.text, fitted.avg_logprob
+            self.window_fallbacks += 1
         segments, _info = model.transcribe(
             audio,
             language=self.language,
