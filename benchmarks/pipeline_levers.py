@@ -35,6 +35,7 @@ LEVERS_OFF: dict[str, object] = {
     "preemptive_generation": False,
     "early_transcript_after_ms": 150,
     "preemptive_tts": False,  # issue #23: the pause's first sentence synthesized before the turn ends
+    "whisper_window_margin_s": 0.0,  # issue #26: Whisper's own 30 s window, not one fitted to the clip
 }
 # Spans shown besides the stages (name -> label, later stage, earlier stage).
 SPANS: tuple[tuple[str, str, str, str], ...] = (

@@ -50,8 +50,7 @@ WHISPER_VARIANTS = {
     "whisper timestamps": WhisperOptions(without_timestamps=False),
     "whisper vad_filter": WhisperOptions(vad_filter=True),
     "whisper condition_on_previous_text": WhisperOptions(condition_on_previous_text=True),
-    # The encoder window fitted to the clip (voice.whisper_window), with this much silence after it.
-    "whisper window +1 s": WhisperOptions(window_margin_s=1.0),
+    # The encoder window fitted to the clip (voice.whisper_window): the clip and this much silence, >= 10 s.
     "whisper window +3 s": WhisperOptions(window_margin_s=3.0),
     "whisper window +6 s": WhisperOptions(window_margin_s=6.0),
 }
@@ -153,7 +152,7 @@ def run(argv: Sequence[str]) -> SttEnginesRun:
     heard = hear_all(recognizers, clip_list, audio)
     incremental = None
     if args.incremental:
-        incremental = replay_all(recognizers["moonshine"], clip_list, audio)
+        incremental = replay_all({n: r for n, r in recognizers.items() if r.cost_follows_clip}, clip_list, audio)
     rss = {} if args.no_rss else {engine: measure_rss(engine) for engine in ("whisper", "moonshine")}
     return SttEnginesRun(
         command=command_line(PROG, argv),

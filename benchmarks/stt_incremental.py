@@ -15,7 +15,7 @@ wait for, and hold, the session's one run), and other sessions' replies (which s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -65,9 +65,10 @@ def final_speech_end(stream: np.ndarray) -> int | None:
     return None if pause is None else pause[0]
 
 
-def replay(recognizer: SpeechRecognizer, clip: Clip, index: int, audio: np.ndarray) -> Replayed | None:
+def replay(recognizer: SpeechRecognizer, clip: Clip, index: int, audio: np.ndarray, name: str = "") -> Replayed | None:
     """Stream ``audio`` through the endpointer and the incremental rules on a simulated clock
-    (None: the endpointer never found the clip's end, e.g. it took the noise for voice)."""
+    (None: the endpointer never found the clip's end, e.g. it took the noise for voice); ``name``:
+    the variant's name in the report (default: the engine's)."""
     stream = np.concatenate([audio, np.zeros(int(TAIL_S * SAMPLE_RATE), np.float32)])
     final = final_speech_end(stream)
     if final is None:
@@ -126,7 +127,7 @@ def replay(recognizer: SpeechRecognizer, clip: Clip, index: int, audio: np.ndarr
     shot_errors, _ = word_error_rate(clip.text, one_shot.text)
     to_ms = 1000.0 / SAMPLE_RATE
     return Replayed(
-        engine=recognizer.engine,
+        engine=name or recognizer.engine,
         clip=index,
         speech_s=(speech_end - whole_origin) / SAMPLE_RATE,
         runs=runs,
@@ -142,18 +143,22 @@ def replay(recognizer: SpeechRecognizer, clip: Clip, index: int, audio: np.ndarr
     )
 
 
-def replay_all(recognizer: SpeechRecognizer, clips: Sequence[Clip], audio: Sequence[np.ndarray]) -> dict[str, Any]:
-    """Every clip replayed with ``recognizer`` (Moonshine: a Whisper run costs the same 30 s window
-    whatever the stretch, so stretches cannot make its last run shorter); the per-clip records."""
+def replay_all(
+    recognizers: Mapping[str, SpeechRecognizer], clips: Sequence[Clip], audio: Sequence[np.ndarray]
+) -> dict[str, Any]:
+    """Every clip replayed with each recognizer whose cost follows the clip (Moonshine, Whisper in a
+    fitted window: in its 30 s window a Whisper run costs the same whatever the stretch, so
+    stretches cannot make its last run shorter); the per-clip records."""
     from benchmarks.common import progress
 
     records, unended = [], 0
     for index, (clip, sound) in enumerate(zip(clips, audio, strict=True)):
-        replayed = replay(recognizer, clip, index, sound)
-        if replayed is None:
-            unended += 1
-        else:
-            records.append(asdict(replayed))
+        for name, recognizer in recognizers.items():
+            replayed = replay(recognizer, clip, index, sound, name)
+            if replayed is None:
+                unended += 1
+            else:
+                records.append(asdict(replayed))
         if index % 10 == 9:
             progress(f"{index + 1}/{len(clips)} clips replayed incrementally")
     return {
@@ -180,7 +185,7 @@ def render_incremental(data: dict[str, Any]) -> list[str]:
         "→ incremental |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for engine in ("moonshine", "whisper"):
+    for engine in dict.fromkeys(r["engine"] for r in data["records"]):
         rows = [r for r in data["records"] if r["engine"] == engine]
         short = [r for r in rows if r["speech_s"] <= MAX_QUESTION_S]
         if not rows:

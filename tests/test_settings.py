@@ -82,6 +82,9 @@ def test_empty_system_prompt_is_allowed() -> None:
         ({"PIPER_THREADS": "-1"}, "PIPER_THREADS"),
         ({"PIPER_THREADS": "two"}, "PIPER_THREADS"),
         ({"FIRST_SENTENCE_MAX_WORDS": "101"}, "FIRST_SENTENCE_MAX_WORDS"),
+        ({"WHISPER_WINDOW_MARGIN_S": "-1"}, "WHISPER_WINDOW_MARGIN_S"),
+        ({"WHISPER_WINDOW_MARGIN_S": "30"}, "WHISPER_WINDOW_MARGIN_S"),
+        ({"WHISPER_WINDOW_MARGIN_S": "short"}, "WHISPER_WINDOW_MARGIN_S"),
     ],
 )
 def test_bad_values_name_their_variable(environ: dict[str, str], variable: str) -> None:
@@ -126,3 +129,16 @@ def test_first_audio_levers_default_and_parse() -> None:
     assert (defaults.piper_threads, defaults.first_sentence_max_words) == (1, 6)
     s = load_settings(environ={"PIPER_THREADS": "0", "FIRST_SENTENCE_MAX_WORDS": "8"}, dotenv_path=None)
     assert (s.piper_threads, s.first_sentence_max_words) == (0, 8)
+
+
+def test_the_whisper_window_setting_reaches_the_recognizer() -> None:
+    from voice.stt_factory import recognizer_for, same_recognizer
+    from voice.transcribe import Transcriber
+
+    fitted = load_settings(environ={"WHISPER_WINDOW_MARGIN_S": "2.5"}, dotenv_path=None)
+    full = load_settings(environ={"WHISPER_WINDOW_MARGIN_S": "0"}, dotenv_path=None)
+    heard_fitted, heard_full = recognizer_for(fitted), recognizer_for(full)
+    assert isinstance(heard_fitted, Transcriber) and isinstance(heard_full, Transcriber)
+    assert heard_fitted.options.window_margin_s == 2.5 and heard_fitted.cost_follows_clip
+    assert heard_full.options.window_margin_s == 0 and not heard_full.cost_follows_clip
+    assert not same_recognizer(fitted, full) and same_recognizer(fitted, fitted.replace(port=8000))

@@ -11,7 +11,7 @@ import pytest
 from tests.speech import espeak, silence, synthesize
 from voice.audio import SAMPLE_RATE
 from voice.transcribe import Transcriber, WhisperOptions, get_model
-from voice.whisper_window import FULL_WINDOW_FRAMES, decode_in_window, repeats_itself, window_frames
+from voice.whisper_window import FULL_WINDOW_FRAMES, MIN_WINDOW_S, decode_in_window, repeats_itself, window_frames
 
 
 def words(text: str) -> list[str]:
@@ -19,9 +19,9 @@ def words(text: str) -> list[str]:
 
 
 def test_the_window_is_the_clip_plus_the_margin_in_whole_seconds() -> None:
-    assert window_frames(2.2, 1.0) == 400
-    assert window_frames(2.0, 1.0) == 300
-    assert window_frames(0.3, 3.0) == 400
+    assert window_frames(6.2, 6.0) == 1300
+    assert window_frames(6.0, 6.0) == 1200
+    assert window_frames(0.3, 3.0) == MIN_WINDOW_S * 100  # never so short that the decoder loops
     assert window_frames(28.5, 3.0) == FULL_WINDOW_FRAMES  # never past Whisper's own 30 s
     assert all(window_frames(s / 10, 1.5) % 2 == 0 for s in range(1, 300))  # the encoder's stride needs even
 
@@ -57,7 +57,7 @@ def test_a_fitted_window_hears_the_question(speak: Callable[[str], np.ndarray]) 
     text = "Could you tell me where the station is?"
     audio = np.concatenate([silence(0.2, SAMPLE_RATE), speak(text), silence(0.3, SAMPLE_RATE)])
     full = Transcriber()
-    fitted = Transcriber(options=WhisperOptions(window_margin_s=3.0))
+    fitted = Transcriber(options=WhisperOptions(window_margin_s=6.0))
 
     heard_full = full.transcribe(audio)
     heard_fitted = fitted.transcribe(audio)
@@ -75,9 +75,9 @@ def test_a_fitted_window_hears_the_question(speak: Callable[[str], np.ndarray]) 
 def test_a_clip_near_thirty_seconds_uses_whispers_own_window() -> None:
     clip = synthesize("The quick brown fox jumps over the lazy dog.").at(SAMPLE_RATE)
     audio = np.concatenate([clip, silence(28.0, SAMPLE_RATE)])
-    assert decode_in_window(get_model(), audio, margin_s=3.0, language="en", initial_prompt=None, beam_size=1) is None
+    assert decode_in_window(get_model(), audio, margin_s=6.0, language="en", initial_prompt=None, beam_size=1) is None
 
-    fitted = Transcriber(options=WhisperOptions(window_margin_s=3.0))
+    fitted = Transcriber(options=WhisperOptions(window_margin_s=6.0))
     heard = fitted.transcribe(audio)
     assert {"fox", "dog"} <= set(words(heard.text))
     assert (fitted.window_decodes, fitted.window_fallbacks) == (1, 1)
@@ -85,6 +85,6 @@ def test_a_clip_near_thirty_seconds_uses_whispers_own_window() -> None:
 
 @pytest.mark.slow
 def test_silence_in_a_fitted_window_is_no_speech() -> None:
-    fitted = Transcriber(options=WhisperOptions(window_margin_s=3.0))
+    fitted = Transcriber(options=WhisperOptions(window_margin_s=6.0))
     heard = fitted.transcribe(silence(1.0, SAMPLE_RATE))
     assert heard.no_speech and heard.text == ""

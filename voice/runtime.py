@@ -24,7 +24,7 @@ from voice.prompting import reply_style
 from voice.recognizer import SpeechRecognizer, engine_label
 from voice.session import VoiceSession
 from voice.settings import Settings
-from voice.stt_factory import recognizer_for
+from voice.stt_factory import recognizer_for, same_recognizer
 from voice.synthesis_gate import SynthesisGate
 from voice.tts import CircuitBreaker, TTSEngine, TTSError, tts_for
 from voice.turns import EndOfTurnModelError, SmartTurnUnavailable, load_text_end_of_turn, smart_turn_model
@@ -93,10 +93,8 @@ class VoiceRuntime:
         return VoiceSession(
             settings,
             self.endpoint,
-            # The runtime's engine, unless these settings name the other one (loaded on first use).
-            transcriber=self.transcriber
-            if settings.stt_engine == self.settings.stt_engine
-            else recognizer_for(settings),
+            # The runtime's engine, unless these settings build another (loaded on first use).
+            transcriber=self.transcriber if same_recognizer(settings, self.settings) else recognizer_for(settings),
             tts=tts_for(settings, self.edge_breaker),
             session_id=session_id,
             edge_breaker=self.edge_breaker,

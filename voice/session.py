@@ -41,7 +41,7 @@ from voice.recognizer import SpeechRecognizer
 from voice.reply import ReplyStage
 from voice.settings import Settings
 from voice.speech import SpeechStage
-from voice.stt_factory import recognizer_for
+from voice.stt_factory import recognizer_for, same_recognizer
 from voice.synthesis_gate import SynthesisGate
 from voice.timing import PlaybackConfirmed, TurnRecorder
 from voice.tts import CircuitBreaker, TTSEngine, VoiceCatalog, tts_for
@@ -218,7 +218,7 @@ class VoiceSession:
         if "tts_voice" in changed:
             engine = tts_for(self.settings, self._edge_breaker)
             await self.speech.replace_engine(engine, open_it=self.reply.client is not None)
-        if "stt_engine" in changed:
+        if not same_recognizer(self.settings, old):
             await self._use_recognizer(recognizer_for(self.settings))
         if self.settings.turn_policy != old.turn_policy:
             await self.turn_detector.set_policy(self.settings.turn_policy)

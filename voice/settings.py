@@ -19,6 +19,7 @@ from dotenv import dotenv_values
 from llm import EMBEDDED_MODEL, STRATEGIES, Secret, Strategy
 from voice.prompting import COPIED_REPLY_CHOICES
 from voice.recognizer import STT_ENGINES
+from voice.transcribe import WhisperOptions
 
 # The policy module, not the package face: the face loads the turn-detection stage, which needs
 # no settings, and importing settings must stay cheap for every module that reads a default.
@@ -64,6 +65,8 @@ class Settings:
     whisper_device: str = "cpu"
     whisper_compute_type: str = "int8"
     whisper_language: str = "en"
+    # Whisper encodes the clip plus this much silence instead of its 30 s window (voice.whisper_window); 0: 30 s.
+    whisper_window_margin_s: float = WhisperOptions.window_margin_s
     # Turn-taking (voice.turns.policy says how the detectors use these waits)
     turn_detector: str = TurnPolicy.detector
     end_of_turn_silence_ms: int = TurnPolicy.silence_ms  # the "vad" and "text" detectors' fixed silence
@@ -169,6 +172,7 @@ ENV_NAMES: dict[str, str] = {
     "whisper_device": "WHISPER_DEVICE",
     "whisper_compute_type": "WHISPER_COMPUTE_TYPE",
     "whisper_language": "WHISPER_LANGUAGE",
+    "whisper_window_margin_s": "WHISPER_WINDOW_MARGIN_S",
     "turn_detector": "TURN_DETECTOR",
     "end_of_turn_silence_ms": "END_OF_TURN_SILENCE_MS",
     "min_end_of_turn_silence_ms": "END_OF_TURN_MIN_SILENCE_MS",
@@ -310,6 +314,8 @@ def _validated(s: Settings) -> Settings:
         raise bad("llm_temperature", "must be between 0 and 2")
     if not 0 <= s.emulated_rtt_ms <= 5000:
         raise bad("emulated_rtt_ms", "must be between 0 and 5000")
+    if not 0 <= s.whisper_window_margin_s <= 29:
+        raise bad("whisper_window_margin_s", "must be between 0 (Whisper's own 30 s window) and 29 seconds")
     if not 100 <= s.end_of_turn_silence_ms <= 5000:
         raise bad("end_of_turn_silence_ms", "must be between 100 and 5000")
     if not 100 <= s.min_end_of_turn_silence_ms <= 5000:

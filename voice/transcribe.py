@@ -58,13 +58,13 @@ class WhisperOptions:
     pass, no timestamps, no conditioning, no VAD of its own (the endpointer already cut the speech).
 
     ``window_margin_s``: encode a window of the clip plus this much silence instead of Whisper's
-    30 s (:mod:`voice.whisper_window`); None: always 30 s."""
+    30 s (:mod:`voice.whisper_window`); 0: always 30 s."""
 
     beam_size: int = 1
     without_timestamps: bool = True
     vad_filter: bool = False
     condition_on_previous_text: bool = False
-    window_margin_s: float | None = None
+    window_margin_s: float = 0.0
 
 
 def bundled_model_path() -> Path:
@@ -166,7 +166,7 @@ class Transcriber(TimedRecognizer):
     @property
     def cost_follows_clip(self) -> bool:
         """Whisper encodes 30 s whatever the clip, except in a fitted window (:mod:`voice.whisper_window`)."""
-        return self.options.window_margin_s is not None
+        return self.options.window_margin_s > 0
 
     def load(self) -> WhisperModel:
         """Load (or fetch the already loaded) shared model."""
@@ -175,7 +175,7 @@ class Transcriber(TimedRecognizer):
     def _decode(self, audio: np.ndarray) -> tuple[str, str, float]:
         model = self.load()
         opts = self.options
-        if opts.window_margin_s is not None and opts.without_timestamps and not opts.vad_filter:
+        if opts.window_margin_s > 0 and opts.without_timestamps and not opts.vad_filter:
             self.window_decodes += 1
             fitted = decode_in_window(
                 model,
