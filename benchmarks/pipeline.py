@@ -311,11 +311,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def report_name(config: BenchConfig) -> str:
     """The report the run publishes (docs/measurements/<name>.md): the TTS connection, preemptive
-    speech and levers comparisons each have their own beside the connection strategies' one."""
+    speech, single-lever and levers comparisons each have their own beside the connection strategies' one."""
     if config.standin is not None:
         return "pipeline_tts"
     if config.hesitations or "preemptive_tts" in config.off_levers:
         return "pipeline_preemptive_tts"
+    if len(config.off_levers) == 1:  # one lever against the app: a report of its own
+        return f"pipeline_{config.off_levers[0]}"
     if config.levers != ("on",):
         return "pipeline_levers"
     return "pipeline"

@@ -12,8 +12,8 @@ Reported: WER per family and engine (the hard families, espeak voices and 10 dB 
 own), compute per engine, Moonshine's compute against the clip's length, and each engine's peak
 RSS in a child process that imports both engines and loads one (with the app's other models).
 ``--whisper-options`` adds Whisper's decoding options as variants (beam 5, timestamps, its own VAD,
-conditioning on previous text), judged on the tuning families.  ``--incremental`` replays each
-clip as a stream through :mod:`benchmarks.stt_incremental`.
+conditioning on previous text, the 30 s or a shorter encoder window), judged on the tuning
+families.  ``--incremental`` replays each clip as a stream through :mod:`benchmarks.stt_incremental`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from benchmarks.report import publish_run
 from benchmarks.stt_engines_records import Heard, SttEnginesRun
 from benchmarks.stt_engines_report import render_markdown
 from benchmarks.stt_incremental import replay_all
-from benchmarks.stt_set import LONG_QUESTIONS, SHORT_QUESTIONS, Clip, clips
+from benchmarks.stt_set import LONG_QUESTIONS, SHORT_QUESTIONS, TEXT_SETS, Clip, clips
 from benchmarks.word_error_rate import word_error_rate
 from voice.moonshine import MoonshineRecognizer
 from voice.recognizer import SpeechRecognizer
@@ -50,9 +50,9 @@ WHISPER_VARIANTS = {
     "whisper timestamps": WhisperOptions(without_timestamps=False),
     "whisper vad_filter": WhisperOptions(vad_filter=True),
     "whisper condition_on_previous_text": WhisperOptions(condition_on_previous_text=True),
-    # The encoder window fitted to the clip (voice.whisper_window): the clip and this much silence, >= 10 s.
+    # The encoder window (voice.whisper_window): Whisper's own 30 s, or the clip and 3 s of silence (>= 10 s).
+    "whisper 30 s window": WhisperOptions(window_margin_s=0.0),
     "whisper window +3 s": WhisperOptions(window_margin_s=3.0),
-    "whisper window +6 s": WhisperOptions(window_margin_s=6.0),
 }
 
 
@@ -60,7 +60,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--families", default="all", help="voice families: names, 'tuning', 'heldout' or 'all'")
     p.add_argument("--questions", type=int, default=len(SHORT_QUESTIONS), help="short and long questions each")
-    p.add_argument("--whisper-options", action="store_true", help="also Whisper's decoding options as variants")
+    p.add_argument("--texts", choices=TEXT_SETS, default="questions", help="the questions, or the turn-taking texts")
+    p.add_argument(
+        "--whisper-options",
+        nargs="?",
+        const="all",
+        default="",
+        help="also Whisper's decoding options as variants: all, or a comma-separated list of their names",
+    )
     p.add_argument("--incremental", action="store_true", help="also replay each clip as a stream (item 3)")
     p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS children")
     p.add_argument("--markdown", type=Path, help="also write the report here")
@@ -70,11 +77,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def variants(with_options: bool) -> dict[str, SpeechRecognizer]:
-    """The engines as the app builds them, and Whisper's option variants when asked."""
+def variants(options: str) -> dict[str, SpeechRecognizer]:
+    """The engines as the app builds them, and Whisper's option variants named in ``options``
+    ("all", a comma-separated list of :data:`WHISPER_VARIANTS` names, or "" for none)."""
     found: dict[str, SpeechRecognizer] = {"whisper": Transcriber(), "moonshine": MoonshineRecognizer()}
-    if with_options:
-        found.update({name: Transcriber(options=options) for name, options in WHISPER_VARIANTS.items()})
+    names = list(WHISPER_VARIANTS) if options == "all" else [n.strip() for n in options.split(",") if n.strip()]
+    unknown = [n for n in names if n not in WHISPER_VARIANTS]
+    if unknown:
+        raise SystemExit(f"{PROG}: unknown Whisper variant(s) {unknown}; choose from {', '.join(WHISPER_VARIANTS)}")
+    found.update({name: Transcriber(options=WHISPER_VARIANTS[name]) for name in names})
     return found
 
 
@@ -147,7 +158,7 @@ def run(argv: Sequence[str]) -> SttEnginesRun:
     for name, recognizer in recognizers.items():
         progress(f"loading {name}: warm-up {recognizer.warm():.0f} ms")
     progress("rendering the clips...")
-    clip_list, audio = clips(args.families, args.questions)
+    clip_list, audio = clips(args.families, args.questions, args.texts)
     progress(f"{len(clip_list)} clips rendered, {sum(c.audio_s for c in clip_list):.0f} s of audio")
     heard = hear_all(recognizers, clip_list, audio)
     incremental = None
@@ -177,7 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = SttEnginesRun.from_json(json.loads(args.from_json.read_text(encoding="utf-8")))
     else:
         report = run(argv)
-    publish_run(REPORT, render_markdown(report), report, json_path=args.json, markdown_path=args.markdown)
+    # The turn-taking texts are a second set: their report does not replace the questions' one.
+    name = REPORT if args.texts == "questions" else f"{REPORT}_{args.texts.replace('-', '_')}_texts"
+    publish_run(name, render_markdown(report), report, json_path=args.json, markdown_path=args.markdown)
     return 0
 
 

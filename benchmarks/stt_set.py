@@ -46,12 +46,33 @@ def median(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def clips(families: str, questions: int) -> tuple[list[Clip], list[np.ndarray]]:
-    """Every question in every family: the clips' descriptions and their audio."""
+TEXT_SETS = ("questions", "turn-taking")
+# A turn-taking text of more words than this is a "long" one.
+SHORT_WORDS = 7
+
+
+def turn_taking_texts() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(short, long) texts of the turn-taking benchmark (both its sets): its complete utterances and
+    its hesitations said whole; a second set of words no recognizer setting was chosen on."""
+    from benchmarks.turn_taking_texts import HELDOUT, TUNING
+
+    texts = [*TUNING.complete, *HELDOUT.complete]
+    texts += [f"{first} {rest}" for first, rest in (*TUNING.hesitations, *HELDOUT.hesitations)]
+    return tuple(t for t in texts if len(t.split()) <= SHORT_WORDS), tuple(
+        t for t in texts if len(t.split()) > SHORT_WORDS
+    )
+
+
+def clips(families: str, questions: int, texts: str = "questions") -> tuple[list[Clip], list[np.ndarray]]:
+    """Every question (the first ``questions`` of each length; ``texts="turn-taking"``: every one of
+    :func:`turn_taking_texts`) in every family: the clips' descriptions and their audio."""
+    short, long = (SHORT_QUESTIONS[:questions], LONG_QUESTIONS[:questions])
+    if texts == "turn-taking":
+        short, long = turn_taking_texts()
     described, audio = [], []
     for family in select(families):
-        for length, bank in (("short", SHORT_QUESTIONS), ("long", LONG_QUESTIONS)):
-            for text in bank[:questions]:
+        for length, bank in (("short", short), ("long", long)):
+            for text in bank:
                 sound = render(text, family, pad_s=PAD_S)
                 described.append(Clip(family.name, split_of(family), length, text, len(sound) / SAMPLE_RATE))
                 audio.append(sound)

@@ -140,11 +140,13 @@ async def test_a_session_turn_reports_its_stretch_runs(voice_runtime, server, mo
         assert "stretch runs while you spoke" in current_turn_html(lat)
 
 
-def test_with_whisper_no_stretch_is_heard() -> None:
-    """A Whisper run costs its 30 s window whatever the stretch: stretches would only add runs."""
-    from voice.transcribe import Transcriber
+def test_with_whisper_in_its_30_s_window_no_stretch_is_heard() -> None:
+    """In its own 30 s window a Whisper run costs the same whatever the stretch: stretches would
+    only add runs.  (In its fitted window, the default, its cost follows the clip.)"""
+    from voice.transcribe import Transcriber, WhisperOptions
 
-    incremental = IncrementalTranscriber(Transcriber)
+    assert Transcriber().cost_follows_clip
+    incremental = IncrementalTranscriber(lambda: Transcriber(options=WhisperOptions(window_margin_s=0.0)))
     audio = spoken("What is the capital of France?", tail_s=0.1)
     incremental.observe((len(audio) - SAMPLE_RATE // 10, DIP * 2), lambda ms: audio)
     assert incremental._task is None and incremental.stats.runs == 0

@@ -56,7 +56,7 @@ def test_a_fitted_window_hears_the_question(speak: Callable[[str], np.ndarray]) 
     # one and not the other): the speech-recognizer benchmark measures the error rates side by side.
     text = "Could you tell me where the station is?"
     audio = np.concatenate([silence(0.2, SAMPLE_RATE), speak(text), silence(0.3, SAMPLE_RATE)])
-    full = Transcriber()
+    full = Transcriber(options=WhisperOptions(window_margin_s=0.0))
     fitted = Transcriber(options=WhisperOptions(window_margin_s=6.0))
 
     heard_full = full.transcribe(audio)

@@ -5,7 +5,8 @@ when the pause is seen (``EARLY_TRANSCRIPT_AFTER_MS`` into it).  With it (``INCR
 each time the voice dips between words (:data:`DIP_MS` of silence) after at least
 :data:`MIN_STRETCH_MS` of new audio, the stretch up to the middle of that dip is transcribed in
 the background; at the pause only the last stretch is new, so the transcript is ready sooner
-with an engine whose cost grows with the clip (Moonshine; Whisper encodes 30 s whatever the clip).
+with an engine whose cost grows with the clip (Moonshine, and Whisper in its fitted window, :mod:`voice.whisper_window`;
+in its own 30 s window a Whisper run costs the same whatever the clip).
 
 Cutting at dips between words keeps words whole, but each stretch is heard without the words
 around it, so the stitched text can differ from what one run on the whole turn hears

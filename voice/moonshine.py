@@ -14,10 +14,11 @@ onnxruntime as an ONNX model (in a temporary directory, removed at once), which 
 loads with its full optimisations: the dequantisation is folded into float weights once, at load
 (a decoder step fell to ~100 ms on the same loaded machine).
 
-Unlike Whisper, which always encodes a 30 s window, Moonshine's encoder runs on the clip as it
-is, so a short question costs less than a long one.  Decoding is greedy with the decoder's own
-key/value cache: the first step runs the decoder's no-cache branch (it computes the cross-attention
-keys and values from the encoder's output), later steps feed one token and the cache back.
+Unlike Whisper, which encodes a window of at least 10 s (:mod:`voice.whisper_window`), Moonshine's
+encoder runs on the clip as it is, so a short question costs less than a long one.  Decoding is
+greedy with the decoder's own key/value cache: the first step runs the decoder's no-cache branch
+(it computes the cross-attention keys and values from the encoder's output), later steps feed one
+token and the cache back.
 """
 
 from __future__ import annotations
