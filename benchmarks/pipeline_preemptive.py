@@ -30,6 +30,7 @@ from voice.headless import run_spoken_turn
 from voice.latency import TurnLatency
 from voice.preemptive import PreemptiveStats
 from voice.runtime import VoiceRuntime
+from voice.settings import Settings
 
 # Issue #23's targets on this machine class.
 CONFIRMED_TO_AUDIO_TARGET_MS = 100.0
@@ -239,7 +240,7 @@ def render_preemptive(run: VoiceBenchRun) -> list[str]:
             "",
             'Each session ran once per variant, in alternating order, on the same spoken questions; "on" ran with '
             f"`PREEMPTIVE_TTS={'true' if run.config.levers_on.get('preemptive_tts') else 'false'}` (the run's "
-            'settings: it is off by default, `PREEMPTIVE_TTS=true` in the environment turns it on), "off" differs '
+            f'settings; the app\'s default is `{"true" if Settings.preemptive_tts else "false"}`), "off" differs '
             "only in `PREEMPTIVE_TTS=false`. Turn confirmed = the end-of-turn decision (`endpoint_ms`); first audio = "
             "the first chunk sent to the player, as measured.",
             "",

@@ -118,8 +118,10 @@ async def test_going_on_after_a_pause_drops_the_buffered_sentence_and_counts_it(
             preemptive_tts=True,
         ) as session:
             await session.wait_warm()
-            first, second = synthesize("What is the capital of"), synthesize("France?")
-            # "of" is held, not a turn end: long enough for the transcript, the first sentence and its synthesis.
+            # A first part that could be a whole request (the text model is unsure of it, so the turn
+            # holds and its reply is spoken ahead; "What is the capital of" reads unfinished and is
+            # not): the hold is long enough for the transcript, the first sentence and its synthesis.
+            first, second = synthesize("I would like to book a table"), synthesize("for two people.")
             pause = np.zeros(int(4.5 * first.sample_rate), np.float32)
             audio = np.concatenate([trimmed(first), pause, trimmed(second)])
             result = await run_spoken_turn(session, audio, first.sample_rate)
@@ -152,8 +154,25 @@ async def test_a_turn_that_asks_something_else_drops_the_buffer(voice_runtime) -
             assert piper.texts().count(FIRST) == 2  # the dropped one, and the turn's own
 
 
-def test_preemptive_tts_is_off_unless_asked_for(voice_runtime) -> None:
-    assert not voice_runtime.settings.preemptive_tts  # measured not to help by default (the README says why)
+async def test_a_transcript_that_reads_unfinished_is_not_spoken_ahead(voice_runtime) -> None:
+    # "What is the capital of": the turn waits the longest, and the user mostly goes on; its request
+    # still goes, but its first sentence is synthesized only once the turn adopts it.
+    piper = RecordingPiper()
+    async with LLMServer() as server:
+        server.default = reply(REPLY)
+        async with loopback_session(voice_runtime, server.base_url, tts=piper, preemptive_tts=True) as session:
+            await session.wait_warm()
+            session._preempt(QUESTION, reads_unfinished=True)
+            await until(lambda: session.reply.preemptive.pending is not None, "the request sent")
+            await asyncio.sleep(1.0)  # time enough for the whole reply to arrive
+            assert not piper.calls and session.reply.preemptive.stats.tts_started == 0
+            lat = outcome(await typed_turn(session, QUESTION))
+            assert lat.extras.get("preemptive") == 1.0 and "tts_buffered" not in lat.extras
+            assert piper.texts().count(FIRST) == 1
+
+
+def test_preemptive_tts_is_on_by_default(voice_runtime) -> None:
+    assert voice_runtime.settings.preemptive_tts  # measured to help (the README says how much)
 
 
 async def test_preemptive_tts_off_synthesizes_nothing_ahead(voice_runtime) -> None:

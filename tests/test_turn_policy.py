@@ -164,3 +164,11 @@ def test_the_thresholds_move_the_verdict() -> None:
 def test_inconsistent_waits_are_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         TurnPolicy(**bad)  # type: ignore[arg-type]
+
+
+def test_only_the_text_model_detectors_read_a_transcript_unfinished() -> None:
+    policy = TurnPolicy()
+    assert policy.reads_unfinished(policy.text_unfinished_below - 0.01)
+    assert not policy.reads_unfinished(policy.text_unfinished_below)
+    assert not policy.reads_unfinished(None)  # no verdict (the model missing): not a reason to hold back
+    assert not TurnPolicy(detector="combined").reads_unfinished(0.0)

@@ -101,8 +101,11 @@ class PreemptiveReply:
         stop: Sequence[str] = (),
         clock: Callable[[], float] = time.perf_counter,
         listener: PreemptiveListener | None = None,
+        speak_ahead: bool = True,
     ) -> None:
         self.transcript = transcript
+        # Whether its first sentence may be synthesized before the turn adopts it (voice.preemptive_speech).
+        self.speak_ahead = speak_ahead
         self.messages = [dict(m) for m in messages]
         self.max_tokens = max_tokens
         self.stop_sequences = tuple(stop)
@@ -237,15 +240,23 @@ class PreemptiveGeneration:
         *,
         max_tokens: int | None = None,
         stop: Sequence[str] = (),
+        speak_ahead: bool = True,
     ) -> None:
         """Send ``messages`` now for ``transcript``, stopping any earlier preemptive request
-        (unless it already is this very request)."""
+        (unless it already is this very request); ``speak_ahead``: see :class:`PreemptiveReply`."""
         pending = self._pending
         if pending is not None and pending.matches(messages, max_tokens=max_tokens, stop=stop):
             return
         self.discard()
         self._pending = PreemptiveReply(
-            client, messages, transcript, self.stats, max_tokens=max_tokens, stop=stop, listener=self.listener
+            client,
+            messages,
+            transcript,
+            self.stats,
+            max_tokens=max_tokens,
+            stop=stop,
+            listener=self.listener,
+            speak_ahead=speak_ahead,
         )
 
     def discard(self) -> None:

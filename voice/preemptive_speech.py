@@ -161,8 +161,9 @@ class PreemptiveSpeech:
     # ----------------------------------------------------------------- the preemptive replies
 
     def sentence(self, reply: PreemptiveReply, index: int, text: str) -> None:
-        """A sentence of a reply not adopted yet: synthesize the first one(s) now."""
-        if not self._enabled() or index >= MAX_BUFFERED_SENTENCES or not has_speakable(text):
+        """A sentence of a reply not adopted yet: synthesize the first one(s) now (unless the reply
+        may not be spoken ahead: its transcript read unfinished)."""
+        if not self._enabled() or not reply.speak_ahead or index >= MAX_BUFFERED_SENTENCES or not has_speakable(text):
             return
         self._drop(lambda b: b.reply is not reply)  # a newer request replaced the one they were for
         timed = TimedSynthesis(

@@ -203,14 +203,17 @@ class ReplyStage:
 
     # ----------------------------------------------------------------- the reply
 
-    def preempt(self, text: str) -> None:
-        """Send the request for ``text`` (a pause's early transcript) now, before the turn is over."""
+    def preempt(self, text: str, *, speak_ahead: bool = True) -> None:
+        """Send the request for ``text`` (a pause's early transcript) now, before the turn is over;
+        ``speak_ahead``: its first sentence may be synthesized before the turn is (PREEMPTIVE_TTS)."""
         client = self._client
         if not self.settings.preemptive_generation or client is None:
             return
         style = self.conversation.style
         messages = self.conversation.messages_with(text)
-        self.preemptive.start(client, messages, text, max_tokens=style.max_tokens, stop=style.stop)
+        self.preemptive.start(
+            client, messages, text, max_tokens=style.max_tokens, stop=style.stop, speak_ahead=speak_ahead
+        )
 
     async def run(self, turn: int, text: str, on_sentence: Callable[[str], None]) -> str | None:
         """Ask the LLM to answer ``text`` (turn ``turn``) and hand each sentence of the reply to

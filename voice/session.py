@@ -364,13 +364,15 @@ class VoiceSession:
 
     # ----------------------------------------------------------------- the turn
 
-    def _preempt(self, text: str) -> None:
-        """A pause's early transcript: its request can go now, before the turn is over (voice.preemptive)."""
+    def _preempt(self, text: str, reads_unfinished: bool) -> None:
+        """A pause's early transcript: its request can go now, before the turn is over
+        (voice.preemptive); its speech too, unless the text reads unfinished (the turn then waits
+        the longest, and the user mostly goes on: a synthesis ahead would mostly be dropped)."""
         if self.closed or self.busy or self.interruption.pending:  # speech over a reply: not a new turn's request
             return
         if self.interruption.resumes_cut(text):  # a false interruption resumes the cut reply
             return
-        self.reply.preempt(text)
+        self.reply.preempt(text, speak_ahead=not reads_unfinished)
 
     def chunk_captured(self, capture: ChunkCapture) -> None:
         """When the microphone chunk about to be fed was captured (:mod:`voice.uplink`): a turn

@@ -97,10 +97,10 @@ class Settings:
     # Send the LLM request on the early transcript, during the pause (voice.preemptive).
     preemptive_generation: bool = True
     # Synthesize that request's first sentence as soon as it is complete, before the turn is
-    # confirmed (voice.preemptive_speech).  Off by default: on this machine class the turn is
-    # confirmed before the first sentence exists except on held turns, where it mostly made a
-    # cut hesitation heard at once (docs/measurements/pipeline_preemptive_tts.md).
-    preemptive_tts: bool = False
+    # confirmed (voice.preemptive_speech), unless its transcript reads unfinished.  With Whisper's
+    # fitted window the transcript is there ~250 ms into the pause, so a turn the text model holds
+    # has its first sentence spoken by the hold's end (docs/measurements/pipeline_preemptive_tts.md).
+    preemptive_tts: bool = True
     # A reply whose first sentence copies an example's answer or an earlier reply (the embedded
     # small model): ask again without the examples, say it was not caught, or let it be (voice.prompting).
     copied_reply: str = "ask-again"

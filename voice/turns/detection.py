@@ -128,7 +128,7 @@ class TurnDetector:
         clock: Callable[[], float],
         early_transcript: bool = True,
         max_turn_s: float = 60.0,
-        on_early_transcript: Callable[[str], None] | None = None,
+        on_early_transcript: Callable[[str, bool], None] | None = None,
         on_discard: Callable[[], None] | None = None,
         incremental: bool = False,
     ) -> None:
@@ -140,7 +140,7 @@ class TurnDetector:
         self._text_model = text_model
         self._on_turn = on_turn
         # Preemptive generation (voice.preemptive): told of each pause's transcript while the pause
-        # goes on, and of the user going on talking.
+        # goes on (and whether the policy reads it unfinished), and of the user going on talking.
         self._on_early_transcript = on_early_transcript
         self._on_discard = on_discard
         self._clock = clock
@@ -256,7 +256,9 @@ class TurnDetector:
         spec.transcript = transcript
         spec.done_at = self._clock()
         if self._speculation is spec and self._on_early_transcript is not None and transcript.text:
-            self._on_early_transcript(transcript.text)  # before the turn may end on it, just below
+            probability = None if spec.text_verdict is None else spec.text_verdict.probability
+            # Before the turn may end on it, just below.
+            self._on_early_transcript(transcript.text, self.policy.reads_unfinished(probability))
         await self._recheck(spec)
         return transcript
 

@@ -206,6 +206,11 @@ class TurnPolicy:
         """Whether this detector runs Smart Turn on the pause."""
         return self.detector in ("text_model+audio", "combined", "audio")
 
+    def reads_unfinished(self, text_probability: float | None) -> bool:
+        """Whether this detector reads a transcript of ``text_probability`` as unfinished, so the
+        pause is waited for to ``max_wait_ms`` (the text-model detectors only)."""
+        return self.uses_text_model and text_probability is not None and text_probability < self.text_unfinished_below
+
     @property
     def backstop_ms(self) -> int:
         """The silence after which the endpointer ends the turn by itself, whatever the signals."""
