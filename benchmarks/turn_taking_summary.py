@@ -171,11 +171,12 @@ class ReplyTime:
 
 def reply_time(pipeline: dict[str, Any]) -> ReplyTime:
     """The median decision-to-first-audio time of a pipeline benchmark's pre-warmed turns at no
-    emulated distance (``first_audio_ms - endpoint_ms``, both measured from the end of speech)."""
+    emulated distance (``first_audio_ms - endpoint_ms``, both measured from the end of speech), of
+    the app as configured (a levers run's "off" sessions are not the app)."""
     gaps = [
         float(turn["latency"]["first_audio_ms"]) - float(turn["latency"]["endpoint_ms"])
         for session in pipeline["sessions"]
-        if session["strategy"] == "prewarmed" and not session["rtt_ms"]
+        if session["strategy"] == "prewarmed" and not session["rtt_ms"] and session.get("levers", "on") == "on"
         for turn in session["turns"]
         if turn["latency"].get("first_audio_ms") is not None and turn["latency"].get("endpoint_ms") is not None
     ]
