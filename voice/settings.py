@@ -19,11 +19,11 @@ from dotenv import dotenv_values
 from llm import EMBEDDED_MODEL, STRATEGIES, Secret, Strategy
 from voice.prompting import COPIED_REPLY_CHOICES
 from voice.recognizer import STT_ENGINES
-from voice.transcribe import WhisperOptions
 
 # The policy module, not the package face: the face loads the turn-detection stage, which needs
 # no settings, and importing settings must stay cheap for every module that reads a default.
 from voice.turns.policy import TURN_DETECTORS, TurnPolicy
+from voice.whisper_window import DEFAULT_MARGIN_S
 
 OPENAI_URL = "https://api.openai.com/v1"
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
@@ -66,7 +66,7 @@ class Settings:
     whisper_compute_type: str = "int8"
     whisper_language: str = "en"
     # Whisper encodes the clip plus this much silence instead of its 30 s window (voice.whisper_window); 0: 30 s.
-    whisper_window_margin_s: float = WhisperOptions.window_margin_s
+    whisper_window_margin_s: float = DEFAULT_MARGIN_S
     # Turn-taking (voice.turns.policy says how the detectors use these waits)
     turn_detector: str = TurnPolicy.detector
     end_of_turn_silence_ms: int = TurnPolicy.silence_ms  # the "vad" and "text" detectors' fixed silence

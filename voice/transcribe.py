@@ -25,7 +25,7 @@ from faster_whisper import WhisperModel
 from voice.audio import SAMPLE_RATE
 from voice.model_cache import load_once
 from voice.recognizer import ModelUnavailableError, TimedRecognizer, Transcript
-from voice.whisper_window import decode_in_window
+from voice.whisper_window import DEFAULT_MARGIN_S, decode_in_window
 
 # Transcript and ModelUnavailableError live in voice.recognizer (shared by every engine); they and
 # SAMPLE_RATE stay importable from here for the callers that knew them from this module.
@@ -58,15 +58,13 @@ class WhisperOptions:
     pass, no timestamps, no conditioning, no VAD of its own (the endpointer already cut the speech).
 
     ``window_margin_s``: encode a window of the clip plus this much silence (at least 10 s) instead
-    of Whisper's 30 s (:mod:`voice.whisper_window`); 0: always 30 s.  6 s: on the tuning voices of
-    ``docs/measurements/stt_engines.md`` it heard as well or better (1.8 % WER against 3.6 %) in 40 %
-    of the compute (172 against 447 ms median); held out, 21.4 % against 23.2 %."""
+    of Whisper's 30 s (:mod:`voice.whisper_window`, where the default's measurement is); 0: always 30 s."""
 
     beam_size: int = 1
     without_timestamps: bool = True
     vad_filter: bool = False
     condition_on_previous_text: bool = False
-    window_margin_s: float = 6.0
+    window_margin_s: float = DEFAULT_MARGIN_S
 
 
 def bundled_model_path() -> Path:

@@ -21,20 +21,27 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from faster_whisper import WhisperModel
-from faster_whisper.tokenizer import Tokenizer
-from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
 from voice.audio import SAMPLE_RATE
+
+if TYPE_CHECKING:  # faster-whisper is imported where it decodes: the settings read DEFAULT_MARGIN_S cheaply
+    from faster_whisper import WhisperModel
+
+# The app's margin (WHISPER_WINDOW_MARGIN_S).  On the speech-recognizer set's tuning voices
+# (docs/measurements/stt_engines.md) the clip + 6 s window heard better than the 30 s one (1.8 %
+# WER against 3.6 %) in 40 % of the compute (172 against 447 ms median); held out, 21.4 % against
+# 23.2 %; on the turn-taking texts, chosen on nothing, 12.9 % against 14.4 % at 146 against 404 ms.
+DEFAULT_MARGIN_S = 6.0
 
 # Whisper's own window: 30 s of 10 ms log-mel frames.
 FULL_WINDOW_FRAMES = 3000
 FRAMES_PER_SECOND = 100
-# The shortest window: below ~8 s tiny.en loops or garbles the last words.  On the speech-recognizer
-# set's tuning voices (decodes without the sanity check): a fixed 6 s window 27 % WER, 8 s 3.0 %,
-# 10 s 1.8 %; the 30 s window 3.6 %.
+# The shortest window: below ~8 s tiny.en loops or garbles the last words.  A one-off run on the
+# speech-recognizer set's 36 tuning clips, decoding without the sanity check (the script was not
+# kept): a fixed 6 s window 27 % WER, 8 s 3.0 %, 10 s 1.8 %; the 30 s window 3.6 %.
 MIN_WINDOW_S = 10
 # Whisper's fallback rule (faster-whisper's compression_ratio_threshold): text this repetitive is a loop.
 MAX_COMPRESSION_RATIO = 2.4
@@ -79,6 +86,9 @@ def decode_in_window(
     caller then decodes the full window.  Blocking; thread-safe (the model and its feature
     extractor are only read).
     """
+    from faster_whisper.tokenizer import Tokenizer
+    from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
+
     audio_s = len(audio) / SAMPLE_RATE
     frames = window_frames(audio_s, margin_s)
     multilingual = model.model.is_multilingual
@@ -90,7 +100,7 @@ def decode_in_window(
     # The window is padded with silent *audio*, as Whisper was trained (openai-whisper pads the
     # waveform), not with zero features as faster-whisper pads its 30 s: in a short window, zero
     # features garble the last words ("the sky above us" -> "this kind of must"); silence does not.
-    # Tuning voices, clip + 6 s: 37 % WER with zero features, 1.8 % with silent audio.
+    # Same one-off run, clip + 6 s: 37 % WER with zero features, 1.8 % with silent audio.
     padded = np.zeros(frames * model.feature_extractor.hop_length, dtype=np.float32)
     padded[: len(audio)] = audio
     window = model.feature_extractor(padded)[:, :frames]
