@@ -139,6 +139,10 @@ async def run_session(
     """
     settings = runtime.settings.replace(connection_strategy=strategy, emulated_rtt_ms=rtt)
     settings = lever_settings(settings, levers, config.off_levers)
+    if tts_connection:
+        # The TTS connection is measured on the turn's path: a first sentence spoken ahead during
+        # the pause (PREEMPTIVE_TTS) would open it off the path, in the cold and warm modes alike.
+        settings = settings.replace(preemptive_tts=False)
     inputs = questions[0].inputs if questions else ""
     name = f"bench-{strategy}-{rtt:g}-{index}-{inputs.replace(' ×', '-x')}-levers-{levers}" + (
         f"-tts-{tts_connection}" if tts_connection else ""

@@ -100,6 +100,7 @@ def tts_notes(run: VoiceBenchRun) -> list[str]:
             f"synthesis time), answers every sentence with {st.audio_s:g} s of MP3, closes a socket {idle}, and "
             + ("answers further requests on a socket" if st.reuse else "closes a socket after each request")
             + f". Warm sessions replace a spare idle for {st.max_idle_s:g} s (EDGE_TTS_MAX_IDLE). "
-            "Cold: `edge_tts.Communicate`, a new connection per sentence; warm: the spare-socket transport."
+            "Cold: `edge_tts.Communicate`, a new connection per sentence; warm: the spare-socket transport. "
+            "Preemptive speech is off in these sessions, so every sentence's connection is on the turn's path."
         ),
     ]

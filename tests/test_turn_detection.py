@@ -195,4 +195,7 @@ async def test_a_fragment_in_an_espeak_voice_is_held(transcriber: Transcriber, v
 async def test_an_espeak_hesitation_stays_one_turn(transcriber: Transcriber) -> None:
     turns = await detect(transcriber, DEFAULT, spoken("What is the capital of", 0.9, "France?", espeak_voice="en-us"))
     assert len(turns) == 1, [t.turn_end for t in turns]
-    assert "france" in await transcript_of(turns[0], transcriber)
+    # The turn holds what came after the pause; heard, not word for word (this espeak voice's
+    # "France" may come out "friends": accuracy is the speech-recognizer benchmark's to measure).
+    words = (await transcript_of(turns[0], transcriber)).replace("?", " ").strip(" .!").split()
+    assert "capital" in words and len(words) >= 6 and words[-1] != "of", words
