@@ -74,18 +74,22 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=None, help="also write the raw results here")
     p.add_argument("--rss-child", choices=("whisper", "moonshine"), help=argparse.SUPPRESS)
     p.add_argument("--from-json", type=Path, help="write the report of a run saved with --json, without running")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    unknown = [n for n in _variant_names(args.whisper_options) if n not in WHISPER_VARIANTS]
+    if unknown:  # before the probe and the models load, not after
+        p.error(f"unknown Whisper variant(s) {unknown}; choose from {', '.join(WHISPER_VARIANTS)}")
+    return args
+
+
+def _variant_names(options: str) -> list[str]:
+    return list(WHISPER_VARIANTS) if options == "all" else [n.strip() for n in options.split(",") if n.strip()]
 
 
 def variants(options: str) -> dict[str, SpeechRecognizer]:
     """The engines as the app builds them, and Whisper's option variants named in ``options``
     ("all", a comma-separated list of :data:`WHISPER_VARIANTS` names, or "" for none)."""
     found: dict[str, SpeechRecognizer] = {"whisper": Transcriber(), "moonshine": MoonshineRecognizer()}
-    names = list(WHISPER_VARIANTS) if options == "all" else [n.strip() for n in options.split(",") if n.strip()]
-    unknown = [n for n in names if n not in WHISPER_VARIANTS]
-    if unknown:
-        raise SystemExit(f"{PROG}: unknown Whisper variant(s) {unknown}; choose from {', '.join(WHISPER_VARIANTS)}")
-    found.update({name: Transcriber(options=WHISPER_VARIANTS[name]) for name in names})
+    found.update({name: Transcriber(options=WHISPER_VARIANTS[name]) for name in _variant_names(options)})
     return found
 
 

@@ -154,34 +154,31 @@ async def test_a_turn_that_asks_something_else_drops_the_buffer(voice_runtime) -
             assert piper.texts().count(FIRST) == 2  # the dropped one, and the turn's own
 
 
-async def test_a_transcript_that_reads_unfinished_is_not_spoken_ahead(voice_runtime) -> None:
-    # "What is the capital of": the turn waits the longest, and the user mostly goes on; its request
-    # still goes, but its first sentence is synthesized only once the turn adopts it.
-    piper = RecordingPiper()
-    async with LLMServer() as server:
-        server.default = reply(REPLY)
-        async with loopback_session(voice_runtime, server.base_url, tts=piper, preemptive_tts=True) as session:
-            await session.wait_warm()
-            session._preempt(QUESTION, reads_unfinished=True)
-            await until(lambda: session.reply.preemptive.pending is not None, "the request sent")
-            await asyncio.sleep(1.0)  # time enough for the whole reply to arrive
-            assert not piper.calls and session.reply.preemptive.stats.tts_started == 0
-            lat = outcome(await typed_turn(session, QUESTION))
-            assert lat.extras.get("preemptive") == 1.0 and "tts_buffered" not in lat.extras
-            assert piper.texts().count(FIRST) == 1
-
-
 def test_preemptive_tts_is_on_by_default(voice_runtime) -> None:
     assert voice_runtime.settings.preemptive_tts  # measured to help (the README says how much)
 
 
-async def test_preemptive_tts_off_synthesizes_nothing_ahead(voice_runtime) -> None:
+@pytest.mark.parametrize(
+    ("preemptive_tts", "reads_unfinished"),
+    [
+        (False, False),  # PREEMPTIVE_TTS off
+        # "What is the capital of": the turn waits the longest, and the user mostly goes on; its
+        # request still goes, but its first sentence is synthesized only once the turn adopts it.
+        (True, True),
+    ],
+    ids=["preemptive-tts-off", "transcript-reads-unfinished"],
+)
+async def test_the_request_goes_but_nothing_is_spoken_ahead(
+    voice_runtime, preemptive_tts: bool, reads_unfinished: bool
+) -> None:
     piper = RecordingPiper()
     async with LLMServer() as server:
         server.default = reply(REPLY)
-        async with loopback_session(voice_runtime, server.base_url, tts=piper, preemptive_tts=False) as session:
+        async with loopback_session(
+            voice_runtime, server.base_url, tts=piper, preemptive_tts=preemptive_tts
+        ) as session:
             await session.wait_warm()
-            session.reply.preempt(QUESTION)
+            session._preempt(QUESTION, reads_unfinished=reads_unfinished)  # what the pause's early transcript does
             await until(lambda: session.reply.preemptive.pending is not None, "the request sent")
             await asyncio.sleep(1.0)  # time enough for the whole reply to arrive
             assert not piper.calls

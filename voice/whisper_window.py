@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # faster-whisper is imported where it decodes: the settings r
 
 # The app's margin (WHISPER_WINDOW_MARGIN_S).  On the speech-recognizer set's tuning voices
 # (docs/measurements/stt_engines.md) the clip + 6 s window heard better than the 30 s one (1.8 %
-# WER against 3.6 %) in 40 % of the compute (172 against 447 ms median); held out, 21.4 % against
+# WER against 3.6 %) in 40 % of the compute (179 against 447 ms median); held out, 21.4 % against
 # 23.2 %; on the turn-taking texts, chosen on nothing, 12.9 % against 14.4 % at 146 against 404 ms.
 DEFAULT_MARGIN_S = 6.0
 

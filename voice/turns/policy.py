@@ -270,7 +270,7 @@ def _decide_on_text_model(
         return None  # no transcript yet: unknown, only the maximum wait ends it
     if text_probability >= policy.text_complete_at:
         return "text_model" if silence_ms >= policy.min_silence_ms else None
-    if text_probability < policy.text_unfinished_below:
+    if policy.reads_unfinished(text_probability):
         return None  # reads unfinished: the speaker is given the longest wait to go on
     if policy.detector == "text_model+audio":
         if audio_complete is None:
