@@ -160,6 +160,36 @@ async def test_a_socket_may_not_send_frames_too_large_or_faster_than_real_time(
     assert "Microphone socket closed: a 32016-byte frame" in caplog.text
 
 
+async def test_a_socket_whose_page_left_as_its_session_stopped_ends_quietly(
+    voice_runtime: Any, server: LLMServer
+) -> None:
+    # Stop ends the session and the page closes its socket at once; the server leaves its frame
+    # loop (no session) and closes a socket whose peer is already gone. That race cannot be timed
+    # over a real socket, so this drives the route's ASGI interface directly: uvicorn's send raises
+    # ClientDisconnected (an OSError) once the peer is gone, and so does this one.
+    async with app_tab(voice_runtime, server, "tab-race") as (web, _outputs):
+        incoming: list[dict[str, Any]] = [
+            {"type": "websocket.connect"},
+            {"type": "websocket.receive", "text": json.dumps({"session": "tab-race", "rate": SAMPLE_RATE})},
+            {"type": "websocket.receive", "bytes": frame_bytes(np.zeros(FRAME, np.int16))},
+        ]
+        sent: list[str] = []
+
+        async def receive() -> dict[str, Any]:
+            if len(incoming) == 1:  # the last frame arrives just as Stop ends the session
+                await web.stop(FakeRequest("tab-race"))
+            return incoming.pop(0)
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message["type"])
+            if message["type"] == "websocket.close":
+                raise OSError("the page is gone")
+
+        scope = {"type": "websocket", "path": MIC_SOCKET_PATH, "headers": [], "query_string": b""}
+        await mic_socket_route(web).app(scope, receive, send)  # returns, raises nothing
+        assert sent == ["websocket.accept", "websocket.send", "websocket.close"]
+
+
 def test_the_audio_budget_is_the_wall_clock_plus_a_second() -> None:
     budget = AudioBudget(opened_at=100.0)
     assert all(budget.take(0.02, 100.0) for _ in range(50)), "a second ahead: a page catching up"

@@ -28,6 +28,7 @@ session ends, when the page closes it (Stop, a closed tab) and on a frame far to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -165,7 +166,9 @@ class MicSocket:
             pass  # the page closed it (Stop, a closed tab, a lost network)
         finally:
             if ws.client_state is WebSocketState.CONNECTED and ws.application_state is WebSocketState.CONNECTED:
-                await ws.close(SESSION_ENDED, "session ended")
+                # The page may have closed it as its session ended (Stop does both at once).
+                with contextlib.suppress(WebSocketDisconnect):
+                    await ws.close(SESSION_ENDED, "session ended")
 
     async def _frames(self, hello: Hello, session: VoiceSession) -> None:
         ws = self.websocket
