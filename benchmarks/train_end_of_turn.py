@@ -1,6 +1,6 @@
 """Train the text end-of-turn model (voice/turns/end_of_turn_text.npz) on real two-person chat.
 
-``python -m benchmarks.train_end_of_turn [--smollm N]``
+``python -m benchmarks.train_end_of_turn [--lm-texts N]``
 
 The data, its split by conversation and the hashed features: :mod:`benchmarks.end_of_turn_data`
 (training, tuning, held-out; every choice is made on tuning, held-out is only reported).
@@ -12,8 +12,10 @@ Approaches, all scored as AUC complete vs cut:
   product's feature set and the candidates of :mod:`benchmarks.end_of_turn_features` (structure
   conjunctions), each at every regularisation; the feature set and the regularisation are chosen
   on tuning;
-* with ``--smollm N``: SmolLM2-135M zero-shot and its mix with the n-gram model
-  (:mod:`benchmarks.end_of_turn_smollm`).
+* SmolLM2-135M zero-shot (P(``<|im_end|>``), the app's scorer) on N complete and N cut texts of
+  tuning and held-out, and the app's text model: the two mixed, the mix fitted on those tuning
+  texts (:mod:`benchmarks.end_of_turn_mix`).  The thresholds are the mix's, set on the same
+  tuning texts; the n-gram model's own are reported beside them.
 
 Writes the weights, ``voice/turns/end_of_turn_text.json`` (dataset version and sha256, the command,
 the metrics, the thresholds, the artefact's sha256 and fixed predictions that
@@ -37,11 +39,11 @@ from benchmarks.common import command_line, load_average, machine_info, progress
 from benchmarks.end_of_turn_data import DATASET, DIMS, SEED, Encoded, Split, load_splits
 from benchmarks.end_of_turn_features import FEATURE_SETS, PRODUCT_SET, question_form
 from benchmarks.end_of_turn_fit import auc, rates, save_weights, sigmoid, threshold_curve, train, word_rule_scores
+from benchmarks.end_of_turn_mix import fit_language_model_mix
 from benchmarks.end_of_turn_report import render_markdown
-from benchmarks.end_of_turn_smollm import measure_smollm
 from benchmarks.machine_probe import run_probe
 from benchmarks.report import publish
-from voice.turns.end_of_turn_text import MODEL_PATH, TextEndOfTurn
+from voice.turns.end_of_turn_text import MODEL_PATH, TextEndOfTurn, normalise
 
 REPORT = "end_of_turn_model"
 # The thresholds' rule, applied on the tuning split: a cut reads "complete" (ends the turn at the
@@ -68,11 +70,20 @@ NAMED_CASES = {
 METRICS_PATH = MODEL_PATH.with_suffix(".json")
 
 
+def thresholds(p: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """The rule's thresholds on tuning probabilities ``p``: "complete" at or above the first, a cut
+    reading complete at most :data:`FALSE_COMPLETE_RATE` of the time; "unfinished" below the
+    second, a complete turn reading unfinished at most :data:`FALSE_UNFINISHED_RATE` of the time."""
+    complete_at = float(np.quantile(p[labels == 0], 1 - FALSE_COMPLETE_RATE))
+    unfinished_below = float(np.quantile(p[labels == 1], FALSE_UNFINISHED_RATE))
+    return round(complete_at, 3), round(unfinished_below, 3)
+
+
 def cost_per_call(path: Path, texts: Sequence[str]) -> dict[str, float]:
-    """One runtime call's cost, the model loaded as the app loads it: the median wall ms, the
-    99th percentile, and the process CPU ms per call (``time.process_time``)."""
+    """One runtime call's cost, the model loaded as the app loads it (SmolLM2 included): the
+    median wall ms, the 99th percentile, and the process CPU ms per call (``time.process_time``)."""
     model = TextEndOfTurn(path)
-    calls = list(texts) * 50
+    calls = list(texts) * 10
     cpu_started = time.process_time()
     times = [model.verdict(t).compute_ms for t in calls]
     cpu_ms = (time.process_time() - cpu_started) * 1000 / len(calls)
@@ -135,11 +146,16 @@ def choose_feature_set(fits: dict[str, dict], splits: dict[str, Split]) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--smollm", type=int, default=0, help="also score SmolLM2 zero-shot on N+N texts of tuning and held-out"
+        "--lm-texts",
+        type=int,
+        default=1000,
+        help="complete and cut texts each, of tuning and of held-out, that SmolLM2 reads (default %(default)s)",
     )
     parser.add_argument("--no-probe", action="store_true", help="skip the machine probe (Whisper, Piper, LLM timings)")
     parser.add_argument("--out", type=Path, default=MODEL_PATH, help="where the weights go")
     args = parser.parse_args(argv)
+    if args.lm_texts < 10:
+        parser.error("--lm-texts must be at least 10")
     load_start = load_average()
     started = time.perf_counter()
     splits, data_info = load_splits()
@@ -149,15 +165,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The file holds the app's feature set (the only one voice.turns.end_of_turn_text reads).
     fit = fits[PRODUCT_SET]
     weights, bias, logits = fit["weights"], fit["bias"], fit["logits"]
-    tuning_p, held_p = sigmoid(logits["tuning"]), sigmoid(logits["held_out"])
-    tuning_labels = splits["tuning"].labels
-    complete_at = float(np.quantile(tuning_p[tuning_labels == 0], 1 - FALSE_COMPLETE_RATE))
-    unfinished_below = float(np.quantile(tuning_p[tuning_labels == 1], FALSE_UNFINISHED_RATE))
-    complete_at, unfinished_below = round(complete_at, 3), round(unfinished_below, 3)
+    mixed = fit_language_model_mix(splits, logits, args.lm_texts)
+    tuning_p, tuning_labels = mixed.pop("tuning_p"), mixed.pop("tuning_labels")
+    held_p, held_labels = mixed.pop("held_out_p"), mixed.pop("held_out_labels")
+    complete_at, unfinished_below = thresholds(tuning_p, tuning_labels)
+    ngram_tuning_p, ngram_held_p = sigmoid(logits["tuning"]), sigmoid(logits["held_out"])
+    ngram_at, ngram_below = thresholds(ngram_tuning_p, splits["tuning"].labels)
     meta = {
         "dims": DIMS,
         "features": "voice.turns.end_of_turn_text.features v1",
         "dataset": f"{DATASET} {data_info['version']}",
+        "mix": mixed["mix"],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_weights(args.out, weights=weights, bias=np.float64(bias), meta=np.str_(json.dumps(meta)))
@@ -172,8 +190,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "held_out": fit["row"]["held_out_auc"],
         },
     }
-    smollm = measure_smollm(splits, logits, args.smollm) if args.smollm else None
     command = command_line("python -m benchmarks.train_end_of_turn", sys.argv[1:] if argv is None else argv)
+    rule = (
+        f"on tuning: cuts reading complete <= {FALSE_COMPLETE_RATE:.0%}, "
+        f"complete turns reading unfinished <= {FALSE_UNFINISHED_RATE:.0%}"
+    )
     record = {
         "command": command,
         "dataset": data_info,
@@ -183,18 +204,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "l2_chosen": fit["row"]["l2"],
         "feature_sets": feature_sets,
         "auc": approaches,
-        "smollm2_zero_shot": smollm,
-        "thresholds": {
-            "complete_at": complete_at,
-            "unfinished_below": unfinished_below,
-            "rule": f"on tuning: cuts reading complete <= {FALSE_COMPLETE_RATE:.0%}, "
-            f"complete turns reading unfinished <= {FALSE_UNFINISHED_RATE:.0%}",
-        },
-        "rates_held_out": rates(held_p, splits["held_out"].labels, complete_at, unfinished_below),
-        "complete_threshold_curve": threshold_curve(tuning_p, tuning_labels, held_p, splits["held_out"].labels),
+        "language_model_mix": mixed,
+        "thresholds": {"complete_at": complete_at, "unfinished_below": unfinished_below, "rule": rule},
+        "rates_held_out": rates(held_p, held_labels, complete_at, unfinished_below),
+        "complete_threshold_curve": threshold_curve(tuning_p, tuning_labels, held_p, held_labels),
         "rates_tuning": rates(tuning_p, tuning_labels, complete_at, unfinished_below),
+        "ngram_alone": {
+            "thresholds": {"complete_at": ngram_at, "unfinished_below": ngram_below},
+            "rates_held_out": rates(ngram_held_p, splits["held_out"].labels, ngram_at, ngram_below),
+        },
         "named_cases": {
-            t: {"expected_complete": e, "probability": round(model.probability(t), 4)} for t, e in NAMED_CASES.items()
+            t: {
+                "expected_complete": e,
+                "probability": round(model.probability(t), 4),
+                "ngram_probability": round(float(sigmoid(np.array(model.ngram_log_odds(normalise(t))))), 4),
+            }
+            for t, e in NAMED_CASES.items()
         },
         "fixed_predictions": {t: model.probability(t) for t in (*NAMED_CASES, "yes", "and then we", "")},
         "cost_per_call": cost_per_call(args.out, list(NAMED_CASES)),

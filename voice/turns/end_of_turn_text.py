@@ -4,8 +4,7 @@ A logistic regression over hashed word and character features of the early trans
 trained by ``python -m benchmarks.train_end_of_turn`` on real two-person chat (the
 ``chitchat-dataset`` package): complete turns against the same turns cut at a word boundary.
 Its weights, ``end_of_turn_text.npz`` beside this module, are ours (a few MB), so nothing is
-downloaded and no ML library is needed at run time: a call is a few hashes and a sum (about
-a millisecond), cheap enough to run on every pause.
+downloaded: its part of a call is a few hashes and a sum (well under a millisecond).
 
 The features lean on the END of the text, where "unfinished" shows: the last three words
 each with its position, the last two and three words together, the last word's character
@@ -14,8 +13,13 @@ and the first word with the last (a "where ..." question may end on "from"), eve
 and the length.  Text is lowercased and stripped of punctuation first, so the full stop
 Whisper writes after a fragment says nothing.
 
-Train and run share :func:`features` and :func:`feature_indices`: the model is scored on
-exactly what it was trained on.
+Its verdict mixes in SmolLM2's (:mod:`voice.turns.end_of_turn_lm`): the n-gram model knows chat,
+the language model knows English.  The file's metadata holds the mix (two weights and a bias on
+the two log-odds, fitted on the tuning conversations); a call then costs the language model's
+~60 ms, in the early transcript's thread.
+
+Train and run share :func:`features`, :func:`feature_indices` and the language model's scorer:
+the model is scored on exactly what it was trained on.
 """
 
 from __future__ import annotations
@@ -24,12 +28,15 @@ import json
 import re
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from voice.model_cache import load_once
+from voice.turns.end_of_turn_lm import LanguageModelEndOfTurn, LanguageModelUnavailable, load_language_model
 
 MODEL_PATH = Path(__file__).with_name("end_of_turn_text.npz")
 # Words are runs of letters and digits; an apostrophe joins ("i'd" -> "id") the way chat often
@@ -41,7 +48,8 @@ LENGTH_BUCKETS = (1, 2, 3, 4, 5, 6, 8, 10, 13, 17, 23, 30)
 
 
 class EndOfTurnModelError(RuntimeError):
-    """The committed weights are missing or not the format this code reads."""
+    """The committed weights are missing or not the format this code reads, or the language model
+    they mix in cannot be loaded."""
 
 
 def normalise(text: str) -> list[str]:
@@ -92,15 +100,31 @@ class TextVerdict:
     compute_ms: float
 
 
-class TextEndOfTurn:
-    """The trained weights; :meth:`probability` scores a transcript.  Read-only, thread-safe."""
+@dataclass(frozen=True)
+class TextMix:
+    """How the two models' log-odds combine: ``ngram * n-gram + language_model * SmolLM2 + bias``."""
 
-    def __init__(self, path: Path = MODEL_PATH) -> None:
+    ngram: float
+    language_model: float
+    bias: float
+
+    def combine(self, ngram_log_odds: float, lm_log_odds: float) -> float:
+        """The text model's log-odds."""
+        return self.ngram * ngram_log_odds + self.language_model * lm_log_odds + self.bias
+
+
+class TextEndOfTurn:
+    """The trained weights (and the language model their mix needs); :meth:`probability` scores a
+    transcript.  Thread-safe."""
+
+    def __init__(
+        self, path: Path = MODEL_PATH, language_model: Callable[[], LanguageModelEndOfTurn] = load_language_model
+    ) -> None:
         try:
             with np.load(path, allow_pickle=False) as data:
                 self.weights = data["weights"].astype(np.float32)
                 self.bias = float(data["bias"])
-                self.meta: dict[str, object] = json.loads(str(data["meta"]))
+                self.meta: dict[str, Any] = json.loads(str(data["meta"]))
         except (OSError, KeyError, ValueError) as exc:
             raise EndOfTurnModelError(
                 f"cannot read the text end-of-turn model {path}: {exc} "
@@ -109,11 +133,27 @@ class TextEndOfTurn:
         if self.weights.ndim != 1 or self.weights.size != self.meta.get("dims"):
             raise EndOfTurnModelError(f"{path}: weights of shape {self.weights.shape} do not match its metadata")
         self.dims = int(self.weights.size)
+        mix = self.meta.get("mix")
+        self.mix = None if mix is None else TextMix(**mix)
+        self.language_model: LanguageModelEndOfTurn | None = None
+        if self.mix is not None:
+            try:
+                self.language_model = language_model()
+            except LanguageModelUnavailable as exc:
+                raise EndOfTurnModelError(str(exc)) from exc
+
+    def ngram_log_odds(self, words: list[str]) -> float:
+        """The n-gram model's log-odds that normalised ``words`` are a finished turn."""
+        return float(self.weights[feature_indices(words, self.dims)].sum()) + self.bias
 
     def probability(self, text: str) -> float:
-        """How likely ``text`` is a finished turn (0..1); an empty text scores as the model learnt."""
-        score = float(self.weights[feature_indices(normalise(text), self.dims)].sum()) + self.bias
-        return float(1.0 / (1.0 + np.exp(-score)))
+        """How likely ``text`` is a finished turn (0..1).  An empty text is the n-gram model's
+        alone (the language model reads words; no turn in training was empty)."""
+        words = normalise(text)
+        score = self.ngram_log_odds(words)
+        if self.mix is not None and self.language_model is not None and words:
+            score = self.mix.combine(score, self.language_model.log_odds(words))
+        return float(0.5 * (1 + np.tanh(score / 2)))  # the logistic function, without overflow
 
     def verdict(self, text: str) -> TextVerdict:
         """:meth:`probability` with its compute time, for the breakdown."""

@@ -5,7 +5,8 @@ The evidence gathered during a pause:
 * the silence so far (Silero VAD, :mod:`voice.turns.endpointing`);
 * the early transcript's text (Whisper, started on the pause), scored by our text end-of-turn
   model (:mod:`voice.turns.end_of_turn_text`): the probability that "... capital of" or "where are
-  you from" is a finished turn, learnt from real conversation, whatever the voice;
+  you from" is a finished turn, whatever the voice: an n-gram model learnt from real conversation
+  mixed with SmolLM2's chance that the message ends there;
 * the audio model's probability that the turn is complete (Smart Turn v3.2,
   :mod:`voice.turns.smart_turn`), which hears a falling, final-sounding intonation (on the Piper
   voice; it does not carry over to other voices, issue #22);
@@ -70,8 +71,8 @@ COMPLETE_PROBABILITY = 0.5
 # conversations (voice/turns/end_of_turn_text.json, "thresholds"; tests/test_end_of_turn_model.py keeps
 # these equal): at or above TEXT_COMPLETE_AT a cut turn reads complete at most 5 % of the time,
 # below TEXT_UNFINISHED_BELOW a complete turn reads unfinished at most 5 % of the time.
-TEXT_COMPLETE_AT = 0.892
-TEXT_UNFINISHED_BELOW = 0.256
+TEXT_COMPLETE_AT = 0.839
+TEXT_UNFINISHED_BELOW = 0.274
 # The old word-list rule (the "combined" and "text" detectors only): a pause after these words
 # is a hesitation, not the end of a turn.
 CONTINUATION_WORDS = frozenset(
