@@ -61,9 +61,10 @@ from benchmarks.turn_taking_policies import (
     contenders,
     curve_points,
     policies,
+    scorer_of,
     tuned_contenders,
 )
-from benchmarks.turn_taking_replay import Evidence, Outcome, evidence_from, gather, replay
+from benchmarks.turn_taking_replay import Evidence, Outcome, Scorer, evidence_from, gather, replay, text_probability
 from benchmarks.turn_taking_report import render_markdown, write_plot
 from benchmarks.turn_taking_summary import Results, Scope, knee, percentile, reply_time, summarise
 from benchmarks.turn_taking_texts import CLASSES, HESITATION_PAUSES_S, TEXT_SETS
@@ -174,16 +175,15 @@ def run(argv: Sequence[str]) -> TurnTakingReport:
     for curve, wait, policy in policies(args.max_wait_ms, args.transcript_after):
         results[(curve, wait)] = _replayed(policy, evidence, reply.ms if reply else None)
     for name, (_, policy) in named.items():
-        results[(name, 0)] = _replayed(policy, evidence, reply.ms if reply else None)
-    unfinished_below = TurnPolicy().text_unfinished_below
-    rows = summarise(results, per_family=named, unfinished_below=unfinished_below)
+        results[(name, 0)] = _replayed(policy, evidence, reply.ms if reply else None, scorer_of(name))
+    rows = summarise(results, per_family=named)
     # The threshold chosen on the tuning scope, then replayed everywhere.  On false cuts, not heard
     # cut-ins: whether a cut is heard depends on the reply time, which a loaded machine stretches
     # (a 700 ms reply hides every cut in a 0.6-0.9 s pause, and any threshold would pass).
     choice_metric = "false_cut_rate_instant"
     tuned = tuned_contenders(rows, args.transcript_after, choice_metric)
     tuned_results = {(n, 0): _replayed(p, evidence, reply.ms if reply else None) for n, (_, p) in tuned.items()}
-    rows += summarise(tuned_results, per_family=tuned, unfinished_below=unfinished_below)
+    rows += summarise(tuned_results, per_family=tuned)
     by_name = {name: results[(name, 0)] for name in named} | {name: tuned_results[(name, 0)] for name in tuned}
     named = {**named, **tuned}
     pauses = [p for ev in evidence for p in ev.pauses]
@@ -251,8 +251,10 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
-def _replayed(policy: TurnPolicy, evidence: list[Evidence], reply_ms: float | None) -> list[tuple[Evidence, Outcome]]:
-    return [(ev, replay(policy, ev, reply_ms)) for ev in evidence]
+def _replayed(
+    policy: TurnPolicy, evidence: list[Evidence], reply_ms: float | None, scorer: Scorer = text_probability
+) -> list[tuple[Evidence, Outcome]]:
+    return [(ev, replay(policy, ev, reply_ms, scorer)) for ev in evidence]
 
 
 def plan(voices: Sequence[VoiceFamily], sets: str) -> list[tuple[VoiceFamily, str]]:

@@ -4,7 +4,9 @@
   "complete" threshold, × 1000 for the row key).
 * The *contenders*: the policies the issue compares by name: the default before issue #22
   (Smart Turn and the word list), the text-model policy as the app has it, with and without
-  Smart Turn in its unsure band, and with its early transcript started at the first silent frame.
+  Smart Turn in its unsure band, and with its early transcript started at the first silent frame;
+  and the app's text model before SmolLM2 was mixed in (the n-gram half alone, at its own
+  thresholds), replayed with that model's probabilities (:func:`scorer_of`).
 * The *tuned* contenders: the text model's "complete" threshold chosen by this benchmark on the
   tuning families speaking the tuning sentences only (the lowest, so the fastest, that keeps the
   cut-ins on hesitations up to 1 s within the target), then reported on the held-out ones.
@@ -12,9 +14,12 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
+from benchmarks.turn_taking_replay import Scorer, ngram_probability, text_probability
 from benchmarks.turn_taking_summary import Row, knee
+from voice.turns.end_of_turn_text import MODEL_PATH
 from voice.turns.policy import TURN_DETECTOR_LABELS, TurnDetectorName, TurnPolicy
 
 WAITS_MS = (300, 500, 800, 1000, 1200, 1500, 2000)
@@ -38,6 +43,22 @@ THRESHOLD_CURVES: dict[str, TurnDetectorName] = {
     "text_model_at": "text_model",
     "text_model+audio_at": "text_model+audio",
 }
+
+
+# The contenders replayed with the n-gram half of the text model alone, not the app's mix.
+NGRAM_ALONE = "text_model@ngram"
+
+
+def ngram_alone_thresholds() -> tuple[float, float]:
+    """The n-gram model's own thresholds, as the training script set them on tuning conversations
+    (voice/turns/end_of_turn_text.json, "ngram_alone"): complete at, unfinished below."""
+    record = json.loads(MODEL_PATH.with_suffix(".json").read_text(encoding="utf-8"))["ngram_alone"]["thresholds"]
+    return float(record["complete_at"]), float(record["unfinished_below"])
+
+
+def scorer_of(name: str) -> Scorer:
+    """The text model a named contender (or curve) reads: the n-gram half alone, or the app's."""
+    return ngram_probability if name == NGRAM_ALONE else text_probability
 
 
 def thresholds_x1000() -> tuple[int, ...]:
@@ -91,6 +112,7 @@ def contenders(transcript_after_ms: int) -> dict[str, tuple[str, TurnPolicy]]:
     """The policies the issue compares, by name: (label, policy)."""
     app = replace(TurnPolicy(), transcript_after_ms=transcript_after_ms)
     bands = f"complete ≥ {app.text_complete_at:g}, unfinished < {app.text_unfinished_below:g}"
+    ngram_at, ngram_below = ngram_alone_thresholds()
 
     def default(detector: str) -> str:
         return " (the app default)" if app.detector == detector else ""
@@ -103,6 +125,11 @@ def contenders(transcript_after_ms: int) -> dict[str, tuple[str, TurnPolicy]]:
         "text_model": (
             f"text model{default('text_model')} ({_waits(app)}; {bands})",
             replace(app, detector="text_model"),
+        ),
+        NGRAM_ALONE: (
+            f"text model before SmolLM2: the n-gram half alone ({_waits(app)}; complete ≥ {ngram_at:g}, "
+            f"unfinished < {ngram_below:g}, its own)",
+            replace(app, detector="text_model", text_complete_at=ngram_at, text_unfinished_below=ngram_below),
         ),
         "text_model+audio": (
             f"text model + Smart Turn in its unsure band{default('text_model+audio')} ({_waits(app)}; {bands})",

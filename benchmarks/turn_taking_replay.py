@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -27,6 +28,7 @@ from benchmarks.turn_taking_data import Item
 from voice.audio import SAMPLE_RATE
 from voice.transcribe import Transcriber
 from voice.turns import FRAME, SPECULATE_AFTER_MS, Endpointer, load_text_end_of_turn, smart_turn_model
+from voice.turns.end_of_turn_text import normalise
 from voice.turns.policy import TurnPolicy, decide, text_sounds_complete
 
 FRAME_MS = FRAME * 1000 / SAMPLE_RATE
@@ -86,8 +88,8 @@ class Outcome:
     # with the measured signal times and with instant signals (the most on any machine).
     heard_cuts: int | None = None
     heard_cuts_if_instant: int | None = None
-    # The text model's probability on the pause that ended the turn (None: no end).
-    end_text_probability: float | None = None
+    # Whether the text model read the pause that ended the turn unfinished (None: no end).
+    end_read_unfinished: bool | None = None
     # The final delay had every signal been ready the moment it was asked for: the policy's own
     # wait, without the machine's compute time (which a loaded machine stretches).
     delay_if_instant_ms: float | None = None
@@ -98,8 +100,15 @@ def score_text(text: str) -> float:
     return load_text_end_of_turn().probability(text)
 
 
+def score_ngram(text: str) -> float:
+    """The n-gram half of the text model alone (the app's text model before SmolLM2 was mixed in)."""
+    return 1.0 / (1.0 + math.exp(-load_text_end_of_turn().ngram_log_odds(normalise(text))))
+
+
 # The replay asks for the same transcripts over and over (every policy, every item): computed once.
 text_probability = functools.lru_cache(maxsize=65536)(score_text)
+ngram_probability = functools.lru_cache(maxsize=65536)(score_ngram)
+Scorer = Callable[[str], float]  # a transcript -> the probability a text model gives it
 
 
 def gather(
@@ -172,17 +181,20 @@ def transcript_start(policy: TurnPolicy) -> float:
     return max(float(policy.transcript_after_ms), FRAME_MS)
 
 
-def ended_at(policy: TurnPolicy, pause: Pause, *, instant: bool = False) -> float | None:
+def ended_at(
+    policy: TurnPolicy, pause: Pause, *, instant: bool = False, scorer: Scorer = text_probability
+) -> float | None:
     """Silence (ms) at which ``policy`` ends the turn on ``pause``, or None if the voice came back first.
 
     A signal counts from when the app starts it (the audio model at ``SPECULATE_AFTER_MS``, the
     transcript at the policy's ``transcript_after_ms``, the text model once the transcript is
-    there) plus its measured compute time, or (``instant``) from that start itself.
+    there) plus its measured compute time, or (``instant``) from that start itself.  ``scorer``:
+    the text model whose probability the policy reads.
     """
     # The text model runs in the app's Whisper thread, right after the transcript: its time adds to Whisper's.
     whisper_ms, model_ms = (0.0, 0.0) if instant else (pause.whisper_ms + pause.text_model_ms, pause.model_ms)
     # Judged now, from the stored transcript, so a replay measures the current word list and model.
-    words_complete, text_p = text_sounds_complete(pause.text), text_probability(pause.text)
+    words_complete, text_p = text_sounds_complete(pause.text), scorer(pause.text)
     silence = 0.0
     while silence <= pause.length_ms:
         ready = silence >= transcript_start(policy) + whisper_ms
@@ -194,27 +206,33 @@ def ended_at(policy: TurnPolicy, pause: Pause, *, instant: bool = False) -> floa
     return None
 
 
-def replay(policy: TurnPolicy, evidence: Evidence, reply_ms: float | None = None) -> Outcome:
+def replay(
+    policy: TurnPolicy, evidence: Evidence, reply_ms: float | None = None, scorer: Scorer = text_probability
+) -> Outcome:
     """Which pauses ``policy`` ends the turn on: cuts inside the item, and the final delay
     (with the signals' measured compute times), and the cuts with instant signals; with
-    ``reply_ms`` (decision to first audio), also the cuts the user would hear."""
-    measured, instant = _walk(policy, evidence, instant=False), _walk(policy, evidence, instant=True)
+    ``reply_ms`` (decision to first audio), also the cuts the user would hear.  ``scorer``: the
+    text model the policy reads (the app's, or the n-gram half alone)."""
+    walk = functools.partial(_walk, policy, evidence, scorer=scorer)
+    measured, instant = walk(instant=False), walk(instant=True)
     outcome = replace(measured, cuts_if_instant=instant.cuts, delay_if_instant_ms=instant.delay_ms)
     if reply_ms is None:
         return outcome
     return replace(
         outcome,
-        heard_cuts=_walk(policy, evidence, instant=False, reply_ms=reply_ms).cuts,
-        heard_cuts_if_instant=_walk(policy, evidence, instant=True, reply_ms=reply_ms).cuts,
+        heard_cuts=walk(instant=False, reply_ms=reply_ms).cuts,
+        heard_cuts_if_instant=walk(instant=True, reply_ms=reply_ms).cuts,
     )
 
 
-def _walk(policy: TurnPolicy, evidence: Evidence, *, instant: bool, reply_ms: float | None = None) -> Outcome:
+def _walk(
+    policy: TurnPolicy, evidence: Evidence, *, instant: bool, scorer: Scorer, reply_ms: float | None = None
+) -> Outcome:
     cuts = 0
     tolerance = int(0.1 * SAMPLE_RATE)  # the VAD's end of a part vs the label's
     last_start = evidence.last_part_start or evidence.true_end - tolerance
     for index, pause in enumerate(evidence.pauses):
-        at = ended_at(policy, pause, instant=instant)
+        at = ended_at(policy, pause, instant=instant, scorer=scorer)
         if at is None:
             continue
         # Inside the turn: the voice came back after this pause, or the last part had not begun.
@@ -226,7 +244,8 @@ def _walk(policy: TurnPolicy, evidence: Evidence, *, instant: bool, reply_ms: fl
             offset = (pause.speech_end - evidence.true_end) * 1000 / SAMPLE_RATE
             whisper_ms = 0.0 if instant else pause.whisper_ms
             reply = offset + max(at, transcript_start(policy) + whisper_ms)
-            return Outcome(cuts, offset + at, reply, end_text_probability=text_probability(pause.text))
+            unfinished = scorer(pause.text) < policy.text_unfinished_below
+            return Outcome(cuts, offset + at, reply, end_read_unfinished=unfinished)
     return Outcome(cuts, None)
 
 

@@ -50,10 +50,9 @@ def scopes(ev: Evidence, per_family: bool) -> list[Scope]:
     return out
 
 
-def summarise(results: Results, per_family: Iterable[str] = (), unfinished_below: float = 0.5) -> list[Row]:
+def summarise(results: Results, per_family: Iterable[str] = ()) -> list[Row]:
     """One row per curve, wait, scope and group (a class, or hesitation pauses up to 1 s); the
-    curves in ``per_family`` get a row per family too.  ``unfinished_below``: the text model's
-    probability under which it "says unfinished" (a complete item it says so about may wait)."""
+    curves in ``per_family`` get a row per family too."""
     wide = set(per_family)
     rows: list[Row] = []
     for (curve, wait), pairs in results.items():
@@ -64,7 +63,7 @@ def summarise(results: Results, per_family: Iterable[str] = (), unfinished_below
                     grouped.setdefault((scope, group), []).append((ev, out))
         for ((families, text), group), members in grouped.items():
             row: Row = {"curve": curve, "wait_ms": wait, "families": families, "text": text}
-            rows.append({**row, "class": group, **_metrics(group, members, unfinished_below)})
+            rows.append({**row, "class": group, **_metrics(group, members)})
     return rows
 
 
@@ -75,7 +74,7 @@ def _groups(ev: Evidence) -> list[str]:
     return groups
 
 
-def _metrics(group: str, members: list[tuple[Evidence, Outcome]], unfinished_below: float) -> Row:
+def _metrics(group: str, members: list[tuple[Evidence, Outcome]]) -> Row:
     delays = [out.delay_ms for _, out in members if out.delay_ms is not None]
     instant = [out.delay_if_instant_ms for _, out in members if out.delay_if_instant_ms is not None]
     replies = [out.reply_ms for _, out in members if out.reply_ms is not None]
@@ -96,9 +95,7 @@ def _metrics(group: str, members: list[tuple[Evidence, Outcome]], unfinished_bel
         "reply_median_ms": statistics.median(replies) if replies else None,
         # Waits past 1.1 s, and those of them the text model did not call unfinished (the target: none).
         "long_waits": len(long),
-        "long_waits_not_unfinished": sum(
-            1 for out in long if out.end_text_probability is None or out.end_text_probability >= unfinished_below
-        ),
+        "long_waits_not_unfinished": sum(1 for out in long if not out.end_read_unfinished),
         "long_waits_instant": sum(
             1 for _, out in members if out.delay_if_instant_ms is None or out.delay_if_instant_ms > LONG_WAIT_MS
         ),

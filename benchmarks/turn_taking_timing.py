@@ -19,7 +19,8 @@ from collections.abc import Iterable
 
 from benchmarks.turn_taking_data_shape import TimingRow, TurnTakingReport
 from benchmarks.turn_taking_header import ms_text
-from benchmarks.turn_taking_replay import Evidence, Outcome, text_probability, transcript_start
+from benchmarks.turn_taking_policies import scorer_of
+from benchmarks.turn_taking_replay import Evidence, Outcome, Scorer, transcript_start
 from benchmarks.turn_taking_summary import Scope, percentile, scopes
 from voice.audio import SAMPLE_RATE
 from voice.turns.policy import TurnPolicy
@@ -41,11 +42,13 @@ def timing_rows(
         for scope in SCOPES:
             members = [(ev, out) for ev, out in results[name] if ev.kind == "complete" and scope in scopes(ev, False)]
             if members:
-                rows.append(_parts(name, scope, policy, members))
+                rows.append(_parts(name, scope, policy, members, scorer_of(name)))
     return rows
 
 
-def _parts(name: str, scope: Scope, policy: TurnPolicy, members: Iterable[tuple[Evidence, Outcome]]) -> TimingRow:
+def _parts(
+    name: str, scope: Scope, policy: TurnPolicy, members: Iterable[tuple[Evidence, Outcome]], scorer: Scorer
+) -> TimingRow:
     ready, ended = [], {"min silence": 0, "transcript": 0, "band": 0, "max wait": 0}
     n = 0
     for ev, out in members:
@@ -56,7 +59,7 @@ def _parts(name: str, scope: Scope, policy: TurnPolicy, members: Iterable[tuple[
         last = ev.pauses[-1]
         offset = (last.speech_end - ev.true_end) * 1000 / SAMPLE_RATE
         ready.append(offset + transcript_start(policy) + last.whisper_ms + last.text_model_ms)
-        p = text_probability(last.text)
+        p = scorer(last.text)
         if p < policy.text_unfinished_below:
             ended["max wait"] += 1
         elif p < policy.text_complete_at:

@@ -174,15 +174,15 @@ def test_every_metric_is_reported_per_family_and_the_splits_apart() -> None:
 
 
 def test_a_long_wait_counts_unless_the_text_model_said_unfinished() -> None:
-    """The target's exception: a complete item may wait past 1.1 s only when the text model read
-    it as unfinished (below the threshold given)."""
+    """The target's exception: a complete item may wait past 1.1 s only when the text model the
+    policy reads said unfinished (below the policy's own threshold)."""
     late = Evidence("q", "complete", "piper-1.0", "tuning", None, SAMPLE_RATE, (), 1.0, (pause(1.0, 3000, True, 0.1),))
-    outcome = replace(replay(replace(COMBINED, hold_ms=1500), late), end_text_probability=0.2)
-    assert outcome.delay_ms is not None and outcome.delay_ms > 1100
     for below, not_unfinished in ((0.5, 0), (0.1, 1)):
-        row = next(
-            r for r in summarise({("c", 0): [(late, outcome)]}, unfinished_below=below) if r["class"] == "complete"
-        )
+        policy = replace(COMBINED, hold_ms=1500, text_unfinished_below=below)
+        outcome = replay(policy, late, scorer=lambda _text: 0.2)
+        assert outcome.delay_ms is not None and outcome.delay_ms > 1100
+        assert outcome.end_read_unfinished is (below == 0.5)
+        row = next(r for r in summarise({("c", 0): [(late, outcome)]}) if r["class"] == "complete")
         assert row["long_waits"] == 1 and row["long_waits_not_unfinished"] == not_unfinished
 
 
