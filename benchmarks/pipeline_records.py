@@ -47,7 +47,11 @@ class QuestionInfo:
 class MemoryPeak:
     """Peak RSS of the whole app: this process plus its child processes (the embedded server).
 
-    RSS counts shared pages in each process, so the sum is an upper bound of the real footprint.
+    RSS counts shared pages in each process, so the sum is an upper bound of the real footprint:
+    the SmolLM2 file both the app (its text end-of-turn model) and the embedded server map, and
+    the shared libraries, count twice.  ``pss_peak_bytes`` is the peak of the proportional set
+    sizes (Linux's PSS: a page shared by n processes counts 1/n in each), the physical footprint;
+    0 where the kernel does not report it.  Issue #8's bar is on RSS.
     """
 
     peak_bytes: int = 0  # max over samples of (this process + children)
@@ -58,6 +62,7 @@ class MemoryPeak:
     samples: int = 0
     interval_s: float = RSS_INTERVAL_S
     bar_bytes: int = RSS_BAR_BYTES
+    pss_peak_bytes: int = 0
 
     @property
     def within_bar(self) -> bool:

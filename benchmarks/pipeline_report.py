@@ -27,6 +27,7 @@ from benchmarks.pipeline_records import (
     DERIVED,
     SCHEMA,
     SPEECH_END_TOLERANCE_MS,
+    MemoryPeak,
     TurnRecord,
     VoiceBenchRun,
     format_ms,
@@ -95,6 +96,16 @@ HEADLINE_ROWS: tuple[tuple[str, str, bool], ...] = (
     ("LLM request sent → HTTP status (connection set-up and round trips)", "request_to_status_ms", False),
     ("LLM request sent → first token", "request_to_first_token_ms", False),
 )
+
+
+def _pss(mem: MemoryPeak) -> str:
+    if not mem.pss_peak_bytes:
+        return ""
+    return (
+        f" Counted proportionally (PSS: a page two processes share, such as the SmolLM2 file the app's "
+        f"text end-of-turn model and the embedded server both map, counts once), the peak is "
+        f"**{_mb(mem.pss_peak_bytes)}**."
+    )
 
 
 def _mb(value: int) -> str:
@@ -243,7 +254,7 @@ def _describe(run: VoiceBenchRun) -> list[str]:
             f"{mem.interval_s * 1000:.0f} ms, {mem.samples} samples): **{_mb(mem.peak_bytes)}** "
             f"(process {_mb(mem.self_bytes_at_peak)} + {mem.children_at_peak} child(ren) "
             f"{_mb(mem.children_bytes_at_peak)} at the peak; by phase: {phases}). "
-            f"Issue #8's bar ≤ 1.5 GB: **{verdict}**."
+            f"Issue #8's bar ≤ 1.5 GB: **{verdict}**.{_pss(mem)}"
         ),
     ]
 

@@ -1,5 +1,6 @@
-"""What a benchmark run costs the machine, sampled beside it: the peak RSS of this process and its
-children (the embedded llama.cpp server), and the share of the CPU other processes took meanwhile.
+"""What a benchmark run costs the machine, sampled beside it: the peak RSS (and PSS) of this process
+and its children (the embedded llama.cpp server), and the share of the CPU other processes took
+meanwhile.
 """
 
 from __future__ import annotations
@@ -49,12 +50,15 @@ class RssSampler:
             return
         child_rss = 0
         alive = 0
+        pss = proportional_set_size(self._me.pid)
         for child in children:
             with contextlib.suppress(psutil.Error):  # a child may exit between listing and reading
                 child_rss += child.memory_info().rss
                 alive += 1
+                pss += proportional_set_size(child.pid)
         total = own + child_rss
         p = self.peak
+        p.pss_peak_bytes = max(p.pss_peak_bytes, pss)
         p.samples += 1
         p.peak_by_phase[self.phase] = max(p.peak_by_phase.get(self.phase, 0), total)
         if total > p.peak_bytes:
@@ -64,6 +68,19 @@ class RssSampler:
                 child_rss,
                 alive,
             )
+
+
+def proportional_set_size(pid: int) -> int:
+    """The process's PSS in bytes from ``/proc/<pid>/smaps_rollup`` (one read, cheap enough to
+    sample every 100 ms, unlike the full smaps psutil parses); 0 where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 # ---- other processes' CPU -----------------------------------------------------------------

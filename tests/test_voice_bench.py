@@ -174,6 +174,7 @@ def test_peak_memory_is_sampled_for_the_process_and_the_server(run: BenchOutput)
     assert set(mem["peak_by_phase"]) == {"start-up", "turns"}
     assert max(mem["peak_by_phase"].values()) == mem["peak_bytes"]
     assert mem["within_bar"] == (mem["peak_bytes"] <= mem["bar_bytes"])
+    assert 0 < mem["pss_peak_bytes"] <= mem["peak_bytes"]
 
 
 @pytest.mark.slow
@@ -337,6 +338,8 @@ def test_rss_sampler_counts_a_child_process() -> None:
     peak = sampler.peak
     assert peak.children_at_peak >= 1 and peak.children_bytes_at_peak > 0
     assert peak.peak_bytes == peak.self_bytes_at_peak + peak.children_bytes_at_peak
+    # PSS splits the pages the two share (the interpreter's libraries): at most the RSS sum.
+    assert 0 < peak.pss_peak_bytes <= peak.peak_bytes
 
 
 @pytest.mark.slow
