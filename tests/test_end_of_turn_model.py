@@ -152,6 +152,11 @@ def test_a_missing_or_foreign_file_is_a_clear_error(tmp_path: Path) -> None:
     np.savez(foreign, weights=np.zeros(8, dtype=np.float32), bias=np.float64(0), meta=np.str_('{"dims": 16}'))
     with pytest.raises(EndOfTurnModelError, match="do not match"):
         TextEndOfTurn(foreign)
+    odd_mix = tmp_path / "odd_mix.npz"
+    meta = '{"dims": 8, "mix": {"ngram": 1.0, "smollm": 1.0, "bias": 0.0}}'
+    np.savez(odd_mix, weights=np.zeros(8, dtype=np.float32), bias=np.float64(0), meta=np.str_(meta))
+    with pytest.raises(EndOfTurnModelError, match="not the format"):
+        TextEndOfTurn(odd_mix)
 
 
 def test_the_candidate_feature_sets_add_structure_to_the_apps() -> None:

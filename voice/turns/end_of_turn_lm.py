@@ -22,7 +22,8 @@ import numpy as np
 
 from voice.model_cache import load_once
 
-# The last words read (the training script scores the same): about 20 tokens, ~60 ms on 2 cores.
+# The last words read (the training script scores the same): at most ~25 tokens; a spoken question
+# takes ~30 ms on 2 cores here, a 16-word chat turn ~50 (docs/measurements/end_of_turn_model.md).
 LM_WORDS = 16
 # Two threads: the call runs right after Whisper, in its thread, when the CPU is otherwise idle.
 LM_THREADS = 2

@@ -16,7 +16,7 @@ Whisper writes after a fragment says nothing.
 Its verdict mixes in SmolLM2's (:mod:`voice.turns.end_of_turn_lm`): the n-gram model knows chat,
 the language model knows English.  The file's metadata holds the mix (two weights and a bias on
 the two log-odds, fitted on the tuning conversations); a call then costs the language model's
-~60 ms, in the early transcript's thread.
+~30 ms, in the early transcript's thread.
 
 Train and run share :func:`features`, :func:`feature_indices` and the language model's scorer:
 the model is scored on exactly what it was trained on.
@@ -133,8 +133,11 @@ class TextEndOfTurn:
         if self.weights.ndim != 1 or self.weights.size != self.meta.get("dims"):
             raise EndOfTurnModelError(f"{path}: weights of shape {self.weights.shape} do not match its metadata")
         self.dims = int(self.weights.size)
-        mix = self.meta.get("mix")
-        self.mix = None if mix is None else TextMix(**mix)
+        try:
+            mix = self.meta.get("mix")
+            self.mix = None if mix is None else TextMix(**mix)
+        except TypeError as exc:
+            raise EndOfTurnModelError(f"{path}: its mix {mix!r} is not the format this code reads") from exc
         self.language_model: LanguageModelEndOfTurn | None = None
         if self.mix is not None:
             try:
