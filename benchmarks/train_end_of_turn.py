@@ -43,7 +43,7 @@ from benchmarks.end_of_turn_mix import fit_language_model_mix
 from benchmarks.end_of_turn_report import render_markdown
 from benchmarks.machine_probe import run_probe
 from benchmarks.report import publish
-from voice.turns.end_of_turn_text import MODEL_PATH, TextEndOfTurn, normalise
+from voice.turns.end_of_turn_text import MODEL_PATH, TextEndOfTurn
 
 REPORT = "end_of_turn_model"
 # The thresholds' rule, applied on the tuning split: a cut reads "complete" (ends the turn at the
@@ -217,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             t: {
                 "expected_complete": e,
                 "probability": round(model.probability(t), 4),
-                "ngram_probability": round(float(sigmoid(np.array(model.ngram_log_odds(normalise(t))))), 4),
+                "ngram_probability": round(model.ngram_probability(t), 4),
             }
             for t, e in NAMED_CASES.items()
         },

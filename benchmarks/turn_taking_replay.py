@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -28,7 +27,6 @@ from benchmarks.turn_taking_data import Item
 from voice.audio import SAMPLE_RATE
 from voice.transcribe import Transcriber
 from voice.turns import FRAME, SPECULATE_AFTER_MS, Endpointer, load_text_end_of_turn, smart_turn_model
-from voice.turns.end_of_turn_text import normalise
 from voice.turns.policy import TurnPolicy, decide, text_sounds_complete
 
 FRAME_MS = FRAME * 1000 / SAMPLE_RATE
@@ -102,7 +100,7 @@ def score_text(text: str) -> float:
 
 def score_ngram(text: str) -> float:
     """The n-gram half of the text model alone (the app's text model before SmolLM2 was mixed in)."""
-    return 1.0 / (1.0 + math.exp(-load_text_end_of_turn().ngram_log_odds(normalise(text))))
+    return load_text_end_of_turn().ngram_probability(text)
 
 
 # The replay asks for the same transcripts over and over (every policy, every item): computed once.

@@ -149,6 +149,10 @@ class TextEndOfTurn:
         """The n-gram model's log-odds that normalised ``words`` are a finished turn."""
         return float(self.weights[feature_indices(words, self.dims)].sum()) + self.bias
 
+    def ngram_probability(self, text: str) -> float:
+        """The n-gram half alone (the text model before SmolLM2 was mixed in), for comparison."""
+        return _logistic(self.ngram_log_odds(normalise(text)))
+
     def probability(self, text: str) -> float:
         """How likely ``text`` is a finished turn (0..1).  An empty text is the n-gram model's
         alone (the language model reads words; no turn in training was empty)."""
@@ -156,13 +160,17 @@ class TextEndOfTurn:
         score = self.ngram_log_odds(words)
         if self.mix is not None and self.language_model is not None and words:
             score = self.mix.combine(score, self.language_model.log_odds(words))
-        return float(0.5 * (1 + np.tanh(score / 2)))  # the logistic function, without overflow
+        return _logistic(score)
 
     def verdict(self, text: str) -> TextVerdict:
         """:meth:`probability` with its compute time, for the breakdown."""
         started = time.perf_counter()
         probability = self.probability(text)
         return TextVerdict(probability, (time.perf_counter() - started) * 1000)
+
+
+def _logistic(log_odds: float) -> float:
+    return float(0.5 * (1 + np.tanh(log_odds / 2)))  # 1 / (1 + e^-x) without overflow
 
 
 @load_once
